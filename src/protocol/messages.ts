@@ -1,0 +1,119 @@
+// Peer messages of both protocols, as plain objects. The protocols produce and consume these;
+// the codec (src/kernels) turns them into frames and back. This file is the contract between
+// the protocol cores, the codec, the transport and the simulator.
+//
+// Every number is a non-negative safe integer (<= 2^53 - 1). Ballots are `round * 65536 + nodeId`
+// (see src/kernels/ballot). Node ids are 1..65535; 0 means "none".
+//
+// On the wire every frame has the same fixed header and an optional list of entries
+// (position u64, ballot-or-term u64, value bytes); see src/kernels/codec for the layout.
+// Each message type below names which header field carries which of its numbers.
+
+export const enum MsgType {
+  // Multi-Paxos. `ballot` is the sender's ballot (for Promise/Accepted/Nack: the ballot
+  // being answered, or for Nack the higher ballot the acceptor has promised).
+  /** Phase 1a: the sender asks for a promise at `ballot` for every slot >= fromSlot. */
+  Prepare = 1,
+  /** Phase 1b: the acceptor promised `ballot`; `entries` are its accepted slots >= fromSlot. */
+  Promise = 2,
+  /** Phase 2a: accept `entries` (slots, each with value) at `ballot`; carries the leader's chosen prefix. */
+  Accept = 3,
+  /** Phase 2b: the acceptor accepted slots [firstSlot, firstSlot+count) at `ballot`. */
+  Accepted = 4,
+  /** Refusal: the acceptor has promised `ballot`, which is higher than the one it was asked for. */
+  Nack = 5,
+  /** Slots [firstSlot, firstSlot+count) were chosen with the values accepted at `ballot`. */
+  Commit = 6,
+  /** Leader liveness, its chosen prefix, and a sequence number echoed by HeartbeatAck. */
+  Heartbeat = 7,
+  /** Reply to Heartbeat: `seq` echoed; `chosenPrefix` is the replier's own. */
+  HeartbeatAck = 8,
+  /** A learner asks for chosen values of slots [firstSlot, firstSlot+count). */
+  LearnRequest = 9,
+  /** Chosen values; each entry's ballot is the ballot the sender accepted it at (informational). */
+  LearnReply = 10,
+
+  // Shared by both protocols.
+  /** A follower forwards client commands (entry values) to the leader it knows. */
+  Propose = 11,
+  /** A follower asks the leader for a read index for read `readId`. */
+  ReadIndex = 12,
+  /** The leader's answer: `index` is the position the reader must apply through; ok=false if not leader. */
+  ReadIndexReply = 13,
+
+  // Raft. `term` travels in the header's ballot field.
+  /** Candidate (or pre-candidate when preVote) asks for a vote. */
+  RequestVote = 16,
+  /** Vote granted or refused. */
+  Vote = 17,
+  /** Leader replicates entries after (prevIndex, prevTerm); carries commitIndex. */
+  AppendEntries = 18,
+  /** Follower's answer: success with matchIndex, or a rejection with a backtracking hint. */
+  AppendResult = 19,
+}
+
+/** An accepted slot as Promise and Accept and LearnReply carry it. */
+export interface SlotEntry {
+  slot: number;
+  ballot: number;
+  /** An encoded batch (src/kernels/batch). A no-op is an empty batch. */
+  value: Uint8Array;
+}
+
+/** A Raft log entry. */
+export interface RaftEntry {
+  index: number;
+  term: number;
+  value: Uint8Array;
+}
+
+interface Base {
+  from: number;
+  to: number;
+}
+
+export interface Prepare extends Base { type: MsgType.Prepare; ballot: number; fromSlot: number }
+export interface Promise extends Base {
+  type: MsgType.Promise; ballot: number; fromSlot: number;
+  /** The acceptor's chosen prefix: it knows every slot below it is chosen. */
+  chosenPrefix: number;
+  entries: SlotEntry[];
+}
+export interface Accept extends Base {
+  type: MsgType.Accept; ballot: number;
+  /** The leader's chosen prefix (a Commit riding on the Accept). */
+  chosenPrefix: number;
+  /** Every entry's ballot equals the message ballot. */
+  entries: SlotEntry[];
+}
+export interface Accepted extends Base { type: MsgType.Accepted; ballot: number; firstSlot: number; count: number }
+export interface Nack extends Base { type: MsgType.Nack; ballot: number; slot: number }
+export interface Commit extends Base { type: MsgType.Commit; ballot: number; firstSlot: number; count: number; chosenPrefix: number }
+export interface Heartbeat extends Base { type: MsgType.Heartbeat; ballot: number; chosenPrefix: number; seq: number }
+export interface HeartbeatAck extends Base { type: MsgType.HeartbeatAck; ballot: number; chosenPrefix: number; seq: number }
+export interface LearnRequest extends Base { type: MsgType.LearnRequest; firstSlot: number; count: number }
+export interface LearnReply extends Base { type: MsgType.LearnReply; chosenPrefix: number; entries: SlotEntry[] }
+
+export interface Propose extends Base { type: MsgType.Propose; values: Uint8Array[] }
+export interface ReadIndex extends Base { type: MsgType.ReadIndex; readId: number }
+export interface ReadIndexReply extends Base { type: MsgType.ReadIndexReply; readId: number; index: number; ok: boolean }
+
+export interface RequestVote extends Base { type: MsgType.RequestVote; term: number; lastIndex: number; lastTerm: number; preVote: boolean }
+export interface Vote extends Base { type: MsgType.Vote; term: number; granted: boolean; preVote: boolean }
+export interface AppendEntries extends Base {
+  type: MsgType.AppendEntries; term: number; prevIndex: number; prevTerm: number; commitIndex: number;
+  entries: RaftEntry[];
+}
+export interface AppendResult extends Base {
+  type: MsgType.AppendResult; term: number; success: boolean;
+  /** On success: the follower's last index matching the leader. On rejection: the index to retry from. */
+  index: number;
+  /** On rejection: the term of the conflicting entry (0 if the follower's log is too short). */
+  hintTerm: number;
+}
+
+export type PaxosMessage = Prepare | Promise | Accept | Accepted | Nack | Commit | Heartbeat | HeartbeatAck |
+  LearnRequest | LearnReply;
+export type SharedMessage = Propose | ReadIndex | ReadIndexReply;
+export type RaftMessage = RequestVote | Vote | AppendEntries | AppendResult;
+export type Message = PaxosMessage | SharedMessage | RaftMessage;
