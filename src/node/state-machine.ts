@@ -1,0 +1,15 @@
+// What an application plugs into a paxlog node: a deterministic state machine.
+
+/**
+ * Every node calls `apply` with the same commands in the same order (slot order, then the
+ * order inside each slot's batch), exactly once per command since the last `restore`.
+ * `apply` must be deterministic: the result may depend only on the state and the command.
+ */
+export interface StateMachine<R = unknown> {
+  /** Apply one command; the result goes back to the client that proposed it. Must not throw on bad bytes. */
+  apply(command: Uint8Array, slot: number): R;
+  /** The whole state as bytes; `restore(snapshot())` must give an equal state. */
+  snapshot(): Uint8Array;
+  /** Replace the whole state; throw on bytes it cannot read. */
+  restore(bytes: Uint8Array): void;
+}

@@ -1,0 +1,262 @@
+// The durable log of one node, in LMDB (lmdb-js).
+//
+// One LMDB environment per node directory, with two named databases:
+//
+//   log   key: position (slot or Raft index, a number)   value: kernels.encodeRecord(record),
+//                                                              which carries the record's CRC32C
+//   meta  key: 'hard' | 'chosen' | 'snapshot'            value: payload ++ crc32c(payload) (u32 LE)
+//
+//   hard      ballot f64, vote f64            the promised ballot (Raft: term and vote)
+//   chosen    chosenPrefix f64                every position below it is chosen
+//   snapshot  appliedPrefix f64, bytes        the state machine after applying every position
+//                                             below appliedPrefix
+//
+// Durability. `persist(ready)` writes one Ready in one write transaction and resolves only when
+// that transaction is durable. lmdb-js by default on Linux uses overlappingSync: the promise of
+// a write resolves when the transaction commits, before its fsync. A Promise or Accepted that
+// left the node at that moment would report a write a power cut can still take back. We open
+// with overlappingSync off, so the commit itself syncs and its promise resolves after the sync;
+// test/storage-durability.test.ts kills a writer between the two to prove it.
+//
+// With `fsync: false` (the `--fsync off` experiment switch) nothing is synced at all; the caller
+// must say so loudly (the node logs it at start and shows it in /status).
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import type { Kernels } from '../kernels/types.js';
+import { isDecodeError } from '../kernels/types.js';
+import type { HardState, LogRecord, Ready, Restored } from '../protocol/types.js';
+
+/** The parts of a Ready that storage writes. */
+export type PersistBatch = Pick<Ready, 'hardState' | 'truncateFrom' | 'records' | 'chosenPrefix'>;
+
+export interface LogStoreOptions {
+  /** The node's data directory; created if missing. */
+  dir: string;
+  /** True: every persist is synced before it resolves. False: never synced (experiments only). */
+  fsync: boolean;
+  kernels: Kernels;
+  /** The LMDB map size in bytes: the upper bound on the log's size on disk. */
+  mapBytesMax?: number;
+}
+
+/** A record that failed its CRC or could not be decoded: reported, never served. */
+export interface CorruptRecord {
+  /** The LMDB key it was stored under ('hard', 'chosen', 'snapshot' or a position). */
+  key: string | number;
+  reason: string;
+}
+
+/** What `load()` gives back after a restart. */
+export interface Loaded {
+  restored: Restored;
+  /** The latest state machine snapshot, or null; it covers every position below restored.appliedPrefix. */
+  snapshot: Uint8Array | null;
+  /** Records refused at load; they are left out of `restored.records`. */
+  corrupt: CorruptRecord[];
+}
+
+/** A user-caused or disk-caused storage error with a clear message (never an assertion). */
+export class StorageError extends Error {
+  override name = 'StorageError';
+}
+
+const mapBytesDefault = 64 * 1024 * 1024 * 1024;
+const crcBytes = 4;
+
+export class LogStore {
+  /** The LMDB environment; null once closed. */
+  private root: RootDatabase | null;
+  /** Positions -> encoded records. */
+  private readonly log: Database<Uint8Array, number>;
+  /** Hard state, chosen prefix, snapshot. */
+  private readonly meta: Database<Buffer, string>;
+  private readonly kernels: Kernels;
+  /** Whether persists are synced; false only for experiments. */
+  readonly fsync: boolean;
+  /** The largest position ever written and not truncated (0 if none); a hint, used in asserts. */
+  private lastPosition = 0;
+  /** Records refused since open (load and get); reported in /status and /metrics. */
+  corruptCount = 0;
+
+  private constructor(opts: LogStoreOptions) {
+    this.kernels = opts.kernels;
+    this.fsync = opts.fsync;
+    fs.mkdirSync(opts.dir, { recursive: true });
+    this.root = open({
+      path: path.join(opts.dir, 'paxlog.mdb'),
+      // Durable before the commit's promise resolves; see the header comment.
+      overlappingSync: false,
+      noSync: !opts.fsync,
+      // After a crash, restore only what was synced (matters only if overlappingSync is ever on).
+      safeRestore: true,
+      compression: false,
+      maxDbs: 4,
+      mapSize: opts.mapBytesMax ?? mapBytesDefault,
+    } as Parameters<typeof open>[0]);
+    this.log = this.root.openDB<Buffer, number>({ name: 'log', encoding: 'binary' });
+    this.meta = this.root.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' });
+  }
+
+  static open(opts: LogStoreOptions): LogStore {
+    try {
+      return new LogStore(opts);
+    } catch (err) {
+      throw new StorageError(`cannot open the log in ${opts.dir}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Read everything back after a restart. A corrupt hard state is fatal: forgetting a promise is unsafe. */
+  load(): Loaded {
+    const corrupt: CorruptRecord[] = [];
+    const hard = this.readMeta('hard', 16);
+    if (isFailure(hard)) throw new StorageError(`hard state is corrupt: ${hard.reason}; refusing to start`);
+    const hardState: HardState = hard === null
+      ? { ballot: 0, vote: 0 }
+      : { ballot: hard.getFloat64(0, true), vote: hard.getFloat64(8, true) };
+
+    const chosen = this.readMeta('chosen', 8);
+    let chosenPrefix = 1;
+    if (isFailure(chosen)) corrupt.push({ key: 'chosen', reason: chosen.reason });
+    else if (chosen !== null) chosenPrefix = chosen.getFloat64(0, true);
+
+    let snapshot: Uint8Array | null = null;
+    let appliedPrefix = 1;
+    const snap = this.readMeta('snapshot', -1);
+    if (isFailure(snap)) corrupt.push({ key: 'snapshot', reason: snap.reason });
+    else if (snap !== null) {
+      appliedPrefix = snap.getFloat64(0, true);
+      snapshot = new Uint8Array(snap.buffer, snap.byteOffset + 8, snap.byteLength - 8).slice();
+    }
+
+    const records: LogRecord[] = [];
+    for (const { key, value } of this.log.getRange({})) {
+      const r = this.decode(key, value);
+      if ('reason' in r) corrupt.push(r);
+      else records.push(r);
+    }
+    this.lastPosition = records.length > 0 ? records[records.length - 1].position : 0;
+    this.corruptCount += corrupt.length;
+    return { restored: { hardState, records, chosenPrefix, appliedPrefix }, snapshot, corrupt };
+  }
+
+  /** One record, CRC-checked; a corrupt one is counted and reported as null, never served. */
+  get(position: number): LogRecord | null {
+    this.db();
+    const bytes = this.log.getBinary(position);
+    if (bytes === undefined) return null;
+    const r = this.decode(position, bytes);
+    if ('reason' in r) {
+      this.corruptCount++;
+      return null;
+    }
+    return r;
+  }
+
+  /**
+   * Write one Ready's state in one transaction. Resolves when it is durable (fsync on) or
+   * committed (fsync off). Rejects with a StorageError if the disk refuses (full, I/O error).
+   */
+  async persist(b: PersistBatch): Promise<void> {
+    if (b.hardState === null && b.records.length === 0 && b.truncateFrom === 0 && b.chosenPrefix === 0) return;
+    const root = this.db();
+    try {
+      await root.transaction(() => {
+        if (b.hardState !== null) {
+          this.putMetaSync('hard', [b.hardState.ballot, b.hardState.vote]);
+        }
+        if (b.truncateFrom > 0) this.truncateSync(b.truncateFrom);
+        let prev = 0;
+        for (const r of b.records) {
+          assert.ok(r.position > prev, `records out of order: ${r.position} after ${prev}`);
+          prev = r.position;
+          // encodeRecord's view is valid until its next call; putSync copies it into the transaction now.
+          this.log.putSync(r.position, this.kernels.encodeRecord(r));
+        }
+        if (prev > this.lastPosition) this.lastPosition = prev;
+        if (b.chosenPrefix > 0) this.putMetaSync('chosen', [b.chosenPrefix]);
+      });
+    } catch (err) {
+      throw new StorageError(`persist failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** Store a state machine snapshot covering every position below appliedPrefix. */
+  async saveSnapshot(appliedPrefix: number, bytes: Uint8Array): Promise<void> {
+    assert.ok(Number.isSafeInteger(appliedPrefix) && appliedPrefix >= 1, `bad appliedPrefix ${appliedPrefix}`);
+    const root = this.db();
+    await root.transaction(() => {
+      const payload = new Uint8Array(8 + bytes.byteLength);
+      new DataView(payload.buffer).setFloat64(0, appliedPrefix, true);
+      payload.set(bytes, 8);
+      this.meta.putSync('snapshot', this.withCrc(payload));
+    });
+  }
+
+  /** Flush and close; idempotent. */
+  async close(): Promise<void> {
+    const root = this.root;
+    if (root === null) return;
+    this.root = null;
+    await root.close();
+  }
+
+  private db(): RootDatabase {
+    if (this.root === null) throw new StorageError('the log is closed');
+    return this.root;
+  }
+
+  private truncateSync(fromPosition: number): void {
+    const doomed: number[] = [];
+    for (const key of this.log.getKeys({ start: fromPosition })) doomed.push(key);
+    for (const key of doomed) this.log.removeSync(key);
+    if (this.lastPosition >= fromPosition) this.lastPosition = fromPosition - 1;
+  }
+
+  private decode(key: number, bytes: Uint8Array): LogRecord | CorruptRecord {
+    const r = this.kernels.decodeRecord(bytes);
+    if (isDecodeError(r)) return { key, reason: r.error };
+    if (r.position !== key) return { key, reason: `record says position ${r.position}, stored under ${key}` };
+    return r;
+  }
+
+  private putMetaSync(key: string, numbers: number[]): void {
+    const payload = new Uint8Array(numbers.length * 8);
+    const view = new DataView(payload.buffer);
+    numbers.forEach((n, i) => view.setFloat64(i * 8, n, true));
+    this.meta.putSync(key, this.withCrc(payload));
+  }
+
+  private withCrc(payload: Uint8Array): Buffer {
+    const out = Buffer.allocUnsafe(payload.byteLength + crcBytes);
+    out.set(payload, 0);
+    out.writeUInt32LE(this.kernels.crc32c(payload) >>> 0, payload.byteLength);
+    return out;
+  }
+
+  /** A meta value's payload (CRC checked), null if absent, or a failure. `size` -1: any length >= 8. */
+  private readMeta(key: string, size: number): DataView | null | CorruptRecord {
+    const bytes = this.meta.getBinary(key);
+    if (bytes === undefined) return null;
+    const len = bytes.byteLength - crcBytes;
+    if (size >= 0 ? len !== size : len < 8) return { key, reason: `length ${bytes.byteLength} is wrong` };
+    const payload = new Uint8Array(bytes.buffer, bytes.byteOffset, len);
+    const crc = bytes.readUInt32LE(len);
+    if ((this.kernels.crc32c(payload) >>> 0) !== crc) return { key, reason: 'CRC32C mismatch' };
+    return new DataView(payload.buffer.slice(payload.byteOffset, payload.byteOffset + len) as ArrayBuffer);
+  }
+
+  /** Test-only: overwrite a stored record's bytes to plant corruption. */
+  corruptForTest(position: number, flipByteAt: number): void {
+    const bytes = this.log.getBinary(position);
+    assert.ok(bytes !== undefined, `no record at ${position}`);
+    const copy = Buffer.from(bytes);
+    copy[flipByteAt % copy.length] ^= 0xff;
+    this.log.putSync(position, copy);
+  }
+}
+
+const isFailure = (x: unknown): x is CorruptRecord =>
+  typeof x === 'object' && x !== null && 'reason' in x;

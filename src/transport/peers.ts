@@ -1,0 +1,282 @@
+// Peer links. Each node dials every other node (with `ws`, since uWS has no client) and sends its
+// frames over that outbound link; it reads peers' frames from the links they dialed into its uWS
+// App at /peer. So each link carries frames one way. That costs a second TCP connection per pair
+// but needs no rule about who dials and no race between two links for the same pair; `ws` with
+// bufferutil sends a whole turn's frames as one message, so the cost of its sends stays small.
+//
+// Frames to one peer within one turn of the event loop are concatenated and sent as one
+// WebSocket message (the FrameReader on the other side splits them again). Every outbound link
+// has a bound on buffered bytes: past it, frames are dropped and counted, which the protocols
+// tolerate like any message loss, and the link's backlog drains by itself.
+
+import type { Logger } from 'pino';
+import WebSocket from 'ws';
+import type { Kernels } from '../kernels/types.js';
+import { isDecodeError } from '../kernels/types.js';
+import type { Message } from '../protocol/messages.js';
+import type { UwsModule } from './uws.js';
+import type * as Uws from '@trufflesuite/uws-js-unofficial';
+import { checkProof, encodeChallenge, newNonce, newProof, readChallenge } from './handshake.js';
+
+export interface PeerAddress {
+  host: string;
+  port: number;
+}
+
+export interface PeerTransportOptions {
+  id: number;
+  /** Every other member's peer address. */
+  peers: Map<number, PeerAddress>;
+  /** The cluster secret; '' runs without one (a loud warning is logged). */
+  secret: string;
+  kernels: Kernels;
+  logger: Logger;
+  /** Called for every decoded message from an authenticated peer, addressed to this node. */
+  onMessage: (m: Message) => void;
+  /** Bytes buffered per outbound link at most; frames beyond are dropped. */
+  linkBufferBytesMax?: number;
+  /** A frame's size at most (the codec's bound); bigger frames close the link. */
+  frameBytesMax?: number;
+  /** Reconnect backoff bounds, in milliseconds. */
+  reconnectDelayMsMin?: number;
+  reconnectDelayMsMax?: number;
+}
+
+/** Counters for /metrics and /status. */
+export interface PeerStats {
+  framesSent: number;
+  framesDropped: number;
+  framesReceived: number;
+  decodeErrors: number;
+  authFailures: number;
+}
+
+interface Outbound {
+  id: number;
+  address: PeerAddress;
+  ws: WebSocket | null;
+  /** True once the listener's challenge was answered; frames are only sent then. */
+  ready: boolean;
+  /** Encoded frames waiting for this turn's flush. Bounded by linkBufferBytesMax together with ws's buffer. */
+  queue: Buffer[];
+  queueBytes: number;
+  /** The next reconnect delay; doubles up to the max, reset by a successful handshake. */
+  delayMs: number;
+  timer: NodeJS.Timeout | null;
+}
+
+/** Per-connection state of an inbound peer link (uWS user data). */
+interface Inbound {
+  nonce: Buffer;
+  /** 0 until the dialer proved it knows the secret; then its id. */
+  peerId: number;
+  reader: ReturnType<Kernels['newFrameReader']>;
+  closed: boolean;
+}
+
+const linkBufferBytesDefault = 64 * 1024 * 1024;
+const frameBytesDefault = 64 * 1024 * 1024;
+
+export class PeerTransport {
+  readonly stats: PeerStats = { framesSent: 0, framesDropped: 0, framesReceived: 0, decodeErrors: 0, authFailures: 0 };
+  private readonly out = new Map<number, Outbound>();
+  private readonly inbound = new Set<Uws.WebSocket<Inbound>>();
+  private flushScheduled = false;
+  private closed = false;
+  private readonly linkBufferBytesMax: number;
+  private readonly frameBytesMax: number;
+  private readonly delayMsMin: number;
+  private readonly delayMsMax: number;
+
+  constructor(private readonly opts: PeerTransportOptions) {
+    this.linkBufferBytesMax = opts.linkBufferBytesMax ?? linkBufferBytesDefault;
+    this.frameBytesMax = opts.frameBytesMax ?? frameBytesDefault;
+    this.delayMsMin = opts.reconnectDelayMsMin ?? 50;
+    this.delayMsMax = opts.reconnectDelayMsMax ?? 1000;
+    for (const [id, address] of opts.peers) {
+      if (id === opts.id) continue;
+      this.out.set(id, { id, address, ws: null, ready: false, queue: [], queueBytes: 0, delayMs: this.delayMsMin, timer: null });
+    }
+  }
+
+  /** Peers whose outbound link is up (handshake done). */
+  get connected(): number[] {
+    return [...this.out.values()].filter((o) => o.ready).map((o) => o.id);
+  }
+
+  /** Serve inbound peer links at /peer on the node's uWS App. */
+  attach(app: Uws.TemplatedApp, uws: UwsModule): void {
+    app.ws<Inbound>('/peer', {
+      compression: uws.DISABLED,
+      maxPayloadLength: this.frameBytesMax,
+      maxBackpressure: 1024 * 1024,
+      idleTimeout: 0,
+      upgrade: (res, req, context) => {
+        const nonce = newNonce();
+        const data: Inbound = { nonce, peerId: 0, reader: this.opts.kernels.newFrameReader(this.frameBytesMax), closed: false };
+        res.upgrade(data, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'),
+          req.getHeader('sec-websocket-extensions'), context);
+      },
+      open: (ws) => {
+        const data = ws.getUserData();
+        this.inbound.add(ws);
+        ws.send(encodeChallenge(this.opts.id, data.nonce), true);
+      },
+      message: (ws, message) => this.onInbound(ws, message),
+      close: (ws) => {
+        ws.getUserData().closed = true;
+        this.inbound.delete(ws);
+      },
+    });
+  }
+
+  /** Dial every peer (and keep redialing until close()). */
+  start(): void {
+    for (const o of this.out.values()) this.dial(o);
+  }
+
+  /** Queue a message; frames to one peer from one turn go out together. */
+  send(m: Message): void {
+    const o = this.out.get(m.to);
+    if (o === undefined) {
+      this.opts.logger.warn({ to: m.to, type: m.type }, 'message to a node that is not a peer dropped');
+      return;
+    }
+    if (!o.ready || o.ws === null) {
+      this.stats.framesDropped++;
+      return;
+    }
+    const frame = this.opts.kernels.encode(m);
+    if (o.queueBytes + o.ws.bufferedAmount + frame.byteLength > this.linkBufferBytesMax) {
+      this.stats.framesDropped++;
+      return;
+    }
+    // encode()'s view is valid only until its next call: copy it.
+    o.queue.push(Buffer.from(frame));
+    o.queueBytes += frame.byteLength;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Close every link and stop redialing. */
+  close(): void {
+    this.closed = true;
+    for (const o of this.out.values()) {
+      if (o.timer !== null) clearTimeout(o.timer);
+      o.timer = null;
+      o.ws?.terminate();
+      o.ws = null;
+      o.ready = false;
+    }
+    for (const ws of this.inbound) {
+      if (!ws.getUserData().closed) ws.close();
+    }
+    this.inbound.clear();
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    for (const o of this.out.values()) {
+      if (o.queue.length === 0) continue;
+      const count = o.queue.length;
+      const data = count === 1 ? o.queue[0] : Buffer.concat(o.queue, o.queueBytes);
+      o.queue = [];
+      o.queueBytes = 0;
+      if (!o.ready || o.ws === null || o.ws.readyState !== WebSocket.OPEN) {
+        this.stats.framesDropped += count;
+        continue;
+      }
+      o.ws.send(data, { binary: true });
+      this.stats.framesSent += count;
+    }
+  }
+
+  private onInbound(ws: Uws.WebSocket<Inbound>, message: ArrayBuffer): void {
+    const data = ws.getUserData();
+    // The ArrayBuffer is only valid during this callback: everything below decodes or copies now.
+    const bytes = new Uint8Array(message);
+    if (data.peerId === 0) {
+      const proof = checkProof(this.opts.secret, data.nonce, this.opts.id, bytes);
+      const known = 'dialerId' in proof && this.opts.peers.has(proof.dialerId) && proof.dialerId !== this.opts.id;
+      if (!known) {
+        this.stats.authFailures++;
+        const reason = 'error' in proof ? proof.error : `node ${proof.dialerId} is not a member`;
+        this.opts.logger.warn({ reason }, 'peer refused at handshake');
+        data.closed = true;
+        ws.end(4001, 'handshake refused');
+        return;
+      }
+      data.peerId = proof.dialerId;
+      this.opts.logger.info({ peer: data.peerId }, 'peer link in: authenticated');
+      return;
+    }
+    data.reader.push(bytes);
+    for (;;) {
+      const frame = data.reader.next();
+      if (frame === null) break;
+      const m = isDecodeError(frame) ? frame : this.opts.kernels.decode(frame);
+      if (isDecodeError(m)) return this.refuse(ws, `bad frame: ${m.error}`);
+      if (m.from !== data.peerId || m.to !== this.opts.id) {
+        return this.refuse(ws, `frame from ${m.from} to ${m.to} on the link of node ${data.peerId}`);
+      }
+      this.stats.framesReceived++;
+      this.opts.onMessage(m);
+      if (data.closed) return;
+    }
+  }
+
+  private refuse(ws: Uws.WebSocket<Inbound>, reason: string): void {
+    const data = ws.getUserData();
+    this.stats.decodeErrors++;
+    this.opts.logger.warn({ peer: data.peerId, reason }, 'peer link closed: it sent a frame that does not decode');
+    data.closed = true;
+    ws.end(4002, reason.slice(0, 100));
+  }
+
+  private dial(o: Outbound): void {
+    if (this.closed) return;
+    o.timer = null;
+    const ws = new WebSocket(`ws://${o.address.host}:${o.address.port}/peer`, {
+      perMessageDeflate: false,
+      maxPayload: 1024,
+      handshakeTimeout: 2000,
+    });
+    o.ws = ws;
+    ws.binaryType = 'nodebuffer';
+    ws.on('message', (data: Buffer) => {
+      if (o.ready) return; // the listener sends nothing after its challenge
+      const c = readChallenge(data);
+      if ('error' in c || c.listenerId !== o.id) {
+        const reason = 'error' in c ? c.error : `listener says it is node ${c.listenerId}, expected ${o.id}`;
+        this.opts.logger.warn({ peer: o.id, reason }, 'peer link out: bad challenge');
+        ws.terminate();
+        return;
+      }
+      ws.send(newProof(this.opts.secret, c.nonce, this.opts.id, o.id));
+      o.ready = true;
+      o.delayMs = this.delayMsMin;
+      this.opts.logger.info({ peer: o.id }, 'peer link out: up');
+    });
+    ws.on('close', (code: number, reason: Buffer) => {
+      if (o.ws !== ws) return;
+      if (o.ready || code === 4001) {
+        this.opts.logger.warn({ peer: o.id, code, reason: reason.toString() }, 'peer link out: closed');
+      }
+      o.ws = null;
+      o.ready = false;
+      this.redial(o);
+    });
+    ws.on('error', () => {
+      // 'close' follows and redials; an unreachable peer is normal while it restarts.
+    });
+  }
+
+  private redial(o: Outbound): void {
+    if (this.closed || o.timer !== null) return;
+    const delay = o.delayMs * (0.5 + Math.random() / 2);
+    o.delayMs = Math.min(o.delayMs * 2, this.delayMsMax);
+    o.timer = setTimeout(() => this.dial(o), delay);
+  }
+}
