@@ -1,0 +1,104 @@
+// The LMDB log: what is persisted comes back after a reopen; corrupt records are reported and
+// never served; a corrupt hard state refuses to start.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadKernels } from '../src/kernels/index.js';
+import { LogStore, StorageError } from '../src/storage/log-store.js';
+
+const kernels = loadKernels('js');
+const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-storage-'));
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+const none = { hardState: null, truncateFrom: 0, records: [], chosenPrefix: 0 };
+
+test('persisted hard state, records and chosen prefix come back after a reopen', async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: true, kernels });
+  assert.deepEqual(s.load().restored, { hardState: { ballot: 0, vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1 });
+  await s.persist({
+    hardState: { ballot: 65537, vote: 0 }, truncateFrom: 0, chosenPrefix: 2,
+    records: [{ position: 1, ballot: 65537, value: bytes('a') }, { position: 3, ballot: 65537, value: bytes('ccc') }],
+  });
+  await s.persist({ ...none, records: [{ position: 3, ballot: 131073, value: bytes('C') }] });
+  await s.close();
+
+  s = LogStore.open({ dir, fsync: true, kernels });
+  const { restored, corrupt } = s.load();
+  assert.deepEqual(corrupt, []);
+  assert.deepEqual(restored.hardState, { ballot: 65537, vote: 0 });
+  assert.equal(restored.chosenPrefix, 2);
+  assert.deepEqual(restored.records.map((r) => [r.position, r.ballot, Buffer.from(r.value).toString()]),
+    [[1, 65537, 'a'], [3, 131073, 'C']]);
+  assert.equal(Buffer.from(s.get(1)!.value).toString(), 'a');
+  assert.equal(s.get(2), null);
+  await s.close();
+});
+
+test('truncateFrom deletes every record at or above it before the new records are written', async () => {
+  const s = LogStore.open({ dir: tmp(), fsync: true, kernels });
+  s.load();
+  const rec = (p: number, v: string) => ({ position: p, ballot: 1, value: bytes(v) });
+  await s.persist({ ...none, records: [rec(1, 'a'), rec(2, 'b'), rec(3, 'c'), rec(4, 'd')] });
+  await s.persist({ ...none, truncateFrom: 3, records: [rec(3, 'x')] });
+  const { restored } = s.load();
+  assert.deepEqual(restored.records.map((r) => Buffer.from(r.value).toString()), ['a', 'b', 'x']);
+  await s.close();
+});
+
+test('a record that fails its CRC is reported at load and never served', async () => {
+  const dir = tmp();
+  const s = LogStore.open({ dir, fsync: true, kernels });
+  s.load();
+  const value = bytes('a value that will be damaged');
+  await s.persist({ ...none, records: [{ position: 1, ballot: 7, value }, { position: 2, ballot: 7, value }] });
+  s.corruptForTest(2, 40); // a byte inside the value
+  const { restored, corrupt } = s.load();
+  assert.deepEqual(restored.records.map((r) => r.position), [1]);
+  assert.equal(corrupt.length, 1);
+  assert.equal(corrupt[0].key, 2);
+  assert.match(corrupt[0].reason, /checksum|crc/i);
+  assert.equal(s.get(2), null, 'a corrupt record must not be served');
+  assert.ok(s.corruptCount >= 2);
+  await s.close();
+});
+
+test('a corrupt hard state refuses to start with a clear error', async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: true, kernels });
+  s.load();
+  await s.persist({ ...none, hardState: { ballot: 99, vote: 0 } });
+  await s.close();
+  // Flip one byte of the hard state directly in LMDB.
+  const { open } = await import('lmdb');
+  const root = open({ path: path.join(dir, 'paxlog.mdb'), maxDbs: 4 });
+  const meta = root.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' });
+  const b = Buffer.from(meta.getBinary('hard')!);
+  b[3] ^= 0x10;
+  meta.putSync('hard', b);
+  await root.close();
+  s = LogStore.open({ dir, fsync: true, kernels });
+  assert.throws(() => s.load(), (e: Error) => e instanceof StorageError && /hard state is corrupt/.test(e.message));
+  await s.close();
+});
+
+test('a snapshot comes back with its applied prefix', async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: false, kernels });
+  s.load();
+  await s.saveSnapshot(42, bytes('state'));
+  await s.close();
+  s = LogStore.open({ dir, fsync: false, kernels });
+  const loaded = s.load();
+  assert.equal(loaded.restored.appliedPrefix, 42);
+  assert.equal(Buffer.from(loaded.snapshot!).toString(), 'state');
+  await s.close();
+});
+
+test('a closed log refuses writes with a StorageError', async () => {
+  const s = LogStore.open({ dir: tmp(), fsync: true, kernels });
+  await s.close();
+  await assert.rejects(s.persist({ ...none, hardState: { ballot: 1, vote: 0 } }), StorageError);
+});
