@@ -3,26 +3,19 @@
 
 import type { KernelKind, Kernels } from './types.js';
 import { createJsKernels } from './js/index.js';
+import { createWasmKernels } from '../wasm/kernels.js';
 
 export * from './types.js';
 export { FRAME_BYTES_MAX, HEADER_BYTES, RECORD_HEADER_BYTES } from './layout.js';
 
-let wasmFactory: (() => Kernels) | null = null;
-
-/** Called by src/wasm once its face exists; kept as a hook so this file never imports a missing module. */
-export const registerWasmKernels = (factory: () => Kernels): void => {
-  wasmFactory = factory;
-};
-
 /**
- * The kernels of the given kind. 'wasm' (the default) loads build/paxlog.wasm once per call site
- * that asks; 'js' is the TypeScript twin. Synchronous.
+ * New kernels of the given kind, synchronously. 'wasm' (the default) instantiates the module
+ * (compiled once per process from build/paxlog.wasm) with its own memory; 'js' is the TypeScript
+ * twin. Each call returns an independent object: views it returns (encode, encodeRecord) are
+ * only overwritten by calls on the same object.
  */
 export const loadKernels = (kind: KernelKind = 'wasm'): Kernels => {
+  if (kind === 'wasm') return createWasmKernels();
   if (kind === 'js') return createJsKernels();
-  if (kind === 'wasm') {
-    if (wasmFactory === null) throw new Error('WASM kernels are not available yet: use loadKernels("js")');
-    return wasmFactory();
-  }
   throw new Error(`unknown kernels kind ${JSON.stringify(kind)}: expected "wasm" or "js"`);
 };
