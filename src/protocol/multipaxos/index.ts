@@ -1,0 +1,918 @@
+// Classic Multi-Paxos as a pure state machine (in the manner of etcd-io/raft's RawNode).
+//
+// Every node plays all three roles: acceptor (promises and accepts, durably), learner (marks slots
+// chosen, applies the chosen prefix in order, fetches values it lacks) and, when elected, leader.
+// The leader runs phase 1 once for every slot from its first unchosen one, re-proposes what the
+// Promises reported (the value with the highest accepted ballot, a no-op for a hole), and then
+// runs only phase 2: Accepts for runs of slots, at most `pipeline` slots in flight.
+//
+// No I/O, no clock, no randomness but `rng`. The driver calls tick/step/propose/read, then
+// ready() / advance(); see src/protocol/types.ts for what a Ready means.
+
+import assert from 'node:assert/strict';
+import {
+  MsgType, type Accept, type Accepted, type Commit, type Heartbeat, type HeartbeatAck, type LearnReply,
+  type LearnRequest, type Message, type Nack, type Prepare, type Promise as PromiseMsg, type Propose,
+  type ReadIndex, type ReadIndexReply, type SlotEntry,
+} from '../messages.js';
+import type {
+  Config, LogRecord, PlantedBug, Protocol, ProposeResult, ProtocolOptions, ReadMode, ReadState, Ready,
+  Rng, Role, Status,
+} from '../types.js';
+import type { Batcher, Kernels, PromiseCounter, SlotWindow } from '../../kernels/types.js';
+
+/** Slots a learner scans per leader message when marking chosen slots it accepted; the rest it fetches. */
+const LEARN_SCAN_MAX = 1024;
+/** Chosen slots one LearnReply carries at most. */
+const LEARN_ENTRIES_MAX = 256;
+/** Slots handed to the state machine per Ready at most, so one Ready stays small. */
+const APPLY_MAX = 1024;
+/** Heartbeats whose send tick is remembered (for leases and quorum reads). */
+const HEARTBEAT_RING = 256;
+/** Encoded bytes of client commands waiting for a slot, at most. */
+const PENDING_BYTES_MAX = 64 * 1024 * 1024;
+/** Entry bytes one Accept carries at most; a longer run is split over several Accepts. */
+const ACCEPT_BYTES_MAX = 16 * 1024 * 1024;
+/** Backoff steps after Nacks at most: the election timeout grows by up to electionTicksMin per step. */
+const BACKOFF_MAX = 4;
+
+interface Accepted1 {
+  /** The ballot the slot was accepted at (or, for a learned slot, the ballot its sender had). */
+  ballot: number;
+  /** The encoded batch. */
+  value: Uint8Array;
+}
+
+/** A read waiting for leadership to be confirmed by a heartbeat round. */
+interface QuorumRead {
+  /** The local read id, or the remote read id when `from` is not 0. */
+  id: number;
+  /** 0 for a local read; otherwise the follower that sent ReadIndex. */
+  from: number;
+  /** The slot the reader must apply through. */
+  index: number;
+  /** The heartbeat whose acks by a quorum confirm leadership. */
+  seq: number;
+  /** The tick after which the read fails. */
+  deadline: number;
+}
+
+export class MultiPaxos implements Protocol {
+  readonly name = 'multipaxos' as const;
+
+  private readonly cfg: Config;
+  private readonly k: Kernels;
+  private readonly rng: Rng;
+  private readonly bugs: Partial<Record<PlantedBug, boolean>>;
+  /** This node's id. */
+  private readonly id: number;
+  /** The other members' ids. Invariant: does not contain `id`. */
+  private readonly others: number[];
+  /** Member id -> index 0..31 in ack bitsets. Invariant: covers every member. */
+  private readonly memberIndex = new Map<number, number>();
+  /** Promises or Accepteds that make a majority (one short with the planted bug). */
+  private readonly quorum: number;
+
+  // ---- Acceptor state (durable). ----
+  /** The highest ballot promised. Invariant: never decreases; persisted before any reply that reports it. */
+  private promised = 0;
+  /** Accepted (or learned) slots: the durable log. Invariant: every slot below chosenPrefix is here. */
+  private readonly accepted = new Map<number, Accepted1>();
+  /** The highest slot in `accepted`, 0 if none. */
+  private acceptedMax = 0;
+
+  // ---- Learner state. ----
+  /** Every slot below it is chosen and its value known. Invariant: >= 1, never decreases. */
+  private chosenPrefix = 1;
+  /** Chosen values of slots >= applyNext (the prefix part and the holes above it). Invariant: no key below applyNext. */
+  private readonly chosenValues = new Map<number, Uint8Array>();
+  /** The next slot to hand to the state machine. Invariant: appliedPrefix <= applyNext <= chosenPrefix. */
+  private applyNext = 1;
+  /** The state machine has applied every slot below it (advanced by advance()). */
+  private appliedPrefix = 1;
+  /** The highest chosen prefix heard of: slots below it are chosen somewhere. Invariant: we fetch up to it. */
+  private learnTarget = 1;
+  /** The tick of the last LearnRequest, so fetches are retried but not repeated every tick. */
+  private learnSentTick = -1e9;
+
+  // ---- Role and timers. ----
+  private role: Role = 'follower';
+  /** The leader this node knows, 0 if none. */
+  private leader = 0;
+  /** The ballot this node campaigns or leads with, 0 if it never did. Invariant: owned by `id`. */
+  private ballot = 0;
+  /** The highest ballot seen in any message, so the next campaign goes above it. */
+  private ballotSeenMax = 0;
+  /** Ticks since this node was created. */
+  private now = 0;
+  /** Follower/candidate: ticks since the last word from a leader or since the campaign began. */
+  private electionElapsed = 0;
+  /** Ticks after which a follower or candidate campaigns. Drawn from the PRNG, grown by backoff. */
+  private electionTimeout = 0;
+  /** Nacks in a row, which lengthen the election timeout. Invariant: <= BACKOFF_MAX. */
+  private backoff = 0;
+  /** Ticks since a live leader (stickyTo) was heard. While < electionTicksMin, Prepares from others are ignored. */
+  private quietTicks = 0;
+  /** The leader heard most recently, or 0 after a restart (then every Prepare waits out the quiet time). */
+  private stickyTo = 0;
+
+  // ---- Candidate state. ----
+  private readonly promises: PromiseCounter;
+  /** Phase 1 covers every slot from here. */
+  private fromSlot = 1;
+  /** Per slot, the reported entry with the highest ballot. */
+  private readonly reports = new Map<number, Accepted1>();
+  /** Values reported below the reporter's chosen prefix: chosen, so learned rather than re-proposed. */
+  private readonly reportsChosen = new Map<number, Accepted1>();
+  /** The highest slot reported, 0 if none. */
+  private reportMax = 0;
+
+  // ---- Leader state. ----
+  private readonly window: SlotWindow;
+  private readonly batcher: Batcher;
+  /** The next slot to propose. Invariant (leader): window.prefix <= nextSlot <= window.prefix + pipeline. */
+  private nextSlot = 1;
+  /** Values to re-propose after phase 1, for slots [nextSlot, recoveryEnd]. */
+  private readonly recovery = new Map<number, Uint8Array>();
+  /** The last slot phase 1 must re-propose; reads wait until it is applied. 0 if none. */
+  private recoveryEnd = 0;
+  /** Proposed, not yet chosen slots. Invariant: keys in [window.prefix, nextSlot), size <= pipeline. */
+  private readonly inflight = new Map<number, { value: Uint8Array; sentTick: number }>();
+  /** Slots chosen since the last Commit went out. */
+  private chosenUnsent: number[] = [];
+  /** The last heartbeat sequence number sent. */
+  private heartbeatSeq = 0;
+  /** Send tick of heartbeat s at [s % HEARTBEAT_RING]. */
+  private readonly heartbeatSentTick = new Float64Array(HEARTBEAT_RING);
+  /** Per peer, the highest heartbeat seq it acked at our ballot. */
+  private readonly heartbeatAcked = new Map<number, number>();
+  /** True when a heartbeat should go out at the next ready() (a quorum read waits on it). */
+  private heartbeatDue = false;
+  private heartbeatElapsed = 0;
+  /** The tick this node became leader. */
+  private leaderSinceTick = 0;
+
+  // ---- Reads. ----
+  private readonly readsQuorum: QuorumRead[] = [];
+  /** Follower reads waiting for ReadIndexReply: id -> deadline tick. */
+  private readonly readsRemote = new Map<number, number>();
+  /** Reads confirmed, waiting for applied to reach their index. */
+  private readsWaiting: ReadState[] = [];
+  private readsFailed: number[] = [];
+
+  // ---- The next Ready, being gathered. ----
+  private hardStateDirty = false;
+  private readonly records = new Map<number, LogRecord>();
+  private messages: Message[] = [];
+  private messagesAfterPersist: Message[] = [];
+  /** The chosen prefix last handed to the driver to persist. */
+  private chosenPrefixPersisted = 1;
+  /** Leader: own accepts in the gathering Ready, counted once durable (in advance). */
+  private selfAccepts: number[] = [];
+  /** Candidate: the ballot whose self-promise is in the gathering Ready, 0 if none. */
+  private selfPromise = 0;
+  /** The Ready handed out and not yet advanced, with what advance() must count. */
+  private outstanding: { rd: Ready; selfAccepts: number[]; acceptBallot: number; selfPromise: number } | null = null;
+
+  constructor(o: ProtocolOptions) {
+    const c = o.config;
+    this.cfg = c;
+    this.k = o.kernels;
+    this.rng = o.rng;
+    this.bugs = o.bugs ?? {};
+    this.id = c.id;
+    assert.ok(c.peers.includes(c.id), `peers ${c.peers} must include this node ${c.id}`);
+    assert.ok(c.peers.length >= 1 && c.peers.length <= 32, 'between 1 and 32 members');
+    assert.ok(c.electionTicksMin >= 2 && c.electionTicksMax > c.electionTicksMin, 'electionTicksMin >= 2 and < electionTicksMax');
+    assert.ok(c.leaseTicks < c.electionTicksMin, 'leaseTicks must be below electionTicksMin');
+    assert.ok(c.pipeline >= 1 && c.batchMax >= 1 && c.batchBytesMax >= 8 && c.pendingMax >= 1, 'positive bounds');
+    [...c.peers].sort((a, b) => a - b).forEach((p, i) => this.memberIndex.set(p, i));
+    this.others = c.peers.filter((p) => p !== c.id);
+    const majority = Math.floor(c.peers.length / 2) + 1;
+    this.quorum = this.bugs.quorumOneShort ? Math.max(1, majority - 1) : majority;
+    this.window = this.k.newSlotWindow(c.pipeline);
+    this.batcher = this.k.newBatcher(c.pendingMax, PENDING_BYTES_MAX);
+    this.promises = this.k.newPromiseCounter();
+    this.quietTicks = c.electionTicksMin;
+
+    const r = o.restored;
+    if (r) {
+      this.promised = r.hardState.ballot;
+      this.ballotSeenMax = r.hardState.ballot;
+      for (const rec of r.records) {
+        this.accepted.set(rec.position, { ballot: rec.ballot, value: rec.value });
+        this.acceptedMax = Math.max(this.acceptedMax, rec.position);
+      }
+      this.chosenPrefix = Math.max(1, r.chosenPrefix);
+      this.chosenPrefixPersisted = this.chosenPrefix;
+      this.appliedPrefix = Math.max(1, r.appliedPrefix);
+      this.applyNext = this.appliedPrefix;
+      this.learnTarget = this.chosenPrefix;
+      assert.ok(this.appliedPrefix <= this.chosenPrefix, `restored applied ${this.appliedPrefix} beyond chosen ${this.chosenPrefix}`);
+      for (let s = this.applyNext; s < this.chosenPrefix; s++) {
+        const a = this.accepted.get(s);
+        assert.ok(a, `storage holds no record for slot ${s}, below the persisted chosen prefix ${this.chosenPrefix}`);
+        this.chosenValues.set(s, a.value);
+      }
+      // A restarted node may have acknowledged a leader's lease before it crashed: it promises
+      // nobody until a whole election timeout has passed.
+      this.quietTicks = 0;
+      this.stickyTo = 0;
+    }
+    this.electionTimeout = this.randomTimeout();
+    this.invariants();
+  }
+
+  // ------------------------------------------------------------------ inputs
+
+  tick(): void {
+    this.now++;
+    if (this.quietTicks < this.cfg.electionTicksMax * 4) this.quietTicks++;
+    if (this.role === 'leader') this.tickLeader();
+    else {
+      this.electionElapsed++;
+      if (this.electionElapsed >= this.electionTimeout) this.campaign();
+      else this.maybeFetch();
+    }
+    this.expireReads();
+    this.invariants();
+  }
+
+  step(m: Message): void {
+    // Messages not for us, or from strangers, are dropped: bad input never crashes a node.
+    if (m.to !== this.id || m.from === this.id || !this.memberIndex.has(m.from)) return;
+    switch (m.type) {
+      case MsgType.Prepare: this.handlePrepare(m); break;
+      case MsgType.Promise: this.handlePromise(m); break;
+      case MsgType.Accept: this.handleAccept(m); break;
+      case MsgType.Accepted: this.handleAccepted(m); break;
+      case MsgType.Nack: this.handleNack(m); break;
+      case MsgType.Commit: this.handleCommit(m); break;
+      case MsgType.Heartbeat: this.handleHeartbeat(m); break;
+      case MsgType.HeartbeatAck: this.handleHeartbeatAck(m); break;
+      case MsgType.LearnRequest: this.handleLearnRequest(m); break;
+      case MsgType.LearnReply: this.handleLearnReply(m); break;
+      case MsgType.Propose: this.handlePropose(m); break;
+      case MsgType.ReadIndex: this.handleReadIndex(m); break;
+      case MsgType.ReadIndexReply: this.handleReadIndexReply(m); break;
+      default: break; // Raft's messages mean nothing here.
+    }
+    this.invariants();
+  }
+
+  propose(commands: Uint8Array[]): ProposeResult {
+    if (commands.length === 0) return 'proposed';
+    if (this.role === 'leader') {
+      let bytes = 0;
+      for (const c of commands) bytes += c.length;
+      if (this.batcher.count + commands.length > this.cfg.pendingMax || this.batcher.bytes + bytes > PENDING_BYTES_MAX) return 'full';
+      for (const c of commands) assert.ok(this.batcher.push(c), 'the batcher refused a command within its bounds');
+      return 'proposed';
+    }
+    if (this.role === 'follower' && this.leader !== 0) {
+      this.send({ type: MsgType.Propose, from: this.id, to: this.leader, values: commands });
+      return 'forwarded';
+    }
+    return 'no-leader';
+  }
+
+  read(id: number, mode: ReadMode): void {
+    const pending = this.readsQuorum.length + this.readsRemote.size + this.readsWaiting.length;
+    if (pending >= this.cfg.pendingMax) { this.readsFailed.push(id); return; }
+    if (this.role === 'leader') {
+      if (mode === 'lease') {
+        if (this.bugs.leaseWithoutLease) this.readsWaiting.push({ id, index: this.chosenPrefix - 1 });
+        else if (this.leaseValid()) this.readsWaiting.push({ id, index: this.readIndex() });
+        else this.readsFailed.push(id); // refused for lack of lease
+      } else this.startQuorumRead(id, 0);
+    } else if (this.role === 'follower' && this.leader !== 0) {
+      this.send({ type: MsgType.ReadIndex, from: this.id, to: this.leader, readId: id });
+      this.readsRemote.set(id, this.now + this.cfg.electionTicksMax * 2);
+    } else this.readsFailed.push(id);
+    this.invariants();
+  }
+
+  // ------------------------------------------------------------------ Ready
+
+  hasReady(): boolean {
+    if (this.outstanding !== null) return false;
+    return this.hardStateDirty || this.records.size > 0 || this.messages.length > 0 ||
+      this.messagesAfterPersist.length > 0 || this.chosenPrefix > this.chosenPrefixPersisted ||
+      this.applyNext < this.chosenPrefix || this.readsFailed.length > 0 || this.chosenUnsent.length > 0 ||
+      this.heartbeatDue || this.readsWaiting.some((r) => r.index < this.chosenPrefix) || this.canPropose();
+  }
+
+  ready(): Ready {
+    assert.ok(this.outstanding === null, 'ready() called before advance() of the last Ready');
+    if (this.role === 'leader') {
+      this.flushProposals();
+      if (this.heartbeatDue) this.broadcastHeartbeat();
+    }
+    const apply: LogRecord[] = [];
+    while (this.applyNext < this.chosenPrefix && apply.length < APPLY_MAX) {
+      const s = this.applyNext++;
+      const value = this.chosenValues.get(s);
+      assert.ok(value, `chosen slot ${s} has no value`);
+      this.chosenValues.delete(s);
+      apply.push({ position: s, ballot: this.accepted.get(s)?.ballot ?? 0, value });
+    }
+    const reads: ReadState[] = [];
+    this.readsWaiting = this.readsWaiting.filter((r) => {
+      if (r.index < this.applyNext) { reads.push(r); return false; }
+      return true;
+    });
+    const records = [...this.records.values()].sort((a, b) => a.position - b.position);
+    const rd: Ready = {
+      hardState: this.hardStateDirty ? { ballot: this.promised, vote: 0 } : null,
+      truncateFrom: 0,
+      records,
+      chosenPrefix: this.chosenPrefix > this.chosenPrefixPersisted ? this.chosenPrefix : 0,
+      messages: this.messages,
+      messagesAfterPersist: this.messagesAfterPersist,
+      apply,
+      reads,
+      readsFailed: this.readsFailed,
+    };
+    this.outstanding = { rd, selfAccepts: this.selfAccepts, acceptBallot: this.ballot, selfPromise: this.selfPromise };
+    this.chosenPrefixPersisted = this.chosenPrefix;
+    this.hardStateDirty = false;
+    this.records.clear();
+    this.messages = [];
+    this.messagesAfterPersist = [];
+    this.readsFailed = [];
+    this.selfAccepts = [];
+    this.selfPromise = 0;
+    return rd;
+  }
+
+  advance(rd: Ready): void {
+    const o = this.outstanding;
+    assert.ok(o !== null && o.rd === rd, 'advance() must be given the last Ready');
+    this.outstanding = null;
+    if (rd.apply.length > 0) this.appliedPrefix = rd.apply[rd.apply.length - 1].position + 1;
+    // Our own promise and accepts count only now, when they are durable.
+    if (o.selfPromise !== 0 && this.role === 'candidate' && this.ballot === o.selfPromise) {
+      this.addPromise(this.id, this.chosenPrefix, this.ownEntriesFrom(this.fromSlot));
+    }
+    if (o.selfAccepts.length > 0 && this.role === 'leader' && this.ballot === o.acceptBallot) {
+      const me = this.memberIndex.get(this.id)!;
+      for (const s of o.selfAccepts) {
+        if (s >= this.window.prefix && s < this.nextSlot) this.countAcks(me, s, 1);
+      }
+    }
+    this.invariants();
+  }
+
+  status(): Status {
+    return {
+      id: this.id,
+      protocol: 'multipaxos',
+      role: this.role,
+      leader: this.leader,
+      ballot: this.promised,
+      chosenPrefix: this.chosenPrefix,
+      appliedPrefix: this.appliedPrefix,
+      holes: this.chosenValues.size - (this.chosenPrefix - this.applyNext),
+      inFlight: this.inflight.size,
+      pending: this.batcher.count,
+    };
+  }
+
+  invariants(): void {
+    const c = this.cfg;
+    assert.ok(this.chosenPrefix >= 1, 'chosen prefix >= 1');
+    assert.ok(this.appliedPrefix <= this.applyNext && this.applyNext <= this.chosenPrefix,
+      `applied ${this.appliedPrefix} <= handed ${this.applyNext} <= chosen prefix ${this.chosenPrefix}`);
+    assert.ok(!this.chosenValues.has(this.chosenPrefix), `slot ${this.chosenPrefix} is chosen but is the chosen prefix`);
+    for (const s of this.chosenValues.keys()) assert.ok(s >= this.applyNext, `chosen value kept for handed slot ${s}`);
+    assert.ok(this.chosenValues.size - (this.chosenPrefix - this.applyNext) >= 0, 'chosen values cover the prefix');
+    assert.ok(this.batcher.count <= c.pendingMax, 'pending commands within pendingMax');
+    if (this.role !== 'follower') {
+      assert.equal(this.promised, this.ballot, `a ${this.role} has promised its own ballot`);
+      assert.equal(this.k.ballotNode(this.ballot), this.id, 'a node campaigns with its own ballot');
+    }
+    if (this.role === 'leader') {
+      assert.equal(this.leader, this.id, 'a leader knows itself as leader');
+      const p = this.window.prefix;
+      assert.ok(p <= this.chosenPrefix, `window prefix ${p} <= chosen prefix ${this.chosenPrefix}`);
+      assert.ok(this.nextSlot >= p && this.nextSlot - p <= c.pipeline, `in flight [${p}, ${this.nextSlot}) within pipeline ${c.pipeline}`);
+      assert.ok(this.inflight.size <= c.pipeline, 'in-flight slots within pipeline');
+      for (const s of this.inflight.keys()) assert.ok(s >= p && s < this.nextSlot, `in-flight slot ${s} in [${p}, ${this.nextSlot})`);
+    } else {
+      assert.equal(this.inflight.size, 0, 'only a leader has slots in flight');
+      assert.equal(this.readsQuorum.length, 0, 'only a leader confirms reads');
+    }
+    assert.ok(this.backoff <= BACKOFF_MAX, 'backoff bounded');
+  }
+
+  // ------------------------------------------------------------------ acceptor
+
+  private handlePrepare(m: Prepare): void {
+    this.observe(m.ballot);
+    if (m.ballot > this.promised) {
+      // Leader stickiness: while a live leader is heard (or just after a restart), ignore others.
+      if (this.isSticky(m.from)) return;
+      this.becomeFollower(0);
+      this.promise(m.ballot);
+      this.electionElapsed = 0;
+    } else if (!(m.ballot === this.promised && this.k.ballotNode(m.ballot) === m.from)) {
+      this.send({ type: MsgType.Nack, from: this.id, to: m.from, ballot: this.promised, slot: m.fromSlot });
+      return;
+    }
+    // A new promise, or the same Prepare again: report every accepted slot from fromSlot.
+    const reply: PromiseMsg = {
+      type: MsgType.Promise, from: this.id, to: m.from, ballot: m.ballot, fromSlot: m.fromSlot,
+      chosenPrefix: this.chosenPrefix, entries: this.ownEntriesFrom(m.fromSlot),
+    };
+    this.sendAfterPersist(reply);
+  }
+
+  private handleAccept(m: Accept): void {
+    this.observe(m.ballot);
+    if (m.ballot < this.promised && !this.bugs.acceptLowerBallot) {
+      this.send({ type: MsgType.Nack, from: this.id, to: m.from, ballot: this.promised, slot: m.entries[0]?.slot ?? 0 });
+      return;
+    }
+    if (this.k.ballotNode(m.ballot) !== m.from) return; // only a ballot's owner proposes at it
+    if (m.ballot >= this.promised) this.hearFromLeader(m.from, m.ballot);
+    let runFirst = 0;
+    let runCount = 0;
+    for (const e of m.entries) {
+      if (e.slot < 1) continue;
+      this.acceptLocal(e.slot, m.ballot, e.value);
+      if (runCount > 0 && e.slot === runFirst + runCount) runCount++;
+      else {
+        if (runCount > 0) this.replyAccepted(m, runFirst, runCount);
+        runFirst = e.slot;
+        runCount = 1;
+      }
+    }
+    if (runCount > 0) this.replyAccepted(m, runFirst, runCount);
+    this.learnFromLeader(m.ballot, m.chosenPrefix, 0, 0);
+  }
+
+  private replyAccepted(m: Accept, firstSlot: number, count: number): void {
+    this.sendAfterPersist({ type: MsgType.Accepted, from: this.id, to: m.from, ballot: m.ballot, firstSlot, count });
+  }
+
+  private handleHeartbeat(m: Heartbeat): void {
+    this.observe(m.ballot);
+    if (m.ballot < this.promised) {
+      this.send({ type: MsgType.Nack, from: this.id, to: m.from, ballot: this.promised, slot: 0 });
+      return;
+    }
+    if (this.k.ballotNode(m.ballot) !== m.from) return;
+    this.hearFromLeader(m.from, m.ballot);
+    this.send({ type: MsgType.HeartbeatAck, from: this.id, to: m.from, ballot: m.ballot, chosenPrefix: this.chosenPrefix, seq: m.seq });
+    this.learnFromLeader(m.ballot, m.chosenPrefix, 0, 0);
+  }
+
+  /** Record an accept (or a learned chosen value) durably. */
+  private acceptLocal(slot: number, ballot: number, value: Uint8Array): void {
+    this.accepted.set(slot, { ballot, value });
+    if (slot > this.acceptedMax) this.acceptedMax = slot;
+    this.records.set(slot, { position: slot, ballot, value });
+  }
+
+  private promise(ballot: number): void {
+    assert.ok(ballot > this.promised, 'a promise only goes up');
+    this.promised = ballot;
+    this.hardStateDirty = true;
+  }
+
+  private ownEntriesFrom(fromSlot: number): SlotEntry[] {
+    const out: SlotEntry[] = [];
+    for (let s = Math.max(1, fromSlot); s <= this.acceptedMax; s++) {
+      const a = this.accepted.get(s);
+      if (a) out.push({ slot: s, ballot: a.ballot, value: a.value });
+    }
+    return out;
+  }
+
+  private isSticky(from: number): boolean {
+    if (this.role === 'leader') return this.now - this.contactTick() < this.cfg.electionTicksMin;
+    return this.quietTicks < this.cfg.electionTicksMin && from !== this.stickyTo;
+  }
+
+  // ------------------------------------------------------------------ learner
+
+  /** A leader's word at `ballot` (message from its owner) that slots below `prefix`, and the run, are chosen. */
+  private learnFromLeader(ballot: number, prefix: number, first: number, count: number): void {
+    if (prefix > this.learnTarget) this.learnTarget = prefix;
+    if (this.role === 'leader') return;
+    // Only where we accepted at exactly this ballot is our value the chosen one; the rest is fetched.
+    const end = Math.min(prefix, this.chosenPrefix + LEARN_SCAN_MAX);
+    for (let s = this.chosenPrefix; s < end; s++) this.markIfAcceptedAt(s, ballot);
+    const runEnd = first + Math.min(count, LEARN_SCAN_MAX);
+    for (let s = first; s < runEnd; s++) this.markIfAcceptedAt(s, ballot);
+  }
+
+  private markIfAcceptedAt(slot: number, ballot: number): void {
+    if (this.isChosen(slot)) return;
+    const a = this.accepted.get(slot);
+    if (a && a.ballot === ballot) this.markChosen(slot, a.value);
+  }
+
+  private isChosen(slot: number): boolean {
+    return slot < this.chosenPrefix || this.chosenValues.has(slot);
+  }
+
+  private markChosen(slot: number, value: Uint8Array): void {
+    if (this.isChosen(slot)) return;
+    this.chosenValues.set(slot, value);
+    while (this.chosenValues.has(this.chosenPrefix)) this.chosenPrefix++;
+    if (this.chosenPrefix > this.learnTarget) this.learnTarget = this.chosenPrefix;
+  }
+
+  /** Learn a chosen value from a peer: keep our accept if it is at a higher ballot (same value by Paxos). */
+  private learnValue(slot: number, ballot: number, value: Uint8Array): void {
+    if (slot < 1 || this.isChosen(slot)) return;
+    const a = this.accepted.get(slot);
+    if (!a || a.ballot <= ballot) this.acceptLocal(slot, ballot, value);
+    this.markChosen(slot, this.accepted.get(slot)!.value);
+  }
+
+  private handleCommit(m: Commit): void {
+    this.observe(m.ballot);
+    if (this.k.ballotNode(m.ballot) !== m.from) return;
+    if (m.ballot >= this.promised) this.hearFromLeader(m.from, m.ballot);
+    this.learnFromLeader(m.ballot, m.chosenPrefix, m.firstSlot, m.count);
+  }
+
+  private maybeFetch(): void {
+    if (this.chosenPrefix >= this.learnTarget) return;
+    if (this.now - this.learnSentTick < 2) return;
+    const to = this.leader !== 0 && this.leader !== this.id ? this.leader : this.others[this.rng.int(0, this.others.length)];
+    if (to === undefined) return;
+    this.learnSentTick = this.now;
+    const count = Math.min(this.learnTarget - this.chosenPrefix, LEARN_ENTRIES_MAX);
+    this.send({ type: MsgType.LearnRequest, from: this.id, to, firstSlot: this.chosenPrefix, count });
+  }
+
+  private handleLearnRequest(m: LearnRequest): void {
+    const entries: SlotEntry[] = [];
+    const end = m.firstSlot + Math.min(m.count, LEARN_ENTRIES_MAX);
+    for (let s = Math.max(1, m.firstSlot); s < end; s++) {
+      if (!this.isChosen(s)) continue;
+      const value = s < this.applyNext ? this.accepted.get(s)?.value : this.chosenValues.get(s);
+      if (value) entries.push({ slot: s, ballot: this.accepted.get(s)?.ballot ?? 0, value });
+    }
+    this.send({ type: MsgType.LearnReply, from: this.id, to: m.from, chosenPrefix: this.chosenPrefix, entries });
+  }
+
+  private handleLearnReply(m: LearnReply): void {
+    if (m.chosenPrefix > this.learnTarget) this.learnTarget = m.chosenPrefix;
+    // A leader chooses by counting Accepteds at its ballot; learning behind its back would break
+    // the promise its chosen prefix makes to learners (see learnFromLeader).
+    if (this.role === 'leader') return;
+    for (const e of m.entries) this.learnValue(e.slot, e.ballot, e.value);
+    this.learnSentTick = -1e9; // fetch the next part at once
+  }
+
+  // ------------------------------------------------------------------ elections
+
+  private campaign(): void {
+    this.becomeFollower(0);
+    this.role = 'candidate';
+    this.ballot = this.k.ballotNextAbove(Math.max(this.promised, this.ballotSeenMax), this.id);
+    this.observe(this.ballot);
+    this.promise(this.ballot);
+    this.selfPromise = this.ballot;
+    this.fromSlot = this.chosenPrefix;
+    this.promises.reset(this.quorum);
+    this.reports.clear();
+    this.reportsChosen.clear();
+    this.reportMax = 0;
+    for (const to of this.others) this.send({ type: MsgType.Prepare, from: this.id, to, ballot: this.ballot, fromSlot: this.fromSlot });
+  }
+
+  private handlePromise(m: PromiseMsg): void {
+    this.observe(m.ballot);
+    if (this.role !== 'candidate' || m.ballot !== this.ballot || m.fromSlot !== this.fromSlot) return;
+    this.addPromise(m.from, m.chosenPrefix, m.entries);
+  }
+
+  private addPromise(from: number, chosenPrefix: number, entries: SlotEntry[]): void {
+    for (const e of entries) {
+      if (e.slot < this.fromSlot) continue;
+      if (e.slot < chosenPrefix) this.reportsChosen.set(e.slot, { ballot: e.ballot, value: e.value });
+      const r = this.reports.get(e.slot);
+      if (!r || e.ballot > r.ballot) this.reports.set(e.slot, { ballot: e.ballot, value: e.value });
+      if (e.slot > this.reportMax) this.reportMax = e.slot;
+    }
+    if (this.promises.add(this.memberIndex.get(from)!)) this.becomeLeader();
+  }
+
+  private becomeLeader(): void {
+    assert.equal(this.role, 'candidate', 'only a candidate becomes leader');
+    // Values reported below a reporter's chosen prefix are chosen: learn them, do not re-propose.
+    for (const [s, e] of [...this.reportsChosen].sort((a, b) => a[0] - b[0])) this.learnValue(s, e.ballot, e.value);
+    this.role = 'leader';
+    this.leader = this.id;
+    this.backoff = 0;
+    const start = this.chosenPrefix;
+    let end = this.reportMax;
+    for (const s of this.chosenValues.keys()) if (s > end) end = s;
+    this.recovery.clear();
+    const noop = this.k.encodeBatch([]);
+    for (let s = start; s <= end; s++) {
+      // The highest-ballot rule: a value that may have been chosen must be proposed again.
+      let value = this.chosenValues.get(s) ?? (this.bugs.skipHighestBallot ? undefined : this.reports.get(s)?.value);
+      if (!value && !this.bugs.skipNoop) value = noop;
+      if (value) this.recovery.set(s, value);
+    }
+    this.recoveryEnd = end;
+    this.reports.clear();
+    this.reportsChosen.clear();
+    this.window.reset(start, this.quorum);
+    for (const s of this.chosenValues.keys()) {
+      if (s > start && s < start + this.window.capacity) this.window.markChosen(s);
+    }
+    this.nextSlot = start;
+    this.inflight.clear();
+    this.chosenUnsent = [];
+    this.heartbeatAcked.clear();
+    this.leaderSinceTick = this.now;
+    this.heartbeatDue = true;
+  }
+
+  private becomeFollower(leader: number): void {
+    if (this.role === 'leader') {
+      this.inflight.clear();
+      this.recovery.clear();
+      this.chosenUnsent = [];
+      this.batcher.clear(); // their clients learn the outcome is unknown by timing out
+      for (const r of this.readsQuorum) this.failRead(r);
+      this.readsQuorum.length = 0;
+      this.heartbeatDue = false;
+    }
+    this.role = 'follower';
+    this.leader = leader;
+    this.electionElapsed = 0;
+    this.electionTimeout = this.randomTimeout();
+  }
+
+  /** A message from `from`, the owner of `ballot` >= promised: it is the live leader. */
+  private hearFromLeader(from: number, ballot: number): void {
+    if (ballot > this.promised) {
+      if (this.role !== 'follower') this.becomeFollower(from);
+      this.promise(ballot);
+    } else if (this.role !== 'follower') this.becomeFollower(from);
+    this.leader = from;
+    this.electionElapsed = 0;
+    this.quietTicks = 0;
+    this.stickyTo = from;
+    this.backoff = 0;
+  }
+
+  private handleNack(m: Nack): void {
+    this.observe(m.ballot);
+    if (this.role === 'follower' || m.ballot <= this.ballot) return;
+    this.becomeFollower(0);
+    if (this.backoff < BACKOFF_MAX) this.backoff++;
+    this.electionTimeout = this.randomTimeout();
+  }
+
+  private observe(ballot: number): void {
+    if (ballot > this.ballotSeenMax) this.ballotSeenMax = ballot;
+  }
+
+  private randomTimeout(): number {
+    const c = this.cfg;
+    let t = this.rng.int(c.electionTicksMin, c.electionTicksMax);
+    if (this.backoff > 0) t += this.rng.int(0, c.electionTicksMin * this.backoff + 1);
+    return t;
+  }
+
+  // ------------------------------------------------------------------ leader
+
+  private tickLeader(): void {
+    this.heartbeatElapsed++;
+    if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) this.heartbeatDue = true;
+    // Step down when no quorum has answered for a whole election timeout: a partitioned
+    // leader stops taking commands it cannot choose.
+    if (this.now - this.contactTick() > this.cfg.electionTicksMax) {
+      this.becomeFollower(0);
+      return;
+    }
+    this.retransmit();
+  }
+
+  private canPropose(): boolean {
+    if (this.role !== 'leader' || this.nextSlot - this.window.prefix >= this.cfg.pipeline) return false;
+    return this.nextSlot <= this.recoveryEnd || this.batcher.count > 0;
+  }
+
+  /** Fill the pipeline: recovery slots first, then batches of pending commands. */
+  private flushProposals(): void {
+    const run: SlotEntry[] = [];
+    while (this.nextSlot - this.window.prefix < this.cfg.pipeline) {
+      let value: Uint8Array | undefined;
+      if (this.nextSlot <= this.recoveryEnd) {
+        value = this.recovery.get(this.nextSlot);
+        this.recovery.delete(this.nextSlot);
+        if (!value) { this.nextSlot++; continue; } // only with the planted skipNoop bug
+        // A slot already known chosen needs no proposal; the window counted it at election.
+        if (this.window.isChosen(this.nextSlot)) { this.nextSlot++; continue; }
+      } else if (this.batcher.count > 0) value = this.batcher.cut(this.cfg.batchMax, this.cfg.batchBytesMax);
+      else break;
+      const s = this.nextSlot++;
+      this.inflight.set(s, { value, sentTick: this.now });
+      this.acceptLocal(s, this.ballot, value);
+      this.selfAccepts.push(s);
+      run.push({ slot: s, ballot: this.ballot, value });
+    }
+    if (run.length > 0) this.broadcastAccept(run);
+    this.flushCommits(run.length > 0);
+  }
+
+  private broadcastAccept(entries: SlotEntry[]): void {
+    let part: SlotEntry[] = [];
+    let bytes = 0;
+    const flush = (): void => {
+      for (const to of this.others) {
+        this.send({ type: MsgType.Accept, from: this.id, to, ballot: this.ballot, chosenPrefix: this.chosenPrefix, entries: part });
+      }
+      part = [];
+      bytes = 0;
+    };
+    for (const e of entries) {
+      if (part.length > 0 && bytes + e.value.length > ACCEPT_BYTES_MAX) flush();
+      part.push(e);
+      bytes += e.value.length;
+    }
+    if (part.length > 0) flush();
+  }
+
+  /** Announce newly chosen slots: riding on an Accept's prefix where it covers them, else in Commits. */
+  private flushCommits(acceptSent: boolean): void {
+    if (this.chosenUnsent.length === 0) return;
+    const slots = this.chosenUnsent.sort((a, b) => a - b);
+    this.chosenUnsent = [];
+    let i = 0;
+    while (i < slots.length) {
+      let j = i + 1;
+      while (j < slots.length && slots[j] === slots[j - 1] + 1) j++;
+      const first = slots[i];
+      const count = slots[j - 1] - first + 1;
+      if (!(acceptSent && first + count <= this.chosenPrefix)) {
+        for (const to of this.others) {
+          this.send({ type: MsgType.Commit, from: this.id, to, ballot: this.ballot, firstSlot: first, count, chosenPrefix: this.chosenPrefix });
+        }
+      }
+      i = j;
+    }
+  }
+
+  private retransmit(): void {
+    const due = Math.max(2, this.cfg.heartbeatTicks * 3);
+    const run: SlotEntry[] = [];
+    for (const [s, f] of this.inflight) {
+      if (this.now - f.sentTick >= due) {
+        f.sentTick = this.now;
+        run.push({ slot: s, ballot: this.ballot, value: f.value });
+      }
+    }
+    if (run.length > 0) this.broadcastAccept(run.sort((a, b) => a.slot - b.slot));
+  }
+
+  private handleAccepted(m: Accepted): void {
+    this.observe(m.ballot);
+    if (this.role !== 'leader' || m.ballot !== this.ballot) return;
+    const first = Math.max(m.firstSlot, this.window.prefix);
+    const end = Math.min(m.firstSlot + m.count, this.nextSlot);
+    if (end > first) this.countAcks(this.memberIndex.get(m.from)!, first, end - first);
+  }
+
+  private countAcks(member: number, first: number, count: number): void {
+    const n = this.window.ack(member, first, count);
+    for (let i = 0; i < n; i++) {
+      const s = this.window.newlyChosen[i];
+      const f = this.inflight.get(s);
+      assert.ok(f, `slot ${s} chosen but never proposed at this ballot`);
+      this.inflight.delete(s);
+      this.markChosen(s, f.value);
+      this.chosenUnsent.push(s);
+    }
+    // Slots known chosen at election may let the prefix jump past slots not yet proposed.
+    while (this.nextSlot < this.window.prefix) this.recovery.delete(this.nextSlot++);
+  }
+
+  private handlePropose(m: Propose): void {
+    if (this.role !== 'leader') return; // dropped: the client's request times out as unknown
+    for (const v of m.values) {
+      if (this.batcher.count >= this.cfg.pendingMax || !this.batcher.push(v)) break;
+    }
+  }
+
+  // ------------------------------------------------------------------ heartbeats, leases, reads
+
+  private broadcastHeartbeat(): void {
+    this.heartbeatDue = false;
+    this.heartbeatElapsed = 0;
+    const seq = ++this.heartbeatSeq;
+    this.heartbeatSentTick[seq % HEARTBEAT_RING] = this.now;
+    for (const to of this.others) {
+      this.send({ type: MsgType.Heartbeat, from: this.id, to, ballot: this.ballot, chosenPrefix: this.chosenPrefix, seq });
+    }
+    this.confirmReads();
+  }
+
+  private handleHeartbeatAck(m: HeartbeatAck): void {
+    this.observe(m.ballot);
+    if (this.role !== 'leader' || m.ballot !== this.ballot) return;
+    if (m.seq > (this.heartbeatAcked.get(m.from) ?? 0) && m.seq <= this.heartbeatSeq) this.heartbeatAcked.set(m.from, m.seq);
+    this.confirmReads();
+  }
+
+  /** The newest heartbeat a quorum (this node included) has acknowledged, 0 if none. */
+  private confirmedSeq(): number {
+    const acks = [this.heartbeatSeq];
+    for (const p of this.others) acks.push(this.heartbeatAcked.get(p) ?? 0);
+    acks.sort((a, b) => b - a);
+    return acks[this.quorum - 1];
+  }
+
+  /** The send tick of the newest heartbeat a quorum acknowledged, or when leadership began. */
+  private contactTick(): number {
+    const seq = this.confirmedSeq();
+    if (seq === 0 || this.heartbeatSeq - seq >= HEARTBEAT_RING) return this.leaderSinceTick;
+    return Math.max(this.leaderSinceTick, this.heartbeatSentTick[seq % HEARTBEAT_RING]);
+  }
+
+  /** A quorum acknowledged a heartbeat recently enough that no other leader can exist yet. */
+  private leaseValid(): boolean {
+    const seq = this.confirmedSeq();
+    if (seq === 0 || this.heartbeatSeq - seq >= HEARTBEAT_RING) return false;
+    const sent = this.heartbeatSentTick[seq % HEARTBEAT_RING];
+    if (sent < this.leaderSinceTick) return false;
+    return this.now < sent + this.cfg.leaseTicks - this.cfg.leaseDriftTicks;
+  }
+
+  /** The slot a read must apply through: everything chosen so far, earlier leaders' slots included. */
+  private readIndex(): number {
+    return Math.max(this.chosenPrefix - 1, this.recoveryEnd);
+  }
+
+  private startQuorumRead(id: number, from: number): void {
+    this.readsQuorum.push({ id, from, index: this.readIndex(), seq: this.heartbeatSeq + 1, deadline: this.now + this.cfg.electionTicksMax * 2 });
+    this.heartbeatDue = true;
+  }
+
+  private confirmReads(): void {
+    if (this.readsQuorum.length === 0) return;
+    const seq = this.confirmedSeq();
+    let kept = 0;
+    for (const r of this.readsQuorum) {
+      if (r.seq > seq) { this.readsQuorum[kept++] = r; continue; }
+      if (r.from === 0) this.readsWaiting.push({ id: r.id, index: r.index });
+      else this.send({ type: MsgType.ReadIndexReply, from: this.id, to: r.from, readId: r.id, index: r.index, ok: true });
+    }
+    this.readsQuorum.length = kept;
+  }
+
+  private failRead(r: QuorumRead): void {
+    if (r.from === 0) this.readsFailed.push(r.id);
+    else this.send({ type: MsgType.ReadIndexReply, from: this.id, to: r.from, readId: r.id, index: 0, ok: false });
+  }
+
+  private expireReads(): void {
+    if (this.readsQuorum.length > 0) {
+      const live = this.readsQuorum.filter((r) => r.deadline > this.now);
+      for (const r of this.readsQuorum) if (r.deadline <= this.now) this.failRead(r);
+      this.readsQuorum.length = 0;
+      this.readsQuorum.push(...live);
+    }
+    for (const [id, deadline] of this.readsRemote) {
+      if (deadline <= this.now) { this.readsRemote.delete(id); this.readsFailed.push(id); }
+    }
+  }
+
+  private handleReadIndex(m: ReadIndex): void {
+    if (this.role !== 'leader') {
+      this.send({ type: MsgType.ReadIndexReply, from: this.id, to: m.from, readId: m.readId, index: 0, ok: false });
+    } else if (this.leaseValid()) {
+      this.send({ type: MsgType.ReadIndexReply, from: this.id, to: m.from, readId: m.readId, index: this.readIndex(), ok: true });
+    } else if (this.readsQuorum.length < this.cfg.pendingMax) this.startQuorumRead(m.readId, m.from);
+  }
+
+  private handleReadIndexReply(m: ReadIndexReply): void {
+    if (!this.readsRemote.has(m.readId)) return;
+    this.readsRemote.delete(m.readId);
+    if (!m.ok) { this.readsFailed.push(m.readId); return; }
+    this.readsWaiting.push({ id: m.readId, index: m.index });
+    if (m.index + 1 > this.learnTarget) this.learnTarget = m.index + 1;
+  }
+
+  // ------------------------------------------------------------------ output
+
+  private send(m: Message): void {
+    this.messages.push(m);
+  }
+
+  /** Promise and Accepted report durable state: they leave only after the persist. */
+  private sendAfterPersist(m: Message): void {
+    if (this.bugs.replyBeforePersist) this.messages.push(m);
+    else this.messagesAfterPersist.push(m);
+  }
+}
