@@ -1,0 +1,923 @@
+// Raft as the paper gives it (Ongaro and Ousterhout, "In Search of an Understandable Consensus
+// Algorithm", and Ongaro's thesis), as a pure state machine behind the same `Protocol` interface as
+// Multi-Paxos, so that a comparison measures the protocol and nothing else.
+//
+// What it has: terms; RequestVote with the up-to-date check; pre-vote and leader stickiness, so a
+// node returning from a partition cannot disrupt a healthy leader; AppendEntries with the prefix
+// check and truncation of a conflicting suffix; the commit index advanced only through entries of
+// the current term (the quorum kernel finds the index a majority has); an empty entry (the empty
+// batch, a no-op) on election; lease reads and ReadIndex reads.
+//
+// Tuned like Multi-Paxos: client commands are cut into batches (one entry holds one batch, as one
+// slot does) by the same Batcher kernel and knobs; at most `pipeline` entries are uncommitted at
+// the leader and at most `pipeline` AppendEntries are in flight per follower; after a rejection
+// nextIndex backtracks by term, not one entry at a time; a stalled pipeline is retransmitted.
+//
+// Read confirmation. An AppendEntries carries nothing the follower could echo, so the leader
+// confirms its leadership with rounds of ReadIndex messages of its own: round r travels as
+// readId 2r+1 (odd), and a follower that follows the sender echoes it in a ReadIndexReply (and
+// counts it as hearing from its leader). Requests from followers use even readIds. A majority
+// echoing round r proves the leader led when r was sent; the lease runs from r's send tick.
+
+import assert from 'node:assert/strict';
+import type { Batcher, Kernels } from '../../kernels/types.js';
+import {
+  MsgType,
+  type AppendEntries,
+  type AppendResult,
+  type Message,
+  type RaftEntry,
+  type ReadIndex,
+  type ReadIndexReply,
+  type RequestVote,
+  type Vote,
+} from '../messages.js';
+import type {
+  Config,
+  HardState,
+  LogRecord,
+  PlantedBug,
+  Protocol,
+  ProposeResult,
+  ProtocolOptions,
+  ReadMode,
+  ReadState,
+  Ready,
+  Rng,
+  Status,
+} from '../types.js';
+import { Progress, ReplicaState } from './progress.js';
+
+const enum State {
+  Follower = 0,
+  /** Asking for pre-votes: the term is not raised until a majority would vote for this node. */
+  PreCandidate = 1,
+  Candidate = 2,
+  Leader = 3,
+}
+
+/** One log entry. The same object is the entry the leader sends, the record storage writes and the
+ *  record the state machine applies, so an entry costs one allocation. Invariant: position === index,
+ *  ballot === term; never mutated. */
+interface Entry extends RaftEntry, LogRecord {}
+
+const newEntry = (index: number, term: number, value: Uint8Array): Entry =>
+  ({ index, term, value, position: index, ballot: term });
+
+/** How many read-confirmation rounds remember their send tick; older rounds give no lease. */
+const ROUND_TICKS_RING = 256;
+
+/** A linearizable read waiting at the leader, for this node's client (from = 0) or a follower's. */
+interface LeaderRead {
+  /** The client's read id, or the follower's readId when from > 0. */
+  id: number;
+  from: number;
+  mode: ReadMode;
+  /** The first confirmation round sent after the read arrived; a quorum read waits for it. */
+  round: number;
+  /** Give up (fail the read) at this tick. */
+  deadlineTick: number;
+}
+
+/** A read this follower asked the leader about; the key is its even readId. */
+interface RemoteRead {
+  id: number;
+  deadlineTick: number;
+}
+
+export class Raft implements Protocol {
+  readonly name = 'raft' as const;
+
+  private readonly cfg: Config;
+  private readonly kernels: Kernels;
+  private readonly rng: Rng;
+  private readonly bugs: Partial<Record<PlantedBug, boolean>>;
+  /** Every member but this node. */
+  private readonly others: number[];
+  /** Votes or acknowledgements that make a majority of the members. */
+  private readonly quorum: number;
+  /** The encoded empty batch: the value of the entry a new leader appends. */
+  private readonly noop: Uint8Array;
+
+  // Durable state (HardState and the log).
+  /** The current term. Invariant: never decreases; every entry's term <= term. */
+  private term = 0;
+  /** The member this node voted for in `term`, 0 for none. */
+  private vote = 0;
+  /** The log: log[i] holds index i + 1. Invariant: terms never decrease along the log. */
+  private log: Entry[] = [];
+
+  // Volatile state.
+  private state: State = State.Follower;
+  /** The leader of `term` this node knows, 0 if none. */
+  private leader = 0;
+  /** Every index <= commitIndex is committed (chosen). Invariant: commitIndex <= last index; never decreases. */
+  private commitIndex = 0;
+  /** Every index <= appliedIndex has been handed to the state machine in a Ready. Invariant: <= commitIndex. */
+  private appliedIndex = 0;
+  /** Every index <= durableIndex is durable here and equals the in-memory log. Invariant: <= last index. */
+  private durableIndex = 0;
+
+  // What the next Ready carries.
+  /** The first index not yet handed to storage in a Ready. Invariant: 1 <= unstableFrom <= last index + 1. */
+  private unstableFrom = 1;
+  /** Storage must delete records from here on (0: nothing to delete). */
+  private truncateFrom = 0;
+  /** The lowest index truncated since the outstanding Ready was taken (Infinity: none). */
+  private truncatedSinceReady = Infinity;
+  private hardStateDirty = false;
+  private commitDirty = false;
+  private messages: Message[] = [];
+  private messagesAfterPersist: Message[] = [];
+  private readsReady: ReadState[] = [];
+  private readsFailed: number[] = [];
+  /** The Ready handed out and not yet acknowledged by advance(). At most one. */
+  private outstanding: Ready | null = null;
+
+  // Time, all in ticks.
+  /** Ticks since this node started. */
+  private now = 0;
+  /** Ticks since the election timer was last reset. */
+  private electionElapsed = 0;
+  /** The election timeout drawn for this term, in [electionTicksMin, electionTicksMax). */
+  private electionTimeout = 0;
+  /** Ticks since this node last heard from a leader (or started). Below electionTicksMin it refuses votes. */
+  private leaderHeardElapsed = 0;
+  private heartbeatElapsed = 0;
+
+  // Elections.
+  /** The answers to this node's current (pre-)campaign: member -> granted. */
+  private votes = new Map<number, boolean>();
+
+  // Leader state.
+  private progress = new Map<number, Progress>();
+  /** Scratch for the quorum kernel: this node's value first, then the followers'. */
+  private readonly scratch: Float64Array;
+  private readonly batcher: Batcher;
+  /** The batcher's bound on pending payload bytes. */
+  private readonly batcherBytesMax: number;
+  /** The last read-confirmation round sent. Never decreases, across terms too. */
+  private round = 0;
+  /** The first round of this reign: acknowledgements of older rounds prove nothing now. */
+  private reignFirstRound = 1;
+  /** Send tick of round r at [r % ROUND_TICKS_RING]. */
+  private readonly roundTicks = new Float64Array(ROUND_TICKS_RING);
+  /** A read arrived that needs a new confirmation round. */
+  private roundWanted = false;
+  /** Reads waiting at the leader for a confirmation or for the first commit of the reign. Bounded by pendingMax. */
+  private leaderReads: LeaderRead[] = [];
+
+  // Follower reads.
+  /** Reads asked of the leader, by even readId. Bounded by pendingMax. */
+  private remoteReads = new Map<number, RemoteRead>();
+  /** The last even readId used. */
+  private remoteReadSeq = 0;
+  /** Reads the leader confirmed, waiting for commitIndex to reach their index. */
+  private readsWaiting: ReadState[] = [];
+
+  constructor(opts: ProtocolOptions) {
+    const cfg = opts.config;
+    assert.ok(cfg.peers.includes(cfg.id), `id ${cfg.id} is not among the peers ${cfg.peers.join(',')}`);
+    assert.ok(new Set(cfg.peers).size === cfg.peers.length, 'peers must be distinct');
+    assert.ok(cfg.electionTicksMin < cfg.electionTicksMax, 'electionTicksMin must be < electionTicksMax');
+    assert.ok(cfg.heartbeatTicks >= 1 && cfg.heartbeatTicks < cfg.electionTicksMin, 'heartbeatTicks must be in [1, electionTicksMin)');
+    assert.ok(cfg.leaseTicks < cfg.electionTicksMin, 'leaseTicks must be < electionTicksMin');
+    assert.ok(cfg.pipeline >= 1 && cfg.batchMax >= 1 && cfg.batchBytesMax >= 1 && cfg.pendingMax >= 1, 'limits must be >= 1');
+    this.cfg = cfg;
+    this.kernels = opts.kernels;
+    this.rng = opts.rng;
+    this.bugs = opts.bugs ?? {};
+    this.others = cfg.peers.filter((p) => p !== cfg.id);
+    this.quorum = Math.floor(cfg.peers.length / 2) + 1;
+    this.noop = this.kernels.encodeBatch([]);
+    this.scratch = new Float64Array(cfg.peers.length);
+    // The ring holds every command the node accepted and has not cut; its byte bound keeps a flood
+    // of large commands from taking all memory.
+    this.batcherBytesMax = Math.max(cfg.batchBytesMax * cfg.pipeline, 64 * 1024 * 1024);
+    this.batcher = this.kernels.newBatcher(cfg.pendingMax, this.batcherBytesMax);
+    if (opts.restored) this.restore(opts.restored);
+    this.resetElectionTimer();
+  }
+
+  private restore(r: NonNullable<ProtocolOptions['restored']>): void {
+    this.term = r.hardState.ballot;
+    this.vote = r.hardState.vote;
+    for (let i = 0; i < r.records.length; i++) {
+      const rec = r.records[i];
+      assert.equal(rec.position, i + 1, `restored records must run from 1 without gaps (record ${i} is ${rec.position})`);
+      assert.ok(rec.ballot <= this.term, `restored record ${rec.position} has term ${rec.ballot} > term ${this.term}`);
+      if (i > 0) assert.ok(rec.ballot >= this.log[i - 1].term, `restored record ${rec.position} lowers the term`);
+      this.log.push(newEntry(rec.position, rec.ballot, rec.value));
+    }
+    this.durableIndex = this.log.length;
+    this.unstableFrom = this.log.length + 1;
+    this.appliedIndex = Math.max(0, r.appliedPrefix - 1);
+    this.commitIndex = Math.max(this.appliedIndex, r.chosenPrefix - 1, 0);
+    assert.ok(this.commitIndex <= this.lastIndex(), `restored chosen prefix ${r.chosenPrefix} is beyond the log's end ${this.lastIndex()}`);
+  }
+
+  // ---------------------------------------------------------------- log helpers
+
+  private lastIndex(): number {
+    return this.log.length;
+  }
+
+  /** The term of the entry at `index`; 0 for index 0. Asserts the index is in the log. */
+  private termAt(index: number): number {
+    if (index === 0) return 0;
+    assert.ok(index >= 1 && index <= this.log.length, `index ${index} is outside the log 1..${this.log.length}`);
+    return this.log[index - 1].term;
+  }
+
+  private lastTerm(): number {
+    return this.log.length === 0 ? 0 : this.log[this.log.length - 1].term;
+  }
+
+  /** The largest index whose term is <= t (0 if none). Terms never decrease along the log, so bisect. */
+  private lastIndexOfTermAtMost(t: number): number {
+    let lo = 0;
+    let hi = this.log.length;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (this.log[mid - 1].term <= t) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  private append(term: number, value: Uint8Array): void {
+    assert.ok(term >= this.lastTerm() && term <= this.term, `entry term ${term} out of order`);
+    this.log.push(newEntry(this.log.length + 1, term, value));
+  }
+
+  /** Delete the entries at `from` and above: they conflict with the leader's. */
+  private truncate(from: number): void {
+    assert.ok(from > this.commitIndex, `truncating from ${from} would delete committed entries (commitIndex ${this.commitIndex})`);
+    this.log.length = from - 1;
+    this.unstableFrom = Math.min(this.unstableFrom, from);
+    this.truncateFrom = this.truncateFrom === 0 ? from : Math.min(this.truncateFrom, from);
+    this.truncatedSinceReady = Math.min(this.truncatedSinceReady, from);
+    this.durableIndex = Math.min(this.durableIndex, from - 1);
+  }
+
+  // ---------------------------------------------------------------- transitions
+
+  private resetElectionTimer(): void {
+    this.electionElapsed = 0;
+    this.electionTimeout = this.rng.int(this.cfg.electionTicksMin, this.cfg.electionTicksMax);
+  }
+
+  private setTerm(term: number): void {
+    assert.ok(term > this.term, `term ${term} must exceed ${this.term}`);
+    this.term = term;
+    this.vote = 0;
+    this.hardStateDirty = true;
+  }
+
+  private becomeFollower(term: number, leader: number): void {
+    if (term > this.term) this.setTerm(term);
+    if (this.state === State.Leader) this.endReign();
+    this.state = State.Follower;
+    this.leader = leader;
+    this.resetElectionTimer();
+  }
+
+  private becomePreCandidate(): void {
+    assert.ok(this.state !== State.Leader, 'a leader does not campaign');
+    this.state = State.PreCandidate;
+    this.leader = 0;
+    this.votes.clear();
+    this.resetElectionTimer();
+    this.votes.set(this.cfg.id, true);
+    if (this.votes.size >= this.quorum) return this.becomeCandidate();
+    for (const to of this.others) {
+      this.messages.push(this.requestVote(to, this.term + 1, true));
+    }
+  }
+
+  private becomeCandidate(): void {
+    assert.ok(this.state === State.PreCandidate, 'only a pre-candidate becomes a candidate');
+    this.setTerm(this.term + 1);
+    this.vote = this.cfg.id;
+    this.state = State.Candidate;
+    this.leader = 0;
+    this.votes.clear();
+    this.resetElectionTimer();
+    this.votes.set(this.cfg.id, true);
+    if (this.votes.size >= this.quorum) return this.becomeLeader();
+    // The vote for itself must be durable before anyone can count it: a candidate that lost it in
+    // a crash could vote again in the same term, for someone else.
+    for (const to of this.others) {
+      this.messagesAfterPersist.push(this.requestVote(to, this.term, false));
+    }
+  }
+
+  private becomeLeader(): void {
+    assert.ok(this.state === State.Candidate, 'only a candidate becomes leader');
+    this.state = State.Leader;
+    this.leader = this.cfg.id;
+    this.heartbeatElapsed = 0;
+    this.electionElapsed = 0;
+    this.reignFirstRound = this.round + 1;
+    this.progress.clear();
+    for (const p of this.others) {
+      this.progress.set(p, new Progress(this.lastIndex() + 1, this.cfg.pipeline));
+    }
+    // The empty entry of the new term: committing it commits every entry of earlier terms before it.
+    this.append(this.term, this.noop);
+  }
+
+  /** Leave the leader's role: fail what only a leader could answer. */
+  private endReign(): void {
+    for (const r of this.leaderReads) this.failLeaderRead(r);
+    this.leaderReads = [];
+    this.roundWanted = false;
+    this.progress.clear();
+    // Commands not yet cut into an entry were surely not proposed; their clients time out.
+    this.batcher.clear();
+  }
+
+  /** A node that heard from a leader within electionTicksMin (or just started, or leads) refuses
+   *  votes: this keeps a node returning from a partition from deposing a healthy leader, and is
+   *  what makes a lease safe. */
+  private inLease(): boolean {
+    return this.state === State.Leader || this.leaderHeardElapsed < this.cfg.electionTicksMin;
+  }
+
+  // ---------------------------------------------------------------- input
+
+  tick(): void {
+    this.now++;
+    this.electionElapsed++;
+    this.leaderHeardElapsed++;
+    if (this.state === State.Leader) this.tickLeader();
+    else if (this.electionElapsed >= this.electionTimeout) this.becomePreCandidate();
+    this.expireReads();
+  }
+
+  private tickLeader(): void {
+    this.heartbeatElapsed++;
+    if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      this.broadcastHeartbeat();
+    }
+    const retransmitTicks = this.retransmitTicks();
+    for (const pr of this.progress.values()) {
+      if (pr.state === ReplicaState.Replicate && pr.inflight > 0 && this.now - pr.progressTick >= retransmitTicks) {
+        // Nothing was acknowledged for a while: something was lost. Resend from the match point.
+        pr.next = pr.match + 1;
+        pr.clearInflight();
+        pr.progressTick = this.now;
+      }
+    }
+    if (this.electionElapsed >= this.cfg.electionTicksMin) {
+      // Check quorum: a leader that has not heard from a majority for an election timeout steps
+      // down, so that its clients learn to look elsewhere.
+      this.electionElapsed = 0;
+      let active = 1;
+      for (const pr of this.progress.values()) {
+        if (pr.active) active++;
+        pr.active = false;
+      }
+      if (active < this.quorum) this.becomeFollower(this.term, 0);
+    }
+  }
+
+  /** Ticks without acknowledgement after which a busy pipeline is resent. */
+  private retransmitTicks(): number {
+    return Math.max(2 * this.cfg.heartbeatTicks, Math.floor(this.cfg.electionTicksMin / 2));
+  }
+
+  step(m: Message): void {
+    assert.equal(m.to, this.cfg.id, `message for ${m.to} stepped into node ${this.cfg.id}`);
+    if (m.from === this.cfg.id || !this.cfg.peers.includes(m.from)) return; // not a member: ignore
+    switch (m.type) {
+      case MsgType.Propose: return this.handlePropose(m.values);
+      case MsgType.ReadIndex: return this.handleReadIndex(m);
+      case MsgType.ReadIndexReply: return this.handleReadIndexReply(m);
+      case MsgType.RequestVote:
+      case MsgType.Vote:
+      case MsgType.AppendEntries:
+      case MsgType.AppendResult:
+        return this.stepRaft(m);
+      default:
+        return; // a Multi-Paxos message: not ours, ignore
+    }
+  }
+
+  /** Terms first, then the message's own handler. */
+  private stepRaft(m: RequestVote | Vote | AppendEntries | AppendResult): void {
+    if (m.term > this.term) {
+      if (m.type === MsgType.RequestVote) {
+        if (this.inLease()) return; // stickiness: do not even raise the term
+        if (!m.preVote) this.becomeFollower(m.term, 0);
+      } else if (m.type === MsgType.Vote && m.preVote && m.granted) {
+        // A granted pre-vote carries the term this node would campaign in; nothing to raise yet.
+      } else {
+        this.becomeFollower(m.term, m.type === MsgType.AppendEntries ? m.from : 0);
+      }
+    } else if (m.term < this.term) {
+      // Tell a stale leader or pre-candidate about the newer term so it steps down. index 0 marks
+      // the answer as "your term is stale", never a real rejection.
+      if (m.type === MsgType.AppendEntries) {
+        this.messagesAfterPersist.push(this.appendResult(m.from, false, 0, 0));
+      } else if (m.type === MsgType.RequestVote && m.preVote) {
+        this.messagesAfterPersist.push(this.voteMsg(m.from, this.term, false, true));
+      }
+      return;
+    }
+    switch (m.type) {
+      case MsgType.RequestVote: return this.handleRequestVote(m);
+      case MsgType.Vote: return this.handleVote(m);
+      case MsgType.AppendEntries:
+        assert.ok(this.state !== State.Leader, `two leaders in term ${this.term}: ${this.cfg.id} and ${m.from}`);
+        assert.ok(this.state !== State.Follower || this.leader === 0 || this.leader === m.from,
+          `two leaders in term ${this.term}: ${this.leader} and ${m.from}`);
+        if (this.state !== State.Follower || this.leader !== m.from) this.becomeFollower(this.term, m.from);
+        return this.handleAppendEntries(m);
+      case MsgType.AppendResult:
+        if (this.state === State.Leader) this.handleAppendResult(m);
+        return;
+    }
+  }
+
+  private handleRequestVote(m: RequestVote): void {
+    const upToDate = m.lastTerm > this.lastTerm() || (m.lastTerm === this.lastTerm() && m.lastIndex >= this.lastIndex());
+    if (m.preVote) {
+      const granted = m.term > this.term && upToDate;
+      this.messagesAfterPersist.push(this.voteMsg(m.from, granted ? m.term : this.term, granted, true));
+      return;
+    }
+    const granted = m.term === this.term && (this.vote === 0 || this.vote === m.from) && upToDate;
+    if (granted && this.vote === 0) {
+      this.vote = m.from;
+      this.hardStateDirty = true;
+      this.resetElectionTimer();
+    }
+    this.messagesAfterPersist.push(this.voteMsg(m.from, this.term, granted, false));
+  }
+
+  private handleVote(m: Vote): void {
+    const counting =
+      (this.state === State.PreCandidate && m.preVote && (!m.granted || m.term === this.term + 1)) ||
+      (this.state === State.Candidate && !m.preVote && m.term === this.term);
+    if (!counting || this.votes.has(m.from)) return;
+    this.votes.set(m.from, m.granted);
+    let granted = 0;
+    for (const g of this.votes.values()) if (g) granted++;
+    const refused = this.votes.size - granted;
+    if (granted >= this.quorum) {
+      if (this.state === State.PreCandidate) this.becomeCandidate();
+      else this.becomeLeader();
+    } else if (refused >= this.quorum) {
+      this.becomeFollower(this.term, 0);
+    }
+  }
+
+  private handleAppendEntries(m: AppendEntries): void {
+    this.electionElapsed = 0;
+    this.leaderHeardElapsed = 0;
+    const last = this.lastIndex();
+    if (m.prevIndex > last) {
+      this.messagesAfterPersist.push(this.appendResult(m.from, false, last + 1, 0));
+      return;
+    }
+    const have = this.termAt(m.prevIndex);
+    if (have !== m.prevTerm) {
+      // Fast backtracking: name the conflicting term and where it starts here, so the leader can
+      // skip the whole term at once.
+      assert.ok(m.prevIndex > this.commitIndex, `leader ${m.from} disagrees at committed index ${m.prevIndex}`);
+      const first = this.lastIndexOfTermAtMost(have - 1) + 1;
+      this.messagesAfterPersist.push(this.appendResult(m.from, false, first, have));
+      return;
+    }
+    const entries = m.entries;
+    for (let i = 0, t = m.prevTerm; i < entries.length; t = entries[i].term, i++) {
+      const e = entries[i];
+      if (e.index !== m.prevIndex + 1 + i || e.term < t || e.term > m.term) return; // malformed: drop
+    }
+    let i = 0;
+    // Skip what this node already has; truncate at the first conflict.
+    for (; i < entries.length; i++) {
+      const e = entries[i];
+      if (e.index > this.lastIndex()) break;
+      if (this.termAt(e.index) !== e.term) {
+        this.truncate(e.index);
+        break;
+      }
+    }
+    for (; i < entries.length; i++) this.append(entries[i].term, entries[i].value);
+    const newLast = m.prevIndex + entries.length;
+    const commit = Math.min(m.commitIndex, newLast);
+    if (commit > this.commitIndex) this.setCommit(commit);
+    this.messagesAfterPersist.push(this.appendResult(m.from, true, newLast, 0));
+  }
+
+  private handleAppendResult(m: AppendResult): void {
+    const pr = this.progress.get(m.from);
+    if (pr === undefined) return;
+    pr.active = true;
+    if (m.success) {
+      if (m.index > this.lastIndex()) return; // cannot be: the leader never sent it
+      if (m.index > pr.match) {
+        pr.match = m.index;
+        pr.progressTick = this.now;
+        this.maybeCommit();
+      }
+      if (pr.state === ReplicaState.Probe) {
+        // Only an answer to the current probe (or a later message) shows where to stream from; a
+        // heartbeat's answer just confirms the match.
+        if (m.index >= pr.next - 1) pr.becomeReplicate(this.now);
+      } else {
+        pr.next = Math.max(pr.next, m.index + 1);
+        pr.freeTo(m.index);
+      }
+      return;
+    }
+    if (m.index === 0) return; // the answer to a message of an older term
+    let next = m.index;
+    if (m.hintTerm > 0) {
+      const j = this.lastIndexOfTermAtMost(m.hintTerm);
+      if (j > 0 && this.termAt(j) === m.hintTerm) next = j + 1;
+    }
+    next = Math.min(next, this.lastIndex() + 1);
+    // A rejection of the newest AppendEntries names a point above the match and below next; any
+    // other rejection answers an older message and is stale.
+    if (next <= pr.match || next >= pr.next) return;
+    pr.becomeProbe(next, false);
+  }
+
+  private handlePropose(values: Uint8Array[]): void {
+    if (this.state !== State.Leader) return; // forwarded to a node that no longer leads: the client retries
+    for (const v of values) if (!this.batcher.push(v)) return;
+  }
+
+  propose(commands: Uint8Array[]): ProposeResult {
+    if (this.state === State.Leader) {
+      let bytes = 0;
+      for (const c of commands) bytes += c.length;
+      // Refuse all or nothing, so that 'full' means no command of the call was proposed.
+      if (this.batcher.count + commands.length > this.cfg.pendingMax || this.batcher.bytes + bytes > this.batcherBytesMax) {
+        return 'full';
+      }
+      for (const c of commands) assert.ok(this.batcher.push(c), 'the batcher refused a command within its bounds');
+      return 'proposed';
+    }
+    if (this.leader === 0 || this.state !== State.Follower) return 'no-leader';
+    this.messages.push({ type: MsgType.Propose, from: this.cfg.id, to: this.leader, values: commands });
+    return 'forwarded';
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  read(id: number, mode: ReadMode): void {
+    if (this.leaderReads.length + this.remoteReads.size + this.readsWaiting.length >= this.cfg.pendingMax) {
+      this.readsFailed.push(id);
+      return;
+    }
+    if (this.state === State.Leader) {
+      if (mode === 'lease' && !this.leaseValid() && !this.bugs.leaseWithoutLease) {
+        this.readsFailed.push(id); // refused for lack of a lease
+        return;
+      }
+      this.addLeaderRead(id, 0, mode);
+      return;
+    }
+    if (this.leader === 0 || this.state !== State.Follower) {
+      this.readsFailed.push(id);
+      return;
+    }
+    this.remoteReadSeq += 2;
+    this.remoteReads.set(this.remoteReadSeq, { id, deadlineTick: this.now + this.cfg.electionTicksMin });
+    this.messages.push({ type: MsgType.ReadIndex, from: this.cfg.id, to: this.leader, readId: this.remoteReadSeq });
+  }
+
+  private addLeaderRead(id: number, from: number, mode: ReadMode): void {
+    if (mode === 'quorum') this.roundWanted = true;
+    this.leaderReads.push({ id, from, mode, round: this.round + 1, deadlineTick: this.now + this.cfg.electionTicksMin });
+    this.serveLeaderReads();
+  }
+
+  private handleReadIndex(m: ReadIndex): void {
+    if (m.readId % 2 === 1) {
+      // A confirmation round from the leader this node follows: echo it, and count it as hearing
+      // from the leader (so this node refuses votes for a while: the leader's lease rests on that).
+      if (this.state === State.Follower && m.from === this.leader) {
+        this.electionElapsed = 0;
+        this.leaderHeardElapsed = 0;
+        this.messages.push(this.readIndexReply(m.from, m.readId, this.commitIndex, true));
+      }
+      return;
+    }
+    if (this.state !== State.Leader || this.leaderReads.length >= this.cfg.pendingMax) {
+      this.messages.push(this.readIndexReply(m.from, m.readId, 0, false));
+      return;
+    }
+    this.addLeaderRead(m.readId, m.from, this.leaseValid() ? 'lease' : 'quorum');
+  }
+
+  private handleReadIndexReply(m: ReadIndexReply): void {
+    if (m.readId % 2 === 1) {
+      if (this.state !== State.Leader || !m.ok) return;
+      const r = (m.readId - 1) / 2;
+      const pr = this.progress.get(m.from);
+      if (pr === undefined || r < this.reignFirstRound || r > this.round) return;
+      pr.active = true;
+      if (r > pr.ackedRound) {
+        pr.ackedRound = r;
+        this.serveLeaderReads();
+      }
+      return;
+    }
+    const pending = this.remoteReads.get(m.readId);
+    if (pending === undefined) return; // a duplicate, or the read already timed out
+    this.remoteReads.delete(m.readId);
+    if (m.ok) this.readsWaiting.push({ id: pending.id, index: m.index });
+    else this.readsFailed.push(pending.id);
+  }
+
+  /** The highest round a majority (this node included) has acknowledged in this reign (0: none). */
+  private confirmedRound(): number {
+    this.scratch[0] = this.round;
+    let i = 1;
+    for (const pr of this.progress.values()) this.scratch[i++] = pr.ackedRound;
+    const r = this.kernels.quorumIndex(this.scratch, i, this.quorum);
+    return r >= this.reignFirstRound ? r : 0;
+  }
+
+  /** The leader may answer reads alone: a majority acknowledged a round sent less than the lease ago. */
+  private leaseValid(): boolean {
+    if (this.state !== State.Leader) return false;
+    const r = this.confirmedRound();
+    if (r === 0 || this.round - r >= ROUND_TICKS_RING) return false;
+    return this.now < this.roundTicks[r % ROUND_TICKS_RING] + this.cfg.leaseTicks - this.cfg.leaseDriftTicks;
+  }
+
+  /** True once an entry of this term is committed: then commitIndex covers everything chosen before. */
+  private committedInTerm(): boolean {
+    return this.commitIndex > 0 && this.termAt(this.commitIndex) === this.term;
+  }
+
+  private serveLeaderReads(): void {
+    if (this.leaderReads.length === 0 || !this.committedInTerm()) return;
+    const confirmed = this.confirmedRound();
+    let kept = 0;
+    for (const r of this.leaderReads) {
+      const ok = r.mode === 'lease' ? (this.bugs.leaseWithoutLease || this.leaseValid()) : confirmed >= r.round;
+      if (ok) {
+        if (r.from === 0) this.readsReady.push({ id: r.id, index: this.commitIndex });
+        else this.messages.push(this.readIndexReply(r.from, r.id, this.commitIndex, true));
+      } else if (r.mode === 'lease') {
+        this.failLeaderRead(r);
+      } else {
+        this.leaderReads[kept++] = r;
+      }
+    }
+    this.leaderReads.length = kept;
+  }
+
+  private failLeaderRead(r: LeaderRead): void {
+    if (r.from === 0) this.readsFailed.push(r.id);
+    else this.messages.push(this.readIndexReply(r.from, r.id, 0, false));
+  }
+
+  private expireReads(): void {
+    if (this.leaderReads.length > 0) {
+      this.leaderReads = this.leaderReads.filter((r) => {
+        if (this.now < r.deadlineTick) return true;
+        this.failLeaderRead(r);
+        return false;
+      });
+    }
+    for (const [key, r] of this.remoteReads) {
+      if (this.now >= r.deadlineTick) {
+        this.remoteReads.delete(key);
+        this.readsFailed.push(r.id);
+      }
+    }
+  }
+
+  /** Send a confirmation round to every follower. */
+  private sendRound(): void {
+    this.round++;
+    this.roundTicks[this.round % ROUND_TICKS_RING] = this.now;
+    this.roundWanted = false;
+    const readId = this.round * 2 + 1;
+    for (const to of this.others) {
+      this.messages.push({ type: MsgType.ReadIndex, from: this.cfg.id, to, readId });
+    }
+  }
+
+  // ---------------------------------------------------------------- leader: replication
+
+  private setCommit(index: number): void {
+    assert.ok(index > this.commitIndex && index <= this.lastIndex(), `commit ${index} out of range`);
+    this.commitIndex = index;
+    this.commitDirty = true;
+  }
+
+  /** Advance the commit index to what a majority has, if that entry is of this term. Returns whether it moved. */
+  private maybeCommit(): boolean {
+    this.scratch[0] = this.durableIndex;
+    let i = 1;
+    for (const pr of this.progress.values()) this.scratch[i++] = pr.match;
+    const index = this.kernels.quorumIndex(this.scratch, i, this.quorum);
+    if (index <= this.commitIndex) return false;
+    // Figure 8: an entry of an older term may sit on a majority and still be overwritten, so only
+    // an entry of this term is committed by counting; the older ones before it follow.
+    if (this.termAt(index) !== this.term && !this.bugs.commitOldTerm) return false;
+    this.setCommit(index);
+    this.serveLeaderReads();
+    return true;
+  }
+
+  private broadcastHeartbeat(): void {
+    for (const [to, pr] of this.progress) {
+      this.messages.push(this.appendEntries(to, pr, pr.match, pr.match));
+      if (pr.state === ReplicaState.Probe) pr.probeSent = false;
+    }
+    this.sendRound();
+  }
+
+  /** Cut pending commands into entries while fewer than `pipeline` entries are uncommitted. */
+  private cutBatches(): void {
+    while (this.batcher.count > 0 && this.lastIndex() - this.commitIndex < this.cfg.pipeline) {
+      this.append(this.term, this.batcher.cut(this.cfg.batchMax, this.cfg.batchBytesMax));
+    }
+  }
+
+  /** The last index of an AppendEntries starting at `from`: at least one entry, at most batchBytesMax bytes. */
+  private chunkEnd(from: number): number {
+    const last = this.lastIndex();
+    let bytes = this.log[from - 1].value.length;
+    let end = from;
+    while (end < last) {
+      const size = this.log[end].value.length;
+      if (bytes + size > this.cfg.batchBytesMax) break;
+      bytes += size;
+      end++;
+    }
+    return end;
+  }
+
+  private appendEntries(to: number, pr: Progress, prevIndex: number, end: number): AppendEntries {
+    pr.commitSent = this.commitIndex;
+    return {
+      type: MsgType.AppendEntries, from: this.cfg.id, to, term: this.term,
+      prevIndex, prevTerm: this.termAt(prevIndex), commitIndex: this.commitIndex,
+      entries: end > prevIndex ? this.log.slice(prevIndex, end) : [],
+    };
+  }
+
+  /** Send what each follower lacks, as far as its state and pipeline allow; announce a new commit index. */
+  private sendAppends(): void {
+    const last = this.lastIndex();
+    for (const [to, pr] of this.progress) {
+      if (pr.state === ReplicaState.Probe) {
+        if (pr.probeSent) continue;
+        const end = pr.probeWithEntries && pr.next <= last ? this.chunkEnd(pr.next) : pr.next - 1;
+        this.messages.push(this.appendEntries(to, pr, pr.next - 1, end));
+        pr.probeSent = true;
+        continue;
+      }
+      while (!pr.full && pr.next <= last) {
+        if (pr.inflight === 0) pr.progressTick = this.now;
+        const end = this.chunkEnd(pr.next);
+        this.messages.push(this.appendEntries(to, pr, pr.next - 1, end));
+        pr.addInflight(end);
+        pr.next = end + 1;
+      }
+      if (pr.commitSent < this.commitIndex) {
+        this.messages.push(this.appendEntries(to, pr, pr.match, pr.match));
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- output
+
+  /** Work that waits for the next Ready: new entries, AppendEntries, a confirmation round, reads. */
+  private flush(): void {
+    if (this.state === State.Leader) {
+      this.cutBatches();
+      this.sendAppends();
+      if (this.roundWanted) this.sendRound();
+      this.serveLeaderReads();
+    }
+    if (this.readsWaiting.length > 0) {
+      let kept = 0;
+      for (const r of this.readsWaiting) {
+        if (r.index <= this.commitIndex) this.readsReady.push(r);
+        else this.readsWaiting[kept++] = r;
+      }
+      this.readsWaiting.length = kept;
+    }
+  }
+
+  hasReady(): boolean {
+    if (this.outstanding !== null) return false;
+    this.flush();
+    return this.hardStateDirty || this.truncateFrom !== 0 || this.unstableFrom <= this.lastIndex() ||
+      this.commitDirty || this.messages.length > 0 || this.messagesAfterPersist.length > 0 ||
+      this.appliedIndex < this.commitIndex || this.readsReady.length > 0 || this.readsFailed.length > 0;
+  }
+
+  ready(): Ready {
+    assert.equal(this.outstanding, null, 'ready() called again before advance()');
+    this.flush();
+    const hardState: HardState | null = this.hardStateDirty ? { ballot: this.term, vote: this.vote } : null;
+    const rd: Ready = {
+      hardState,
+      truncateFrom: this.truncateFrom,
+      records: this.unstableFrom <= this.lastIndex() ? this.log.slice(this.unstableFrom - 1) : [],
+      chosenPrefix: this.commitDirty ? this.commitIndex + 1 : 0,
+      messages: this.messages,
+      messagesAfterPersist: this.messagesAfterPersist,
+      apply: this.appliedIndex < this.commitIndex ? this.log.slice(this.appliedIndex, this.commitIndex) : [],
+      reads: this.readsReady,
+      readsFailed: this.readsFailed,
+    };
+    this.hardStateDirty = false;
+    this.truncateFrom = 0;
+    this.truncatedSinceReady = Infinity;
+    this.unstableFrom = this.lastIndex() + 1;
+    this.commitDirty = false;
+    this.appliedIndex = this.commitIndex;
+    this.messages = [];
+    this.messagesAfterPersist = [];
+    this.readsReady = [];
+    this.readsFailed = [];
+    this.outstanding = rd;
+    return rd;
+  }
+
+  advance(rd: Ready): void {
+    assert.ok(rd === this.outstanding, 'advance() must acknowledge the last Ready');
+    this.outstanding = null;
+    if (rd.records.length > 0) {
+      // Records are durable now, except any that a truncation since ready() replaced.
+      const last = rd.records[rd.records.length - 1].position;
+      const upTo = Math.min(last, this.truncatedSinceReady - 1, this.lastIndex());
+      if (upTo > this.durableIndex) this.durableIndex = upTo;
+    }
+    this.truncatedSinceReady = Infinity;
+    if (this.state === State.Leader) this.maybeCommit();
+  }
+
+  // ---------------------------------------------------------------- messages
+
+  private requestVote(to: number, term: number, preVote: boolean): RequestVote {
+    return { type: MsgType.RequestVote, from: this.cfg.id, to, term, lastIndex: this.lastIndex(), lastTerm: this.lastTerm(), preVote };
+  }
+
+  private voteMsg(to: number, term: number, granted: boolean, preVote: boolean): Vote {
+    return { type: MsgType.Vote, from: this.cfg.id, to, term, granted, preVote };
+  }
+
+  private appendResult(to: number, success: boolean, index: number, hintTerm: number): AppendResult {
+    return { type: MsgType.AppendResult, from: this.cfg.id, to, term: this.term, success, index, hintTerm };
+  }
+
+  private readIndexReply(to: number, readId: number, index: number, ok: boolean): ReadIndexReply {
+    return { type: MsgType.ReadIndexReply, from: this.cfg.id, to, readId, index, ok };
+  }
+
+  // ---------------------------------------------------------------- introspection
+
+  status(): Status {
+    return {
+      id: this.cfg.id,
+      protocol: 'raft',
+      role: this.state === State.Leader ? 'leader' : this.state === State.Follower ? 'follower' : 'candidate',
+      leader: this.leader,
+      ballot: this.term,
+      chosenPrefix: this.commitIndex + 1,
+      appliedPrefix: this.appliedIndex + 1,
+      holes: 0,
+      inFlight: this.lastIndex() - this.commitIndex,
+      pending: this.batcher.count,
+    };
+  }
+
+  invariants(): void {
+    const last = this.lastIndex();
+    assert.ok(this.appliedIndex <= this.commitIndex, `applied ${this.appliedIndex} > commitIndex ${this.commitIndex}`);
+    assert.ok(this.commitIndex <= last, `commitIndex ${this.commitIndex} > last index ${last}`);
+    assert.ok(this.durableIndex <= last, `durableIndex ${this.durableIndex} > last index ${last}`);
+    assert.ok(this.unstableFrom >= 1 && this.unstableFrom <= last + 1, `unstableFrom ${this.unstableFrom} out of 1..${last + 1}`);
+    assert.ok(this.lastTerm() <= this.term, `last entry's term ${this.lastTerm()} > term ${this.term}`);
+    if (last > 0) assert.equal(this.log[last - 1].index, last, 'the log is not indexed from 1');
+    assert.ok(this.vote === 0 || this.cfg.peers.includes(this.vote), `vote for non-member ${this.vote}`);
+    if (this.state === State.Leader) {
+      assert.equal(this.leader, this.cfg.id, 'a leader must know itself as leader');
+      assert.equal(this.vote, this.cfg.id, 'a leader voted for itself');
+      for (const [p, pr] of this.progress) {
+        assert.ok(pr.match < pr.next && pr.next <= last + 1, `follower ${p}: match ${pr.match}, next ${pr.next}, last ${last}`);
+        assert.ok(pr.inflight <= this.cfg.pipeline, `follower ${p}: ${pr.inflight} in flight`);
+      }
+    } else {
+      assert.equal(this.progress.size, 0, 'only a leader tracks followers');
+      assert.equal(this.leaderReads.length, 0, 'only a leader holds leader reads');
+    }
+    assert.ok(this.batcher.count <= this.cfg.pendingMax, 'pending commands beyond pendingMax');
+  }
+}
