@@ -3,11 +3,13 @@
 
 import type { Protocol, ProtocolName, ProtocolOptions } from '../protocol/types.js';
 import { MultiPaxos } from '../protocol/multipaxos/index.js';
+import { Raft } from '../protocol/raft/index.js';
 
 export type ProtocolFactory = (o: ProtocolOptions) => Protocol;
 
 export const protocols: Partial<Record<ProtocolName, ProtocolFactory>> = {
   multipaxos: (o) => new MultiPaxos(o),
+  raft: (o) => new Raft(o),
 };
 
 /** The factory for `name`, or a clear error naming the protocols there are. */

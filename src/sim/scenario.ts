@@ -14,8 +14,8 @@
 //   tick N|all K            tick K times
 //   propose N cmd...        propose commands at node N (each word one command)
 //   read N lease|quorum ID  ask node N for a read; its answer prints when it comes
-//   deliver [drop=(1,2)] [hold=(3)]   deliver every queued message once; drop= drops messages
-//                           to or from those nodes, hold= keeps them queued
+//   deliver [drop=(1,2>3)] [hold=(3)]  deliver every queued message once; drop= drops messages
+//                           to or from a node ("2>3": from 2 to 3 only), hold= keeps them queued
 //   stabilize               deliver until no message is left
 //   partition 1 | 2 3       cut every link between the groups; heal removes all cuts
 //   crash N / restart N     stop a node (it keeps what it persisted) / start it from storage
@@ -208,7 +208,7 @@ export class ScenarioCluster {
         this.process(out);
         while (this.queue.length > 0) {
           assert.ok(rounds++ < 1000, 'stabilize did not settle in 1000 rounds');
-          this.deliver([], [], out);
+          this.deliver(() => false, () => false, out);
         }
         break;
       }
@@ -251,13 +251,13 @@ export class ScenarioCluster {
     return out;
   }
 
-  private deliver(drop: number[], hold: number[], out: string[]): void {
+  private deliver(drop: LinkFilter, hold: LinkFilter, out: string[]): void {
     const batch = this.queue;
     this.queue = [];
     for (const m of batch) {
-      if (hold.includes(m.from) || hold.includes(m.to)) { this.queue.push(m); continue; }
+      if (hold(m)) { this.queue.push(m); continue; }
       const line = describeMessage(this.k, m);
-      if (drop.includes(m.from) || drop.includes(m.to)) { out.push(`${line} DROPPED`); continue; }
+      if (drop(m)) { out.push(`${line} DROPPED`); continue; }
       if (this.cuts.has(`${m.from}>${m.to}`)) { out.push(`${line} DROPPED (partition)`); continue; }
       const target = this.nodes.get(m.to)?.core;
       if (!target) { out.push(`${line} DROPPED (down)`); continue; }
@@ -274,12 +274,22 @@ const num = (s: string | undefined): number => {
   return n;
 };
 
-const parseIds = (args: string[], key: string): number[] => {
+/** A link filter: "3" matches messages to or from node 3, "2>1" only messages from 2 to 1. */
+type LinkFilter = (m: Message) => boolean;
+
+const parseIds = (args: string[], key: string): LinkFilter => {
   const a = args.find((x) => x.startsWith(`${key}=`));
-  if (!a) return [];
-  const m = /^\w+=\(([\d,\s]*)\)$/.exec(a);
-  if (!m) throw new Error(`${key}= takes a list like (1,2), got ${a}`);
-  return m[1].split(',').filter((x) => x.trim() !== '').map((x) => num(x.trim()));
+  if (!a) return () => false;
+  const m = /^\w+=\(([\d,>\s]*)\)$/.exec(a);
+  if (!m) throw new Error(`${key}= takes a list like (1,2>3), got ${a}`);
+  const tests = m[1].split(',').filter((x) => x.trim() !== '').map((x): LinkFilter => {
+    const [from, to] = x.trim().split('>');
+    if (to === undefined) { const id = num(from); return (msg) => msg.from === id || msg.to === id; }
+    const f = num(from);
+    const t = num(to);
+    return (msg) => msg.from === f && msg.to === t;
+  });
+  return (msg) => tests.some((t) => t(msg));
 };
 
 /** Defaults for scenarios: slower heartbeats and a short pipeline keep outputs readable. */
