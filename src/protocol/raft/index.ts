@@ -56,13 +56,6 @@ const enum State {
   Leader = 3,
 }
 
-/** One log entry. The same object is the entry the leader sends, the record storage writes and the
- *  record the state machine applies, so an entry costs one allocation. Invariant: position === index,
- *  ballot === term; never mutated. */
-interface Entry extends RaftEntry, LogRecord {}
-
-const newEntry = (index: number, term: number, value: Uint8Array): Entry =>
-  ({ index, term, value, position: index, ballot: term });
 
 /** How many read-confirmation rounds remember their send tick; older rounds give no lease. */
 const ROUND_TICKS_RING = 256;
@@ -104,8 +97,12 @@ export class Raft implements Protocol {
   private term = 0;
   /** The member this node voted for in `term`, 0 for none. */
   private vote = 0;
-  /** The log: log[i] holds index i + 1. Invariant: terms never decrease along the log. */
-  private log: Entry[] = [];
+  /** The log: log[i] holds index i + 1, as AppendEntries carries it. Invariant: terms never decrease
+   *  along the log. Entries are never mutated, so messages share them. */
+  private log: RaftEntry[] = [];
+  /** The same entries as records, as storage writes them and the state machine applies them: one
+   *  object each, shared by both. Invariant: recs.length === log.length, recs[i] mirrors log[i]. */
+  private recs: LogRecord[] = [];
 
   // Volatile state.
   private state: State = State.Follower;
@@ -196,6 +193,9 @@ export class Raft implements Protocol {
     this.batcherBytesMax = Math.max(cfg.batchBytesMax * cfg.pipeline, 64 * 1024 * 1024);
     this.batcher = this.kernels.newBatcher(cfg.pendingMax, this.batcherBytesMax);
     if (opts.restored) this.restore(opts.restored);
+    // A node that has seen a term may have acknowledged a leader's confirmation round just before
+    // it crashed; it refuses votes for an election timeout after restarting, as it would have.
+    this.leaderHeardElapsed = this.term > 0 ? 0 : cfg.electionTicksMin;
     this.resetElectionTimer();
   }
 
@@ -207,7 +207,8 @@ export class Raft implements Protocol {
       assert.equal(rec.position, i + 1, `restored records must run from 1 without gaps (record ${i} is ${rec.position})`);
       assert.ok(rec.ballot <= this.term, `restored record ${rec.position} has term ${rec.ballot} > term ${this.term}`);
       if (i > 0) assert.ok(rec.ballot >= this.log[i - 1].term, `restored record ${rec.position} lowers the term`);
-      this.log.push(newEntry(rec.position, rec.ballot, rec.value));
+      this.log.push({ index: rec.position, term: rec.ballot, value: rec.value });
+      this.recs.push(rec);
     }
     this.durableIndex = this.log.length;
     this.unstableFrom = this.log.length + 1;
@@ -245,15 +246,19 @@ export class Raft implements Protocol {
     return lo;
   }
 
-  private append(term: number, value: Uint8Array): void {
-    assert.ok(term >= this.lastTerm() && term <= this.term, `entry term ${term} out of order`);
-    this.log.push(newEntry(this.log.length + 1, term, value));
+  /** Append an entry (a received one is kept as it came). */
+  private append(e: RaftEntry): void {
+    assert.ok(e.index === this.log.length + 1, `entry ${e.index} does not follow ${this.log.length}`);
+    assert.ok(e.term >= this.lastTerm() && e.term <= this.term, `entry term ${e.term} out of order`);
+    this.log.push(e);
+    this.recs.push({ position: e.index, ballot: e.term, value: e.value });
   }
 
   /** Delete the entries at `from` and above: they conflict with the leader's. */
   private truncate(from: number): void {
     assert.ok(from > this.commitIndex, `truncating from ${from} would delete committed entries (commitIndex ${this.commitIndex})`);
     this.log.length = from - 1;
+    this.recs.length = from - 1;
     this.unstableFrom = Math.min(this.unstableFrom, from);
     this.truncateFrom = this.truncateFrom === 0 ? from : Math.min(this.truncateFrom, from);
     this.truncatedSinceReady = Math.min(this.truncatedSinceReady, from);
@@ -324,7 +329,7 @@ export class Raft implements Protocol {
       this.progress.set(p, new Progress(this.lastIndex() + 1, this.cfg.pipeline));
     }
     // The empty entry of the new term: committing it commits every entry of earlier terms before it.
-    this.append(this.term, this.noop);
+    this.append({ index: this.lastIndex() + 1, term: this.term, value: this.noop });
   }
 
   /** Leave the leader's role: fail what only a leader could answer. */
@@ -506,7 +511,7 @@ export class Raft implements Protocol {
         break;
       }
     }
-    for (; i < entries.length; i++) this.append(entries[i].term, entries[i].value);
+    for (; i < entries.length; i++) this.append(entries[i]);
     const newLast = m.prevIndex + entries.length;
     const commit = Math.min(m.commitIndex, newLast);
     if (commit > this.commitIndex) this.setCommit(commit);
@@ -742,7 +747,7 @@ export class Raft implements Protocol {
   /** Cut pending commands into entries while fewer than `pipeline` entries are uncommitted. */
   private cutBatches(): void {
     while (this.batcher.count > 0 && this.lastIndex() - this.commitIndex < this.cfg.pipeline) {
-      this.append(this.term, this.batcher.cut(this.cfg.batchMax, this.cfg.batchBytesMax));
+      this.append({ index: this.lastIndex() + 1, term: this.term, value: this.batcher.cut(this.cfg.batchMax, this.cfg.batchBytesMax) });
     }
   }
 
@@ -828,11 +833,11 @@ export class Raft implements Protocol {
     const rd: Ready = {
       hardState,
       truncateFrom: this.truncateFrom,
-      records: this.unstableFrom <= this.lastIndex() ? this.log.slice(this.unstableFrom - 1) : [],
+      records: this.unstableFrom <= this.lastIndex() ? this.recs.slice(this.unstableFrom - 1) : [],
       chosenPrefix: this.commitDirty ? this.commitIndex + 1 : 0,
       messages: this.messages,
       messagesAfterPersist: this.messagesAfterPersist,
-      apply: this.appliedIndex < this.commitIndex ? this.log.slice(this.appliedIndex, this.commitIndex) : [],
+      apply: this.appliedIndex < this.commitIndex ? this.recs.slice(this.appliedIndex, this.commitIndex) : [],
       reads: this.readsReady,
       readsFailed: this.readsFailed,
     };
@@ -905,6 +910,7 @@ export class Raft implements Protocol {
     assert.ok(this.durableIndex <= last, `durableIndex ${this.durableIndex} > last index ${last}`);
     assert.ok(this.unstableFrom >= 1 && this.unstableFrom <= last + 1, `unstableFrom ${this.unstableFrom} out of 1..${last + 1}`);
     assert.ok(this.lastTerm() <= this.term, `last entry's term ${this.lastTerm()} > term ${this.term}`);
+    assert.equal(this.recs.length, last, 'records and entries differ in length');
     if (last > 0) assert.equal(this.log[last - 1].index, last, 'the log is not indexed from 1');
     assert.ok(this.vote === 0 || this.cfg.peers.includes(this.vote), `vote for non-member ${this.vote}`);
     if (this.state === State.Leader) {
