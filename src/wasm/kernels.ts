@@ -86,6 +86,8 @@ export class WasmKernels implements Kernels {
   }
 
   crc32c(bytes: Uint8Array, seed = 0): number {
+    // Bytes already in linear memory (an encoded frame, say) are read in place.
+    if (bytes.buffer === this.x.memory.buffer) return this.x.crc32c(bytes.byteOffset, bytes.length, seed >>> 0) >>> 0;
     let crc = seed >>> 0;
     const p = this.input.ensure(Math.min(bytes.length, CRC_CHUNK_BYTES));
     const h = this.heap;
@@ -125,6 +127,16 @@ export class WasmKernels implements Kernels {
     assert.ok(length <= FRAME_BYTES_MAX, `frame of ${length} bytes exceeds FRAME_BYTES_MAX`);
     assert.ok(Number.isInteger(m.from) && m.from >= 0 && m.from <= 0xffff, `from=${m.from} is not a node id`);
     assert.ok(Number.isInteger(m.to) && m.to >= 0 && m.to <= 0xffff, `to=${m.to} is not a node id`);
+    // Growing memory detaches every view of it: copy values that are such views before growing.
+    let copies: Uint8Array[] | null = null;
+    if (this.scratch.bytes < 32 + 32 * count || this.frameOut.bytes < length) {
+      const mem = this.x.memory.buffer;
+      copies = [];
+      for (let i = 0; i < count; i++) {
+        const v = entryValue(any, kind, i);
+        copies.push(v.buffer === mem ? v.slice() : v);
+      }
+    }
     const sc = this.scratch.ensure(32 + 32 * count);
     const out = this.frameOut.ensure(length);
     const h = this.heap;
@@ -155,7 +167,7 @@ export class WasmKernels implements Kernels {
         f[e] = assertSafe(en.index, 'entry index');
         f[e + 1] = assertSafe(en.term, 'entry term');
       }
-      const v = entryValue(any, kind, i);
+      const v = copies === null ? entryValue(any, kind, i) : copies[i];
       f[e + 3] = v.length;
       h.u8.set(v, at + ENTRY_HEADER_BYTES);
       at += ENTRY_HEADER_BYTES + v.length;
@@ -165,15 +177,34 @@ export class WasmKernels implements Kernels {
     return h.u8.subarray(out, out + n);
   }
 
-  decode(frame: Uint8Array): Message | DecodeError {
-    const len = frame.length;
-    if (len > FRAME_BYTES_MAX) return this.twin.decode(frame);
-    const entriesMax = len >= HEADER_BYTES ? Math.floor((len - HEADER_BYTES) / ENTRY_HEADER_BYTES) : 0;
-    const sc = this.scratch.ensure(32 + 32 * entriesMax);
-    const p = this.input.ensure(len);
+  /**
+   * Where `bytes` sit in linear memory: in place if they already are a view of it (a frame from
+   * encode(), say) and no region must grow, else copied into the input region. Returns the address
+   * and the bytes to slice values from (a copy if growing memory would have detached the view).
+   */
+  private stage(bytes: Uint8Array, scratchBytes: number): [number, Uint8Array] {
     const h = this.heap;
+    if (bytes.buffer === h.x.memory.buffer) {
+      if (this.scratch.bytes >= scratchBytes) {
+        h.sync();
+        return [bytes.byteOffset, bytes];
+      }
+      bytes = bytes.slice();
+    }
+    this.scratch.ensure(scratchBytes);
+    const p = this.input.ensure(bytes.length);
     h.sync();
-    h.u8.set(frame, p);
+    h.u8.set(bytes, p);
+    return [p, bytes];
+  }
+
+  decode(input: Uint8Array): Message | DecodeError {
+    const len = input.length;
+    if (len > FRAME_BYTES_MAX) return this.twin.decode(input);
+    const entriesMax = len >= HEADER_BYTES ? Math.floor((len - HEADER_BYTES) / ENTRY_HEADER_BYTES) : 0;
+    const [p, frame] = this.stage(input, 32 + 32 * entriesMax);
+    const sc = this.scratch.ptr;
+    const h = this.heap;
     const rc = this.x.decodeFrame(p, len, FRAME_BYTES_MAX, sc);
     if (rc !== 0) return { error: reasonText(rc) };
     const s = SHAPES[frame[1]]!;
@@ -206,23 +237,22 @@ export class WasmKernels implements Kernels {
     assertSafe(r.ballot, 'record ballot');
     const length = RECORD_HEADER_BYTES + r.value.length;
     assert.ok(length <= RECORD_BYTES_MAX, `record of ${length} bytes exceeds RECORD_BYTES_MAX`);
+    const value = this.recordOut.bytes < length && r.value.buffer === this.x.memory.buffer ? r.value.slice() : r.value;
     const out = this.recordOut.ensure(length);
     const h = this.heap;
     h.sync();
-    h.u8.set(r.value, out + RECORD_HEADER_BYTES);
-    const n = this.x.encodeRecord(out, r.position, r.ballot, r.value.length);
+    h.u8.set(value, out + RECORD_HEADER_BYTES);
+    const n = this.x.encodeRecord(out, r.position, r.ballot, value.length);
     assert.ok(n === length, `encodeRecord returned ${n}, expected ${length}`);
     return h.u8.subarray(out, out + n);
   }
 
-  decodeRecord(bytes: Uint8Array): LogRecord | DecodeError {
-    const len = bytes.length;
-    if (len > RECORD_BYTES_MAX) return this.twin.decodeRecord(bytes);
-    const sc = this.scratch.ensure(16);
-    const p = this.input.ensure(len);
+  decodeRecord(input: Uint8Array): LogRecord | DecodeError {
+    const len = input.length;
+    if (len > RECORD_BYTES_MAX) return this.twin.decodeRecord(input);
+    const [p, bytes] = this.stage(input, 16);
+    const sc = this.scratch.ptr;
     const h = this.heap;
-    h.sync();
-    h.u8.set(bytes, p);
     const rc = this.x.decodeRecord(p, len, RECORD_BYTES_MAX, sc);
     if (rc !== 0) return { error: reasonText(rc) };
     return { position: h.f64[sc >>> 3], ballot: h.f64[(sc >>> 3) + 1], value: bytes.slice(RECORD_HEADER_BYTES) };
@@ -231,16 +261,14 @@ export class WasmKernels implements Kernels {
   decodeBatch(value: Uint8Array): Uint8Array[] | DecodeError {
     const len = value.length;
     assert.ok(len <= U32_MAX, 'batch larger than 4 GiB');
-    const sc = this.scratch.ensure(2 * len + 8);
-    const p = this.input.ensure(len);
+    const [p, src] = this.stage(value, 2 * len + 8);
+    const sc = this.scratch.ptr;
     const h = this.heap;
-    h.sync();
-    h.u8.set(value, p);
     const n = this.x.decodeBatch(p, len, sc);
     if (n < 0) return { error: reasonText(-n) };
     const out: Uint8Array[] = new Array(n);
     const u32 = h.u32;
-    for (let i = 0, w = sc >>> 2; i < n; i++, w += 2) out[i] = value.subarray(u32[w], u32[w] + u32[w + 1]);
+    for (let i = 0, w = sc >>> 2; i < n; i++, w += 2) out[i] = src.subarray(u32[w], u32[w] + u32[w + 1]);
     return out;
   }
 
