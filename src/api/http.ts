@@ -1,0 +1,253 @@
+// The client API of a KV node, on the node's uWS App: HTTP (/kv/{key}, /status, /metrics) and the
+// binary WebSocket /client (see client-protocol.ts).
+//
+// Status codes: 200 done; 404 absent; 412 compare-and-set mismatch; 400 malformed, with a JSON
+// {error}; 413 key or value too large; 503 with Retry-After only when the command was surely not
+// proposed (no leader known, queue full, read not confirmed); 504 when the outcome is unknown
+// (no answer in time: the write may or may not be applied). Never a 200 that did not happen.
+
+import type { HttpRequest, HttpResponse } from '@trufflesuite/uws-js-unofficial';
+import type * as Uws from '@trufflesuite/uws-js-unofficial';
+import type { Logger } from 'pino';
+import { encodeOp, keyBytes, KvInputError, valueBytesMax, type KvOp } from '../kv/ops.js';
+import type { KvResult, KvStore } from '../kv/store.js';
+import { RequestError, type PaxlogNode } from '../node/node.js';
+import type { ReadMode } from '../protocol/types.js';
+import { ClientOp, decodeRequests, encodeResponse, type ClientReadMode, type ClientRequest } from './client-protocol.js';
+
+const statusText: Record<number, string> = {
+  200: '200 OK', 400: '400 Bad Request', 404: '404 Not Found', 405: '405 Method Not Allowed', 412: '412 Precondition Failed',
+  413: '413 Payload Too Large', 500: '500 Internal Server Error', 503: '503 Service Unavailable', 504: '504 Gateway Timeout',
+  507: '507 Insufficient Storage',
+};
+
+/** Body bytes accepted at most: the largest value plus room for nothing else. */
+const bodyBytesMax = valueBytesMax;
+/** Requests in flight per /client connection at most; beyond it requests get 503. */
+const clientInFlightMax = 4096;
+
+export interface Answer {
+  status: number;
+  body?: Uint8Array | string;
+  /** Seconds, for 503. */
+  retryAfter?: number;
+  contentType?: string;
+}
+
+const kvStatus: Record<KvResult, number> = { ok: 200, 'not-found': 404, mismatch: 412, full: 507, bad: 400 };
+const error = (status: number, message: string, retryAfter?: number): Answer =>
+  ({ status, body: JSON.stringify({ error: message }), contentType: 'application/json', retryAfter });
+
+/** The operations themselves, shared by HTTP and /client. Never throws. */
+export class KvService {
+  constructor(private readonly node: PaxlogNode<KvResult>, private readonly kv: KvStore, private readonly log: Logger) {}
+
+  async write(o: KvOp): Promise<Answer> {
+    let command: Uint8Array;
+    try {
+      command = encodeOp(o);
+    } catch (e) {
+      if (e instanceof KvInputError) return error(e.status, e.message);
+      throw e;
+    }
+    const op = o.op;
+    try {
+      const result = await this.node.propose(command);
+      this.node.metrics.requests.inc({ op, status: String(kvStatus[result]) });
+      return result === 'ok' ? { status: 200 } : error(kvStatus[result], result === 'not-found' ? 'no such key' :
+        result === 'mismatch' ? 'the current value differs from expect' : result === 'full' ? 'the store is full' : 'bad command');
+    } catch (e) {
+      return this.failed(op, e);
+    }
+  }
+
+  async get(key: string, mode: ClientReadMode): Promise<Answer> {
+    try {
+      keyBytes(key);
+    } catch (e) {
+      if (e instanceof KvInputError) return error(e.status, e.message);
+      throw e;
+    }
+    try {
+      if (mode !== 'local') await this.node.read(mode === 'linearizable' ? 'lease' : mode as ReadMode);
+    } catch (e) {
+      return this.failed('get', e);
+    }
+    const value = this.kv.get(key);
+    this.node.metrics.requests.inc({ op: 'get', status: value === undefined ? '404' : '200' });
+    return value === undefined ? error(404, 'no such key') : { status: 200, body: value, contentType: 'application/octet-stream' };
+  }
+
+  private failed(op: string, e: unknown): Answer {
+    if (!(e instanceof RequestError)) {
+      this.log.error({ err: (e as Error).message, op }, 'request failed unexpectedly');
+      return error(500, 'internal error');
+    }
+    const status = e.surelyNotProposed ? 503 : 504;
+    this.node.metrics.requests.inc({ op, status: String(status) });
+    return error(status, e.message, status === 503 ? 1 : undefined);
+  }
+}
+
+export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, log: Logger): KvService {
+  const service = new KvService(node, kv, log);
+  const app = node.app;
+
+  app.get('/status', (res) => send(res, { status: 200, body: JSON.stringify(node.status()), contentType: 'application/json' }));
+  app.get('/metrics', (res) => {
+    const aborted = onAbort(res);
+    node.metrics.registry.metrics().then((text) => {
+      if (!aborted.value) send(res, { status: 200, body: text, contentType: node.metrics.registry.contentType });
+    }, () => {
+      if (!aborted.value) send(res, error(500, 'metrics unavailable'));
+    });
+  });
+
+  app.get('/kv/*', (res, req) => {
+    const key = keyOf(req);
+    const mode = new URLSearchParams(req.getQuery() ?? '').get('read') ?? 'linearizable';
+    if (key === null) return send(res, error(400, 'the key is not valid percent-encoded UTF-8'));
+    if (!(['linearizable', 'lease', 'quorum', 'local'] as string[]).includes(mode)) {
+      return send(res, error(400, `read=${mode} is not one of lease, quorum, local`));
+    }
+    const aborted = onAbort(res);
+    void service.get(key, mode as ClientReadMode).then((a) => aborted.value || send(res, a));
+  });
+
+  app.del('/kv/*', (res, req) => {
+    const key = keyOf(req);
+    if (key === null) return send(res, error(400, 'the key is not valid percent-encoded UTF-8'));
+    const aborted = onAbort(res);
+    void service.write({ op: 'delete', key }).then((a) => aborted.value || send(res, a));
+  });
+
+  app.put('/kv/*', (res, req) => {
+    const key = keyOf(req);
+    withBody(res, req, key, (value) => service.write({ op: 'put', key: key!, value }));
+  });
+
+  app.post('/kv/*', (res, req) => {
+    const key = keyOf(req);
+    const expect = new URLSearchParams(req.getQuery() ?? '').get('expect');
+    if (expect === null) {
+      res.onAborted(() => {});
+      return send(res, error(400, 'POST /kv/{key} needs ?expect={old value} (compare-and-set)'), true);
+    }
+    const expectBytes = Buffer.from(expect, 'utf8');
+    withBody(res, req, key, (value) => service.write({ op: 'cas', key: key!, expect: expectBytes, value }));
+  });
+
+  app.any('/kv/*', (res) => send(res, error(405, 'use GET, PUT, DELETE or POST on /kv/{key}')));
+  app.any('/*', (res, req) => send(res, error(404, `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}`)));
+
+  attachClientSocket(app, node, service, log);
+  return service;
+}
+
+/** The key of /kv/{key}, percent-decoded; null if it does not decode. */
+function keyOf(req: HttpRequest): string | null {
+  try {
+    return decodeURIComponent(req.getUrl().slice(4));
+  } catch {
+    return null;
+  }
+}
+
+function onAbort(res: HttpResponse): { value: boolean } {
+  const aborted = { value: false };
+  res.onAborted(() => {
+    aborted.value = true;
+  });
+  return aborted;
+}
+
+/** Read the request body (bounded), then run `handle`; answers 400/413 itself for bad input. */
+function withBody(res: HttpResponse, req: HttpRequest, key: string | null, handle: (body: Uint8Array) => Promise<Answer>): void {
+  const aborted = onAbort(res);
+  if (key === null) return send(res, error(400, 'the key is not valid percent-encoded UTF-8'), true);
+  const declared = req.getHeader('content-length');
+  if (declared !== '' && Number(declared) > bodyBytesMax) {
+    return send(res, error(413, `the value is ${declared} bytes; at most ${bodyBytesMax}`), true);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let refused = false;
+  res.onData((chunk, isLast) => {
+    if (refused) return;
+    size += chunk.byteLength;
+    if (size > bodyBytesMax) {
+      refused = true;
+      return send(res, error(413, `the value is over ${bodyBytesMax} bytes`), true);
+    }
+    // The chunk's memory is only valid during this callback: copy it.
+    chunks.push(Buffer.from(new Uint8Array(chunk)));
+    if (!isLast) return;
+    const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+    void handle(body).then((a) => aborted.value || send(res, a));
+  });
+}
+
+function send(res: HttpResponse, a: Answer, closeConnection = false): void {
+  res.cork(() => {
+    res.writeStatus(statusText[a.status] ?? String(a.status));
+    if (a.contentType !== undefined) res.writeHeader('content-type', a.contentType);
+    if (a.retryAfter !== undefined) res.writeHeader('retry-after', String(a.retryAfter));
+    res.end(a.body ?? '', closeConnection);
+  });
+}
+
+interface ClientConn {
+  inFlight: number;
+  closed: boolean;
+}
+
+function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, service: KvService, log: Logger): void {
+  app.ws<ClientConn>('/client', {
+    compression: node.uws.DISABLED,
+    maxPayloadLength: 4 * 1024 * 1024,
+    maxBackpressure: 16 * 1024 * 1024,
+    closeOnBackpressureLimit: 1,
+    idleTimeout: 120,
+    upgrade: (res, req, context) => {
+      res.upgrade<ClientConn>({ inFlight: 0, closed: false }, req.getHeader('sec-websocket-key'),
+        req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+    },
+    message: (ws, message, isBinary) => {
+      const conn = ws.getUserData();
+      const reply = (id: number, a: Answer): void => {
+        conn.inFlight--;
+        if (conn.closed) return;
+        ws.send(encodeResponse(id, a.status, a.body ?? ''), true);
+      };
+      if (!isBinary) {
+        ws.send(encodeResponse(0, 400, 'the /client protocol is binary'), true);
+        return;
+      }
+      // decodeRequests gives views into `message`, which dies with this callback: operations copy
+      // what they keep (encodeOp copies keys and values into the command).
+      const { requests, error: bad } = decodeRequests(new Uint8Array(message));
+      for (const r of requests) {
+        conn.inFlight++;
+        if (conn.inFlight > clientInFlightMax) {
+          reply(r.id, error(503, `more than ${clientInFlightMax} requests in flight on this connection`, 1));
+          continue;
+        }
+        void run(service, r).then((a) => reply(r.id, a));
+      }
+      if (bad !== null) ws.send(encodeResponse(bad.id, 400, bad.reason), true);
+    },
+    close: (ws) => {
+      ws.getUserData().closed = true;
+    },
+  });
+  void log;
+}
+
+function run(service: KvService, r: ClientRequest): Promise<Answer> {
+  switch (r.op) {
+    case ClientOp.Put: return service.write({ op: 'put', key: r.key, value: r.value });
+    case ClientOp.Delete: return service.write({ op: 'delete', key: r.key });
+    case ClientOp.Cas: return service.write({ op: 'cas', key: r.key, expect: r.expect, value: r.value });
+    case ClientOp.Get: return service.get(r.key, r.readMode);
+  }
+}

@@ -1,0 +1,30 @@
+// A ready-made KV server: a paxlog node with the KV state machine and the client API on its
+// uWS App, listening on the peer port and on the client HTTP port.
+
+import type { Logger } from 'pino';
+import { KvStore, type KvResult } from '../kv/store.js';
+import { PaxlogNode, type NodeOptions } from '../node/node.js';
+import { attachApi } from './http.js';
+
+export interface KvServerOptions extends Omit<NodeOptions<KvResult>, 'stateMachine'> {
+  /** The client HTTP port (default: the peer port + 1000). */
+  httpPort?: number;
+}
+
+export interface KvServer {
+  node: PaxlogNode<KvResult>;
+  kv: KvStore;
+  httpPort: number;
+  stop(): Promise<void>;
+}
+
+export async function startKvServer(opts: KvServerOptions, log: Logger): Promise<KvServer> {
+  const kv = new KvStore();
+  const node = PaxlogNode.open<KvResult>({ ...opts, stateMachine: kv });
+  attachApi(node, kv, log);
+  const self = opts.peers.get(opts.id)!;
+  const httpPort = opts.httpPort ?? self.port + 1000;
+  await node.start([httpPort]);
+  log.info({ http: `http://${self.host}:${httpPort}`, peer: `${self.host}:${self.port}` }, 'KV server ready');
+  return { node, kv, httpPort, stop: () => node.stop() };
+}

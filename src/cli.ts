@@ -1,0 +1,272 @@
+// The `paxlog` command: serve, cluster, status, sim. Parsed by commander; logs by pino.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { pino, type Logger } from 'pino';
+import { startKvServer } from './api/server.js';
+import type { KernelKind } from './kernels/types.js';
+import type { ProtocolName } from './protocol/types.js';
+import type { PeerAddress } from './transport/peers.js';
+
+/** A user's mistake in flags: printed as one line, exit code 2. */
+class UsageError extends Error {}
+
+export function parsePeers(text: string): Map<number, PeerAddress> {
+  const peers = new Map<number, PeerAddress>();
+  for (const part of text.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+    const m = /^(\d+)=([^:=\s]+):(\d+)$/.exec(part);
+    if (m === null) throw new InvalidArgumentError(`"${part}" is not ID=HOST:PORT (e.g. 1=127.0.0.1:7001)`);
+    const id = Number(m[1]);
+    const port = Number(m[3]);
+    if (!Number.isInteger(id) || id < 1 || id > 65535) throw new InvalidArgumentError(`node id ${m[1]} is not in 1..65535`);
+    if (port < 1 || port > 65535) throw new InvalidArgumentError(`port ${m[3]} is not in 1..65535`);
+    if (peers.has(id)) throw new InvalidArgumentError(`node id ${id} appears twice`);
+    peers.set(id, { host: m[2], port });
+  }
+  if (peers.size === 0) throw new InvalidArgumentError('no peers given');
+  if (peers.size > 32) throw new InvalidArgumentError(`${peers.size} peers; at most 32`);
+  return peers;
+}
+
+const intIn = (lo: number, hi: number) => (v: string): number => {
+  if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`"${v}" is not a whole number`);
+  const n = Number(v);
+  if (n < lo || n > hi) throw new InvalidArgumentError(`${n} is not in ${lo}..${hi}`);
+  return n;
+};
+
+const onOff = (v: string): boolean => {
+  if (v === 'on') return true;
+  if (v === 'off') return false;
+  throw new InvalidArgumentError(`"${v}" is not on or off`);
+};
+
+const makeLogger = (level: string, id?: number): Logger =>
+  pino({ level, base: id !== undefined ? { node: id } : {}, timestamp: pino.stdTimeFunctions.isoTime });
+
+interface ServeFlags {
+  id: number;
+  peers: Map<number, PeerAddress>;
+  data: string;
+  httpPort?: number;
+  protocol: ProtocolName;
+  fsync: boolean;
+  batchMax?: number;
+  pipeline?: number;
+  secret?: string;
+  kernels: KernelKind;
+  tickMs: number;
+  requestTimeoutMs: number;
+  logLevel: string;
+}
+
+async function serve(f: ServeFlags): Promise<void> {
+  if (!f.peers.has(f.id)) throw new UsageError(`--id ${f.id} is not in --peers (${[...f.peers.keys()].join(', ')})`);
+  const log = makeLogger(f.logLevel, f.id);
+  const server = await startKvServer({
+    id: f.id, peers: f.peers, dataDir: f.data, logger: log, protocol: f.protocol, kernels: f.kernels, fsync: f.fsync,
+    secret: f.secret ?? process.env.PAXLOG_SECRET ?? '', batchMax: f.batchMax, pipeline: f.pipeline, tickMs: f.tickMs,
+    requestTimeoutMs: f.requestTimeoutMs, httpPort: f.httpPort,
+  }, log);
+  const stop = (signal: string): void => {
+    log.info({ signal }, 'stopping');
+    server.stop().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+}
+
+interface ClusterFlags {
+  nodes: number;
+  protocol: ProtocolName;
+  data?: string;
+  basePort: number;
+  fsync: boolean;
+  secret?: string;
+  kernels: KernelKind;
+  batchMax?: number;
+  pipeline?: number;
+}
+
+async function cluster(f: ClusterFlags): Promise<void> {
+  const dataRoot = path.resolve(f.data ?? path.join('data', `cluster-${f.protocol}`));
+  const peers = Array.from({ length: f.nodes }, (_, i) => `${i + 1}=127.0.0.1:${f.basePort + i}`).join(',');
+  const secret = f.secret ?? process.env.PAXLOG_SECRET ?? crypto.randomBytes(16).toString('hex');
+  const bin = fileURLToPath(new URL('../../bin/paxlog.js', import.meta.url));
+  const children: ChildProcess[] = [];
+  let stopping = false;
+  for (let id = 1; id <= f.nodes; id++) {
+    const dir = path.join(dataRoot, `n${id}`);
+    fs.mkdirSync(dir, { recursive: true });
+    const logFile = fs.openSync(path.join(dir, 'node.log'), 'a');
+    const args = [bin, 'serve', '--id', String(id), '--peers', peers, '--data', dir, '--protocol', f.protocol,
+      '--fsync', f.fsync ? 'on' : 'off', '--kernels', f.kernels];
+    if (f.batchMax !== undefined) args.push('--batch-max', String(f.batchMax));
+    if (f.pipeline !== undefined) args.push('--pipeline', String(f.pipeline));
+    const child = spawn(process.execPath, args, { stdio: ['ignore', logFile, logFile], env: { ...process.env, PAXLOG_SECRET: secret } });
+    child.on('exit', (code, signal) => {
+      if (!stopping) process.stderr.write(`node ${id} exited (code ${code}, signal ${signal}); see ${path.join(dir, 'node.log')}\n`);
+    });
+    children.push(child);
+  }
+  const stopAll = (): void => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write('\nstopping the cluster...\n');
+    let left = children.filter((c) => c.exitCode === null && c.signalCode === null).length;
+    if (left === 0) process.exit(0);
+    for (const c of children) {
+      c.once('exit', () => {
+        if (--left === 0) process.exit(0);
+      });
+      c.kill('SIGTERM');
+    }
+    setTimeout(() => {
+      for (const c of children) c.kill('SIGKILL');
+      process.exit(0);
+    }, 5000).unref();
+  };
+  process.on('SIGINT', stopAll);
+  process.on('SIGTERM', stopAll);
+
+  // Wait until every node answers /status (bounded), then say how to talk to the cluster.
+  const deadline = Date.now() + 15_000;
+  for (let id = 1; id <= f.nodes; id++) {
+    const url = `http://127.0.0.1:${f.basePort + id - 1 + 1000}/status`;
+    for (;;) {
+      if (stopping) return;
+      try {
+        const r = await fetch(url);
+        if (r.ok) break;
+      } catch {
+        // not up yet
+      }
+      if (Date.now() > deadline) {
+        process.stderr.write(`node ${id} did not come up in 15 s; see ${path.join(dataRoot, `n${id}`, 'node.log')}\n`);
+        stopAll();
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  const lines = [
+    `paxlog cluster: ${f.nodes} nodes, protocol ${f.protocol}, fsync ${f.fsync ? 'on' : 'off'}, data in ${dataRoot}`,
+    ...Array.from({ length: f.nodes }, (_, i) =>
+      `  node ${i + 1}: http://127.0.0.1:${f.basePort + i + 1000}  (peer port ${f.basePort + i}, log ${path.join(dataRoot, `n${i + 1}`, 'node.log')})`),
+    '',
+    'try:',
+    `  curl -X PUT --data-binary 'hello' http://127.0.0.1:${f.basePort + 1000}/kv/greeting`,
+    `  curl http://127.0.0.1:${f.basePort + 1001}/kv/greeting`,
+    `  curl -X POST --data-binary 'bye' 'http://127.0.0.1:${f.basePort + 1000}/kv/greeting?expect=hello'`,
+    `  curl -X DELETE http://127.0.0.1:${f.basePort + 1000}/kv/greeting`,
+    `  curl http://127.0.0.1:${f.basePort + 1000}/status`,
+    `  curl http://127.0.0.1:${f.basePort + 1000}/metrics`,
+    '',
+    'Ctrl-C stops every node.',
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+async function status(endpoint: string): Promise<void> {
+  let url: URL;
+  try {
+    url = new URL('/status', endpoint);
+  } catch {
+    throw new UsageError(`--endpoint ${endpoint} is not a URL (e.g. http://127.0.0.1:8001)`);
+  }
+  let r: Response;
+  try {
+    r = await fetch(url, { signal: AbortSignal.timeout(5000) });
+  } catch (e) {
+    throw new UsageError(`cannot reach ${url.href}: ${(e as Error).message}`);
+  }
+  const body = await r.text();
+  if (!r.ok) throw new UsageError(`${url.href} answered ${r.status}: ${body}`);
+  process.stdout.write(JSON.stringify(JSON.parse(body), null, 2) + '\n');
+}
+
+export function buildProgram(): Command {
+  const program = new Command('paxlog')
+    .description('A Multi-Paxos replicated log for Node.js (with a Raft baseline)')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride((err) => {
+      process.exit(err.exitCode === 0 ? 0 : 2);
+    });
+
+  const protocolOption = () => new Option('--protocol <name>', 'the consensus protocol').choices(['multipaxos', 'raft']).default('multipaxos');
+  const kernelsOption = () => new Option('--kernels <kind>', 'hot-path kernels: WebAssembly or their TypeScript twin').choices(['wasm', 'js']).default('wasm');
+  const fsyncOption = () => new Option('--fsync <on|off>', 'sync every log write before acknowledging it; off is for experiments and loses acknowledged writes on a power cut')
+    .argParser(onOff).default(true, 'on');
+
+  program.command('serve')
+    .description('run one node')
+    .requiredOption('--id <n>', 'this node\'s id (1..65535)', intIn(1, 65535))
+    .requiredOption('--peers <list>', 'every node\'s peer address: 1=127.0.0.1:7001,2=127.0.0.1:7002,...', parsePeers)
+    .requiredOption('--data <dir>', 'the node\'s data directory (its LMDB log)')
+    .option('--http-port <port>', 'the client HTTP port (default: peer port + 1000)', intIn(1, 65535))
+    .addOption(protocolOption())
+    .addOption(fsyncOption())
+    .option('--batch-max <n>', 'commands per slot at most', intIn(1, 65536))
+    .option('--pipeline <n>', 'slots in flight at most', intIn(1, 4096))
+    .option('--secret <secret>', 'the cluster secret (also PAXLOG_SECRET)')
+    .addOption(kernelsOption())
+    .option('--tick-ms <ms>', 'milliseconds per protocol tick', intIn(1, 1000), 20)
+    .option('--request-timeout-ms <ms>', 'a write with no answer after this long gets 504', intIn(100, 600_000), 5000)
+    .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'))
+    .action((f: ServeFlags) => serve(f));
+
+  program.command('cluster')
+    .description('run a local cluster of `serve` processes on 127.0.0.1 until Ctrl-C')
+    .addOption(new Option('--nodes <n>', 'how many nodes').argParser(intIn(1, 9)).default(3))
+    .addOption(protocolOption())
+    .option('--data <dir>', 'data directory (default: data/cluster-<protocol>)')
+    .option('--base-port <port>', 'peer port of node 1; node i gets base + i - 1, HTTP at peer port + 1000', intIn(1, 64000), 7001)
+    .addOption(fsyncOption())
+    .option('--secret <secret>', 'the cluster secret (default: PAXLOG_SECRET or a random one)')
+    .addOption(kernelsOption())
+    .option('--batch-max <n>', 'commands per slot at most', intIn(1, 65536))
+    .option('--pipeline <n>', 'slots in flight at most', intIn(1, 4096))
+    .action((f: ClusterFlags) => cluster(f));
+
+  program.command('status')
+    .description('print a node\'s state')
+    .option('--endpoint <url>', 'the node\'s client HTTP endpoint', 'http://127.0.0.1:8001')
+    .action((f: { endpoint: string }) => status(f.endpoint));
+
+  program.command('sim')
+    .description('run the deterministic simulator over many seeds')
+    .option('--seeds <n>', 'how many seeds', intIn(1, 100_000_000), 100)
+    .option('--start <s>', 'the first seed', intIn(0, Number.MAX_SAFE_INTEGER), 1)
+    .addOption(new Option('--nodes <n>', 'cluster size').choices(['3', '5']).default('3').argParser((v) => {
+      if (v !== '3' && v !== '5') throw new InvalidArgumentError(`"${v}" is not 3 or 5`);
+      return Number(v);
+    }))
+    .option('--steps <k>', 'steps per seed', intIn(1, 100_000_000), 2000)
+    .addOption(protocolOption())
+    .action(async (f: { seeds: number; start: number; nodes: number; steps: number; protocol: ProtocolName }) => {
+      // The simulator lives in src/sim/main.ts; load it only when asked.
+      const modulePath = './sim/main.js';
+      const mod = (await import(modulePath)) as { simMain: (o: typeof f) => Promise<number | void> | number | void };
+      const code = await mod.simMain({ ...f, nodes: Number(f.nodes) });
+      if (typeof code === 'number') process.exitCode = code;
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`error: ${e.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`error: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,397 @@
+// The driver: one paxlog node. It feeds peer messages, ticks, client commands and reads into the
+// protocol core, and for every Ready: sends `messages`, persists (one LMDB transaction), then sends
+// `messagesAfterPersist`, applies the chosen slots to the state machine, answers reads, and calls
+// advance(). While a persist is in flight it keeps stepping messages and ticks into the core; the
+// next Ready carries everything that arrived meanwhile in one transaction (group commit).
+//
+// Time: one tick every `tickMs` (default 20 ms). With the core's defaults (election timeout
+// 10..20 ticks, heartbeat every tick, lease 8 ticks less 1 for drift) that gives elections after
+// 200..400 ms of leader silence, heartbeats every 20 ms and a 140 ms lease.
+
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { loadKernels } from '../kernels/index.js';
+import type { KernelKind, Kernels } from '../kernels/types.js';
+import { isDecodeError } from '../kernels/types.js';
+import type { Message } from '../protocol/messages.js';
+import { defaultConfig, type Config, type Protocol, type ProtocolName, type ReadMode, type Ready, type Status } from '../protocol/types.js';
+import { protocolFactory } from '../sim/protocols.js';
+import { Prng } from '../sim/prng.js';
+import { LogStore } from '../storage/log-store.js';
+import { PeerTransport, type PeerAddress } from '../transport/peers.js';
+import { loadNativeUws, type UwsModule } from '../transport/uws.js';
+import type * as Uws from '@trufflesuite/uws-js-unofficial';
+import { unwrap, wrap } from './envelope.js';
+import { NodeMetrics } from './metrics.js';
+import type { StateMachine } from './state-machine.js';
+
+export interface NodeOptions<R> {
+  /** This node's id, 1..65535. */
+  id: number;
+  /** Every member's peer address, this node's included. */
+  peers: Map<number, PeerAddress>;
+  /** The node's data directory (its LMDB log). */
+  dataDir: string;
+  stateMachine: StateMachine<R>;
+  logger: Logger;
+  protocol?: ProtocolName;
+  kernels?: KernelKind;
+  /** Default true. False only for experiments: acknowledged writes can be lost on a power cut. */
+  fsync?: boolean;
+  /** The cluster secret; '' (the default) runs without one and logs a loud warning. */
+  secret?: string;
+  /** Commands per slot at most. */
+  batchMax?: number;
+  /** Slots in flight at most. */
+  pipeline?: number;
+  /** Milliseconds per tick. */
+  tickMs?: number;
+  /** A proposed command whose outcome is still unknown after this long fails with 'timeout'. */
+  requestTimeoutMs?: number;
+  /** Save a state machine snapshot every this many applied slots (0: never). */
+  snapshotSlots?: number;
+  /** Overrides of the core's config (ticks, bounds). */
+  config?: Partial<Config>;
+}
+
+/** Why a proposal or read failed. `surelyNotProposed` is true when retrying cannot apply it twice. */
+export class RequestError extends Error {
+  override name = 'RequestError';
+  constructor(readonly kind: 'no-leader' | 'full' | 'timeout' | 'stopped' | 'read-failed', message: string) {
+    super(message);
+  }
+
+  get surelyNotProposed(): boolean {
+    return this.kind === 'no-leader' || this.kind === 'full' || this.kind === 'read-failed';
+  }
+}
+
+/** An applied command, as the 'applied' event gives it. */
+export interface Applied<R> {
+  slot: number;
+  command: Uint8Array;
+  result: R;
+}
+
+interface PendingWrite<R> {
+  resolve: (r: R) => void;
+  reject: (e: RequestError) => void;
+  timer: NodeJS.Timeout;
+  startNs: bigint;
+}
+
+interface PendingRead {
+  resolve: () => void;
+  reject: (e: RequestError) => void;
+  timer: NodeJS.Timeout;
+}
+
+export interface NodeStatus extends Status {
+  /** The highest applied slot (appliedPrefix - 1). */
+  applied: number;
+  fsync: 'on' | 'off';
+  /** Present only with --fsync off. */
+  warning?: string;
+  kernels: KernelKind;
+  peersConnected: number[];
+  corruptRecords: number;
+  /** Raft names for the same figures. */
+  term?: number;
+  commitIndex?: number;
+}
+
+const pendingWritesMax = 65536;
+const pendingReadsMax = 65536;
+
+export class PaxlogNode<R = unknown> extends EventEmitter {
+  readonly id: number;
+  readonly protocolName: ProtocolName;
+  readonly kernelKind: KernelKind;
+  readonly metrics: NodeMetrics;
+  /** The uWS App serving peers (/peer) and, when the API attaches, clients. */
+  readonly app: Uws.TemplatedApp;
+  readonly uws: UwsModule;
+  private readonly log: Logger;
+  private readonly kernels: Kernels;
+  private readonly store: LogStore;
+  private readonly core: Protocol;
+  private readonly transport: PeerTransport;
+  private readonly sm: StateMachine<R>;
+  private readonly opts: NodeOptions<R>;
+  /** Random per process: commands proposed by an earlier process never answer this one's requests. */
+  private readonly incarnation = crypto.randomBytes(4).readUInt32LE(0);
+  /** The next request seq (wraps at 2^32; far fewer are ever pending). */
+  private seq = 0;
+  private readonly writes = new Map<number, PendingWrite<R>>();
+  private nextReadId = 1;
+  private readonly reads = new Map<number, PendingRead>();
+  /** A Ready is being persisted; no other ready() until it is advanced. */
+  private persisting = false;
+  private pumpScheduled = false;
+  private ticker: NodeJS.Timeout | null = null;
+  private listenSockets: Uws.us_listen_socket[] = [];
+  private stopped = false;
+  /** The highest slot applied. Invariant: never decreases. */
+  private appliedThrough = 0;
+  private slotsSinceSnapshot = 0;
+
+  private constructor(opts: NodeOptions<R>, store: LogStore, core: Protocol, kernels: Kernels, uws: UwsModule) {
+    super();
+    this.opts = opts;
+    this.id = opts.id;
+    this.log = opts.logger;
+    this.sm = opts.stateMachine;
+    this.store = store;
+    this.core = core;
+    this.kernels = kernels;
+    this.uws = uws;
+    this.protocolName = core.name;
+    this.kernelKind = kernels.kind;
+    this.app = uws.App();
+    this.transport = new PeerTransport({
+      id: opts.id, peers: opts.peers, secret: opts.secret ?? '', kernels, logger: this.log,
+      onMessage: (m) => this.onMessage(m),
+    });
+    this.transport.attach(this.app, uws);
+    this.metrics = new NodeMetrics(() => this.core.status(), () => ({
+      fsync: this.store.fsync,
+      framesDropped: this.transport.stats.framesDropped,
+      decodeErrors: this.transport.stats.decodeErrors,
+      authFailures: this.transport.stats.authFailures,
+      corruptRecords: this.store.corruptCount,
+    }));
+  }
+
+  /** Open the log, recover, and build the node (not yet listening: call start()). */
+  static open<R>(opts: NodeOptions<R>): PaxlogNode<R> {
+    const uws = loadNativeUws(); // refuses to run on uWS's JS fallback
+    assert.ok(opts.peers.has(opts.id), `peers must include this node ${opts.id}`);
+    const kernels = loadKernels(opts.kernels ?? 'wasm');
+    const fsync = opts.fsync ?? true;
+    const store = LogStore.open({ dir: opts.dataDir, fsync, kernels });
+    const loaded = store.load();
+    for (const c of loaded.corrupt) opts.logger.error({ key: c.key, reason: c.reason }, 'corrupt log record refused; it will not be served');
+    if (loaded.snapshot !== null) opts.stateMachine.restore(loaded.snapshot);
+    const config: Config = {
+      ...defaultConfig(opts.id, [...opts.peers.keys()].sort((a, b) => a - b)),
+      ...(opts.batchMax !== undefined ? { batchMax: opts.batchMax } : {}),
+      ...(opts.pipeline !== undefined ? { pipeline: opts.pipeline } : {}),
+      ...opts.config,
+    };
+    const name = opts.protocol ?? 'multipaxos';
+    const make = protocolFactory(name);
+    const core = make({ config, kernels, rng: new Prng(crypto.randomBytes(4).readUInt32LE(0)), restored: loaded.restored });
+    const node = new PaxlogNode(opts, store, core, kernels, uws);
+    node.appliedThrough = loaded.restored.appliedPrefix - 1;
+    if (!fsync) {
+      opts.logger.warn('FSYNC IS OFF (--fsync off): writes are acknowledged before they are on disk; ' +
+        'a power cut or kernel crash can lose acknowledged writes. For experiments only.');
+    }
+    if ((opts.secret ?? '') === '') {
+      opts.logger.warn('NO CLUSTER SECRET (--secret or PAXLOG_SECRET): any process that reaches the peer port can join ' +
+        'the protocol. Set a secret outside of local experiments.');
+    }
+    opts.logger.info({ id: opts.id, protocol: name, kernels: kernels.kind, fsync, restored: {
+      ballot: loaded.restored.hardState.ballot, records: loaded.restored.records.length,
+      chosenPrefix: loaded.restored.chosenPrefix, appliedPrefix: loaded.restored.appliedPrefix,
+    } }, 'node recovered from its log');
+    return node;
+  }
+
+  /** Listen on the peer port (and any extra ports, e.g. the client HTTP port), dial peers, start ticking. */
+  async start(extraPorts: number[] = []): Promise<void> {
+    const self = this.opts.peers.get(this.id)!;
+    for (const port of [self.port, ...extraPorts]) {
+      const sock = await new Promise<Uws.us_listen_socket | false>((resolve) => this.app.listen(self.host, port, resolve));
+      if (sock === false) {
+        this.stopNow();
+        throw new Error(`cannot listen on ${self.host}:${port} (in use, or not an address of this machine)`);
+      }
+      this.listenSockets.push(sock);
+    }
+    this.transport.start();
+    const tickMs = this.opts.tickMs ?? 20;
+    this.ticker = setInterval(() => {
+      this.core.tick();
+      this.schedule();
+    }, tickMs);
+    this.log.info({ peerPort: self.port, extraPorts, tickMs }, 'node listening');
+  }
+
+  /** Propose a command; resolves with the state machine's result once it is applied here. */
+  propose(command: Uint8Array): Promise<R> {
+    if (this.stopped) return Promise.reject(new RequestError('stopped', 'the node is stopping'));
+    if (this.writes.size >= pendingWritesMax) {
+      return Promise.reject(new RequestError('full', `${pendingWritesMax} requests are pending on this node`));
+    }
+    this.seq = (this.seq + 1) >>> 0;
+    const seq = this.seq;
+    const result = this.core.propose([wrap(this.id, this.incarnation, seq, command)]);
+    if (result === 'no-leader') return Promise.reject(new RequestError('no-leader', 'no leader is known; retry shortly'));
+    if (result === 'full') return Promise.reject(new RequestError('full', 'the leader\'s queue is full; retry shortly'));
+    if (result === 'forwarded') this.metrics.forwarded.inc();
+    this.schedule();
+    return new Promise<R>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.writes.delete(seq);
+        reject(new RequestError('timeout', 'the outcome is unknown: no answer within the request timeout (the leader may have failed)'));
+      }, this.opts.requestTimeoutMs ?? 5000);
+      this.writes.set(seq, { resolve, reject, timer, startNs: process.hrtime.bigint() });
+    });
+  }
+
+  /**
+   * A linearizable read barrier: resolves once this node's state machine reflects every write
+   * that completed before the call. Read your state machine right after it resolves.
+   */
+  read(mode: ReadMode = 'lease'): Promise<void> {
+    if (this.stopped) return Promise.reject(new RequestError('stopped', 'the node is stopping'));
+    if (this.reads.size >= pendingReadsMax) return Promise.reject(new RequestError('read-failed', 'too many reads pending'));
+    const id = this.nextReadId++;
+    this.core.read(id, mode);
+    this.schedule();
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.reads.delete(id);
+        reject(new RequestError('read-failed', 'the read was not confirmed within the request timeout'));
+      }, this.opts.requestTimeoutMs ?? 5000);
+      this.reads.set(id, { resolve, reject, timer });
+    });
+  }
+
+  status(): NodeStatus {
+    const s = this.core.status();
+    const out: NodeStatus = {
+      ...s,
+      applied: s.appliedPrefix - 1,
+      fsync: this.store.fsync ? 'on' : 'off',
+      kernels: this.kernelKind,
+      peersConnected: this.transport.connected,
+      corruptRecords: this.store.corruptCount,
+    };
+    if (!this.store.fsync) out.warning = 'FSYNC IS OFF: acknowledged writes can be lost on a power cut';
+    if (s.protocol === 'raft') {
+      out.term = s.ballot;
+      out.commitIndex = s.chosenPrefix - 1;
+    }
+    return out;
+  }
+
+  /** Stop ticking, close links and the log; pending requests fail with 'stopped'. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopNow();
+    await this.store.close();
+  }
+
+  private stopNow(): void {
+    this.stopped = true;
+    if (this.ticker !== null) clearInterval(this.ticker);
+    this.ticker = null;
+    this.transport.close();
+    for (const s of this.listenSockets) this.uws.us_listen_socket_close(s);
+    this.listenSockets = [];
+    for (const [, w] of this.writes) {
+      clearTimeout(w.timer);
+      w.reject(new RequestError('stopped', 'the node stopped; the outcome is unknown'));
+    }
+    this.writes.clear();
+    for (const [, r] of this.reads) {
+      clearTimeout(r.timer);
+      r.reject(new RequestError('stopped', 'the node stopped'));
+    }
+    this.reads.clear();
+  }
+
+  private onMessage(m: Message): void {
+    if (this.stopped) return;
+    this.core.step(m);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.pumpScheduled || this.persisting || this.stopped) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (this.persisting || this.stopped || !this.core.hasReady()) return;
+    const rd = this.core.ready();
+    for (const m of rd.messages) this.transport.send(m);
+    this.persisting = true;
+    const t0 = process.hrtime.bigint();
+    this.store.persist(rd).then(() => {
+      this.metrics.fsyncSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+      if (this.stopped) return;
+      for (const m of rd.messagesAfterPersist) this.transport.send(m);
+      this.apply(rd);
+      this.core.advance(rd);
+      this.persisting = false;
+      this.maybeSnapshot();
+      this.schedule();
+    }, (err: Error) => {
+      // The disk refused a write: going on could break a promise made to peers. Stop with context.
+      this.log.fatal({ err: err.message }, 'the log could not be written; stopping the node');
+      process.exitCode = 1;
+      this.stopNow();
+      setImmediate(() => process.exit(1));
+    });
+  }
+
+  private apply(rd: Ready): void {
+    for (const rec of rd.apply) {
+      assert.ok(rec.position === this.appliedThrough + 1, `apply ${rec.position} after ${this.appliedThrough}`);
+      this.appliedThrough = rec.position;
+      const commands = this.kernels.decodeBatch(rec.value);
+      if (isDecodeError(commands)) {
+        // Every node holds the same chosen bytes, so every node skips this slot alike.
+        this.log.error({ slot: rec.position, reason: commands.error }, 'chosen slot does not decode as a batch; skipped');
+        continue;
+      }
+      this.metrics.batchCommands.observe(commands.length);
+      for (const wrapped of commands) {
+        const e = unwrap(wrapped);
+        if (e === null) continue;
+        const result = this.sm.apply(e.command, rec.position);
+        if (e.origin === this.id && e.incarnation === this.incarnation) {
+          const w = this.writes.get(e.seq);
+          if (w !== undefined) {
+            this.writes.delete(e.seq);
+            clearTimeout(w.timer);
+            this.metrics.decideSeconds.observe(Number(process.hrtime.bigint() - w.startNs) / 1e9);
+            w.resolve(result);
+          }
+        }
+        if (this.listenerCount('applied') > 0) this.emit('applied', { slot: rec.position, command: e.command, result } satisfies Applied<R>);
+      }
+      this.slotsSinceSnapshot++;
+    }
+    for (const r of rd.reads) this.settleRead(r.id, null);
+    for (const id of rd.readsFailed) this.settleRead(id, new RequestError('read-failed', 'the read could not be confirmed (no leader, or the lease lapsed); retry'));
+  }
+
+  private settleRead(id: number, err: RequestError | null): void {
+    const r = this.reads.get(id);
+    if (r === undefined) return;
+    this.reads.delete(id);
+    clearTimeout(r.timer);
+    if (err === null) r.resolve();
+    else r.reject(err);
+  }
+
+  private maybeSnapshot(): void {
+    const every = this.opts.snapshotSlots ?? 10_000;
+    if (every <= 0 || this.slotsSinceSnapshot < every) return;
+    this.slotsSinceSnapshot = 0;
+    const appliedPrefix = this.appliedThrough + 1;
+    this.store.saveSnapshot(appliedPrefix, this.sm.snapshot()).catch((err: Error) => {
+      this.log.error({ err: err.message }, 'snapshot not saved; recovery will replay more of the log');
+    });
+  }
+}
