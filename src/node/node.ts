@@ -200,6 +200,13 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     return node;
   }
 
+  /** 'applied': every command this node applies (on every node, not only the proposer's). */
+  override on(event: 'applied', listener: (a: Applied<R>) => void): this;
+  override on(event: string | symbol, listener: (...args: any[]) => void): this;
+  override on(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.on(event, listener);
+  }
+
   /** Listen on the peer port (and any extra ports, e.g. the client HTTP port), dial peers, start ticking. */
   async start(extraPorts: number[] = []): Promise<void> {
     const self = this.opts.peers.get(this.id)!;

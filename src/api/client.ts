@@ -1,0 +1,80 @@
+// A client of the binary /client WebSocket protocol: pipelined requests, each answered by id.
+
+import WebSocket from 'ws';
+import { ClientOp, decodeResponses, encodeRequest, type ClientReadMode } from './client-protocol.js';
+
+export interface ClientAnswer {
+  /** An HTTP status: 200, 404, 412, 400, 413, 503, 504. */
+  status: number;
+  /** The value for a GET that found it; a UTF-8 reason for an error. */
+  body: Uint8Array;
+}
+
+export class PaxlogClient {
+  private nextId = 1;
+  /** Requests sent and not answered. Bounded by what the caller awaits; the node caps it per connection. */
+  private readonly waiting = new Map<number, (a: ClientAnswer) => void>();
+
+  private constructor(private readonly ws: WebSocket) {
+    ws.on('message', (data: Buffer) => {
+      const rs = decodeResponses(data);
+      if ('error' in rs) {
+        ws.terminate();
+        return;
+      }
+      for (const r of rs) {
+        const done = this.waiting.get(r.id);
+        this.waiting.delete(r.id);
+        done?.({ status: r.status, body: r.body });
+      }
+    });
+    ws.on('close', () => {
+      for (const [, done] of this.waiting) done({ status: 504, body: new TextEncoder().encode('connection closed; outcome unknown') });
+      this.waiting.clear();
+    });
+  }
+
+  /** Connect to a node's /client endpoint, e.g. ws://127.0.0.1:8001/client. */
+  static connect(url: string): Promise<PaxlogClient> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, { perMessageDeflate: false });
+      ws.binaryType = 'nodebuffer';
+      ws.once('open', () => resolve(new PaxlogClient(ws)));
+      ws.once('error', reject);
+    });
+  }
+
+  put(key: string, value: Uint8Array): Promise<ClientAnswer> {
+    return this.request(ClientOp.Put, key, { value });
+  }
+
+  get(key: string, readMode: ClientReadMode = 'linearizable'): Promise<ClientAnswer> {
+    return this.request(ClientOp.Get, key, { readMode });
+  }
+
+  delete(key: string): Promise<ClientAnswer> {
+    return this.request(ClientOp.Delete, key, {});
+  }
+
+  cas(key: string, expect: Uint8Array, value: Uint8Array): Promise<ClientAnswer> {
+    return this.request(ClientOp.Cas, key, { expect, value });
+  }
+
+  /** Send raw bytes (tests of malformed input). */
+  sendRaw(bytes: Uint8Array): void {
+    this.ws.send(bytes);
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+
+  private request(op: ClientOp, key: string, o: { value?: Uint8Array; expect?: Uint8Array; readMode?: ClientReadMode }): Promise<ClientAnswer> {
+    const id = this.nextId;
+    this.nextId = (this.nextId % 0xffffffff) + 1;
+    return new Promise((resolve) => {
+      this.waiting.set(id, resolve);
+      this.ws.send(encodeRequest({ id, op, key, ...o }));
+    });
+  }
+}
