@@ -1,0 +1,589 @@
+// The deterministic simulator (in the manner of TigerBeetle's VOPR). One seed builds a cluster of
+// pure protocol cores and their clients, draws its own fault rates, and drives everything through
+// message loss, duplication, reordering, long delays, partitions (asymmetric too), crashes,
+// restarts that lose whatever was not yet durable, and clock jumps within the drift bound.
+//
+// After every step it checks that no slot has two chosen values, that all applied logs are
+// prefixes of one another (both checked as values are applied, against one global log), and,
+// for Multi-Paxos, that no slot was ever accepted by a majority at two ballots with different
+// values (the ground truth of "chosen", from durable records). At the end it heals everything and
+// requires the cluster to converge on a fresh write (liveness), checks that no acknowledged
+// write is lost, and checks the clients' history for linearizability, key by key.
+//
+// Everything is generic over the protocol: a factory from src/sim/protocols.ts.
+
+import type { Message } from '../protocol/messages.js';
+import {
+  defaultConfig, type Config, type HardState, type LogRecord, type PlantedBug, type Protocol, type ProtocolName,
+  type Ready, type ReadMode,
+} from '../protocol/types.js';
+import type { Kernels } from '../kernels/types.js';
+import { loadKernels } from '../kernels/index.js';
+import { Prng } from './prng.js';
+import { protocolFactory } from './protocols.js';
+import { checkRegister, type RegisterOp } from './linearizability.js';
+
+export type Bugs = Partial<Record<PlantedBug, boolean>>;
+
+export interface SimOptions {
+  seed: number;
+  nodes: 3 | 5;
+  /** Ticks of the safety phase, with faults. */
+  steps: number;
+  protocol: ProtocolName;
+  bugs?: Bugs;
+  kernels?: Kernels;
+}
+
+/** The fault settings one seed draws. */
+export interface Faults {
+  /** Probability a message is lost. */
+  loss: number;
+  /** Probability a message is delivered twice. */
+  duplicate: number;
+  /** Normal delivery delay is uniform in [1, delayMax] ticks, which reorders messages. */
+  delayMax: number;
+  /** Probability a message is held for a long delay instead (up to longDelayMax ticks). */
+  longDelay: number;
+  longDelayMax: number;
+  /** Per-tick probability that a partition begins (when none is active). */
+  partition: number;
+  /** Probability a partition is one-way. */
+  asymmetric: number;
+  /** Per-tick, per-node probability of a crash. */
+  crash: number;
+  /** A persist completes after uniform [0, persistDelayMax] ticks; a crash before then loses it. */
+  persistDelayMax: number;
+  /** Per-tick, per-node probability of one extra tick (a clock running fast), within the drift bound. */
+  clockJump: number;
+  clients: number;
+  keys: number;
+  /** Probability a client operation is a read. */
+  reads: number;
+  pipeline: number;
+  batchMax: number;
+  heartbeatTicks: number;
+}
+
+export interface SimResult {
+  seed: number;
+  faults: Faults;
+  /** null when every check passed. */
+  violation: string | null;
+  stats: { delivered: number; dropped: number; crashes: number; partitions: number; writesAcked: number; readsOk: number; unknown: number; applied: number };
+}
+
+export const drawFaults = (rng: Prng): Faults => ({
+  loss: rng.next() * 0.3,
+  duplicate: rng.next() * 0.5,
+  delayMax: rng.int(1, 11),
+  longDelay: rng.next() * 0.03,
+  longDelayMax: rng.int(20, 300),
+  partition: rng.next() * 0.01,
+  asymmetric: rng.next(),
+  crash: rng.next() * 0.003,
+  persistDelayMax: rng.int(0, 4),
+  clockJump: rng.next() * 0.05,
+  clients: rng.int(1, 6),
+  keys: rng.int(1, 4),
+  reads: 0.2 + rng.next() * 0.5,
+  pipeline: [1, 2, 4, 8, 32][rng.int(0, 5)],
+  batchMax: [1, 2, 8, 64][rng.int(0, 4)],
+  heartbeatTicks: rng.int(1, 3),
+});
+
+export const describeFaults = (f: Faults): string =>
+  `loss=${pct(f.loss)} dup=${pct(f.duplicate)} delay<=${f.delayMax} longDelay=${pct(f.longDelay)}<=${f.longDelayMax} ` +
+  `partition=${pct(f.partition)}/tick asym=${pct(f.asymmetric)} crash=${pct(f.crash)}/tick persistDelay<=${f.persistDelayMax} ` +
+  `clockJump=${pct(f.clockJump)} clients=${f.clients} keys=${f.keys} reads=${pct(f.reads)} pipeline=${f.pipeline} ` +
+  `batchMax=${f.batchMax} heartbeatTicks=${f.heartbeatTicks}`;
+
+const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
+
+/** Thrown by a check; carries what differed. */
+export class Violation extends Error {}
+
+interface Durable {
+  hardState: HardState;
+  records: Map<number, LogRecord>;
+  chosenPrefix: number;
+}
+
+interface SimNode {
+  id: number;
+  core: Protocol | null;
+  durable: Durable;
+  /** The Ready being persisted and the tick its persist becomes durable. */
+  persisting: { rd: Ready; doneAt: number } | null;
+  /** The next position this node's state machine applies. Reset to 1 on restart (volatile). */
+  appliedNext: number;
+  /** The key-value state machine: key -> value. */
+  kv: Map<string, string>;
+  /** Per client, the highest op applied: later duplicates of a command are ignored. */
+  sessions: Map<number, number>;
+  /** Reads confirmed by the core, waiting for this node to apply through their index. */
+  readsHeld: { id: number; index: number }[];
+  /** Tick at which a crashed node restarts. */
+  restartAt: number;
+  /** Ticks at which this node's clock jumped, to keep jumps within the drift bound. */
+  jumps: number[];
+}
+
+interface PendingOp {
+  kind: 'write' | 'read';
+  key: string;
+  /** The value written (writes). */
+  value: string;
+  op: number;
+  node: number;
+  readId: number;
+  /** Logical event time of the call. */
+  call: number;
+  deadline: number;
+}
+
+interface SimClient {
+  id: number;
+  /** The op id of the last op issued. Invariant: increases by one per op. */
+  op: number;
+  pending: PendingOp | null;
+  nextAt: number;
+}
+
+interface InFlight {
+  m: Message;
+  at: number;
+  seq: number;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+/** Ticks the liveness phase has to converge. */
+const LIVENESS_TICKS = 4000;
+
+export class Simulation {
+  readonly faults: Faults;
+  private readonly rng: Prng;
+  private readonly k: Kernels;
+  private readonly nodes: SimNode[] = [];
+  private readonly configs: Config[];
+  private readonly factory;
+  private readonly majority: number;
+  private now = 0;
+  /** Messages in flight, a binary min-heap on (at, seq). */
+  private readonly heap: InFlight[] = [];
+  private sendSeq = 0;
+  /** Cut links as from * 1000 + to. */
+  private cuts = new Set<number>();
+  private partitionEndsAt = 0;
+  private readonly clients: SimClient[] = [];
+  /** Logical clock for the history: every call and return gets a fresh time. */
+  private eventTime = 0;
+  private readId = 0;
+  /** The one global log: position -> value (as text). Every apply anywhere must agree. */
+  private readonly log = new Map<number, string>();
+  /** Multi-Paxos ground truth: slot -> ballot -> value and the nodes that durably accepted it. */
+  private readonly accepts = new Map<number, Map<number, { value: string; nodes: Set<number> }>>();
+  /** Multi-Paxos ground truth: slot -> the value a majority accepted at one ballot. */
+  private readonly trulyChosen = new Map<number, string>();
+  private readonly history = new Map<string, RegisterOp[]>();
+  /** Acknowledged writes: command text -> position applied at. */
+  private readonly acked = new Map<string, number>();
+  private faultsOn = true;
+  readonly stats = { delivered: 0, dropped: 0, crashes: 0, partitions: 0, writesAcked: 0, readsOk: 0, unknown: 0, applied: 0 };
+
+  constructor(private readonly o: SimOptions) {
+    this.rng = new Prng(o.seed);
+    this.faults = drawFaults(this.rng);
+    this.k = o.kernels ?? loadKernels('js');
+    this.factory = protocolFactory(o.protocol);
+    const peers = Array.from({ length: o.nodes }, (_, i) => i + 1);
+    this.majority = Math.floor(o.nodes / 2) + 1;
+    this.configs = peers.map((id) => ({
+      ...defaultConfig(id, peers),
+      pipeline: this.faults.pipeline,
+      batchMax: this.faults.batchMax,
+      heartbeatTicks: this.faults.heartbeatTicks,
+      pendingMax: 4096,
+    }));
+    for (const id of peers) {
+      const n: SimNode = {
+        id, core: null, durable: { hardState: { ballot: 0, vote: 0 }, records: new Map(), chosenPrefix: 0 },
+        persisting: null, appliedNext: 1, kv: new Map(), sessions: new Map(), readsHeld: [], restartAt: 0, jumps: [],
+      };
+      this.nodes.push(n);
+      this.start(n, false);
+    }
+    for (let c = 1; c <= this.faults.clients; c++) this.clients.push({ id: c, op: 0, pending: null, nextAt: this.rng.int(0, 20) });
+  }
+
+  /** Run the safety phase, the liveness phase and the final checks. */
+  run(): SimResult {
+    let violation: string | null = null;
+    try {
+      for (let t = 0; t < this.o.steps; t++) this.step();
+      this.liveness();
+      this.finalChecks();
+    } catch (e) {
+      // The simulator's top level: a violation or a broken core invariant ends this seed with
+      // its seed printed by the caller. Nothing inside a core ever catches.
+      violation = e instanceof Violation ? e.message : `${(e as Error).name}: ${(e as Error).message}\n${(e as Error).stack ?? ''}`;
+    }
+    return { seed: this.o.seed, faults: this.faults, violation, stats: this.stats };
+  }
+
+  // ------------------------------------------------------------------ nodes
+
+  private start(n: SimNode, restore: boolean): void {
+    const d = n.durable;
+    n.core = this.factory({
+      config: this.configs[n.id - 1], kernels: this.k, rng: this.rng.fork(), bugs: this.o.bugs,
+      restored: restore ? {
+        hardState: { ...d.hardState },
+        records: [...d.records.values()].sort((a, b) => a.position - b.position),
+        chosenPrefix: d.chosenPrefix,
+        appliedPrefix: 1,
+      } : undefined,
+    });
+    n.persisting = null;
+    n.appliedNext = 1;
+    n.kv = new Map();
+    n.sessions = new Map();
+    n.readsHeld = [];
+  }
+
+  private crash(n: SimNode): void {
+    n.core = null;
+    n.persisting = null; // whatever was not yet durable is lost
+    n.restartAt = this.now + this.rng.int(5, 150);
+    this.stats.crashes++;
+    for (const c of this.clients) if (c.pending?.node === n.id) this.giveUp(c);
+  }
+
+  /** One tick of the whole world. */
+  private step(): void {
+    this.now++;
+    if (this.faultsOn) this.injectFaults();
+    this.deliverDue();
+    for (const n of this.nodes) {
+      if (!n.core) continue;
+      n.core.tick();
+      if (this.faultsOn && this.rng.chance(this.faults.clockJump) && this.mayJump(n)) {
+        n.jumps.push(this.now);
+        n.core.tick();
+      }
+    }
+    this.clientsAct();
+    this.processReadys();
+  }
+
+  /** A clock may run at most leaseDriftTicks ahead over any election timeout. */
+  private mayJump(n: SimNode): boolean {
+    const c = this.configs[n.id - 1];
+    n.jumps = n.jumps.filter((t) => t > this.now - c.electionTicksMin);
+    return n.jumps.length < c.leaseDriftTicks;
+  }
+
+  private injectFaults(): void {
+    const f = this.faults;
+    if (this.cuts.size > 0 && this.now >= this.partitionEndsAt) this.cuts = new Set();
+    else if (this.cuts.size === 0 && this.rng.chance(f.partition)) this.partition();
+    for (const n of this.nodes) {
+      if (n.core && this.rng.chance(f.crash)) this.crash(n);
+      else if (!n.core && this.now >= n.restartAt) this.start(n, true);
+    }
+  }
+
+  private partition(): void {
+    const ids = this.nodes.map((n) => n.id);
+    const a = ids.filter(() => this.rng.chance(0.5));
+    if (a.length === 0 || a.length === ids.length) return;
+    const b = ids.filter((x) => !a.includes(x));
+    const oneWay = this.rng.chance(this.faults.asymmetric);
+    for (const x of a) for (const y of b) {
+      this.cuts.add(x * 1000 + y);
+      if (!oneWay) this.cuts.add(y * 1000 + x);
+    }
+    this.partitionEndsAt = this.now + this.rng.int(10, 300);
+    this.stats.partitions++;
+  }
+
+  // ------------------------------------------------------------------ network
+
+  private send(m: Message): void {
+    const f = this.faults;
+    if (this.faultsOn && this.rng.chance(f.loss)) { this.stats.dropped++; return; }
+    const copies = this.faultsOn && this.rng.chance(f.duplicate) ? 2 : 1;
+    for (let i = 0; i < copies; i++) {
+      let delay = this.faultsOn ? this.rng.int(1, f.delayMax + 1) : 1;
+      if (this.faultsOn && this.rng.chance(f.longDelay)) delay = this.rng.int(1, f.longDelayMax + 1);
+      this.push({ m, at: this.now + delay, seq: this.sendSeq++ });
+    }
+  }
+
+  private deliverDue(): void {
+    while (this.heap.length > 0 && this.heap[0].at <= this.now) {
+      const { m } = this.pop();
+      const target = this.nodes[m.to - 1];
+      if (!target?.core || this.cuts.has(m.from * 1000 + m.to)) { this.stats.dropped++; continue; }
+      this.stats.delivered++;
+      target.core.step(m);
+    }
+  }
+
+  private push(x: InFlight): void {
+    const h = this.heap;
+    h.push(x);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!before(h[i], h[p])) break;
+      [h[i], h[p]] = [h[p], h[i]];
+      i = p;
+    }
+  }
+
+  private pop(): InFlight {
+    const h = this.heap;
+    const top = h[0];
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && before(h[l], h[m])) m = l;
+        if (r < h.length && before(h[r], h[m])) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m], h[i]];
+        i = m;
+      }
+    }
+    return top;
+  }
+
+  // ------------------------------------------------------------------ Ready
+
+  private processReadys(): void {
+    for (const n of this.nodes) {
+      for (;;) {
+        const core = n.core;
+        if (!core) break;
+        if (n.persisting) {
+          if (n.persisting.doneAt > this.now) break;
+          const rd = n.persisting.rd;
+          n.persisting = null;
+          this.persist(n, rd);
+          for (const m of rd.messagesAfterPersist) this.send(m);
+          this.apply(n, rd);
+          core.advance(rd);
+          continue;
+        }
+        if (!core.hasReady()) break;
+        const rd = core.ready();
+        for (const m of rd.messages) this.send(m);
+        const delay = this.faultsOn ? this.rng.int(0, this.faults.persistDelayMax + 1) : 0;
+        n.persisting = { rd, doneAt: this.now + delay };
+      }
+    }
+  }
+
+  private persist(n: SimNode, rd: Ready): void {
+    const d = n.durable;
+    if (rd.hardState) d.hardState = { ...rd.hardState };
+    if (rd.truncateFrom > 0) for (const p of [...d.records.keys()]) if (p >= rd.truncateFrom) d.records.delete(p);
+    for (const r of rd.records) {
+      d.records.set(r.position, r);
+      if (this.o.protocol === 'multipaxos') this.recordAccept(n.id, r);
+    }
+    if (rd.chosenPrefix > 0) d.chosenPrefix = rd.chosenPrefix;
+  }
+
+  /** Multi-Paxos ground truth: a value durably accepted by a majority at one ballot is chosen. */
+  private recordAccept(node: number, r: LogRecord): void {
+    let byBallot = this.accepts.get(r.position);
+    if (!byBallot) { byBallot = new Map(); this.accepts.set(r.position, byBallot); }
+    const value = this.text(r.value);
+    let a = byBallot.get(r.ballot);
+    if (!a) { a = { value, nodes: new Set() }; byBallot.set(r.ballot, a); }
+    if (a.value !== value) {
+      throw new Violation(`slot ${r.position} has two values at ballot ${r.ballot}: ${JSON.stringify(a.value)} and ${JSON.stringify(value)} (node ${node})`);
+    }
+    a.nodes.add(node);
+    if (a.nodes.size >= this.majority) {
+      const chosen = this.trulyChosen.get(r.position);
+      if (chosen === undefined) this.trulyChosen.set(r.position, value);
+      else if (chosen !== value) {
+        throw new Violation(`slot ${r.position} has two chosen values: ${JSON.stringify(chosen)} and ${JSON.stringify(value)} (a majority accepted each)`);
+      }
+    }
+  }
+
+  private apply(n: SimNode, rd: Ready): void {
+    for (const a of rd.apply) {
+      if (a.position !== n.appliedNext) {
+        throw new Violation(`node ${n.id} applied position ${a.position}, expected ${n.appliedNext} (in order, exactly once)`);
+      }
+      n.appliedNext++;
+      this.stats.applied++;
+      const text = this.text(a.value);
+      const before = this.log.get(a.position);
+      if (before === undefined) this.log.set(a.position, text);
+      else if (before !== text) {
+        throw new Violation(`position ${a.position} has two chosen values: ${JSON.stringify(before)} and, at node ${n.id}, ${JSON.stringify(text)}`);
+      }
+      const chosen = this.trulyChosen.get(a.position);
+      if (chosen !== undefined && chosen !== text) {
+        throw new Violation(`node ${n.id} applied ${JSON.stringify(text)} at slot ${a.position}, but a majority accepted ${JSON.stringify(chosen)}`);
+      }
+      const cmds = this.k.decodeBatch(a.value);
+      if (!Array.isArray(cmds)) throw new Violation(`node ${n.id} applied a malformed batch at ${a.position}: ${cmds.error}`);
+      for (const c of cmds) this.applyCommand(n, dec.decode(c), a.position);
+    }
+    for (const r of rd.reads) n.readsHeld.push(r);
+    n.readsHeld = n.readsHeld.filter((r) => {
+      if (r.index >= n.appliedNext) return true;
+      this.answerRead(n, r.id);
+      return false;
+    });
+    for (const id of rd.readsFailed) {
+      for (const c of this.clients) if (c.pending?.kind === 'read' && c.pending.readId === id && c.pending.node === n.id) c.pending = null;
+    }
+  }
+
+  /** Commands are "w:<client>:<op>:<key>:<value>". */
+  private applyCommand(n: SimNode, cmd: string, position: number): void {
+    const [kind, cs, os, key, value] = cmd.split(':');
+    if (kind !== 'w') throw new Violation(`node ${n.id} applied an unknown command ${JSON.stringify(cmd)}`);
+    const client = Number(cs);
+    const op = Number(os);
+    if ((n.sessions.get(client) ?? 0) >= op) return; // a duplicate: applied once already
+    n.sessions.set(client, op);
+    n.kv.set(key, value);
+    const c = this.clients[client - 1];
+    const p = c?.pending;
+    if (p && p.kind === 'write' && p.op === op && p.node === n.id) {
+      this.record(p.key, { kind: 'write', value: p.value, call: p.call, ret: ++this.eventTime });
+      this.acked.set(cmd, position);
+      this.stats.writesAcked++;
+      c.pending = null;
+      c.nextAt = this.now + this.rng.int(0, 10);
+    }
+  }
+
+  private answerRead(n: SimNode, readId: number): void {
+    for (const c of this.clients) {
+      const p = c.pending;
+      if (p?.kind === 'read' && p.readId === readId && p.node === n.id) {
+        this.record(p.key, { kind: 'read', value: n.kv.get(p.key) ?? null, call: p.call, ret: ++this.eventTime });
+        this.stats.readsOk++;
+        c.pending = null;
+        c.nextAt = this.now + this.rng.int(0, 10);
+      }
+    }
+  }
+
+  private text(value: Uint8Array): string {
+    const cmds = this.k.decodeBatch(value);
+    if (!Array.isArray(cmds)) return `<malformed ${cmds.error}>`;
+    return cmds.length === 0 ? 'noop' : cmds.map((c) => dec.decode(c)).join(' ');
+  }
+
+  // ------------------------------------------------------------------ clients
+
+  private clientsAct(): void {
+    for (const c of this.clients) {
+      if (c.pending) {
+        if (this.now >= c.pending.deadline) this.giveUp(c);
+        continue;
+      }
+      if (this.now < c.nextAt || !this.faultsOn) continue;
+      const alive = this.nodes.filter((n) => n.core);
+      if (alive.length === 0) continue;
+      const n = alive[this.rng.int(0, alive.length)];
+      this.issue(c, n, this.rng.chance(this.faults.reads) ? 'read' : 'write', `k${this.rng.int(0, this.faults.keys)}`);
+    }
+  }
+
+  private issue(c: SimClient, n: SimNode, kind: 'read' | 'write', key: string): void {
+    const op = ++c.op;
+    const p: PendingOp = { kind, key, value: `${c.id}.${op}`, op, node: n.id, readId: 0, call: ++this.eventTime, deadline: this.now + 100 + this.rng.int(0, 100) };
+    if (kind === 'write') {
+      const r = n.core!.propose([enc.encode(`w:${c.id}:${op}:${key}:${p.value}`)]);
+      if (r === 'no-leader' || r === 'full') { c.nextAt = this.now + this.rng.int(1, 10); return; } // surely not proposed
+    } else {
+      p.readId = ++this.readId;
+      const mode: ReadMode = this.rng.chance(0.5) ? 'lease' : 'quorum';
+      n.core!.read(p.readId, mode);
+    }
+    c.pending = p;
+  }
+
+  /** The client stops waiting: a write's outcome is unknown; a read simply never happened. */
+  private giveUp(c: SimClient): void {
+    const p = c.pending;
+    if (!p) return;
+    if (p.kind === 'write') this.record(p.key, { kind: 'write', value: p.value, call: p.call, ret: Infinity });
+    this.stats.unknown++;
+    c.pending = null;
+    c.nextAt = this.now + this.rng.int(0, 10);
+  }
+
+  private record(key: string, op: RegisterOp): void {
+    let h = this.history.get(key);
+    if (!h) { h = []; this.history.set(key, h); }
+    h.push(op);
+  }
+
+  // ------------------------------------------------------------------ liveness and final checks
+
+  /** Heal everything, restart every node, and require all nodes to apply one fresh write. */
+  private liveness(): void {
+    this.faultsOn = false;
+    this.cuts = new Set();
+    for (const n of this.nodes) if (!n.core) this.start(n, true);
+    for (const c of this.clients) this.giveUp(c);
+    const probe = this.clients[0];
+    const deadlineTick = this.now + LIVENESS_TICKS;
+    let probeCmd = '';
+    while (this.now < deadlineTick) {
+      if (!probe.pending) {
+        if (probeCmd !== '' && this.acked.has(probeCmd)) {
+          const pos = this.acked.get(probeCmd)!;
+          const target = Math.max(...this.nodes.map((n) => n.appliedNext));
+          if (this.nodes.every((n) => n.appliedNext > pos && n.appliedNext === target)) return;
+        } else {
+          const n = this.nodes[this.rng.int(0, this.nodes.length)];
+          this.issue(probe, n, 'write', 'k0');
+          const p = probe.pending as PendingOp | null;
+          if (p) probeCmd = `w:${probe.id}:${probe.op}:k0:${p.value}`;
+        }
+      }
+      this.step();
+    }
+    const s = this.nodes.map((n) => `node ${n.id}: ${JSON.stringify(n.core!.status())} appliedNext=${n.appliedNext}`).join('\n');
+    throw new Violation(`liveness: the healed cluster did not converge on a fresh write within ${LIVENESS_TICKS} ticks\n${s}`);
+  }
+
+  private finalChecks(): void {
+    for (const [cmd, pos] of this.acked) {
+      const v = this.log.get(pos);
+      if (v === undefined || !v.split(' ').includes(cmd)) throw new Violation(`acknowledged write ${cmd} lost from position ${pos}`);
+      for (const n of this.nodes) {
+        if (n.appliedNext <= pos) throw new Violation(`acknowledged write ${cmd} at ${pos} not applied by node ${n.id}`);
+      }
+    }
+    for (const c of this.clients) this.giveUp(c);
+    for (const [key, ops] of [...this.history].sort()) {
+      const r = checkRegister(ops, null);
+      if (r.ok === false) throw new Violation(`history of key ${key} is not linearizable: ${r.reason}`);
+    }
+  }
+}
+
+const before = (a: InFlight, b: InFlight): boolean => a.at < b.at || (a.at === b.at && a.seq < b.seq);
+
+/** Run one seed. */
+export const simulate = (o: SimOptions): SimResult => new Simulation(o).run();
