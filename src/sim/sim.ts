@@ -84,7 +84,7 @@ export const drawFaults = (rng: Prng): Faults => ({
   crash: rng.next() * 0.003,
   persistDelayMax: rng.int(0, 4),
   clockJump: rng.next() * 0.05,
-  clients: rng.int(1, 6),
+  clients: rng.int(1, 9),
   keys: rng.int(1, 4),
   reads: 0.2 + rng.next() * 0.5,
   pipeline: [1, 2, 4, 8, 32][rng.int(0, 5)],
@@ -469,7 +469,7 @@ export class Simulation {
       this.acked.set(cmd, position);
       this.stats.writesAcked++;
       c.pending = null;
-      c.nextAt = this.now + this.rng.int(0, 10);
+      c.nextAt = this.now + this.rng.int(0, 4);
     }
   }
 
@@ -480,7 +480,7 @@ export class Simulation {
         this.record(p.key, { kind: 'read', value: n.kv.get(p.key) ?? null, call: p.call, ret: ++this.eventTime });
         this.stats.readsOk++;
         c.pending = null;
-        c.nextAt = this.now + this.rng.int(0, 10);
+        c.nextAt = this.now + this.rng.int(0, 4);
       }
     }
   }
@@ -528,7 +528,7 @@ export class Simulation {
     if (p.kind === 'write') this.record(p.key, { kind: 'write', value: p.value, call: p.call, ret: Infinity });
     this.stats.unknown++;
     c.pending = null;
-    c.nextAt = this.now + this.rng.int(0, 10);
+    c.nextAt = this.now + this.rng.int(0, 4);
   }
 
   private record(key: string, op: RegisterOp): void {
