@@ -1,0 +1,195 @@
+// The client API of one KV node (a one-member cluster, in this process): HTTP and /client, their
+// answers to bad input, /status and /metrics; and the KV state machine itself. Ports 17400-17499.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { PaxlogClient } from '../src/api/client.js';
+import { ClientOp, encodeRequest } from '../src/api/client-protocol.js';
+import { startKvServer, type KvServer } from '../src/api/server.js';
+import { decodeOp, encodeOp } from '../src/kv/ops.js';
+import { KvStore } from '../src/kv/store.js';
+
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+const text = (b: Uint8Array): string => new TextDecoder().decode(b);
+
+describe('the KV state machine', () => {
+  test('put, delete and compare-and-set give the documented results', () => {
+    const kv = new KvStore();
+    assert.equal(kv.apply(encodeOp({ op: 'put', key: 'a', value: bytes('1') })), 'ok');
+    assert.equal(kv.apply(encodeOp({ op: 'cas', key: 'a', expect: bytes('2'), value: bytes('3') })), 'mismatch');
+    assert.equal(kv.apply(encodeOp({ op: 'cas', key: 'a', expect: bytes('1'), value: bytes('3') })), 'ok');
+    assert.equal(text(kv.get('a')!), '3');
+    assert.equal(kv.apply(encodeOp({ op: 'cas', key: 'nope', expect: bytes(''), value: bytes('x') })), 'mismatch');
+    assert.equal(kv.apply(encodeOp({ op: 'delete', key: 'a' })), 'ok');
+    assert.equal(kv.apply(encodeOp({ op: 'delete', key: 'a' })), 'not-found');
+    assert.equal(kv.apply(new Uint8Array([9, 1, 0, 65])), 'bad');
+    assert.equal(kv.size, 0);
+    assert.equal(kv.bytes, 0);
+  });
+
+  test('a snapshot restores an equal store, and bad snapshot bytes are refused without harm', () => {
+    const kv = new KvStore();
+    for (let i = 0; i < 100; i++) kv.apply(encodeOp({ op: 'put', key: `k${i}é`, value: bytes(`v${i}`.repeat(i)) }));
+    const copy = new KvStore();
+    copy.restore(kv.snapshot());
+    assert.equal(copy.size, 100);
+    assert.equal(copy.bytes, kv.bytes);
+    assert.equal(text(copy.get('k42é')!), 'v42'.repeat(42));
+    const snap = kv.snapshot();
+    assert.throws(() => copy.restore(snap.subarray(0, snap.length - 1)), /bad KV snapshot/);
+    assert.equal(copy.size, 100, 'a refused snapshot leaves the state as it was');
+  });
+
+  test('the op decoder refuses truncated and oversized input with a reason', () => {
+    const good = encodeOp({ op: 'cas', key: 'k', expect: bytes('e'), value: bytes('v') });
+    for (let cut = 0; cut < good.length - 1; cut++) {
+      const d = decodeOp(good.subarray(0, cut));
+      // Every prefix either fails with a reason or (cut inside the value) is a shorter valid op.
+      if ('error' in d) assert.ok(d.error.length > 0);
+    }
+    assert.ok('error' in decodeOp(new Uint8Array([1, 0, 0])), 'empty key');
+    assert.ok('error' in decodeOp(new Uint8Array([1, 1, 0, 0xff])), 'key not UTF-8');
+  });
+});
+
+describe('the HTTP and /client API of a one-node cluster', { timeout: 60_000 }, () => {
+  let server: KvServer;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-api-'));
+  const base = 'http://127.0.0.1:17401';
+  const req = async (method: string, p: string, body?: string | Uint8Array) => {
+    const payload = body === undefined || typeof body === 'string' ? body : new Blob([new Uint8Array(body) as Uint8Array<ArrayBuffer>]);
+    const r = await fetch(base + p, { method, body: payload });
+    return { status: r.status, body: await r.text(), headers: r.headers };
+  };
+
+  before(async () => {
+    server = await startKvServer({
+      id: 1, peers: new Map([[1, { host: '127.0.0.1', port: 17400 }]]), dataDir: dir, httpPort: 17401,
+      logger: pino({ level: 'silent' }), secret: 'api-test', tickMs: 10,
+    }, pino({ level: 'silent' }));
+    for (let i = 0; ; i++) {
+      if ((await req('PUT', '/kv/warmup', 'x')).status === 200) break;
+      assert.ok(i < 200, 'the one-node cluster never elected itself');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  });
+  after(async () => {
+    await server.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('keys are percent-decoded UTF-8 and values are bytes', async () => {
+    const value = new Uint8Array(256).map((_, i) => i);
+    assert.equal((await req('PUT', `/kv/${encodeURIComponent('a key/with é')}`, value)).status, 200);
+    const r = await fetch(`${base}/kv/${encodeURIComponent('a key/with é')}`);
+    assert.deepEqual(new Uint8Array(await r.arrayBuffer()), value);
+    assert.equal(r.headers.get('content-type'), 'application/octet-stream');
+  });
+
+  test('malformed requests get 400 with a JSON reason; too large gets 413', async () => {
+    const cases: [string, string, string | Uint8Array | undefined, number, RegExp][] = [
+      ['PUT', '/kv/', 'x', 400, /empty/],
+      ['GET', '/kv/%E0%A4%A', undefined, 400, /percent-encoded/],
+      ['GET', '/kv/a?read=sometimes', undefined, 400, /read=sometimes/],
+      ['POST', '/kv/a', 'x', 400, /expect/],
+      ['PUT', `/kv/${'k'.repeat(1025)}`, 'x', 413, /at most 1024/],
+      ['PUT', '/kv/big', new Uint8Array(1024 * 1024 + 1), 413, /at most 1048576|over 1048576/],
+      ['PATCH', '/kv/a', 'x', 405, /use GET/],
+      ['GET', '/nowhere', undefined, 404, /no route/],
+    ];
+    for (const [method, p, body, status, reason] of cases) {
+      const r = await req(method, p, body);
+      assert.equal(r.status, status, `${method} ${p.slice(0, 40)}: ${r.body}`);
+      assert.match((JSON.parse(r.body) as { error: string }).error, reason, `${method} ${p.slice(0, 40)}`);
+    }
+    // A value of exactly 1 MiB is accepted.
+    assert.equal((await req('PUT', '/kv/big', new Uint8Array(1024 * 1024))).status, 200);
+    assert.equal((await req('GET', '/kv/big')).body.length, 1024 * 1024);
+  });
+
+  test('a chunked body over 1 MiB without a content-length is cut off with 413', async () => {
+    const r = await fetch(`${base}/kv/chunked`, {
+      method: 'PUT', duplex: 'half',
+      body: new ReadableStream({
+        start(ctl) {
+          for (let i = 0; i < 20; i++) ctl.enqueue(new Uint8Array(64 * 1024));
+          ctl.close();
+        },
+      }),
+    } as RequestInit).catch((e: Error) => e);
+    // uWS answers 413 and closes; the client sees either the 413 or the closed socket.
+    if (!(r instanceof Error)) assert.equal(r.status, 413);
+    assert.equal((await req('GET', '/kv/chunked')).status, 404, 'nothing was written');
+  });
+
+  test('garbage on the HTTP port gets no answer and the node keeps serving', async () => {
+    // uWS ignores bytes it cannot parse as HTTP (it answers nothing and drops the connection at
+    // its idle timeout): no error text is possible there, but nothing else is disturbed.
+    const s = net.connect(17401, '127.0.0.1');
+    s.on('error', () => {});
+    await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+    s.write('NOT HTTP AT ALL\r\n\x00\x01\x02\r\n\r\n');
+    s.write('GET / HTTP/1.1\r\nBad Header Line\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal((await req('GET', '/kv/warmup')).body, 'x');
+    assert.equal((await req('PUT', '/kv/after-garbage', 'y')).status, 200);
+    s.destroy();
+  });
+
+  test('/status has the contract fields and /metrics the Paxos figures', async () => {
+    const s = JSON.parse((await req('GET', '/status')).body) as Record<string, unknown>;
+    for (const f of ['id', 'protocol', 'role', 'leader', 'ballot', 'chosenPrefix', 'applied', 'fsync']) assert.ok(f in s, `status lacks ${f}`);
+    assert.deepEqual([s.id, s.protocol, s.role, s.leader, s.fsync], [1, 'multipaxos', 'leader', 1, 'on']);
+    const m = await req('GET', '/metrics');
+    assert.equal(m.status, 200);
+    for (const name of ['paxlog_ballot', 'paxlog_chosen_prefix', 'paxlog_holes_open', 'paxlog_slots_in_flight',
+      'paxlog_batch_commands_bucket', 'paxlog_decide_latency_seconds_bucket', 'paxlog_fsync_latency_seconds_bucket',
+      'paxlog_forwarded_total', 'paxlog_fsync_enabled 1']) {
+      assert.ok(m.body.includes(name), `metrics lack ${name}`);
+    }
+  });
+
+  test('/client carries pipelined operations answered by id', async () => {
+    const c = await PaxlogClient.connect('ws://127.0.0.1:17401/client');
+    try {
+      const puts = await Promise.all(Array.from({ length: 50 }, (_, i) => c.put(`p${i}`, bytes(`v${i}`))));
+      assert.ok(puts.every((a) => a.status === 200));
+      const got = await Promise.all(Array.from({ length: 50 }, (_, i) => c.get(`p${i}`)));
+      assert.deepEqual(got.map((a) => text(a.body)), Array.from({ length: 50 }, (_, i) => `v${i}`));
+      assert.equal((await c.cas('p1', bytes('nope'), bytes('x'))).status, 412);
+      assert.equal((await c.cas('p1', bytes('v1'), bytes('x'))).status, 200);
+      assert.equal(text((await c.get('p1', 'local')).body), 'x');
+      assert.equal((await c.delete('p1')).status, 200);
+      assert.equal((await c.get('p1', 'quorum')).status, 404);
+    } finally {
+      c.close();
+    }
+  });
+
+  test('/client answers malformed binary requests with 400 and a reason, and keeps the connection', async () => {
+    const c = await PaxlogClient.connect('ws://127.0.0.1:17401/client');
+    const answers: { id: number; status: number; reason: string }[] = [];
+    const ws = (c as unknown as { ws: import('ws').WebSocket }).ws;
+    ws.on('message', (d: Buffer) => answers.push({ id: d.readUInt32LE(4), status: d.readUInt16LE(8), reason: d.subarray(12).toString() }));
+    try {
+      c.sendRaw(new Uint8Array([1, 2, 3]));
+      const unknownOp = encodeRequest({ id: 77, op: ClientOp.Put, key: 'k', value: bytes('v') });
+      unknownOp[8] = 42;
+      c.sendRaw(unknownOp);
+      const longLength = encodeRequest({ id: 78, op: ClientOp.Get, key: 'k' });
+      new DataView(longLength.buffer).setUint32(0, 9999, true);
+      c.sendRaw(longLength);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(answers.map((a) => [a.id, a.status]), [[0, 400], [77, 400], [78, 400]]);
+      assert.match(answers[1].reason, /unknown op 42/);
+      assert.equal((await c.put('still', bytes('works'))).status, 200, 'the connection still serves');
+    } finally {
+      c.close();
+    }
+  });
+});
