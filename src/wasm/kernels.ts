@@ -177,17 +177,21 @@ export class WasmKernels implements Kernels {
     return h.u8.subarray(out, out + n);
   }
 
+  /** The bytes the last stage() call placed (a copy if the caller's view had to be replaced). */
+  private staged: Uint8Array = new Uint8Array(0);
+
   /**
    * Where `bytes` sit in linear memory: in place if they already are a view of it (a frame from
-   * encode(), say) and no region must grow, else copied into the input region. Returns the address
-   * and the bytes to slice values from (a copy if growing memory would have detached the view).
+   * encode(), say) and no region must grow, else copied into the input region. Returns the address;
+   * this.staged is the array to slice values from (a copy if growing memory would detach the view).
    */
-  private stage(bytes: Uint8Array, scratchBytes: number): [number, Uint8Array] {
+  private stage(bytes: Uint8Array, scratchBytes: number): number {
     const h = this.heap;
     if (bytes.buffer === h.x.memory.buffer) {
       if (this.scratch.bytes >= scratchBytes) {
         h.sync();
-        return [bytes.byteOffset, bytes];
+        this.staged = bytes;
+        return bytes.byteOffset;
       }
       bytes = bytes.slice();
     }
@@ -195,14 +199,16 @@ export class WasmKernels implements Kernels {
     const p = this.input.ensure(bytes.length);
     h.sync();
     h.u8.set(bytes, p);
-    return [p, bytes];
+    this.staged = bytes;
+    return p;
   }
 
   decode(input: Uint8Array): Message | DecodeError {
     const len = input.length;
     if (len > FRAME_BYTES_MAX) return this.twin.decode(input);
     const entriesMax = len >= HEADER_BYTES ? Math.floor((len - HEADER_BYTES) / ENTRY_HEADER_BYTES) : 0;
-    const [p, frame] = this.stage(input, 32 + 32 * entriesMax);
+    const p = this.stage(input, 32 + 32 * entriesMax);
+    const frame = this.staged;
     const sc = this.scratch.ptr;
     const h = this.heap;
     const rc = this.x.decodeFrame(p, len, FRAME_BYTES_MAX, sc);
@@ -250,7 +256,8 @@ export class WasmKernels implements Kernels {
   decodeRecord(input: Uint8Array): LogRecord | DecodeError {
     const len = input.length;
     if (len > RECORD_BYTES_MAX) return this.twin.decodeRecord(input);
-    const [p, bytes] = this.stage(input, 16);
+    const p = this.stage(input, 16);
+    const bytes = this.staged;
     const sc = this.scratch.ptr;
     const h = this.heap;
     const rc = this.x.decodeRecord(p, len, RECORD_BYTES_MAX, sc);
@@ -261,7 +268,8 @@ export class WasmKernels implements Kernels {
   decodeBatch(value: Uint8Array): Uint8Array[] | DecodeError {
     const len = value.length;
     assert.ok(len <= U32_MAX, 'batch larger than 4 GiB');
-    const [p, src] = this.stage(value, 2 * len + 8);
+    const p = this.stage(value, 2 * len + 8);
+    const src = this.staged;
     const sc = this.scratch.ptr;
     const h = this.heap;
     const n = this.x.decodeBatch(p, len, sc);
