@@ -331,7 +331,7 @@ class WasmBatcher implements Batcher {
 
   constructor(private readonly heap: WasmHeap, private readonly out: Region, readonly countMax: number, readonly bytesMax: number) {
     assert.ok(Number.isInteger(countMax) && countMax >= 1 && countMax <= 1 << 24, `countMax ${countMax} out of range 1..2^24`);
-    assert.ok(Number.isInteger(bytesMax) && bytesMax >= 1 && bytesMax <= 1 << 30, `bytesMax ${bytesMax} out of range 1..2^30`);
+    assert.ok(Number.isSafeInteger(bytesMax) && bytesMax >= 1, `bytesMax ${bytesMax} must be a safe integer >= 1`);
     const st = heap.alloc(40);
     const lenCap = Math.min(countMax, 64);
     const byteCap = Math.min(bytesMax, 4096);
@@ -343,7 +343,8 @@ class WasmBatcher implements Batcher {
     const u = heap.u32;
     u.fill(0, this.w, this.w + 10);
     u[this.w + B_COUNT_MAX] = countMax;
-    u[this.w + B_BYTES_MAX] = bytesMax;
+    // The rings grow on demand, so a large bound costs nothing until used; HEAP_BYTES_MAX caps them.
+    u[this.w + B_BYTES_MAX] = Math.min(bytesMax, U32_MAX);
     u[this.w + B_LEN_CAP] = lenCap;
     u[this.w + B_BYTE_CAP] = byteCap;
     u[this.w + B_LEN_RING] = lenRing;
