@@ -85,6 +85,8 @@ interface ClusterFlags {
   protocol: ProtocolName;
   data?: string;
   basePort: number;
+  /** Client HTTP port of node 1 (default basePort + 1000). */
+  httpBasePort?: number;
   fsync: boolean;
   secret?: string;
   kernels: KernelKind;
@@ -97,6 +99,7 @@ async function cluster(f: ClusterFlags): Promise<void> {
   const peers = Array.from({ length: f.nodes }, (_, i) => `${i + 1}=127.0.0.1:${f.basePort + i}`).join(',');
   const secret = f.secret ?? process.env.PAXLOG_SECRET ?? crypto.randomBytes(16).toString('hex');
   const bin = fileURLToPath(new URL('../../bin/paxlog.js', import.meta.url));
+  const httpBase = f.httpBasePort ?? f.basePort + 1000;
   const children: ChildProcess[] = [];
   let stopping = false;
   for (let id = 1; id <= f.nodes; id++) {
@@ -104,7 +107,7 @@ async function cluster(f: ClusterFlags): Promise<void> {
     fs.mkdirSync(dir, { recursive: true });
     const logFile = fs.openSync(path.join(dir, 'node.log'), 'a');
     const args = [bin, 'serve', '--id', String(id), '--peers', peers, '--data', dir, '--protocol', f.protocol,
-      '--fsync', f.fsync ? 'on' : 'off', '--kernels', f.kernels];
+      '--fsync', f.fsync ? 'on' : 'off', '--kernels', f.kernels, '--http-port', String(httpBase + id - 1)];
     if (f.batchMax !== undefined) args.push('--batch-max', String(f.batchMax));
     if (f.pipeline !== undefined) args.push('--pipeline', String(f.pipeline));
     const child = spawn(process.execPath, args, { stdio: ['ignore', logFile, logFile], env: { ...process.env, PAXLOG_SECRET: secret } });
@@ -136,7 +139,7 @@ async function cluster(f: ClusterFlags): Promise<void> {
   // Wait until every node answers /status (bounded), then say how to talk to the cluster.
   const deadline = Date.now() + 15_000;
   for (let id = 1; id <= f.nodes; id++) {
-    const url = `http://127.0.0.1:${f.basePort + id - 1 + 1000}/status`;
+    const url = `http://127.0.0.1:${httpBase + id - 1}/status`;
     for (;;) {
       if (stopping) return;
       try {
@@ -156,15 +159,15 @@ async function cluster(f: ClusterFlags): Promise<void> {
   const lines = [
     `paxlog cluster: ${f.nodes} nodes, protocol ${f.protocol}, fsync ${f.fsync ? 'on' : 'off'}, data in ${dataRoot}`,
     ...Array.from({ length: f.nodes }, (_, i) =>
-      `  node ${i + 1}: http://127.0.0.1:${f.basePort + i + 1000}  (peer port ${f.basePort + i}, log ${path.join(dataRoot, `n${i + 1}`, 'node.log')})`),
+      `  node ${i + 1}: http://127.0.0.1:${httpBase + i}  (peer port ${f.basePort + i}, log ${path.join(dataRoot, `n${i + 1}`, 'node.log')})`),
     '',
     'try:',
-    `  curl -X PUT --data-binary 'hello' http://127.0.0.1:${f.basePort + 1000}/kv/greeting`,
-    `  curl http://127.0.0.1:${f.basePort + 1001}/kv/greeting`,
-    `  curl -X POST --data-binary 'bye' 'http://127.0.0.1:${f.basePort + 1000}/kv/greeting?expect=hello'`,
-    `  curl -X DELETE http://127.0.0.1:${f.basePort + 1000}/kv/greeting`,
-    `  curl http://127.0.0.1:${f.basePort + 1000}/status`,
-    `  curl http://127.0.0.1:${f.basePort + 1000}/metrics`,
+    `  curl -X PUT --data-binary 'hello' http://127.0.0.1:${httpBase}/kv/greeting`,
+    `  curl http://127.0.0.1:${httpBase + 1}/kv/greeting`,
+    `  curl -X POST --data-binary 'bye' 'http://127.0.0.1:${httpBase}/kv/greeting?expect=hello'`,
+    `  curl -X DELETE http://127.0.0.1:${httpBase}/kv/greeting`,
+    `  curl http://127.0.0.1:${httpBase}/status`,
+    `  curl http://127.0.0.1:${httpBase}/metrics`,
     '',
     'Ctrl-C stops every node.',
   ];
@@ -224,7 +227,8 @@ export function buildProgram(): Command {
     .addOption(new Option('--nodes <n>', 'how many nodes').argParser(intIn(1, 9)).default(3))
     .addOption(protocolOption())
     .option('--data <dir>', 'data directory (default: data/cluster-<protocol>)')
-    .option('--base-port <port>', 'peer port of node 1; node i gets base + i - 1, HTTP at peer port + 1000', intIn(1, 64000), 7001)
+    .option('--base-port <port>', 'peer port of node 1; node i gets base + i - 1', intIn(1, 65000), 7001)
+    .option('--http-base-port <port>', 'client HTTP port of node 1; node i gets it + i - 1 (default: base port + 1000)', intIn(1, 65000))
     .addOption(fsyncOption())
     .option('--secret <secret>', 'the cluster secret (default: PAXLOG_SECRET or a random one)')
     .addOption(kernelsOption())

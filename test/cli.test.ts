@@ -1,0 +1,122 @@
+// The `paxlog` command: --help everywhere, clear errors for bad flags, `cluster` end to end,
+// `status`, and the loud --fsync off. Ports 17500-17599.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { bin } from './node-harness.js';
+
+const run = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, ...env } });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+};
+
+test('--help works on the program and on every command', () => {
+  const top = run(['--help']);
+  assert.equal(top.code, 0);
+  for (const cmd of ['serve', 'cluster', 'status', 'sim']) assert.match(top.out, new RegExp(`\\b${cmd}\\b`));
+  for (const [cmd, flag] of [['serve', '--peers'], ['cluster', '--nodes'], ['status', '--endpoint'], ['sim', '--seeds']]) {
+    const r = run([cmd, '--help']);
+    assert.equal(r.code, 0, `${cmd} --help: ${r.err}`);
+    assert.match(r.out, new RegExp(flag), `${cmd} --help shows ${flag}`);
+  }
+});
+
+test('bad flags give one clear error line and exit code 2', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-cli-'));
+  const peers = '1=127.0.0.1:17500,2=127.0.0.1:17501,3=127.0.0.1:17502';
+  const cases: [string[], RegExp][] = [
+    [['serve', '--peers', peers, '--data', dir], /required option '--id <n>'/],
+    [['serve', '--id', '0', '--peers', peers, '--data', dir], /0 is not in 1\.\.65535/],
+    [['serve', '--id', 'one', '--peers', peers, '--data', dir], /"one" is not a whole number/],
+    [['serve', '--id', '1', '--peers', '1=localhost', '--data', dir], /is not ID=HOST:PORT/],
+    [['serve', '--id', '1', '--peers', '1=h:1,1=h:2', '--data', dir], /appears twice/],
+    [['serve', '--id', '4', '--peers', peers, '--data', dir], /--id 4 is not in --peers/],
+    [['serve', '--id', '1', '--peers', peers, '--data', dir, '--fsync', 'maybe'], /"maybe" is not on or off/],
+    [['serve', '--id', '1', '--peers', peers, '--data', dir, '--protocol', 'pbft'], /Allowed choices are multipaxos, raft/],
+    [['serve', '--id', '1', '--peers', peers, '--data', dir, '--kernels', 'gpu'], /Allowed choices are wasm, js/],
+    [['cluster', '--nodes', '99'], /99 is not in 1\.\.9/],
+    [['status', '--endpoint', 'not a url'], /is not a URL/],
+    [['status', '--endpoint', 'http://127.0.0.1:17599'], /cannot reach/],
+    [['launch'], /unknown command 'launch'/],
+  ];
+  for (const [args, want] of cases) {
+    const r = run(args);
+    assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code}, stderr ${r.err}`);
+    assert.match(r.err, want, args.join(' '));
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('cluster starts the nodes, prints their endpoints and curl lines, serves, and stops them all on SIGTERM', { timeout: 60_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-cli-cluster-'));
+  const child = spawn(process.execPath, [bin, 'cluster', '--nodes', '3', '--data', dir, '--base-port', '17510', '--http-base-port', '17520'],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!out.includes('Ctrl-C stops every node')) {
+      assert.ok(Date.now() < deadline, `cluster never said it was ready:\n${out}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const port of [17520, 17521, 17522]) assert.ok(out.includes(`http://127.0.0.1:${port}`), `endpoint ${port} printed`);
+    assert.match(out, /curl -X PUT --data-binary 'hello' http:\/\/127\.0\.0\.1:17520\/kv\/greeting/);
+
+    let put = 0;
+    for (let i = 0; i < 100 && put !== 200; i++) {
+      put = (await fetch('http://127.0.0.1:17520/kv/greeting', { method: 'PUT', body: 'hello' })).status;
+      if (put !== 200) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(put, 200);
+    assert.equal(await (await fetch('http://127.0.0.1:17521/kv/greeting')).text(), 'hello');
+
+    const st = run(['status', '--endpoint', 'http://127.0.0.1:17522']);
+    assert.equal(st.code, 0, st.err);
+    const s = JSON.parse(st.out) as Record<string, unknown>;
+    assert.equal(s.id, 3);
+    assert.ok((s.leader as number) >= 1);
+  } finally {
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, out);
+  }
+  for (const port of [17520, 17521, 17522]) {
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/status`), `node at ${port} is gone after SIGTERM`);
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('--fsync off says so loudly in the log and in /status', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-cli-fsync-'));
+  const child = spawn(process.execPath, [bin, 'serve', '--id', '1', '--peers', '1=127.0.0.1:17530', '--data', dir,
+    '--http-port', '17531', '--fsync', 'off'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise((r) => child.on('exit', r));
+  try {
+    let status: Record<string, unknown> | null = null;
+    for (let i = 0; i < 100 && status === null; i++) {
+      try {
+        status = await (await fetch('http://127.0.0.1:17531/status')).json() as Record<string, unknown>;
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    assert.ok(status !== null, `node never answered:\n${out}`);
+    assert.equal(status.fsync, 'off');
+    assert.match(String(status.warning), /FSYNC IS OFF/);
+    assert.match(out, /FSYNC IS OFF \(--fsync off\)/);
+    assert.match(out, /"level":40/);
+    const metrics = await (await fetch('http://127.0.0.1:17531/metrics')).text();
+    assert.match(metrics, /^paxlog_fsync_enabled 0$/m);
+  } finally {
+    child.kill('SIGKILL');
+    await exited;
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
