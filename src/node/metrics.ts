@@ -17,7 +17,7 @@ export class NodeMetrics {
   /** Client requests by operation and answer status. */
   readonly requests: Counter<'op' | 'status'>;
 
-  constructor(status: () => Status, extra: () => { fsync: boolean; framesDropped: number; decodeErrors: number; authFailures: number; corruptRecords: number }) {
+  constructor(status: () => Status, extra: () => { fsync: boolean; framesDropped: number; bytesSent: number; faultFramesDropped: number; decodeErrors: number; authFailures: number; corruptRecords: number }) {
     const r = this.registry;
     const gauge = (name: string, help: string, read: () => number) =>
       new Gauge({ name, help, registers: [r], collect() { this.set(read()); } });
@@ -30,6 +30,8 @@ export class NodeMetrics {
     gauge('paxlog_is_leader', '1 if this node leads.', () => (status().role === 'leader' ? 1 : 0));
     gauge('paxlog_fsync_enabled', '0 means --fsync off: acknowledged writes can be lost on a power cut.', () => (extra().fsync ? 1 : 0));
     gauge('paxlog_peer_frames_dropped', 'Frames dropped: link down or its buffer bound reached.', () => extra().framesDropped);
+    gauge('paxlog_peer_bytes_sent', 'Bytes of peer frames sent (WebSocket framing not counted).', () => extra().bytesSent);
+    gauge('paxlog_peer_frames_dropped_injected', 'Frames dropped on purpose by --fault-loss.', () => extra().faultFramesDropped);
     gauge('paxlog_peer_decode_errors', 'Peer links closed for a frame that did not decode.', () => extra().decodeErrors);
     gauge('paxlog_peer_auth_failures', 'Peers refused at the handshake.', () => extra().authFailures);
     gauge('paxlog_corrupt_records', 'Log records that failed their CRC (never served).', () => extra().corruptRecords);

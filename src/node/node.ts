@@ -21,6 +21,7 @@ import { protocolFactory } from '../sim/protocols.js';
 import { Prng } from '../sim/prng.js';
 import { LogStore } from '../storage/log-store.js';
 import { PeerTransport, type PeerAddress } from '../transport/peers.js';
+import { LinkFaults, type FaultOptions } from '../transport/faults.js';
 import { loadNativeUws, type UwsModule } from '../transport/uws.js';
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
 import { unwrap, wrap } from './envelope.js';
@@ -52,6 +53,8 @@ export interface NodeOptions<R> {
   requestTimeoutMs?: number;
   /** Save a state machine snapshot every this many applied slots (0: never). */
   snapshotSlots?: number;
+  /** Injected loss and delay on outbound peer frames (benchmarks only); none when absent. */
+  faults?: FaultOptions;
   /** Overrides of the core's config (ticks, bounds). */
   config?: Partial<Config>;
 }
@@ -153,11 +156,14 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.transport = new PeerTransport({
       id: opts.id, peers: opts.peers, secret: opts.secret ?? '', kernels, logger: this.log,
       onMessage: (m) => this.onMessage(m),
+      faults: opts.faults !== undefined ? new LinkFaults(opts.id, opts.faults) : undefined,
     });
     this.transport.attach(this.app, uws);
     this.metrics = new NodeMetrics(() => this.core.status(), () => ({
       fsync: this.store.fsync,
       framesDropped: this.transport.stats.framesDropped,
+      bytesSent: this.transport.stats.bytesSent,
+      faultFramesDropped: this.transport.faultFramesDropped,
       decodeErrors: this.transport.stats.decodeErrors,
       authFailures: this.transport.stats.authFailures,
       corruptRecords: this.store.corruptCount,

@@ -16,6 +16,7 @@ import { isDecodeError } from '../kernels/types.js';
 import type { Message } from '../protocol/messages.js';
 import type { UwsModule } from './uws.js';
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
+import type { LinkFaults } from './faults.js';
 import { checkProof, encodeChallenge, newNonce, newProof, readChallenge } from './handshake.js';
 
 export interface PeerAddress {
@@ -37,6 +38,8 @@ export interface PeerTransportOptions {
   linkBufferBytesMax?: number;
   /** A frame's size at most (the codec's bound); bigger frames close the link. */
   frameBytesMax?: number;
+  /** Injected loss and delay on outbound frames (benchmarks only); none when absent. */
+  faults?: LinkFaults;
   /** Reconnect backoff bounds, in milliseconds. */
   reconnectDelayMsMin?: number;
   reconnectDelayMsMax?: number;
@@ -45,6 +48,8 @@ export interface PeerTransportOptions {
 /** Counters for /metrics and /status. */
 export interface PeerStats {
   framesSent: number;
+  /** Bytes of frames handed to outbound links (WebSocket framing not counted). */
+  bytesSent: number;
   framesDropped: number;
   framesReceived: number;
   decodeErrors: number;
@@ -78,7 +83,7 @@ const linkBufferBytesDefault = 64 * 1024 * 1024;
 const frameBytesDefault = 64 * 1024 * 1024;
 
 export class PeerTransport {
-  readonly stats: PeerStats = { framesSent: 0, framesDropped: 0, framesReceived: 0, decodeErrors: 0, authFailures: 0 };
+  readonly stats: PeerStats = { framesSent: 0, bytesSent: 0, framesDropped: 0, framesReceived: 0, decodeErrors: 0, authFailures: 0 };
   private readonly out = new Map<number, Outbound>();
   private readonly inbound = new Set<Uws.WebSocket<Inbound>>();
   private flushScheduled = false;
@@ -97,6 +102,11 @@ export class PeerTransport {
       if (id === opts.id) continue;
       this.out.set(id, { id, address, ws: null, ready: false, queue: [], queueBytes: 0, delayMs: this.delayMsMin, timer: null });
     }
+  }
+
+  /** Frames dropped by injected loss (0 without faults). */
+  get faultFramesDropped(): number {
+    return this.opts.faults?.framesDropped ?? 0;
   }
 
   /** Peers whose outbound link is up (handshake done). */
@@ -146,6 +156,7 @@ export class PeerTransport {
       this.stats.framesDropped++;
       return;
     }
+    if (this.opts.faults?.dropFrame(m.to) === true) return;
     const frame = this.opts.kernels.encode(m);
     if (o.queueBytes + o.ws.bufferedAmount + frame.byteLength > this.linkBufferBytesMax) {
       this.stats.framesDropped++;
@@ -188,8 +199,14 @@ export class PeerTransport {
         this.stats.framesDropped += count;
         continue;
       }
-      o.ws.send(data, { binary: true });
+      const ws = o.ws;
+      if (this.opts.faults === undefined) ws.send(data, { binary: true });
+      else if (!this.opts.faults.deliver(data.byteLength, () => ws.readyState === WebSocket.OPEN && ws.send(data, { binary: true }))) {
+        this.stats.framesDropped += count;
+        continue;
+      }
       this.stats.framesSent += count;
+      this.stats.bytesSent += data.byteLength;
     }
   }
 
