@@ -60,9 +60,13 @@ interface QuorumRead {
 export class MultiPaxos implements Protocol {
   readonly name = 'multipaxos' as const;
 
+  /** The configuration, fixed for the node's life. */
   private readonly cfg: Config;
+  /** Ballots, the slot window, the batcher, the promise counter and the batch codec. */
   private readonly k: Kernels;
+  /** The only source of randomness (election timeouts, fetch targets). */
   private readonly rng: Rng;
+  /** Test-only planted bugs; empty in every real node. */
   private readonly bugs: Partial<Record<PlantedBug, boolean>>;
   /** This node's id. */
   private readonly id: number;
@@ -96,6 +100,7 @@ export class MultiPaxos implements Protocol {
   private learnSentTick = -1e9;
 
   // ---- Role and timers. ----
+  /** follower, candidate (phase 1 running at `ballot`) or leader (phase 2 at `ballot`). */
   private role: Role = 'follower';
   /** The leader this node knows, 0 if none. */
   private leader = 0;
@@ -117,6 +122,7 @@ export class MultiPaxos implements Protocol {
   private stickyTo = 0;
 
   // ---- Candidate state. ----
+  /** Promises counted for `ballot`, this node's own included once durable. */
   private readonly promises: PromiseCounter;
   /** Phase 1 covers every slot from here. */
   private fromSlot = 1;
@@ -128,7 +134,9 @@ export class MultiPaxos implements Protocol {
   private reportMax = 0;
 
   // ---- Leader state. ----
+  /** The leader's ack counting over [prefix, prefix + pipeline). Invariant (leader): prefix <= chosenPrefix. */
   private readonly window: SlotWindow;
+  /** Client commands waiting for a slot. Invariant: count <= pendingMax, bytes <= PENDING_BYTES_MAX. */
   private readonly batcher: Batcher;
   /** The next slot to propose. Invariant (leader): window.prefix <= nextSlot <= window.prefix + pipeline. */
   private nextSlot = 1;
@@ -148,22 +156,29 @@ export class MultiPaxos implements Protocol {
   private readonly heartbeatAcked = new Map<number, number>();
   /** True when a heartbeat should go out at the next ready() (a quorum read waits on it). */
   private heartbeatDue = false;
+  /** Leader: ticks since the last heartbeat went out. */
   private heartbeatElapsed = 0;
   /** The tick this node became leader. */
   private leaderSinceTick = 0;
 
   // ---- Reads. ----
+  /** Leader: reads waiting for a heartbeat round to confirm leadership. Bounded by pendingMax. */
   private readonly readsQuorum: QuorumRead[] = [];
   /** Follower reads waiting for ReadIndexReply: id -> deadline tick. */
   private readonly readsRemote = new Map<number, number>();
   /** Reads confirmed, waiting for applied to reach their index. */
   private readsWaiting: ReadState[] = [];
+  /** Reads refused since the last Ready. */
   private readsFailed: number[] = [];
 
   // ---- The next Ready, being gathered. ----
+  /** The promise changed since the last Ready. */
   private hardStateDirty = false;
+  /** Records to persist in the next Ready, the latest per slot. */
   private readonly records = new Map<number, LogRecord>();
+  /** Messages that report nothing unpersisted: sent at once. */
   private messages: Message[] = [];
+  /** Promise and Accepted: sent only once the next Ready is durable. */
   private messagesAfterPersist: Message[] = [];
   /** The chosen prefix last handed to the driver to persist. */
   private chosenPrefixPersisted = 1;
