@@ -47,3 +47,28 @@ test('a slot run past the window is a programmer error in both faces', () => {
     assert.equal(w.acks(10), 1);
   }
 });
+
+test('decoding damaged bytes placed at the very end of linear memory never reads past them (it would trap)', async () => {
+  const { WasmKernels } = await import('../src/wasm/kernels.js');
+  const { TestRng, randomMessage } = await import('../src/kernels/gen.js');
+  const k = new WasmKernels();
+  const js = loadKernels('js');
+  const rng = new TestRng(99);
+  // Grow the scratch region once so that every later decode runs in place, without a copy.
+  k.decode(js.encode(randomMessage(rng, 18, 1, 0)));
+  k.decode(new Uint8Array(64 * 1024));
+  k.decodeBatch(new Uint8Array(64 * 1024));
+  for (let i = 0; i < 3000; i++) {
+    const good = js.encode(randomMessage(rng, undefined, 3, 30));
+    const bytes = rng.bool() ? good.slice(0, rng.int(0, good.length + 1)) : good.slice();
+    if (bytes.length > 0) bytes[rng.int(0, bytes.length)] = rng.u32() & 0xff;
+    const mem = k.heap.x.memory.buffer;
+    assert.ok(mem.byteLength - bytes.length >= k.heap.heapTop, 'the tail of memory is unused');
+    const tail = new Uint8Array(mem, mem.byteLength - bytes.length, bytes.length);
+    tail.set(bytes);
+    assert.deepEqual(k.decode(tail), js.decode(bytes));
+    assert.deepEqual(k.decodeRecord(tail), js.decodeRecord(bytes));
+    assert.deepEqual(k.decodeBatch(tail), js.decodeBatch(bytes));
+    assert.equal(k.heap.x.memory.buffer, mem, 'decoding in place must not grow memory');
+  }
+});

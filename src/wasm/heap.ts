@@ -75,6 +75,11 @@ export class WasmHeap {
   private buffer: ArrayBuffer | null = null;
   /** The first byte never handed out. Invariant: 16-aligned, <= memory size. */
   private top: number;
+
+  /** The first byte never handed out (memory above it is unused). */
+  get heapTop(): number {
+    return this.top;
+  }
   /** Free regions per size class (class = log2 of size). */
   private readonly free: number[][] = [];
 
@@ -115,14 +120,14 @@ export class WasmHeap {
 
   /** A region of at least `bytes` bytes, 16-aligned. Its real size is 2^classOf(bytes). */
   alloc(bytes: number): number {
-    assert.ok(Number.isInteger(bytes) && bytes >= 0, `alloc of ${bytes} bytes`);
+    if (!(Number.isInteger(bytes) && bytes >= 0)) assert.fail(`alloc of ${bytes} bytes`);
     const c = WasmHeap.classOf(bytes);
     const list = this.free[c];
     if (list !== undefined && list.length > 0) return list.pop()!;
     const size = 2 ** c;
     const ptr = this.top;
     const end = ptr + size;
-    assert.ok(end <= HEAP_BYTES_MAX, `wasm heap would exceed HEAP_BYTES_MAX (${HEAP_BYTES_MAX} bytes)`);
+    if (!(end <= HEAP_BYTES_MAX)) assert.fail(`wasm heap would exceed HEAP_BYTES_MAX (${HEAP_BYTES_MAX} bytes)`);
     const have = this.x.memory.buffer.byteLength;
     if (end > have) {
       // Grow by at least half again, so a run of growing requests does not grow one page at a time.

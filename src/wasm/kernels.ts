@@ -29,12 +29,12 @@ const CRC_CHUNK_BYTES = 64 * 1024;
 const U32_MAX = 0xffffffff;
 
 const assertSafe = (x: unknown, name: string): number => {
-  assert.ok(typeof x === 'number' && Number.isSafeInteger(x) && x >= 0, `${name}=${String(x)} is not a non-negative safe integer`);
+  if (!(typeof x === 'number' && Number.isSafeInteger(x) && x >= 0)) assert.fail(`${name}=${String(x)} is not a non-negative safe integer`);
   return x;
 };
 
 const assertMember = (member: number): void => {
-  assert.ok(Number.isInteger(member) && member >= 0 && member <= MEMBER_MAX, `member ${member} out of range`);
+  if (!(Number.isInteger(member) && member >= 0 && member <= MEMBER_MAX)) assert.fail(`member ${member} out of range`);
 };
 
 /** The value bytes of entry i of a message whose shape has entries of `kind`. */
@@ -63,17 +63,17 @@ export class WasmKernels implements Kernels {
 
   ballotPack(round: number, nodeId: number): number {
     const b = this.x.ballotPack(round, nodeId);
-    assert.ok(b >= 0, `ballotPack(${round}, ${nodeId}): round or node id out of range`);
+    if (!(b >= 0)) assert.fail(`ballotPack(${round}, ${nodeId}): round or node id out of range`);
     return b;
   }
   ballotRound(ballot: number): number {
     const r = this.x.ballotRound(ballot);
-    assert.ok(r >= 0, `ballot ${ballot} is not a non-negative safe integer`);
+    if (!(r >= 0)) assert.fail(`ballot ${ballot} is not a non-negative safe integer`);
     return r;
   }
   ballotNode(ballot: number): number {
     const n = this.x.ballotNode(ballot);
-    assert.ok(n >= 0, `ballot ${ballot} is not a non-negative safe integer`);
+    if (!(n >= 0)) assert.fail(`ballot ${ballot} is not a non-negative safe integer`);
     return n;
   }
   ballotCompare(a: number, b: number): number {
@@ -81,7 +81,7 @@ export class WasmKernels implements Kernels {
   }
   ballotNextAbove(above: number, nodeId: number): number {
     const b = this.x.ballotNextAbove(above, nodeId);
-    assert.ok(b >= 0, `ballotNextAbove(${above}, ${nodeId}): ballot or node id out of range`);
+    if (!(b >= 0)) assert.fail(`ballotNextAbove(${above}, ${nodeId}): ballot or node id out of range`);
     return b;
   }
 
@@ -113,7 +113,7 @@ export class WasmKernels implements Kernels {
 
   encode(m: Message): Uint8Array {
     const s = SHAPES[m.type];
-    assert.ok(s !== undefined, `unknown message type ${m.type}`);
+    if (!(s !== undefined)) assert.fail(`unknown message type ${m.type}`);
     const any = m as unknown as Record<string, unknown>;
     const kind = s.entries;
     const count = kind === EntryKind.None ? 0 : kind === EntryKind.Value
@@ -124,9 +124,9 @@ export class WasmKernels implements Kernels {
       assert.ok(v instanceof Uint8Array, 'entry value must be a Uint8Array');
       length += ENTRY_HEADER_BYTES + v.length;
     }
-    assert.ok(length <= FRAME_BYTES_MAX, `frame of ${length} bytes exceeds FRAME_BYTES_MAX`);
-    assert.ok(Number.isInteger(m.from) && m.from >= 0 && m.from <= 0xffff, `from=${m.from} is not a node id`);
-    assert.ok(Number.isInteger(m.to) && m.to >= 0 && m.to <= 0xffff, `to=${m.to} is not a node id`);
+    if (!(length <= FRAME_BYTES_MAX)) assert.fail(`frame of ${length} bytes exceeds FRAME_BYTES_MAX`);
+    if (!(Number.isInteger(m.from) && m.from >= 0 && m.from <= 0xffff)) assert.fail(`from=${m.from} is not a node id`);
+    if (!(Number.isInteger(m.to) && m.to >= 0 && m.to <= 0xffff)) assert.fail(`to=${m.to} is not a node id`);
     // Growing memory detaches every view of it: copy values that are such views before growing.
     let copies: Uint8Array[] | null = null;
     if (this.scratch.bytes < 32 + 32 * count || this.frameOut.bytes < length) {
@@ -150,7 +150,7 @@ export class WasmKernels implements Kernels {
     let flags = 0;
     for (let i = 0; i < s.flags.length; i++) {
       const v = any[s.flags[i]];
-      assert.ok(typeof v === 'boolean', `${s.flags[i]} must be a boolean`);
+      if (!(typeof v === 'boolean')) assert.fail(`${s.flags[i]} must be a boolean`);
       if (v) flags |= 1 << i;
     }
     let at = out + HEADER_BYTES;
@@ -173,7 +173,7 @@ export class WasmKernels implements Kernels {
       at += ENTRY_HEADER_BYTES + v.length;
     }
     const n = this.x.encodeFrame(out, sc, m.type, flags, m.from, m.to, count);
-    assert.ok(n === length, `encodeFrame returned ${n}, expected ${length}`);
+    if (!(n === length)) assert.fail(`encodeFrame returned ${n}, expected ${length}`);
     return h.u8.subarray(out, out + n);
   }
 
@@ -225,7 +225,8 @@ export class WasmKernels implements Kernels {
     const flags = u8[p + 2] | (u8[p + 3] << 8);
     for (let i = 0; i < s.flags.length; i++) m[s.flags[i]] = (flags & (1 << i)) !== 0;
     if (s.entries === EntryKind.None) return m as unknown as Message;
-    const count = h.u32[(p + 48) >>> 2];
+    // The frame may sit at any address (decoded in place), so read the count bytewise.
+    const count = (u8[p + 48] | (u8[p + 49] << 8) | (u8[p + 50] << 16) | (u8[p + 51] << 24)) >>> 0;
     const entries: unknown[] = new Array(count);
     for (let i = 0, e = fs + 4; i < count; i++, e += 4) {
       const value = frame.slice(f[e + 2], f[e + 2] + f[e + 3]);
@@ -242,14 +243,14 @@ export class WasmKernels implements Kernels {
     assert.ok(assertSafe(r.position, 'record position') >= 1, 'record position must be >= 1');
     assertSafe(r.ballot, 'record ballot');
     const length = RECORD_HEADER_BYTES + r.value.length;
-    assert.ok(length <= RECORD_BYTES_MAX, `record of ${length} bytes exceeds RECORD_BYTES_MAX`);
+    if (!(length <= RECORD_BYTES_MAX)) assert.fail(`record of ${length} bytes exceeds RECORD_BYTES_MAX`);
     const value = this.recordOut.bytes < length && r.value.buffer === this.x.memory.buffer ? r.value.slice() : r.value;
     const out = this.recordOut.ensure(length);
     const h = this.heap;
     h.sync();
     h.u8.set(value, out + RECORD_HEADER_BYTES);
     const n = this.x.encodeRecord(out, r.position, r.ballot, value.length);
-    assert.ok(n === length, `encodeRecord returned ${n}, expected ${length}`);
+    if (!(n === length)) assert.fail(`encodeRecord returned ${n}, expected ${length}`);
     return h.u8.subarray(out, out + n);
   }
 
@@ -308,8 +309,8 @@ export class WasmKernels implements Kernels {
   }
 
   quorumIndex(matchIndexes: Float64Array, n: number, quorum: number): number {
-    assert.ok(Number.isInteger(n) && n >= 1 && n <= matchIndexes.length, `n ${n} out of range`);
-    assert.ok(Number.isInteger(quorum) && quorum >= 1 && quorum <= n, `quorum ${quorum} out of range 1..${n}`);
+    if (!(Number.isInteger(n) && n >= 1 && n <= matchIndexes.length)) assert.fail(`n ${n} out of range`);
+    if (!(Number.isInteger(quorum) && quorum >= 1 && quorum <= n)) assert.fail(`quorum ${quorum} out of range 1..${n}`);
     const sc = this.scratch.ensure(8 * n);
     const h = this.heap;
     h.sync();
@@ -330,8 +331,8 @@ class WasmBatcher implements Batcher {
   readonly regions: { ptr: number; bytes: number }[];
 
   constructor(private readonly heap: WasmHeap, private readonly out: Region, readonly countMax: number, readonly bytesMax: number) {
-    assert.ok(Number.isInteger(countMax) && countMax >= 1 && countMax <= 1 << 24, `countMax ${countMax} out of range 1..2^24`);
-    assert.ok(Number.isSafeInteger(bytesMax) && bytesMax >= 1, `bytesMax ${bytesMax} must be a safe integer >= 1`);
+    if (!(Number.isInteger(countMax) && countMax >= 1 && countMax <= 1 << 24)) assert.fail(`countMax ${countMax} out of range 1..2^24`);
+    if (!(Number.isSafeInteger(bytesMax) && bytesMax >= 1)) assert.fail(`bytesMax ${bytesMax} must be a safe integer >= 1`);
     const st = heap.alloc(40);
     const lenCap = Math.min(countMax, 64);
     const byteCap = Math.min(bytesMax, 4096);
@@ -434,7 +435,7 @@ class WasmSlotWindow implements SlotWindow {
   private viewBuffer: ArrayBufferLike | null = null;
 
   constructor(private readonly heap: WasmHeap, readonly capacity: number) {
-    assert.ok(Number.isInteger(capacity) && capacity >= 1 && capacity <= 1 << 20, `capacity ${capacity} out of range`);
+    if (!(Number.isInteger(capacity) && capacity >= 1 && capacity <= 1 << 20)) assert.fail(`capacity ${capacity} out of range`);
     this.stBytes = heap.x.windowBytes(capacity);
     this.st = heap.alloc(this.stBytes);
     heap.x.windowInit(this.st, capacity);
@@ -454,7 +455,7 @@ class WasmSlotWindow implements SlotWindow {
 
   reset(prefix: number, quorum: number): void {
     assertSafe(prefix, 'prefix');
-    assert.ok(Number.isInteger(quorum) && quorum >= 1 && quorum <= MEMBER_MAX + 1, `quorum ${quorum} out of range`);
+    if (!(Number.isInteger(quorum) && quorum >= 1 && quorum <= MEMBER_MAX + 1)) assert.fail(`quorum ${quorum} out of range`);
     this.heap.x.windowReset(this.st, prefix, quorum);
   }
 
@@ -464,14 +465,14 @@ class WasmSlotWindow implements SlotWindow {
     if (count === 0) return 0;
     assertSafe(firstSlot, 'firstSlot');
     const n = this.heap.x.windowAck(this.st, member, firstSlot, count);
-    assert.ok(n >= 0, `slots [${firstSlot}, ${firstSlot + count}) reach beyond the window [${this.prefix}, ${this.prefix + this.capacity})`);
+    if (!(n >= 0)) assert.fail(`slots [${firstSlot}, ${firstSlot + count}) reach beyond the window [${this.prefix}, ${this.prefix + this.capacity})`);
     return n;
   }
 
   markChosen(slot: number): void {
     assertSafe(slot, 'slot');
     const rc = this.heap.x.windowMark(this.st, slot);
-    assert.ok(rc === 0, `slot ${slot} beyond the window [${this.prefix}, ${this.prefix + this.capacity})`);
+    if (!(rc === 0)) assert.fail(`slot ${slot} beyond the window [${this.prefix}, ${this.prefix + this.capacity})`);
   }
 
   isChosen(slot: number): boolean {
@@ -495,7 +496,7 @@ class WasmPromiseCounter implements PromiseCounter {
   get count(): number { this.heap.sync(); return this.heap.u32[(this.st + 4) >>> 2]; }
 
   reset(quorum: number): void {
-    assert.ok(Number.isInteger(quorum) && quorum >= 1 && quorum <= MEMBER_MAX + 1, `quorum ${quorum} out of range`);
+    if (!(Number.isInteger(quorum) && quorum >= 1 && quorum <= MEMBER_MAX + 1)) assert.fail(`quorum ${quorum} out of range`);
     this.heap.x.promiseReset(this.st, quorum);
   }
 

@@ -11,12 +11,12 @@ export const NODE_SPAN = 65536;
 export const ROUND_MAX = Math.floor(Number.MAX_SAFE_INTEGER / NODE_SPAN) - 1;
 
 const assertBallot = (b: number): void => {
-  assert.ok(Number.isSafeInteger(b) && b >= 0, `ballot ${b} is not a non-negative safe integer`);
+  if (!(Number.isSafeInteger(b) && b >= 0)) assert.fail(`ballot ${b} is not a non-negative safe integer`);
 };
 
 export const ballotPack = (round: number, nodeId: number): number => {
-  assert.ok(Number.isSafeInteger(round) && round >= 0 && round <= ROUND_MAX, `round ${round} out of range`);
-  assert.ok(Number.isInteger(nodeId) && nodeId >= 0 && nodeId < NODE_SPAN, `node id ${nodeId} out of range`);
+  if (!(Number.isSafeInteger(round) && round >= 0 && round <= ROUND_MAX)) assert.fail(`round ${round} out of range`);
+  if (!(Number.isInteger(nodeId) && nodeId >= 0 && nodeId < NODE_SPAN)) assert.fail(`node id ${nodeId} out of range`);
   return round * NODE_SPAN + nodeId;
 };
 

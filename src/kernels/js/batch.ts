@@ -16,8 +16,8 @@ export class JsBatcher implements Batcher {
   private pendingBytes = 0;
 
   constructor(readonly countMax: number, readonly bytesMax: number) {
-    assert.ok(Number.isInteger(countMax) && countMax >= 1, `countMax ${countMax} must be >= 1`);
-    assert.ok(Number.isSafeInteger(bytesMax) && bytesMax >= 1, `bytesMax ${bytesMax} must be >= 1`);
+    if (!(Number.isInteger(countMax) && countMax >= 1)) assert.fail(`countMax ${countMax} must be >= 1`);
+    if (!(Number.isSafeInteger(bytesMax) && bytesMax >= 1)) assert.fail(`bytesMax ${bytesMax} must be >= 1`);
   }
 
   get count(): number { return this.queue.length - this.head; }

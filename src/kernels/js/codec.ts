@@ -38,12 +38,12 @@ export const readU64 = (view: DataView, at: number): number => {
 };
 
 const assertNumber = (x: unknown, name: string): number => {
-  assert.ok(typeof x === 'number' && Number.isSafeInteger(x) && x >= 0, `${name}=${String(x)} is not a non-negative safe integer`);
+  if (!(typeof x === 'number' && Number.isSafeInteger(x) && x >= 0)) assert.fail(`${name}=${String(x)} is not a non-negative safe integer`);
   return x;
 };
 
 const assertNodeId = (x: unknown, name: string): number => {
-  assert.ok(typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0xffff, `${name}=${String(x)} is not a node id`);
+  if (!(typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0xffff)) assert.fail(`${name}=${String(x)} is not a node id`);
   return x;
 };
 
@@ -53,7 +53,7 @@ interface WireEntry { position: number; ballot: number; value: Uint8Array }
 /** The entries of a message as wire entries (position, ballot, value); [] for types without any. */
 export const wireEntries = (m: Message): WireEntry[] => {
   const s = SHAPES[m.type];
-  assert.ok(s !== undefined, `unknown message type ${m.type}`);
+  if (!(s !== undefined)) assert.fail(`unknown message type ${m.type}`);
   const any = m as unknown as Record<string, unknown>;
   switch (s.entries) {
     case EntryKind.None: return [];
@@ -71,7 +71,7 @@ export const wireEntries = (m: Message): WireEntry[] => {
 /** The header numbers of a message in wire order [ballot, a, b, c] and its flags. */
 export const headerNumbers = (m: Message, out: Float64Array): number => {
   const s = SHAPES[m.type];
-  assert.ok(s !== undefined, `unknown message type ${m.type}`);
+  if (!(s !== undefined)) assert.fail(`unknown message type ${m.type}`);
   const any = m as unknown as Record<string, unknown>;
   out[0] = s.ballot === null ? 0 : assertNumber(any[s.ballot], s.ballot);
   out[1] = s.a === null ? 0 : assertNumber(any[s.a], s.a);
@@ -80,7 +80,7 @@ export const headerNumbers = (m: Message, out: Float64Array): number => {
   let flags = 0;
   for (let i = 0; i < s.flags.length; i++) {
     const v = any[s.flags[i]];
-    assert.ok(typeof v === 'boolean', `${s.flags[i]} must be a boolean`);
+    if (!(typeof v === 'boolean')) assert.fail(`${s.flags[i]} must be a boolean`);
     if (v) flags |= 1 << i;
   }
   return flags;
@@ -100,7 +100,7 @@ export class JsCodec {
       assert.ok(e.value instanceof Uint8Array, 'entry value must be a Uint8Array');
       length += ENTRY_HEADER_BYTES + e.value.length;
     }
-    assert.ok(length <= FRAME_BYTES_MAX, `frame of ${length} bytes exceeds FRAME_BYTES_MAX`);
+    if (!(length <= FRAME_BYTES_MAX)) assert.fail(`frame of ${length} bytes exceeds FRAME_BYTES_MAX`);
     if (this.out.length < length) this.out = new Uint8Array(Math.max(length, this.out.length * 2));
     const buf = this.out;
     const view = new DataView(buf.buffer, buf.byteOffset, length);
@@ -191,7 +191,7 @@ export class JsCodec {
     assert.ok(r.value instanceof Uint8Array, 'record value must be a Uint8Array');
     assert.ok(assertNumber(r.position, 'record position') >= 1, 'record position must be >= 1');
     const length = RECORD_HEADER_BYTES + r.value.length;
-    assert.ok(length <= RECORD_BYTES_MAX, `record of ${length} bytes exceeds RECORD_BYTES_MAX`);
+    if (!(length <= RECORD_BYTES_MAX)) assert.fail(`record of ${length} bytes exceeds RECORD_BYTES_MAX`);
     if (this.recordOut.length < length) this.recordOut = new Uint8Array(Math.max(length, this.recordOut.length * 2));
     const buf = this.recordOut;
     const view = new DataView(buf.buffer, buf.byteOffset, length);

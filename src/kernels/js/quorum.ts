@@ -16,14 +16,14 @@ export class JsPromiseCounter implements PromiseCounter {
   get count(): number { return this.promised; }
 
   reset(quorum: number): void {
-    assert.ok(Number.isInteger(quorum) && quorum >= 1 && quorum <= MEMBER_MAX + 1, `quorum ${quorum} out of range`);
+    if (!(Number.isInteger(quorum) && quorum >= 1 && quorum <= MEMBER_MAX + 1)) assert.fail(`quorum ${quorum} out of range`);
     this.bits = 0;
     this.promised = 0;
     this.quorum = quorum;
   }
 
   add(member: number): boolean {
-    assert.ok(Number.isInteger(member) && member >= 0 && member <= MEMBER_MAX, `member ${member} out of range`);
+    if (!(Number.isInteger(member) && member >= 0 && member <= MEMBER_MAX)) assert.fail(`member ${member} out of range`);
     const bit = 1 << member;
     if ((this.bits & bit) !== 0) return false;
     this.bits |= bit;
@@ -34,8 +34,8 @@ export class JsPromiseCounter implements PromiseCounter {
 
 /** The largest index that at least `quorum` of matchIndexes[0..n) have reached. */
 export const quorumIndex = (matchIndexes: Float64Array, n: number, quorum: number): number => {
-  assert.ok(Number.isInteger(n) && n >= 1 && n <= matchIndexes.length, `n ${n} out of range`);
-  assert.ok(Number.isInteger(quorum) && quorum >= 1 && quorum <= n, `quorum ${quorum} out of range 1..${n}`);
+  if (!(Number.isInteger(n) && n >= 1 && n <= matchIndexes.length)) assert.fail(`n ${n} out of range`);
+  if (!(Number.isInteger(quorum) && quorum >= 1 && quorum <= n)) assert.fail(`quorum ${quorum} out of range 1..${n}`);
   const sorted = Array.from(matchIndexes.subarray(0, n)).sort((a, b) => b - a);
   return sorted[quorum - 1];
 };

@@ -27,7 +27,7 @@ export class JsSlotWindow implements SlotWindow {
   private above = 0;
 
   constructor(readonly capacity: number) {
-    assert.ok(Number.isInteger(capacity) && capacity >= 1 && capacity <= 1 << 20, `capacity ${capacity} out of range`);
+    if (!(Number.isInteger(capacity) && capacity >= 1 && capacity <= 1 << 20)) assert.fail(`capacity ${capacity} out of range`);
     this.acked = new Uint32Array(capacity);
     this.chosen = new Uint8Array(capacity);
     this.newlyChosen = new Float64Array(capacity);
@@ -37,8 +37,8 @@ export class JsSlotWindow implements SlotWindow {
   get chosenAbove(): number { return this.above; }
 
   reset(prefix: number, quorum: number): void {
-    assert.ok(Number.isSafeInteger(prefix) && prefix >= 0, `prefix ${prefix} must be a safe integer`);
-    assert.ok(Number.isInteger(quorum) && quorum >= 1 && quorum <= MEMBER_MAX + 1, `quorum ${quorum} out of range`);
+    if (!(Number.isSafeInteger(prefix) && prefix >= 0)) assert.fail(`prefix ${prefix} must be a safe integer`);
+    if (!(Number.isInteger(quorum) && quorum >= 1 && quorum <= MEMBER_MAX + 1)) assert.fail(`quorum ${quorum} out of range`);
     this.acked.fill(0);
     this.chosen.fill(0);
     this.first = prefix;
@@ -47,13 +47,13 @@ export class JsSlotWindow implements SlotWindow {
   }
 
   private assertInWindow(slot: number): void {
-    assert.ok(Number.isSafeInteger(slot) && slot >= 0, `slot ${slot} must be a safe integer`);
-    assert.ok(slot < this.first + this.capacity, `slot ${slot} beyond the window [${this.first}, ${this.first + this.capacity})`);
+    if (!(Number.isSafeInteger(slot) && slot >= 0)) assert.fail(`slot ${slot} must be a safe integer`);
+    if (!(slot < this.first + this.capacity)) assert.fail(`slot ${slot} beyond the window [${this.first}, ${this.first + this.capacity})`);
   }
 
   ack(member: number, firstSlot: number, count: number): number {
-    assert.ok(Number.isInteger(member) && member >= 0 && member <= MEMBER_MAX, `member ${member} out of range`);
-    assert.ok(Number.isSafeInteger(count) && count >= 0, `count ${count} must be >= 0`);
+    if (!(Number.isInteger(member) && member >= 0 && member <= MEMBER_MAX)) assert.fail(`member ${member} out of range`);
+    if (!(Number.isSafeInteger(count) && count >= 0)) assert.fail(`count ${count} must be >= 0`);
     if (count === 0) return 0;
     this.assertInWindow(firstSlot + count - 1);
     const bit = 1 << member;
