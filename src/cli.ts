@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import { startKvServer } from './api/server.js';
+import { benchCommand } from './bench/command.js';
 import type { KernelKind } from './kernels/types.js';
 import type { ProtocolName } from './protocol/types.js';
 import type { PeerAddress } from './transport/peers.js';
@@ -62,6 +63,9 @@ interface ServeFlags {
   tickMs: number;
   requestTimeoutMs: number;
   logLevel: string;
+  faultLoss: number;
+  faultDelayMs: number;
+  faultSeed: number;
 }
 
 async function serve(f: ServeFlags): Promise<void> {
@@ -71,6 +75,7 @@ async function serve(f: ServeFlags): Promise<void> {
     id: f.id, peers: f.peers, dataDir: f.data, logger: log, protocol: f.protocol, kernels: f.kernels, fsync: f.fsync,
     secret: f.secret ?? process.env.PAXLOG_SECRET ?? '', batchMax: f.batchMax, pipeline: f.pipeline, tickMs: f.tickMs,
     requestTimeoutMs: f.requestTimeoutMs, httpPort: f.httpPort,
+    faults: f.faultLoss > 0 || f.faultDelayMs > 0 ? { lossProbability: f.faultLoss, delayMs: f.faultDelayMs, seed: f.faultSeed } : undefined,
   }, log);
   const stop = (signal: string): void => {
     log.info({ signal }, 'stopping');
@@ -220,6 +225,13 @@ export function buildProgram(): Command {
     .option('--tick-ms <ms>', 'milliseconds per protocol tick', intIn(1, 1000), 20)
     .option('--request-timeout-ms <ms>', 'a write with no answer after this long gets 504', intIn(100, 600_000), 5000)
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'))
+    .option('--fault-loss <p>', 'benchmarks only: drop each outbound peer frame with this probability', (v: string) => {
+      const p = Number(v);
+      if (v.trim() === '' || !(p >= 0 && p < 1)) throw new InvalidArgumentError(`"${v}" is not a probability in [0, 1)`);
+      return p;
+    }, 0)
+    .option('--fault-delay-ms <ms>', 'benchmarks only: hold each outbound peer message this long', intIn(0, 10_000), 0)
+    .option('--fault-seed <n>', 'seed of the injected loss', intIn(0, 2 ** 31), 1)
     .action((f: ServeFlags) => serve(f));
 
   program.command('cluster')
@@ -258,6 +270,8 @@ export function buildProgram(): Command {
       const code = await mod.simMain({ ...f, nodes: Number(f.nodes) });
       if (typeof code === 'number') process.exitCode = code;
     });
+
+  program.addCommand(benchCommand());
 
   return program;
 }

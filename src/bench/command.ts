@@ -1,0 +1,81 @@
+// The `paxlog bench` command's flags (commander). It loads the harness only when it runs, so
+// that other commands do not pay for the plotting library.
+
+import { Command, InvalidArgumentError, Option } from 'commander';
+import type { ProtocolName } from '../protocol/types.js';
+import { knobDefaults, knobTable, parseProtocols, parseSweep, quickKnobs, type BenchOptions, type RunKnobs, type Sweep } from './knobs.js';
+
+const wholeIn = (lo: number, hi: number) => (v: string): number => {
+  if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`"${v}" is not a whole number`);
+  const n = Number(v);
+  if (n < lo || n > hi) throw new InvalidArgumentError(`${n} is not in ${lo}..${hi}`);
+  return n;
+};
+
+interface Flags extends Partial<RunKnobs> {
+  protocol: ProtocolName[];
+  repeat?: number;
+  sweep: Sweep[];
+  quick: boolean;
+  out?: string;
+  basePort: number;
+  seed: number;
+  progress: boolean;
+}
+
+/** Turns parsed flags into options: --quick presets first, explicit flags over them, defaults under both. */
+export function resolveOptions(f: Flags): BenchOptions {
+  const given: Partial<RunKnobs> = {};
+  for (const k of knobTable) {
+    const v = f[k.key];
+    if (v !== undefined) (given as Record<string, unknown>)[k.key] = v;
+  }
+  const knobs: RunKnobs = { ...knobDefaults, ...(f.quick ? quickKnobs : {}), ...given };
+  const swept = new Set<string>();
+  for (const s of f.sweep) {
+    if (swept.has(s.knob)) throw new InvalidArgumentError(`--sweep ${s.knob} is given twice`);
+    swept.add(s.knob);
+  }
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  return {
+    ...knobs,
+    protocols: f.protocol,
+    repeat: f.repeat ?? (f.quick ? 1 : 3),
+    sweeps: f.sweep,
+    quick: f.quick,
+    out: f.out ?? `bench/results/run-${stamp}`,
+    basePort: f.basePort,
+    seed: f.seed,
+    progress: f.progress,
+  };
+}
+
+export function benchCommand(): Command {
+  const cmd = new Command('bench')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride((err) => {
+      process.exit(err.exitCode === 0 ? 0 : 2);
+    })
+    .description('benchmark real clusters (Multi-Paxos against Raft by default) with a load generator in its own process')
+    .addOption(new Option('--protocol <list>', 'protocols to compare, interleaved').argParser(parseProtocols).default(['multipaxos', 'raft'], 'multipaxos,raft'));
+  for (const k of knobTable) {
+    cmd.addOption(new Option(`--${k.flag} ${k.arg}`, `${k.describe} (default ${String(knobDefaults[k.key] === true ? 'on' : knobDefaults[k.key])})`).argParser(k.parse));
+  }
+  cmd
+    .option('--repeat <n>', 'runs of each setting and protocol (default 3; 1 with --quick)', wholeIn(1, 100))
+    .option('--sweep <knob=v1,v2,...>', 'run every value of a knob (repeatable: the cross product runs)', (v: string, prev: Sweep[]) => [...prev, parseSweep(v)], [] as Sweep[])
+    .option('--quick', 'a short run for CI (about 3 s per run, 1 repeat): checks the report, not the speed', false)
+    .option('--out <dir>', 'where results go (default bench/results/run-<date>)')
+    .option('--base-port <port>', 'first port of the benchmark clusters', wholeIn(1024, 64000), 20000)
+    .option('--seed <n>', 'seed of the injected loss', wholeIn(0, 2 ** 31), 1)
+    .option('--no-progress', 'no progress bar')
+    .action(async (f: Flags) => {
+      const opts = resolveOptions(f);
+      // Loaded here so that other commands never load the plotting library.
+      const modulePath = './main.js';
+      const mod = (await import(modulePath)) as { benchMain: (o: BenchOptions) => Promise<number> };
+      const code = await mod.benchMain(opts);
+      process.exitCode = code;
+    });
+  return cmd;
+}
