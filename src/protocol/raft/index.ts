@@ -388,9 +388,10 @@ export class Raft implements Protocol {
     }
   }
 
-  /** Ticks without acknowledgement after which a busy pipeline is resent. */
+  /** Ticks without acknowledgement after which a busy pipeline is resent: the same as Multi-Paxos's
+   *  retransmission of unacknowledged Accepts, so that both recover from loss equally fast. */
   private retransmitTicks(): number {
-    return Math.max(2 * this.cfg.heartbeatTicks, Math.floor(this.cfg.electionTicksMin / 2));
+    return Math.max(2, 3 * this.cfg.heartbeatTicks);
   }
 
   step(m: Message): void {
