@@ -63,6 +63,12 @@ export interface Faults {
   pipeline: number;
   batchMax: number;
   heartbeatTicks: number;
+  /** Election timeouts are drawn from [electionTicksMin, electionTicksMax). */
+  electionTicksMin: number;
+  electionTicksMax: number;
+  /** Lease length (< electionTicksMin) and its drift margin; clocks jump within the margin. */
+  leaseTicks: number;
+  leaseDriftTicks: number;
 }
 
 export interface SimResult {
@@ -81,8 +87,8 @@ export const drawFaults = (rng: Prng): Faults => ({
   longDelayMax: rng.int(20, 300),
   partition: rng.next() * 0.01,
   asymmetric: rng.next(),
-  crash: rng.next() * 0.003,
-  persistDelayMax: rng.int(0, 4),
+  crash: rng.next() * 0.006,
+  persistDelayMax: rng.int(0, 8),
   clockJump: rng.next() * 0.05,
   clients: rng.int(1, 9),
   keys: rng.int(1, 4),
@@ -90,13 +96,26 @@ export const drawFaults = (rng: Prng): Faults => ({
   pipeline: [1, 2, 4, 8, 32][rng.int(0, 5)],
   batchMax: [1, 2, 8, 64][rng.int(0, 4)],
   heartbeatTicks: rng.int(1, 3),
+  ...drawTimeouts(rng),
 });
+
+const drawTimeouts = (rng: Prng): Pick<Faults, 'electionTicksMin' | 'electionTicksMax' | 'leaseTicks' | 'leaseDriftTicks'> => {
+  const electionTicksMin = rng.int(6, 25);
+  const leaseDriftTicks = rng.int(1, 3);
+  return {
+    electionTicksMin,
+    electionTicksMax: electionTicksMin + rng.int(1, electionTicksMin + 1),
+    leaseTicks: rng.int(leaseDriftTicks + 2, electionTicksMin),
+    leaseDriftTicks,
+  };
+};
 
 export const describeFaults = (f: Faults): string =>
   `loss=${pct(f.loss)} dup=${pct(f.duplicate)} delay<=${f.delayMax} longDelay=${pct(f.longDelay)}<=${f.longDelayMax} ` +
   `partition=${pct(f.partition)}/tick asym=${pct(f.asymmetric)} crash=${pct(f.crash)}/tick persistDelay<=${f.persistDelayMax} ` +
   `clockJump=${pct(f.clockJump)} clients=${f.clients} keys=${f.keys} reads=${pct(f.reads)} pipeline=${f.pipeline} ` +
-  `batchMax=${f.batchMax} heartbeatTicks=${f.heartbeatTicks}`;
+  `batchMax=${f.batchMax} heartbeatTicks=${f.heartbeatTicks} electionTicks=[${f.electionTicksMin},${f.electionTicksMax}) ` +
+  `leaseTicks=${f.leaseTicks} leaseDriftTicks=${f.leaseDriftTicks}`;
 
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 
@@ -204,6 +223,10 @@ export class Simulation {
       pipeline: this.faults.pipeline,
       batchMax: this.faults.batchMax,
       heartbeatTicks: this.faults.heartbeatTicks,
+      electionTicksMin: this.faults.electionTicksMin,
+      electionTicksMax: this.faults.electionTicksMax,
+      leaseTicks: this.faults.leaseTicks,
+      leaseDriftTicks: this.faults.leaseDriftTicks,
       pendingMax: 4096,
     }));
     for (const id of peers) {
