@@ -1,0 +1,335 @@
+// Direct tests of the Raft core: 3 and 5 instances driven by hand through a tiny message pump
+// (persists are immediate), plus the Figure 8 run with the commitOldTerm bug planted.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Raft } from '../src/protocol/raft/index.js';
+import { MsgType, type AppendEntries, type Message } from '../src/protocol/messages.js';
+import { defaultConfig, type LogRecord, type PlantedBug, type Ready, type Restored } from '../src/protocol/types.js';
+import { loadKernels } from '../src/kernels/index.js';
+import { Prng } from '../src/sim/prng.js';
+import { clusterFromCommand, parseScenario } from '../src/sim/scenario.js';
+
+const k = loadKernels('js');
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** What a node persisted, as a restart would find it. */
+interface Disk {
+  term: number;
+  vote: number;
+  records: LogRecord[];
+  chosenPrefix: number;
+}
+
+/** A cluster of Raft cores with an in-memory network and disks. */
+class Pump {
+  readonly nodes = new Map<number, Raft>();
+  readonly disks = new Map<number, Disk>();
+  /** Commands each node applied, in order, as text ("noop" for the empty batch). */
+  readonly applied = new Map<number, string[]>();
+  readonly reads: { node: number; id: number; index: number }[] = [];
+  readonly readsFailed: { node: number; id: number }[] = [];
+  queue: Message[] = [];
+  /** Nodes whose messages (both ways) are dropped. */
+  readonly isolated = new Set<number>();
+
+  constructor(readonly n: number, readonly bugs: Partial<Record<PlantedBug, boolean>> = {}, readonly configure = {}) {
+    for (let id = 1; id <= n; id++) {
+      this.disks.set(id, { term: 0, vote: 0, records: [], chosenPrefix: 0 });
+      this.start(id, undefined);
+    }
+  }
+
+  start(id: number, restored: Restored | undefined): void {
+    const peers = Array.from({ length: this.n }, (_, i) => i + 1);
+    const config = { ...defaultConfig(id, peers), ...this.configure };
+    this.nodes.set(id, new Raft({ config, kernels: k, rng: new Prng(id), restored, bugs: this.bugs }));
+    this.applied.set(id, []);
+  }
+
+  restart(id: number): void {
+    const d = this.disks.get(id)!;
+    this.start(id, { hardState: { ballot: d.term, vote: d.vote }, records: [...d.records], chosenPrefix: d.chosenPrefix, appliedPrefix: 1 });
+  }
+
+  node(id: number): Raft {
+    return this.nodes.get(id)!;
+  }
+
+  /** Handle every node's Ready: persist, queue messages, apply. */
+  process(): void {
+    for (const [id, core] of this.nodes) {
+      while (core.hasReady()) this.handle(id, core, core.ready());
+      core.invariants();
+    }
+  }
+
+  handle(id: number, core: Raft, rd: Ready): void {
+    const d = this.disks.get(id)!;
+    if (rd.hardState) { d.term = rd.hardState.ballot; d.vote = rd.hardState.vote; }
+    if (rd.truncateFrom > 0) d.records = d.records.filter((r) => r.position < rd.truncateFrom);
+    for (const r of rd.records) {
+      d.records = d.records.filter((x) => x.position !== r.position);
+      d.records.push(r);
+    }
+    d.records.sort((a, b) => a.position - b.position);
+    if (rd.chosenPrefix > 0) d.chosenPrefix = rd.chosenPrefix;
+    this.queue.push(...rd.messages, ...rd.messagesAfterPersist);
+    const log = this.applied.get(id)!;
+    for (const a of rd.apply) {
+      assert.equal(a.position, log.length + 1, `node ${id} applied ${a.position} out of order`);
+      const cmds = k.decodeBatch(a.value);
+      assert.ok(Array.isArray(cmds));
+      log.push(cmds.length === 0 ? 'noop' : cmds.map((c) => dec.decode(c)).join(' '));
+    }
+    for (const r of rd.reads) this.reads.push({ node: id, id: r.id, index: r.index });
+    for (const r of rd.readsFailed) this.readsFailed.push({ node: id, id: r });
+    core.advance(rd);
+  }
+
+  /** Deliver every queued message once. */
+  deliver(filter: (m: Message) => boolean = () => true): number {
+    const batch = this.queue;
+    this.queue = [];
+    for (const m of batch) {
+      if (this.isolated.has(m.from) || this.isolated.has(m.to) || !filter(m)) continue;
+      this.node(m.to).step(m);
+    }
+    this.process();
+    return batch.length;
+  }
+
+  stabilize(): void {
+    this.process();
+    for (let i = 0; this.queue.length > 0; i++) {
+      assert.ok(i < 1000, 'the cluster did not settle');
+      this.deliver();
+    }
+  }
+
+  /** Tick `id` until it leaves the follower role, then settle. */
+  elect(id: number): void {
+    const core = this.node(id);
+    for (let i = 0; core.status().role === 'follower'; i++) {
+      assert.ok(i < 1000, `node ${id} never campaigned`);
+      core.tick();
+    }
+    this.stabilize();
+  }
+
+  tickAll(times: number): void {
+    for (let t = 0; t < times; t++) {
+      for (const core of this.nodes.values()) core.tick();
+      this.stabilize();
+    }
+  }
+}
+
+const cmds = (...words: string[]): Uint8Array[] => words.map((w) => enc.encode(w));
+
+for (const n of [3, 5]) {
+  test(`${n} nodes elect one leader and apply the same commands in the same order everywhere`, () => {
+    const c = new Pump(n);
+    c.elect(1);
+    assert.equal(c.node(1).status().role, 'leader');
+    for (let id = 2; id <= n; id++) assert.equal(c.node(id).status().leader, 1, `node ${id} follows 1`);
+    assert.equal(c.node(1).propose(cmds('a', 'b')), 'proposed');
+    c.stabilize();
+    assert.equal(c.node(2).propose(cmds('c')), 'forwarded');
+    c.stabilize();
+    c.tickAll(1); // the next heartbeat carries the last commit index to the followers
+    for (let id = 1; id <= n; id++) {
+      assert.deepEqual(c.applied.get(id), ['noop', 'a b', 'c'], `node ${id}'s applied log`);
+    }
+  });
+}
+
+test('a leader counts its own entry only once it is persisted (after advance)', () => {
+  const c = new Pump(3);
+  c.elect(1);
+  const leader = c.node(1);
+  leader.propose(cmds('x'));
+  const rd = leader.ready();
+  assert.equal(rd.records.length, 1, 'the new entry is handed to storage');
+  const ae = rd.messages.filter((m) => m.type === MsgType.AppendEntries && m.entries.length === 1);
+  assert.equal(ae.length, 2, 'the entry goes to the followers before the leader persists it');
+  // One follower acknowledges before the leader's own persist is done: with the leader's
+  // unpersisted copy that would be 2 of 3, but an unpersisted copy does not count.
+  const to2 = ae.find((m) => m.to === 2)!;
+  c.node(2).step(to2);
+  const frd = c.node(2).ready();
+  assert.equal(frd.messages.filter((m) => m.type === MsgType.AppendResult).length, 0, 'AppendResult never leaves before the persist');
+  frd.messagesAfterPersist.forEach((m) => leader.step(m));
+  c.node(2).advance(frd);
+  assert.equal(leader.status().chosenPrefix, 2, 'not committed while the leader\'s own copy is not durable');
+  leader.advance(rd);
+  assert.equal(leader.status().chosenPrefix, 3, 'committed once the leader\'s persist is acknowledged');
+});
+
+test('votes and the candidate\'s own RequestVote wait for the persist of term and vote', () => {
+  const c = new Pump(3);
+  const cand = c.node(1);
+  while (cand.status().role === 'follower') cand.tick();
+  let rd = cand.ready();
+  assert.ok(rd.messages.every((m) => m.type === MsgType.RequestVote && m.preVote), 'pre-votes go at once');
+  cand.advance(rd);
+  for (const m of rd.messages) c.node(m.to).step(m);
+  for (const id of [2, 3]) {
+    const v = c.node(id).ready();
+    for (const m of v.messagesAfterPersist) cand.step(m);
+    c.node(id).advance(v);
+  }
+  rd = cand.ready();
+  assert.deepEqual(rd.hardState, { ballot: 1, vote: 1 }, 'the candidate persists term 1 and its vote for itself');
+  assert.equal(rd.messages.length, 0);
+  assert.ok(rd.messagesAfterPersist.every((m) => m.type === MsgType.RequestVote && !m.preVote));
+  cand.advance(rd);
+  c.node(2).step(rd.messagesAfterPersist.find((m) => m.to === 2)!);
+  const v = c.node(2).ready();
+  assert.deepEqual(v.hardState, { ballot: 1, vote: 1 }, 'the voter persists its vote');
+  assert.equal(v.messages.length, 0);
+  assert.equal(v.messagesAfterPersist.length, 1);
+  assert.equal(v.messagesAfterPersist[0].type, MsgType.Vote);
+});
+
+test('a restarted node keeps its term, vote and log and does not vote twice in a term', () => {
+  const c = new Pump(3);
+  c.elect(1);
+  c.node(1).propose(cmds('a'));
+  c.stabilize();
+  c.restart(2);
+  const s = c.node(2).status();
+  assert.equal(s.ballot, 1);
+  assert.equal(s.chosenPrefix, 3, 'the persisted commit index came back');
+  c.stabilize();
+  assert.deepEqual(c.applied.get(2), ['noop', 'a'], 'the restarted node applies its committed entries again');
+  // Node 2 voted for 1 in term 1: a RequestVote from 3 in term 1 is refused.
+  c.node(2).step({ type: MsgType.RequestVote, from: 3, to: 2, term: 1, lastIndex: 9, lastTerm: 1, preVote: false });
+  const rd = c.node(2).ready();
+  const vote = rd.messagesAfterPersist.find((m) => m.type === MsgType.Vote);
+  assert.ok(vote && vote.type === MsgType.Vote && !vote.granted, 'no second vote in term 1');
+  c.node(2).advance(rd);
+});
+
+test('a node cut off from a healthy leader never raises its term, and rejoins without disrupting it', () => {
+  const c = new Pump(3);
+  c.elect(1);
+  c.isolated.add(3);
+  c.tickAll(60);
+  assert.equal(c.node(3).status().ballot, 1, 'pre-votes failed, so the term stayed');
+  c.isolated.clear();
+  // Its pre-vote reaches followers that hear from the leader: they ignore it.
+  while (c.node(3).status().role === 'follower') c.node(3).tick();
+  c.stabilize();
+  c.tickAll(3);
+  assert.equal(c.node(1).status().role, 'leader');
+  assert.equal(c.node(1).status().ballot, 1);
+  assert.equal(c.node(3).status().leader, 1);
+});
+
+test('a new leader answers no read before the no-op of its term is committed', () => {
+  const c = new Pump(3);
+  c.elect(1);
+  c.node(1).propose(cmds('a'));
+  c.stabilize();
+  c.isolated.add(1);
+  c.tickAll(25);
+  const leader = [2, 3].find((id) => c.node(id).status().role === 'leader');
+  assert.ok(leader, 'nodes 2 and 3 elected a leader');
+  const other = leader === 2 ? 3 : 2;
+  c.isolated.add(other); // the new leader cannot commit its no-op
+  const core = c.node(leader);
+  const before = core.status();
+  core.propose(cmds('b'));
+  core.read(42, 'quorum');
+  c.tickAll(3);
+  assert.equal(c.reads.filter((r) => r.id === 42).length, 0, 'no read answered without a commit in this term');
+  assert.equal(core.status().chosenPrefix, before.chosenPrefix);
+  c.isolated.delete(other);
+  core.read(43, 'quorum');
+  c.tickAll(2);
+  const r = c.reads.find((x) => x.id === 43);
+  assert.ok(r, 'answered once the no-op is committed');
+  assert.ok(r.index >= 3, `read index ${r.index} covers the no-op of the new term (index 3)`);
+});
+
+test('reads: quorum read at the leader, ReadIndex at a follower, lease read refused without a lease', () => {
+  const c = new Pump(3);
+  c.elect(1);
+  c.node(1).read(1, 'lease'); // no round confirmed yet in this reign
+  c.process();
+  assert.deepEqual(c.readsFailed, [{ node: 1, id: 1 }]);
+  c.node(1).read(2, 'quorum');
+  c.stabilize();
+  assert.deepEqual(c.reads, [{ node: 1, id: 2, index: 1 }]);
+  c.node(1).read(3, 'lease');
+  c.process();
+  assert.deepEqual(c.reads.at(-1), { node: 1, id: 3, index: 1 }, 'a lease read right after a confirmed round');
+  c.node(1).propose(cmds('a'));
+  c.stabilize();
+  c.node(3).read(4, 'quorum');
+  c.stabilize();
+  assert.deepEqual(c.reads.at(-1), { node: 3, id: 4, index: 2 });
+  assert.equal(c.applied.get(3)!.length >= 2, true, 'node 3 applied through the read index');
+});
+
+test('bad input is dropped without harm: malformed AppendEntries, strangers, stray replies', () => {
+  const c = new Pump(3);
+  c.elect(1);
+  const f = c.node(2);
+  const before = f.status();
+  const gap: AppendEntries = {
+    type: MsgType.AppendEntries, from: 1, to: 2, term: 1, prevIndex: 1, prevTerm: 1, commitIndex: 1,
+    entries: [{ index: 3, term: 1, value: k.encodeBatch([]) }],
+  };
+  f.step(gap);
+  f.step({ ...gap, entries: [{ index: 2, term: 7, value: k.encodeBatch([]) }] }); // term above the message's
+  f.step({ ...gap, from: 99 }); // not a member
+  f.step({ type: MsgType.ReadIndexReply, from: 1, to: 2, readId: 1234, index: 5, ok: true });
+  f.step({ type: MsgType.AppendResult, from: 3, to: 2, term: 1, success: true, index: 50, hintTerm: 0 });
+  c.process();
+  assert.deepEqual(f.status(), before);
+  f.invariants();
+  // A leader ignores a success for an index it never sent.
+  c.node(1).step({ type: MsgType.AppendResult, from: 2, to: 1, term: 1, success: true, index: 50, hintTerm: 0 });
+  c.node(1).invariants();
+});
+
+test('propose: forwarded by a follower, refused with no leader, and all or nothing when full', () => {
+  const c = new Pump(3, {}, { pendingMax: 3 });
+  assert.equal(c.node(2).propose(cmds('x')), 'no-leader');
+  c.elect(1);
+  c.isolated.add(2);
+  c.isolated.add(3); // nothing commits, so commands pile up behind the pipeline
+  assert.equal(c.node(1).propose(cmds('a', 'b', 'c', 'd')), 'full', 'four commands never fit in three');
+  assert.equal(c.node(1).status().pending, 0, 'and none of them was queued');
+  assert.equal(c.node(1).propose(cmds('a', 'b', 'c')), 'proposed');
+});
+
+test('Figure 8 with commitOldTerm planted: two values are applied at one index', () => {
+  const path = fileURLToPath(new URL('../../test/testdata/raft/figure8.txt', import.meta.url));
+  const file = parseScenario(readFileSync(path, 'utf8'), path);
+  const run = (bugs: Partial<Record<PlantedBug, boolean>>): string[] => {
+    const cluster = clusterFromCommand((o) => new Raft({ ...o, bugs }), k, file.blocks[0].command);
+    const out: string[] = [];
+    for (const b of file.blocks.slice(1)) {
+      try {
+        out.push(...cluster.run(b.command));
+      } catch (e) {
+        out.push(`threw: ${(e as Error).message}`);
+        break;
+      }
+    }
+    return out;
+  };
+  const at2 = (out: string[]): string[] => out.filter((l) => / applied 2: /.test(l));
+  const good = run({});
+  assert.deepEqual([...new Set(at2(good).map((l) => l.split(': ')[1]))], ['noop'], 'one value at index 2 without the bug');
+  const bad = run({ commitOldTerm: true });
+  assert.ok(bad.includes('1 applied 2: a'), 'the buggy leader committed the term-1 entry by counting replicas');
+  const caught = bad.some((l) => / applied 2: noop/.test(l)) || bad.some((l) => l.startsWith('threw:'));
+  assert.ok(caught, `node 5's entry replaced the committed one: ${bad.filter((l) => /applied 2|threw/.test(l)).join('; ')}`);
+});
