@@ -1,0 +1,149 @@
+// One benchmark cluster: `paxlog serve` processes on 127.0.0.1 with fresh data directories,
+// started for one run and removed after it. It also reads what the harness measures on the
+// nodes: Prometheus counters from GET /metrics and CPU time from /proc/<pid>/stat.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ProtocolName } from '../protocol/types.js';
+import type { RunKnobs } from './knobs.js';
+
+const bin = fileURLToPath(new URL('../../../bin/paxlog.js', import.meta.url));
+/** Bytes of each node's output kept for an error message. */
+const outputTailBytes = 8 * 1024;
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ; 100 on every Linux this runs on). */
+const userHz = 100;
+
+export class BenchClusterError extends Error {
+  override name = 'BenchClusterError';
+}
+
+export interface NodeSample {
+  /** Prometheus samples: `name` or `name{labels}` -> value. */
+  metrics: Map<string, number>;
+  /** utime + stime of the node process, in seconds. */
+  cpuS: number;
+}
+
+export interface StatusSample {
+  role: string;
+  leader: number;
+  inFlight: number;
+  peersConnected: number[];
+}
+
+export class BenchCluster {
+  readonly dir: string;
+  readonly procs: ChildProcess[] = [];
+  private readonly tails: string[] = [];
+  private readonly secret = crypto.randomBytes(16).toString('hex');
+
+  /** Peer port of node i is basePort + i - 1; its client HTTP port is basePort + 10 + i - 1. */
+  constructor(readonly protocol: ProtocolName, readonly knobs: RunKnobs, readonly basePort: number, readonly seed: number) {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-bench-'));
+  }
+
+  httpPort(id: number): number {
+    return this.basePort + 10 + id - 1;
+  }
+
+  start(): void {
+    const k = this.knobs;
+    const peers = Array.from({ length: k.nodes }, (_, i) => `${i + 1}=127.0.0.1:${this.basePort + i}`).join(',');
+    for (let id = 1; id <= k.nodes; id++) {
+      const args = [bin, 'serve', '--id', String(id), '--peers', peers, '--data', path.join(this.dir, `n${id}`),
+        '--http-port', String(this.httpPort(id)), '--protocol', this.protocol, '--fsync', k.fsync ? 'on' : 'off',
+        '--batch-max', String(k.batchMax), '--pipeline', String(k.pipeline), '--kernels', k.kernels, '--log-level', 'warn',
+        '--fault-loss', String(k.loss), '--fault-delay-ms', String(k.delayMs), '--fault-seed', String(this.seed)];
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PAXLOG_SECRET: this.secret } });
+      this.tails.push('');
+      const keep = (d: Buffer): void => {
+        this.tails[id - 1] = (this.tails[id - 1] + d.toString()).slice(-outputTailBytes);
+      };
+      child.stdout!.on('data', keep);
+      child.stderr!.on('data', keep);
+      this.procs.push(child);
+    }
+  }
+
+  /** Node output tails, for an error message. */
+  describe(): string {
+    return this.tails.map((t, i) => `--- node ${i + 1} (tail) ---\n${t.slice(-1500)}`).join('\n');
+  }
+
+  async status(id: number): Promise<StatusSample | null> {
+    try {
+      const r = await fetch(`http://127.0.0.1:${this.httpPort(id)}/status`, { signal: AbortSignal.timeout(2000) });
+      return r.ok ? (await r.json()) as StatusSample : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Waits until every node names one leader and the leader's links to all peers are up. */
+  async leader(timeoutMs: number): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const exited = this.procs.findIndex((p) => p.exitCode !== null || p.signalCode !== null);
+      if (exited >= 0) throw new BenchClusterError(`node ${exited + 1} exited while starting\n${this.describe()}`);
+      const ss = await Promise.all(this.procs.map((_, i) => this.status(i + 1)));
+      if (ss.every((s) => s !== null)) {
+        const leaders = new Set(ss.map((s) => s!.leader));
+        const l = ss[0]!.leader;
+        const ls = ss[l - 1];
+        if (leaders.size === 1 && l !== 0 && ls !== undefined && ls!.role === 'leader' && ls!.peersConnected.length === this.procs.length - 1) return l;
+      }
+      if (Date.now() > deadline) throw new BenchClusterError(`no leader within ${timeoutMs} ms\n${this.describe()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Metrics and CPU time of every node, read as close together as the event loop allows. */
+  async sample(): Promise<NodeSample[]> {
+    const cpu = this.procs.map((p) => cpuSeconds(p.pid!));
+    const texts = await Promise.all(this.procs.map(async (_, i) => {
+      const r = await fetch(`http://127.0.0.1:${this.httpPort(i + 1)}/metrics`, { signal: AbortSignal.timeout(5000) });
+      if (!r.ok) throw new BenchClusterError(`node ${i + 1} answered ${r.status} to GET /metrics`);
+      return r.text();
+    }));
+    return texts.map((t, i) => ({ metrics: parsePrometheus(t), cpuS: cpu[i] }));
+  }
+
+  /** SIGTERM, then SIGKILL after 3 s; removes the data directories. */
+  async stop(): Promise<void> {
+    await Promise.all(this.procs.map((p) => new Promise<void>((resolve) => {
+      if (p.exitCode !== null || p.signalCode !== null) return resolve();
+      const kill = setTimeout(() => p.kill('SIGKILL'), 3000);
+      p.once('exit', () => {
+        clearTimeout(kill);
+        resolve();
+      });
+      p.kill('SIGTERM');
+    })));
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** utime + stime of a process, in seconds (fields 14 and 15 of /proc/<pid>/stat). */
+export function cpuSeconds(pid: number): number {
+  const text = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+  // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / userHz;
+}
+
+/** Prometheus text format: every sample line as `name` or `name{labels}` -> value. */
+export function parsePrometheus(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const cut = line.lastIndexOf(' ');
+    if (cut <= 0) continue;
+    const v = Number(line.slice(cut + 1));
+    if (Number.isFinite(v)) out.set(line.slice(0, cut), v);
+  }
+  return out;
+}
