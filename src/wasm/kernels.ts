@@ -43,12 +43,19 @@ const entryValue = (any: Record<string, unknown>, kind: EntryKind, i: number): U
 
 export class WasmKernels implements Kernels {
   readonly kind = 'wasm' as const;
+  /** This object's own instance of the module and its memory; nothing else writes to it. */
   readonly heap = new WasmHeap();
+  /** The instance's exports (the kernels). */
   private readonly x = this.heap.x;
+  /** Decoded header numbers and entry places; sized for the largest frame seen. */
   private readonly scratch = new Region(this.heap, 64 * 1024);
+  /** encode() output; the returned view stays valid until the next encode(). */
   private readonly frameOut = new Region(this.heap, 64 * 1024);
+  /** encodeRecord() output; the returned view stays valid until the next encodeRecord(). */
   private readonly recordOut = new Region(this.heap, 64 * 1024);
+  /** Bytes copied in for decoding and checksumming; never handed out. */
   private readonly input = new Region(this.heap, 64 * 1024);
+  /** Batcher cut output, shared by this object's batchers; copied out before cut() returns. */
   private readonly cutOut = new Region(this.heap, 64 * 1024);
   /** Decides the rare frames too large to copy in, with the same reasons. */
   private readonly twin = new JsCodec();
@@ -428,7 +435,9 @@ class WasmBatcher implements Batcher {
 }
 
 class WasmSlotWindow implements SlotWindow {
+  /** Address of the window's state block (layout in assembly/window.ts). */
   readonly st: number;
+  /** Size of the state block: 32 + 13 * capacity bytes. */
   readonly stBytes: number;
   /** The view handed out as newlyChosen, re-created only when memory grows. */
   private view: Float64Array | null = null;
@@ -487,6 +496,7 @@ class WasmSlotWindow implements SlotWindow {
 }
 
 class WasmPromiseCounter implements PromiseCounter {
+  /** Address of the counter's 12-byte state block (layout in assembly/quorum.ts). */
   readonly st: number;
   constructor(private readonly heap: WasmHeap) {
     this.st = heap.alloc(12);
