@@ -33,6 +33,9 @@ const assertSafe = (x: unknown, name: string): number => {
   return x;
 };
 
+/** The u32 at byte `at` of bytes (little-endian); the caller checks at + 4 <= bytes.length. */
+const readU32 = (b: Uint8Array, at: number): number => (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+
 const assertMember = (member: number): void => {
   if (!(Number.isInteger(member) && member >= 0 && member <= MEMBER_MAX)) assert.fail(`member ${member} out of range`);
 };
@@ -213,7 +216,10 @@ export class WasmKernels implements Kernels {
   decode(input: Uint8Array): Message | DecodeError {
     const len = input.length;
     if (len > FRAME_BYTES_MAX) return this.twin.decode(input);
-    const entriesMax = len >= HEADER_BYTES ? Math.floor((len - HEADER_BYTES) / ENTRY_HEADER_BYTES) : 0;
+    // Scratch holds one 32-byte slot per entry; the codec writes no more than the header's count,
+    // and only after checking the frame has room for that many entry headers.
+    const entriesMax = len >= HEADER_BYTES
+      ? Math.min(Math.floor((len - HEADER_BYTES) / ENTRY_HEADER_BYTES), readU32(input, 48)) : 0;
     const p = this.stage(input, 32 + 32 * entriesMax);
     const frame = this.staged;
     const sc = this.scratch.ptr;
@@ -233,7 +239,7 @@ export class WasmKernels implements Kernels {
     for (let i = 0; i < s.flags.length; i++) m[s.flags[i]] = (flags & (1 << i)) !== 0;
     if (s.entries === EntryKind.None) return m as unknown as Message;
     // The frame may sit at any address (decoded in place), so read the count bytewise.
-    const count = (u8[p + 48] | (u8[p + 49] << 8) | (u8[p + 50] << 16) | (u8[p + 51] << 24)) >>> 0;
+    const count = readU32(frame, 48);
     const entries: unknown[] = new Array(count);
     for (let i = 0, e = fs + 4; i < count; i++, e += 4) {
       const value = frame.slice(f[e + 2], f[e + 2] + f[e + 3]);
@@ -276,7 +282,10 @@ export class WasmKernels implements Kernels {
   decodeBatch(value: Uint8Array): Uint8Array[] | DecodeError {
     const len = value.length;
     assert.ok(len <= U32_MAX, 'batch larger than 4 GiB');
-    const p = this.stage(value, 2 * len + 8);
+    // Scratch holds 8 bytes per command; the codec writes no more than the batch's count, and only
+    // after checking the batch has room for that many length words.
+    const commandsMax = len >= 4 ? Math.min(Math.floor((len - 4) / 4), readU32(value, 0)) : 0;
+    const p = this.stage(value, 8 * commandsMax + 8);
     const src = this.staged;
     const sc = this.scratch.ptr;
     const h = this.heap;
