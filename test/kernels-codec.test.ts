@@ -189,3 +189,22 @@ for (const k of faces) {
     assert.deepEqual(k.decode(k.encode(randomMessage(rng, MsgType.Propose))).constructor, Object);
   });
 }
+
+for (const k of faces) {
+  test(`${k.kind}: decoded values and pushed commands are copies, even from a reused Node Buffer`, () => {
+    const m: Message = { type: MsgType.Accept, from: 1, to: 2, ballot: 5, chosenPrefix: 1, entries: [{ slot: 1, ballot: 5, value: v(1, 2, 3) }] };
+    const frame = Buffer.from(k.encode(m));
+    const decoded = k.decode(frame);
+    const record = Buffer.from(k.encodeRecord({ position: 1, ballot: 5, value: v(4, 5) }));
+    const decodedRecord = k.decodeRecord(record);
+    const batcher = k.newBatcher(10, 100);
+    const command = Buffer.from([7, 8]);
+    batcher.push(command);
+    frame.fill(0);
+    record.fill(0);
+    command.fill(0);
+    assert.deepEqual(decoded, m);
+    assert.deepEqual(decodedRecord, { position: 1, ballot: 5, value: v(4, 5) });
+    assert.deepEqual(k.decodeBatch(batcher.cut(10, 100)), [v(7, 8)]);
+  });
+}

@@ -191,3 +191,10 @@ export const reasonText = (code: number): string => REASONS[code] ?? `unknown de
 
 /** The largest member index a SlotWindow or PromiseCounter tracks (one bit each in a u32). */
 export const MEMBER_MAX = 31;
+
+/**
+ * A plain Uint8Array copy of src[start, end). Not `src.slice()`: on a Node Buffer that returns a
+ * view, and a view into a transport's or LMDB's reused buffer would change under its owner.
+ */
+export const copyBytes = (src: Uint8Array, start: number, end: number): Uint8Array =>
+  new Uint8Array(src.buffer, src.byteOffset + start, end - start).slice();

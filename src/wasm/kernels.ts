@@ -18,7 +18,7 @@ import type { LogRecord } from '../protocol/types.js';
 import type { Batcher, DecodeError, FrameReader, Kernels, PromiseCounter, SlotWindow } from '../kernels/types.js';
 import {
   ENTRY_HEADER_BYTES, EntryKind, FRAME_BYTES_MAX, HEADER_BYTES, MEMBER_MAX, RECORD_BYTES_MAX, RECORD_HEADER_BYTES,
-  SHAPES, reasonText, shapeRules,
+  SHAPES, copyBytes, reasonText, shapeRules,
 } from '../kernels/layout.js';
 import { JsCodec, encodeBatch } from '../kernels/js/codec.js';
 import { StreamFrameReader } from '../kernels/js/reader.js';
@@ -144,7 +144,7 @@ export class WasmKernels implements Kernels {
       copies = [];
       for (let i = 0; i < count; i++) {
         const v = entryValue(any, kind, i);
-        copies.push(v.buffer === mem ? v.slice() : v);
+        copies.push(v.buffer === mem ? copyBytes(v, 0, v.length) : v);
       }
     }
     const sc = this.scratch.ensure(32 + 32 * count);
@@ -203,7 +203,7 @@ export class WasmKernels implements Kernels {
         this.staged = bytes;
         return bytes.byteOffset;
       }
-      bytes = bytes.slice();
+      bytes = copyBytes(bytes, 0, bytes.length);
     }
     this.scratch.ensure(scratchBytes);
     const p = this.input.ensure(bytes.length);
@@ -242,7 +242,7 @@ export class WasmKernels implements Kernels {
     const count = readU32(frame, 48);
     const entries: unknown[] = new Array(count);
     for (let i = 0, e = fs + 4; i < count; i++, e += 4) {
-      const value = frame.slice(f[e + 2], f[e + 2] + f[e + 3]);
+      const value = copyBytes(frame, f[e + 2], f[e + 2] + f[e + 3]);
       entries[i] = s.entries === EntryKind.Slot ? { slot: f[e], ballot: f[e + 1], value }
         : s.entries === EntryKind.Raft ? { index: f[e], term: f[e + 1], value } : value;
     }
@@ -257,7 +257,7 @@ export class WasmKernels implements Kernels {
     assertSafe(r.ballot, 'record ballot');
     const length = RECORD_HEADER_BYTES + r.value.length;
     if (!(length <= RECORD_BYTES_MAX)) assert.fail(`record of ${length} bytes exceeds RECORD_BYTES_MAX`);
-    const value = this.recordOut.bytes < length && r.value.buffer === this.x.memory.buffer ? r.value.slice() : r.value;
+    const value = this.recordOut.bytes < length && r.value.buffer === this.x.memory.buffer ? copyBytes(r.value, 0, r.value.length) : r.value;
     const out = this.recordOut.ensure(length);
     const h = this.heap;
     h.sync();
@@ -276,7 +276,7 @@ export class WasmKernels implements Kernels {
     const h = this.heap;
     const rc = this.x.decodeRecord(p, len, RECORD_BYTES_MAX, sc);
     if (rc !== 0) return { error: reasonText(rc) };
-    return { position: h.f64[sc >>> 3], ballot: h.f64[(sc >>> 3) + 1], value: bytes.slice(RECORD_HEADER_BYTES) };
+    return { position: h.f64[sc >>> 3], ballot: h.f64[(sc >>> 3) + 1], value: copyBytes(bytes, RECORD_HEADER_BYTES, len) };
   }
 
   decodeBatch(value: Uint8Array): Uint8Array[] | DecodeError {

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import type { Batcher } from '../types.js';
 import { encodeBatch } from './codec.js';
+import { copyBytes } from '../layout.js';
 
 /** Encoded bytes of a batch holding commands of these payload sizes: 4 + sum(4 + size). */
 export const batchBytes = (count: number, payloadBytes: number): number => 4 + 4 * count + payloadBytes;
@@ -27,7 +28,7 @@ export class JsBatcher implements Batcher {
     assert.ok(command instanceof Uint8Array, 'a command must be a Uint8Array');
     if (this.count + 1 > this.countMax || this.pendingBytes + command.length > this.bytesMax) return false;
     // The caller may reuse its buffer after push, so keep a copy, as the WASM ring does.
-    this.queue.push(command.slice());
+    this.queue.push(copyBytes(command, 0, command.length));
     this.pendingBytes += command.length;
     return true;
   }

@@ -18,7 +18,7 @@ import type { DecodeError } from '../types.js';
 import {
   ENTRY_HEADER_BYTES, EntryKind, FRAME_BYTES_MAX, FRAME_VERSION, HEADER_BYTES, OFF_A, OFF_B, OFF_BALLOT, OFF_C,
   OFF_COUNT, OFF_CRC, OFF_FLAGS, OFF_FROM, OFF_LENGTH, OFF_RESERVED, OFF_TO, OFF_TYPE, RECORD_BYTES_MAX,
-  RECORD_HEADER_BYTES, RECORD_KIND_ENTRY, RECORD_VERSION, Reason, SAFE_HI_MAX, SHAPES, reasonText,
+  RECORD_HEADER_BYTES, RECORD_KIND_ENTRY, RECORD_VERSION, Reason, SAFE_HI_MAX, SHAPES, copyBytes, reasonText,
 } from '../layout.js';
 import { crcFrame } from './crc32c.js';
 
@@ -175,7 +175,7 @@ export class JsCodec {
       }
       const vlen = view.getUint32(at + 16, true);
       if (vlen > len - at - ENTRY_HEADER_BYTES) return fail(Reason.EntryValuePastEnd);
-      const value = frame.slice(at + ENTRY_HEADER_BYTES, at + ENTRY_HEADER_BYTES + vlen);
+      const value = copyBytes(frame, at + ENTRY_HEADER_BYTES, at + ENTRY_HEADER_BYTES + vlen);
       at += ENTRY_HEADER_BYTES + vlen;
       if (s.entries === EntryKind.Slot) entries.push({ slot: position, ballot, value });
       else if (s.entries === EntryKind.Raft) entries.push({ index: position, term: ballot, value });
@@ -220,7 +220,7 @@ export class JsCodec {
     const ballot = readU64(view, 20);
     if (position < 0 || ballot < 0) return fail(Reason.RecordNumberTooLarge);
     if (position === 0) return fail(Reason.RecordPositionZero);
-    return { position, ballot, value: bytes.slice(RECORD_HEADER_BYTES) };
+    return { position, ballot, value: copyBytes(bytes, RECORD_HEADER_BYTES, len) };
   }
 }
 
