@@ -62,6 +62,7 @@ interface ServeFlags {
   kernels: KernelKind;
   tickMs: number;
   requestTimeoutMs: number;
+  snapshotSlots: number;
   logLevel: string;
   faultLoss: number;
   faultDelayMs: number;
@@ -74,7 +75,7 @@ async function serve(f: ServeFlags): Promise<void> {
   const server = await startKvServer({
     id: f.id, peers: f.peers, dataDir: f.data, logger: log, protocol: f.protocol, kernels: f.kernels, fsync: f.fsync,
     secret: f.secret ?? process.env.PAXLOG_SECRET ?? '', batchMax: f.batchMax, pipeline: f.pipeline, tickMs: f.tickMs,
-    requestTimeoutMs: f.requestTimeoutMs, httpPort: f.httpPort,
+    requestTimeoutMs: f.requestTimeoutMs, httpPort: f.httpPort, snapshotSlots: f.snapshotSlots,
     faults: f.faultLoss > 0 || f.faultDelayMs > 0 ? { lossProbability: f.faultLoss, delayMs: f.faultDelayMs, seed: f.faultSeed } : undefined,
   }, log);
   const stop = (signal: string): void => {
@@ -224,6 +225,7 @@ export function buildProgram(): Command {
     .addOption(kernelsOption())
     .option('--tick-ms <ms>', 'milliseconds per protocol tick', intIn(1, 1000), 20)
     .option('--request-timeout-ms <ms>', 'a write with no answer after this long gets 504', intIn(100, 600_000), 5000)
+    .option('--snapshot-slots <n>', 'save a state machine snapshot every n applied slots (0: never)', intIn(0, 1e9), 10_000)
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'))
     .option('--fault-loss <p>', 'benchmarks only: drop each outbound peer frame with this probability', (v: string) => {
       const p = Number(v);

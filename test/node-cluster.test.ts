@@ -1,5 +1,6 @@
 // Real `paxlog serve` processes on loopback (real uWS, real LMDB with fsync on): writes on any
 // node, linearizable reads from every node, kill -9 of the leader under load, restart and catch-up.
+// Snapshots every 7 slots, so a restart restores a snapshot and replays the log above it.
 // Ports: 17200-17299.
 
 import { after, before, describe, test } from 'node:test';
@@ -12,7 +13,7 @@ const electionTicksMax = 20;
 const electionTimeoutMs = electionTicksMax * tickMs;
 
 describe('a 3-node cluster of real processes', { timeout: 120_000 }, () => {
-  const c = new ProcCluster({ nodes: 3, basePort: 17200, tickMs, extraArgs: ['--request-timeout-ms', '2000'] });
+  const c = new ProcCluster({ nodes: 3, basePort: 17200, tickMs, extraArgs: ['--request-timeout-ms', '2000', '--snapshot-slots', '7'] });
   /** Every write acknowledged with 200: key -> value. Nothing in it may ever be lost. */
   const acked = new Map<string, string>();
 

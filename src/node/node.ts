@@ -409,7 +409,9 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     if (every <= 0 || this.slotsSinceSnapshot < every) return;
     this.slotsSinceSnapshot = 0;
     const appliedPrefix = this.appliedThrough + 1;
-    this.store.saveSnapshot(appliedPrefix, this.sm.snapshot()).catch((err: Error) => {
+    this.store.saveSnapshot(appliedPrefix, this.sm.snapshot()).then(() => {
+      this.log.debug({ appliedPrefix }, 'snapshot saved');
+    }, (err: Error) => {
       this.log.error({ err: err.message }, 'snapshot not saved; recovery will replay more of the log');
     });
   }
