@@ -317,15 +317,22 @@ export class Simulation {
     }
   }
 
+  /** Either two groups (cut both ways or one way), or a random set of cut links, which makes
+   *  connectivity non-transitive (A hears B and C, but B and C do not hear each other). */
   private partition(): void {
     const ids = this.nodes.map((n) => n.id);
-    const a = ids.filter(() => this.rng.chance(0.5));
-    if (a.length === 0 || a.length === ids.length) return;
-    const b = ids.filter((x) => !a.includes(x));
-    const oneWay = this.rng.chance(this.faults.asymmetric);
-    for (const x of a) for (const y of b) {
-      this.cuts.add(x * 1000 + y);
-      if (!oneWay) this.cuts.add(y * 1000 + x);
+    if (this.rng.chance(0.5)) {
+      for (const x of ids) for (const y of ids) if (x !== y && this.rng.chance(0.35)) this.cuts.add(x * 1000 + y);
+      if (this.cuts.size === 0) return;
+    } else {
+      const a = ids.filter(() => this.rng.chance(0.5));
+      if (a.length === 0 || a.length === ids.length) return;
+      const b = ids.filter((x) => !a.includes(x));
+      const oneWay = this.rng.chance(this.faults.asymmetric);
+      for (const x of a) for (const y of b) {
+        this.cuts.add(x * 1000 + y);
+        if (!oneWay) this.cuts.add(y * 1000 + x);
+      }
     }
     this.partitionEndsAt = this.now + this.rng.int(10, 300);
     this.stats.partitions++;
