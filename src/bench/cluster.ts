@@ -42,7 +42,8 @@ export class BenchCluster {
   private readonly secret = crypto.randomBytes(16).toString('hex');
 
   /** Peer port of node i is basePort + i - 1; its client HTTP port is basePort + 10 + i - 1. */
-  constructor(readonly protocol: ProtocolName, readonly knobs: RunKnobs, readonly basePort: number, readonly seed: number) {
+  constructor(readonly protocol: ProtocolName, readonly knobs: RunKnobs, readonly basePort: number, readonly seed: number,
+    readonly profileDir: string | null = null) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-bench-'));
   }
 
@@ -54,7 +55,8 @@ export class BenchCluster {
     const k = this.knobs;
     const peers = Array.from({ length: k.nodes }, (_, i) => `${i + 1}=127.0.0.1:${this.basePort + i}`).join(',');
     for (let id = 1; id <= k.nodes; id++) {
-      const args = [bin, 'serve', '--id', String(id), '--peers', peers, '--data', path.join(this.dir, `n${id}`),
+      const prof = this.profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${this.profileDir}`, `--cpu-prof-name=node-${id}.cpuprofile`];
+      const args = [...prof, bin, 'serve', '--id', String(id), '--peers', peers, '--data', path.join(this.dir, `n${id}`),
         '--http-port', String(this.httpPort(id)), '--protocol', this.protocol, '--fsync', k.fsync ? 'on' : 'off',
         '--batch-max', String(k.batchMax), '--pipeline', String(k.pipeline), '--kernels', k.kernels, '--log-level', 'warn',
         '--fault-loss', String(k.loss), '--fault-delay-ms', String(k.delayMs), '--fault-seed', String(this.seed)];

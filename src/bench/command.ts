@@ -21,6 +21,7 @@ interface Flags extends Partial<RunKnobs> {
   basePort: number;
   seed: number;
   progress: boolean;
+  cpuProf?: string;
 }
 
 /** Turns parsed flags into options: --quick presets first, explicit flags over them, defaults under both. */
@@ -47,6 +48,7 @@ export function resolveOptions(f: Flags): BenchOptions {
     basePort: f.basePort,
     seed: f.seed,
     progress: f.progress,
+    profileDir: f.cpuProf ?? null,
   };
 }
 
@@ -69,6 +71,7 @@ export function benchCommand(): Command {
     .option('--base-port <port>', 'first port of the benchmark clusters', wholeIn(1024, 64000), 20000)
     .option('--seed <n>', 'seed of the injected loss', wholeIn(0, 2 ** 31), 1)
     .option('--no-progress', 'no progress bar')
+    .option('--cpu-prof <dir>', 'run every node under node --cpu-prof, profiles in <dir>/run-NNN (to find where the time goes)')
     .action(async (f: Flags) => {
       const opts = resolveOptions(f);
       // Loaded here so that other commands never load the plotting library.

@@ -60,6 +60,8 @@ export interface BenchOptions extends RunKnobs {
   basePort: number;
   /** Seeds the injected loss; each run's nodes use seed + run index. */
   seed: number;
+  /** If set, every node runs with `node --cpu-prof` and writes its profile under this directory. */
+  profileDir: string | null;
   /** Draw the progress bar (when stderr is a terminal). */
   progress: boolean;
 }

@@ -121,7 +121,8 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
   const k = p.knobs;
   // Each run gets its own 20 ports, so a port in TIME_WAIT from the last run is never reused at once.
   const basePort = o.basePort + (p.index % 50) * 20;
-  const cluster = new BenchCluster(p.protocol, k, basePort, o.seed + p.index);
+  const profileDir = o.profileDir === null ? null : path.resolve(o.profileDir, `run-${String(p.index + 1).padStart(3, '0')}-${p.protocol}`);
+  const cluster = new BenchCluster(p.protocol, k, basePort, o.seed + p.index, profileDir);
   let lg: ChildProcess | null = null;
   cluster.start();
   try {
