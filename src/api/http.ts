@@ -140,7 +140,7 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, log: Logger):
   app.any('/kv/*', (res) => send(res, error(405, 'use GET, PUT, DELETE or POST on /kv/{key}')));
   app.any('/*', (res, req) => send(res, error(404, `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}`)));
 
-  attachClientSocket(app, node, service, log);
+  attachClientSocket(app, node, service);
   return service;
 }
 
@@ -196,12 +196,15 @@ function send(res: HttpResponse, a: Answer, closeConnection = false): void {
   });
 }
 
+/** Per /client connection (uWS user data). */
 interface ClientConn {
+  /** Requests received and not yet answered. Invariant: answered with 503 beyond clientInFlightMax. */
   inFlight: number;
+  /** The socket closed: answers are dropped (uWS forbids sending on a closed socket). */
   closed: boolean;
 }
 
-function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, service: KvService, log: Logger): void {
+function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, service: KvService): void {
   app.ws<ClientConn>('/client', {
     compression: node.uws.DISABLED,
     maxPayloadLength: 4 * 1024 * 1024,
@@ -240,7 +243,6 @@ function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, s
       ws.getUserData().closed = true;
     },
   });
-  void log;
 }
 
 function run(service: KvService, r: ClientRequest): Promise<Answer> {

@@ -115,35 +115,53 @@ const pendingWritesMax = 65536;
 const pendingReadsMax = 65536;
 
 export class PaxlogNode<R = unknown> extends EventEmitter {
+  /** This node's id, 1..65535; a key of opts.peers. */
   readonly id: number;
+  /** Which core runs: 'multipaxos' or 'raft'. */
   readonly protocolName: ProtocolName;
+  /** Which kernels face runs the hot path: 'wasm' or its TypeScript twin 'js'. */
   readonly kernelKind: KernelKind;
+  /** This node's Prometheus registry and the figures the driver records. */
   readonly metrics: NodeMetrics;
   /** The uWS App serving peers (/peer) and, when the API attaches, clients. */
   readonly app: Uws.TemplatedApp;
+  /** The native uWS module (never the package's JS fallback). */
   readonly uws: UwsModule;
   private readonly log: Logger;
+  /** Batch decoding for apply; the same kernels the core and transport use. */
   private readonly kernels: Kernels;
+  /** The durable log. Invariant: every Ready's state is written here before its messagesAfterPersist leave. */
   private readonly store: LogStore;
+  /** The protocol core. Invariant: at most one Ready outstanding (ready() only after advance()). */
   private readonly core: Protocol;
+  /** Outbound and inbound peer links. */
   private readonly transport: PeerTransport;
+  /** The application's state machine; every chosen command is applied to it once, in slot order. */
   private readonly sm: StateMachine<R>;
   private readonly opts: NodeOptions<R>;
   /** Random per process: commands proposed by an earlier process never answer this one's requests. */
   private readonly incarnation = crypto.randomBytes(4).readUInt32LE(0);
   /** The next request seq (wraps at 2^32; far fewer are ever pending). */
   private seq = 0;
+  /** Writes proposed here and not yet applied, by seq. Invariant: size <= pendingWritesMax. */
   private readonly writes = new Map<number, PendingWrite<R>>();
+  /** The id of the next read barrier (ids are never reused within a process). */
   private nextReadId = 1;
+  /** Read barriers waiting for the core, by id. Invariant: size <= pendingReadsMax. */
   private readonly reads = new Map<number, PendingRead>();
   /** A Ready is being persisted; no other ready() until it is advanced. */
   private persisting = false;
+  /** A pump is queued with setImmediate, so many inputs in one turn make one Ready. */
   private pumpScheduled = false;
+  /** The tick timer; null before start() and after stop(). */
   private ticker: NodeJS.Timeout | null = null;
+  /** The ports this node listens on; closed by stop(). */
   private listenSockets: Uws.us_listen_socket[] = [];
+  /** Set once by stop(); then nothing is stepped, persisted or answered. */
   private stopped = false;
-  /** The highest slot applied. Invariant: never decreases. */
+  /** The highest slot applied. Invariant: never decreases; appliedThrough + 1 is the next slot to apply. */
   private appliedThrough = 0;
+  /** Slots applied since the last snapshot was taken. */
   private slotsSinceSnapshot = 0;
 
   private constructor(opts: NodeOptions<R>, store: LogStore, core: Protocol, kernels: Kernels, uws: UwsModule) {

@@ -56,26 +56,34 @@ export interface PeerStats {
   authFailures: number;
 }
 
+/** One outbound link: this node's frames to one peer. */
 interface Outbound {
+  /** The peer's id. */
   id: number;
   address: PeerAddress;
+  /** The current connection; null while waiting to redial. */
   ws: WebSocket | null;
   /** True once the listener's challenge was answered; frames are only sent then. */
   ready: boolean;
   /** Encoded frames waiting for this turn's flush. Bounded by linkBufferBytesMax together with ws's buffer. */
   queue: Buffer[];
+  /** Bytes in `queue`. Invariant: equals the sum of its lengths. */
   queueBytes: number;
   /** The next reconnect delay; doubles up to the max, reset by a successful handshake. */
   delayMs: number;
+  /** The pending redial; null when connected or connecting. */
   timer: NodeJS.Timeout | null;
 }
 
 /** Per-connection state of an inbound peer link (uWS user data). */
 interface Inbound {
+  /** The challenge sent on open; the dialer's proof must cover it. */
   nonce: Buffer;
   /** 0 until the dialer proved it knows the secret; then its id. */
   peerId: number;
+  /** Splits the link's byte stream into frames; holds at most one partial frame. */
   reader: ReturnType<Kernels['newFrameReader']>;
+  /** We ended the link (or uWS closed it): nothing more is read or sent on it. */
   closed: boolean;
 }
 
