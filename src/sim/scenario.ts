@@ -12,6 +12,7 @@
 //   cluster nodes=3 [seed=1] [pipeline=4 batchMax=8 heartbeatTicks=3 ...]   fresh cluster
 //   campaign N              tick node N until it leaves the follower role
 //   tick N|all K            tick K times
+//   advance K               K rounds of (tick all, deliver all once), printing no messages
 //   propose N cmd...        propose commands at node N (each word one command)
 //   read N lease|quorum ID  ask node N for a read; its answer prints when it comes
 //   deliver [drop=(1,2>3)] [hold=(3)]  deliver every queued message once; drop= drops messages
@@ -187,6 +188,20 @@ export class ScenarioCluster {
         for (let t = 0; t < times; t++) {
           for (const id of ids) this.nodes.get(id)!.core?.tick();
           this.process(out);
+        }
+        break;
+      }
+      case 'advance': {
+        // Rounds of: tick every live node once, then deliver every queued message once. Only
+        // applies, reads and role changes print, so long stretches stay readable.
+        const rounds = num(args[0]);
+        const quiet: string[] = [];
+        for (let t = 0; t < rounds; t++) {
+          for (const id of this.ids) this.nodes.get(id)!.core?.tick();
+          this.process(out);
+          this.deliver(() => false, () => false, quiet);
+          for (const l of quiet) if (!l.includes('->')) out.push(l);
+          quiet.length = 0;
         }
         break;
       }

@@ -683,6 +683,13 @@ export class MultiPaxos implements Protocol {
   private handleNack(m: Nack): void {
     this.observe(m.ballot);
     if (this.role === 'follower' || m.ballot <= this.ballot) return;
+    // A leader that a quorum still answers was Nacked by a node returning with a ballot raised
+    // while it was cut off. The others are sticky to this leader, so it takes a ballot above and
+    // runs phase 1 again at once rather than leaving the cluster leaderless for a timeout.
+    if (this.role === 'leader' && this.now - this.contactTick() < this.cfg.electionTicksMin) {
+      this.campaign();
+      return;
+    }
     this.becomeFollower(0);
     if (this.backoff < BACKOFF_MAX) this.backoff++;
     this.electionTimeout = this.randomTimeout();
