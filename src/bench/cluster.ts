@@ -114,6 +114,12 @@ export class BenchCluster {
     return texts.map((t, i) => ({ metrics: parsePrometheus(t), cpuS: cpu[i] }));
   }
 
+  /** SIGKILL every node and remove the data directories, synchronously (for exit handlers). */
+  killNow(): void {
+    for (const p of this.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
   /** SIGTERM, then SIGKILL after 3 s; removes the data directories. */
   async stop(): Promise<void> {
     await Promise.all(this.procs.map((p) => new Promise<void>((resolve) => {

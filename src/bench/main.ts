@@ -25,6 +25,23 @@ const outstandingMax = 200_000;
 /** Runs in one invocation at most. */
 const runsMax = 10_000;
 
+/** Clusters running now (at most one); killed if the harness exits or is interrupted. */
+const live = new Set<BenchCluster>();
+
+/** Kills every node still running: no benchmark leaves processes behind, even on Ctrl-C. */
+function killLive(): void {
+  for (const c of live) c.killNow();
+  live.clear();
+}
+process.on('exit', killLive);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`\n${signal}: stopping the benchmark cluster\n`);
+    killLive();
+    process.exit(130);
+  });
+}
+
 export interface Manifest {
   tool: 'paxlog bench';
   date: string;
@@ -124,6 +141,7 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
   const profileDir = o.profileDir === null ? null : path.resolve(o.profileDir, `run-${String(p.index + 1).padStart(3, '0')}-${p.protocol}`);
   const cluster = new BenchCluster(p.protocol, k, basePort, o.seed + p.index, profileDir);
   let lg: ChildProcess | null = null;
+  live.add(cluster);
   cluster.start();
   try {
     const leader = await cluster.leader(20_000);
@@ -159,6 +177,7 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
   } finally {
     if (lg !== null && lg.exitCode === null) lg.kill('SIGKILL');
     await cluster.stop();
+    live.delete(cluster);
   }
 }
 
@@ -187,6 +206,8 @@ function derive(p: PlannedRun, r: LoadResult, before: NodeSample[], after: NodeS
     peerBytesPerWrite: r.writesOk > 0 ? sum('paxlog_peer_bytes_sent') / r.writesOk : null,
     fsyncsPerS: sum('paxlog_fsync_latency_seconds_count') / w,
     fsyncsPerSLeader: delta(l, 'paxlog_fsync_latency_seconds_count') / w,
+    persistMsLeader: delta(l, 'paxlog_fsync_latency_seconds_count') > 0
+      ? (delta(l, 'paxlog_fsync_latency_seconds_sum') / delta(l, 'paxlog_fsync_latency_seconds_count')) * 1000 : null,
     meanBatch: delta(l, 'paxlog_batch_commands_count') > 0 ? delta(l, 'paxlog_batch_commands_sum') / delta(l, 'paxlog_batch_commands_count') : null,
     slotsInFlightMean: inFlight.length > 0 ? inFlight.reduce((a, b) => a + b, 0) / inFlight.length : null,
     slotsInFlightMax: inFlight.length > 0 ? Math.max(...inFlight) : null,

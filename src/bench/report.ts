@@ -34,6 +34,8 @@ export interface Measured {
   /** Persists (synced LMDB transactions with fsync on) per second, all nodes together. */
   fsyncsPerS: number;
   fsyncsPerSLeader: number;
+  /** Mean time of one persist (LMDB write transaction, synced with fsync on) at the leader, in ms. */
+  persistMsLeader: number | null;
   /** Commands per slot applied at the leader over the window. */
   meanBatch: number | null;
   /** The leader's slots (entries) in flight, sampled every 250 ms. */
@@ -72,6 +74,7 @@ export interface ProtocolSummary {
   cpuPercentLeader: Spread;
   peerBytesPerWrite: Spread | null;
   fsyncsPerS: Spread;
+  persistMsLeader: Spread | null;
   meanBatch: Spread | null;
   slotsInFlightMean: Spread | null;
   errors: number;
@@ -122,6 +125,7 @@ export function summarize(o: BenchOptions, settings: RunKnobs[], runs: RunRecord
         cpuPercentLeader: spreadOf(ok.map((r) => r.cpuPercentLeader)) ?? nan,
         peerBytesPerWrite: spreadOf(ok.map((r) => r.peerBytesPerWrite)),
         fsyncsPerS: spreadOf(ok.map((r) => r.fsyncsPerS)) ?? nan,
+        persistMsLeader: spreadOf(ok.map((r) => r.persistMsLeader)),
         meanBatch: spreadOf(ok.map((r) => r.meanBatch)),
         slotsInFlightMean: spreadOf(ok.map((r) => r.slotsInFlightMean)),
         errors: ok.reduce((s, r) => s + Object.values(r.errors).reduce((a, b) => a + b, 0), 0),
@@ -163,16 +167,17 @@ export function markdown(manifest: Manifest, settings: RunKnobs[], summary: Sett
   out.push('', '## Results', '');
   out.push('Medians over repeats, with the spread (min..max) when runs differ. Latency is measured by the load generator ' +
     '(from when each request was due, in open loop); CPU is percent of one core over the measured window; ' +
-    'peer bytes count every node\'s frames to peers.', '');
+    'peer bytes count every node\'s frames to peers; fsyncs/s counts persists on all nodes (synced transactions when fsync is on); slots in flight is the leader\'s, sampled every 250 ms.', '');
   for (const s of summary) {
     out.push(`### ${s.label}`, '');
-    out.push('| protocol | runs | ops/s | p50 | p90 | p99 | p99.9 | max | leader CPU % | peer bytes/write | fsyncs/s | mean batch | slots in flight | errors |');
-    out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    out.push('| protocol | runs | ops/s | p50 | p90 | p99 | p99.9 | max | leader CPU % | peer bytes/write | fsyncs/s | leader persist | mean batch | slots in flight | errors |');
+    out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const p of s.protocols) {
       out.push(`| ${p.protocol} | ${p.runs}${p.failed > 0 ? ` (+${p.failed} failed)` : ''} | ${fmtSpread(p.throughput, fmtOps)} | ` +
         `${fmtSpread(p.p50, fmtUs)} | ${fmtSpread(p.p90, fmtUs)} | ${fmtSpread(p.p99, fmtUs)} | ${fmtSpread(p.p999, fmtUs)} | ` +
         `${fmtSpread(p.max, fmtUs)} | ${fmtSpread(p.cpuPercentLeader, (x) => x.toFixed(0))} | ` +
         `${fmtSpread(p.peerBytesPerWrite, (x) => x.toFixed(0))} | ${fmtSpread(p.fsyncsPerS, (x) => x.toFixed(0))} | ` +
+        `${fmtSpread(p.persistMsLeader, (x) => `${x.toFixed(2)} ms`)} | ` +
         `${fmtSpread(p.meanBatch, (x) => x.toFixed(1))} | ${fmtSpread(p.slotsInFlightMean, (x) => x.toFixed(1))} | ${p.errors} |`);
     }
     if (s.ratio !== null) {
