@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { simulate } from '../src/sim/sim.js';
 import { simMain } from '../src/sim/main.js';
+import { loadKernels } from '../src/kernels/index.js';
 
 const sweep = (nodes: 3 | 5, seeds: number, steps: number, start: number): void => {
   for (let seed = start; seed < start + seeds; seed++) {
@@ -19,6 +20,14 @@ test('three nodes: 300 seeds of 3000 ticks under faults keep every safety and li
 
 test('five nodes: 120 seeds of 3000 ticks under faults keep every safety and liveness check', () => {
   sweep(5, 120, 3000, 100_001);
+});
+
+test('the core keeps every check on the WebAssembly kernels too (20 seeds)', () => {
+  const kernels = loadKernels('wasm');
+  for (let seed = 1; seed <= 20; seed++) {
+    const r = simulate({ seed, nodes: 3, steps: 2000, protocol: 'multipaxos', kernels });
+    assert.equal(r.violation, null, `seed ${seed} on WASM kernels found a violation`);
+  }
 });
 
 test('the faults are really injected: messages lost and duplicated, nodes crashed, writes acknowledged', () => {

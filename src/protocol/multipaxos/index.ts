@@ -497,7 +497,13 @@ export class MultiPaxos implements Protocol {
 
   private ownEntriesFrom(fromSlot: number): SlotEntry[] {
     const out: SlotEntry[] = [];
-    for (let s = Math.max(1, fromSlot); s <= this.acceptedMax; s++) {
+    const first = Math.max(1, fromSlot);
+    if (this.acceptedMax - first > 2 * this.accepted.size) {
+      // A sparse log (far holes): walk the records, not the range.
+      for (const [s, a] of this.accepted) if (s >= first) out.push({ slot: s, ballot: a.ballot, value: a.value });
+      return out.sort((x, y) => x.slot - y.slot);
+    }
+    for (let s = first; s <= this.acceptedMax; s++) {
       const a = this.accepted.get(s);
       if (a) out.push({ slot: s, ballot: a.ballot, value: a.value });
     }
