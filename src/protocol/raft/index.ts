@@ -57,6 +57,9 @@ const enum State {
 }
 
 
+/** Failed campaigns in a row that still lengthen the election timeout (by up to electionTicksMin each). */
+const BACKOFF_MAX = 4;
+
 /** How many read-confirmation rounds remember their send tick; older rounds give no lease. */
 const ROUND_TICKS_RING = 256;
 
@@ -141,6 +144,8 @@ export class Raft implements Protocol {
   /** Ticks since this node last heard from a leader (or started). Below electionTicksMin it refuses votes. */
   private leaderHeardElapsed = 0;
   private heartbeatElapsed = 0;
+  /** Campaigns that failed in a row since this node last heard from a leader or won. Invariant: <= BACKOFF_MAX. */
+  private backoff = 0;
 
   // Elections.
   /** The answers to this node's current (pre-)campaign: member -> granted. */
@@ -273,9 +278,25 @@ export class Raft implements Protocol {
 
   // ---------------------------------------------------------------- transitions
 
+  /** Draw a new election timeout. After failed campaigns it grows at random (as Multi-Paxos backs
+   *  off after a Nack), so that candidates whose timeouts collide, or whose votes come back slower
+   *  than the timeout, stop splitting the vote. */
   private resetElectionTimer(): void {
     this.electionElapsed = 0;
-    this.electionTimeout = this.rng.int(this.cfg.electionTicksMin, this.cfg.electionTicksMax);
+    const c = this.cfg;
+    this.electionTimeout = this.rng.int(c.electionTicksMin, c.electionTicksMax);
+    if (this.backoff > 0) this.electionTimeout += this.rng.int(0, c.electionTicksMin * this.backoff + 1);
+  }
+
+  private campaignFailed(): void {
+    if (this.backoff < BACKOFF_MAX) this.backoff++;
+  }
+
+  /** This node heard from a live leader of its term (or became one): campaigns start afresh. */
+  private heardLeader(): void {
+    this.backoff = 0;
+    this.electionElapsed = 0;
+    this.leaderHeardElapsed = 0;
   }
 
   private setTerm(term: number): void {
@@ -327,6 +348,7 @@ export class Raft implements Protocol {
     assert.ok(this.state === State.Candidate, 'only a candidate becomes leader');
     this.state = State.Leader;
     this.leader = this.cfg.id;
+    this.backoff = 0;
     this.heartbeatElapsed = 0;
     this.electionElapsed = 0;
     this.reignFirstRound = this.round + 1;
@@ -362,7 +384,10 @@ export class Raft implements Protocol {
     this.electionElapsed++;
     this.leaderHeardElapsed++;
     if (this.state === State.Leader) this.tickLeader();
-    else if (this.electionElapsed >= this.electionTimeout) this.becomePreCandidate();
+    else if (this.electionElapsed >= this.electionTimeout) {
+      if (this.state !== State.Follower) this.campaignFailed();
+      this.becomePreCandidate();
+    }
     this.expireReads();
   }
 
@@ -482,13 +507,13 @@ export class Raft implements Protocol {
       if (this.state === State.PreCandidate) this.becomeCandidate();
       else this.becomeLeader();
     } else if (refused >= this.quorum) {
+      this.campaignFailed();
       this.becomeFollower(this.term, 0);
     }
   }
 
   private handleAppendEntries(m: AppendEntries): void {
-    this.electionElapsed = 0;
-    this.leaderHeardElapsed = 0;
+    this.heardLeader();
     const last = this.lastIndex();
     if (m.prevIndex > last) {
       this.messagesAfterPersist.push(this.appendResult(m.from, false, last + 1, 0));
@@ -615,8 +640,7 @@ export class Raft implements Protocol {
       // A confirmation round from the leader this node follows: echo it, and count it as hearing
       // from the leader (so this node refuses votes for a while: the leader's lease rests on that).
       if (this.state === State.Follower && m.from === this.leader) {
-        this.electionElapsed = 0;
-        this.leaderHeardElapsed = 0;
+        this.heardLeader();
         this.messages.push(this.readIndexReply(m.from, m.readId, this.commitIndex, true));
       }
       return;
@@ -932,5 +956,7 @@ export class Raft implements Protocol {
       assert.equal(this.leaderReads.length, 0, 'only a leader holds leader reads');
     }
     assert.ok(this.batcher.count <= this.cfg.pendingMax, 'pending commands beyond pendingMax');
+    assert.ok(this.backoff >= 0 && this.backoff <= BACKOFF_MAX, `backoff ${this.backoff} out of bounds`);
+    assert.ok(this.electionTimeout < this.cfg.electionTicksMax + this.cfg.electionTicksMin * BACKOFF_MAX, 'election timeout bounded');
   }
 }
