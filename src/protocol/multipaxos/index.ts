@@ -276,6 +276,12 @@ export class MultiPaxos implements Protocol {
   }
 
   propose(commands: Uint8Array[]): ProposeResult {
+    const result = this.proposeUnchecked(commands);
+    this.invariants();
+    return result;
+  }
+
+  private proposeUnchecked(commands: Uint8Array[]): ProposeResult {
     if (commands.length === 0) return 'proposed';
     if (this.role === 'leader') {
       let bytes = 0;
