@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { open } from 'lmdb';
 import { loadKernels } from '../src/kernels/index.js';
 import { LogStore, StorageError } from '../src/storage/log-store.js';
 
@@ -13,6 +14,16 @@ const kernels = loadKernels('js');
 const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-storage-'));
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 const none = { hardState: null, truncateFrom: 0, records: [], chosenPrefix: 0 };
+
+/** Damage one stored byte directly in LMDB, as a bad disk would (the LogStore must be closed). */
+async function flipStoredByte(dir: string, db: 'log' | 'meta', key: number | string, at: number): Promise<void> {
+  const root = open({ path: path.join(dir, 'paxlog.mdb'), maxDbs: 4 });
+  const d = root.openDB<Buffer, number | string>({ name: db, encoding: 'binary' });
+  const b = Buffer.from(d.getBinary(key)!);
+  b[at % b.length] ^= 0x10;
+  d.putSync(key, b);
+  await root.close();
+}
 
 test('persisted hard state, records and chosen prefix come back after a reopen', async () => {
   const dir = tmp();
@@ -50,17 +61,20 @@ test('truncateFrom deletes every record at or above it before the new records ar
 
 test('a record that fails its CRC is reported at load and never served', async () => {
   const dir = tmp();
-  const s = LogStore.open({ dir, fsync: true, kernels });
+  let s = LogStore.open({ dir, fsync: true, kernels });
   s.load();
   const value = bytes('a value that will be damaged');
   await s.persist({ ...none, records: [{ position: 1, ballot: 7, value }, { position: 2, ballot: 7, value }] });
-  s.corruptForTest(2, 40); // a byte inside the value
+  await s.close();
+  await flipStoredByte(dir, 'log', 2, 40); // a byte inside record 2's value
+  s = LogStore.open({ dir, fsync: true, kernels });
   const { restored, corrupt } = s.load();
   assert.deepEqual(restored.records.map((r) => r.position), [1]);
   assert.equal(corrupt.length, 1);
   assert.equal(corrupt[0].key, 2);
   assert.match(corrupt[0].reason, /checksum|crc/i);
   assert.equal(s.get(2), null, 'a corrupt record must not be served');
+  assert.equal(Buffer.from(s.get(1)!.value).toString(), 'a value that will be damaged');
   assert.ok(s.corruptCount >= 2);
   await s.close();
 });
@@ -71,14 +85,7 @@ test('a corrupt hard state refuses to start with a clear error', async () => {
   s.load();
   await s.persist({ ...none, hardState: { ballot: 99, vote: 0 } });
   await s.close();
-  // Flip one byte of the hard state directly in LMDB.
-  const { open } = await import('lmdb');
-  const root = open({ path: path.join(dir, 'paxlog.mdb'), maxDbs: 4 });
-  const meta = root.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' });
-  const b = Buffer.from(meta.getBinary('hard')!);
-  b[3] ^= 0x10;
-  meta.putSync('hard', b);
-  await root.close();
+  await flipStoredByte(dir, 'meta', 'hard', 3);
   s = LogStore.open({ dir, fsync: true, kernels });
   assert.throws(() => s.load(), (e: Error) => e instanceof StorageError && /hard state is corrupt/.test(e.message));
   await s.close();

@@ -247,15 +247,6 @@ export class LogStore {
     if ((this.kernels.crc32c(payload) >>> 0) !== crc) return { key, reason: 'CRC32C mismatch' };
     return new DataView(payload.buffer.slice(payload.byteOffset, payload.byteOffset + len) as ArrayBuffer);
   }
-
-  /** Test-only: overwrite a stored record's bytes to plant corruption. */
-  corruptForTest(position: number, flipByteAt: number): void {
-    const bytes = this.log.getBinary(position);
-    assert.ok(bytes !== undefined, `no record at ${position}`);
-    const copy = Buffer.from(bytes);
-    copy[flipByteAt % copy.length] ^= 0xff;
-    this.log.putSync(position, copy);
-  }
 }
 
 const isFailure = (x: unknown): x is CorruptRecord =>
