@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
+import { open as openLmdb } from 'lmdb';
 import { createNode, RequestError, type Applied, type PaxlogNode, type StateMachine } from '../src/index.js';
 
 /** Appends every command (as text) to a list; apply returns the list's new length. */
@@ -92,4 +93,23 @@ describe('embedding paxlog with your own state machine', { timeout: 60_000 }, ()
     assert.deepEqual(j2.lines, Array.from({ length: 14 }, (_, i) => `cmd-${i}`));
     assert.equal(node2.status().appliedPrefix > 1, true);
   });
+});
+
+test('a node whose log has a corrupt accepted slot refuses to start, naming the slot', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-lib-corrupt-'));
+  const peers = '1=127.0.0.1:17460';
+  const node = await createNode({ id: 1, peers, dataDir: dir, stateMachine: new Journal(), tickMs: 10, logger: pino({ level: 'silent' }) });
+  await proposeRetrying(node, 'one');
+  await proposeRetrying(node, 'two');
+  await node.stop();
+  const root = openLmdb({ path: path.join(dir, 'paxlog.mdb'), maxDbs: 4 });
+  const log = root.openDB<Buffer, number>({ name: 'log', encoding: 'binary' });
+  const b = Buffer.from(log.getBinary(2)!);
+  b[b.length - 1] ^= 0x01;
+  log.putSync(2, b);
+  await root.close();
+  await assert.rejects(
+    createNode({ id: 1, peers, dataDir: dir, stateMachine: new Journal(), tickMs: 10, logger: pino({ level: 'silent' }) }),
+    /corrupt accepted slots \(2\); refusing to start/);
+  fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -25,7 +25,7 @@ import type { Message } from '../protocol/messages.js';
 import { defaultConfig, type Config, type Protocol, type ProtocolName, type ReadMode, type Ready, type Status } from '../protocol/types.js';
 import { protocolFactory } from '../sim/protocols.js';
 import { Prng } from '../sim/prng.js';
-import { LogStore } from '../storage/log-store.js';
+import { LogStore, StorageError } from '../storage/log-store.js';
 import { PeerTransport, type PeerAddress } from '../transport/peers.js';
 import { LinkFaults, type FaultOptions } from '../transport/faults.js';
 import { loadNativeUws, type UwsModule } from '../transport/uws.js';
@@ -203,6 +203,15 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     const store = LogStore.open({ dir: opts.dataDir, fsync, kernels });
     const loaded = store.load();
     for (const c of loaded.corrupt) opts.logger.error({ key: c.key, reason: c.reason }, 'corrupt log record refused; it will not be served');
+    // A corrupt chosen-prefix mark or snapshot only costs a longer recovery. A corrupt accepted slot
+    // is another matter: an acceptor that forgets a value it accepted can let a different value be
+    // chosen for that slot, so the node refuses to run rather than vote without it.
+    const lostSlots = loaded.corrupt.filter((c) => typeof c.key === 'number').map((c) => c.key);
+    if (lostSlots.length > 0) {
+      void store.close();
+      throw new StorageError(`the log in ${opts.dataDir} has corrupt accepted slots (${lostSlots.slice(0, 10).join(', ')}` +
+        `${lostSlots.length > 10 ? ', ...' : ''}); refusing to start, since voting without them could break agreement`);
+    }
     if (loaded.snapshot !== null) opts.stateMachine.restore(loaded.snapshot);
     const config: Config = {
       ...defaultConfig(opts.id, [...opts.peers.keys()].sort((a, b) => a - b)),
