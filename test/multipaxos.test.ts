@@ -196,3 +196,28 @@ test('a lease read is refused without a lease, served while a quorum acknowledge
   n.read(3, 'lease');
   assert.deepEqual(cycle(n).readsFailed, [3], 'the lease ran out: no acknowledgement for leaseTicks - drift');
 });
+
+test('a lagging node elected leader proposes only above the chosen prefix a Promise reported, and fetches below it', () => {
+  const n = node(1);
+  while (n.status().role === 'follower') n.tick();
+  const b = n.status().ballot;
+  cycle(n);
+  // Node 2 knows slots 1..4 chosen and reports only what lies above: slot 5, accepted at an old ballot.
+  n.step({ type: MsgType.Promise, from: 2, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 5, entries: [{ slot: 5, ballot: ballot(0, 2), value: value('e') }] });
+  assert.equal(n.status().role, 'leader');
+  let rd = cycle(n);
+  const accept = ofType(rd.messages, MsgType.Accept)[0];
+  assert.ok(accept && accept.type === MsgType.Accept);
+  assert.deepEqual(accept.entries.map((e) => e.slot), [5], 'slots 1..4 are chosen already: not proposed again');
+  n.tick();
+  n.tick();
+  rd = cycle(n);
+  const req = ofType(rd.messages, MsgType.LearnRequest)[0];
+  assert.ok(req && req.type === MsgType.LearnRequest && req.firstSlot === 1 && req.count === 4, 'fetches 1..4');
+  n.step({ type: MsgType.LearnReply, from: 2, to: 1, chosenPrefix: 5, entries: [1, 2, 3, 4].map((s) => ({ slot: s, ballot: ballot(0, 2), value: value(`v${s}`) })) });
+  // A LearnReply cannot mark a slot of the leader's own reign chosen.
+  n.step({ type: MsgType.LearnReply, from: 3, to: 1, chosenPrefix: 6, entries: [{ slot: 5, ballot: ballot(0, 3), value: value('other') }] });
+  rd = cycle(n);
+  assert.deepEqual(rd.apply.map((a) => a.position), [1, 2, 3, 4]);
+  assert.equal(n.status().chosenPrefix, 5);
+});

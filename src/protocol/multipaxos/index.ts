@@ -128,8 +128,8 @@ export class MultiPaxos implements Protocol {
   private fromSlot = 1;
   /** Per slot, the reported entry with the highest ballot. */
   private readonly reports = new Map<number, Accepted1>();
-  /** Values reported below the reporter's chosen prefix: chosen, so learned rather than re-proposed. */
-  private readonly reportsChosen = new Map<number, Accepted1>();
+  /** The highest chosen prefix a Promise reported: every slot below it is chosen, so phase 1 skips it. */
+  private reportChosenPrefixMax = 1;
   /** The highest slot reported, 0 if none. */
   private reportMax = 0;
 
@@ -142,7 +142,9 @@ export class MultiPaxos implements Protocol {
   private nextSlot = 1;
   /** Values to re-propose after phase 1, for slots [nextSlot, recoveryEnd]. */
   private readonly recovery = new Map<number, Uint8Array>();
-  /** The last slot phase 1 must re-propose; reads wait until it is applied. 0 if none. */
+  /** The first slot of this leader's reign: everything below it was chosen before it (fetched, not proposed). */
+  private reignStart = 1;
+  /** The last slot chosen, or possibly chosen, before this reign; reads wait until it is applied. 0 if none. */
   private recoveryEnd = 0;
   /** Proposed, not yet chosen slots. Invariant: keys in [window.prefix, nextSlot), size <= pipeline. */
   private readonly inflight = new Map<number, { value: Uint8Array; sentTick: number }>();
@@ -373,7 +375,7 @@ export class MultiPaxos implements Protocol {
     if (rd.apply.length > 0) this.appliedPrefix = rd.apply[rd.apply.length - 1].position + 1;
     // Our own promise and accepts count only now, when they are durable.
     if (o.selfPromise !== 0 && this.role === 'candidate' && this.ballot === o.selfPromise) {
-      this.addPromise(this.id, this.chosenPrefix, this.ownEntriesFrom(this.fromSlot));
+      this.addPromise(this.id, this.chosenPrefix, this.ownEntriesFrom(Math.max(this.fromSlot, this.chosenPrefix)));
     }
     if (o.selfAccepts.length > 0 && this.role === 'leader' && this.ballot === o.acceptBallot) {
       const me = this.memberIndex.get(this.id)!;
@@ -415,7 +417,8 @@ export class MultiPaxos implements Protocol {
     if (this.role === 'leader') {
       assert.equal(this.leader, this.id, 'a leader knows itself as leader');
       const p = this.window.prefix;
-      assert.ok(p <= this.chosenPrefix, `window prefix ${p} <= chosen prefix ${this.chosenPrefix}`);
+      assert.ok(p >= this.reignStart, `window prefix ${p} >= reign start ${this.reignStart}`);
+      assert.ok(this.chosenPrefix < this.reignStart || p <= this.chosenPrefix, `window prefix ${p} <= chosen prefix ${this.chosenPrefix}`);
       assert.ok(this.nextSlot >= p && this.nextSlot - p <= c.pipeline, `in flight [${p}, ${this.nextSlot}) within pipeline ${c.pipeline}`);
       assert.ok(this.inflight.size <= c.pipeline, 'in-flight slots within pipeline');
       for (const s of this.inflight.keys()) assert.ok(s >= p && s < this.nextSlot, `in-flight slot ${s} in [${p}, ${this.nextSlot})`);
@@ -440,10 +443,12 @@ export class MultiPaxos implements Protocol {
       this.send({ type: MsgType.Nack, from: this.id, to: m.from, ballot: this.promised, slot: m.fromSlot });
       return;
     }
-    // A new promise, or the same Prepare again: report every accepted slot from fromSlot.
+    // A new promise, or the same Prepare again: report every accepted slot from fromSlot that we
+    // do not know chosen. Below our chosen prefix everything is chosen; saying where it ends is
+    // enough (the leader fetches those values), and keeps a Promise to a lagging candidate small.
     const reply: PromiseMsg = {
       type: MsgType.Promise, from: this.id, to: m.from, ballot: m.ballot, fromSlot: m.fromSlot,
-      chosenPrefix: this.chosenPrefix, entries: this.ownEntriesFrom(m.fromSlot),
+      chosenPrefix: this.chosenPrefix, entries: this.ownEntriesFrom(Math.max(m.fromSlot, this.chosenPrefix)),
     };
     this.sendAfterPersist(reply);
   }
@@ -589,10 +594,12 @@ export class MultiPaxos implements Protocol {
 
   private handleLearnReply(m: LearnReply): void {
     if (m.chosenPrefix > this.learnTarget) this.learnTarget = m.chosenPrefix;
-    // A leader chooses by counting Accepteds at its ballot; learning behind its back would break
-    // the promise its chosen prefix makes to learners (see learnFromLeader).
-    if (this.role === 'leader') return;
-    for (const e of m.entries) this.learnValue(e.slot, e.ballot, e.value);
+    // A leader chooses by counting Accepteds at its ballot; learning a slot of its reign behind
+    // its back would break the promise its chosen prefix makes to learners (see learnFromLeader).
+    // Below its reign it fetches like any learner.
+    for (const e of m.entries) {
+      if (this.role !== 'leader' || e.slot < this.reignStart) this.learnValue(e.slot, e.ballot, e.value);
+    }
     this.learnSentTick = -1e9; // fetch the next part at once
   }
 
@@ -608,7 +615,7 @@ export class MultiPaxos implements Protocol {
     this.fromSlot = this.chosenPrefix;
     this.promises.reset(this.quorum);
     this.reports.clear();
-    this.reportsChosen.clear();
+    this.reportChosenPrefixMax = 1;
     this.reportMax = 0;
     for (const to of this.others) this.send({ type: MsgType.Prepare, from: this.id, to, ballot: this.ballot, fromSlot: this.fromSlot });
   }
@@ -620,9 +627,9 @@ export class MultiPaxos implements Protocol {
   }
 
   private addPromise(from: number, chosenPrefix: number, entries: SlotEntry[]): void {
+    if (chosenPrefix > this.reportChosenPrefixMax) this.reportChosenPrefixMax = chosenPrefix;
     for (const e of entries) {
-      if (e.slot < this.fromSlot) continue;
-      if (e.slot < chosenPrefix) this.reportsChosen.set(e.slot, { ballot: e.ballot, value: e.value });
+      if (e.slot < this.fromSlot || e.slot < chosenPrefix) continue;
       const r = this.reports.get(e.slot);
       if (!r || e.ballot > r.ballot) this.reports.set(e.slot, { ballot: e.ballot, value: e.value });
       if (e.slot > this.reportMax) this.reportMax = e.slot;
@@ -632,12 +639,13 @@ export class MultiPaxos implements Protocol {
 
   private becomeLeader(): void {
     assert.equal(this.role, 'candidate', 'only a candidate becomes leader');
-    // Values reported below a reporter's chosen prefix are chosen: learn them, do not re-propose.
-    for (const [s, e] of [...this.reportsChosen].sort((a, b) => a[0] - b[0])) this.learnValue(s, e.ballot, e.value);
     this.role = 'leader';
     this.leader = this.id;
     this.backoff = 0;
-    const start = this.chosenPrefix;
+    // Below the highest chosen prefix reported everything is chosen: fetch it, do not propose it.
+    const start = Math.max(this.chosenPrefix, this.reportChosenPrefixMax);
+    this.reignStart = start;
+    if (start > this.learnTarget) this.learnTarget = start;
     let end = this.reportMax;
     for (const s of this.chosenValues.keys()) if (s > end) end = s;
     this.recovery.clear();
@@ -648,9 +656,8 @@ export class MultiPaxos implements Protocol {
       if (!value && !this.bugs.skipNoop) value = noop;
       if (value) this.recovery.set(s, value);
     }
-    this.recoveryEnd = end;
+    this.recoveryEnd = Math.max(end, start - 1);
     this.reports.clear();
-    this.reportsChosen.clear();
     this.window.reset(start, this.quorum);
     for (const s of this.chosenValues.keys()) {
       if (s > start && s < start + this.window.capacity) this.window.markChosen(s);
@@ -730,6 +737,7 @@ export class MultiPaxos implements Protocol {
       return;
     }
     this.retransmit();
+    this.maybeFetch();
   }
 
   private canPropose(): boolean {
