@@ -202,6 +202,13 @@ interface ClientConn {
   inFlight: number;
   /** The socket closed: answers are dropped (uWS forbids sending on a closed socket). */
   closed: boolean;
+  /**
+   * Answers encoded in this turn of the event loop, sent together as one message when it ends
+   * (one uWS send per answer cost more CPU than the answer itself). Bounded by clientInFlightMax.
+   */
+  answers: Uint8Array[];
+  /** Sum of the byte lengths in `answers`. */
+  answersBytes: number;
 }
 
 function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, service: KvService): void {
@@ -212,7 +219,7 @@ function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, s
     closeOnBackpressureLimit: 1,
     idleTimeout: 120,
     upgrade: (res, req, context) => {
-      res.upgrade<ClientConn>({ inFlight: 0, closed: false }, req.getHeader('sec-websocket-key'),
+      res.upgrade<ClientConn>({ inFlight: 0, closed: false, answers: [], answersBytes: 0 }, req.getHeader('sec-websocket-key'),
         req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
     },
     message: (ws, message, isBinary) => {
@@ -220,7 +227,10 @@ function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, s
       const reply = (id: number, a: Answer): void => {
         conn.inFlight--;
         if (conn.closed) return;
-        ws.send(encodeResponse(id, a.status, a.body ?? ''), true);
+        const bytes = encodeResponse(id, a.status, a.body ?? '');
+        conn.answers.push(bytes);
+        conn.answersBytes += bytes.byteLength;
+        if (conn.answers.length === 1) setImmediate(() => sendAnswers(ws, conn));
       };
       if (!isBinary) {
         ws.send(encodeResponse(0, 400, 'the /client protocol is binary'), true);
@@ -243,6 +253,16 @@ function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, s
       ws.getUserData().closed = true;
     },
   });
+}
+
+/** Sends the answers queued on a /client connection in this turn as one message. */
+function sendAnswers(ws: Uws.WebSocket<ClientConn>, conn: ClientConn): void {
+  const answers = conn.answers;
+  const bytes = conn.answersBytes;
+  conn.answers = [];
+  conn.answersBytes = 0;
+  if (conn.closed || answers.length === 0) return;
+  ws.send(answers.length === 1 ? answers[0] : Buffer.concat(answers, bytes), true);
 }
 
 function run(service: KvService, r: ClientRequest): Promise<Answer> {
