@@ -12,7 +12,9 @@
 //
 // Time: one tick every `tickMs` (default 20 ms). With the core's defaults (election timeout
 // 10..20 ticks, heartbeat every tick, lease 8 ticks less 1 for drift) that gives elections after
-// 200..400 ms of leader silence, heartbeats every 20 ms and a 140 ms lease.
+// 200..400 ms of leader silence, heartbeats every 20 ms and a 140 ms lease. Ticks follow the wall
+// clock: a late timer (or a read) delivers every tick that passed, so a paused process never
+// trusts a lease that ran out while it slept.
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -113,6 +115,8 @@ export interface NodeStatus extends Status {
 
 const pendingWritesMax = 65536;
 const pendingReadsMax = 65536;
+/** Ticks delivered at most in one catch-up; far more than any election timeout or lease. */
+const catchUpTicksMax = 1000;
 
 export class PaxlogNode<R = unknown> extends EventEmitter {
   /** This node's id, 1..65535; a key of opts.peers. */
@@ -163,11 +167,16 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private appliedThrough = 0;
   /** Slots applied since the last snapshot was taken. */
   private slotsSinceSnapshot = 0;
+  /** Milliseconds per tick. */
+  private readonly tickMs: number;
+  /** When the core's clock was last brought up to date (performance.now()). Advances by whole ticks. */
+  private lastTickAt = 0;
 
   private constructor(opts: NodeOptions<R>, store: LogStore, core: Protocol, kernels: Kernels, uws: UwsModule) {
     super();
     this.opts = opts;
     this.id = opts.id;
+    this.tickMs = opts.tickMs ?? 20;
     this.log = opts.logger;
     this.sm = opts.stateMachine;
     this.store = store;
@@ -258,11 +267,9 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       this.listenSockets.push(sock);
     }
     this.transport.start();
-    const tickMs = this.opts.tickMs ?? 20;
-    this.ticker = setInterval(() => {
-      this.core.tick();
-      this.schedule();
-    }, tickMs);
+    const tickMs = this.tickMs;
+    this.lastTickAt = performance.now();
+    this.ticker = setInterval(() => this.catchUpTicks(), tickMs);
     this.log.info({ peerPort: self.port, extraPorts, tickMs }, 'node listening');
   }
 
@@ -296,6 +303,9 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     if (this.stopped) return Promise.reject(new RequestError('stopped', 'the node is stopping'));
     if (this.reads.size >= pendingReadsMax) return Promise.reject(new RequestError('read-failed', 'too many reads pending'));
     const id = this.nextReadId++;
+    // After a pause (GC, SIGSTOP, an overloaded machine) I/O callbacks can run before the timer:
+    // bring the core's clock up to date first, so a lapsed lease is seen as lapsed.
+    this.catchUpTicks();
     this.core.read(id, mode);
     this.schedule();
     return new Promise<void>((resolve, reject) => {
@@ -349,6 +359,23 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       r.reject(new RequestError('stopped', 'the node stopped'));
     }
     this.reads.clear();
+  }
+
+  /**
+   * Ticks the core once per tickMs of wall-clock time that passed, however late the timer fires:
+   * the core measures leases and election timeouts in ticks, so a process that was paused for a
+   * second must not believe only one tick went by.
+   */
+  private catchUpTicks(): void {
+    if (this.stopped || this.ticker === null) return;
+    const now = performance.now();
+    const due = Math.floor((now - this.lastTickAt) / this.tickMs);
+    if (due <= 0) return;
+    this.lastTickAt += due * this.tickMs;
+    // Beyond a few election timeouts every timer in the core has fired anyway; bound the work.
+    const ticks = Math.min(due, catchUpTicksMax);
+    for (let i = 0; i < ticks; i++) this.core.tick();
+    this.schedule();
   }
 
   private onMessage(m: Message): void {
