@@ -228,7 +228,7 @@ export class MultiPaxos implements Protocol {
       assert.ok(this.appliedPrefix <= this.chosenPrefix, `restored applied ${this.appliedPrefix} beyond chosen ${this.chosenPrefix}`);
       for (let s = this.applyNext; s < this.chosenPrefix; s++) {
         const a = this.accepted.get(s);
-        assert.ok(a, `storage holds no record for slot ${s}, below the persisted chosen prefix ${this.chosenPrefix}`);
+        if (!a) assert.fail(`storage holds no record for slot ${s}, below the persisted chosen prefix ${this.chosenPrefix}`);
         this.chosenValues.set(s, a.value);
       }
       // A restarted node may have acknowledged a leader's lease before it crashed: it promises
@@ -335,7 +335,7 @@ export class MultiPaxos implements Protocol {
     while (this.applyNext < this.chosenPrefix && apply.length < APPLY_MAX) {
       const s = this.applyNext++;
       const value = this.chosenValues.get(s);
-      assert.ok(value, `chosen slot ${s} has no value`);
+      if (!value) assert.fail(`chosen slot ${s} has no value`);
       this.chosenValues.delete(s);
       apply.push({ position: s, ballot: this.accepted.get(s)?.ballot ?? 0, value });
     }
@@ -404,24 +404,26 @@ export class MultiPaxos implements Protocol {
   invariants(): void {
     const c = this.cfg;
     assert.ok(this.chosenPrefix >= 1, 'chosen prefix >= 1');
-    assert.ok(this.appliedPrefix <= this.applyNext && this.applyNext <= this.chosenPrefix,
-      `applied ${this.appliedPrefix} <= handed ${this.applyNext} <= chosen prefix ${this.chosenPrefix}`);
-    assert.ok(!this.chosenValues.has(this.chosenPrefix), `slot ${this.chosenPrefix} is chosen but is the chosen prefix`);
-    for (const s of this.chosenValues.keys()) assert.ok(s >= this.applyNext, `chosen value kept for handed slot ${s}`);
+    // Messages are built only on failure: invariants() runs after every input.
+    if (!(this.appliedPrefix <= this.applyNext && this.applyNext <= this.chosenPrefix)) {
+      assert.fail(`applied ${this.appliedPrefix} <= handed ${this.applyNext} <= chosen prefix ${this.chosenPrefix} must hold`);
+    }
+    if (this.chosenValues.has(this.chosenPrefix)) assert.fail(`slot ${this.chosenPrefix} is chosen but is the chosen prefix`);
+    for (const s of this.chosenValues.keys()) if (s < this.applyNext) assert.fail(`chosen value kept for handed slot ${s}`);
     assert.ok(this.chosenValues.size - (this.chosenPrefix - this.applyNext) >= 0, 'chosen values cover the prefix');
     assert.ok(this.batcher.count <= c.pendingMax, 'pending commands within pendingMax');
     if (this.role !== 'follower') {
-      assert.equal(this.promised, this.ballot, `a ${this.role} has promised its own ballot`);
+      if (this.promised !== this.ballot) assert.fail(`a ${this.role} has promised ${this.promised}, not its own ballot ${this.ballot}`);
       assert.equal(this.k.ballotNode(this.ballot), this.id, 'a node campaigns with its own ballot');
     }
     if (this.role === 'leader') {
       assert.equal(this.leader, this.id, 'a leader knows itself as leader');
       const p = this.window.prefix;
-      assert.ok(p >= this.reignStart, `window prefix ${p} >= reign start ${this.reignStart}`);
-      assert.ok(this.chosenPrefix < this.reignStart || p <= this.chosenPrefix, `window prefix ${p} <= chosen prefix ${this.chosenPrefix}`);
-      assert.ok(this.nextSlot >= p && this.nextSlot - p <= c.pipeline, `in flight [${p}, ${this.nextSlot}) within pipeline ${c.pipeline}`);
+      if (p < this.reignStart) assert.fail(`window prefix ${p} below the reign's start ${this.reignStart}`);
+      if (this.chosenPrefix >= this.reignStart && p > this.chosenPrefix) assert.fail(`window prefix ${p} above chosen prefix ${this.chosenPrefix}`);
+      if (this.nextSlot < p || this.nextSlot - p > c.pipeline) assert.fail(`in flight [${p}, ${this.nextSlot}) beyond pipeline ${c.pipeline}`);
       assert.ok(this.inflight.size <= c.pipeline, 'in-flight slots within pipeline');
-      for (const s of this.inflight.keys()) assert.ok(s >= p && s < this.nextSlot, `in-flight slot ${s} in [${p}, ${this.nextSlot})`);
+      for (const s of this.inflight.keys()) if (s < p || s >= this.nextSlot) assert.fail(`in-flight slot ${s} outside [${p}, ${this.nextSlot})`);
     } else {
       assert.equal(this.inflight.size, 0, 'only a leader has slots in flight');
       assert.equal(this.readsQuorum.length, 0, 'only a leader confirms reads');
@@ -831,7 +833,7 @@ export class MultiPaxos implements Protocol {
     for (let i = 0; i < n; i++) {
       const s = this.window.newlyChosen[i];
       const f = this.inflight.get(s);
-      assert.ok(f, `slot ${s} chosen but never proposed at this ballot`);
+      if (!f) assert.fail(`slot ${s} chosen but never proposed at this ballot`);
       this.inflight.delete(s);
       this.markChosen(s, f.value);
       this.chosenUnsent.push(s);
