@@ -2,7 +2,7 @@
 // protocol core, and for every Ready: sends `messages`, applies the chosen slots to the state
 // machine and answers reads, persists (one LMDB transaction), then sends `messagesAfterPersist`
 // and calls advance(). While a persist is in flight it keeps stepping messages and ticks into the
-// core; the next Ready carries everything that arrived meanwhile in one transaction (group commit).
+// core; the next Ready carries everything that arrived meanwhile in one transaction (one fsync for many writes).
 //
 // Applying before this Ready's persist is durable is safe, and takes one fsync off every write's
 // path: a slot in `apply` is chosen, that is accepted by a majority whose writes are already

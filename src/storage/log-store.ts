@@ -13,9 +13,9 @@
 //
 // Durability. `persist(ready)` writes one Ready in one write transaction and resolves only when
 // that transaction is durable. lmdb-js by default on Linux uses overlappingSync: the promise of
-// a write resolves when the transaction commits, before its fsync. A Promise or Accepted that
+// a write resolves once the transaction is written and visible, before its fsync. A Promise or Accepted that
 // left the node at that moment would report a write a power cut can still take back. We open
-// with overlappingSync off, so the commit itself syncs and its promise resolves after the sync;
+// with overlappingSync off, so a transaction syncs before it ends and its promise resolves after the sync;
 // test/storage-durability.test.ts kills a writer between the two to prove it.
 //
 // With `fsync: false` (the `--fsync off` experiment switch) nothing is synced at all; the caller
@@ -87,7 +87,7 @@ export class LogStore {
     fs.mkdirSync(opts.dir, { recursive: true });
     this.root = open({
       path: path.join(opts.dir, 'paxlog.mdb'),
-      // Durable before the commit's promise resolves; see the header comment.
+      // Durable before a transaction's promise resolves; see the header comment.
       overlappingSync: false,
       noSync: !opts.fsync,
       // After a crash, restore only what was synced (matters only if overlappingSync is ever on).
@@ -157,7 +157,7 @@ export class LogStore {
 
   /**
    * Write one Ready's state in one transaction. Resolves when it is durable (fsync on) or
-   * committed (fsync off). Rejects with a StorageError if the disk refuses (full, I/O error).
+   * written (fsync off). Rejects with a StorageError if the disk refuses (full, I/O error).
    */
   async persist(b: PersistBatch): Promise<void> {
     if (b.hardState === null && b.records.length === 0 && b.truncateFrom === 0 && b.chosenPrefix === 0) return;
