@@ -14,12 +14,12 @@ const sweep = (nodes: 3 | 5, seeds: number, steps: number, start: number): void 
   }
 };
 
-test('three nodes: 300 seeds of 3000 ticks under faults keep every safety and liveness check', () => {
-  sweep(3, 300, 3000, 1);
+test('three nodes: 500 seeds of 4000 ticks under faults keep every safety and liveness check', () => {
+  sweep(3, 500, 4000, 1);
 });
 
-test('five nodes: 120 seeds of 3000 ticks under faults keep every safety and liveness check', () => {
-  sweep(5, 120, 3000, 100_001);
+test('five nodes: 200 seeds of 4000 ticks under faults keep every safety and liveness check', () => {
+  sweep(5, 200, 4000, 100_001);
 });
 
 test('the core keeps every check on the WebAssembly kernels too (20 seeds)', () => {
