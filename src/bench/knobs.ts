@@ -168,11 +168,6 @@ export function expandSweeps(base: RunKnobs, sweeps: Sweep[]): RunKnobs[] {
   return out;
 }
 
-/** A short label of the knobs that differ from the defaults or are swept, e.g. "batch-max=8 pipeline=4". */
-export function knobLabel(k: RunKnobs, show: (keyof RunKnobs)[]): string {
-  return show.map((key) => `${knobByKey.get(key)!.flag}=${formatKnob(k[key])}`).join(' ') || 'defaults';
-}
-
 export function formatKnob(v: RunKnobs[keyof RunKnobs]): string {
   return typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
 }

@@ -174,6 +174,9 @@ class WsConn implements Conn {
 
   private constructor(private readonly ws: WebSocket, private readonly load: Load) {
     ws.on('message', (data: Buffer) => this.onMessage(data));
+    ws.on('error', () => {
+      // 'close' follows and fails what is in flight.
+    });
     ws.on('close', () => {
       const now = performance.now();
       for (const [, w] of this.flights) load.done(w.f, 0, now);
@@ -347,7 +350,8 @@ async function run(cfg: LoadConfig): Promise<void> {
   const issue = (conn: Conn, dueMs: number, next: (() => void) | null): void => {
     const op = load.nextOp();
     load.inFlight++;
-    conn.send({ dueMs, sentMs: dueMs, read: op.read }, op.key, next);
+    // sentMs is when it leaves this process (HTTP requests queued behind another reset it when written).
+    conn.send({ dueMs, sentMs: performance.now(), read: op.read }, op.key, next);
   };
 
   if (cfg.mode === 'closed') {

@@ -13,9 +13,9 @@ import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import type { ProtocolName } from '../protocol/types.js';
 import { BenchCluster, type NodeSample } from './cluster.js';
-import { expandSweeps, knobTable, type BenchOptions, type RunKnobs } from './knobs.js';
+import { expandSweeps, type BenchOptions, type RunKnobs } from './knobs.js';
 import type { LoadConfig, LoadResult } from './loadgen.js';
-import { summarize, writeReport, type RunRecord } from './report.js';
+import { labelOf, summarize, writeReport, type RunRecord } from './report.js';
 
 const loadgenPath = fileURLToPath(new URL('./loadgen.js', import.meta.url));
 /** Seconds a run spends outside its warmup and window (start, election, stop), for the progress bar. */
@@ -96,7 +96,7 @@ export async function benchMain(o: BenchOptions): Promise<number> {
   let failed = 0;
   try {
     for (const p of plan) {
-      const label = `${p.protocol} ${settingLabel(o, p.knobs)}`;
+      const label = `${p.protocol} ${labelOf(o, p.knobs)}`;
       bar?.update({ run: p.index + 1, label });
       if (bar === null) process.stderr.write(`run ${p.index + 1}/${plan.length}: ${label} (repeat ${p.repeat + 1})\n`);
       let rec: RunRecord;
@@ -127,11 +127,6 @@ export async function benchMain(o: BenchOptions): Promise<number> {
   for (const s of summary) if (s.line !== '') process.stdout.write(s.line + '\n');
   if (failed > 0) process.stderr.write(`${failed} of ${plan.length} runs failed; see their errors in results.json\n`);
   return failed > 0 ? 1 : 0;
-}
-
-/** The swept knobs of a setting, e.g. "batch-max=8 pipeline=4". */
-export function settingLabel(o: BenchOptions, k: RunKnobs): string {
-  return o.sweeps.map((s) => `${knobTable.find((t) => t.key === s.knob)!.flag}=${String(k[s.knob])}`).join(' ');
 }
 
 async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
