@@ -32,6 +32,8 @@ export interface StatusSample {
   role: string;
   leader: number;
   inFlight: number;
+  /** Multi-Paxos: chosen slots above the chosen prefix (holes lie between them). Raft: 0. */
+  holes: number;
   peersConnected: number[];
 }
 

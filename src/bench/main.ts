@@ -79,6 +79,10 @@ export async function benchMain(o: BenchOptions): Promise<number> {
   }
 
   fs.mkdirSync(path.join(o.out, 'runs'), { recursive: true });
+  // Per-run files of an earlier bench into the same directory would read as this one's.
+  for (const f of fs.readdirSync(path.join(o.out, 'runs'))) {
+    if (/^\d{3,}-(multipaxos|raft)\.json$/.test(f)) fs.rmSync(path.join(o.out, 'runs', f));
+  }
   const manifest = makeManifest(o);
   const estimateS = plan.reduce((s, r) => s + r.knobs.warmupS + r.knobs.durationS + runOverheadS, 0);
   process.stderr.write(`paxlog bench: ${plan.length} runs (${settings.length} settings x ${o.protocols.length} protocols x ${o.repeat} repeats), ` +
@@ -153,12 +157,16 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
     const before = await cluster.sample();
     child.send({ type: 'measure' });
     const inFlight: number[] = [];
+    const holes: number[] = [];
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
         await sleep(250);
         const s = await cluster.status(leader);
-        if (s !== null && sampling) inFlight.push(s.inFlight);
+        if (s !== null && sampling) {
+          inFlight.push(s.inFlight);
+          holes.push(s.holes);
+        }
       }
     })();
     await sleep(k.durationS * 1000);
@@ -168,7 +176,7 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
     await sampler;
     const result = (msg as { result: LoadResult }).result;
     const leaders = await Promise.all(cluster.procs.map((_, i) => cluster.status(i + 1)));
-    return derive(p, result, before, after, leader, leaders.some((s) => s === null || s.leader !== leader), inFlight);
+    return derive(p, result, before, after, leader, leaders.some((s) => s === null || s.leader !== leader), inFlight, holes);
   } finally {
     if (lg !== null && lg.exitCode === null) lg.kill('SIGKILL');
     await cluster.stop();
@@ -177,7 +185,7 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
 }
 
 function derive(p: PlannedRun, r: LoadResult, before: NodeSample[], after: NodeSample[], leader: number,
-  leaderChanged: boolean, inFlight: number[]): RunRecord {
+  leaderChanged: boolean, inFlight: number[], holes: number[]): RunRecord {
   const w = r.windowS;
   const delta = (i: number, name: string): number => (after[i].metrics.get(name) ?? NaN) - (before[i].metrics.get(name) ?? NaN);
   const sum = (name: string): number => before.reduce((s, _, i) => s + delta(i, name), 0);
@@ -206,6 +214,8 @@ function derive(p: PlannedRun, r: LoadResult, before: NodeSample[], after: NodeS
     meanBatch: delta(l, 'paxlog_batch_commands_count') > 0 ? delta(l, 'paxlog_batch_commands_sum') / delta(l, 'paxlog_batch_commands_count') : null,
     slotsInFlightMean: inFlight.length > 0 ? inFlight.reduce((a, b) => a + b, 0) / inFlight.length : null,
     slotsInFlightMax: inFlight.length > 0 ? Math.max(...inFlight) : null,
+    holesMean: holes.length > 0 ? holes.reduce((a, b) => a + b, 0) / holes.length : null,
+    holesMax: holes.length > 0 ? Math.max(...holes) : null,
     framesDroppedInjected: sum('paxlog_peer_frames_dropped_injected'),
     framesDroppedTransport: sum('paxlog_peer_frames_dropped'),
   };

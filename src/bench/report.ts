@@ -41,6 +41,9 @@ export interface Measured {
   /** The leader's slots (entries) in flight, sampled every 250 ms. */
   slotsInFlightMean: number | null;
   slotsInFlightMax: number | null;
+  /** The leader's chosen slots above its chosen prefix (Multi-Paxos holes), sampled with slots in flight. */
+  holesMean: number | null;
+  holesMax: number | null;
   framesDroppedInjected: number;
   framesDroppedTransport: number;
 }
@@ -188,17 +191,17 @@ export function markdown(manifest: Manifest, settings: RunKnobs[], summary: Sett
   out.push('## Charts', '');
   for (const c of charts) out.push(`![${c}](${c})`, '');
   out.push('## Runs', '', 'In the order they ran. "leader changed" means some node named another leader at the end of the window.', '');
-  out.push('| # | protocol | setting | repeat | ops/s | p50 | p99 | max | CPU % per node | loadgen CPU % | injected drops | leader changed | error |');
-  out.push('| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | --- |');
+  out.push('| # | protocol | setting | repeat | ops/s | p50 | p99 | max | CPU % per node | loadgen CPU % | injected drops | holes (mean / max) | leader changed | error |');
+  out.push('| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | --- |');
   for (const r of runs) {
     const label = summary[r.setting]?.label ?? '';
     if (r.error !== undefined) {
-      out.push(`| ${r.index + 1} | ${r.protocol} | ${label} | ${r.repeat + 1} | | | | | | | | | ${r.error.split('\n')[0].replace(/\|/g, '/')} |`);
+      out.push(`| ${r.index + 1} | ${r.protocol} | ${label} | ${r.repeat + 1} | | | | | | | | | | ${r.error.split('\n')[0].replace(/\|/g, '/')} |`);
       continue;
     }
     out.push(`| ${r.index + 1} | ${r.protocol} | ${label} | ${r.repeat + 1} | ${fmtOps(r.throughput!)} | ${fmtUs(r.latency!.p50)} | ` +
       `${fmtUs(r.latency!.p99)} | ${fmtUs(r.latency!.max)} | ${r.cpuPercentByNode!.map((x) => x.toFixed(0)).join(' / ')} | ` +
-      `${fmtNum(r.cpuPercentLoadgen, 0)} | ${r.framesDroppedInjected} | ${r.leaderChanged ? 'yes' : 'no'} | |`);
+      `${fmtNum(r.cpuPercentLoadgen, 0)} | ${r.framesDroppedInjected} | ${fmtNum(r.holesMean)} / ${r.holesMax ?? 'n/a'} | ${r.leaderChanged ? 'yes' : 'no'} | |`);
   }
   return out.join('\n') + '\n';
 }
