@@ -276,6 +276,27 @@ test('reads: quorum read at the leader, ReadIndex at a follower, lease read refu
   assert.equal(c.applied.get(3)!.length >= 2, true, 'node 3 applied through the read index');
 });
 
+test('a reply to a read from before a restart does not answer a read after it', () => {
+  const c = new Pump(3);
+  c.elect(1);
+  c.node(1).propose(cmds('a'));
+  c.stabilize();
+  c.node(2).read(1, 'quorum');
+  c.process();
+  const ask = c.queue.find((m) => m.type === MsgType.ReadIndex && m.from === 2);
+  assert.ok(ask && ask.type === MsgType.ReadIndex);
+  c.queue = [];
+  c.restart(2);
+  c.stabilize();
+  c.node(2).read(2, 'quorum');
+  c.process();
+  c.queue = []; // the new request is lost
+  // The old reply arrives late, with the commit index of back then: it must not answer read 2.
+  c.node(2).step({ type: MsgType.ReadIndexReply, from: 1, to: 2, readId: ask.readId, index: 1, ok: true });
+  c.process();
+  assert.deepEqual(c.reads.filter((r) => r.node === 2), []);
+});
+
 test('bad input is dropped without harm: malformed AppendEntries, strangers, stray replies', () => {
   const c = new Pump(3);
   c.elect(1);

@@ -197,7 +197,15 @@ export class Raft implements Protocol {
     // of large commands from taking all memory.
     this.batcherBytesMax = Math.max(cfg.batchBytesMax * cfg.pipeline, 64 * 1024 * 1024);
     this.batcher = this.kernels.newBatcher(cfg.pendingMax, this.batcherBytesMax);
-    if (opts.restored) this.restore(opts.restored);
+    if (opts.restored) {
+      this.restore(opts.restored);
+      // Replies to an earlier life of this node may still be in flight, and ReadIndex carries no
+      // term: start the round and read counters at a random multiple of 2^20 (readIds stay below 2^53), so that an old
+      // ReadIndexReply cannot confirm a new round or answer a new read (sim seed 1421, 5 nodes).
+      this.round = this.rng.int(1, 2 ** 31) * 2 ** 20;
+      this.reignFirstRound = this.round + 1;
+      this.remoteReadSeq = this.rng.int(1, 2 ** 31) * 2 ** 20;
+    }
     // A node that has seen a term may have acknowledged a leader's confirmation round just before
     // it crashed; it refuses votes for an election timeout after restarting, as it would have.
     this.leaderHeardElapsed = this.term > 0 ? 0 : cfg.electionTicksMin;
