@@ -109,3 +109,23 @@ test('a closed log refuses writes with a StorageError', async () => {
   await s.close();
   await assert.rejects(s.persist({ ...none, hardState: { ballot: 1, vote: 0 } }), StorageError);
 });
+
+test('a chosen prefix alone writes nothing; it rides on the next transaction, on a snapshot or on close', async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: true, kernels });
+  s.load();
+  const rec = (p: number) => ({ position: p, ballot: 1, value: bytes(`v${p}`) });
+  await s.persist({ ...none, records: [rec(1), rec(2)], chosenPrefix: 2 });
+  await s.persist({ ...none, chosenPrefix: 3 });
+  assert.equal(s.load().restored.chosenPrefix, 2, 'a prefix-only Ready costs no transaction');
+  await s.persist({ ...none, records: [rec(3)] });
+  assert.equal(s.load().restored.chosenPrefix, 3, 'the next transaction carries it');
+  await s.persist({ ...none, chosenPrefix: 4 });
+  await s.saveSnapshot(4, bytes('state'));
+  assert.equal(s.load().restored.chosenPrefix, 4, 'a snapshot carries it too');
+  await s.persist({ ...none, chosenPrefix: 5 });
+  await s.close();
+  s = LogStore.open({ dir, fsync: true, kernels });
+  assert.equal(s.load().restored.chosenPrefix, 5, 'close writes it');
+  await s.close();
+});
