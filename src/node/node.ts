@@ -400,8 +400,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.apply(rd);
     this.persisting = true;
     const t0 = process.hrtime.bigint();
-    this.store.persist(rd).then(() => {
-      this.metrics.fsyncSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+    this.store.persist(rd).then((wrote) => {
+      if (wrote) this.metrics.fsyncSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
       if (this.stopped) return;
       for (const m of rd.messagesAfterPersist) this.transport.send(m);
       this.core.advance(rd);

@@ -174,10 +174,11 @@ export class LogStore {
    * Write one Ready's state in one transaction. Resolves when it is durable (fsync on) or
    * written (fsync off). Rejects with a StorageError if the disk refuses (full, I/O error).
    * A Ready with nothing but a chosen prefix writes nothing now (see the header comment).
+   * Resolves to whether a transaction was written.
    */
-  async persist(b: PersistBatch): Promise<void> {
+  async persist(b: PersistBatch): Promise<boolean> {
     if (b.chosenPrefix > this.chosenPending) this.chosenPending = b.chosenPrefix;
-    if (b.hardState === null && b.records.length === 0 && b.truncateFrom === 0) return;
+    if (b.hardState === null && b.records.length === 0 && b.truncateFrom === 0) return false;
     const root = this.db();
     try {
       await root.transaction(() => {
@@ -198,6 +199,7 @@ export class LogStore {
     } catch (err) {
       throw new StorageError(`persist failed: ${(err as Error).message}`);
     }
+    return true;
   }
 
   /** Store a state machine snapshot covering every position below appliedPrefix. */
