@@ -38,9 +38,13 @@ export interface StatusSample {
 }
 
 export class BenchCluster {
+  /** A fresh temp directory holding every node's data directory; removed by stop(). */
   readonly dir: string;
+  /** The node processes; index = id - 1. */
   readonly procs: ChildProcess[] = [];
+  /** The last outputTailBytes of each node's output; index = id - 1. */
   private readonly tails: string[] = [];
+  /** A random cluster secret per run, so a stray process of another run can never join. */
   private readonly secret = crypto.randomBytes(16).toString('hex');
 
   /** Peer port of node i is basePort + i - 1; its client HTTP port is basePort + 10 + i - 1. */

@@ -85,20 +85,32 @@ interface Flight {
   read: boolean;
 }
 
+/** The load's state and its counters; the counters cover the measured window only. */
 class Load {
+  /** True between 'measure' and 'stop': answers outside the window are not counted. */
   private measuring = false;
+  /** Microseconds from due (open loop) or sent (closed loop) to answered, successful requests only. */
   private latency = newHistogram();
+  /** Open loop: microseconds from sent to answered. */
   private latencyUncorrected = newHistogram();
+  /** Successful writes (200) and reads (200 or 404) in the window. */
   private writesOk = 0;
   private readsOk = 0;
+  /** Open-loop requests not sent because outstandingMax were in flight. */
   private shed = 0;
+  /** Failed answers by status; 0 for a connection that closed under the request. */
   private errors: Record<string, number> = {};
+  /** performance.now() at 'measure'. */
   private windowStartMs = 0;
+  /** This process's CPU use at 'measure'. */
   private cpuStart = process.cpuUsage();
+  /** Picks keys and reads; seeded, so a run's request stream can be replayed. */
   private readonly rng: Prng;
+  /** The value of every write: payloadBytes bytes, the same for all. */
   readonly payload: Buffer;
   /** Requests in flight over all connections. Invariant: <= max(clients, outstandingMax). */
   inFlight = 0;
+  /** Set by 'stop': no new request is sent. */
   stopped = false;
 
   constructor(readonly cfg: LoadConfig) {
@@ -164,12 +176,15 @@ interface Conn {
 const readModeCode = { lease: 1, quorum: 2 } as const;
 
 class WsConn implements Conn {
+  /** The next request id on this connection: 1..2^32-1, wrapping. */
   private nextId = 1;
   /** Requests sent and unanswered, by id. Bounded by the caller's in-flight bound. */
   private readonly flights = new Map<number, { f: Flight; next: (() => void) | null }>();
   /** Requests encoded this turn, sent as one WebSocket message. */
   private queue: Buffer[] = [];
+  /** Sum of the byte lengths in `queue`. */
   private queueBytes = 0;
+  /** A flush is scheduled for the end of this turn. */
   private flushScheduled = false;
 
   private constructor(private readonly ws: WebSocket, private readonly load: Load) {
@@ -253,8 +268,11 @@ class WsConn implements Conn {
 }
 
 class HttpConn implements Conn {
+  /** The request written and not yet answered; HTTP/1.1 without pipelining has at most one. */
   private current: { f: Flight; next: (() => void) | null } | null = null;
+  /** Bytes received and not yet parsed (a partial response). Bounded by one response. */
   private buf: Buffer = Buffer.alloc(0);
+  /** Open loop: requests due while `current` is out, in order. Bounded by outstandingMax overall. */
   private readonly waiting: { f: Flight; key: string; next: (() => void) | null }[] = [];
 
   private constructor(private readonly socket: net.Socket, private readonly load: Load, private readonly hostHeader: string) {
