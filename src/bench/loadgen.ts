@@ -10,7 +10,6 @@
 // The parent drives the phases over IPC: load starts at once (the warmup); 'measure' resets
 // every counter and histogram; 'stop' sends the result back and ends the process.
 
-import assert from 'node:assert/strict';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import hdr from 'hdr-histogram-js';
@@ -342,7 +341,11 @@ class HttpConn implements Conn {
       if (this.buf.byteLength < end + 4 + bodyBytes) return;
       this.buf = this.buf.subarray(end + 4 + bodyBytes);
       const c = this.current;
-      assert.ok(c !== null, 'an HTTP response with no request in flight');
+      if (c === null) {
+        // The server answered a request never made: nothing after it can be matched. Drop the link.
+        this.socket.destroy();
+        return;
+      }
       this.current = null;
       this.load.done(c.f, Number.isInteger(status) ? status : 0, performance.now());
       const w = this.waiting.shift();
