@@ -173,6 +173,8 @@ interface Conn {
 }
 
 const readModeCode = { lease: 1, quorum: 2 } as const;
+/** Bytes of an HTTP response head at most. */
+const responseHeadBytesMax = 64 * 1024;
 
 class WsConn implements Conn {
   /** The next request id on this connection: 1..2^32-1, wrapping. */
@@ -333,7 +335,11 @@ class HttpConn implements Conn {
     this.buf = this.buf.byteLength === 0 ? d : Buffer.concat([this.buf, d]);
     for (;;) {
       const end = this.buf.indexOf('\r\n\r\n', 0, 'latin1');
-      if (end < 0) return;
+      if (end < 0) {
+        // No response head is this long: the stream is not HTTP. Drop the link (its requests fail).
+        if (this.buf.byteLength > responseHeadBytesMax) this.socket.destroy();
+        return;
+      }
       const head = this.buf.toString('latin1', 0, end);
       const status = Number(head.slice(9, 12));
       const m = /\r\ncontent-length:\s*(\d+)/i.exec(head);
