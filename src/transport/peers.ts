@@ -69,8 +69,12 @@ interface Outbound {
   queue: Buffer[];
   /** Bytes in `queue`. Invariant: equals the sum of its lengths. */
   queueBytes: number;
-  /** The next reconnect delay; doubles up to the max, reset by a successful handshake. */
+  /** The next reconnect delay; doubles up to the max, reset once a link has stayed up for linkUpStableMs. */
   delayMs: number;
+  /** When the current link sent its proof (performance.now()); 0 if it has not. */
+  upSince: number;
+  /** A refusal of our proof was logged; further ones are not, until a link stays up. */
+  refusalLogged: boolean;
   /** The pending redial; null when connected or connecting. */
   timer: NodeJS.Timeout | null;
 }
@@ -88,6 +92,8 @@ interface Inbound {
 }
 
 const linkBufferBytesDefault = 64 * 1024 * 1024;
+/** A link up this long counts as healthy: its next drop redials quickly again. */
+const linkUpStableMs = 2000;
 const frameBytesDefault = 64 * 1024 * 1024;
 
 export class PeerTransport {
@@ -108,7 +114,9 @@ export class PeerTransport {
     this.delayMsMax = opts.reconnectDelayMsMax ?? 1000;
     for (const [id, address] of opts.peers) {
       if (id === opts.id) continue;
-      this.out.set(id, { id, address, ws: null, ready: false, queue: [], queueBytes: 0, delayMs: this.delayMsMin, timer: null });
+      this.out.set(id, {
+        id, address, ws: null, ready: false, queue: [], queueBytes: 0, delayMs: this.delayMsMin, upSince: 0, refusalLogged: false, timer: null,
+      });
     }
   }
 
@@ -281,16 +289,29 @@ export class PeerTransport {
       }
       ws.send(newProof(this.opts.secret, c.nonce, this.opts.id, o.id));
       o.ready = true;
-      o.delayMs = this.delayMsMin;
+      o.upSince = performance.now();
       this.opts.logger.info({ peer: o.id }, 'peer link out: up');
     });
     ws.on('close', (code: number, reason: Buffer) => {
       if (o.ws !== ws) return;
-      if (o.ready || code === 4001) {
+      // Only a link that stayed up resets the backoff: a listener that refuses our proof at once
+      // (a wrong secret) is redialed ever more slowly, and its refusal is logged once.
+      const stable = o.upSince > 0 && performance.now() - o.upSince >= linkUpStableMs;
+      if (stable) {
+        o.delayMs = this.delayMsMin;
+        o.refusalLogged = false;
+      }
+      if (code === 4001) {
+        if (!o.refusalLogged) {
+          this.opts.logger.warn({ peer: o.id, code, reason: reason.toString() }, 'peer link out: refused (is the cluster secret the same on both nodes?)');
+        }
+        o.refusalLogged = true;
+      } else if (o.ready) {
         this.opts.logger.warn({ peer: o.id, code, reason: reason.toString() }, 'peer link out: closed');
       }
       o.ws = null;
       o.ready = false;
+      o.upSince = 0;
       this.redial(o);
     });
     ws.on('error', () => {
