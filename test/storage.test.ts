@@ -129,3 +129,17 @@ test('a chosen prefix alone writes nothing; it rides on the next transaction, on
   assert.equal(s.load().restored.chosenPrefix, 5, 'close writes it');
   await s.close();
 });
+
+test('one process per data directory: a live holder is refused, a dead one\'s lock is taken over', async () => {
+  const dir = tmp();
+  const s = LogStore.open({ dir, fsync: true, kernels });
+  assert.throws(() => LogStore.open({ dir, fsync: true, kernels }),
+    (e: Error) => e instanceof StorageError && new RegExp(`in use by process ${process.pid}`).test(e.message));
+  await s.close();
+  assert.equal(fs.existsSync(path.join(dir, 'paxlog.lock')), false, 'close() releases the lock');
+  // A lock left by a process that no longer exists (a pid far above any in use).
+  fs.writeFileSync(path.join(dir, 'paxlog.lock'), '4194000\n');
+  const again = LogStore.open({ dir, fsync: true, kernels });
+  assert.equal(fs.readFileSync(path.join(dir, 'paxlog.lock'), 'utf8').trim(), String(process.pid));
+  await again.close();
+});

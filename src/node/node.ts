@@ -210,6 +210,16 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     const kernels = loadKernels(opts.kernels ?? 'wasm');
     const fsync = opts.fsync ?? true;
     const store = LogStore.open({ dir: opts.dataDir, fsync, kernels });
+    try {
+      return PaxlogNode.recover(opts, store, kernels, uws);
+    } catch (err) {
+      void store.close(); // release the directory; the error (or broken invariant) goes on up
+      throw err;
+    }
+  }
+
+  private static recover<R>(opts: NodeOptions<R>, store: LogStore, kernels: Kernels, uws: UwsModule): PaxlogNode<R> {
+    const fsync = store.fsync;
     const loaded = store.load();
     for (const c of loaded.corrupt) opts.logger.error({ key: c.key, reason: c.reason }, 'corrupt log record refused; it will not be served');
     // A corrupt chosen-prefix mark or snapshot only costs a longer recovery. A corrupt accepted slot
@@ -217,7 +227,6 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     // chosen for that slot, so the node refuses to run rather than vote without it.
     const lostSlots = loaded.corrupt.filter((c) => typeof c.key === 'number').map((c) => c.key);
     if (lostSlots.length > 0) {
-      void store.close();
       throw new StorageError(`the log in ${opts.dataDir} has corrupt accepted slots (${lostSlots.slice(0, 10).join(', ')}` +
         `${lostSlots.length > 10 ? ', ...' : ''}); refusing to start, since voting without them could break agreement`);
     }
@@ -261,7 +270,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     for (const port of [self.port, ...extraPorts]) {
       const sock = await new Promise<Uws.us_listen_socket | false>((resolve) => this.app.listen(self.host, port, resolve));
       if (sock === false) {
-        this.stopNow();
+        await this.stop();
         throw new Error(`cannot listen on ${self.host}:${port} (in use, or not an address of this machine)`);
       }
       this.listenSockets.push(sock);

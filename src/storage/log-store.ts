@@ -91,6 +91,8 @@ export class LogStore {
   private chosenPending = 0;
   /** The chosen prefix last written. Invariant: chosenWritten <= chosenPending. */
   private chosenWritten = 0;
+  /** The lock file naming this process as the directory's one user; removed by close(). */
+  private lockFile = '';
 
   private constructor(opts: LogStoreOptions) {
     this.kernels = opts.kernels;
@@ -112,9 +114,14 @@ export class LogStore {
   }
 
   static open(opts: LogStoreOptions): LogStore {
+    fs.mkdirSync(opts.dir, { recursive: true });
+    const lockFile = takeLock(opts.dir);
     try {
-      return new LogStore(opts);
+      const store = new LogStore(opts);
+      store.lockFile = lockFile;
+      return store;
     } catch (err) {
+      fs.rmSync(lockFile, { force: true });
       throw new StorageError(`cannot open the log in ${opts.dir}: ${(err as Error).message}`);
     }
   }
@@ -233,6 +240,7 @@ export class LogStore {
     }
     this.root = null;
     await root.close();
+    if (this.lockFile !== '') fs.rmSync(this.lockFile, { force: true });
   }
 
   private db(): RootDatabase {
@@ -278,6 +286,40 @@ export class LogStore {
     const crc = bytes.readUInt32LE(len);
     if ((this.kernels.crc32c(payload) >>> 0) !== crc) return { key, reason: 'CRC32C mismatch' };
     return new DataView(payload.buffer.slice(payload.byteOffset, payload.byteOffset + len) as ArrayBuffer);
+  }
+}
+
+/**
+ * Claim the data directory for this process. Two live processes on one log would be two
+ * acceptors sharing one set of promises, which breaks agreement; a lock left by a process that
+ * died (kill -9) is taken over.
+ */
+function takeLock(dir: string): string {
+  const file = path.join(dir, 'paxlog.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+      return file;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw new StorageError(`cannot lock ${dir}: ${(err as Error).message}`);
+      }
+    }
+    const holder = Number(fs.readFileSync(file, 'utf8').trim());
+    if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) {
+      throw new StorageError(`${dir} is in use by process ${holder} (${file}); one node per data directory`);
+    }
+    fs.rmSync(file, { force: true }); // left by a process that is gone
+  }
+  throw new StorageError(`cannot lock ${dir}: another process keeps taking ${file}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
