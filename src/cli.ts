@@ -11,27 +11,21 @@ import { startKvServer } from './api/server.js';
 import { benchCommand } from './bench/command.js';
 import type { KernelKind } from './kernels/types.js';
 import type { ProtocolName } from './protocol/types.js';
+import { parsePeers, PeerListError } from './transport/addresses.js';
 import type { PeerAddress } from './transport/peers.js';
 
 /** A user's mistake in flags: printed as one line, exit code 2. */
 class UsageError extends Error {}
 
-export function parsePeers(text: string): Map<number, PeerAddress> {
-  const peers = new Map<number, PeerAddress>();
-  for (const part of text.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
-    const m = /^(\d+)=([^:=\s]+):(\d+)$/.exec(part);
-    if (m === null) throw new InvalidArgumentError(`"${part}" is not ID=HOST:PORT (e.g. 1=127.0.0.1:7001)`);
-    const id = Number(m[1]);
-    const port = Number(m[3]);
-    if (!Number.isInteger(id) || id < 1 || id > 65535) throw new InvalidArgumentError(`node id ${m[1]} is not in 1..65535`);
-    if (port < 1 || port > 65535) throw new InvalidArgumentError(`port ${m[3]} is not in 1..65535`);
-    if (peers.has(id)) throw new InvalidArgumentError(`node id ${id} appears twice`);
-    peers.set(id, { host: m[2], port });
+/** --peers for commander: the same parser, its errors as commander's. */
+const peersOption = (text: string): Map<number, PeerAddress> => {
+  try {
+    return parsePeers(text);
+  } catch (e) {
+    if (e instanceof PeerListError) throw new InvalidArgumentError(e.message);
+    throw e;
   }
-  if (peers.size === 0) throw new InvalidArgumentError('no peers given');
-  if (peers.size > 32) throw new InvalidArgumentError(`${peers.size} peers; at most 32`);
-  return peers;
-}
+};
 
 const intIn = (lo: number, hi: number) => (v: string): number => {
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`"${v}" is not a whole number`);
@@ -214,7 +208,7 @@ export function buildProgram(): Command {
   program.command('serve')
     .description('run one node')
     .requiredOption('--id <n>', 'this node\'s id (1..65535)', intIn(1, 65535))
-    .requiredOption('--peers <list>', 'every node\'s peer address: 1=127.0.0.1:7001,2=127.0.0.1:7002,...', parsePeers)
+    .requiredOption('--peers <list>', 'every node\'s peer address: 1=127.0.0.1:7001,2=127.0.0.1:7002,...', peersOption)
     .requiredOption('--data <dir>', 'the node\'s data directory (its LMDB log)')
     .option('--http-port <port>', 'the client HTTP port (default: peer port + 1000)', intIn(1, 65535))
     .addOption(protocolOption())

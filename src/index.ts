@@ -6,7 +6,7 @@
 //   node.on('applied', ({ slot, command, result }) => { ... });
 
 import { pino, type Logger } from 'pino';
-import { parsePeers } from './cli.js';
+import { parsePeers } from './transport/addresses.js';
 import { PaxlogNode, type NodeOptions } from './node/node.js';
 import type { PeerAddress } from './transport/peers.js';
 
@@ -20,6 +20,7 @@ export type { KvServer, KvServerOptions } from './api/server.js';
 export { PaxlogClient } from './api/client.js';
 export type { ClientAnswer } from './api/client.js';
 export type { PeerAddress } from './transport/peers.js';
+export { parsePeers, PeerListError } from './transport/addresses.js';
 export type { ProtocolName, ReadMode } from './protocol/types.js';
 
 export interface CreateNodeOptions<R> extends Omit<NodeOptions<R>, 'peers' | 'logger'> {

@@ -1,0 +1,27 @@
+// The peer list as users write it: `1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003`.
+
+import type { PeerAddress } from './peers.js';
+
+/** A peer list that does not parse; the message says which entry and why. */
+export class PeerListError extends Error {
+  override name = 'PeerListError';
+}
+
+/** Every member's id and peer address; throws PeerListError on anything malformed. */
+export function parsePeers(text: string): Map<number, PeerAddress> {
+  const peers = new Map<number, PeerAddress>();
+  for (const part of text.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+    const m = /^(\d+)=([^:=\s]+):(\d+)$/.exec(part);
+    if (m === null) throw new PeerListError(`"${part}" is not ID=HOST:PORT (e.g. 1=127.0.0.1:7001)`);
+    const id = Number(m[1]);
+    const port = Number(m[3]);
+    if (!Number.isInteger(id) || id < 1 || id > 65535) throw new PeerListError(`node id ${m[1]} is not in 1..65535`);
+    if (port < 1 || port > 65535) throw new PeerListError(`port ${m[3]} is not in 1..65535`);
+    if (peers.has(id)) throw new PeerListError(`node id ${id} appears twice`);
+    peers.set(id, { host: m[2], port });
+  }
+  if (peers.size === 0) throw new PeerListError('no peers given');
+  // The slot window's ack bitsets cover 32 members.
+  if (peers.size > 32) throw new PeerListError(`${peers.size} peers; at most 32`);
+  return peers;
+}
