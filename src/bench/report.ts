@@ -241,7 +241,7 @@ function latencyChart(runs: RunRecord[]): vl.TopLevelSpec {
 function knobChart(summary: SettingSummary[], x: 'batchMax' | 'pipeline'): vl.TopLevelSpec {
   const other = x === 'batchMax' ? 'pipeline' : 'batchMax';
   const values = summary.flatMap((s) => s.protocols.filter((p) => p.runs > 0).map((p) => ({
-    protocol: p.protocol, [x]: s.knobs[x], [other]: String(s.knobs[other]), throughput: p.throughput.median,
+    protocol: p.protocol, [x]: s.knobs[x], [other]: s.knobs[other], throughput: p.throughput.median,
   })));
   const title = (k: string) => (k === 'batchMax' ? 'batch-max (commands per slot)' : 'pipeline depth (slots in flight)');
   return {
@@ -255,7 +255,8 @@ function knobChart(summary: SettingSummary[], x: 'batchMax' | 'pipeline'): vl.To
       encoding: {
         x: { field: x, type: 'quantitative', title: title(x), scale: { type: 'log', base: 2 } },
         y: { field: 'throughput', type: 'quantitative', title: 'median requests per second' },
-        color: { field: other, type: 'nominal', title: title(other), sort: { field: other } },
+        // Ordinal, so the legend lists the values in numeric order.
+        color: { field: other, type: 'ordinal', title: title(other), legend: { titleLimit: 400 } },
       },
     },
   } as vl.TopLevelSpec;
