@@ -871,14 +871,6 @@ export class Raft implements Protocol {
   ready(): Ready {
     assert.equal(this.outstanding, null, 'ready() called again before advance()');
     this.flush();
-    // Committed entries that are durable here need no fsync to be applied. When new entries also
-    // wait to be written (the commit index usually rides on the AppendEntries that brings them),
-    // hand out the commit first, alone, so that applying (and answering clients) does not wait for
-    // the next write's fsync; the write follows in the very next Ready.
-    const applyTo = Math.min(this.commitIndex, this.durableIndex);
-    if (applyTo > this.appliedIndex && !this.hardStateDirty && this.truncateFrom === 0 && this.unstableFrom <= this.lastIndex()) {
-      return this.commitOnlyReady(applyTo);
-    }
     const hardState: HardState | null = this.hardStateDirty ? { ballot: this.term, vote: this.vote } : null;
     const rd: Ready = {
       hardState,
@@ -900,30 +892,6 @@ export class Raft implements Protocol {
     this.messages = [];
     this.messagesAfterPersist = [];
     this.readsReady = [];
-    this.readsFailed = [];
-    this.outstanding = rd;
-    return rd;
-  }
-
-  /** A Ready that writes nothing but the chosen prefix: it applies through `applyTo` and sends
-   *  what needs no persist; records and messagesAfterPersist wait for the next Ready. */
-  private commitOnlyReady(applyTo: number): Ready {
-    const reads = this.readsReady.filter((r) => r.index <= applyTo);
-    this.readsReady = this.readsReady.filter((r) => r.index > applyTo);
-    const rd: Ready = {
-      hardState: null,
-      truncateFrom: 0,
-      records: [],
-      chosenPrefix: this.commitDirty ? this.commitIndex + 1 : 0,
-      messages: this.messages,
-      messagesAfterPersist: [],
-      apply: this.recs.slice(this.appliedIndex, applyTo),
-      reads,
-      readsFailed: this.readsFailed,
-    };
-    this.commitDirty = false;
-    this.appliedIndex = applyTo;
-    this.messages = [];
     this.readsFailed = [];
     this.outstanding = rd;
     return rd;
