@@ -85,8 +85,11 @@ export class Raft implements Protocol {
   readonly name = 'raft' as const;
 
   private readonly cfg: Config;
+  /** Batcher, quorum index and batch encoding (WASM or the TypeScript twin). */
   private readonly kernels: Kernels;
+  /** The only randomness: election timeouts and, after a restart, the read counters' start. */
   private readonly rng: Rng;
+  /** Test-only planted bugs (commitOldTerm, leaseWithoutLease); empty in production. */
   private readonly bugs: Partial<Record<PlantedBug, boolean>>;
   /** Every member but this node. */
   private readonly others: number[];
@@ -101,13 +104,15 @@ export class Raft implements Protocol {
   /** The member this node voted for in `term`, 0 for none. */
   private vote = 0;
   /** The log: log[i] holds index i + 1, as AppendEntries carries it. Invariant: terms never decrease
-   *  along the log. Entries are never mutated, so messages share them. */
+   *  along the log. Entries are never mutated, so messages share them. It is held whole: the
+   *  Protocol interface has no snapshot to compact it into, so its size is the log's size on disk. */
   private log: RaftEntry[] = [];
   /** The same entries as records, as storage writes them and the state machine applies them: one
    *  object each, shared by both. Invariant: recs.length === log.length, recs[i] mirrors log[i]. */
   private recs: LogRecord[] = [];
 
   // Volatile state.
+  /** The role. Changes only through becomeFollower/PreCandidate/Candidate/Leader. */
   private state: State = State.Follower;
   /** The leader of `term` this node knows, 0 if none. */
   private leader = 0;
@@ -125,11 +130,17 @@ export class Raft implements Protocol {
   private truncateFrom = 0;
   /** The lowest index truncated since the outstanding Ready was taken (Infinity: none). */
   private truncatedSinceReady = Infinity;
+  /** term or vote changed since the last Ready. */
   private hardStateDirty = false;
+  /** commitIndex moved since the last Ready. */
   private commitDirty = false;
+  /** To send with the next Ready at once: they report nothing that waits for a persist. */
   private messages: Message[] = [];
+  /** To send after the next Ready's persist: Vote, AppendResult, and a candidate's RequestVote. */
   private messagesAfterPersist: Message[] = [];
+  /** Reads answerable once the next Ready's apply is done. */
   private readsReady: ReadState[] = [];
+  /** Reads refused (no leader, no lease, no confirmation in time). */
   private readsFailed: number[] = [];
   /** The Ready handed out and not yet acknowledged by advance(). At most one. */
   private outstanding: Ready | null = null;
@@ -139,10 +150,11 @@ export class Raft implements Protocol {
   private now = 0;
   /** Ticks since the election timer was last reset. */
   private electionElapsed = 0;
-  /** The election timeout drawn for this term, in [electionTicksMin, electionTicksMax). */
+  /** The election timeout drawn at the last reset: [electionTicksMin, electionTicksMax) plus backoff. */
   private electionTimeout = 0;
   /** Ticks since this node last heard from a leader (or started). Below electionTicksMin it refuses votes. */
   private leaderHeardElapsed = 0;
+  /** Leader: ticks since the last heartbeat. Invariant: < heartbeatTicks after a tick. */
   private heartbeatElapsed = 0;
   /** Campaigns that failed in a row since this node last heard from a leader or won. Invariant: <= BACKOFF_MAX. */
   private backoff = 0;
@@ -152,13 +164,15 @@ export class Raft implements Protocol {
   private votes = new Map<number, boolean>();
 
   // Leader state.
+  /** Leader: what it knows of each follower's log. Empty unless leader. */
   private progress = new Map<number, Progress>();
   /** Scratch for the quorum kernel: this node's value first, then the followers'. */
   private readonly scratch: Float64Array;
+  /** Leader: client commands waiting to be cut into entries. Bounded by pendingMax and batcherBytesMax. */
   private readonly batcher: Batcher;
   /** The batcher's bound on pending payload bytes. */
   private readonly batcherBytesMax: number;
-  /** The last read-confirmation round sent. Never decreases, across terms too. */
+  /** The last read-confirmation round sent. Never decreases in one life of the node, across terms too. */
   private round = 0;
   /** The first round of this reign: acknowledgements of older rounds prove nothing now. */
   private reignFirstRound = 1;
