@@ -36,7 +36,9 @@ export const enum MsgType {
   // Shared by both protocols.
   /** A follower forwards client commands (entry values) to the leader it knows. */
   Propose = 11,
-  /** A follower asks the leader for a read index for read `readId`. */
+  /** A follower asks the leader for a read index for read `readId`. Raft also sends it from the
+   *  leader to its followers as a leadership-confirmation round (odd readIds; followers' requests
+   *  use even ones), which a follower of that leader echoes in a ReadIndexReply. */
   ReadIndex = 12,
   /** The leader's answer: `index` is the position the reader must apply through; ok=false if not leader. */
   ReadIndexReply = 13,
