@@ -1,7 +1,7 @@
-// Real `paxlog serve` processes on loopback (real uWS, real LMDB with fsync on): writes on any
-// node, linearizable reads from every node, kill -9 of the leader under load, restart and catch-up.
-// Snapshots every 7 slots, so a restart restores a snapshot and replays the log above it.
-// Ports: 17200-17299.
+// Real `paxlog serve` processes on loopback (real uWS, real LMDB with fsync on), for each protocol:
+// writes on any node, linearizable reads from every node, kill -9 of the leader under load, restart
+// and catch-up. Snapshots every 7 slots, so a restart restores a snapshot and replays the log above it.
+// Ports: 17200-17299 (multipaxos), 17700-17799 (raft).
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,8 +12,11 @@ const tickMs = 20;
 const electionTicksMax = 20;
 const electionTimeoutMs = electionTicksMax * tickMs;
 
-describe('a 3-node cluster of real processes', { timeout: 120_000 }, () => {
-  const c = new ProcCluster({ nodes: 3, basePort: 17200, tickMs, extraArgs: ['--request-timeout-ms', '2000', '--snapshot-slots', '7'] });
+for (const [protocol, basePort] of [['multipaxos', 17200], ['raft', 17700]] as const) describe(`a 3-node ${protocol} cluster of real processes`, { timeout: 120_000 }, () => {
+  const c = new ProcCluster({
+    nodes: 3, basePort, tickMs,
+    extraArgs: ['--protocol', protocol, '--request-timeout-ms', '2000', '--snapshot-slots', '7'],
+  });
   /** Every write acknowledged with 200: key -> value. Nothing in it may ever be lost. */
   const acked = new Map<string, string>();
 
@@ -26,6 +29,7 @@ describe('a 3-node cluster of real processes', { timeout: 120_000 }, () => {
   });
 
   test('takes writes on any node and every node reads them back linearizably', async () => {
+    assert.equal((await c.status(1))!.protocol, protocol);
     for (let i = 0; i < 30; i++) {
       const writer = (i % 3) + 1;
       const r = await c.put(writer, `k${i}`, `v${i}`);
@@ -38,8 +42,10 @@ describe('a 3-node cluster of real processes', { timeout: 120_000 }, () => {
       assert.equal(g.body, `v${i}`);
     }
     for (const mode of ['quorum', 'lease']) {
-      const g = await c.http(2, 'GET', `/kv/k0?read=${mode}`);
-      assert.deepEqual([g.status, g.body], [200, 'v0'], `read=${mode}`);
+      for (const node of [1, 2, 3]) {
+        const g = await c.http(node, 'GET', `/kv/k0?read=${mode}`);
+        assert.deepEqual([g.status, g.body], [200, 'v0'], `read=${mode} on node ${node}`);
+      }
     }
     const del = await c.http(3, 'DELETE', '/kv/k29');
     assert.equal(del.status, 200);
