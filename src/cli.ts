@@ -10,7 +10,7 @@ import { pino, type Logger } from 'pino';
 import { startKvServer } from './api/server.js';
 import { benchCommand } from './bench/command.js';
 import type { KernelKind } from './kernels/types.js';
-import type { ProtocolName } from './protocol/types.js';
+import type { PlantedBug, ProtocolName } from './protocol/types.js';
 import { parsePeers, PeerListError } from './transport/addresses.js';
 import type { PeerAddress } from './transport/peers.js';
 
@@ -38,6 +38,20 @@ const onOff = (v: string): boolean => {
   if (v === 'on') return true;
   if (v === 'off') return false;
   throw new InvalidArgumentError(`"${v}" is not on or off`);
+};
+
+/** Every planted bug, for `sim --bug`. The check below fails to compile if one is missing. */
+const PLANTED_BUGS = ['quorumOneShort', 'replyBeforePersist', 'acceptLowerBallot', 'skipHighestBallot', 'skipNoop',
+  'leaseWithoutLease', 'commitOldTerm'] as const satisfies readonly PlantedBug[];
+const plantedBugsComplete: [Exclude<PlantedBug, (typeof PLANTED_BUGS)[number]>] extends [never] ? true : never = true;
+void plantedBugsComplete;
+
+/** --bug for commander: one planted bug per flag, repeatable; the set goes to the simulator. */
+const bugOption = (v: string, bugs: Partial<Record<PlantedBug, boolean>> = {}): Partial<Record<PlantedBug, boolean>> => {
+  if (!(PLANTED_BUGS as readonly string[]).includes(v)) {
+    throw new InvalidArgumentError(`"${v}" is not a planted bug: expected one of ${PLANTED_BUGS.join(', ')}`);
+  }
+  return { ...bugs, [v]: true };
 };
 
 const makeLogger = (level: string, id?: number): Logger =>
@@ -259,11 +273,12 @@ export function buildProgram(): Command {
     }))
     .option('--steps <k>', 'steps per seed', intIn(1, 100_000_000), 2000)
     .addOption(protocolOption())
-    .action(async (f: { seeds: number; start: number; nodes: number; steps: number; protocol: ProtocolName }) => {
+    .option('--bug <name>', `TEST ONLY: plant a known bug the simulator must catch (repeatable; one of ${PLANTED_BUGS.join(', ')})`, bugOption)
+    .action(async (f: { seeds: number; start: number; nodes: number; steps: number; protocol: ProtocolName; bug?: Partial<Record<PlantedBug, boolean>> }) => {
       // The simulator lives in src/sim/main.ts; load it only when asked.
       const modulePath = './sim/main.js';
-      const mod = (await import(modulePath)) as { simMain: (o: typeof f) => Promise<number | void> | number | void };
-      const code = await mod.simMain({ ...f, nodes: Number(f.nodes) });
+      const mod = (await import(modulePath)) as { simMain: (o: typeof f & { bugs?: typeof f.bug }) => Promise<number | void> | number | void };
+      const code = await mod.simMain({ seeds: f.seeds, start: f.start, nodes: Number(f.nodes), steps: f.steps, protocol: f.protocol, bugs: f.bug });
       if (typeof code === 'number') process.exitCode = code;
     });
 

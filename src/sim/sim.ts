@@ -52,6 +52,10 @@ export interface Faults {
   asymmetric: number;
   /** Per-tick, per-node probability of a crash. */
   crash: number;
+  /** Per-tick probability that a node which leads crashes (on top of `crash`): a nemesis that
+   *  kills the leader, as Jepsen's does. Short reigns leave entries of a term on a few nodes
+   *  only, the history of the Raft paper's Figure 8. Zero on about half the seeds. */
+  leaderCrash: number;
   /** A persist completes after uniform [0, persistDelayMax] ticks; a crash before then loses it. */
   persistDelayMax: number;
   /** Per-tick, per-node probability of one extra tick (a clock running fast), within the drift bound. */
@@ -62,6 +66,10 @@ export interface Faults {
   reads: number;
   pipeline: number;
   batchMax: number;
+  /** Bytes per batch, and per Raft AppendEntries, at most. A small bound sends one entry per
+   *  AppendEntries, so an old-term entry can reach a follower without the new leader's entry
+   *  behind it (the Figure 8 history that catches commitOldTerm). */
+  batchBytesMax: number;
   heartbeatTicks: number;
   /** Election timeouts are drawn from [electionTicksMin, electionTicksMax). */
   electionTicksMin: number;
@@ -97,6 +105,8 @@ export const drawFaults = (rng: Prng): Faults => ({
   batchMax: [1, 2, 8, 64][rng.int(0, 4)],
   heartbeatTicks: rng.int(1, 3),
   ...drawTimeouts(rng),
+  batchBytesMax: [8, 8, 64, 256 * 1024][rng.int(0, 4)],
+  leaderCrash: rng.chance(0.5) ? 0 : 0.02 + rng.next() * 0.13,
 });
 
 const drawTimeouts = (rng: Prng): Pick<Faults, 'electionTicksMin' | 'electionTicksMax' | 'leaseTicks' | 'leaseDriftTicks'> => {
@@ -112,9 +122,9 @@ const drawTimeouts = (rng: Prng): Pick<Faults, 'electionTicksMin' | 'electionTic
 
 export const describeFaults = (f: Faults): string =>
   `loss=${pct(f.loss)} dup=${pct(f.duplicate)} delay<=${f.delayMax} longDelay=${pct(f.longDelay)}<=${f.longDelayMax} ` +
-  `partition=${pct(f.partition)}/tick asym=${pct(f.asymmetric)} crash=${pct(f.crash)}/tick persistDelay<=${f.persistDelayMax} ` +
+  `partition=${pct(f.partition)}/tick asym=${pct(f.asymmetric)} crash=${pct(f.crash)}/tick leaderCrash=${pct(f.leaderCrash)}/tick persistDelay<=${f.persistDelayMax} ` +
   `clockJump=${pct(f.clockJump)} clients=${f.clients} keys=${f.keys} reads=${pct(f.reads)} pipeline=${f.pipeline} ` +
-  `batchMax=${f.batchMax} heartbeatTicks=${f.heartbeatTicks} electionTicks=[${f.electionTicksMin},${f.electionTicksMax}) ` +
+  `batchMax=${f.batchMax} batchBytesMax=${f.batchBytesMax} heartbeatTicks=${f.heartbeatTicks} electionTicks=[${f.electionTicksMin},${f.electionTicksMax}) ` +
   `leaseTicks=${f.leaseTicks} leaseDriftTicks=${f.leaseDriftTicks}`;
 
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
@@ -222,6 +232,7 @@ export class Simulation {
       ...defaultConfig(id, peers),
       pipeline: this.faults.pipeline,
       batchMax: this.faults.batchMax,
+      batchBytesMax: this.faults.batchBytesMax,
       heartbeatTicks: this.faults.heartbeatTicks,
       electionTicksMin: this.faults.electionTicksMin,
       electionTicksMax: this.faults.electionTicksMax,
@@ -312,7 +323,7 @@ export class Simulation {
     if (this.cuts.size > 0 && this.now >= this.partitionEndsAt) this.cuts = new Set();
     else if (this.cuts.size === 0 && this.rng.chance(f.partition)) this.partition();
     for (const n of this.nodes) {
-      if (n.core && this.rng.chance(f.crash)) this.crash(n);
+      if (n.core && (this.rng.chance(f.crash) || (f.leaderCrash > 0 && n.core.status().role === 'leader' && this.rng.chance(f.leaderCrash)))) this.crash(n);
       else if (!n.core && this.now >= n.restartAt) this.start(n, true);
     }
   }
