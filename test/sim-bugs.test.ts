@@ -39,7 +39,7 @@ for (const [bug, what, expected] of cases) {
 // the new leader's entry behind it). It shows as an applied value that changes, or as the core's
 // own assertion that a leader disagrees with a follower's committed entry.
 test('the simulator catches a Raft leader that commits an old-term entry by counting (commitOldTerm) within 1,000 seeds', () => {
-  const found = firstCatch('commitOldTerm', 3, 4000, 'raft');
+  const found = firstCatch('commitOldTerm', 3, 8000, 'raft');
   assert.ok(found, 'commitOldTerm was not caught in 1,000 seeds');
   assert.match(found.violation, /two chosen values|not linearizable|lost|committed (entries|index)/, `seed ${found.seed}: ${found.violation}`);
   console.log(`# commitOldTerm caught at seed ${found.seed}: ${found.violation.split('\n')[0]}`);
