@@ -4,7 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PlantedBug, ProtocolName } from '../src/protocol/types.js';
+import { spawnSync } from 'node:child_process';
 import { simulate } from '../src/sim/sim.js';
+import { replayCommand } from '../src/sim/main.js';
+import { bin } from './node-harness.js';
 
 const firstCatch = (bug: PlantedBug, nodes: 3 | 5, steps: number, protocol: ProtocolName = 'multipaxos'): { seed: number; violation: string } | null => {
   for (let seed = 1; seed <= 1000; seed++) {
@@ -38,9 +41,30 @@ for (const [bug, what, expected] of cases) {
 // a few nodes) and bound AppendEntries to one entry (an old-term entry reaches a follower without
 // the new leader's entry behind it). It shows as an applied value that changes, or as the core's
 // own assertion that a leader disagrees with a follower's committed entry.
+const RAFT_STEPS = 8000;
+let raftFound: { seed: number; violation: string } | null | undefined;
+const raftCatch = () => (raftFound === undefined ? (raftFound = firstCatch('commitOldTerm', 3, RAFT_STEPS, 'raft')) : raftFound);
+
 test('the simulator catches a Raft leader that commits an old-term entry by counting (commitOldTerm) within 1,000 seeds', () => {
-  const found = firstCatch('commitOldTerm', 3, 8000, 'raft');
+  const found = raftCatch();
   assert.ok(found, 'commitOldTerm was not caught in 1,000 seeds');
   assert.match(found.violation, /two chosen values|not linearizable|lost|committed (entries|index)/, `seed ${found.seed}: ${found.violation}`);
   console.log(`# commitOldTerm caught at seed ${found.seed}: ${found.violation.split('\n')[0]}`);
+});
+
+test('the replay line of a planted-bug run works as a paxlog command: --bug plants the bug again', () => {
+  const found = raftCatch();
+  assert.ok(found, 'commitOldTerm was not caught in 1,000 seeds');
+  const replay = replayCommand({ seed: found.seed, nodes: 3, steps: RAFT_STEPS, protocol: 'raft', bugs: { commitOldTerm: true } });
+  assert.match(replay, / --bug commitOldTerm$/);
+  const run = (args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000 });
+  const r = run(replay.replace(/^paxlog /, '').split(' '));
+  assert.equal(r.status, 1, `${replay} exited ${r.status}: ${r.stdout}${r.stderr}`);
+  assert.ok(r.stdout.includes(`VIOLATION at seed ${found.seed}: ${found.violation.split('\n')[0]}`), r.stdout);
+  // Without the flag the same seed passes: the flag, not the seed, makes the violation.
+  const clean = run(replay.replace(' --bug commitOldTerm', '').replace(/^paxlog /, '').split(' '));
+  assert.equal(clean.status, 0, clean.stdout + clean.stderr);
+  const bad = run(['sim', '--bug', 'noSuchBug']);
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /"noSuchBug" is not a planted bug: expected one of .*commitOldTerm/);
 });
