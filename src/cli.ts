@@ -277,7 +277,8 @@ export function buildProgram(): Command {
     .action(async (f: { seeds: number; start: number; nodes: number; steps: number; protocol: ProtocolName; bug?: Partial<Record<PlantedBug, boolean>> }) => {
       // The simulator lives in src/sim/main.ts; load it only when asked.
       const modulePath = './sim/main.js';
-      const mod = (await import(modulePath)) as { simMain: (o: typeof f & { bugs?: typeof f.bug }) => Promise<number | void> | number | void };
+      type SimMain = (o: Omit<typeof f, 'bug'> & { bugs?: typeof f.bug }) => Promise<number | void> | number | void;
+      const mod = (await import(modulePath)) as { simMain: SimMain };
       const code = await mod.simMain({ seeds: f.seeds, start: f.start, nodes: Number(f.nodes), steps: f.steps, protocol: f.protocol, bugs: f.bug });
       if (typeof code === 'number') process.exitCode = code;
     });

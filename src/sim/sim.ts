@@ -325,9 +325,14 @@ export class Simulation {
     if (this.cuts.size > 0 && this.now >= this.partitionEndsAt) this.cuts = new Set();
     else if (this.cuts.size === 0 && this.rng.chance(f.partition)) this.partition();
     for (const n of this.nodes) {
-      if (n.core && (this.rng.chance(f.crash) || (f.leaderCrash > 0 && n.core.status().role === 'leader' && this.rng.chance(f.leaderCrash)))) this.crash(n);
+      if (n.core && (this.rng.chance(f.crash) || this.killsLeader(n.core))) this.crash(n);
       else if (!n.core && this.now >= n.restartAt) this.start(n, true);
     }
+  }
+
+  /** The leader-killing nemesis: a leader crashes with probability leaderCrash per tick. */
+  private killsLeader(core: Protocol): boolean {
+    return this.faults.leaderCrash > 0 && core.status().role === 'leader' && this.rng.chance(this.faults.leaderCrash);
   }
 
   /** Either two groups (cut both ways or one way), or a random set of cut links, which makes
