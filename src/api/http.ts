@@ -13,6 +13,7 @@ import { encodeOp, keyBytes, KvInputError, valueBytesMax, type KvOp } from '../k
 import type { KvResult, KvStore } from '../kv/store.js';
 import { RequestError, type PaxlogNode } from '../node/node.js';
 import type { ReadMode } from '../protocol/types.js';
+import { partitionPeersMax } from '../transport/faults.js';
 import { ClientOp, decodeRequests, encodeResponse, type ClientReadMode, type ClientRequest } from './client-protocol.js';
 
 const statusText: Record<number, string> = {
@@ -137,11 +138,41 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, log: Logger):
     withBody(res, req, key, (value) => service.write({ op: 'cas', key: key!, expect: expectBytes, value }));
   });
 
+  // Tests only (serve --fault-control): the body is a JSON list of peer ids to cut this node off
+  // from, both directions; [] heals. Without the flag the route does not exist.
+  app.post('/fault/partition', (res, req) => {
+    if (!node.faultControl) {
+      res.onAborted(() => {});
+      return send(res, error(404, 'no route POST /fault/partition (it exists only with serve --fault-control, for tests)'), true);
+    }
+    withBody(res, req, '', async (body) => {
+      const peers = parsePartition(Buffer.from(body).toString('utf8'), (id) => node.isPeer(id));
+      if (typeof peers === 'string') return error(400, peers);
+      node.partition(peers);
+      return { status: 200, body: JSON.stringify({ partitioned: node.partitioned }), contentType: 'application/json' };
+    });
+  });
+
   app.any('/kv/*', (res) => send(res, error(405, 'use GET, PUT, DELETE or POST on /kv/{key}')));
   app.any('/*', (res, req) => send(res, error(404, `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}`)));
 
   attachClientSocket(app, node, service);
   return service;
+}
+
+/** A partition request's body: a JSON list of distinct other members' ids; a string says what is wrong. */
+export function parsePartition(text: string, isPeer: (id: number) => boolean): number[] | string {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return 'the body is not JSON: expected a list of peer ids such as [2, 3]';
+  }
+  if (!Array.isArray(v) || v.length > partitionPeersMax) return `expected a JSON list of at most ${partitionPeersMax} peer ids`;
+  for (const id of v) {
+    if (!Number.isSafeInteger(id) || !isPeer(id as number)) return `${JSON.stringify(id)} is not the id of another member`;
+  }
+  return [...new Set(v as number[])];
 }
 
 /** The key of /kv/{key}, percent-decoded; null if it does not decode. */

@@ -29,7 +29,7 @@ import { protocolFactory } from '../sim/protocols.js';
 import { Prng } from '../sim/prng.js';
 import { LogStore, StorageError } from '../storage/log-store.js';
 import { PeerTransport, type PeerAddress } from '../transport/peers.js';
-import { LinkFaults, type FaultOptions } from '../transport/faults.js';
+import { faultsNone, LinkFaults, type FaultOptions } from '../transport/faults.js';
 import { loadNativeUws, type UwsModule } from '../transport/uws.js';
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
 import { unwrap, wrap } from './envelope.js';
@@ -63,6 +63,8 @@ export interface NodeOptions<R> {
   snapshotSlots?: number;
   /** Injected loss and delay on outbound peer frames (benchmarks only); none when absent. */
   faults?: FaultOptions;
+  /** Tests only: lets partition() cut this node off from chosen peers (HTTP POST /fault/partition). Default false. */
+  faultControl?: boolean;
   /** Overrides of the core's config (ticks, bounds). */
   config?: Partial<Config>;
 }
@@ -108,6 +110,8 @@ export interface NodeStatus extends Status {
   kernels: KernelKind;
   peersConnected: number[];
   corruptRecords: number;
+  /** Tests only (faultControl): the peers this node is cut off from. */
+  partitioned?: number[];
   /** Raft names for the same figures. */
   term?: number;
   commitIndex?: number;
@@ -140,6 +144,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private readonly core: Protocol;
   /** Outbound and inbound peer links. */
   private readonly transport: PeerTransport;
+  /** Loss, delay and test partitions on peer links; null when none was asked for (the transport skips every hook). */
+  private readonly faults: LinkFaults | null;
   /** The application's state machine; every chosen command is applied to it once, in slot order. */
   private readonly sm: StateMachine<R>;
   private readonly opts: NodeOptions<R>;
@@ -186,10 +192,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.protocolName = core.name;
     this.kernelKind = kernels.kind;
     this.app = uws.App();
+    this.faults = opts.faults !== undefined || opts.faultControl === true ? new LinkFaults(opts.id, { ...faultsNone, ...opts.faults }) : null;
     this.transport = new PeerTransport({
       id: opts.id, peers: opts.peers, secret: opts.secret ?? '', kernels, logger: this.log,
       onMessage: (m) => this.onMessage(m),
-      faults: opts.faults !== undefined ? new LinkFaults(opts.id, opts.faults) : undefined,
+      faults: this.faults ?? undefined,
     });
     this.transport.attach(this.app, uws);
     this.metrics = new NodeMetrics(() => this.core.status(), () => ({
@@ -326,6 +333,32 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     });
   }
 
+  /** True when the node was started with faultControl (tests only). */
+  get faultControl(): boolean {
+    return this.opts.faultControl === true;
+  }
+
+  /**
+   * Tests only: drop every peer frame to and from `peers` from now on (an empty list heals). The
+   * caller checks that the node has faultControl and that every id is another member.
+   */
+  partition(peers: readonly number[]): void {
+    assert.ok(this.faultControl && this.faults !== null, 'partition() needs faultControl');
+    for (const p of peers) assert.ok(p !== this.id && this.opts.peers.has(p), `partition: ${p} is not another member`);
+    this.faults.partition(peers);
+    this.log.warn({ cut: this.faults.partitioned }, 'test partition set: frames to and from these peers are dropped');
+  }
+
+  /** Tests only: the peers this node is cut off from. */
+  get partitioned(): number[] {
+    return this.faults?.partitioned ?? [];
+  }
+
+  /** Whether `id` is another member of the cluster. */
+  isPeer(id: number): boolean {
+    return id !== this.id && this.opts.peers.has(id);
+  }
+
   status(): NodeStatus {
     const s = this.core.status();
     const out: NodeStatus = {
@@ -337,6 +370,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       corruptRecords: this.store.corruptCount,
     };
     if (!this.store.fsync) out.warning = 'FSYNC IS OFF: acknowledged writes can be lost on a power cut';
+    if (this.faultControl) out.partitioned = this.partitioned;
     if (s.protocol === 'raft') {
       out.term = s.ballot;
       out.commitIndex = s.chosenPrefix - 1;

@@ -7,6 +7,11 @@
 // D milliseconds before it is written; timers of equal length fire in the order they were set,
 // so a link stays FIFO. Dropped frames are counted apart from the transport's own drops so a
 // report can tell injected loss from backpressure.
+//
+// Partitions are for tests only (`paxlog serve --fault-control`, then `POST /fault/partition`):
+// the node drops every frame to a cut peer before it is queued, and every frame from a cut peer
+// before the core steps it, so a cut is symmetric as soon as one side sets it. The links stay up,
+// which keeps the cut deterministic: no reconnect race decides when it starts or ends.
 
 import assert from 'node:assert/strict';
 import { Prng } from '../sim/prng.js';
@@ -39,6 +44,9 @@ export function checkFaultOptions(o: FaultOptions): FaultOptions {
   return o;
 }
 
+/** Peers a partition may name at most (node ids are 1..65535; clusters are far smaller). */
+export const partitionPeersMax = 64;
+
 /** The faults of one node's outbound links. */
 export class LinkFaults {
   /** Frames dropped on purpose, over all links. Invariant: never decreases. */
@@ -47,6 +55,10 @@ export class LinkFaults {
   private heldBytes = 0;
   /** One PRNG per peer, created on first use. Bounded by the number of peers (<= 32). */
   private readonly rngs = new Map<number, Prng>();
+  /** Frames dropped because their peer is cut off, both directions. Invariant: never decreases. */
+  framesCut = 0;
+  /** Peers cut off by a partition: no frame goes to or comes from them. Invariant: size <= partitionPeersMax. */
+  private readonly cut = new Set<number>();
 
   constructor(private readonly self: number, readonly options: FaultOptions) {
     checkFaultOptions(options);
@@ -54,7 +66,26 @@ export class LinkFaults {
 
   /** True if any fault is on; the transport skips every hook when false. */
   get active(): boolean {
-    return this.options.lossProbability > 0 || this.options.delayMs > 0;
+    return this.options.lossProbability > 0 || this.options.delayMs > 0 || this.cut.size > 0;
+  }
+
+  /** Cuts this node off from exactly `peers` (an empty list heals every cut). */
+  partition(peers: readonly number[]): void {
+    assert.ok(peers.length <= partitionPeersMax, 'the caller bounds the partition list');
+    this.cut.clear();
+    for (const p of peers) this.cut.add(p);
+  }
+
+  /** The peers currently cut off, in id order. */
+  get partitioned(): number[] {
+    return [...this.cut].sort((a, b) => a - b);
+  }
+
+  /** True (and counted) if a frame to or from `peer` must be dropped because of a partition. */
+  isCut(peer: number): boolean {
+    if (this.cut.size === 0 || !this.cut.has(peer)) return false;
+    this.framesCut++;
+    return true;
   }
 
   /** Decides whether the next frame to `peer` is lost (and counts it if so). */

@@ -38,7 +38,7 @@ export interface PeerTransportOptions {
   linkBufferBytesMax?: number;
   /** A frame's size at most (the codec's bound); bigger frames close the link. */
   frameBytesMax?: number;
-  /** Injected loss and delay on outbound frames (benchmarks only); none when absent. */
+  /** Injected loss and delay on outbound frames (benchmarks), and test partitions both ways; none when absent. */
   faults?: LinkFaults;
   /** Reconnect backoff bounds, in milliseconds. */
   reconnectDelayMsMin?: number;
@@ -172,7 +172,7 @@ export class PeerTransport {
       this.stats.framesDropped++;
       return;
     }
-    if (this.opts.faults?.dropFrame(m.to) === true) return;
+    if (this.opts.faults !== undefined && (this.opts.faults.isCut(m.to) || this.opts.faults.dropFrame(m.to))) return;
     const frame = this.opts.kernels.encode(m);
     if (o.queueBytes + o.ws.bufferedAmount + frame.byteLength > this.linkBufferBytesMax) {
       this.stats.framesDropped++;
@@ -255,6 +255,8 @@ export class PeerTransport {
         return this.refuse(ws, `frame from ${m.from} to ${m.to} on the link of node ${data.peerId}`);
       }
       this.stats.framesReceived++;
+      // A test partition drops what a cut peer sends before the core sees it (the link stays up).
+      if (this.opts.faults?.isCut(m.from) === true) continue;
       this.opts.onMessage(m);
       if (data.closed) return;
     }
