@@ -160,14 +160,17 @@ export interface ProtocolOptions {
   bugs?: Partial<Record<PlantedBug, boolean>>;
 }
 
-export type PlantedBug =
-  | 'quorumOneShort'        // a quorum one short of a majority
-  | 'replyBeforePersist'    // Promise/Accepted/Vote sent before the write is durable
-  | 'acceptLowerBallot'     // an acceptor that takes a lower ballot
-  | 'skipHighestBallot'     // a new leader that ignores the highest-ballot rule
-  | 'skipNoop'              // a new leader that leaves holes instead of no-ops
-  | 'leaseWithoutLease'     // a lease read served without a lease
-  | 'commitOldTerm';        // Raft: commit an old-term entry by counting replicas
+/** Test-only switches that plant known bugs; the simulator must catch each. */
+export const plantedBugs = [
+  'quorumOneShort',      // a quorum one short of a majority
+  'replyBeforePersist',  // Promise/Accepted/Vote sent before the write is durable
+  'acceptLowerBallot',   // an acceptor that takes a lower ballot
+  'skipHighestBallot',   // a new leader that ignores the highest-ballot rule
+  'skipNoop',            // a new leader that leaves holes instead of no-ops
+  'leaseWithoutLease',   // a lease read served without a lease
+  'commitOldTerm',       // Raft: commit an old-term entry by counting replicas
+] as const;
+export type PlantedBug = (typeof plantedBugs)[number];
 
 export const defaultConfig = (id: number, peers: number[]): Config => ({
   id,

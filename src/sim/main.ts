@@ -1,7 +1,7 @@
 // `paxlog sim`: run seeds start..start+seeds-1, print each seed's fault settings first, stop at
 // the first violation with the one command that replays it, and report seeds per second.
 
-import type { PlantedBug, ProtocolName } from '../protocol/types.js';
+import { plantedBugs, type ProtocolName } from '../protocol/types.js';
 import { describeFaults, simulate, type Bugs, type SimResult } from './sim.js';
 
 export interface SimMainOptions {
@@ -58,13 +58,12 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
   return failed ? 1 : 0;
 }
 
-const BUGS: PlantedBug[] = ['quorumOneShort', 'replyBeforePersist', 'acceptLowerBallot', 'skipHighestBallot', 'skipNoop', 'leaseWithoutLease', 'commitOldTerm'];
 
 const checkOptions = (o: SimMainOptions): string | null => {
   if (!Number.isSafeInteger(o.seeds) || o.seeds < 1) return `--seeds must be a positive integer, got ${o.seeds}`;
   if (!Number.isSafeInteger(o.start) || o.start < 0) return `--start must be a non-negative integer, got ${o.start}`;
   if (o.nodes !== 3 && o.nodes !== 5) return `--nodes must be 3 or 5, got ${o.nodes}`;
   if (!Number.isSafeInteger(o.steps) || o.steps < 1) return `--steps must be a positive integer, got ${o.steps}`;
-  for (const b of Object.keys(o.bugs ?? {})) if (!BUGS.includes(b as PlantedBug)) return `unknown bug ${b}: expected one of ${BUGS.join(', ')}`;
+  for (const b of Object.keys(o.bugs ?? {})) if (!(plantedBugs as readonly string[]).includes(b)) return `unknown bug ${b}: expected one of ${plantedBugs.join(', ')}`;
   return null;
 };
