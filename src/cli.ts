@@ -70,14 +70,43 @@ interface ServeFlags {
   faultDelayMs: number;
   faultSeed: number;
   faultControl: boolean;
+  secretFile?: string;
+  clientToken?: string;
+  clientTokenFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+}
+
+/**
+ * A secret from a flag, a file or the environment (at most one flag). A file's trailing newline is
+ * not part of the secret. The value is never logged or echoed in an error.
+ */
+function readSecret(what: string, flag: string | undefined, file: string | undefined, env: string | undefined, flagName: string): string | undefined {
+  if (flag !== undefined && file !== undefined) throw new UsageError(`give ${flagName} or ${flagName}-file, not both`);
+  if (file === undefined) return flag ?? env;
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read ${flagName}-file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const secret = text.replace(/\r?\n$/, '');
+  if (secret === '' || /[\r\n]/.test(secret)) throw new UsageError(`${flagName}-file ${file} must hold the ${what} on one non-empty line`);
+  return secret;
 }
 
 async function serve(f: ServeFlags): Promise<void> {
   if (!f.peers.has(f.id)) throw new UsageError(`--id ${f.id} is not in --peers (${[...f.peers.keys()].join(', ')})`);
+  const secret = readSecret('cluster secret', f.secret, f.secretFile, process.env.PAXLOG_SECRET, '--secret') ?? '';
+  const clientToken = readSecret('client token', f.clientToken, f.clientTokenFile, process.env.PAXLOG_CLIENT_TOKEN, '--client-token');
+  if ((f.tlsCert === undefined) !== (f.tlsKey === undefined)) throw new UsageError('TLS needs both --tls-cert and --tls-key');
+  if (f.tlsCa !== undefined && f.tlsCert === undefined) throw new UsageError('--tls-ca needs --tls-cert and --tls-key');
+  const tls = f.tlsCert !== undefined && f.tlsKey !== undefined ? { certFile: f.tlsCert, keyFile: f.tlsKey, caFile: f.tlsCa } : undefined;
   const log = makeLogger(f.logLevel, f.id);
   const server = await startKvServer({
     id: f.id, peers: f.peers, dataDir: f.data, logger: log, protocol: f.protocol, kernels: f.kernels, fsync: f.fsync,
-    secret: f.secret ?? process.env.PAXLOG_SECRET ?? '', batchMax: f.batchMax, pipeline: f.pipeline, tickMs: f.tickMs,
+    secret, clientToken, tls, batchMax: f.batchMax, pipeline: f.pipeline, tickMs: f.tickMs,
     requestTimeoutMs: f.requestTimeoutMs, httpPort: f.httpPort, snapshotSlots: f.snapshotSlots,
     faults: f.faultLoss > 0 || f.faultDelayMs > 0 ? { lossProbability: f.faultLoss, delayMs: f.faultDelayMs, seed: f.faultSeed } : undefined,
     faultControl: f.faultControl,
@@ -225,7 +254,13 @@ export function buildProgram(): Command {
     .addOption(fsyncOption())
     .option('--batch-max <n>', 'commands per slot at most', intIn(1, 65536))
     .option('--pipeline <n>', 'slots in flight at most', intIn(1, 4096))
-    .option('--secret <secret>', 'the cluster secret (also PAXLOG_SECRET)')
+    .option('--secret <secret>', 'the cluster secret (also PAXLOG_SECRET; visible in ps: prefer the file or the environment)')
+    .option('--secret-file <file>', 'read the cluster secret from this file (one line)')
+    .option('--client-token <token>', 'clients must send Authorization: Bearer <token> (also PAXLOG_CLIENT_TOKEN); default: no client auth')
+    .option('--client-token-file <file>', 'read the client token from this file (one line)')
+    .option('--tls-cert <file>', 'PEM certificate: serve peers and clients over TLS (https, wss) and dial peers with wss; needs --tls-key')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--tls-ca <file>', 'PEM CA that outbound peer links trust (default: the system trust store)')
     .addOption(kernelsOption())
     .option('--tick-ms <ms>', 'milliseconds per protocol tick', intIn(1, 1000), 20)
     .option('--request-timeout-ms <ms>', 'a write with no answer after this long gets 504', intIn(100, 600_000), 5000)

@@ -34,10 +34,18 @@ export class PaxlogClient {
     });
   }
 
-  /** Connect to a node's /client endpoint, e.g. ws://127.0.0.1:8001/client. */
-  static connect(url: string): Promise<PaxlogClient> {
+  /**
+   * Connect to a node's /client endpoint, e.g. ws://127.0.0.1:8001/client (wss:// for a node
+   * with TLS). `token` is the node's client token, if it has one; `ca` the PEM CA that signed a
+   * TLS node's certificate (default: the system's trust store).
+   */
+  static connect(url: string, o: { token?: string; ca?: Buffer | string } = {}): Promise<PaxlogClient> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { perMessageDeflate: false });
+      const ws = new WebSocket(url, {
+        perMessageDeflate: false,
+        ...(o.token !== undefined ? { headers: { authorization: `Bearer ${o.token}` } } : {}),
+        ...(o.ca !== undefined ? { ca: o.ca } : {}),
+      });
       ws.binaryType = 'nodebuffer';
       ws.once('open', () => resolve(new PaxlogClient(ws)));
       ws.once('error', reject);

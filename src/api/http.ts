@@ -6,6 +6,7 @@
 // proposed (no leader known, queue full, read not confirmed); 504 when the outcome is unknown
 // (no answer in time: the write may or may not be applied). Never a 200 that did not happen.
 
+import crypto from 'node:crypto';
 import type { HttpRequest, HttpResponse } from '@trufflesuite/uws-js-unofficial';
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
 import type { Logger } from 'pino';
@@ -17,7 +18,7 @@ import { partitionPeersMax } from '../transport/faults.js';
 import { ClientOp, decodeRequests, encodeResponse, type ClientReadMode, type ClientRequest } from './client-protocol.js';
 
 const statusText: Record<number, string> = {
-  200: '200 OK', 400: '400 Bad Request', 404: '404 Not Found', 405: '405 Method Not Allowed', 412: '412 Precondition Failed',
+  200: '200 OK', 400: '400 Bad Request', 401: '401 Unauthorized', 404: '404 Not Found', 405: '405 Method Not Allowed', 412: '412 Precondition Failed',
   413: '413 Payload Too Large', 500: '500 Internal Server Error', 503: '503 Service Unavailable', 504: '504 Gateway Timeout',
   507: '507 Insufficient Storage',
 };
@@ -90,12 +91,29 @@ export class KvService {
   }
 }
 
-export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, log: Logger): KvService {
+export interface ApiOptions {
+  /** When non-empty, every request needs `Authorization: Bearer <clientToken>`; 401 otherwise. */
+  clientToken?: string;
+}
+
+export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, log: Logger, o: ApiOptions = {}): KvService {
   const service = new KvService(node, kv, log);
   const app = node.app;
+  const allowed = bearerCheck(o.clientToken);
+  // Every route below asks first; uWS runs the first handler whose pattern matches, so a refusal
+  // must be answered inside each route, not in a catch-all before them.
+  const refused = (res: HttpResponse, req: HttpRequest): boolean => {
+    if (allowed(req.getHeader('authorization'))) return false;
+    res.onAborted(() => {});
+    send(res, unauthorized, true);
+    return true;
+  };
 
-  app.get('/status', (res) => send(res, { status: 200, body: JSON.stringify(node.status()), contentType: 'application/json' }));
-  app.get('/metrics', (res) => {
+  app.get('/status', (res, req) => {
+    if (!refused(res, req)) send(res, { status: 200, body: JSON.stringify(node.status()), contentType: 'application/json' });
+  });
+  app.get('/metrics', (res, req) => {
+    if (refused(res, req)) return;
     const aborted = onAbort(res);
     node.metrics.registry.metrics().then((text) => {
       if (!aborted.value) send(res, { status: 200, body: text, contentType: node.metrics.registry.contentType });
@@ -105,6 +123,7 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, log: Logger):
   });
 
   app.get('/kv/*', (res, req) => {
+    if (refused(res, req)) return;
     const key = keyOf(req);
     const mode = new URLSearchParams(req.getQuery() ?? '').get('read') ?? 'linearizable';
     if (key === null) return send(res, error(400, 'the key is not valid percent-encoded UTF-8'));
@@ -116,6 +135,7 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, log: Logger):
   });
 
   app.del('/kv/*', (res, req) => {
+    if (refused(res, req)) return;
     const key = keyOf(req);
     if (key === null) return send(res, error(400, 'the key is not valid percent-encoded UTF-8'));
     const aborted = onAbort(res);
@@ -123,11 +143,13 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, log: Logger):
   });
 
   app.put('/kv/*', (res, req) => {
+    if (refused(res, req)) return;
     const key = keyOf(req);
     withBody(res, req, key, (value) => service.write({ op: 'put', key: key!, value }));
   });
 
   app.post('/kv/*', (res, req) => {
+    if (refused(res, req)) return;
     const key = keyOf(req);
     const expect = new URLSearchParams(req.getQuery() ?? '').get('expect');
     if (expect === null) {
@@ -153,11 +175,27 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, log: Logger):
     });
   });
 
-  app.any('/kv/*', (res) => send(res, error(405, 'use GET, PUT, DELETE or POST on /kv/{key}')));
-  app.any('/*', (res, req) => send(res, error(404, `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}`)));
+  app.any('/kv/*', (res, req) => {
+    if (!refused(res, req)) send(res, error(405, 'use GET, PUT, DELETE or POST on /kv/{key}'));
+  });
+  app.any('/*', (res, req) => {
+    if (!refused(res, req)) send(res, error(404, `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}`));
+  });
 
-  attachClientSocket(app, node, service);
+  attachClientSocket(app, node, service, allowed);
   return service;
+}
+
+const unauthorized: Answer = { ...error(401, 'this node needs Authorization: Bearer <token> (the client token)') };
+
+/**
+ * A check of an Authorization header against the token, in constant time: both sides are hashed
+ * first, so neither the comparison nor its length reveals how much of a guess was right.
+ */
+export function bearerCheck(token: string | undefined): (header: string) => boolean {
+  if (token === undefined || token === '') return () => true;
+  const want = crypto.createHash('sha256').update(`Bearer ${token}`).digest();
+  return (header) => crypto.timingSafeEqual(want, crypto.createHash('sha256').update(header).digest());
 }
 
 /** A partition request's body: a JSON list of distinct other members' ids; a string says what is wrong. */
@@ -242,7 +280,7 @@ interface ClientConn {
   answersBytes: number;
 }
 
-function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, service: KvService): void {
+function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, service: KvService, allowed: (header: string) => boolean): void {
   app.ws<ClientConn>('/client', {
     compression: node.uws.DISABLED,
     maxPayloadLength: 4 * 1024 * 1024,
@@ -250,6 +288,10 @@ function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, s
     closeOnBackpressureLimit: 1,
     idleTimeout: 120,
     upgrade: (res, req, context) => {
+      if (!allowed(req.getHeader('authorization'))) {
+        res.onAborted(() => {});
+        return send(res, unauthorized, true);
+      }
       res.upgrade<ClientConn>({ inFlight: 0, closed: false, answers: [], answersBytes: 0 }, req.getHeader('sec-websocket-key'),
         req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
     },

@@ -9,6 +9,8 @@ import { attachApi } from './http.js';
 export interface KvServerOptions extends Omit<NodeOptions<KvResult>, 'stateMachine'> {
   /** The client HTTP port (default: the peer port + 1000). */
   httpPort?: number;
+  /** When set, every HTTP request and /client upgrade needs `Authorization: Bearer <clientToken>`. Never logged. */
+  clientToken?: string;
 }
 
 export interface KvServer {
@@ -20,11 +22,14 @@ export interface KvServer {
 
 export async function startKvServer(opts: KvServerOptions, log: Logger): Promise<KvServer> {
   const kv = new KvStore();
-  const node = PaxlogNode.open<KvResult>({ ...opts, stateMachine: kv });
-  attachApi(node, kv, log);
+  const { clientToken, ...nodeOpts } = opts;
+  const node = PaxlogNode.open<KvResult>({ ...nodeOpts, stateMachine: kv });
+  attachApi(node, kv, log, { clientToken });
   const self = opts.peers.get(opts.id)!;
   const httpPort = opts.httpPort ?? self.port + 1000;
   await node.start([httpPort]);
-  log.info({ http: `http://${self.host}:${httpPort}`, peer: `${self.host}:${self.port}` }, 'KV server ready');
+  const scheme = opts.tls !== undefined ? 'https' : 'http';
+  log.info({ http: `${scheme}://${self.host}:${httpPort}`, peer: `${self.host}:${self.port}`, tls: opts.tls !== undefined,
+    clientAuth: clientToken !== undefined && clientToken !== '' ? 'bearer token' : 'none' }, 'KV server ready');
   return { node, kv, httpPort, stop: () => node.stop() };
 }

@@ -30,7 +30,7 @@ import { Prng } from '../sim/prng.js';
 import { LogStore, StorageError } from '../storage/log-store.js';
 import { PeerTransport, type PeerAddress } from '../transport/peers.js';
 import { faultsNone, LinkFaults, type FaultOptions } from '../transport/faults.js';
-import { loadNativeUws, type UwsModule } from '../transport/uws.js';
+import { checkTlsFiles, createApp, loadNativeUws, type TlsFiles, type UwsModule } from '../transport/uws.js';
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
 import { unwrap, wrap } from './envelope.js';
 import { NodeMetrics } from './metrics.js';
@@ -67,6 +67,8 @@ export interface NodeOptions<R> {
   faultControl?: boolean;
   /** Overrides of the core's config (ticks, bounds). */
   config?: Partial<Config>;
+  /** Serve peers and clients over TLS (uWS SSLApp) and dial peers with wss://; absent: plain TCP. */
+  tls?: TlsFiles;
 }
 
 /** Why a proposal or read failed. `surelyNotProposed` is true when retrying cannot apply it twice. */
@@ -191,12 +193,14 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.uws = uws;
     this.protocolName = core.name;
     this.kernelKind = kernels.kind;
-    this.app = uws.App();
+    // TLS files were checked in open(); read again here for the CA that outbound links trust.
+    this.app = createApp(uws, opts.tls);
     this.faults = opts.faults !== undefined || opts.faultControl === true ? new LinkFaults(opts.id, { ...faultsNone, ...opts.faults }) : null;
     this.transport = new PeerTransport({
       id: opts.id, peers: opts.peers, secret: opts.secret ?? '', kernels, logger: this.log,
       onMessage: (m) => this.onMessage(m),
       faults: this.faults ?? undefined,
+      tls: opts.tls !== undefined ? checkTlsFiles(opts.tls) : undefined,
     });
     this.transport.attach(this.app, uws);
     this.metrics = new NodeMetrics(() => this.core.status(), () => ({
@@ -213,6 +217,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   /** Open the log, recover, and build the node (not yet listening: call start()). */
   static open<R>(opts: NodeOptions<R>): PaxlogNode<R> {
     const uws = loadNativeUws(); // refuses to run on uWS's JS fallback
+    if (opts.tls !== undefined) checkTlsFiles(opts.tls); // a bad file fails here, before the data directory is taken
     assert.ok(opts.peers.has(opts.id), `peers must include this node ${opts.id}`);
     const kernels = loadKernels(opts.kernels ?? 'wasm');
     const fsync = opts.fsync ?? true;

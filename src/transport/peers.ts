@@ -40,6 +40,8 @@ export interface PeerTransportOptions {
   frameBytesMax?: number;
   /** Injected loss and delay on outbound frames (benchmarks), and test partitions both ways; none when absent. */
   faults?: LinkFaults;
+  /** Dial peers over TLS (wss://), trusting `ca` (absent: the system's trust store); absent: plain ws://. */
+  tls?: { ca?: Buffer };
   /** Reconnect backoff bounds, in milliseconds. */
   reconnectDelayMsMin?: number;
   reconnectDelayMsMax?: number;
@@ -273,10 +275,12 @@ export class PeerTransport {
   private dial(o: Outbound): void {
     if (this.closed) return;
     o.timer = null;
-    const ws = new WebSocket(`ws://${o.address.host}:${o.address.port}/peer`, {
+    const tls = this.opts.tls;
+    const ws = new WebSocket(`${tls !== undefined ? 'wss' : 'ws'}://${o.address.host}:${o.address.port}/peer`, {
       perMessageDeflate: false,
       maxPayload: 1024,
       handshakeTimeout: 2000,
+      ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
     });
     o.ws = ws;
     ws.binaryType = 'nodebuffer';
@@ -316,8 +320,13 @@ export class PeerTransport {
       o.upSince = 0;
       this.redial(o);
     });
-    ws.on('error', () => {
-      // 'close' follows and redials; an unreachable peer is normal while it restarts.
+    ws.on('error', (err: Error & { code?: string }) => {
+      // 'close' follows and redials; an unreachable peer is normal while it restarts. A certificate
+      // this node does not trust is not: say so once (until a link stays up).
+      if (tls !== undefined && /CERT|SELF_SIGNED|ERR_TLS|ERR_SSL/.test(err.code ?? '') && !o.refusalLogged) {
+        o.refusalLogged = true;
+        this.opts.logger.warn({ peer: o.id, reason: err.message }, 'peer link out: TLS refused the peer (is --tls-ca the CA that signed its certificate?)');
+      }
     });
   }
 

@@ -6,7 +6,9 @@
 // We resolve the binary for this platform, architecture and ABI ourselves and refuse to start
 // without it.
 
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import tls from 'node:tls';
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
 
 export type UwsModule = typeof Uws;
@@ -52,4 +54,49 @@ export function loadNativeUws(target?: Partial<UwsTarget>): UwsModule {
   }
   if (isThisProcess) loaded = mod;
   return mod;
+}
+
+/** TLS for the node's uWS App (peers and clients) and for its outbound peer links. */
+export interface TlsFiles {
+  /** PEM certificate (chain) this node presents; it must name the host in --peers (an IP SAN for an address). */
+  certFile: string;
+  /** PEM private key of certFile. */
+  keyFile: string;
+  /** PEM CA certificate(s) that outbound links trust for peers; absent: the system's trust store. */
+  caFile?: string;
+}
+
+/** The TLS files are missing, unreadable, or do not make a certificate and matching key. */
+export class TlsConfigError extends Error {
+  override name = 'TlsConfigError';
+}
+
+/**
+ * Read and check the TLS files before anything listens: uWS's SSLApp does not say why a bad file
+ * failed, so Node's TLS parses them first and a mistake gets a clear message. Returns the CA bytes.
+ */
+export function checkTlsFiles(t: TlsFiles): { ca?: Buffer } {
+  const read = (what: string, file: string): Buffer => {
+    try {
+      return fs.readFileSync(file);
+    } catch (e) {
+      throw new TlsConfigError(`cannot read the TLS ${what} ${file}: ${(e as Error).message}`);
+    }
+  };
+  const cert = read('certificate', t.certFile);
+  const key = read('key', t.keyFile);
+  const ca = t.caFile !== undefined ? read('CA', t.caFile) : undefined;
+  try {
+    tls.createSecureContext({ cert, key, ca });
+  } catch (e) {
+    // The message names what failed (a bad PEM, a key that does not match), never the key itself.
+    throw new TlsConfigError(`the TLS files do not work together (${t.certFile}, ${t.keyFile}${t.caFile ? `, ${t.caFile}` : ''}): ${(e as Error).message}`);
+  }
+  return { ca };
+}
+
+/** A plain uWS App, or an SSLApp when TLS files are given (checked with checkTlsFiles first). */
+export function createApp(uws: UwsModule, t?: TlsFiles): Uws.TemplatedApp {
+  if (t === undefined) return uws.App();
+  return uws.SSLApp({ cert_file_name: t.certFile, key_file_name: t.keyFile });
 }
