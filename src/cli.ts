@@ -315,6 +315,20 @@ export function buildProgram(): Command {
       if (typeof code === 'number') process.exitCode = code;
     });
 
+  program.command('soak')
+    .description('kill the leader of a local cluster with SIGKILL every 10 +- 5 s under load, then check the history is linearizable and no acknowledged write was lost')
+    .option('--minutes <m>', 'how long the load runs', '1')
+    .option('--protocol <name>', 'multipaxos or raft', 'multipaxos')
+    .option('--nodes <n>', 'cluster size: 3 or 5', '3')
+    .option('--seed <s>', 'seeds the kill times and the clients\' keys', '1')
+    .option('--base-port <port>', 'peer port of node 1; client HTTP ports start at base + 10', '23700')
+    .action(async (f: { minutes: string; protocol: string; nodes: string; seed: string; basePort: string }) => {
+      // The soak lives in src/soak/main.ts (which checks these flags); load it only when asked.
+      const modulePath = './soak/main.js';
+      const mod = (await import(modulePath)) as { soakMain: (argv: string[]) => Promise<number> };
+      process.exitCode = await mod.soakMain(['--minutes', f.minutes, '--protocol', f.protocol, '--nodes', f.nodes, '--seed', f.seed, '--base-port', f.basePort]);
+    });
+
   program.addCommand(benchCommand());
 
   return program;
