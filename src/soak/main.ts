@@ -200,10 +200,19 @@ export async function runSoak(o: SoakOptions, print: (line: string) => void): Pr
   let valueSeq = 0;
   const counts = { write: { ok: 0, failed: 0, unknown: 0 }, read: { ok: 0, failed: 0, unknown: 0 } };
 
+  // However the soak ends (an error, Ctrl-C, SIGTERM), no node outlives it.
   const onExit = () => {
     for (const p of c.procs.values()) p.kill('SIGKILL');
   };
+  const onSignal = (signal: NodeJS.Signals) => {
+    print(`soak: ${signal}: stopping every node`);
+    onExit();
+    fs.rmSync(c.dir, { recursive: true, force: true });
+    process.exit(130);
+  };
   process.once('exit', onExit);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     print(`soak: ${o.protocol}, ${o.nodes} nodes, ${o.minutes} min, seed ${o.seed}, ${clients} clients, ${keyCount} keys, ` +
       `kill the leader every ${killIntervalMs.min / 1000}..${killIntervalMs.max / 1000} s; data in ${c.dir}`);
@@ -323,6 +332,8 @@ export async function runSoak(o: SoakOptions, print: (line: string) => void): Pr
     return { ok: problems.length === 0, problems, summary };
   } finally {
     process.removeListener('exit', onExit);
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
     if (problems.length > 0 || c.unexpectedExits.length > 0) {
       for (const [id, out] of c.output) if (out.trim() !== '') print(`--- node ${id} output (tail) ---\n${out.slice(-2000)}`);
     }
