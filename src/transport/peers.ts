@@ -323,7 +323,7 @@ export class PeerTransport {
     ws.on('error', (err: Error & { code?: string }) => {
       // 'close' follows and redials; an unreachable peer is normal while it restarts. A certificate
       // this node does not trust is not: say so once (until a link stays up).
-      if (tls !== undefined && /CERT|SELF_SIGNED|ERR_TLS|ERR_SSL/.test(err.code ?? '') && !o.refusalLogged) {
+      if (tls !== undefined && /CERT|SELF_SIGNED|VERIFY|ISSUER|ERR_TLS|ERR_SSL|EPROTO/.test(err.code ?? '') && !o.refusalLogged) {
         o.refusalLogged = true;
         this.opts.logger.warn({ peer: o.id, reason: err.message }, 'peer link out: TLS refused the peer (is --tls-ca the CA that signed its certificate?)');
       }
