@@ -24,7 +24,8 @@ import { Prng } from '../src/sim/prng.js';
 const kernels = loadKernels('js');
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-storage-faults-'));
 after(() => fs.rmSync(base, { recursive: true, force: true }));
-const peers = '1=127.0.0.1:24001';
+const peersMultiPaxos = '1=127.0.0.1:24001';
+const peersRaft = '1=127.0.0.1:24002';
 const silent = pino({ level: 'silent' });
 
 /** Counts applied commands; enough of a state machine for a log to exist. */
@@ -75,7 +76,7 @@ function fieldAt(offset: number): string {
  */
 async function writeReplica(): Promise<{ image: string; stored: Stored[]; chosenPrefix: number }> {
   const dir = path.join(base, 'replica');
-  const node = await createNode({ id: 1, peers, dataDir: dir, stateMachine: new Counter(), tickMs: 10, logger: silent });
+  const node = await createNode({ id: 1, peers: peersMultiPaxos, dataDir: dir, stateMachine: new Counter(), tickMs: 10, logger: silent });
   try {
     for (let i = 0; i < 40; i++) {
       const size = i % 9 === 4 ? 3000 + 700 * (i % 5) : 10 + 13 * i;
@@ -121,8 +122,12 @@ function copyImage(image: string, name: string): string {
   return dir;
 }
 
+/** The one replica every test damages copies of; written once. */
+let replica: ReturnType<typeof writeReplica> | null = null;
+const theReplica = (): ReturnType<typeof writeReplica> => (replica ??= writeReplica());
+
 test('a hundred single-bit flips in stored records are each detected before the data is used', { timeout: 120_000 }, async (t) => {
-  const { image, stored, chosenPrefix } = await writeReplica();
+  const { image, stored, chosenPrefix } = await theReplica();
   assert.ok(stored.length >= 10, `the replica wrote ${stored.length} records`);
   assert.ok(stored.some((r) => r.bytes.length > 4096), 'some record is larger than an LMDB page');
   assert.equal(chosenPrefix, stored[stored.length - 1].position + 1, 'every stored slot is chosen');
@@ -164,7 +169,7 @@ test('a hundred single-bit flips in stored records are each detected before the 
 
     // The node: refuses to start, naming the slot.
     assert.throws(
-      () => Node.open({ id: 1, peers: parsePeers(peers), dataDir: dir, stateMachine: new Counter(), logger: silent, kernels: 'js' }),
+      () => Node.open({ id: 1, peers: parsePeers(peersMultiPaxos), dataDir: dir, stateMachine: new Counter(), logger: silent, kernels: 'js' }),
       (e: Error) => e instanceof StorageError && new RegExp(`corrupt accepted slots \\(${victim.position}\\); refusing to start`).test(e.message),
       `${where}: the node did not refuse to start`);
 
@@ -178,4 +183,91 @@ test('a hundred single-bit flips in stored records are each detected before the 
   for (const field of ['version/kind/flags', 'length', 'crc', 'position', 'ballot', 'value']) {
     assert.ok((landed.get(field) ?? 0) > 0, `no flip landed in the record's ${field}`);
   }
+});
+
+/** Delete LMDB keys directly, as lost state would (the store must be closed). */
+async function deleteStored(dir: string, db: 'log' | 'meta', keys: (number | string)[]): Promise<void> {
+  const root = openLmdb({ path: path.join(dir, 'paxlog.mdb'), maxDbs: 4 });
+  const d = root.openDB<Buffer, number | string>({ name: db, encoding: 'binary' });
+  for (const k of keys) assert.equal(d.removeSync(k), true, `${db} ${k} was not stored`);
+  await root.close();
+}
+
+/** What the node says when asked to start on dir, or null if it started (then it is stopped). */
+async function startError(dir: string, protocol: 'multipaxos' | 'raft'): Promise<string | null> {
+  const peers = parsePeers(protocol === 'raft' ? peersRaft : peersMultiPaxos);
+  try {
+    const node = Node.open({ id: 1, peers, dataDir: dir, stateMachine: new Counter(), logger: silent, kernels: 'js', protocol });
+    await node.stop();
+    return null;
+  } catch (e) {
+    assert.ok(e instanceof StorageError, `not a StorageError: ${(e as Error).stack}`);
+    return e.message;
+  }
+}
+
+test('a log whose hard state went missing while records remain refuses to start (Multi-Paxos promise, Raft term and vote)', { timeout: 60_000 }, async () => {
+  const { image } = await theReplica();
+  const mp = copyImage(image, 'no-hard-multipaxos');
+  assert.equal(await startError(mp, 'multipaxos'), null, 'the undamaged copy starts');
+  await deleteStored(mp, 'meta', ['hard']);
+  assert.match((await startError(mp, 'multipaxos'))!, /hard state is missing .* while the log holds \d+ records .*refusing to start/);
+
+  // Raft keeps its term and vote in the same hard state.
+  const dir = path.join(base, 'raft');
+  const node = await createNode({ id: 1, peers: peersRaft, dataDir: dir, stateMachine: new Counter(), tickMs: 10, logger: silent, protocol: 'raft' });
+  try {
+    for (let i = 0; i < 5; i++) await proposeRetrying(node, Uint8Array.of(i));
+    assert.ok(node.status().ballot > 0, 'the Raft node has a term');
+  } finally {
+    await node.stop();
+  }
+  assert.equal(await startError(dir, 'raft'), null, 'the undamaged Raft log starts');
+  await deleteStored(dir, 'meta', ['hard']);
+  assert.match((await startError(dir, 'raft'))!, /hard state is missing \(the promised ballot; Raft: term and vote\)/);
+});
+
+test('a log that lost records below its chosen prefix refuses to start, naming the slots; above the prefix a gap is allowed', { timeout: 60_000 }, async () => {
+  const { image, stored, chosenPrefix } = await theReplica();
+  const dir = copyImage(image, 'no-chosen-records');
+  await deleteStored(dir, 'log', [stored[2].position, stored[5].position]);
+  const message = await startError(dir, 'multipaxos');
+  assert.match(message!, new RegExp(`no record for chosen slots \\(${stored[2].position}, ${stored[5].position}\\) below its chosen prefix ${chosenPrefix}; refusing to start`));
+  const s = LogStore.open({ dir, fsync: false, kernels });
+  assert.deepEqual(s.load().missing, [stored[2].position, stored[5].position], 'the store reports them');
+  await s.close();
+  assert.match((await startError(dir, 'raft'))!, /no record for chosen slots/, 'Raft refuses too, rather than cut its log');
+
+  // The last record, with the chosen prefix moved back below it, is an accepted slot not yet
+  // known chosen: losing it is what a crash before its fsync does, and the node starts.
+  const fresh = path.join(base, 'above-prefix');
+  const rec = (p: number) => ({ position: p, ballot: 65537, value: Uint8Array.of(p) });
+  const w = LogStore.open({ dir: fresh, fsync: false, kernels });
+  w.load();
+  await w.persist({ hardState: { ballot: 65537, vote: 0 }, truncateFrom: 0, records: [1, 2, 3, 4].map(rec), chosenPrefix: 3 });
+  await w.close();
+  await deleteStored(fresh, 'log', [4]);
+  const r = LogStore.open({ dir: fresh, fsync: false, kernels });
+  const loaded = r.load();
+  assert.deepEqual(loaded.restored.records.map((x) => x.position), [1, 2, 3]);
+  assert.deepEqual(loaded.missing, []);
+  await r.close();
+  assert.equal(await startError(fresh, 'multipaxos'), null, 'a gap above the chosen prefix starts');
+  await deleteStored(fresh, 'log', [2]);
+  assert.match((await startError(fresh, 'multipaxos'))!, /no record for chosen slots \(2\) below its chosen prefix 3/);
+});
+
+test('a fresh log starts with an all-zero hard state and writes it, so that losing it later is detected', async () => {
+  const dir = path.join(base, 'fresh');
+  let s = LogStore.open({ dir, fsync: false, kernels });
+  assert.deepEqual(s.load().restored.hardState, { ballot: 0, vote: 0 });
+  await s.persist({ hardState: null, truncateFrom: 0, records: [{ position: 1, ballot: 65537, value: Uint8Array.of(1) }], chosenPrefix: 0 });
+  await s.close();
+  s = LogStore.open({ dir, fsync: false, kernels });
+  assert.equal(s.load().restored.records.length, 1, 'a record without any promise is fine while the zero hard state is there');
+  await s.close();
+  await deleteStored(dir, 'meta', ['hard']);
+  s = LogStore.open({ dir, fsync: false, kernels });
+  assert.throws(() => s.load(), /hard state is missing/);
+  await s.close();
 });

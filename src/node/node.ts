@@ -27,7 +27,7 @@ import type { Message } from '../protocol/messages.js';
 import { defaultConfig, type Config, type Protocol, type ProtocolName, type ReadMode, type Ready, type Status } from '../protocol/types.js';
 import { protocolFactory } from '../sim/protocols.js';
 import { Prng } from '../sim/prng.js';
-import { LogStore, StorageError } from '../storage/log-store.js';
+import { LogStore, missingListMax, StorageError } from '../storage/log-store.js';
 import { PeerTransport, type PeerAddress } from '../transport/peers.js';
 import { faultsNone, LinkFaults, type FaultOptions } from '../transport/faults.js';
 import { checkTlsFiles, createApp, loadNativeUws, type TlsFiles, type UwsModule } from '../transport/uws.js';
@@ -241,6 +241,13 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     if (lostSlots.length > 0) {
       throw new StorageError(`the log in ${opts.dataDir} has corrupt accepted slots (${lostSlots.slice(0, 10).join(', ')}` +
         `${lostSlots.length > 10 ? ', ...' : ''}); refusing to start, since voting without them could break agreement`);
+    }
+    // A chosen slot with no record at all is lost state, not a gap: Raft would cut its log there and
+    // report a shorter committed prefix, Multi-Paxos would have nothing to apply or to tell a peer.
+    if (loaded.missing.length > 0) {
+      throw new StorageError(`the log in ${opts.dataDir} has no record for chosen slots (${loaded.missing.join(', ')}` +
+        `${loaded.missing.length >= missingListMax ? ', ...' : ''}) below its chosen prefix ${loaded.restored.chosenPrefix}; ` +
+        'refusing to start, since the log lost chosen slots');
     }
     if (loaded.snapshot !== null) opts.stateMachine.restore(loaded.snapshot);
     const config: Config = {

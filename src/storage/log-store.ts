@@ -7,6 +7,7 @@
 //   meta  key: 'hard' | 'chosen' | 'snapshot'            value: payload ++ crc32c(payload) (u32 LE)
 //
 //   hard      ballot f64, vote f64            the promised ballot (Raft: term and vote)
+//                                             (all zero, written at a fresh log's first load)
 //   chosen    chosenPrefix f64                every position below it is chosen
 //   snapshot  appliedPrefix f64, bytes        the state machine after applying every position
 //                                             below appliedPrefix
@@ -63,6 +64,12 @@ export interface Loaded {
   snapshot: Uint8Array | null;
   /** Records refused at load; they are left out of `restored.records`. */
   corrupt: CorruptRecord[];
+  /**
+   * Chosen positions with no record at all (neither served nor reported corrupt): at or above the
+   * snapshot's applied prefix and below the chosen prefix; the first missingListMax of them. A
+   * node must not treat them as a gap: they were chosen, and Raft would silently cut its log there.
+   */
+  missing: number[];
 }
 
 /** A user-caused or disk-caused storage error with a clear message (never an assertion). */
@@ -126,7 +133,13 @@ export class LogStore {
     }
   }
 
-  /** Read everything back after a restart. A corrupt hard state is fatal: forgetting a promise is unsafe. */
+  /**
+   * Read everything back after a restart. Fatal, in the manner of Paxos Made Live, because a node
+   * that votes without what it promised can break agreement: a corrupt hard state, and a missing
+   * hard state in a log that holds anything else (a fresh log gets an all-zero hard state written
+   * at its first load, so only a fresh log lacks one). Corrupt records (`corrupt`) and chosen slots
+   * with no record (`missing`) are reported and left out; the caller decides (the node refuses).
+   */
   load(): Loaded {
     const corrupt: CorruptRecord[] = [];
     const hard = this.readMeta('hard', 16);
@@ -161,7 +174,17 @@ export class LogStore {
     this.corruptCount += corrupt.length;
     // A snapshot covers applied, hence chosen, slots; the written prefix may lag it (see above).
     chosenPrefix = Math.max(chosenPrefix, appliedPrefix);
-    return { restored: { hardState, records, chosenPrefix, appliedPrefix }, snapshot, corrupt };
+
+    if (hard === null) {
+      const remembered = records.length + corrupt.length > 0 || chosen !== null || snap !== null;
+      if (remembered) {
+        throw new StorageError(`hard state is missing (the promised ballot; Raft: term and vote) while the log holds ` +
+          `${records.length + corrupt.length} records and chosen prefix ${chosenPrefix}: the node forgot what it promised; refusing to start`);
+      }
+      this.putMetaSync('hard', [0, 0]); // from now on a missing hard state means lost state, not a fresh log
+    }
+    const missing = missingBetween(appliedPrefix, chosenPrefix, records, corrupt);
+    return { restored: { hardState, records, chosenPrefix, appliedPrefix }, snapshot, corrupt, missing };
   }
 
   /** One record, CRC-checked; a corrupt one is counted and reported as null, never served. */
@@ -321,6 +344,28 @@ function isAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** Missing positions reported at most. */
+export const missingListMax = 10;
+
+/**
+ * The first positions in [from, to) with neither a record nor a corrupt-record report (at most
+ * missingListMax). Below `from` the snapshot holds what the positions did, so records there may go
+ * (the log is not trimmed yet, but log compaction will trim exactly those).
+ */
+function missingBetween(from: number, to: number, records: LogRecord[], corrupt: CorruptRecord[]): number[] {
+  const present = records.map((r) => r.position).concat(corrupt.flatMap((c) => (typeof c.key === 'number' ? [c.key] : [])))
+    .filter((p) => p >= from && p < to).sort((a, b) => a - b);
+  if (present.length >= to - from) return []; // positions are distinct keys, so all are there
+  const out: number[] = [];
+  let next = from;
+  for (const p of present) {
+    for (; next < p && out.length < missingListMax; next++) out.push(next);
+    next = p + 1;
+  }
+  for (; next < to && out.length < missingListMax; next++) out.push(next);
+  return out;
 }
 
 const isFailure = (x: unknown): x is CorruptRecord =>
