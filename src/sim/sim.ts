@@ -18,7 +18,7 @@ import {
   defaultConfig, type Config, type HardState, type LogRecord, type PlantedBug, type Protocol, type ProtocolName,
   type Ready, type ReadMode,
 } from '../protocol/types.js';
-import type { Kernels } from '../kernels/types.js';
+import { isDecodeError, type Kernels } from '../kernels/types.js';
 import { loadKernels } from '../kernels/index.js';
 import { Prng } from './prng.js';
 import { protocolFactory } from './protocols.js';
@@ -34,6 +34,14 @@ export interface SimOptions {
   protocol: ProtocolName;
   bugs?: Bugs;
   kernels?: Kernels;
+  /**
+   * Storage faults in the manner of Paxos Made Live: the probability that a restart finds the
+   * node's durable state damaged (a bit flipped in a record, the hard state lost, or a chosen
+   * slot's record gone). Such a node refuses to restore and stays down for good, as a real node
+   * stops with a clear message; at most a minority is ever damaged. 0 (the default) draws nothing,
+   * so every seed's history is the one it always was.
+   */
+  storageFaults?: number;
 }
 
 /** The fault settings one seed draws. */
@@ -86,7 +94,11 @@ export interface SimResult {
   faults: Faults;
   /** null when every check passed. */
   violation: string | null;
-  stats: { delivered: number; dropped: number; crashes: number; partitions: number; writesAcked: number; readsOk: number; unknown: number; applied: number };
+  stats: {
+    delivered: number; dropped: number; crashes: number; partitions: number; writesAcked: number; readsOk: number; unknown: number; applied: number;
+    /** Restarts that found damaged storage and refused (SimOptions.storageFaults); each was detected. */
+    storageFaults: number;
+  };
 }
 
 export const drawFaults = (rng: Prng): Faults => ({
@@ -158,6 +170,8 @@ interface SimNode {
   restartAt: number;
   /** Ticks at which this node's clock jumped, to keep jumps within the drift bound. */
   jumps: number[];
+  /** '' while the node may run; else why it refused to restore damaged storage (it never runs again). */
+  refused: string;
 }
 
 interface PendingOp {
@@ -221,7 +235,7 @@ export class Simulation {
   /** Acknowledged writes: command text -> position applied at. */
   private readonly acked = new Map<string, number>();
   private faultsOn = true;
-  readonly stats = { delivered: 0, dropped: 0, crashes: 0, partitions: 0, writesAcked: 0, readsOk: 0, unknown: 0, applied: 0 };
+  readonly stats = { delivered: 0, dropped: 0, crashes: 0, partitions: 0, writesAcked: 0, readsOk: 0, unknown: 0, applied: 0, storageFaults: 0 };
 
   constructor(private readonly o: SimOptions) {
     this.rng = new Prng(o.seed);
@@ -245,7 +259,7 @@ export class Simulation {
     for (const id of peers) {
       const n: SimNode = {
         id, core: null, durable: { hardState: { ballot: 0, vote: 0 }, records: new Map(), chosenPrefix: 0 },
-        persisting: null, appliedNext: 1, kv: new Map(), sessions: new Map(), readsHeld: [], restartAt: 0, jumps: [],
+        persisting: null, appliedNext: 1, kv: new Map(), sessions: new Map(), readsHeld: [], restartAt: 0, jumps: [], refused: '',
       };
       this.nodes.push(n);
       this.start(n, false);
@@ -326,8 +340,53 @@ export class Simulation {
     else if (this.cuts.size === 0 && this.rng.chance(f.partition)) this.partition();
     for (const n of this.nodes) {
       if (n.core && (this.rng.chance(f.crash) || this.killsLeader(n.core))) this.crash(n);
-      else if (!n.core && this.now >= n.restartAt) this.start(n, true);
+      else if (!n.core && n.refused === '' && this.now >= n.restartAt) this.restart(n);
     }
+  }
+
+  /** Restart a crashed node from its durable state, unless the disk damaged it (storageFaults). */
+  private restart(n: SimNode): void {
+    const p = this.o.storageFaults ?? 0;
+    const refusedCount = this.nodes.filter((x) => x.refused !== '').length;
+    if (p > 0 && refusedCount < this.nodes.length - this.majority && this.rng.chance(p)) {
+      const reason = this.damage(n.durable);
+      if (reason !== null) {
+        n.refused = reason;
+        this.stats.storageFaults++;
+        return;
+      }
+    }
+    this.start(n, true);
+  }
+
+  /**
+   * Damage what a node's disk holds, as LogStore would find it, and say why a restore must refuse;
+   * null when there is nothing to damage. The durable state itself is left as it was: it is the
+   * history of what this acceptor accepted, which the ground-truth check still counts. A flipped
+   * bit goes through the real record codec; one that decodes is a violation (a wrong read).
+   */
+  private damage(d: Durable): string | null {
+    const records = [...d.records.values()];
+    const kinds: ('flip' | 'hard' | 'chosen')[] = [];
+    if (records.length > 0) kinds.push('flip', 'hard');
+    if (d.chosenPrefix > 1 && d.records.has(d.chosenPrefix - 1)) kinds.push('chosen');
+    if (kinds.length === 0) return null;
+    const kind = kinds[this.rng.int(0, kinds.length)];
+    if (kind === 'hard') return `hard state missing while ${records.length} records remain`;
+    if (kind === 'chosen') {
+      const slot = this.rng.int(1, d.chosenPrefix);
+      return `no record for chosen slot ${slot} (chosen prefix ${d.chosenPrefix})`;
+    }
+    const r = records[this.rng.int(0, records.length)];
+    const bytes = this.k.encodeRecord(r).slice();
+    const at = this.rng.int(0, bytes.length);
+    const bit = this.rng.int(0, 8);
+    bytes[at] ^= 1 << bit;
+    const got = this.k.decodeRecord(bytes);
+    if (!isDecodeError(got)) {
+      throw new Violation(`a bit flip in record ${r.position} (byte ${at}, bit ${bit}) went undetected: it decodes as slot ${got.position}`);
+    }
+    return `record ${r.position} corrupt: ${got.error}`;
   }
 
   /** The leader-killing nemesis: a leader crashes with probability leaderCrash per tick. */
@@ -591,7 +650,8 @@ export class Simulation {
   private liveness(): void {
     this.faultsOn = false;
     this.cuts = new Set();
-    for (const n of this.nodes) if (!n.core) this.start(n, true);
+    for (const n of this.nodes) if (!n.core && n.refused === '') this.start(n, true);
+    const live = this.nodes.filter((n) => n.refused === '');
     for (const c of this.clients) this.giveUp(c);
     const probe = this.clients[0];
     const deadlineTick = this.now + LIVENESS_TICKS;
@@ -600,10 +660,10 @@ export class Simulation {
       if (!probe.pending) {
         if (probeCmd !== '' && this.acked.has(probeCmd)) {
           const pos = this.acked.get(probeCmd)!;
-          const target = Math.max(...this.nodes.map((n) => n.appliedNext));
-          if (this.nodes.every((n) => n.appliedNext > pos && n.appliedNext === target)) return;
+          const target = Math.max(...live.map((n) => n.appliedNext));
+          if (live.every((n) => n.appliedNext > pos && n.appliedNext === target)) return;
         } else {
-          const n = this.nodes[this.rng.int(0, this.nodes.length)];
+          const n = live[this.rng.int(0, live.length)];
           this.issue(probe, n, 'write', 'k0');
           const p = probe.pending as PendingOp | null;
           if (p) probeCmd = `w:${probe.id}:${probe.op}:k0:${p.value}`;
@@ -611,7 +671,7 @@ export class Simulation {
       }
       this.step();
     }
-    const s = this.nodes.map((n) => `node ${n.id}: ${JSON.stringify(n.core!.status())} appliedNext=${n.appliedNext}`).join('\n');
+    const s = this.nodes.map((n) => `node ${n.id}: ${n.core ? JSON.stringify(n.core.status()) : `down (${n.refused})`} appliedNext=${n.appliedNext}`).join('\n');
     throw new Violation(`liveness: the healed cluster did not converge on a fresh write within ${LIVENESS_TICKS} ticks\n${s}`);
   }
 
@@ -620,6 +680,7 @@ export class Simulation {
       const v = this.log.get(pos);
       if (v === undefined || !v.split(' ').includes(cmd)) throw new Violation(`acknowledged write ${cmd} lost from position ${pos}`);
       for (const n of this.nodes) {
+        if (n.refused !== '') continue; // a node that refused damaged storage stays down
         if (n.appliedNext <= pos) throw new Violation(`acknowledged write ${cmd} at ${pos} not applied by node ${n.id}`);
       }
     }
