@@ -257,6 +257,19 @@ test('a log that lost records below its chosen prefix refuses to start, naming t
   assert.match((await startError(fresh, 'multipaxos'))!, /no record for chosen slots \(2\) below its chosen prefix 3/);
 });
 
+test('a log that holds nothing but a promise refuses to start once that promise is lost', async () => {
+  const dir = path.join(base, 'promise-only');
+  let s = LogStore.open({ dir, fsync: false, kernels });
+  s.load();
+  await s.persist({ hardState: { ballot: 3 * 65536 + 2, vote: 0 }, truncateFrom: 0, records: [], chosenPrefix: 0 });
+  await s.close();
+  await deleteStored(dir, 'meta', ['hard']);
+  s = LogStore.open({ dir, fsync: false, kernels });
+  assert.throws(() => s.load(), /hard state is missing .* 0 records .*refusing to start/);
+  await s.close();
+  assert.match((await startError(dir, 'multipaxos'))!, /hard state is missing/);
+});
+
 test('a fresh log starts with an all-zero hard state and writes it, so that losing it later is detected', async () => {
   const dir = path.join(base, 'fresh');
   let s = LogStore.open({ dir, fsync: false, kernels });

@@ -7,7 +7,7 @@
 //   meta  key: 'hard' | 'chosen' | 'snapshot'            value: payload ++ crc32c(payload) (u32 LE)
 //
 //   hard      ballot f64, vote f64            the promised ballot (Raft: term and vote)
-//                                             (all zero, written at a fresh log's first load)
+//                                             (all zero, written when the log is created)
 //   chosen    chosenPrefix f64                every position below it is chosen
 //   snapshot  appliedPrefix f64, bytes        the state machine after applying every position
 //                                             below appliedPrefix
@@ -98,6 +98,8 @@ export class LogStore {
   private chosenPending = 0;
   /** The chosen prefix last written. Invariant: chosenWritten <= chosenPending. */
   private chosenWritten = 0;
+  /** The LMDB file was there before this open, so it holds a hard state unless one was lost. */
+  private readonly existed: boolean;
   /** The lock file naming this process as the directory's one user; removed by close(). */
   private lockFile = '';
 
@@ -105,8 +107,10 @@ export class LogStore {
     this.kernels = opts.kernels;
     this.fsync = opts.fsync;
     fs.mkdirSync(opts.dir, { recursive: true });
+    const file = path.join(opts.dir, 'paxlog.mdb');
+    this.existed = fs.existsSync(file);
     this.root = open({
-      path: path.join(opts.dir, 'paxlog.mdb'),
+      path: file,
       // Durable before a transaction's promise resolves; see the header comment.
       overlappingSync: false,
       noSync: !opts.fsync,
@@ -118,6 +122,8 @@ export class LogStore {
     } as Parameters<typeof open>[0]);
     this.log = this.root.openDB<Buffer, number>({ name: 'log', encoding: 'binary' });
     this.meta = this.root.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' });
+    // A new log's first write: from here on, a log without a hard state lost it (see load()).
+    if (!this.existed) this.putMetaSync('hard', [0, 0]);
   }
 
   static open(opts: LogStoreOptions): LogStore {
@@ -136,8 +142,9 @@ export class LogStore {
   /**
    * Read everything back after a restart. Fatal, in the manner of Paxos Made Live, because a node
    * that votes without what it promised can break agreement: a corrupt hard state, and a missing
-   * hard state in a log that holds anything else (a fresh log gets an all-zero hard state written
-   * at its first load, so only a fresh log lacks one). Corrupt records (`corrupt`) and chosen slots
+   * one (a new log gets an all-zero hard state as its first write, so no log that existed before
+   * this open lacks one; the only window is a crash inside that first write, which errs on the
+   * refusing side). Corrupt records (`corrupt`) and chosen slots
    * with no record (`missing`) are reported and left out; the caller decides (the node refuses).
    */
   load(): Loaded {
@@ -176,12 +183,14 @@ export class LogStore {
     chosenPrefix = Math.max(chosenPrefix, appliedPrefix);
 
     if (hard === null) {
+      // A log that existed before this open, or holds anything, had a hard state (written when the
+      // log was created). Without it the node would promise or vote as if it never had.
       const remembered = records.length + corrupt.length > 0 || chosen !== null || snap !== null;
-      if (remembered) {
+      if (remembered || this.existed) {
         throw new StorageError(`hard state is missing (the promised ballot; Raft: term and vote) while the log holds ` +
           `${records.length + corrupt.length} records and chosen prefix ${chosenPrefix}: the node forgot what it promised; refusing to start`);
       }
-      this.putMetaSync('hard', [0, 0]); // from now on a missing hard state means lost state, not a fresh log
+      this.putMetaSync('hard', [0, 0]); // only a log that predates this marker gets here
     }
     const missing = missingBetween(appliedPrefix, chosenPrefix, records, corrupt);
     return { restored: { hardState, records, chosenPrefix, appliedPrefix }, snapshot, corrupt, missing };
