@@ -5,7 +5,9 @@
 // by searching the LMDB file for the record's stored bytes. Every flip must be detected before the
 // data is used: the store reports that slot corrupt and never serves it, every other record comes
 // back byte for byte, and the node refuses to start with a message naming the slot.
-// Ports 24000-24019.
+// Missing state is refused too: a lost hard state (Multi-Paxos promise, Raft term and vote), and
+// a lost record below the persisted chosen prefix (an error, never a gap).
+// The same for a Raft replica. Ports 24000-24019.
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,6 +28,7 @@ const base = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-storage-faults-'));
 after(() => fs.rmSync(base, { recursive: true, force: true }));
 const peersMultiPaxos = '1=127.0.0.1:24001';
 const peersRaft = '1=127.0.0.1:24002';
+const peersRaftReplica = '1=127.0.0.1:24003';
 const silent = pino({ level: 'silent' });
 
 /** Counts applied commands; enough of a state machine for a log to exist. */
@@ -74,9 +77,10 @@ function fieldAt(offset: number): string {
  * overflow pages), stop it, and take a compacted copy of its LMDB file: a compacted copy holds
  * each live page once, so every record's bytes occur exactly once and a flip lands in live data.
  */
-async function writeReplica(): Promise<{ image: string; stored: Stored[]; chosenPrefix: number }> {
-  const dir = path.join(base, 'replica');
-  const node = await createNode({ id: 1, peers: peersMultiPaxos, dataDir: dir, stateMachine: new Counter(), tickMs: 10, logger: silent });
+async function writeReplica(protocol: 'multipaxos' | 'raft'): Promise<{ image: string; stored: Stored[]; chosenPrefix: number }> {
+  const dir = path.join(base, `replica-${protocol}`);
+  const peers = protocol === 'raft' ? peersRaftReplica : peersMultiPaxos;
+  const node = await createNode({ id: 1, peers, dataDir: dir, stateMachine: new Counter(), tickMs: 10, logger: silent, protocol });
   try {
     for (let i = 0; i < 40; i++) {
       const size = i % 9 === 4 ? 3000 + 700 * (i % 5) : 10 + 13 * i;
@@ -85,7 +89,7 @@ async function writeReplica(): Promise<{ image: string; stored: Stored[]; chosen
   } finally {
     await node.stop();
   }
-  const image = path.join(base, 'image');
+  const image = path.join(base, `image-${protocol}`);
   fs.mkdirSync(image);
   const root = openLmdb({ path: path.join(dir, 'paxlog.mdb'), maxDbs: 4 });
   await root.backup(path.join(image, 'paxlog.mdb'), true);
@@ -122,18 +126,18 @@ function copyImage(image: string, name: string): string {
   return dir;
 }
 
-/** The one replica every test damages copies of; written once. */
+/** The Multi-Paxos replica the missing-state tests damage copies of; written once. */
 let replica: ReturnType<typeof writeReplica> | null = null;
-const theReplica = (): ReturnType<typeof writeReplica> => (replica ??= writeReplica());
+const theReplica = (): ReturnType<typeof writeReplica> => (replica ??= writeReplica('multipaxos'));
 
-test('a hundred single-bit flips in stored records are each detected before the data is used', { timeout: 120_000 }, async (t) => {
-  const { image, stored, chosenPrefix } = await theReplica();
+for (const protocol of ['multipaxos', 'raft'] as const) test(`${protocol}: a hundred single-bit flips in stored records are each detected before the data is used`, { timeout: 120_000 }, async (t) => {
+  const { image, stored, chosenPrefix } = protocol === 'multipaxos' ? await theReplica() : await writeReplica(protocol);
   assert.ok(stored.length >= 10, `the replica wrote ${stored.length} records`);
   assert.ok(stored.some((r) => r.bytes.length > 4096), 'some record is larger than an LMDB page');
   assert.equal(chosenPrefix, stored[stored.length - 1].position + 1, 'every stored slot is chosen');
   const byPosition = new Map(stored.map((r) => [r.position, r]));
 
-  const rng = new Prng(20261127);
+  const rng = new Prng(protocol === 'multipaxos' ? 20261127 : 20261128);
   const landed = new Map<string, number>();
   const reasons = new Map<string, number>();
   let detected = 0;
@@ -145,7 +149,7 @@ test('a hundred single-bit flips in stored records are each detected before the 
     const field = fieldAt(offset);
     const where = `trial ${trial}: slot ${victim.position}, byte ${offset} (${field}), bit ${bit}`;
 
-    const dir = copyImage(image, `trial-${trial}`);
+    const dir = copyImage(image, `trial-${protocol}-${trial}`);
     const fd = fs.openSync(path.join(dir, 'paxlog.mdb'), 'r+');
     const one = Buffer.alloc(1);
     fs.readSync(fd, one, 0, 1, victim.fileOffset + offset);
@@ -169,7 +173,7 @@ test('a hundred single-bit flips in stored records are each detected before the 
 
     // The node: refuses to start, naming the slot.
     assert.throws(
-      () => Node.open({ id: 1, peers: parsePeers(peersMultiPaxos), dataDir: dir, stateMachine: new Counter(), logger: silent, kernels: 'js' }),
+      () => Node.open({ id: 1, peers: parsePeers(peersMultiPaxos), dataDir: dir, stateMachine: new Counter(), logger: silent, kernels: 'js', protocol }),
       (e: Error) => e instanceof StorageError && new RegExp(`corrupt accepted slots \\(${victim.position}\\); refusing to start`).test(e.message),
       `${where}: the node did not refuse to start`);
 
@@ -177,6 +181,7 @@ test('a hundred single-bit flips in stored records are each detected before the 
     landed.set(field, (landed.get(field) ?? 0) + 1);
     fs.rmSync(dir, { recursive: true, force: true });
   }
+  t.diagnostic(`${stored.length} records (largest ${Math.max(...stored.map((r) => r.bytes.length))} bytes), chosen prefix ${chosenPrefix}`);
   t.diagnostic(`flips by field: ${JSON.stringify(Object.fromEntries(landed))}`);
   t.diagnostic(`reasons: ${JSON.stringify(Object.fromEntries(reasons))}`);
   assert.equal(detected, 100);
