@@ -29,9 +29,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Message } from '../protocol/messages.js';
-import { defaultConfig, type Config, type HardState, type LogRecord, type Protocol, type Status } from '../protocol/types.js';
+import { defaultConfig, type Config, type Protocol, type Status } from '../protocol/types.js';
 import type { Kernels } from '../kernels/types.js';
 import { loadKernels } from '../kernels/index.js';
+import { Durable } from './durable.js';
 import { Prng } from './prng.js';
 import { protocolFactory, type ProtocolFactory } from './protocols.js';
 import { ballotText, describeMessage, describeStatus, valueText } from './describe.js';
@@ -76,13 +77,6 @@ export const parseScenario = (text: string, name = 'scenario'): ScenarioFile => 
 export const formatScenario = (f: ScenarioFile, outputs: string[]): string =>
   `${f.header}\n\n${f.blocks.map((b, i) => `${b.command}\n----\n${outputs[i]}\n`).join('\n')}`;
 
-/** What survives a crash: exactly what the node persisted. */
-interface Durable {
-  hardState: HardState;
-  records: Map<number, LogRecord>;
-  chosenPrefix: number;
-}
-
 interface ScenarioNode {
   core: Protocol | null;
   durable: Durable;
@@ -105,7 +99,7 @@ export class ScenarioCluster {
   constructor(private readonly factory: ProtocolFactory, private readonly k: Kernels, private readonly configs: Config[], private readonly seed: number) {
     this.ids = configs.map((c) => c.id);
     for (const c of configs) {
-      this.nodes.set(c.id, { core: null, durable: { hardState: { ballot: 0, vote: 0 }, records: new Map(), chosenPrefix: 0 }, applied: [], last: null });
+      this.nodes.set(c.id, { core: null, durable: new Durable(), applied: [], last: null });
       this.start(c.id, false);
     }
   }
@@ -113,15 +107,9 @@ export class ScenarioCluster {
   private start(id: number, restore: boolean): void {
     const n = this.nodes.get(id)!;
     const config = this.configs.find((c) => c.id === id)!;
-    const d = n.durable;
     n.core = this.factory({
       config, kernels: this.k, rng: new Prng(this.seed * 1000 + id + (restore ? 500 : 0)),
-      restored: restore ? {
-        hardState: { ...d.hardState },
-        records: [...d.records.values()].sort((a, b) => a.position - b.position),
-        chosenPrefix: d.chosenPrefix,
-        appliedPrefix: 1,
-      } : undefined,
+      restored: restore ? n.durable.restored() : undefined,
     });
     n.applied = [];
     n.last = n.core.status();
@@ -142,11 +130,7 @@ export class ScenarioCluster {
       if (!core) continue;
       while (core.hasReady()) {
         const rd = core.ready();
-        const d = n.durable;
-        if (rd.hardState) d.hardState = { ...rd.hardState };
-        if (rd.truncateFrom > 0) for (const p of [...d.records.keys()]) if (p >= rd.truncateFrom) d.records.delete(p);
-        for (const r of rd.records) d.records.set(r.position, r);
-        if (rd.chosenPrefix > 0) d.chosenPrefix = rd.chosenPrefix;
+        n.durable.persist(rd);
         this.queue.push(...rd.messages, ...rd.messagesAfterPersist);
         for (const a of rd.apply) {
           assert.equal(a.position, n.applied.length + 1, `node ${id} applied position ${a.position} out of order`);

@@ -15,11 +15,12 @@
 
 import type { Message } from '../protocol/messages.js';
 import {
-  defaultConfig, type Config, type HardState, type LogRecord, type PlantedBug, type Protocol, type ProtocolName,
+  defaultConfig, type Config, type LogRecord, type PlantedBug, type Protocol, type ProtocolName,
   type Ready, type ReadMode,
 } from '../protocol/types.js';
 import { isDecodeError, type Kernels } from '../kernels/types.js';
 import { loadKernels } from '../kernels/index.js';
+import { Durable } from './durable.js';
 import { Prng } from './prng.js';
 import { protocolFactory } from './protocols.js';
 import { checkRegister, type RegisterOp } from './linearizability.js';
@@ -146,12 +147,6 @@ const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 /** Thrown by a check; carries what differed. */
 export class Violation extends Error {}
 
-interface Durable {
-  hardState: HardState;
-  records: Map<number, LogRecord>;
-  chosenPrefix: number;
-}
-
 interface SimNode {
   id: number;
   core: Protocol | null;
@@ -258,7 +253,7 @@ export class Simulation {
     }));
     for (const id of peers) {
       const n: SimNode = {
-        id, core: null, durable: { hardState: { ballot: 0, vote: 0 }, records: new Map(), chosenPrefix: 0 },
+        id, core: null, durable: new Durable(),
         persisting: null, appliedNext: 1, kv: new Map(), sessions: new Map(), readsHeld: [], restartAt: 0, jumps: [], refused: '',
       };
       this.nodes.push(n);
@@ -285,15 +280,9 @@ export class Simulation {
   // ------------------------------------------------------------------ nodes
 
   private start(n: SimNode, restore: boolean): void {
-    const d = n.durable;
     n.core = this.factory({
       config: this.configs[n.id - 1], kernels: this.k, rng: this.rng.fork(), bugs: this.o.bugs,
-      restored: restore ? {
-        hardState: { ...d.hardState },
-        records: [...d.records.values()].sort((a, b) => a.position - b.position),
-        chosenPrefix: d.chosenPrefix,
-        appliedPrefix: 1,
-      } : undefined,
+      restored: restore ? n.durable.restored() : undefined,
     });
     n.persisting = null;
     n.appliedNext = 1;
@@ -498,14 +487,8 @@ export class Simulation {
   }
 
   private persist(n: SimNode, rd: Ready): void {
-    const d = n.durable;
-    if (rd.hardState) d.hardState = { ...rd.hardState };
-    if (rd.truncateFrom > 0) for (const p of [...d.records.keys()]) if (p >= rd.truncateFrom) d.records.delete(p);
-    for (const r of rd.records) {
-      d.records.set(r.position, r);
-      if (this.o.protocol === 'multipaxos') this.recordAccept(n.id, r);
-    }
-    if (rd.chosenPrefix > 0) d.chosenPrefix = rd.chosenPrefix;
+    n.durable.persist(rd);
+    if (this.o.protocol === 'multipaxos') for (const r of rd.records) this.recordAccept(n.id, r);
   }
 
   /** Multi-Paxos ground truth: a value durably accepted by a majority at one ballot is chosen. */
