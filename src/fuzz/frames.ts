@@ -147,6 +147,17 @@ class Fuzzer {
     return out;
   }
 
+  /** Both faces' results when both decoded `input`; otherwise checks both refused it for the same
+   *  reason, counts the reason, and returns null. */
+  private decodedBoth<T extends object>(where: string, input: Uint8Array, w: T | DecodeError, j: T | DecodeError): [T, T] | null {
+    if (!isDecodeError(w) && !isDecodeError(j)) return [w, j];
+    if (!isDecodeError(w) || !isDecodeError(j) || w.error !== j.error) {
+      this.fail(`${where}: faces disagree: wasm ${JSON.stringify(isDecodeError(w) ? w : 'ok')}, js ${JSON.stringify(isDecodeError(j) ? j : 'ok')} for ${hex(input)}`);
+    }
+    this.reject(isDecodeError(j) ? j : w as DecodeError, input, where);
+    return null;
+  }
+
   frame(): Uint8Array {
     const input = this.mutate(this.validFrame(), () => this.validFrame(), true);
     this.report.frames++;
@@ -155,16 +166,12 @@ class Fuzzer {
   }
 
   checkFrame(input: Uint8Array, where: string): void {
-    const w = this.guard('wasm', where, input, (k) => k.decode(input));
-    const j = this.guard('js', where, input, (k) => k.decode(input));
-    if (w === null || j === null) return;
-    if (isDecodeError(w) || isDecodeError(j)) {
-      if (!isDecodeError(w) || !isDecodeError(j) || w.error !== j.error) {
-        this.fail(`${where}: faces disagree: wasm ${JSON.stringify(isDecodeError(w) ? w : 'ok')}, js ${JSON.stringify(isDecodeError(j) ? j : 'ok')} for ${hex(input)}`);
-      }
-      this.reject(isDecodeError(j) ? j : w as DecodeError, input, where);
-      return;
-    }
+    const wr = this.guard('wasm', where, input, (k) => k.decode(input));
+    const jr = this.guard('js', where, input, (k) => k.decode(input));
+    if (wr === null || jr === null) return;
+    const both = this.decodedBoth(where, input, wr, jr);
+    if (both === null) return;
+    const [w, j] = both;
     // Both decoded: each must re-encode to the very bytes received.
     for (const [face, m] of [['wasm', w], ['js', j]] as const) {
       const again = this.guard('js', `${where} re-encode`, input, (k) => k.encode(m));
@@ -180,14 +187,12 @@ class Fuzzer {
     }).slice();
     const input = this.mutate(make(), make, false);
     this.report.records++;
-    const w = this.guard('wasm', 'decodeRecord', input, (k) => k.decodeRecord(input));
-    const j = this.guard('js', 'decodeRecord', input, (k) => k.decodeRecord(input));
-    if (w === null || j === null) return;
-    if (isDecodeError(w) || isDecodeError(j)) {
-      if (!isDecodeError(w) || !isDecodeError(j) || w.error !== j.error) this.fail(`decodeRecord: faces disagree for ${hex(input)}`);
-      this.reject(isDecodeError(j) ? j : w as DecodeError, input, 'decodeRecord');
-      return;
-    }
+    const wr = this.guard('wasm', 'decodeRecord', input, (k) => k.decodeRecord(input));
+    const jr = this.guard('js', 'decodeRecord', input, (k) => k.decodeRecord(input));
+    if (wr === null || jr === null) return;
+    const both = this.decodedBoth('decodeRecord', input, wr, jr);
+    if (both === null) return;
+    const [w, j] = both;
     for (const r of [w, j]) {
       const again = this.guard('js', 'encodeRecord', input, (k) => k.encodeRecord(r));
       if (again !== null && !sameBytes(again, input)) this.fail(`decodeRecord: a decoded record re-encodes differently for ${hex(input)}`);
@@ -208,14 +213,12 @@ class Fuzzer {
       default: input = r.bytes(r.int(0, 64));
     }
     this.report.batches++;
-    const w = this.guard('wasm', 'decodeBatch', input, (k) => k.decodeBatch(input));
-    const j = this.guard('js', 'decodeBatch', input, (k) => k.decodeBatch(input));
-    if (w === null || j === null) return;
-    if (isDecodeError(w) || isDecodeError(j)) {
-      if (!isDecodeError(w) || !isDecodeError(j) || w.error !== j.error) this.fail(`decodeBatch: faces disagree for ${hex(input)}`);
-      this.reject(isDecodeError(j) ? j : w as DecodeError, input, 'decodeBatch');
-      return;
-    }
+    const wr = this.guard('wasm', 'decodeBatch', input, (k) => k.decodeBatch(input));
+    const jr = this.guard('js', 'decodeBatch', input, (k) => k.decodeBatch(input));
+    if (wr === null || jr === null) return;
+    const both = this.decodedBoth('decodeBatch', input, wr, jr);
+    if (both === null) return;
+    const [w, j] = both;
     const again = this.js.encodeBatch(j);
     if (!sameBytes(again, input) || w.length !== j.length || w.some((c, i) => !sameBytes(c, j[i]))) {
       this.fail(`decodeBatch: faces disagree or the commands re-encode differently for ${hex(input)}`);
