@@ -106,7 +106,7 @@ test('a Commit at the ballot the learner accepted at applies the chosen prefix i
 
 test('a new leader re-proposes the highest-ballot value reported and a no-op for a hole', () => {
   // Node 1 itself accepted "new" at slot 1 at a higher ballot than the "old" node 2 reports.
-  const restored: Restored = { hardState: { ballot: ballot(0, 3), vote: 0 }, records: [{ position: 1, ballot: ballot(0, 3), value: value('new') }], chosenPrefix: 1, appliedPrefix: 1 };
+  const restored: Restored = { hardState: { ballot: ballot(0, 3), vote: 0 }, records: [{ position: 1, ballot: ballot(0, 3), value: value('new') }], chosenPrefix: 1, appliedPrefix: 1, snapshot: null };
   const n = node(1, restored);
   while (n.status().role === 'follower') n.tick();
   const b = n.status().ballot;
@@ -162,7 +162,7 @@ test('bad input is dropped: strangers, wrong addressee, self-addressed, unknown 
 });
 
 test('a restarted node promises nobody until an election timeout has passed (a lease may be live)', () => {
-  const restored: Restored = { hardState: { ballot: ballot(1, 1), vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1 };
+  const restored: Restored = { hardState: { ballot: ballot(1, 1), vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1, snapshot: null };
   const n = node(2, restored);
   n.step({ type: MsgType.Prepare, from: 3, to: 2, ballot: ballot(2, 3), fromSlot: 1 });
   assert.equal(n.hasReady(), false, 'no Promise while quiet');
@@ -179,6 +179,7 @@ test('a restarted node re-applies its persisted chosen prefix from its records',
     records: [{ position: 1, ballot: b, value: value('a') }, { position: 2, ballot: b, value: value('b') }, { position: 3, ballot: b, value: value('c') }],
     chosenPrefix: 3,
     appliedPrefix: 1,
+    snapshot: null,
   };
   const rd = cycle(node(2, restored));
   assert.deepEqual(rd.apply.map((a) => a.position), [1, 2]);

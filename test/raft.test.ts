@@ -52,7 +52,7 @@ class Pump {
 
   restart(id: number): void {
     const d = this.disks.get(id)!;
-    this.start(id, { hardState: { ballot: d.term, vote: d.vote }, records: [...d.records], chosenPrefix: d.chosenPrefix, appliedPrefix: 1 });
+    this.start(id, { hardState: { ballot: d.term, vote: d.vote }, records: [...d.records], chosenPrefix: d.chosenPrefix, appliedPrefix: 1, snapshot: null });
   }
 
   node(id: number): Raft {

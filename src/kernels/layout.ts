@@ -97,6 +97,8 @@ export const SHAPES: readonly (FrameShape | undefined)[] = (() => {
   add(shape(MsgType.Propose, null, null, null, null, [], EntryKind.Value));
   add(shape(MsgType.ReadIndex, null, 'readId', null, null, [], EntryKind.None));
   add(shape(MsgType.ReadIndexReply, null, 'readId', 'index', null, ['ok'], EntryKind.None));
+  add(shape(MsgType.SnapshotRequest, null, 'prefix', 'offset', null, [], EntryKind.None));
+  add(shape(MsgType.SnapshotChunk, 'ballot', 'prefix', 'offset', 'total', [], EntryKind.Value));
   add(shape(MsgType.RequestVote, 'term', 'lastIndex', 'lastTerm', null, ['preVote'], EntryKind.None));
   add(shape(MsgType.Vote, 'term', null, null, null, ['granted', 'preVote'], EntryKind.None));
   add(shape(MsgType.AppendEntries, 'term', 'prevIndex', 'prevTerm', 'commitIndex', [], EntryKind.Raft));

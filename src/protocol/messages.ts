@@ -42,6 +42,14 @@ export const enum MsgType {
   ReadIndex = 12,
   /** The leader's answer: `index` is the position the reader must apply through; ok=false if not leader. */
   ReadIndexReply = 13,
+  /** Asks the receiver for bytes from `offset` of its snapshot at `prefix` (see SnapshotChunk). */
+  SnapshotRequest = 14,
+  /** Bytes [offset, offset + values[0].length) of the sender's snapshot at `prefix`, `total` bytes in
+   *  all; `ballot` is the snapshot's (Raft: the term of entry prefix - 1; Multi-Paxos: 0). Sent in
+   *  answer to a SnapshotRequest, or unasked at offset 0 as an offer to a peer that needs positions
+   *  the sender has trimmed. The receiver pulls the rest one chunk at a time, so it sets the pace and
+   *  a lost chunk costs one retried request; the sender keeps no per-peer transfer state. */
+  SnapshotChunk = 15,
 
   // Raft. `term` travels in the header's ballot field.
   /** Candidate (or pre-candidate when preVote) asks for a vote. */
@@ -99,6 +107,12 @@ export interface LearnReply extends Base { type: MsgType.LearnReply; chosenPrefi
 export interface Propose extends Base { type: MsgType.Propose; values: Uint8Array[] }
 export interface ReadIndex extends Base { type: MsgType.ReadIndex; readId: number }
 export interface ReadIndexReply extends Base { type: MsgType.ReadIndexReply; readId: number; index: number; ok: boolean }
+export interface SnapshotRequest extends Base { type: MsgType.SnapshotRequest; prefix: number; offset: number }
+export interface SnapshotChunk extends Base {
+  type: MsgType.SnapshotChunk; ballot: number; prefix: number; offset: number; total: number;
+  /** Exactly one value: the chunk's bytes (at most Config.snapshotChunkBytes). Anything else is dropped. */
+  values: Uint8Array[];
+}
 
 export interface RequestVote extends Base { type: MsgType.RequestVote; term: number; lastIndex: number; lastTerm: number; preVote: boolean }
 export interface Vote extends Base { type: MsgType.Vote; term: number; granted: boolean; preVote: boolean }
@@ -116,6 +130,6 @@ export interface AppendResult extends Base {
 
 export type PaxosMessage = Prepare | Promise | Accept | Accepted | Nack | Commit | Heartbeat | HeartbeatAck |
   LearnRequest | LearnReply;
-export type SharedMessage = Propose | ReadIndex | ReadIndexReply;
+export type SharedMessage = Propose | ReadIndex | ReadIndexReply | SnapshotRequest | SnapshotChunk;
 export type RaftMessage = RequestVote | Vote | AppendEntries | AppendResult;
 export type Message = PaxosMessage | SharedMessage | RaftMessage;

@@ -6,10 +6,19 @@
 //     core.tick() | core.step(msg) | core.propose(cmds) | core.read(id)
 //     if core.hasReady():
 //       rd = core.ready()
-//       persist rd.hardState, rd.entries, rd.truncateFrom, rd.chosenPrefix   (one transaction)
+//       persist rd.snapshot, rd.hardState, rd.truncateFrom, rd.records, rd.chosenPrefix (one transaction)
 //       send rd.messages at once; send rd.messagesAfterPersist only once the persist is durable
+//       if rd.install: restore the state machine from rd.snapshot.bytes
 //       apply rd.apply in order; answer rd.reads once applied >= read.index
 //       core.advance(rd)
+//     now and then, after advance: core.compact(appliedPrefix, stateMachine.snapshot())
+//
+// Log compaction. The driver snapshots the state machine at the core's applied prefix and hands the
+// bytes to compact(); the core drops its log below that prefix, keeps the bytes to send to peers
+// that need trimmed positions, and returns the snapshot in the next Ready, whose persist saves it
+// and deletes every record below its prefix in the same transaction. A node that lags behind a
+// peer's trimmed point pulls the peer's snapshot in chunks (SnapshotRequest / SnapshotChunk), and
+// its core hands it over in a Ready with `install` set.
 //
 // Positions are "slots" in Multi-Paxos and "indexes" in Raft; both start at 1. Position 0 is
 // "nothing" (Raft's empty-log sentinel).
@@ -45,7 +54,32 @@ export interface ReadState {
   index: number;
 }
 
+/** A state machine snapshot: the state after applying every position below `prefix`. */
+export interface Snapshot {
+  /** Every position below it is in the snapshot, none at or above it. >= 2. */
+  prefix: number;
+  /** Raft: the term of entry prefix - 1. Multi-Paxos: 0. */
+  ballot: number;
+  /** What StateMachine.snapshot() returned. At most SNAPSHOT_BYTES_MAX. */
+  bytes: Uint8Array;
+}
+
+/** The largest snapshot a node takes in from a peer (the receiver allocates it whole). */
+export const SNAPSHOT_BYTES_MAX = 1024 * 1024 * 1024;
+
 export interface Ready {
+  /**
+   * Persist if set, first in the transaction: save it as the node's snapshot (replacing the one
+   * before) and delete every record below its prefix. `records` then hold no position below it.
+   * Its prefix is above any snapshot persisted before.
+   */
+  snapshot: Snapshot | null;
+  /**
+   * True when `snapshot` came from a peer: before `apply`, restore the state machine from
+   * snapshot.bytes; the applied prefix becomes snapshot.prefix and `apply` (if any) starts there.
+   * False when it is the driver's own compact() coming back to be persisted.
+   */
+  install: boolean;
   /** Persist if set: changed hard state. */
   hardState: HardState | null;
   /** Raft only: delete every record at position >= truncateFrom before writing `records`. */
@@ -87,6 +121,8 @@ export interface Config {
   leaseDriftTicks: number;
   /** Pending client commands at most (the batcher's bound); propose beyond it is refused. */
   pendingMax: number;
+  /** Snapshot bytes one SnapshotChunk carries at most. */
+  snapshotChunkBytes: number;
 }
 
 /** A deterministic PRNG (src/sim/prng). Never Math.random in a core. */
@@ -104,8 +140,10 @@ export interface Restored {
   records: LogRecord[];
   /** The persisted chosen prefix (0 or 1 when nothing is chosen). */
   chosenPrefix: number;
-  /** The state machine has applied every position below this (1 when nothing). */
+  /** The state machine has applied every position below this (1 when nothing). Equals snapshot.prefix, or 1 without one. */
   appliedPrefix: number;
+  /** The latest durable snapshot (the state machine was restored from it), or null. Records below its prefix are ignored. */
+  snapshot: Snapshot | null;
 }
 
 export interface Status {
@@ -126,6 +164,8 @@ export interface Status {
   inFlight: number;
   /** Client commands waiting for a slot. */
   pending: number;
+  /** The log holds no position below this: the snapshot covers them (1 when none was taken). */
+  snapshotPrefix: number;
 }
 
 export type ProposeResult =
@@ -146,6 +186,13 @@ export interface Protocol {
   ready(): Ready;
   /** Acknowledge the last Ready: persisted, sent and applied. */
   advance(rd: Ready): void;
+  /**
+   * The driver snapshotted the state machine when it had applied every position below `prefix`
+   * (prefix <= the applied prefix; call it between advance() and ready()). The core drops its log
+   * below `prefix`, keeps `bytes` to serve peers, and returns the snapshot in the next Ready to be
+   * persisted. A prefix at or below the current snapshot's is ignored.
+   */
+  compact(prefix: number, bytes: Uint8Array): void;
   status(): Status;
   /** Asserts every invariant of the core's state; throws (never caught) when one fails. */
   invariants(): void;
@@ -184,4 +231,5 @@ export const defaultConfig = (id: number, peers: number[]): Config => ({
   leaseTicks: 8,
   leaseDriftTicks: 1,
   pendingMax: 65536,
+  snapshotChunkBytes: 1024 * 1024,
 });

@@ -11,6 +11,7 @@ const TYPE_NAMES: Record<number, string> = {
   [MsgType.Heartbeat]: 'Heartbeat', [MsgType.HeartbeatAck]: 'HeartbeatAck',
   [MsgType.LearnRequest]: 'LearnRequest', [MsgType.LearnReply]: 'LearnReply', [MsgType.Propose]: 'Propose',
   [MsgType.ReadIndex]: 'ReadIndex', [MsgType.ReadIndexReply]: 'ReadIndexReply',
+  [MsgType.SnapshotRequest]: 'SnapshotRequest', [MsgType.SnapshotChunk]: 'SnapshotChunk',
   [MsgType.RequestVote]: 'RequestVote', [MsgType.Vote]: 'Vote', [MsgType.AppendEntries]: 'AppendEntries',
   [MsgType.AppendResult]: 'AppendResult',
 };
@@ -37,9 +38,11 @@ export const describeMessage = (k: Kernels, m: Message): string => {
     if (key === 'entries') {
       const es = v as { slot?: number; index?: number; ballot?: number; term?: number; value: Uint8Array }[];
       parts.push(`entries=[${es.map((e) => `${e.slot ?? e.index}@${e.ballot !== undefined ? ballotText(e.ballot) : e.term}:${valueText(k, e.value)}`).join(', ')}]`);
+    } else if (key === 'values' && m.type === MsgType.SnapshotChunk) {
+      parts.push(`bytes=${(v as Uint8Array[]).map((c) => c.length).join(',')}`);
     } else if (key === 'values') {
       parts.push(`values=[${(v as Uint8Array[]).map((c) => utf8.decode(c)).join(' ')}]`);
-    } else if (key === 'ballot' && !isRaft) parts.push(`ballot=${ballotText(v as number)}`);
+    } else if (key === 'ballot' && !isRaft && m.type !== MsgType.SnapshotChunk) parts.push(`ballot=${ballotText(v as number)}`);
     else parts.push(`${key}=${String(v)}`);
   }
   return parts.join(' ');

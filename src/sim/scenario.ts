@@ -20,11 +20,14 @@
 //   stabilize               deliver until no message is left
 //   partition 1 | 2 3       cut every link between the groups; heal removes all cuts
 //   crash N / restart N     stop a node (it keeps what it persisted) / start it from storage
+//   snapshot N              node N snapshots what it applied (compact); the next Ready trims its log
 //   status [N]              one describe line per node
 //   log N                   the values node N has applied
 //
 // Persists are immediate here (the simulator models slow disks); after every command each live
-// node's Ready is processed in id order: applied slots, answered reads and role changes print.
+// node's Ready is processed in id order: applied slots, installed snapshots, answered reads and
+// role changes print. A node's state machine is the list of values it applied; its snapshot is that
+// list as JSON.
 
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -80,13 +83,15 @@ export const formatScenario = (f: ScenarioFile, outputs: string[]): string =>
 interface ScenarioNode {
   core: Protocol | null;
   durable: Durable;
-  /** Values applied since the node last started, as text. */
+  /** The state machine: the value applied at position i + 1, as text, at [i]. */
   applied: string[];
   /** The last status printed (role and leader changes print). */
   last: Status | null;
 }
 
 const enc = new TextEncoder();
+const utf8 = new TextDecoder();
+const fromSnapshot = (bytes: Uint8Array): string[] => JSON.parse(utf8.decode(bytes)) as string[];
 
 /** A cluster driven step by step by scenario commands. */
 export class ScenarioCluster {
@@ -111,7 +116,7 @@ export class ScenarioCluster {
       config, kernels: this.k, rng: new Prng(this.seed * 1000 + id + (restore ? 500 : 0)),
       restored: restore ? n.durable.restored() : undefined,
     });
-    n.applied = [];
+    n.applied = restore && n.durable.snapshot ? fromSnapshot(n.durable.snapshot.bytes) : [];
     n.last = n.core.status();
   }
 
@@ -132,6 +137,11 @@ export class ScenarioCluster {
         const rd = core.ready();
         n.durable.persist(rd);
         this.queue.push(...rd.messages, ...rd.messagesAfterPersist);
+        if (rd.install && rd.snapshot) {
+          n.applied = fromSnapshot(rd.snapshot.bytes);
+          assert.equal(n.applied.length, rd.snapshot.prefix - 1, `node ${id} installed a snapshot whose bytes disagree with its prefix`);
+          out.push(`${id} installed snapshot below ${rd.snapshot.prefix}`);
+        }
         for (const a of rd.apply) {
           assert.equal(a.position, n.applied.length + 1, `node ${id} applied position ${a.position} out of order`);
           const text = valueText(this.k, a.value);
@@ -231,6 +241,15 @@ export class ScenarioCluster {
         this.start(num(args[0]), true);
         break;
       }
+      case 'snapshot': {
+        const id = num(args[0]);
+        const n = this.nodes.get(id)!;
+        const core = this.core(id);
+        const prefix = core.status().appliedPrefix;
+        core.compact(prefix, enc.encode(JSON.stringify(n.applied.slice(0, prefix - 1))));
+        out.push(`${id} compacted below ${prefix}`);
+        break;
+      }
       case 'status': {
         const ids = args.length > 0 ? args.map(num) : this.ids;
         for (const id of ids) {
@@ -299,7 +318,7 @@ const scenarioConfig = (id: number, peers: number[]): Config => ({
   batchMax: 8,
 });
 
-const CONFIG_KEYS = new Set(['batchMax', 'batchBytesMax', 'pipeline', 'heartbeatTicks', 'electionTicksMin', 'electionTicksMax', 'leaseTicks', 'leaseDriftTicks', 'pendingMax']);
+const CONFIG_KEYS = new Set(['batchMax', 'batchBytesMax', 'pipeline', 'heartbeatTicks', 'electionTicksMin', 'electionTicksMax', 'leaseTicks', 'leaseDriftTicks', 'pendingMax', 'snapshotChunkBytes']);
 
 /** Build the cluster a `cluster` command describes. */
 export const clusterFromCommand = (factory: ProtocolFactory, k: Kernels, command: string): ScenarioCluster => {
