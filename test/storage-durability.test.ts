@@ -35,7 +35,7 @@ async function runChild(dir: string, mode: Mode): Promise<never> {
     const store = LogStore.open({ dir, fsync: true, kernels: loadKernels('js') });
     store.load();
     for (let i = 1; ; i++) {
-      await store.persist({ hardState: { ballot: i, vote: 0 }, truncateFrom: 0, chosenPrefix: 0, records: [{ position: i, ballot: i, value }] });
+      await store.persist({ snapshot: null, hardState: { ballot: i, vote: 0 }, truncateFrom: 0, chosenPrefix: 0, records: [{ position: i, ballot: i, value }] });
       fs.writeSync(1, `acked ${i}\n`);
     }
   }

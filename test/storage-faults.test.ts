@@ -249,7 +249,7 @@ test('a log that lost records below its chosen prefix refuses to start, naming t
   const rec = (p: number) => ({ position: p, ballot: 65537, value: Uint8Array.of(p) });
   const w = LogStore.open({ dir: fresh, fsync: false, kernels });
   w.load();
-  await w.persist({ hardState: { ballot: 65537, vote: 0 }, truncateFrom: 0, records: [1, 2, 3, 4].map(rec), chosenPrefix: 3 });
+  await w.persist({ snapshot: null, hardState: { ballot: 65537, vote: 0 }, truncateFrom: 0, records: [1, 2, 3, 4].map(rec), chosenPrefix: 3 });
   await w.close();
   await deleteStored(fresh, 'log', [4]);
   const r = LogStore.open({ dir: fresh, fsync: false, kernels });
@@ -266,7 +266,7 @@ test('a log that holds nothing but a promise refuses to start once that promise 
   const dir = path.join(base, 'promise-only');
   let s = LogStore.open({ dir, fsync: false, kernels });
   s.load();
-  await s.persist({ hardState: { ballot: 3 * 65536 + 2, vote: 0 }, truncateFrom: 0, records: [], chosenPrefix: 0 });
+  await s.persist({ snapshot: null, hardState: { ballot: 3 * 65536 + 2, vote: 0 }, truncateFrom: 0, records: [], chosenPrefix: 0 });
   await s.close();
   await deleteStored(dir, 'meta', ['hard']);
   s = LogStore.open({ dir, fsync: false, kernels });
@@ -279,7 +279,7 @@ test('a fresh log starts with an all-zero hard state and writes it, so that losi
   const dir = path.join(base, 'fresh');
   let s = LogStore.open({ dir, fsync: false, kernels });
   assert.deepEqual(s.load().restored.hardState, { ballot: 0, vote: 0 });
-  await s.persist({ hardState: null, truncateFrom: 0, records: [{ position: 1, ballot: 65537, value: Uint8Array.of(1) }], chosenPrefix: 0 });
+  await s.persist({ snapshot: null, hardState: null, truncateFrom: 0, records: [{ position: 1, ballot: 65537, value: Uint8Array.of(1) }], chosenPrefix: 0 });
   await s.close();
   s = LogStore.open({ dir, fsync: false, kernels });
   assert.equal(s.load().restored.records.length, 1, 'a record without any promise is fine while the zero hard state is there');

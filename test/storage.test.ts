@@ -13,7 +13,7 @@ import { LogStore, StorageError } from '../src/storage/log-store.js';
 const kernels = loadKernels('js');
 const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-storage-'));
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
-const none = { hardState: null, truncateFrom: 0, records: [], chosenPrefix: 0 };
+const none = { snapshot: null, hardState: null, truncateFrom: 0, records: [], chosenPrefix: 0 };
 
 /** Damage one stored byte directly in LMDB, as a bad disk would (the LogStore must be closed). */
 async function flipStoredByte(dir: string, db: 'log' | 'meta', key: number | string, at: number): Promise<void> {
@@ -28,9 +28,9 @@ async function flipStoredByte(dir: string, db: 'log' | 'meta', key: number | str
 test('persisted hard state, records and chosen prefix come back after a reopen', async () => {
   const dir = tmp();
   let s = LogStore.open({ dir, fsync: true, kernels });
-  assert.deepEqual(s.load().restored, { hardState: { ballot: 0, vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1 });
+  assert.deepEqual(s.load().restored, { hardState: { ballot: 0, vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1, snapshot: null });
   await s.persist({
-    hardState: { ballot: 65537, vote: 0 }, truncateFrom: 0, chosenPrefix: 2,
+    snapshot: null, hardState: { ballot: 65537, vote: 0 }, truncateFrom: 0, chosenPrefix: 2,
     records: [{ position: 1, ballot: 65537, value: bytes('a') }, { position: 3, ballot: 65537, value: bytes('ccc') }],
   });
   await s.persist({ ...none, records: [{ position: 3, ballot: 131073, value: bytes('C') }] });
@@ -91,17 +91,65 @@ test('a corrupt hard state refuses to start with a clear error', async () => {
   await s.close();
 });
 
-test('a snapshot comes back with its applied prefix', async () => {
+test('a snapshot is saved with the Ready that carries it, and the records below its prefix are deleted', async () => {
   const dir = tmp();
   let s = LogStore.open({ dir, fsync: false, kernels });
   s.load();
-  await s.saveSnapshot(42, bytes('state'));
+  const rec = (p: number) => ({ position: p, ballot: 3, value: bytes(`v${p}`) });
+  await s.persist({ ...none, records: [1, 2, 3, 4, 5, 6, 7].map(rec), chosenPrefix: 8 });
+  await s.persist({ ...none, snapshot: { prefix: 6, ballot: 3, bytes: bytes('state') }, records: [rec(8)] });
   await s.close();
   s = LogStore.open({ dir, fsync: false, kernels });
   const loaded = s.load();
-  assert.equal(loaded.restored.appliedPrefix, 42);
-  assert.equal(Buffer.from(loaded.snapshot!).toString(), 'state');
+  assert.deepEqual(loaded.restored.snapshot && { ...loaded.restored.snapshot, bytes: Buffer.from(loaded.restored.snapshot.bytes).toString() },
+    { prefix: 6, ballot: 3, bytes: 'state' });
+  assert.equal(loaded.restored.appliedPrefix, 6);
+  assert.deepEqual(loaded.restored.records.map((r) => r.position), [6, 7, 8]);
+  assert.equal(s.get(5), null, 'trimmed');
+  assert.deepEqual(loaded.missing, []);
+  await assert.rejects(s.persist({ ...none, snapshot: { prefix: 6, ballot: 3, bytes: bytes('again') } }), /snapshot at 6 after one at 6/);
   await s.close();
+});
+
+test('a corrupt snapshot is refused, and the positions it covered show as missing', async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: false, kernels });
+  s.load();
+  const rec = (p: number) => ({ position: p, ballot: 1, value: bytes(`v${p}`) });
+  await s.persist({ ...none, records: [1, 2, 3, 4].map(rec), chosenPrefix: 5 });
+  await s.persist({ ...none, snapshot: { prefix: 4, ballot: 0, bytes: bytes('state') } });
+  await s.close();
+  await flipStoredByte(dir, 'meta', 'snapshot', 18);
+  s = LogStore.open({ dir, fsync: false, kernels });
+  const loaded = s.load();
+  assert.equal(loaded.restored.snapshot, null);
+  assert.deepEqual(loaded.corrupt.map((c) => c.key), ['snapshot']);
+  assert.deepEqual(loaded.missing, [1, 2, 3], 'the trimmed positions cannot be rebuilt without the snapshot');
+  await s.close();
+});
+
+test('with compaction the log file stops growing: LMDB reuses the pages trimming frees', async () => {
+  const rounds = 12;
+  const perRound = 400;
+  const value = new Uint8Array(1024).fill(7);
+  const sizeAfter = async (compact: boolean): Promise<number> => {
+    const dir = tmp();
+    const s = LogStore.open({ dir, fsync: false, kernels });
+    s.load();
+    let next = 1;
+    for (let r = 0; r < rounds; r++) {
+      const records = Array.from({ length: perRound }, () => ({ position: next++, ballot: 1, value }));
+      await s.persist({ ...none, records, chosenPrefix: next });
+      if (compact) await s.persist({ ...none, snapshot: { prefix: next, ballot: 1, bytes: bytes(`state at ${next}`) } });
+    }
+    await s.close();
+    return fs.statSync(path.join(dir, 'paxlog.mdb')).size;
+  };
+  const grown = await sizeAfter(false);
+  const compacted = await sizeAfter(true);
+  // 12 rounds of 400 KiB: the uncompacted file holds all of it, the compacted one about a round or two.
+  assert.ok(grown > rounds * perRound * 1024, `uncompacted file ${grown} bytes`);
+  assert.ok(compacted < grown / 3, `compacted file ${compacted} bytes vs ${grown} uncompacted`);
 });
 
 test('a closed log refuses writes with a StorageError', async () => {
@@ -121,7 +169,7 @@ test('a chosen prefix alone writes nothing; it rides on the next transaction, on
   await s.persist({ ...none, records: [rec(3)] });
   assert.equal(s.load().restored.chosenPrefix, 3, 'the next transaction carries it');
   await s.persist({ ...none, chosenPrefix: 4 });
-  await s.saveSnapshot(4, bytes('state'));
+  await s.persist({ ...none, snapshot: { prefix: 2, ballot: 1, bytes: bytes('state') } });
   assert.equal(s.load().restored.chosenPrefix, 4, 'a snapshot carries it too');
   await s.persist({ ...none, chosenPrefix: 5 });
   await s.close();

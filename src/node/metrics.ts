@@ -16,6 +16,10 @@ export class NodeMetrics {
   readonly forwarded: Counter;
   /** Client requests by operation and answer status. */
   readonly requests: Counter<'op' | 'status'>;
+  /** Snapshots this node took (and trimmed its log below). */
+  readonly snapshotsTaken: Counter;
+  /** Snapshots this node received from a peer and installed. */
+  readonly snapshotsInstalled: Counter;
 
   constructor(status: () => Status, extra: () => { fsync: boolean; framesDropped: number; bytesSent: number; faultFramesDropped: number; decodeErrors: number; authFailures: number; corruptRecords: number }) {
     const r = this.registry;
@@ -48,6 +52,9 @@ export class NodeMetrics {
       buckets: [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5],
     });
     this.forwarded = new Counter({ name: 'paxlog_forwarded_total', help: 'Client commands forwarded to the leader.', registers: [r] });
+    this.snapshotsTaken = new Counter({ name: 'paxlog_snapshots_taken_total', help: 'Snapshots taken here; the log below each was trimmed.', registers: [r] });
+    this.snapshotsInstalled = new Counter({ name: 'paxlog_snapshots_installed_total', help: 'Snapshots received from a peer and installed.', registers: [r] });
+    gauge('paxlog_snapshot_prefix', 'The log holds no slot below this; the snapshot covers them.', () => status().snapshotPrefix);
     this.requests = new Counter({
       name: 'paxlog_requests_total', help: 'Client requests by operation and status.', labelNames: ['op', 'status'], registers: [r],
     });

@@ -24,7 +24,9 @@ import { loadKernels } from '../kernels/index.js';
 import type { KernelKind, Kernels } from '../kernels/types.js';
 import { isDecodeError } from '../kernels/types.js';
 import type { Message } from '../protocol/messages.js';
-import { defaultConfig, type Config, type Protocol, type ProtocolName, type ReadMode, type Ready, type Status } from '../protocol/types.js';
+import {
+  defaultConfig, type Config, type Protocol, type ProtocolName, type ReadMode, type Ready, type Snapshot, type Status,
+} from '../protocol/types.js';
 import { protocolFactory } from '../sim/protocols.js';
 import { Prng } from '../sim/prng.js';
 import { LogStore, missingListMax, StorageError } from '../storage/log-store.js';
@@ -59,8 +61,10 @@ export interface NodeOptions<R> {
   tickMs?: number;
   /** A proposed command whose outcome is still unknown after this long fails with 'timeout'. */
   requestTimeoutMs?: number;
-  /** Save a state machine snapshot every this many applied slots (0: never). */
+  /** Snapshot the state machine and trim the log below it every this many applied slots (0: never). Default 10,000. */
   snapshotSlots?: number;
+  /** ... or once the slots applied since the last snapshot hold this many bytes (0: never). Default 64 MiB. */
+  snapshotBytes?: number;
   /** Injected loss and delay on outbound peer frames (benchmarks only); none when absent. */
   faults?: FaultOptions;
   /** Tests only: lets partition() cut this node off from chosen peers (HTTP POST /fault/partition). Default false. */
@@ -173,8 +177,14 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private stopped = false;
   /** The highest slot applied. Invariant: never decreases; appliedThrough + 1 is the next slot to apply. */
   private appliedThrough = 0;
-  /** Slots applied since the last snapshot was taken. */
+  /** Slots applied since the last snapshot was taken or installed. */
   private slotsSinceSnapshot = 0;
+  /** Bytes of the slots applied since the last snapshot was taken or installed. */
+  private bytesSinceSnapshot = 0;
+  /** Callers of snapshot() waiting for the next snapshot of this node's own to be durable. */
+  private snapshotWaiters: { resolve: (prefix: number) => void; reject: (e: Error) => void }[] = [];
+  /** snapshot() was called: take one at the next point where no Ready is outstanding. */
+  private snapshotWanted = false;
   /** Milliseconds per tick. */
   private readonly tickMs: number;
   /** When the core's clock was last brought up to date (performance.now()). Advances by whole ticks. */
@@ -249,7 +259,15 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
         `${loaded.missing.length >= missingListMax ? ', ...' : ''}) below its chosen prefix ${loaded.restored.chosenPrefix}; ` +
         'refusing to start, since the log lost chosen slots');
     }
-    if (loaded.snapshot !== null) opts.stateMachine.restore(loaded.snapshot);
+    const snap = loaded.restored.snapshot;
+    if (snap !== null) {
+      try {
+        opts.stateMachine.restore(snap.bytes);
+      } catch (err) {
+        throw new StorageError(`the snapshot in ${opts.dataDir} (positions below ${snap.prefix}) does not restore: ` +
+          `${(err as Error).message}; refusing to start, since the log below it was trimmed`);
+      }
+    }
     const config: Config = {
       ...defaultConfig(opts.id, [...opts.peers.keys()].sort((a, b) => a - b)),
       ...(opts.batchMax !== undefined ? { batchMax: opts.batchMax } : {}),
@@ -409,6 +427,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       w.reject(new RequestError('stopped', 'the node stopped; the outcome is unknown'));
     }
     this.writes.clear();
+    for (const w of this.snapshotWaiters) w.reject(new RequestError('stopped', 'the node stopped before the snapshot was saved'));
+    this.snapshotWaiters = [];
     for (const [, r] of this.reads) {
       clearTimeout(r.timer);
       r.reject(new RequestError('stopped', 'the node stopped'));
@@ -461,6 +481,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       for (const m of rd.messagesAfterPersist) this.transport.send(m);
       this.core.advance(rd);
       this.persisting = false;
+      if (rd.snapshot !== null) this.snapshotDurable(rd);
       this.maybeSnapshot();
       this.schedule();
     }, (err: Error) => {
@@ -473,6 +494,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   }
 
   private apply(rd: Ready): void {
+    if (rd.install && rd.snapshot !== null) this.install(rd.snapshot);
     for (const rec of rd.apply) {
       assert.ok(rec.position === this.appliedThrough + 1, `apply ${rec.position} after ${this.appliedThrough}`);
       this.appliedThrough = rec.position;
@@ -499,6 +521,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
         if (this.listenerCount('applied') > 0) this.emit('applied', { slot: rec.position, command: e.command, result } satisfies Applied<R>);
       }
       this.slotsSinceSnapshot++;
+      this.bytesSinceSnapshot += rec.value.byteLength;
     }
     for (const r of rd.reads) this.settleRead(r.id, null);
     for (const id of rd.readsFailed) this.settleRead(id, new RequestError('read-failed', 'the read could not be confirmed (no leader, or the lease lapsed); retry'));
@@ -513,15 +536,81 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     else r.reject(err);
   }
 
-  private maybeSnapshot(): void {
-    const every = this.opts.snapshotSlots ?? 10_000;
-    if (every <= 0 || this.slotsSinceSnapshot < every) return;
-    this.slotsSinceSnapshot = 0;
-    const appliedPrefix = this.appliedThrough + 1;
-    this.store.saveSnapshot(appliedPrefix, this.sm.snapshot()).then(() => {
-      this.log.debug({ appliedPrefix }, 'snapshot saved');
-    }, (err: Error) => {
-      this.log.error({ err: err.message }, 'snapshot not saved; recovery will replay more of the log');
+  /**
+   * Take a snapshot now (at the next point where no Ready is outstanding): the state machine's
+   * bytes at the applied prefix, after which the log below it is trimmed. Resolves with the
+   * snapshot's prefix once it is durable.
+   */
+  snapshot(): Promise<number> {
+    if (this.stopped) return Promise.reject(new RequestError('stopped', 'the node is stopping'));
+    if (this.snapshotWaiters.length >= pendingReadsMax) return Promise.reject(new RequestError('full', 'too many snapshot requests pending'));
+    return new Promise<number>((resolve, reject) => {
+      this.snapshotWaiters.push({ resolve, reject });
+      this.snapshotWanted = true;
+      if (!this.persisting) this.maybeSnapshot();
+      this.schedule();
     });
+  }
+
+  /** Between advance() and ready(): hand the core a snapshot when one is due or was asked for. */
+  private maybeSnapshot(): void {
+    const slots = this.opts.snapshotSlots ?? 10_000;
+    const bytes = this.opts.snapshotBytes ?? 64 * 1024 * 1024;
+    const due = (slots > 0 && this.slotsSinceSnapshot >= slots) || (bytes > 0 && this.bytesSinceSnapshot >= bytes);
+    if (!due && !this.snapshotWanted) return;
+    const prefix = this.appliedThrough + 1;
+    if (prefix <= this.core.status().snapshotPrefix) {
+      // Nothing applied since the last snapshot: that one is the answer.
+      this.settleSnapshotWaiters(this.core.status().snapshotPrefix);
+      return;
+    }
+    this.snapshotWanted = false;
+    this.slotsSinceSnapshot = 0;
+    this.bytesSinceSnapshot = 0;
+    this.core.compact(prefix, this.sm.snapshot());
+    this.schedule();
+  }
+
+  /** A persisted Ready carried a snapshot: count it, and answer snapshot() callers if it was ours. */
+  private snapshotDurable(rd: Ready): void {
+    const snap = rd.snapshot!;
+    if (rd.install) {
+      this.metrics.snapshotsInstalled.inc();
+      this.log.info({ prefix: snap.prefix, bytes: snap.bytes.byteLength }, 'snapshot from a peer installed and saved');
+      return;
+    }
+    this.metrics.snapshotsTaken.inc();
+    this.log.debug({ prefix: snap.prefix, bytes: snap.bytes.byteLength }, 'snapshot saved, log trimmed below it');
+    this.settleSnapshotWaiters(snap.prefix);
+  }
+
+  private settleSnapshotWaiters(prefix: number): void {
+    const waiters = this.snapshotWaiters;
+    this.snapshotWaiters = [];
+    this.snapshotWanted = false;
+    for (const w of waiters) w.resolve(prefix);
+  }
+
+  /**
+   * A peer's snapshot replaces this node's state machine: every position below its prefix is
+   * chosen and was trimmed at the peer. A state machine that cannot read it cannot go on (every
+   * node runs the same one, so this is a bug or a version mismatch): stop with the reason.
+   */
+  private install(snap: Snapshot): void {
+    assert.ok(snap.prefix > this.appliedThrough + 1, `install at ${snap.prefix} after applying through ${this.appliedThrough}`);
+    try {
+      this.sm.restore(snap.bytes);
+    } catch (err) {
+      this.log.fatal({ prefix: snap.prefix, err: (err as Error).message }, 'the state machine cannot restore a peer\'s snapshot; stopping the node');
+      process.exitCode = 1;
+      this.stopNow();
+      setImmediate(() => process.exit(1));
+      throw err;
+    }
+    this.appliedThrough = snap.prefix - 1;
+    this.slotsSinceSnapshot = 0;
+    this.bytesSinceSnapshot = 0;
+    // Writes proposed here whose commands lie inside the snapshot were applied at the peer: their
+    // results are not known here, so they time out as unknown, as after a leader change.
   }
 }

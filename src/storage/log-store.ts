@@ -9,8 +9,14 @@
 //   hard      ballot f64, vote f64            the promised ballot (Raft: term and vote)
 //                                             (all zero, written when the log is created)
 //   chosen    chosenPrefix f64                every position below it is chosen
-//   snapshot  appliedPrefix f64, bytes        the state machine after applying every position
-//                                             below appliedPrefix
+//   snapshot  prefix f64, ballot f64, bytes   the state machine after applying every position
+//                                             below prefix (ballot: Raft, the term of prefix - 1)
+//
+// Log compaction. A Ready that carries a snapshot saves it and deletes every record below its
+// prefix in the same transaction, so no crash leaves a log with neither the records nor the
+// snapshot that replaced them. LMDB puts the freed pages on its free list and reuses them for
+// later writes: the file stops growing at about one snapshot plus the log between two snapshots,
+// though it never shrinks by itself (a compacting copy would, offline; see compactCopy()).
 //
 // Durability. `persist(ready)` writes one Ready in one write transaction and resolves only when
 // that transaction is durable. lmdb-js by default on Linux uses overlappingSync: the promise of
@@ -35,10 +41,10 @@ import path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { Kernels } from '../kernels/types.js';
 import { isDecodeError } from '../kernels/types.js';
-import type { HardState, LogRecord, Ready, Restored } from '../protocol/types.js';
+import type { HardState, LogRecord, Ready, Restored, Snapshot } from '../protocol/types.js';
 
 /** The parts of a Ready that storage writes. */
-export type PersistBatch = Pick<Ready, 'hardState' | 'truncateFrom' | 'records' | 'chosenPrefix'>;
+export type PersistBatch = Pick<Ready, 'snapshot' | 'hardState' | 'truncateFrom' | 'records' | 'chosenPrefix'>;
 
 export interface LogStoreOptions {
   /** The node's data directory; created if missing. */
@@ -59,9 +65,8 @@ export interface CorruptRecord {
 
 /** What `load()` gives back after a restart. */
 export interface Loaded {
+  /** What the core restarts from; restored.snapshot is the latest snapshot (null if none or corrupt). */
   restored: Restored;
-  /** The latest state machine snapshot, or null; it covers every position below restored.appliedPrefix. */
-  snapshot: Uint8Array | null;
   /** Records refused at load; they are left out of `restored.records`. */
   corrupt: CorruptRecord[];
   /**
@@ -94,6 +99,10 @@ export class LogStore {
   private lastPosition = 0;
   /** Records refused since open (load and get); reported in /status and /metrics. */
   corruptCount = 0;
+  /** The prefix of the latest snapshot written or loaded (1: none). Invariant: no record below it. */
+  snapshotPrefix = 1;
+  /** Records deleted by compaction since open. */
+  trimmedCount = 0;
   /** The highest chosen prefix given to persist(); written with the next transaction. */
   private chosenPending = 0;
   /** The chosen prefix last written. Invariant: chosenWritten <= chosenPending. */
@@ -162,17 +171,23 @@ export class LogStore {
     this.chosenWritten = chosenPrefix;
     this.chosenPending = Math.max(this.chosenPending, chosenPrefix);
 
-    let snapshot: Uint8Array | null = null;
-    let appliedPrefix = 1;
+    // A corrupt snapshot is not skipped quietly: the records below its prefix are gone, so the
+    // positions it covered show up in `missing` below and the node refuses to start.
+    let snapshot: Snapshot | null = null;
     const snap = this.readMeta('snapshot', -1);
     if (isFailure(snap)) corrupt.push({ key: 'snapshot', reason: snap.reason });
     else if (snap !== null) {
-      appliedPrefix = snap.getFloat64(0, true);
-      snapshot = new Uint8Array(snap.buffer, snap.byteOffset + 8, snap.byteLength - 8).slice();
+      const prefix = snap.getFloat64(0, true);
+      const ballot = snap.getFloat64(8, true);
+      if (snap.byteLength < 16 || !Number.isSafeInteger(prefix) || prefix < 2 || !Number.isSafeInteger(ballot) || ballot < 0) {
+        corrupt.push({ key: 'snapshot', reason: `bad header (prefix ${prefix}, ballot ${ballot})` });
+      } else snapshot = { prefix, ballot, bytes: new Uint8Array(snap.buffer, snap.byteOffset + 16, snap.byteLength - 16).slice() };
     }
+    const appliedPrefix = snapshot?.prefix ?? 1;
+    this.snapshotPrefix = appliedPrefix;
 
     const records: LogRecord[] = [];
-    for (const { key, value } of this.log.getRange({})) {
+    for (const { key, value } of this.log.getRange({ start: appliedPrefix })) {
       const r = this.decode(key, value);
       if ('reason' in r) corrupt.push(r);
       else records.push(r);
@@ -193,7 +208,7 @@ export class LogStore {
       this.putMetaSync('hard', [0, 0]); // only a log that predates this marker gets here
     }
     const missing = missingBetween(appliedPrefix, chosenPrefix, records, corrupt);
-    return { restored: { hardState, records, chosenPrefix, appliedPrefix }, snapshot, corrupt, missing };
+    return { restored: { hardState, records, chosenPrefix, appliedPrefix, snapshot }, corrupt, missing };
   }
 
   /** One record, CRC-checked; a corrupt one is counted and reported as null, never served. */
@@ -217,10 +232,11 @@ export class LogStore {
    */
   async persist(b: PersistBatch): Promise<boolean> {
     if (b.chosenPrefix > this.chosenPending) this.chosenPending = b.chosenPrefix;
-    if (b.hardState === null && b.records.length === 0 && b.truncateFrom === 0) return false;
+    if (b.snapshot === null && b.hardState === null && b.records.length === 0 && b.truncateFrom === 0) return false;
     const root = this.db();
     try {
       await root.transaction(() => {
+        if (b.snapshot !== null) this.saveSnapshotSync(b.snapshot);
         if (b.hardState !== null) {
           this.putMetaSync('hard', [b.hardState.ballot, b.hardState.vote]);
         }
@@ -241,17 +257,29 @@ export class LogStore {
     return true;
   }
 
-  /** Store a state machine snapshot covering every position below appliedPrefix. */
-  async saveSnapshot(appliedPrefix: number, bytes: Uint8Array): Promise<void> {
-    assert.ok(Number.isSafeInteger(appliedPrefix) && appliedPrefix >= 1, `bad appliedPrefix ${appliedPrefix}`);
-    const root = this.db();
-    await root.transaction(() => {
-      const payload = new Uint8Array(8 + bytes.byteLength);
-      new DataView(payload.buffer).setFloat64(0, appliedPrefix, true);
-      payload.set(bytes, 8);
-      this.meta.putSync('snapshot', this.withCrc(payload));
-      this.writeChosenSync();
-    });
+  /** Inside a transaction: save the snapshot and delete every record below its prefix. */
+  private saveSnapshotSync(snap: Snapshot): void {
+    assert.ok(Number.isSafeInteger(snap.prefix) && snap.prefix > this.snapshotPrefix, `snapshot at ${snap.prefix} after one at ${this.snapshotPrefix}`);
+    const payload = new Uint8Array(16 + snap.bytes.byteLength);
+    const view = new DataView(payload.buffer);
+    view.setFloat64(0, snap.prefix, true);
+    view.setFloat64(8, snap.ballot, true);
+    payload.set(snap.bytes, 16);
+    this.meta.putSync('snapshot', this.withCrc(payload));
+    const doomed: number[] = [];
+    for (const key of this.log.getKeys({ end: snap.prefix })) doomed.push(key);
+    for (const key of doomed) this.log.removeSync(key);
+    this.snapshotPrefix = snap.prefix;
+    this.trimmedCount += doomed.length;
+  }
+
+  /**
+   * Write a compacted copy of the log to `dir` (an empty directory): only live pages, so a log
+   * whose free list grew large shrinks. Offline maintenance; the node keeps running meanwhile.
+   */
+  async compactCopy(dir: string): Promise<void> {
+    fs.mkdirSync(dir, { recursive: true });
+    await this.db().backup(path.join(dir, 'paxlog.mdb'), true);
   }
 
   /** Inside a transaction: write the chosen prefix if it moved since it was last written. */
@@ -360,8 +388,7 @@ export const missingListMax = 10;
 
 /**
  * The first positions in [from, to) with neither a record nor a corrupt-record report (at most
- * missingListMax). Below `from` the snapshot holds what the positions did, so records there may go
- * (the log is not trimmed yet, but log compaction will trim exactly those).
+ * missingListMax). Below `from` the snapshot holds what the positions did (compaction trimmed them).
  */
 function missingBetween(from: number, to: number, records: LogRecord[], corrupt: CorruptRecord[]): number[] {
   const present = records.map((r) => r.position).concat(corrupt.flatMap((c) => (typeof c.key === 'number' ? [c.key] : [])))
