@@ -65,6 +65,7 @@ interface ServeFlags {
   tickMs: number;
   requestTimeoutMs: number;
   snapshotSlots: number;
+  snapshotBytes: number;
   logLevel: string;
   faultLoss: number;
   faultDelayMs: number;
@@ -107,7 +108,7 @@ async function serve(f: ServeFlags): Promise<void> {
   const server = await startKvServer({
     id: f.id, peers: f.peers, dataDir: f.data, logger: log, protocol: f.protocol, kernels: f.kernels, fsync: f.fsync,
     secret, clientToken, tls, batchMax: f.batchMax, pipeline: f.pipeline, tickMs: f.tickMs,
-    requestTimeoutMs: f.requestTimeoutMs, httpPort: f.httpPort, snapshotSlots: f.snapshotSlots,
+    requestTimeoutMs: f.requestTimeoutMs, httpPort: f.httpPort, snapshotSlots: f.snapshotSlots, snapshotBytes: f.snapshotBytes,
     faults: f.faultLoss > 0 || f.faultDelayMs > 0 ? { lossProbability: f.faultLoss, delayMs: f.faultDelayMs, seed: f.faultSeed } : undefined,
     faultControl: f.faultControl,
   }, log);
@@ -264,7 +265,8 @@ export function buildProgram(): Command {
     .addOption(kernelsOption())
     .option('--tick-ms <ms>', 'milliseconds per protocol tick', intIn(1, 1000), 20)
     .option('--request-timeout-ms <ms>', 'a write with no answer after this long gets 504', intIn(100, 600_000), 5000)
-    .option('--snapshot-slots <n>', 'save a state machine snapshot every n applied slots (0: never)', intIn(0, 1e9), 10_000)
+    .option('--snapshot-slots <n>', 'snapshot the state machine and trim the log below it every n applied slots (0: never)', intIn(0, 1e9), 10_000)
+    .option('--snapshot-bytes <n>', '... or once the slots applied since the last snapshot hold n bytes (0: never)', intIn(0, 2 ** 40), 64 * 1024 * 1024)
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'))
     .option('--fault-loss <p>', 'benchmarks only: drop each outbound peer frame with this probability', (v: string) => {
       const p = Number(v);

@@ -67,7 +67,7 @@ describe('the soak checks', () => {
 
   test('bad flags are refused with a message that names them', () => {
     assert.deepEqual(parseSoakArgs(['--minutes', '0.5', '--protocol', 'raft', '--nodes', '5']),
-      { minutes: 0.5, protocol: 'raft', nodes: 5, seed: 1, basePort: 23700 });
+      { minutes: 0.5, protocol: 'raft', nodes: 5, seed: 1, basePort: 23700, snapshotSlots: 500 });
     assert.throws(() => parseSoakArgs(['--minutes', '0']), /--minutes 0/);
     assert.throws(() => parseSoakArgs(['--nodes', '4']), /--nodes 4/);
     assert.throws(() => parseSoakArgs(['--protocol', 'zab']), /--protocol zab/);
@@ -91,6 +91,7 @@ describe('a short soak of real processes', { timeout: 180_000 }, () => {
       assert.ok((s.kills as number) >= 2, `only ${s.kills} kills in 30 s`);
       assert.equal(s.linearizable, true);
       assert.equal(s.acknowledgedWritesLost, 0);
+      assert.ok((s.snapshotsTaken as number) > 0, 'the nodes never compacted their logs');
       assert.ok((s.writes as { ok: number }).ok > 100, `only ${(s.writes as { ok: number }).ok} acknowledged writes`);
     });
   }

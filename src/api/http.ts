@@ -160,6 +160,18 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, log: Logger, 
     withBody(res, req, key, (value) => service.write({ op: 'cas', key: key!, expect: expectBytes, value }));
   });
 
+  // Take a snapshot now and trim the log below it (also taken every --snapshot-slots or
+  // --snapshot-bytes); answers with the snapshot's prefix once it is durable.
+  app.post('/admin/snapshot', (res, req) => {
+    if (refused(res, req)) return;
+    const aborted = onAbort(res);
+    node.snapshot().then((prefix) => {
+      if (!aborted.value) send(res, { status: 200, body: JSON.stringify({ snapshotPrefix: prefix }), contentType: 'application/json' });
+    }, (e: Error) => {
+      if (!aborted.value) send(res, error(503, `snapshot not taken: ${e.message}`));
+    });
+  });
+
   // Tests only (serve --fault-control): the body is a JSON list of peer ids to cut this node off
   // from, both directions; [] heals. Without the flag the route does not exist.
   app.post('/fault/partition', (res, req) => {

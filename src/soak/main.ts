@@ -1,4 +1,4 @@
-// `npm run soak -- --minutes M [--protocol P] [--nodes 3|5] [--seed S] [--base-port N]`: a cluster
+// `npm run soak -- --minutes M [--protocol P] [--nodes 3|5] [--seed S] [--base-port N] [--snapshot-slots N]`: a cluster
 // of real `paxlog serve` processes under load from 16 clients (unique values on shared keys, some
 // linearizable reads), whose leader is killed with SIGKILL every 10 +- 5 s (drawn from the seed) and
 // restarted a second or two later. Every operation's call, response and outcome is recorded. At the
@@ -45,6 +45,9 @@ export interface SoakOptions {
   seed: number;
   /** Peer port of node 1 (node i: basePort + i - 1); client HTTP ports start at basePort + 10. */
   basePort: number;
+  /** Nodes snapshot and trim their logs every this many applied slots, so a restarted node often
+   *  lags behind its peers' trimmed point and catches up by snapshot transfer. */
+  snapshotSlots: number;
 }
 
 export interface SoakResult {
@@ -65,6 +68,7 @@ export function parseSoakArgs(argv: string[]): SoakOptions {
         nodes: { type: 'string', default: '3' },
         seed: { type: 'string', default: '1' },
         'base-port': { type: 'string', default: '23700' },
+        'snapshot-slots': { type: 'string', default: '500' },
       },
     }).values;
   } catch (e) {
@@ -78,7 +82,9 @@ export function parseSoakArgs(argv: string[]): SoakOptions {
   if (!Number.isSafeInteger(seed) || seed < 0) throw new UsageError(`--seed ${v.seed} is not a whole number`);
   const basePort = Number(v['base-port']);
   if (!Number.isInteger(basePort) || basePort < 1024 || basePort > 65000) throw new UsageError(`--base-port ${v['base-port']} is not in 1024..65000`);
-  return { minutes, protocol: v.protocol, nodes: Number(v.nodes) as 3 | 5, seed, basePort };
+  const snapshotSlots = Number(v['snapshot-slots']);
+  if (!Number.isInteger(snapshotSlots) || snapshotSlots < 0) throw new UsageError(`--snapshot-slots ${v['snapshot-slots']} is not a whole number`);
+  return { minutes, protocol: v.protocol, nodes: Number(v.nodes) as 3 | 5, seed, basePort, snapshotSlots };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -108,7 +114,7 @@ class Cluster {
     const peers = this.ids.map((i) => `${i}=127.0.0.1:${this.o.basePort + i - 1}`).join(',');
     const args = [bin, 'serve', '--id', String(id), '--peers', peers, '--data', path.join(this.dir, `n${id}`),
       '--http-port', String(this.o.basePort + 10 + id - 1), '--protocol', this.o.protocol, '--tick-ms', String(tickMs),
-      '--request-timeout-ms', '2000', '--log-level', 'warn'];
+      '--request-timeout-ms', '2000', '--log-level', 'warn', '--snapshot-slots', String(this.o.snapshotSlots)];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PAXLOG_SECRET: 'soak-secret' } });
     const keep = (d: Buffer) => this.output.set(id, ((this.output.get(id) ?? '') + d.toString()).slice(-nodeOutputBytesMax));
     child.stdout!.on('data', keep);
@@ -138,6 +144,19 @@ class Cluster {
     try {
       const r = await fetch(this.url(id, '/status'), { signal: AbortSignal.timeout(1000) });
       return r.ok ? await r.json() as Record<string, unknown> : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Snapshots taken and installed by node `id` since its process started (null if it did not answer). */
+  async snapshotCounts(id: number): Promise<{ taken: number; installed: number } | null> {
+    try {
+      const r = await fetch(this.url(id, '/metrics'), { signal: AbortSignal.timeout(1000) });
+      if (!r.ok) return null;
+      const text = await r.text();
+      const read = (name: string): number => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+      return { taken: read('paxlog_snapshots_taken_total'), installed: read('paxlog_snapshots_installed_total') };
     } catch {
       return null;
     }
@@ -194,6 +213,14 @@ export async function runSoak(o: SoakOptions, print: (line: string) => void): Pr
   const h = new History();
   const problems: string[] = [];
   const kills: { atMs: number; node: number }[] = [];
+  /** Snapshots taken and installed, summed over every node process that ran (read from /metrics before each kill and at the end). */
+  const snapshots = { taken: 0, installed: 0 };
+  const countSnapshots = async (ids: number[]): Promise<void> => {
+    for (const id of ids) {
+      const n = await c.snapshotCounts(id);
+      if (n !== null) { snapshots.taken += n.taken; snapshots.installed += n.installed; }
+    }
+  };
   const durationMs = o.minutes * 60_000;
   let stop = false;
   let recovering = false;
@@ -257,6 +284,7 @@ export async function runSoak(o: SoakOptions, print: (line: string) => void): Pr
           problems.push(`no agreed leader with all nodes up within 10 s (kill ${kills.length + 1})`);
           break;
         }
+        await countSnapshots([leader]); // its counters die with it
         const atMs = performance.now();
         recovering = true;
         await c.kill(leader);
@@ -308,6 +336,7 @@ export async function runSoak(o: SoakOptions, print: (line: string) => void): Pr
       }
     }
 
+    await countSnapshots(c.ids);
     const t0 = performance.now();
     const lin = checkHistory(h.ops);
     const checkMs = Math.round(performance.now() - t0);
@@ -328,6 +357,7 @@ export async function runSoak(o: SoakOptions, print: (line: string) => void): Pr
       kills: kills.length, recoveryMs: recoveries, recoveryP99Ms: p99, recoveryBoundMs: 2 * electionTimeoutMs,
       keysChecked: lin.keys, linearizable: lin.violations.length === 0 && lin.undecided.length === 0, checkMs,
       acknowledgedWritesLost: lost.length, convergedAppliedSlot: converged ?? null,
+      snapshotSlots: o.snapshotSlots, snapshotsTaken: snapshots.taken, snapshotsInstalled: snapshots.installed,
     };
     return { ok: problems.length === 0, problems, summary };
   } finally {
