@@ -1,5 +1,6 @@
 // `paxlog sim`: run seeds start..start+seeds-1, print each seed's fault settings first, stop at
-// the first violation with the one command that replays it, and report seeds per second.
+// the first violation with the one command that replays it, and report seeds per second and how
+// many snapshots were taken, installed and sent in chunks over the run.
 
 import { plantedBugs, type ProtocolName } from '../protocol/types.js';
 import { describeFaults, simulate, type Bugs, type SimResult } from './sim.js';
@@ -31,16 +32,22 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
   let ticks = 0;
   let failed: SimResult | null = null;
   let ran = 0;
+  /** Snapshot counts summed over the seeds run. */
+  const totals = { snapshots: 0, installs: 0, chunks: 0 };
   for (let seed = opts.start; seed < opts.start + opts.seeds; seed++) {
     const r = simulate({ seed, nodes: opts.nodes, steps: opts.steps, protocol: opts.protocol, bugs: opts.bugs });
     ran++;
     ticks += opts.steps;
+    totals.snapshots += r.stats.snapshots;
+    totals.installs += r.stats.installs;
+    totals.chunks += r.stats.chunks;
     if (!opts.quiet || r.violation) {
       const s = r.stats;
       print(`seed ${seed}: ${opts.protocol} nodes=${opts.nodes} steps=${opts.steps} ${describeFaults(r.faults)}`);
       if (!opts.quiet) {
         print(`  delivered=${s.delivered} dropped=${s.dropped} crashes=${s.crashes} partitions=${s.partitions} ` +
-          `writesAcked=${s.writesAcked} readsOk=${s.readsOk} unknown=${s.unknown} applied=${s.applied} ${r.violation ? 'FAIL' : 'ok'}`);
+          `writesAcked=${s.writesAcked} readsOk=${s.readsOk} unknown=${s.unknown} applied=${s.applied} ` +
+          `snapshots=${s.snapshots} installs=${s.installs} chunks=${s.chunks} ${r.violation ? 'FAIL' : 'ok'}`);
       }
     }
     if (r.violation) {
@@ -53,6 +60,7 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
     if (ran % 50 === 0) await new Promise((resolve) => setImmediate(resolve));
   }
   const seconds = Number(process.hrtime.bigint() - began) / 1e9;
+  print(`snapshots: ${totals.snapshots} taken, ${totals.installs} installed from a peer, ${totals.chunks} chunks delivered`);
   print(`${ran} seeds (${ticks} ticks) in ${seconds.toFixed(1)} s: ${(ran / seconds).toFixed(1)} seeds/s; ` +
     `${failed ? `violation at seed ${failed.seed}` : 'no violation'}`);
   return failed ? 1 : 0;

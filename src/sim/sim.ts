@@ -2,21 +2,29 @@
 // pure protocol cores and their clients, draws its own fault rates, and drives everything through
 // message loss, duplication, reordering, long delays, partitions (asymmetric too), crashes (on
 // some seeds aimed at the leader), restarts that lose whatever was not yet durable, and clock
-// jumps within the drift bound. Seeds also draw the batch knobs, down to one command per batch.
+// jumps within the drift bound. Seeds also draw the batch knobs, down to one command per batch,
+// and snapshots: how often every node compacts its log, and how small the chunks are in which a
+// lagging node pulls a peer's snapshot.
 //
 // After every step it checks that no slot has two chosen values, that all applied logs are
 // prefixes of one another (both checked as values are applied, against one global log), and,
 // for Multi-Paxos, that no slot was ever accepted by a majority at two ballots with different
 // values (the ground truth of "chosen", from durable records). At the end it heals everything and
 // requires the cluster to converge on a fresh write (liveness), checks that no acknowledged
-// write is lost, and checks the clients' history for linearizability, key by key.
+// write is lost, and checks the clients' history for linearizability, key by key. With snapshots
+// on, the liveness phase first keeps one node down while the others write and compact past its
+// log, so that node can only converge by installing a snapshot.
+//
+// A node's snapshot carries a digest of every value it applied; an installed or restored snapshot
+// must match the digest of the global log below its prefix.
 //
 // Everything is generic over the protocol: a factory from src/sim/protocols.ts.
 
-import type { Message } from '../protocol/messages.js';
+import assert from 'node:assert/strict';
+import { MsgType, type Message } from '../protocol/messages.js';
 import {
   defaultConfig, type Config, type LogRecord, type PlantedBug, type Protocol, type ProtocolName,
-  type Ready, type ReadMode,
+  type Ready, type ReadMode, type Snapshot,
 } from '../protocol/types.js';
 import { isDecodeError, type Kernels } from '../kernels/types.js';
 import { loadKernels } from '../kernels/index.js';
@@ -88,6 +96,10 @@ export interface Faults {
   /** Lease length (< electionTicksMin) and its drift margin; clocks jump within the margin. */
   leaseTicks: number;
   leaseDriftTicks: number;
+  /** Positions a node applies between two compactions of its log; 0 (on half the seeds) never. */
+  snapshotEvery: number;
+  /** Snapshot bytes per SnapshotChunk: tiny (a transfer spans many chunks, some lost) or the 1 MiB default. */
+  snapshotChunkBytes: number;
 }
 
 export interface SimResult {
@@ -99,6 +111,12 @@ export interface SimResult {
     delivered: number; dropped: number; crashes: number; partitions: number; writesAcked: number; readsOk: number; unknown: number; applied: number;
     /** Restarts that found damaged storage and refused (SimOptions.storageFaults); each was detected. */
     storageFaults: number;
+    /** compact() calls: snapshots the nodes took. */
+    snapshots: number;
+    /** Readys with install=true: snapshots taken in from a peer (each checked against the global log). */
+    installs: number;
+    /** SnapshotChunk messages delivered. */
+    chunks: number;
   };
 }
 
@@ -122,6 +140,9 @@ export const drawFaults = (rng: Prng): Faults => ({
   ...drawTimeouts(rng),
   batchBytesMax: [8, 8, 64, 256 * 1024][rng.int(0, 4)],
   leaderCrash: rng.chance(0.75) ? 0 : 0.02 + rng.next() * 0.13,
+  // New draws go last, so a seed keeps every setting drawn above.
+  snapshotEvery: [0, 0, rng.int(2, 6), rng.int(10, 51)][rng.int(0, 4)],
+  snapshotChunkBytes: rng.chance(0.7) ? rng.int(8, 65) : 1024 * 1024,
 });
 
 const drawTimeouts = (rng: Prng): Pick<Faults, 'electionTicksMin' | 'electionTicksMax' | 'leaseTicks' | 'leaseDriftTicks'> => {
@@ -140,7 +161,8 @@ export const describeFaults = (f: Faults): string =>
   `partition=${pct(f.partition)}/tick asym=${pct(f.asymmetric)} crash=${pct(f.crash)}/tick leaderCrash=${pct(f.leaderCrash)}/tick persistDelay<=${f.persistDelayMax} ` +
   `clockJump=${pct(f.clockJump)} clients=${f.clients} keys=${f.keys} reads=${pct(f.reads)} pipeline=${f.pipeline} ` +
   `batchMax=${f.batchMax} batchBytesMax=${f.batchBytesMax} heartbeatTicks=${f.heartbeatTicks} electionTicks=[${f.electionTicksMin},${f.electionTicksMax}) ` +
-  `leaseTicks=${f.leaseTicks} leaseDriftTicks=${f.leaseDriftTicks}`;
+  `leaseTicks=${f.leaseTicks} leaseDriftTicks=${f.leaseDriftTicks} ` +
+  `snapshotEvery=${f.snapshotEvery === 0 ? 'never' : f.snapshotEvery} snapshotChunkBytes=${f.snapshotChunkBytes}`;
 
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 
@@ -153,8 +175,14 @@ interface SimNode {
   durable: Durable;
   /** The Ready being persisted and the tick its persist becomes durable. */
   persisting: { rd: Ready; doneAt: number } | null;
-  /** The next position this node's state machine applies. Reset to 1 on restart (volatile). */
+  /** The next position this node's state machine applies. On restart, its durable snapshot's prefix (or 1). */
   appliedNext: number;
+  /** Digest of the values applied at positions 1..appliedNext-1, in order (see chain()). */
+  digest: number;
+  /** The prefix of the last snapshot this node took or installed (1 when none): the next compaction is due snapshotEvery past it. */
+  snapshotAt: number;
+  /** Snapshots this node installed from a peer. */
+  installs: number;
   /** The key-value state machine: key -> value. */
   kv: Map<string, string>;
   /** Per client, the highest op applied: later duplicates of a command are ignored. */
@@ -198,6 +226,24 @@ interface InFlight {
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+
+/** A node's snapshot bytes: its state machine after applying every position below `prefix`. */
+interface SnapshotState {
+  prefix: number;
+  /** digest over the values of positions 1..prefix-1 (chain()). */
+  digest: number;
+  kv: [string, string][];
+  sessions: [number, number][];
+}
+
+/** The digest of a log extended by one value: FNV-1a over the value's text and a separator. Order matters. */
+const chain = (digest: number, text: string): number => {
+  let h = digest ^ 0x0a;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return Math.imul(h, 0x01000193) >>> 0;
+};
+/** The digest of the empty log. */
+const DIGEST_EMPTY = 0x811c9dc5;
 /** Ticks the liveness phase has to converge. */
 const LIVENESS_TICKS = 4000;
 
@@ -222,6 +268,10 @@ export class Simulation {
   private readId = 0;
   /** The one global log: position -> value (as text). Every apply anywhere must agree. */
   private readonly log = new Map<number, string>();
+  /** digests[i]: the digest of the global log's positions 1..i, for as long as it has no hole. Grows with the log. */
+  private readonly digests: number[] = [DIGEST_EMPTY];
+  /** The CRC32C a node's durable snapshot was saved with, by node id (as LogStore keeps one beside it). */
+  private readonly snapshotCrcs = new Map<number, number>();
   /** Multi-Paxos ground truth: slot -> ballot -> value and the nodes that durably accepted it. */
   private readonly accepts = new Map<number, Map<number, { value: string; nodes: Set<number> }>>();
   /** Multi-Paxos ground truth: slot -> the value a majority accepted at one ballot. */
@@ -230,7 +280,7 @@ export class Simulation {
   /** Acknowledged writes: command text -> position applied at. */
   private readonly acked = new Map<string, number>();
   private faultsOn = true;
-  readonly stats = { delivered: 0, dropped: 0, crashes: 0, partitions: 0, writesAcked: 0, readsOk: 0, unknown: 0, applied: 0, storageFaults: 0 };
+  readonly stats = { delivered: 0, dropped: 0, crashes: 0, partitions: 0, writesAcked: 0, readsOk: 0, unknown: 0, applied: 0, storageFaults: 0, snapshots: 0, installs: 0, chunks: 0 };
 
   constructor(private readonly o: SimOptions) {
     this.rng = new Prng(o.seed);
@@ -250,11 +300,13 @@ export class Simulation {
       leaseTicks: this.faults.leaseTicks,
       leaseDriftTicks: this.faults.leaseDriftTicks,
       pendingMax: 4096,
+      snapshotChunkBytes: this.faults.snapshotChunkBytes,
     }));
     for (const id of peers) {
       const n: SimNode = {
         id, core: null, durable: new Durable(),
-        persisting: null, appliedNext: 1, kv: new Map(), sessions: new Map(), readsHeld: [], restartAt: 0, jumps: [], refused: '',
+        persisting: null, appliedNext: 1, digest: DIGEST_EMPTY, snapshotAt: 1, installs: 0,
+        kv: new Map(), sessions: new Map(), readsHeld: [], restartAt: 0, jumps: [], refused: '',
       };
       this.nodes.push(n);
       this.start(n, false);
@@ -286,9 +338,61 @@ export class Simulation {
     });
     n.persisting = null;
     n.appliedNext = 1;
+    n.digest = DIGEST_EMPTY;
+    n.snapshotAt = 1;
     n.kv = new Map();
     n.sessions = new Map();
     n.readsHeld = [];
+    if (restore && n.durable.snapshot) this.restoreSnapshot(n, n.durable.snapshot, 'restored');
+  }
+
+  // ------------------------------------------------------------------ snapshots
+
+  /** The state machine's snapshot bytes at its applied prefix. */
+  private snapshotBytes(n: SimNode): Uint8Array {
+    const state: SnapshotState = { prefix: n.appliedNext, digest: n.digest, kv: [...n.kv], sessions: [...n.sessions] };
+    return enc.encode(JSON.stringify(state));
+  }
+
+  /** Compact the node's log at its applied prefix, when snapshotEvery positions were applied since the last snapshot (or when forced). */
+  private maybeCompact(n: SimNode, force: boolean): void {
+    const every = this.faults.snapshotEvery;
+    if (!n.core || every === 0 || n.appliedNext < 2 || n.appliedNext <= n.snapshotAt) return;
+    if (!force && n.appliedNext - n.snapshotAt < every) return;
+    n.core.compact(n.appliedNext, this.snapshotBytes(n));
+    n.snapshotAt = n.appliedNext;
+    this.stats.snapshots++;
+  }
+
+  /**
+   * Restore the state machine from a snapshot (installed from a peer, or the node's own on
+   * restart). A snapshot is the state after positions 1..prefix-1; its digest must equal the
+   * global log's, or the snapshot disagrees with what was chosen.
+   */
+  private restoreSnapshot(n: SimNode, snap: Snapshot, how: 'installed' | 'restored'): void {
+    let state: SnapshotState;
+    try {
+      state = JSON.parse(dec.decode(snap.bytes)) as SnapshotState;
+    } catch (e) {
+      throw new Violation(`node ${n.id} ${how} a snapshot at ${snap.prefix} whose bytes are not a state machine's: ${(e as Error).message}`);
+    }
+    if (state.prefix !== snap.prefix) throw new Violation(`node ${n.id} ${how} a snapshot at ${snap.prefix} whose state was taken at ${state.prefix}`);
+    if (snap.prefix < n.appliedNext) throw new Violation(`node ${n.id} ${how} a snapshot at ${snap.prefix} after applying through ${n.appliedNext - 1}: its state would go back`);
+    const want = this.logDigest(snap.prefix);
+    if (want === null) throw new Violation(`node ${n.id} ${how} a snapshot at ${snap.prefix}, but no node applied every position below it`);
+    if (state.digest !== want) throw new Violation(`node ${n.id} ${how} a snapshot at ${snap.prefix} that disagrees with the chosen log below it`);
+    n.appliedNext = snap.prefix;
+    n.digest = state.digest;
+    n.snapshotAt = snap.prefix;
+    n.kv = new Map(state.kv);
+    n.sessions = new Map(state.sessions);
+  }
+
+  /** The digest of the global log's positions below `prefix`, or null if one of them is unknown. */
+  private logDigest(prefix: number): number | null {
+    const d = this.digests;
+    while (d.length < prefix && this.log.has(d.length)) d.push(chain(d[d.length - 1], this.log.get(d.length)!));
+    return d.length >= prefix ? d[prefix - 1] : null;
   }
 
   private crash(n: SimNode): void {
@@ -338,7 +442,7 @@ export class Simulation {
     const p = this.o.storageFaults ?? 0;
     const refusedCount = this.nodes.filter((x) => x.refused !== '').length;
     if (p > 0 && refusedCount < this.nodes.length - this.majority && this.rng.chance(p)) {
-      const reason = this.damage(n.durable);
+      const reason = this.damage(n);
       if (reason !== null) {
         n.refused = reason;
         this.stats.storageFaults++;
@@ -354,18 +458,23 @@ export class Simulation {
    * history of what this acceptor accepted, which the ground-truth check still counts. A flipped
    * bit goes through the real record codec; one that decodes is a violation (a wrong read).
    */
-  private damage(d: Durable): string | null {
+  private damage(n: SimNode): string | null {
+    const d = n.durable;
     const records = [...d.records.values()];
-    const kinds: ('flip' | 'hard' | 'chosen')[] = [];
+    // Positions below the snapshot's prefix have no record by design: only those above it can go missing.
+    const floor = d.snapshot?.prefix ?? 1;
+    const kinds: ('flip' | 'hard' | 'chosen' | 'snapshot')[] = [];
     if (records.length > 0) kinds.push('flip', 'hard');
-    if (d.chosenPrefix > 1 && d.records.has(d.chosenPrefix - 1)) kinds.push('chosen');
+    if (d.chosenPrefix > floor && d.records.has(d.chosenPrefix - 1)) kinds.push('chosen');
+    if (d.snapshot) kinds.push('snapshot');
     if (kinds.length === 0) return null;
     const kind = kinds[this.rng.int(0, kinds.length)];
     if (kind === 'hard') return `hard state missing while ${records.length} records remain`;
     if (kind === 'chosen') {
-      const slot = this.rng.int(1, d.chosenPrefix);
+      const slot = this.rng.int(floor, d.chosenPrefix);
       return `no record for chosen slot ${slot} (chosen prefix ${d.chosenPrefix})`;
     }
+    if (kind === 'snapshot') return this.flipSnapshot(n, d.snapshot!);
     const r = records[this.rng.int(0, records.length)];
     const bytes = this.k.encodeRecord(r).slice();
     const at = this.rng.int(0, bytes.length);
@@ -376,6 +485,20 @@ export class Simulation {
       throw new Violation(`a bit flip in record ${r.position} (byte ${at}, bit ${bit}) went undetected: it decodes as slot ${got.position}`);
     }
     return `record ${r.position} corrupt: ${got.error}`;
+  }
+
+  /** A bit flipped in the snapshot's bytes must fail the CRC32C it was saved with, as LogStore checks it. */
+  private flipSnapshot(n: SimNode, snap: Snapshot): string {
+    const bytes = snap.bytes.slice();
+    const at = this.rng.int(0, bytes.length);
+    const bit = this.rng.int(0, 8);
+    bytes[at] ^= 1 << bit;
+    const saved = this.snapshotCrcs.get(n.id);
+    assert.ok(saved !== undefined, `node ${n.id} has a durable snapshot at ${snap.prefix} but no CRC was kept for it`);
+    if (this.k.crc32c(bytes) === saved) {
+      throw new Violation(`a bit flip in the snapshot at ${snap.prefix} (byte ${at}, bit ${bit}) went undetected by its CRC32C`);
+    }
+    return `snapshot at ${snap.prefix} corrupt: CRC32C mismatch`;
   }
 
   /** The leader-killing nemesis: a leader crashes with probability leaderCrash per tick. */
@@ -423,6 +546,7 @@ export class Simulation {
       const target = this.nodes[m.to - 1];
       if (!target?.core || this.cuts.has(m.from * 1000 + m.to)) { this.stats.dropped++; continue; }
       this.stats.delivered++;
+      if (m.type === MsgType.SnapshotChunk) this.stats.chunks++;
       target.core.step(m);
     }
   }
@@ -475,6 +599,7 @@ export class Simulation {
           for (const m of rd.messagesAfterPersist) this.send(m);
           this.apply(n, rd);
           core.advance(rd);
+          this.maybeCompact(n, false);
           continue;
         }
         if (!core.hasReady()) break;
@@ -488,6 +613,7 @@ export class Simulation {
 
   private persist(n: SimNode, rd: Ready): void {
     n.durable.persist(rd);
+    if (rd.snapshot) this.snapshotCrcs.set(n.id, this.k.crc32c(rd.snapshot.bytes));
     if (this.o.protocol === 'multipaxos') for (const r of rd.records) this.recordAccept(n.id, r);
   }
 
@@ -512,6 +638,12 @@ export class Simulation {
   }
 
   private apply(n: SimNode, rd: Ready): void {
+    if (rd.install) {
+      if (!rd.snapshot) throw new Violation(`node ${n.id} handed out a Ready with install set and no snapshot`);
+      this.restoreSnapshot(n, rd.snapshot, 'installed');
+      n.installs++;
+      this.stats.installs++;
+    }
     for (const a of rd.apply) {
       if (a.position !== n.appliedNext) {
         throw new Violation(`node ${n.id} applied position ${a.position}, expected ${n.appliedNext} (in order, exactly once)`);
@@ -519,6 +651,7 @@ export class Simulation {
       n.appliedNext++;
       this.stats.applied++;
       const text = this.text(a.value);
+      n.digest = chain(n.digest, text);
       const before = this.log.get(a.position);
       if (before === undefined) this.log.set(a.position, text);
       else if (before !== text) {
@@ -629,13 +762,42 @@ export class Simulation {
 
   // ------------------------------------------------------------------ liveness and final checks
 
-  /** Heal everything, restart every node, and require all nodes to apply one fresh write. */
+  /**
+   * Heal everything, restart every node, and require all nodes to apply one fresh write. With
+   * snapshots on (and a majority left without it), one node stays down first while the others
+   * apply fresh writes and compact past them; it must then converge by installing a snapshot,
+   * since no live node keeps the positions it lacks.
+   */
   private liveness(): void {
     this.faultsOn = false;
     this.cuts = new Set();
-    for (const n of this.nodes) if (!n.core && n.refused === '') this.start(n, true);
-    const live = this.nodes.filter((n) => n.refused === '');
     for (const c of this.clients) this.giveUp(c);
+    const usable = this.nodes.filter((n) => n.refused === '');
+    const laggard = this.faults.snapshotEvery > 0 && usable.length - 1 >= this.majority
+      ? usable.find((n) => !n.core) ?? usable[usable.length - 1]
+      : null;
+    if (laggard) {
+      laggard.core = null; // down (crashed, or stopped now): unsynced writes are lost, as in a crash
+      laggard.persisting = null;
+      const others = usable.filter((n) => n !== laggard);
+      for (const n of others) if (!n.core) this.start(n, true);
+      this.converge(others, 'the nodes up while one stayed down');
+      for (const n of others) this.maybeCompact(n, true);
+      this.converge(others, 'the nodes up after compacting');
+      const installs = laggard.installs;
+      this.start(laggard, true);
+      this.converge(usable, `the cluster after node ${laggard.id} came back`);
+      if (laggard.installs === installs) {
+        throw new Violation(`liveness: node ${laggard.id} was down while the others compacted past its log, and converged without installing a snapshot`);
+      }
+      return;
+    }
+    for (const n of usable) if (!n.core) this.start(n, true);
+    this.converge(usable, 'the healed cluster');
+  }
+
+  /** Require every node of `live` to apply one fresh write (and the same prefix) within LIVENESS_TICKS. */
+  private converge(live: SimNode[], who: string): void {
     const probe = this.clients[0];
     const deadlineTick = this.now + LIVENESS_TICKS;
     let probeCmd = '';
@@ -655,7 +817,7 @@ export class Simulation {
       this.step();
     }
     const s = this.nodes.map((n) => `node ${n.id}: ${n.core ? JSON.stringify(n.core.status()) : `down (${n.refused})`} appliedNext=${n.appliedNext}`).join('\n');
-    throw new Violation(`liveness: the healed cluster did not converge on a fresh write within ${LIVENESS_TICKS} ticks\n${s}`);
+    throw new Violation(`liveness: ${who} did not converge on a fresh write within ${LIVENESS_TICKS} ticks\n${s}`);
   }
 
   private finalChecks(): void {
