@@ -1,10 +1,13 @@
 // The simulator over many seeds: with every fault injected and no bug planted, it must find
-// nothing, and one seed must replay exactly. (Planted bugs: sim-bugs.test.ts.)
+// nothing, and one seed must replay exactly; with snapshots on, lagging nodes must install them.
+// (Planted bugs: sim-bugs.test.ts.)
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { simulate } from '../src/sim/sim.js';
+import { describeFaults, drawFaults, simulate } from '../src/sim/sim.js';
 import { simMain } from '../src/sim/main.js';
+import { Prng } from '../src/sim/prng.js';
+import { protocolFactory, type ProtocolFactory } from '../src/sim/protocols.js';
 import { loadKernels } from '../src/kernels/index.js';
 
 const sweep = (nodes: 3 | 5, seeds: number, steps: number, start: number): void => {
@@ -77,4 +80,81 @@ test('paxlog sim refuses bad options with a clear message and exit code 2', asyn
   const code2 = await simMain({ seeds: 1, start: 1, nodes: 4 as 3, steps: 10, protocol: 'multipaxos', print: (l) => lines.push(l) });
   assert.equal(code2, 2);
   assert.match(lines[1], /--nodes must be 3 or 5/);
+});
+
+// ------------------------------------------------------------------ snapshots
+
+/** The first `count` seeds from `start` on whose drawn faults take snapshots. */
+const snapshotSeeds = (start: number, count: number): number[] => {
+  const seeds: number[] = [];
+  for (let seed = start; seeds.length < count; seed++) if (drawFaults(new Prng(seed)).snapshotEvery > 0) seeds.push(seed);
+  return seeds;
+};
+
+test('seeds draw snapshots never, every few positions or every few dozen, in tiny chunks or whole, and print them', () => {
+  const drawn = Array.from({ length: 400 }, (_, i) => drawFaults(new Prng(i + 1)));
+  const every = drawn.map((f) => f.snapshotEvery);
+  assert.ok(every.some((e) => e === 0) && every.some((e) => e >= 2 && e <= 5) && every.some((e) => e >= 10 && e <= 50), `snapshotEvery drawn: ${[...new Set(every)].join(',')}`);
+  assert.ok(every.every((e) => e === 0 || (e >= 2 && e <= 5) || (e >= 10 && e <= 50)));
+  const chunk = drawn.map((f) => f.snapshotChunkBytes);
+  assert.ok(chunk.some((c) => c === 1024 * 1024) && chunk.some((c) => c >= 8 && c <= 64));
+  assert.ok(chunk.every((c) => c === 1024 * 1024 || (c >= 8 && c <= 64)));
+  const f = drawn.find((x) => x.snapshotEvery > 0)!;
+  assert.match(describeFaults(f), new RegExp(` snapshotEvery=${f.snapshotEvery} snapshotChunkBytes=${f.snapshotChunkBytes}$`));
+  assert.match(describeFaults(drawn.find((x) => x.snapshotEvery === 0)!), / snapshotEvery=never /);
+});
+
+for (const protocol of ['multipaxos', 'raft'] as const) {
+  test(`${protocol}: 30 seeds with snapshots on keep every check, and lagging nodes install snapshots pulled in chunks`, (t) => {
+    const totals = { snapshots: 0, installs: 0, chunks: 0 };
+    let seedsInstalling = 0;
+    for (const seed of snapshotSeeds(1, 30)) {
+      const r = simulate({ seed, nodes: 3, steps: 2000, protocol });
+      assert.equal(r.violation, null, `seed ${seed} (${protocol}, snapshotEvery=${r.faults.snapshotEvery}, snapshotChunkBytes=${r.faults.snapshotChunkBytes}) found a violation:\n${r.violation}`);
+      totals.snapshots += r.stats.snapshots;
+      totals.installs += r.stats.installs;
+      totals.chunks += r.stats.chunks;
+      if (r.stats.installs > 0) seedsInstalling++;
+    }
+    t.diagnostic(`${protocol}: ${totals.snapshots} snapshots taken, ${totals.installs} installed, ${totals.chunks} chunks delivered, installs on ${seedsInstalling} of 30 seeds`);
+    // Every such seed's liveness phase requires an install by the node that was kept down.
+    assert.equal(seedsInstalling, 30, 'a seed with snapshots on converged without any install');
+    assert.ok(totals.snapshots > totals.installs, 'nodes compact on their own, not only in the liveness phase');
+    assert.ok(totals.chunks > totals.installs, 'transfers span more than one chunk');
+  });
+}
+
+test('a snapshot whose state disagrees with the chosen log is caught when it is installed', () => {
+  // Wrap the core: every snapshot it installs has its digest changed, as if a peer had applied
+  // a different value somewhere below the prefix.
+  const real = protocolFactory('multipaxos');
+  const tamper: ProtocolFactory = (o) => {
+    const core = real(o);
+    const ready = core.ready.bind(core);
+    core.ready = () => {
+      const rd = ready();
+      if (rd.install && rd.snapshot) {
+        const state = JSON.parse(new TextDecoder().decode(rd.snapshot.bytes)) as { digest: number };
+        state.digest ^= 1;
+        rd.snapshot = { ...rd.snapshot, bytes: new TextEncoder().encode(JSON.stringify(state)) }; // advance() wants this very Ready back
+      }
+      return rd;
+    };
+    return core;
+  };
+  const seed = snapshotSeeds(1, 1)[0];
+  const r = simulate({ seed, nodes: 3, steps: 2000, protocol: 'multipaxos', factory: tamper });
+  assert.match(r.violation ?? 'no violation', /installed a snapshot at \d+ that disagrees with the chosen log below it/);
+  assert.equal(simulate({ seed, nodes: 3, steps: 2000, protocol: 'multipaxos' }).violation, null, 'the same seed passes without the tampering');
+});
+
+test('paxlog sim prints snapshot counts per seed and over the run', async () => {
+  const seed = snapshotSeeds(1, 1)[0];
+  const lines: string[] = [];
+  const code = await simMain({ seeds: 1, start: seed, nodes: 3, steps: 1000, protocol: 'raft', print: (l) => lines.push(l) });
+  assert.equal(code, 0, lines.join('\n'));
+  const m = /snapshots=(\d+) installs=(\d+) chunks=(\d+) ok$/.exec(lines[1]);
+  assert.ok(m, lines[1]);
+  assert.ok(Number(m[2]) > 0, `no install: ${lines[1]}`);
+  assert.equal(lines[2], `snapshots: ${m[1]} taken, ${m[2]} installed from a peer, ${m[3]} chunks delivered`);
 });

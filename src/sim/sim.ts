@@ -30,7 +30,7 @@ import { isDecodeError, type Kernels } from '../kernels/types.js';
 import { loadKernels } from '../kernels/index.js';
 import { Durable } from './durable.js';
 import { Prng } from './prng.js';
-import { protocolFactory } from './protocols.js';
+import { protocolFactory, type ProtocolFactory } from './protocols.js';
 import { checkRegister, type RegisterOp } from './linearizability.js';
 
 export type Bugs = Partial<Record<PlantedBug, boolean>>;
@@ -51,6 +51,8 @@ export interface SimOptions {
    * so every seed's history is the one it always was.
    */
   storageFaults?: number;
+  /** TEST ONLY: builds the cores instead of the protocol's own factory (a test wraps a core to make it misbehave). */
+  factory?: ProtocolFactory;
 }
 
 /** The fault settings one seed draws. */
@@ -107,6 +109,8 @@ export interface SimResult {
   faults: Faults;
   /** null when every check passed. */
   violation: string | null;
+  /** Why each node that found its storage damaged refused to restore, as "node N: reason" (SimOptions.storageFaults). */
+  refusals: string[];
   stats: {
     delivered: number; dropped: number; crashes: number; partitions: number; writesAcked: number; readsOk: number; unknown: number; applied: number;
     /** Restarts that found damaged storage and refused (SimOptions.storageFaults); each was detected. */
@@ -253,7 +257,7 @@ export class Simulation {
   private readonly k: Kernels;
   private readonly nodes: SimNode[] = [];
   private readonly configs: Config[];
-  private readonly factory;
+  private readonly factory: ProtocolFactory;
   private readonly majority: number;
   private now = 0;
   /** Messages in flight, a binary min-heap on (at, seq). */
@@ -286,7 +290,7 @@ export class Simulation {
     this.rng = new Prng(o.seed);
     this.faults = drawFaults(this.rng);
     this.k = o.kernels ?? loadKernels('js');
-    this.factory = protocolFactory(o.protocol);
+    this.factory = o.factory ?? protocolFactory(o.protocol);
     const peers = Array.from({ length: o.nodes }, (_, i) => i + 1);
     this.majority = Math.floor(o.nodes / 2) + 1;
     this.configs = peers.map((id) => ({
@@ -326,7 +330,8 @@ export class Simulation {
       // its seed printed by the caller. Nothing inside a core ever catches.
       violation = e instanceof Violation ? e.message : `${(e as Error).name}: ${(e as Error).message}\n${(e as Error).stack ?? ''}`;
     }
-    return { seed: this.o.seed, faults: this.faults, violation, stats: this.stats };
+    const refusals = this.nodes.filter((n) => n.refused !== '').map((n) => `node ${n.id}: ${n.refused}`);
+    return { seed: this.o.seed, faults: this.faults, violation, refusals, stats: this.stats };
   }
 
   // ------------------------------------------------------------------ nodes
