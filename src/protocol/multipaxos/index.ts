@@ -8,16 +8,26 @@
 //
 // No I/O, no clock, no randomness but `rng`. The driver calls tick/step/propose/read, then
 // ready() / advance(); see src/protocol/types.ts for what a Ready means.
+//
+// Snapshots. compact(prefix, bytes) drops every slot below `prefix` (all chosen and applied) and
+// keeps the bytes to serve. Trimming is safe for the acceptor: a Promise reports the acceptor's
+// chosen prefix, which is >= its snapshot prefix, and reports entries only from there on; a
+// candidate never proposes below the highest chosen prefix a Promise reported (becomeLeader's
+// `start`), so no leader that counted this node's Promise needs a trimmed slot from it. An Accept
+// for a trimmed slot (from a leader whose Promise quorum did not include this node) is refused
+// silently: an acceptor may always refuse, and the leader's own quorum accepts it. A learner that
+// asks for a trimmed slot gets an offer (SnapshotChunk at offset 0) and pulls the snapshot one
+// chunk at a time; see handleSnapshotChunk.
 
 import assert from 'node:assert/strict';
 import {
   MsgType, type Accept, type Accepted, type Commit, type Heartbeat, type HeartbeatAck, type LearnReply,
   type LearnRequest, type Message, type Nack, type Prepare, type Promise as PromiseMsg, type Propose,
-  type ReadIndex, type ReadIndexReply, type SlotEntry,
+  type ReadIndex, type ReadIndexReply, type SlotEntry, type SnapshotChunk, type SnapshotRequest,
 } from '../messages.js';
-import type {
-  Config, LogRecord, PlantedBug, Protocol, ProposeResult, ProtocolOptions, ReadMode, ReadState, Ready,
-  Rng, Role, Status,
+import {
+  SNAPSHOT_BYTES_MAX, type Config, type LogRecord, type PlantedBug, type Protocol, type ProposeResult,
+  type ProtocolOptions, type ReadMode, type ReadState, type Ready, type Rng, type Role, type Snapshot, type Status,
 } from '../types.js';
 import type { Batcher, Kernels, PromiseCounter, SlotWindow } from '../../kernels/types.js';
 
@@ -35,6 +45,10 @@ const PENDING_BYTES_MAX = 64 * 1024 * 1024;
 const ACCEPT_BYTES_MAX = 16 * 1024 * 1024;
 /** Backoff steps after Nacks at most: the election timeout grows by up to electionTicksMin per step. */
 const BACKOFF_MAX = 4;
+/** A sender offers its snapshot to one peer at most once per this many ticks (a lagging learner asks every 2). */
+const OFFER_GAP_TICKS = 3;
+/** A receiver re-sends its SnapshotRequest when no chunk came for this many ticks. */
+const SNAPSHOT_RETRY_TICKS = 3;
 
 interface Accepted1 {
   /** The ballot the slot was accepted at (or, for a learned slot, the ballot its sender had). */
@@ -55,6 +69,22 @@ interface QuorumRead {
   seq: number;
   /** The tick after which the read fails. */
   deadline: number;
+}
+
+/** A snapshot being pulled from a peer, one chunk at a time, in order. */
+interface Transfer {
+  /** The peer that offered it; every chunk must come from it. */
+  from: number;
+  /** The snapshot's prefix. Invariant: > snapshotPrefix when the transfer began. */
+  prefix: number;
+  /** The bytes received so far at [0, offset). Invariant: length is the offer's total, <= SNAPSHOT_BYTES_MAX. */
+  bytes: Uint8Array;
+  /** The next byte wanted. Invariant: 0 < offset < bytes.length while the transfer runs. */
+  offset: number;
+  /** The tick the last chunk arrived (or the offer); no progress for electionTicksMax abandons it. */
+  progressTick: number;
+  /** The tick the last SnapshotRequest went out; it is re-sent after SNAPSHOT_RETRY_TICKS. */
+  requestTick: number;
 }
 
 export class MultiPaxos implements Protocol {
@@ -80,7 +110,7 @@ export class MultiPaxos implements Protocol {
   // ---- Acceptor state (durable). ----
   /** The highest ballot promised. Invariant: never decreases; persisted before any reply that reports it. */
   private promised = 0;
-  /** Accepted (or learned) slots: the durable log. Invariant: every slot below chosenPrefix is here. */
+  /** Accepted (or learned) slots: the durable log. Invariant: no slot below snapshotPrefix; every slot in [snapshotPrefix, chosenPrefix) is here. */
   private readonly accepted = new Map<number, Accepted1>();
   /** The highest slot in `accepted`, 0 if none. */
   private acceptedMax = 0;
@@ -98,6 +128,20 @@ export class MultiPaxos implements Protocol {
   private learnTarget = 1;
   /** The tick of the last LearnRequest, so fetches are retried but not repeated every tick. */
   private learnSentTick = -1e9;
+
+  // ---- Snapshots. ----
+  /** The log holds no slot below it. Invariant: >= 1, never decreases, <= applyNext; equals snapshot.prefix when a snapshot exists, else 1. */
+  private snapshotPrefix = 1;
+  /** The latest snapshot (taken here or installed from a peer), served to lagging peers; null before the first. */
+  private snapshot: Snapshot | null = null;
+  /** The snapshot the next Ready hands out to be persisted, null if none. Invariant: its prefix is snapshotPrefix. */
+  private snapshotDue: Snapshot | null = null;
+  /** True when snapshotDue came from a peer (the driver must restore its state machine from it). */
+  private installDue = false;
+  /** The snapshot being pulled from a peer, null if none. Bounded: one at a time, at most SNAPSHOT_BYTES_MAX bytes. */
+  private transfer: Transfer | null = null;
+  /** Per member index, the tick of the last offer sent to it (the rate limit). Bounded by 32 members. */
+  private readonly offerTick = new Float64Array(32).fill(-1e9);
 
   // ---- Role and timers. ----
   /** follower, candidate (phase 1 running at `ballot`) or leader (phase 2 at `ballot`). */
@@ -216,13 +260,20 @@ export class MultiPaxos implements Protocol {
     if (r) {
       this.promised = r.hardState.ballot;
       this.ballotSeenMax = r.hardState.ballot;
+      if (r.snapshot) {
+        // The state machine was restored from it: every slot below its prefix is chosen and applied.
+        assert.ok(Number.isSafeInteger(r.snapshot.prefix) && r.snapshot.prefix >= 2, `restored snapshot prefix ${r.snapshot.prefix} must be >= 2`);
+        this.snapshot = r.snapshot;
+        this.snapshotPrefix = r.snapshot.prefix;
+      }
       for (const rec of r.records) {
+        if (rec.position < this.snapshotPrefix) continue; // the snapshot covers it
         this.accepted.set(rec.position, { ballot: rec.ballot, value: rec.value });
         this.acceptedMax = Math.max(this.acceptedMax, rec.position);
       }
-      this.chosenPrefix = Math.max(1, r.chosenPrefix);
+      this.chosenPrefix = Math.max(1, r.chosenPrefix, this.snapshotPrefix);
       this.chosenPrefixPersisted = this.chosenPrefix;
-      this.appliedPrefix = Math.max(1, r.appliedPrefix);
+      this.appliedPrefix = Math.max(1, r.appliedPrefix, this.snapshotPrefix);
       this.applyNext = this.appliedPrefix;
       this.learnTarget = this.chosenPrefix;
       assert.ok(this.appliedPrefix <= this.chosenPrefix, `restored applied ${this.appliedPrefix} beyond chosen ${this.chosenPrefix}`);
@@ -245,6 +296,7 @@ export class MultiPaxos implements Protocol {
   tick(): void {
     this.now++;
     if (this.quietTicks < this.cfg.electionTicksMax * 4) this.quietTicks++;
+    this.tickTransfer();
     if (this.role === 'leader') this.tickLeader();
     else {
       this.electionElapsed++;
@@ -272,6 +324,8 @@ export class MultiPaxos implements Protocol {
       case MsgType.Propose: this.handlePropose(m); break;
       case MsgType.ReadIndex: this.handleReadIndex(m); break;
       case MsgType.ReadIndexReply: this.handleReadIndexReply(m); break;
+      case MsgType.SnapshotRequest: this.handleSnapshotRequest(m); break;
+      case MsgType.SnapshotChunk: this.handleSnapshotChunk(m); break;
       default: break; // Raft's messages mean nothing here.
     }
     this.invariants();
@@ -319,7 +373,7 @@ export class MultiPaxos implements Protocol {
 
   hasReady(): boolean {
     if (this.outstanding !== null) return false;
-    return this.hardStateDirty || this.records.size > 0 || this.messages.length > 0 ||
+    return this.snapshotDue !== null || this.hardStateDirty || this.records.size > 0 || this.messages.length > 0 ||
       this.messagesAfterPersist.length > 0 || this.chosenPrefix > this.chosenPrefixPersisted ||
       this.applyNext < this.chosenPrefix || this.readsFailed.length > 0 || this.chosenUnsent.length > 0 ||
       this.heartbeatDue || this.readsWaiting.some((r) => r.index < this.chosenPrefix) || this.canPropose();
@@ -346,6 +400,8 @@ export class MultiPaxos implements Protocol {
     });
     const records = [...this.records.values()].sort((a, b) => a.position - b.position);
     const rd: Ready = {
+      snapshot: this.snapshotDue,
+      install: this.installDue,
       hardState: this.hardStateDirty ? { ballot: this.promised, vote: 0 } : null,
       truncateFrom: 0,
       records,
@@ -358,6 +414,8 @@ export class MultiPaxos implements Protocol {
     };
     this.outstanding = { rd, selfAccepts: this.selfAccepts, acceptBallot: this.ballot, selfPromise: this.selfPromise };
     this.chosenPrefixPersisted = this.chosenPrefix;
+    this.snapshotDue = null;
+    this.installDue = false;
     this.hardStateDirty = false;
     this.records.clear();
     this.messages = [];
@@ -372,6 +430,8 @@ export class MultiPaxos implements Protocol {
     const o = this.outstanding;
     assert.ok(o !== null && o.rd === rd, 'advance() must be given the last Ready');
     this.outstanding = null;
+    // An installed snapshot replaced the state machine before `apply`, which starts at its prefix.
+    if (rd.install && rd.snapshot) this.appliedPrefix = Math.max(this.appliedPrefix, rd.snapshot.prefix);
     if (rd.apply.length > 0) this.appliedPrefix = rd.apply[rd.apply.length - 1].position + 1;
     // Our own promise and accepts count only now, when they are durable.
     if (o.selfPromise !== 0 && this.role === 'candidate' && this.ballot === o.selfPromise) {
@@ -398,6 +458,7 @@ export class MultiPaxos implements Protocol {
       holes: this.chosenValues.size - (this.chosenPrefix - this.applyNext),
       inFlight: this.inflight.size,
       pending: this.batcher.count,
+      snapshotPrefix: this.snapshotPrefix,
     };
   }
 
@@ -429,6 +490,134 @@ export class MultiPaxos implements Protocol {
       assert.equal(this.readsQuorum.length, 0, 'only a leader confirms reads');
     }
     assert.ok(this.backoff <= BACKOFF_MAX, 'backoff bounded');
+    // Snapshots: spot checks at the edges of the trimmed log (a full scan per step would be O(log)).
+    if (this.snapshotPrefix > this.applyNext) assert.fail(`snapshot prefix ${this.snapshotPrefix} above handed ${this.applyNext}`);
+    if ((this.snapshot?.prefix ?? 1) !== this.snapshotPrefix) assert.fail(`snapshot ${this.snapshot?.prefix} disagrees with snapshot prefix ${this.snapshotPrefix}`);
+    if (this.snapshotDue && this.snapshotDue.prefix !== this.snapshotPrefix) assert.fail('the snapshot due is not the latest');
+    if (this.accepted.has(this.snapshotPrefix - 1)) assert.fail(`slot ${this.snapshotPrefix - 1} kept below the snapshot prefix`);
+    if (this.records.has(this.snapshotPrefix - 1)) assert.fail(`record ${this.snapshotPrefix - 1} due below the snapshot prefix`);
+    if (this.chosenPrefix > this.snapshotPrefix && !this.accepted.has(this.chosenPrefix - 1)) assert.fail(`chosen slot ${this.chosenPrefix - 1} has no record`);
+    const t = this.transfer;
+    if (t && !(t.offset > 0 && t.offset < t.bytes.length && t.bytes.length <= SNAPSHOT_BYTES_MAX)) assert.fail(`transfer at ${t.offset} of ${t.bytes.length}`);
+  }
+
+  // ------------------------------------------------------------------ snapshots
+
+  compact(prefix: number, bytes: Uint8Array): void {
+    // A prefix beyond what the state machine applied would trim slots it never saw: a driver bug.
+    assert.ok(Number.isSafeInteger(prefix) && prefix <= this.appliedPrefix, `compact at ${prefix} beyond the applied prefix ${this.appliedPrefix}`);
+    assert.ok(bytes.length <= SNAPSHOT_BYTES_MAX, `a snapshot of ${bytes.length} bytes exceeds SNAPSHOT_BYTES_MAX`);
+    if (prefix <= this.snapshotPrefix) return;
+    // An install sets snapshotPrefix above appliedPrefix until its Ready is advanced, so a compact
+    // that gets here never replaces a snapshot the driver has yet to install.
+    assert.ok(!this.installDue, 'compact() would hide an install the driver has not seen');
+    this.trimBelow(prefix);
+    this.snapshot = { prefix, ballot: 0, bytes };
+    this.snapshotDue = this.snapshot;
+    this.invariants();
+  }
+
+  /** Drop every slot below `prefix` from the log and from the Ready being gathered. */
+  private trimBelow(prefix: number): void {
+    if (prefix - this.snapshotPrefix <= this.accepted.size) {
+      for (let s = this.snapshotPrefix; s < prefix; s++) { this.accepted.delete(s); this.records.delete(s); }
+    } else {
+      for (const s of this.accepted.keys()) if (s < prefix) this.accepted.delete(s);
+      for (const s of this.records.keys()) if (s < prefix) this.records.delete(s);
+    }
+    this.snapshotPrefix = prefix;
+  }
+
+  /** Offer our snapshot to a peer that needs trimmed slots, at most once per OFFER_GAP_TICKS per peer. */
+  private maybeOffer(to: number): void {
+    const i = this.memberIndex.get(to)!;
+    if (!this.snapshot || this.now - this.offerTick[i] < OFFER_GAP_TICKS) return;
+    this.offerTick[i] = this.now;
+    this.sendChunk(to, 0);
+  }
+
+  private sendChunk(to: number, offset: number): void {
+    const s = this.snapshot!;
+    const bytes = s.bytes.subarray(offset, offset + this.cfg.snapshotChunkBytes);
+    this.send({ type: MsgType.SnapshotChunk, from: this.id, to, ballot: 0, prefix: s.prefix, offset, total: s.bytes.length, values: [bytes] });
+  }
+
+  /** Serve a chunk of the snapshot asked for; a peer asking for an older one gets an offer of ours. */
+  private handleSnapshotRequest(m: SnapshotRequest): void {
+    const s = this.snapshot;
+    if (!s || !Number.isSafeInteger(m.offset) || m.offset < 0) return;
+    if (m.prefix !== s.prefix) this.maybeOffer(m.from);
+    else if (m.offset < s.bytes.length) this.sendChunk(m.from, m.offset);
+  }
+
+  /**
+   * Take an offer if we need it (we lack chosen slots below its prefix), then pull the rest in
+   * order. Anything inconsistent is dropped and changes nothing: bad input never throws.
+   */
+  private handleSnapshotChunk(m: SnapshotChunk): void {
+    if (m.values.length !== 1 || m.ballot !== 0) return;
+    const chunk = m.values[0];
+    if (!Number.isSafeInteger(m.prefix) || !Number.isSafeInteger(m.offset) || !Number.isSafeInteger(m.total)) return;
+    if (m.prefix < 2 || m.total > SNAPSHOT_BYTES_MAX || chunk.length > this.cfg.snapshotChunkBytes) return;
+    if (m.offset < 0 || m.offset + chunk.length > m.total) return;
+    // Every chunk but an empty snapshot's moves the transfer on, so a transfer always ends.
+    if (chunk.length === 0 && m.total > 0) return;
+    let t = this.transfer;
+    if (m.offset === 0) {
+      if (!this.wantsSnapshot(m.prefix) || (t && m.prefix <= t.prefix)) return;
+      t = { from: m.from, prefix: m.prefix, bytes: new Uint8Array(m.total), offset: 0, progressTick: this.now, requestTick: this.now };
+      this.transfer = t;
+    } else if (!t || m.from !== t.from || m.prefix !== t.prefix || m.total !== t.bytes.length || m.offset !== t.offset) {
+      return; // a chunk of no transfer of ours, a duplicate or one out of order
+    }
+    t.bytes.set(chunk, t.offset);
+    t.offset += chunk.length;
+    t.progressTick = this.now;
+    if (t.offset < t.bytes.length) {
+      this.requestChunk(t);
+      return;
+    }
+    this.transfer = null;
+    if (this.wantsSnapshot(t.prefix)) this.install({ prefix: t.prefix, ballot: 0, bytes: t.bytes });
+  }
+
+  /**
+   * A snapshot at `prefix` helps when we lack chosen slots below it. A leader takes one only up to
+   * its window prefix: every slot of its reign below that it chose itself, so the snapshot agrees
+   * with what it chose, and nothing it has in flight or will re-propose lies below the prefix.
+   */
+  private wantsSnapshot(prefix: number): boolean {
+    if (prefix <= this.chosenPrefix) return false;
+    return this.role !== 'leader' || prefix <= this.window.prefix;
+  }
+
+  private requestChunk(t: Transfer): void {
+    t.requestTick = this.now;
+    this.send({ type: MsgType.SnapshotRequest, from: this.id, to: t.from, prefix: t.prefix, offset: t.offset });
+  }
+
+  /** Re-ask for a lost chunk; give up after an election timeout without progress (the next fetch brings a new offer). */
+  private tickTransfer(): void {
+    const t = this.transfer;
+    if (!t) return;
+    if (this.now - t.progressTick >= this.cfg.electionTicksMax) this.transfer = null;
+    else if (this.now - t.requestTick >= SNAPSHOT_RETRY_TICKS) this.requestChunk(t);
+  }
+
+  /** A peer's snapshot is complete: every slot below its prefix is chosen, and the state machine takes it whole. */
+  private install(s: Snapshot): void {
+    assert.ok(s.prefix > this.chosenPrefix && s.prefix > this.snapshotPrefix, 'install only what is needed');
+    this.trimBelow(s.prefix);
+    for (const slot of this.chosenValues.keys()) if (slot < s.prefix) this.chosenValues.delete(slot);
+    this.chosenPrefix = s.prefix;
+    while (this.chosenValues.has(this.chosenPrefix)) this.chosenPrefix++;
+    if (this.chosenPrefix > this.learnTarget) this.learnTarget = this.chosenPrefix;
+    // The state machine restarts from the snapshot; `apply` of the next Ready begins at its prefix.
+    this.applyNext = s.prefix;
+    this.snapshot = s;
+    this.snapshotDue = s;
+    this.installDue = true;
+    this.learnSentTick = -1e9; // fetch what lies above the snapshot at once
   }
 
   // ------------------------------------------------------------------ acceptor
@@ -466,7 +655,7 @@ export class MultiPaxos implements Protocol {
     let runFirst = 0;
     let runCount = 0;
     for (const e of m.entries) {
-      if (e.slot < 1) continue;
+      if (e.slot < this.snapshotPrefix) continue; // trimmed (chosen and applied here): refused silently
       this.acceptLocal(e.slot, m.ballot, e.value);
       if (runCount > 0 && e.slot === runFirst + runCount) runCount++;
       else {
@@ -574,7 +763,7 @@ export class MultiPaxos implements Protocol {
   }
 
   private maybeFetch(): void {
-    if (this.chosenPrefix >= this.learnTarget) return;
+    if (this.chosenPrefix >= this.learnTarget || this.transfer !== null) return;
     if (this.now - this.learnSentTick < 2) return;
     const to = this.leader !== 0 && this.leader !== this.id ? this.leader : this.others[this.rng.int(0, this.others.length)];
     if (to === undefined) return;
@@ -584,6 +773,8 @@ export class MultiPaxos implements Protocol {
   }
 
   private handleLearnRequest(m: LearnRequest): void {
+    // Slots below our snapshot are gone from the log: the learner gets an offer instead.
+    if (m.firstSlot < this.snapshotPrefix) { this.maybeOffer(m.from); return; }
     const entries: SlotEntry[] = [];
     const end = m.firstSlot + Math.min(m.count, LEARN_ENTRIES_MAX);
     for (let s = Math.max(1, m.firstSlot); s < end; s++) {
@@ -645,6 +836,9 @@ export class MultiPaxos implements Protocol {
     this.leader = this.id;
     this.backoff = 0;
     // Below the highest chosen prefix reported everything is chosen: fetch it, do not propose it.
+    // start >= chosenPrefix >= snapshotPrefix, and >= every promising peer's snapshot prefix (a
+    // Promise reports the acceptor's chosen prefix), so no proposal of this reign hits a slot this
+    // node or a peer of its Promise quorum has trimmed.
     const start = Math.max(this.chosenPrefix, this.reportChosenPrefixMax);
     this.reignStart = start;
     if (start > this.learnTarget) this.learnTarget = start;
