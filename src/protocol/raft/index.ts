@@ -18,11 +18,22 @@
 // readId 2r+1 (odd), and a follower that follows the sender echoes it in a ReadIndexReply (and
 // counts it as hearing from its leader). Requests from followers use even readIds. A majority
 // echoing round r proves the leader led when r was sent; the lease runs from r's send tick.
+//
+// Snapshots (paper section 7, with a pull-based transfer). compact() trims the log below the
+// applied prefix; the log then starts after the snapshot's last index. A follower whose nextIndex
+// falls below it is offered the snapshot (a SnapshotChunk at offset 0, at most one per offer
+// interval, behind an empty AppendEntries so it knows its leader), and pulls the rest with
+// SnapshotRequests, one chunk at a time. A follower takes an offer only from the leader of its
+// current term: by induction every snapshot then holds only entries committed in terms up to the
+// node's term, which that leader and every later one hold too, so reporting the snapshot's last
+// index as matched is sound.
 
 import assert from 'node:assert/strict';
 import type { Batcher, Kernels } from '../../kernels/types.js';
 import {
   MsgType,
+  type SnapshotChunk,
+  type SnapshotRequest,
   type AppendEntries,
   type AppendResult,
   type Message,
@@ -44,8 +55,10 @@ import type {
   ReadState,
   Ready,
   Rng,
+  Snapshot,
   Status,
 } from '../types.js';
+import { SNAPSHOT_BYTES_MAX } from '../types.js';
 import { Progress, ReplicaState } from './progress.js';
 
 const enum State {
@@ -73,6 +86,22 @@ interface LeaderRead {
   round: number;
   /** Give up (fail the read) at this tick. */
   deadlineTick: number;
+}
+
+/** A snapshot this node is pulling from a peer, one chunk at a time, in order. */
+interface Transfer {
+  /** The peer that offered it; chunks from anyone else are dropped. */
+  from: number;
+  /** The snapshot's prefix and ballot (term of entry prefix - 1), as the offer gave them. */
+  prefix: number;
+  ballot: number;
+  /** The whole snapshot, allocated at the offer. Invariant: bytes.length <= SNAPSHOT_BYTES_MAX. */
+  bytes: Uint8Array;
+  /** Bytes [0, received) are in. Invariant: received <= bytes.length; the next chunk must start here. */
+  received: number;
+  /** Ticks since the last chunk arrived. The request is re-sent every retry interval; the transfer
+   *  is abandoned after electionTicksMin (the leader's next offer starts a new one). */
+  idleTicks: number;
 }
 
 /** A read this follower asked the leader about; the key is its even readId. */
@@ -103,20 +132,30 @@ export class Raft implements Protocol {
   private term = 0;
   /** The member this node voted for in `term`, 0 for none. */
   private vote = 0;
-  /** The log: log[i] holds index i + 1, as AppendEntries carries it. Invariant: terms never decrease
-   *  along the log. Entries are never mutated, so messages share them. It is held whole: the
-   *  Protocol interface has no snapshot to compact it into, so its size is the log's size on disk. */
+  /** The log after the snapshot: log[i] holds index snapIndex + 1 + i, as AppendEntries carries it.
+   *  Invariant: terms never decrease along the log, and none is below snapTerm. Entries are never
+   *  mutated, so messages share them. compact() bounds it: everything applied may be trimmed. */
   private log: RaftEntry[] = [];
   /** The same entries as records, as storage writes them and the state machine applies them: one
    *  object each, shared by both. Invariant: recs.length === log.length, recs[i] mirrors log[i]. */
   private recs: LogRecord[] = [];
+  /** The last index the snapshot covers (snapshot.prefix - 1), 0 without one. Invariant:
+   *  snapIndex <= appliedIndex; it only grows. */
+  private snapIndex = 0;
+  /** The term of entry snapIndex (snapshot.ballot), 0 without one. Invariant: <= term. */
+  private snapTerm = 0;
+  /** The latest snapshot (taken, installed or restored), served to peers that need trimmed entries.
+   *  Invariant: null iff snapIndex === 0; otherwise prefix === snapIndex + 1, ballot === snapTerm. */
+  private snapshot: Snapshot | null = null;
+  /** A snapshot pulled from a peer, while its chunks come in. At most one. */
+  private transfer: Transfer | null = null;
 
   // Volatile state.
   /** The role. Changes only through becomeFollower/PreCandidate/Candidate/Leader. */
   private state: State = State.Follower;
   /** The leader of `term` this node knows, 0 if none. */
   private leader = 0;
-  /** Every index <= commitIndex is committed (chosen). Invariant: commitIndex <= last index; never decreases. */
+  /** Every index <= commitIndex is committed (chosen). Invariant: snapIndex <= commitIndex <= last index; never decreases. */
   private commitIndex = 0;
   /** Every index <= appliedIndex has been handed to the state machine in a Ready. Invariant: <= commitIndex. */
   private appliedIndex = 0;
@@ -124,7 +163,7 @@ export class Raft implements Protocol {
   private durableIndex = 0;
 
   // What the next Ready carries.
-  /** The first index not yet handed to storage in a Ready. Invariant: 1 <= unstableFrom <= last index + 1. */
+  /** The first index not yet handed to storage in a Ready. Invariant: snapIndex + 1 <= unstableFrom <= last index + 1. */
   private unstableFrom = 1;
   /** Storage must delete records from here on (0: nothing to delete). */
   private truncateFrom = 0;
@@ -134,6 +173,10 @@ export class Raft implements Protocol {
   private hardStateDirty = false;
   /** commitIndex moved since the last Ready. */
   private commitDirty = false;
+  /** The snapshot the next Ready persists (taken by compact() or installed), or null. */
+  private snapshotOut: Snapshot | null = null;
+  /** snapshotOut came from a peer: the driver restores its state machine from it. */
+  private installOut = false;
   /** To send with the next Ready at once: they report nothing that waits for a persist. */
   private messages: Message[] = [];
   /** To send after the next Ready's persist: Vote, AppendResult, and a candidate's RequestVote. */
@@ -229,22 +272,34 @@ export class Raft implements Protocol {
   private restore(r: NonNullable<ProtocolOptions['restored']>): void {
     this.term = r.hardState.ballot;
     this.vote = r.hardState.vote;
+    if (r.snapshot) {
+      // The state machine was restored from it; the log starts after it.
+      this.snapshot = r.snapshot;
+      this.snapIndex = r.snapshot.prefix - 1;
+      this.snapTerm = r.snapshot.ballot;
+    }
     // Storage refuses corrupt records, which leaves a gap. Raft's log has none: keep the entries
     // before the first gap (or the first out-of-order term); the leader sends the rest again.
-    for (let i = 0; i < r.records.length; i++) {
-      const rec = r.records[i];
-      const term = this.log.length === 0 ? 0 : this.log[this.log.length - 1].term;
-      if (rec.position !== i + 1 || rec.ballot < term || rec.ballot > this.term) break;
+    // Records the snapshot covers are ignored.
+    let kept = 0;
+    for (const rec of r.records) {
+      if (rec.position <= this.snapIndex) continue;
+      if (rec.position !== this.lastIndex() + 1 || rec.ballot < this.lastTerm() || rec.ballot > this.term) break;
       this.log.push({ index: rec.position, term: rec.ballot, value: rec.value });
       this.recs.push(rec);
+      kept++;
     }
-    this.durableIndex = this.log.length;
-    this.unstableFrom = this.log.length + 1;
+    this.durableIndex = this.lastIndex();
+    this.unstableFrom = this.lastIndex() + 1;
     this.appliedIndex = Math.max(0, r.appliedPrefix - 1);
+    if (this.appliedIndex < this.snapIndex) {
+      throw new Error(`raft: the state machine applied through ${this.appliedIndex} but the snapshot covers ${this.snapIndex}; ` +
+        'restore the state machine from the snapshot');
+    }
     if (this.appliedIndex > this.lastIndex()) {
       // The state machine is ahead of the log that survived: without a snapshot transfer this node
       // cannot prove which entries it applied. A clear error, not a silent divergence.
-      throw new Error(`raft: the log kept ${this.lastIndex()} entries of ${r.records.length} (a record is missing or corrupt) ` +
+      throw new Error(`raft: the log kept ${kept} entries of ${r.records.length} after index ${this.snapIndex} (a record is missing or corrupt) ` +
         `but the state machine applied through ${this.appliedIndex}; restore this node's data from a peer`);
     }
     this.commitIndex = Math.min(Math.max(this.appliedIndex, r.chosenPrefix - 1, 0), this.lastIndex());
@@ -253,27 +308,29 @@ export class Raft implements Protocol {
   // ---------------------------------------------------------------- log helpers
 
   private lastIndex(): number {
-    return this.log.length;
+    return this.snapIndex + this.log.length;
   }
 
-  /** The term of the entry at `index`; 0 for index 0. Asserts the index is in the log. */
+  /** The term of the entry at `index`: snapTerm at snapIndex (0 at index 0). Asserts the index is
+   *  in the log or is the snapshot's last. */
   private termAt(index: number): number {
-    if (index === 0) return 0;
-    assert.ok(index >= 1 && index <= this.log.length, `index ${index} is outside the log 1..${this.log.length}`);
-    return this.log[index - 1].term;
+    if (index === this.snapIndex) return this.snapTerm;
+    assert.ok(index > this.snapIndex && index <= this.lastIndex(), `index ${index} is outside the log ${this.snapIndex}..${this.lastIndex()}`);
+    return this.log[index - this.snapIndex - 1].term;
   }
 
   private lastTerm(): number {
-    return this.log.length === 0 ? 0 : this.log[this.log.length - 1].term;
+    return this.log.length === 0 ? this.snapTerm : this.log[this.log.length - 1].term;
   }
 
-  /** The largest index whose term is <= t (0 if none). Terms never decrease along the log, so bisect. */
+  /** The largest index whose term is <= t, searched down to snapIndex (returned when no entry after it
+   *  qualifies, whatever the terms below). Terms never decrease along the log, so bisect. */
   private lastIndexOfTermAtMost(t: number): number {
-    let lo = 0;
-    let hi = this.log.length;
+    let lo = this.snapIndex;
+    let hi = this.lastIndex();
     while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (this.log[mid - 1].term <= t) lo = mid;
+      const mid = lo + Math.ceil((hi - lo) / 2);
+      if (this.termAt(mid) <= t) lo = mid;
       else hi = mid - 1;
     }
     return lo;
@@ -281,7 +338,7 @@ export class Raft implements Protocol {
 
   /** Append an entry (a received one is kept as it came). */
   private append(e: RaftEntry): void {
-    assert.ok(e.index === this.log.length + 1, `entry ${e.index} does not follow ${this.log.length}`);
+    assert.ok(e.index === this.lastIndex() + 1, `entry ${e.index} does not follow ${this.lastIndex()}`);
     assert.ok(e.term >= this.lastTerm() && e.term <= this.term, `entry term ${e.term} out of order`);
     this.log.push(e);
     this.recs.push({ position: e.index, ballot: e.term, value: e.value });
@@ -290,8 +347,8 @@ export class Raft implements Protocol {
   /** Delete the entries at `from` and above: they conflict with the leader's. */
   private truncate(from: number): void {
     assert.ok(from > this.commitIndex, `truncating from ${from} would delete committed entries (commitIndex ${this.commitIndex})`);
-    this.log.length = from - 1;
-    this.recs.length = from - 1;
+    this.log.length = from - 1 - this.snapIndex;
+    this.recs.length = from - 1 - this.snapIndex;
     this.unstableFrom = Math.min(this.unstableFrom, from);
     this.truncateFrom = this.truncateFrom === 0 ? from : Math.min(this.truncateFrom, from);
     this.truncatedSinceReady = Math.min(this.truncatedSinceReady, from);
@@ -374,6 +431,8 @@ export class Raft implements Protocol {
     this.heartbeatElapsed = 0;
     this.electionElapsed = 0;
     this.reignFirstRound = this.round + 1;
+    // A leader holds every committed entry already; a snapshot it was pulling adds nothing.
+    this.transfer = null;
     this.progress.clear();
     for (const p of this.others) {
       this.progress.set(p, new Progress(this.lastIndex() + 1, this.cfg.pipeline));
@@ -411,6 +470,7 @@ export class Raft implements Protocol {
       this.becomePreCandidate();
     }
     this.expireReads();
+    this.tickTransfer();
   }
 
   private tickLeader(): void {
@@ -454,6 +514,8 @@ export class Raft implements Protocol {
       case MsgType.Propose: return this.handlePropose(m.values);
       case MsgType.ReadIndex: return this.handleReadIndex(m);
       case MsgType.ReadIndexReply: return this.handleReadIndexReply(m);
+      case MsgType.SnapshotRequest: return this.handleSnapshotRequest(m);
+      case MsgType.SnapshotChunk: return this.handleSnapshotChunk(m);
       case MsgType.RequestVote:
       case MsgType.Vote:
       case MsgType.AppendEntries:
@@ -541,19 +603,33 @@ export class Raft implements Protocol {
       this.messagesAfterPersist.push(this.appendResult(m.from, false, last + 1, 0));
       return;
     }
-    const have = this.termAt(m.prevIndex);
-    if (have !== m.prevTerm) {
+    let prevIndex = m.prevIndex;
+    let entries = m.entries;
+    for (let i = 0, t = m.prevTerm; i < entries.length; t = entries[i].term, i++) {
+      const e = entries[i];
+      if (e.index !== prevIndex + 1 + i || e.term < t || e.term > m.term) return; // malformed: drop
+    }
+    if (prevIndex < this.snapIndex) {
+      // The snapshot holds every index up to snapIndex, all committed, and the leader of this term
+      // holds them too (see the top of the file): skip them, as if the message began there.
+      const skip = this.snapIndex - prevIndex;
+      if (entries.length < skip) {
+        this.messagesAfterPersist.push(this.appendResult(m.from, true, this.snapIndex, 0));
+        return;
+      }
+      if (entries[skip - 1].term !== this.snapTerm) return; // disagrees with a committed entry: drop
+      prevIndex = this.snapIndex;
+      entries = entries.slice(skip);
+    }
+    const prevTerm = prevIndex === m.prevIndex ? m.prevTerm : this.snapTerm;
+    const have = this.termAt(prevIndex);
+    if (have !== prevTerm) {
       // Fast backtracking: name the conflicting term and where it starts here, so the leader can
       // skip the whole term at once.
-      assert.ok(m.prevIndex > this.commitIndex, `leader ${m.from} disagrees at committed index ${m.prevIndex}`);
+      assert.ok(prevIndex > this.commitIndex, `leader ${m.from} disagrees at committed index ${prevIndex}`);
       const first = this.lastIndexOfTermAtMost(have - 1) + 1;
       this.messagesAfterPersist.push(this.appendResult(m.from, false, first, have));
       return;
-    }
-    const entries = m.entries;
-    for (let i = 0, t = m.prevTerm; i < entries.length; t = entries[i].term, i++) {
-      const e = entries[i];
-      if (e.index !== m.prevIndex + 1 + i || e.term < t || e.term > m.term) return; // malformed: drop
     }
     let i = 0;
     // Skip what this node already has; truncate at the first conflict.
@@ -566,7 +642,7 @@ export class Raft implements Protocol {
       }
     }
     for (; i < entries.length; i++) this.append(entries[i]);
-    const newLast = m.prevIndex + entries.length;
+    const newLast = prevIndex + entries.length;
     const commit = Math.min(m.commitIndex, newLast);
     if (commit > this.commitIndex) this.setCommit(commit);
     this.messagesAfterPersist.push(this.appendResult(m.from, true, newLast, 0));
@@ -583,7 +659,11 @@ export class Raft implements Protocol {
         pr.progressTick = this.now;
         this.maybeCommit();
       }
-      if (pr.state === ReplicaState.Probe) {
+      if (pr.state === ReplicaState.Snapshot) {
+        // The follower installed a snapshot (or already held the entry at snapIndex): stream from
+        // its match if that is no longer trimmed here; otherwise it needs the newer snapshot.
+        if (pr.match >= this.snapIndex) pr.becomeReplicate(this.now);
+      } else if (pr.state === ReplicaState.Probe) {
         // Only an answer to the current probe (or a later message) shows where to stream from; a
         // heartbeat's answer just confirms the match.
         if (m.index >= pr.next - 1) pr.becomeReplicate(this.now);
@@ -594,6 +674,7 @@ export class Raft implements Protocol {
       return;
     }
     if (m.index === 0) return; // the answer to a message of an older term
+    if (pr.state === ReplicaState.Snapshot) return; // it lacks trimmed entries: the snapshot answers that
     let next = m.index;
     if (m.hintTerm > 0) {
       const j = this.lastIndexOfTermAtMost(m.hintTerm);
@@ -791,7 +872,9 @@ export class Raft implements Protocol {
 
   private broadcastHeartbeat(): void {
     for (const [to, pr] of this.progress) {
-      this.messages.push(this.appendEntries(to, pr, pr.match, pr.match));
+      // Below snapIndex the leader has no term to send: check the follower at the snapshot's end.
+      const prev = Math.max(pr.match, this.snapIndex);
+      this.messages.push(this.appendEntries(to, pr, prev, prev));
       if (pr.state === ReplicaState.Probe) pr.probeSent = false;
     }
     this.sendRound();
@@ -807,10 +890,10 @@ export class Raft implements Protocol {
   /** The last index of an AppendEntries starting at `from`: at least one entry, at most batchBytesMax bytes. */
   private chunkEnd(from: number): number {
     const last = this.lastIndex();
-    let bytes = this.log[from - 1].value.length;
+    let bytes = this.log[from - this.snapIndex - 1].value.length;
     let end = from;
     while (end < last) {
-      const size = this.log[end].value.length;
+      const size = this.log[end - this.snapIndex].value.length;
       if (bytes + size > this.cfg.batchBytesMax) break;
       bytes += size;
       end++;
@@ -823,7 +906,7 @@ export class Raft implements Protocol {
     return {
       type: MsgType.AppendEntries, from: this.cfg.id, to, term: this.term,
       prevIndex, prevTerm: this.termAt(prevIndex), commitIndex: this.commitIndex,
-      entries: end > prevIndex ? this.log.slice(prevIndex, end) : [],
+      entries: end > prevIndex ? this.log.slice(prevIndex - this.snapIndex, end - this.snapIndex) : [],
     };
   }
 
@@ -831,6 +914,11 @@ export class Raft implements Protocol {
   private sendAppends(): void {
     const last = this.lastIndex();
     for (const [to, pr] of this.progress) {
+      if (pr.state !== ReplicaState.Snapshot && pr.next <= this.snapIndex) pr.becomeSnapshot();
+      if (pr.state === ReplicaState.Snapshot) {
+        this.maybeOffer(to, pr);
+        continue;
+      }
       if (pr.state === ReplicaState.Probe) {
         if (pr.probeSent) continue;
         const end = pr.probeWithEntries && pr.next <= last ? this.chunkEnd(pr.next) : pr.next - 1;
@@ -852,6 +940,135 @@ export class Raft implements Protocol {
         this.messages.push(this.appendEntries(to, pr, pr.next - 1, pr.next - 1));
       }
     }
+  }
+
+  // ---------------------------------------------------------------- snapshots
+
+  compact(prefix: number, bytes: Uint8Array): void {
+    assert.ok(Number.isSafeInteger(prefix) && prefix <= this.appliedIndex + 1,
+      `compact at ${prefix} beyond the applied prefix ${this.appliedIndex + 1}`);
+    assert.ok(bytes.length <= SNAPSHOT_BYTES_MAX, `a snapshot of ${bytes.length} bytes exceeds SNAPSHOT_BYTES_MAX`);
+    if (prefix <= this.snapIndex + 1) return; // not newer than the snapshot held
+    const index = prefix - 1;
+    this.setSnapshot({ prefix, ballot: this.termAt(index), bytes }, false);
+  }
+
+  /** Make `snap` the snapshot: trim the log below its prefix and hand it to the next Ready. */
+  private setSnapshot(snap: Snapshot, install: boolean): void {
+    const index = snap.prefix - 1;
+    assert.ok(index > this.snapIndex && index <= this.lastIndex(), `snapshot at ${index} outside ${this.snapIndex}..${this.lastIndex()}`);
+    this.log = this.log.slice(index - this.snapIndex);
+    this.recs = this.recs.slice(index - this.snapIndex);
+    this.snapIndex = index;
+    this.snapTerm = snap.ballot;
+    this.snapshot = snap;
+    this.unstableFrom = Math.max(this.unstableFrom, index + 1);
+    this.snapshotOut = snap;
+    this.installOut = install;
+  }
+
+  /** Leader: offer the snapshot to a follower that needs trimmed entries, at most once per
+   *  electionTicksMin (a receiver abandons a stalled transfer after as long). An empty
+   *  AppendEntries goes first so that the follower knows its leader, which it requires of an offer. */
+  private maybeOffer(to: number, pr: Progress): void {
+    if (this.snapshot === null || this.now - pr.offerTick < this.cfg.electionTicksMin) return;
+    pr.offerTick = this.now;
+    this.messages.push(this.appendEntries(to, pr, this.snapIndex, this.snapIndex));
+    this.messages.push(this.snapshotChunk(to, this.snapshot, 0));
+  }
+
+  private snapshotChunk(to: number, snap: Snapshot, offset: number): SnapshotChunk {
+    const end = Math.min(snap.bytes.length, offset + this.cfg.snapshotChunkBytes);
+    return {
+      type: MsgType.SnapshotChunk, from: this.cfg.id, to, ballot: snap.ballot, prefix: snap.prefix, offset,
+      total: snap.bytes.length, values: [snap.bytes.subarray(offset, end)],
+    };
+  }
+
+  /** Any node answers from its current snapshot, keeping no state: the chunk asked for if the prefix
+   *  matches, otherwise an offer of the snapshot it has now. */
+  private handleSnapshotRequest(m: SnapshotRequest): void {
+    const snap = this.snapshot;
+    if (snap === null) return;
+    if (m.prefix !== snap.prefix) {
+      this.messages.push(this.snapshotChunk(m.from, snap, 0));
+      return;
+    }
+    if (!Number.isSafeInteger(m.offset) || m.offset < 0 || m.offset >= snap.bytes.length) return; // bad request: drop
+    this.messages.push(this.snapshotChunk(m.from, snap, m.offset));
+  }
+
+  /** Take an offer this node needs, or the next chunk of the running transfer; drop anything else. */
+  private handleSnapshotChunk(m: SnapshotChunk): void {
+    if (this.state === State.Leader || m.values.length !== 1) return;
+    const chunk = m.values[0];
+    const total = m.total;
+    if (!Number.isSafeInteger(m.prefix) || m.prefix < 2 || !Number.isSafeInteger(m.ballot) || m.ballot < 0 || m.ballot > this.term ||
+      !Number.isSafeInteger(total) || total < 0 || total > SNAPSHOT_BYTES_MAX || !Number.isSafeInteger(m.offset) || m.offset < 0 ||
+      chunk.length > this.cfg.snapshotChunkBytes || m.offset + chunk.length > total || (chunk.length === 0 && total > 0)) {
+      return;
+    }
+    let t = this.transfer;
+    if (m.offset === 0 && (t === null || m.prefix > t.prefix)) {
+      // An offer. Only the leader of this term may make one (see the top of the file), and only a
+      // node that lacks committed entries below its prefix needs it.
+      if (this.state !== State.Follower || m.from !== this.leader || m.prefix - 1 <= this.commitIndex) return;
+      t = { from: m.from, prefix: m.prefix, ballot: m.ballot, bytes: new Uint8Array(total), received: 0, idleTicks: 0 };
+      this.transfer = t;
+    }
+    if (t === null || m.from !== t.from || m.prefix !== t.prefix || m.ballot !== t.ballot || total !== t.bytes.length || m.offset !== t.received) return;
+    t.bytes.set(chunk, t.received);
+    t.received += chunk.length;
+    t.idleTicks = 0;
+    if (t.received < total) {
+      this.requestChunk(t);
+      return;
+    }
+    this.transfer = null;
+    this.install(t);
+  }
+
+  private requestChunk(t: Transfer): void {
+    this.messages.push({ type: MsgType.SnapshotRequest, from: this.cfg.id, to: t.from, prefix: t.prefix, offset: t.received });
+  }
+
+  /** Re-send the request of a stalled transfer; abandon it after electionTicksMin without a chunk. */
+  private tickTransfer(): void {
+    const t = this.transfer;
+    if (t === null) return;
+    t.idleTicks++;
+    if (t.idleTicks >= this.cfg.electionTicksMin) this.transfer = null;
+    else if (t.idleTicks % Math.max(2, this.cfg.heartbeatTicks) === 0) this.requestChunk(t);
+  }
+
+  /** Paper section 7: keep the entries after the snapshot if the log holds its last entry with its
+   *  term, otherwise discard the whole log; the state machine restarts from the snapshot. */
+  private install(t: Transfer): void {
+    const index = t.prefix - 1;
+    if (index <= this.commitIndex) return; // caught up meanwhile: nothing to install
+    if (index > this.lastIndex() || this.termAt(index) !== t.ballot) {
+      // Discard: entries up to `index` are replaced by the snapshot; storage drops the rest.
+      this.log = [];
+      this.recs = [];
+      this.truncateFrom = this.truncateFrom === 0 ? t.prefix : Math.min(this.truncateFrom, t.prefix);
+      this.truncatedSinceReady = Math.min(this.truncatedSinceReady, t.prefix);
+      this.durableIndex = Math.min(this.durableIndex, this.snapIndex);
+      this.snapIndex = index;
+      this.snapTerm = t.ballot;
+      this.unstableFrom = index + 1;
+      this.snapshot = { prefix: t.prefix, ballot: t.ballot, bytes: t.bytes };
+      this.snapshotOut = this.snapshot;
+      this.installOut = true;
+    } else {
+      this.setSnapshot({ prefix: t.prefix, ballot: t.ballot, bytes: t.bytes }, true);
+    }
+    this.durableIndex = Math.min(this.durableIndex, this.lastIndex());
+    this.commitIndex = index;
+    this.commitDirty = true;
+    this.appliedIndex = index;
+    // Tell the leader where this log stands, once the snapshot is durable: it matches through `index`.
+    const to = this.state === State.Follower && this.leader !== 0 ? this.leader : t.from;
+    this.messagesAfterPersist.push(this.appendResult(to, true, index, 0));
   }
 
   // ---------------------------------------------------------------- output
@@ -877,7 +1094,7 @@ export class Raft implements Protocol {
   hasReady(): boolean {
     if (this.outstanding !== null) return false;
     this.flush();
-    return this.hardStateDirty || this.truncateFrom !== 0 || this.unstableFrom <= this.lastIndex() ||
+    return this.snapshotOut !== null || this.hardStateDirty || this.truncateFrom !== 0 || this.unstableFrom <= this.lastIndex() ||
       this.commitDirty || this.messages.length > 0 || this.messagesAfterPersist.length > 0 ||
       this.appliedIndex < this.commitIndex || this.readsReady.length > 0 || this.readsFailed.length > 0;
   }
@@ -887,16 +1104,20 @@ export class Raft implements Protocol {
     this.flush();
     const hardState: HardState | null = this.hardStateDirty ? { ballot: this.term, vote: this.vote } : null;
     const rd: Ready = {
+      snapshot: this.snapshotOut,
+      install: this.installOut,
       hardState,
       truncateFrom: this.truncateFrom,
-      records: this.unstableFrom <= this.lastIndex() ? this.recs.slice(this.unstableFrom - 1) : [],
+      records: this.unstableFrom <= this.lastIndex() ? this.recs.slice(this.unstableFrom - this.snapIndex - 1) : [],
       chosenPrefix: this.commitDirty ? this.commitIndex + 1 : 0,
       messages: this.messages,
       messagesAfterPersist: this.messagesAfterPersist,
-      apply: this.appliedIndex < this.commitIndex ? this.recs.slice(this.appliedIndex, this.commitIndex) : [],
+      apply: this.appliedIndex < this.commitIndex ? this.recs.slice(this.appliedIndex - this.snapIndex, this.commitIndex - this.snapIndex) : [],
       reads: this.readsReady,
       readsFailed: this.readsFailed,
     };
+    this.snapshotOut = null;
+    this.installOut = false;
     this.hardStateDirty = false;
     this.truncateFrom = 0;
     this.truncatedSinceReady = Infinity;
@@ -956,6 +1177,7 @@ export class Raft implements Protocol {
       holes: 0,
       inFlight: this.lastIndex() - this.commitIndex,
       pending: this.batcher.count,
+      snapshotPrefix: this.snapIndex + 1,
     };
   }
 
@@ -966,8 +1188,23 @@ export class Raft implements Protocol {
     assert.ok(this.durableIndex <= last, `durableIndex ${this.durableIndex} > last index ${last}`);
     assert.ok(this.unstableFrom >= 1 && this.unstableFrom <= last + 1, `unstableFrom ${this.unstableFrom} out of 1..${last + 1}`);
     assert.ok(this.lastTerm() <= this.term, `last entry's term ${this.lastTerm()} > term ${this.term}`);
-    assert.equal(this.recs.length, last, 'records and entries differ in length');
-    if (last > 0) assert.equal(this.log[last - 1].index, last, 'the log is not indexed from 1');
+    assert.equal(this.recs.length, this.log.length, 'records and entries differ in length');
+    if (this.log.length > 0) {
+      assert.equal(this.log[0].index, this.snapIndex + 1, 'the log does not start after the snapshot');
+      assert.equal(this.log[this.log.length - 1].index, last, 'the log has a gap');
+      assert.ok(this.log[0].term >= this.snapTerm, 'an entry is older than the snapshot');
+    }
+    assert.ok(this.snapIndex <= this.appliedIndex, `snapshot at ${this.snapIndex} beyond applied ${this.appliedIndex}`);
+    assert.ok(this.unstableFrom > this.snapIndex, `unstableFrom ${this.unstableFrom} inside the snapshot at ${this.snapIndex}`);
+    assert.ok(this.snapTerm <= this.term, `snapshot term ${this.snapTerm} > term ${this.term}`);
+    if (this.snapshot === null) assert.equal(this.snapIndex, 0, 'a trimmed log without a snapshot');
+    else assert.ok(this.snapshot.prefix === this.snapIndex + 1 && this.snapshot.ballot === this.snapTerm, 'the snapshot disagrees with the log offset');
+    const t = this.transfer;
+    if (t !== null) {
+      assert.ok(t.received <= t.bytes.length && t.bytes.length <= SNAPSHOT_BYTES_MAX, 'transfer out of bounds');
+      assert.ok(t.idleTicks < this.cfg.electionTicksMin, 'a stalled transfer was kept');
+      assert.notEqual(this.state, State.Leader, 'a leader pulls no snapshot');
+    }
     assert.ok(this.vote === 0 || this.cfg.peers.includes(this.vote), `vote for non-member ${this.vote}`);
     if (this.state === State.Leader) {
       assert.equal(this.leader, this.cfg.id, 'a leader must know itself as leader');

@@ -1,7 +1,7 @@
 // What the leader knows about one follower's log, in the manner of etcd-io/raft's tracker:
 // a follower is either being probed (the leader is still looking for the last index where their
 // logs agree) or replicated to (AppendEntries are streamed optimistically, at most `pipeline` of
-// them in flight).
+// them in flight), or is sent a snapshot (it needs entries the leader has trimmed).
 
 import assert from 'node:assert/strict';
 
@@ -10,6 +10,9 @@ export const enum ReplicaState {
   Probe = 0,
   /** The follower accepted an AppendEntries: stream from `next`, up to `pipeline` in flight. */
   Replicate = 1,
+  /** The follower needs entries below the leader's snapshot: it is offered the snapshot (a
+   *  SnapshotChunk at offset 0) at most once per offer interval, and pulls the rest itself. */
+  Snapshot = 2,
 }
 
 export class Progress {
@@ -31,6 +34,8 @@ export class Progress {
   ackedRound = 0;
   /** The commit index the last AppendEntries to this follower carried. */
   commitSent = 0;
+  /** Snapshot: the tick of the last offer (-Infinity: none yet). Rate-limits offers to one per interval. */
+  offerTick = -Infinity;
 
   /** Replicate: the last index of each AppendEntries in flight, oldest first, in a ring of `ring.length`.
    *  Invariant: inflight <= ring.length (the pipeline depth); the live values increase. */
@@ -77,6 +82,15 @@ export class Progress {
     this.next = next;
     this.probeSent = false;
     this.probeWithEntries = withEntries;
+    this.clearInflight();
+  }
+
+  /** The follower needs trimmed entries: stop sending AppendEntries and offer the snapshot. */
+  becomeSnapshot(): void {
+    this.state = ReplicaState.Snapshot;
+    this.next = this.match + 1;
+    this.probeSent = false;
+    this.offerTick = -Infinity;
     this.clearInflight();
   }
 
