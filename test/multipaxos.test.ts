@@ -222,3 +222,193 @@ test('a lagging node elected leader proposes only above the chosen prefix a Prom
   assert.deepEqual(rd.apply.map((a) => a.position), [1, 2, 3, 4]);
   assert.equal(n.status().chosenPrefix, 5);
 });
+
+// ---------------------------------------------------------------- snapshots
+
+const enc = new TextEncoder();
+const snapBytes = (n: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 7 + 1) & 0xff);
+const chunkCfg = { snapshotChunkBytes: 4 };
+const nodeWith = (id: number, extra: Partial<ReturnType<typeof defaultConfig>>, restored?: Restored): MultiPaxos =>
+  new MultiPaxos({ config: { ...defaultConfig(id, peers), pendingMax: 16, ...extra }, kernels: k, rng: new Prng(id), restored });
+const chunk = (from: number, to: number, prefix: number, offset: number, total: number, values: Uint8Array[], b = 0): Message =>
+  ({ type: MsgType.SnapshotChunk, from, to, ballot: b, prefix, offset, total, values });
+
+/** Node 2, a follower of leader 1 at round 1, that has applied slots 1..3 (a, b, c). */
+const follower3 = (extra: Partial<ReturnType<typeof defaultConfig>> = {}): MultiPaxos => {
+  const n = nodeWith(2, extra);
+  const b = ballot(1, 1);
+  n.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b, chosenPrefix: 4, entries: ['a', 'b', 'c'].map((v, i) => ({ slot: i + 1, ballot: b, value: value(v) })) });
+  const rd = cycle(n);
+  assert.deepEqual(rd.apply.map((a) => a.position), [1, 2, 3]);
+  return n;
+};
+
+test('compact() beyond the applied prefix is a driver bug: it throws', () => {
+  const n = follower3();
+  assert.throws(() => n.compact(5, enc.encode('x')), /beyond the applied prefix 4/);
+});
+
+test('compact() trims the log, hands the snapshot out once (install=false), and ignores an older prefix', () => {
+  const n = follower3();
+  n.compact(4, enc.encode('abc'));
+  assert.equal(n.status().snapshotPrefix, 4);
+  const rd = cycle(n);
+  assert.deepEqual(rd.snapshot, { prefix: 4, ballot: 0, bytes: enc.encode('abc') });
+  assert.equal(rd.install, false);
+  n.compact(3, enc.encode('ab'));
+  assert.equal(n.hasReady(), false, 'a prefix at or below the snapshot is ignored');
+  // A learner asking for trimmed slots gets an offer, not entries; one at most per few ticks.
+  n.step({ type: MsgType.LearnRequest, from: 3, to: 2, firstSlot: 1, count: 3 });
+  n.step({ type: MsgType.LearnRequest, from: 3, to: 2, firstSlot: 1, count: 3 });
+  const out = cycle(n).messages;
+  assert.deepEqual(out.map((m) => m.type), [MsgType.SnapshotChunk], 'one offer, the second request rate-limited');
+  assert.deepEqual(out[0], chunk(2, 3, 4, 0, 3, [enc.encode('abc')]));
+  // At or above the snapshot prefix the LearnReply carries nothing below it.
+  n.step({ type: MsgType.LearnRequest, from: 3, to: 2, firstSlot: 4, count: 3 });
+  const reply = cycle(n).messages[0];
+  assert.ok(reply.type === MsgType.LearnReply && reply.entries.length === 0 && reply.chosenPrefix === 4);
+  // An Accept for a trimmed slot is refused silently: no record below the snapshot, no Accepted.
+  n.step({ type: MsgType.Accept, from: 1, to: 2, ballot: ballot(1, 1), chosenPrefix: 4, entries: [{ slot: 2, ballot: ballot(1, 1), value: value('z') }] });
+  assert.equal(n.hasReady(), false);
+});
+
+test('a restart from a snapshot ignores records below it and applies from its prefix', () => {
+  const b = ballot(1, 1);
+  const restored: Restored = {
+    hardState: { ballot: b, vote: 0 },
+    records: [1, 2, 3, 4, 5].map((s) => ({ position: s, ballot: b, value: value(`v${s}`) })),
+    chosenPrefix: 6, appliedPrefix: 4, snapshot: { prefix: 4, ballot: 0, bytes: enc.encode('v1 v2 v3') },
+  };
+  const n = node(2, restored);
+  assert.equal(n.status().snapshotPrefix, 4);
+  const rd = cycle(n);
+  assert.equal(rd.snapshot, null, 'a restored snapshot is durable already');
+  assert.deepEqual(rd.apply.map((a) => a.position), [4, 5]);
+  n.step({ type: MsgType.LearnRequest, from: 3, to: 2, firstSlot: 2, count: 4 });
+  const offer = cycle(n).messages[0];
+  assert.ok(offer.type === MsgType.SnapshotChunk && offer.prefix === 4 && offer.offset === 0);
+});
+
+test('a lagging follower pulls an offered snapshot chunk by chunk, installs it, then applies above it', () => {
+  const n = nodeWith(2, chunkCfg);
+  const b = ballot(1, 1);
+  const bytes = snapBytes(10);
+  // Slot 7 accepted and known chosen, slots 1..6 trimmed at the leader: the snapshot covers them.
+  n.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b, chosenPrefix: 1, entries: [{ slot: 7, ballot: b, value: value('g') }] });
+  n.step({ type: MsgType.Commit, from: 1, to: 2, ballot: b, firstSlot: 7, count: 1, chosenPrefix: 8 });
+  cycle(n);
+  n.step(chunk(1, 2, 7, 0, 10, [bytes.subarray(0, 4)]));
+  let rd = cycle(n);
+  assert.deepEqual(rd.messages, [{ type: MsgType.SnapshotRequest, from: 2, to: 1, prefix: 7, offset: 4 }]);
+  n.step(chunk(1, 2, 7, 4, 10, [bytes.subarray(4, 8)]));
+  cycle(n);
+  n.step(chunk(1, 2, 7, 8, 10, [bytes.subarray(8, 10)]));
+  rd = cycle(n);
+  assert.equal(rd.install, true);
+  assert.deepEqual(rd.snapshot, { prefix: 7, ballot: 0, bytes });
+  assert.deepEqual(rd.apply.map((a) => a.position), [7], 'apply starts at the prefix');
+  assert.ok(rd.records.every((r) => r.position >= 7));
+  const s = n.status();
+  assert.deepEqual([s.snapshotPrefix, s.chosenPrefix, s.appliedPrefix], [7, 8, 8]);
+});
+
+test('malformed or unexpected snapshot chunks are dropped without a throw and change nothing', () => {
+  const n = nodeWith(2, chunkCfg);
+  const bytes = snapBytes(10);
+  const bad: Message[] = [
+    chunk(1, 2, 7, 0, 10, [bytes.subarray(0, 2), bytes.subarray(2, 4)]), // two values
+    chunk(1, 2, 7, 0, 10, []),                                           // no value
+    chunk(1, 2, 7, 4, 10, [bytes.subarray(4, 8)]),                       // a later chunk of no transfer (unknown prefix)
+    chunk(1, 2, 7, 0, 1024 * 1024 * 1024 + 1, [bytes.subarray(0, 4)]),  // total above SNAPSHOT_BYTES_MAX
+    chunk(1, 2, 7, 0, 10, [bytes.subarray(0, 5)]),                       // longer than snapshotChunkBytes
+    chunk(1, 2, 7, 0, 3, [bytes.subarray(0, 4)]),                        // longer than total
+    chunk(1, 2, 1, 0, 10, [bytes.subarray(0, 4)]),                       // prefix 1 covers nothing
+    chunk(1, 2, 7, 0, 10, [new Uint8Array(0)]),                          // empty chunk of a non-empty snapshot
+    chunk(1, 2, 7, 0, 10, [bytes.subarray(0, 4)], ballot(1, 1)),         // Multi-Paxos snapshots carry ballot 0
+    chunk(1, 2, Number.NaN, 0, 10, [bytes.subarray(0, 4)]),              // not a number
+    { type: MsgType.SnapshotRequest, from: 1, to: 2, prefix: 7, offset: 0 }, // a request to a node with no snapshot
+  ];
+  const before = n.status();
+  for (const m of bad) assert.doesNotThrow(() => n.step(m));
+  assert.deepEqual(n.status(), before);
+  assert.equal(n.hasReady(), false, 'nothing to persist or send');
+
+  // A running transfer ignores chunks that do not continue it, then completes unharmed.
+  n.step(chunk(1, 2, 7, 0, 10, [bytes.subarray(0, 4)]));
+  cycle(n);
+  const running: Message[] = [
+    chunk(1, 2, 7, 8, 10, [bytes.subarray(8, 10)]),  // wrong offset (a gap)
+    chunk(1, 2, 7, 0, 10, [bytes.subarray(0, 4)]),   // the same offer again: not newer
+    chunk(3, 2, 7, 4, 10, [bytes.subarray(4, 8)]),   // from a peer that did not offer it
+    chunk(1, 2, 9, 4, 10, [bytes.subarray(4, 8)]),   // unknown prefix
+    chunk(1, 2, 7, 4, 12, [bytes.subarray(4, 8)]),   // another total
+    chunk(1, 2, 7, 4, 10, [snapBytes(5)]),           // too long
+  ];
+  for (const m of running) assert.doesNotThrow(() => n.step(m));
+  assert.equal(n.hasReady(), false);
+  assert.deepEqual(n.status(), before);
+  n.step(chunk(1, 2, 7, 4, 10, [bytes.subarray(4, 8)]));
+  cycle(n);
+  n.step(chunk(1, 2, 7, 8, 10, [bytes.subarray(8, 10)]));
+  const rd = cycle(n);
+  assert.equal(rd.install, true);
+  assert.deepEqual(rd.snapshot?.bytes, bytes, 'the bytes are exactly the offered snapshot');
+});
+
+test('an offer the node does not need is ignored; a newer offer replaces a running transfer', () => {
+  const n = follower3(chunkCfg);
+  n.step(chunk(1, 2, 4, 0, 10, [snapBytes(4)]));
+  assert.equal(n.hasReady(), false, 'slots below 4 are chosen here already');
+  n.step(chunk(1, 2, 6, 0, 10, [snapBytes(4)]));
+  assert.equal((cycle(n).messages[0] as { offset: number }).offset, 4);
+  n.step(chunk(3, 2, 9, 0, 6, [snapBytes(4)]));
+  const req = cycle(n).messages[0];
+  assert.deepEqual(req, { type: MsgType.SnapshotRequest, from: 2, to: 3, prefix: 9, offset: 4 });
+  n.step(chunk(1, 2, 6, 4, 10, [snapBytes(4)]));
+  assert.equal(n.hasReady(), false, 'the replaced transfer is gone');
+});
+
+test('a leader ignores an offer above its window prefix (it would cover slots of its own reign)', () => {
+  const n = leader();
+  n.step(chunk(2, 1, 5, 0, 3, [enc.encode('abc')]));
+  assert.equal(n.hasReady(), false);
+  assert.equal(n.status().chosenPrefix, 1);
+});
+
+test('a lost chunk is asked for again after a few ticks; a stalled transfer is abandoned and fetching resumes', () => {
+  const n = nodeWith(2, chunkCfg);
+  const b = ballot(1, 1);
+  const heartbeat = (seq: number): Message => ({ type: MsgType.Heartbeat, from: 1, to: 2, ballot: b, chosenPrefix: 8, seq });
+  n.step(heartbeat(1));
+  cycle(n);
+  n.step(chunk(1, 2, 8, 0, 10, [snapBytes(4)]));
+  cycle(n);
+  const sent: Message[] = [];
+  const c = defaultConfig(2, peers);
+  for (let t = 1; t <= c.electionTicksMax + 2; t++) {
+    n.tick();
+    n.step(heartbeat(t + 1)); // the leader is alive, so the follower never campaigns
+    if (n.hasReady()) sent.push(...cycle(n).messages.filter((m) => m.type !== MsgType.HeartbeatAck));
+  }
+  const requests = sent.filter((m) => m.type === MsgType.SnapshotRequest);
+  assert.ok(requests.length >= 2, `the request for offset 4 is re-sent (sent ${requests.length})`);
+  assert.ok(requests.every((m) => m.type === MsgType.SnapshotRequest && m.offset === 4 && m.prefix === 8));
+  const firstFetch = sent.findIndex((m) => m.type === MsgType.LearnRequest);
+  assert.ok(firstFetch > sent.lastIndexOf(requests[requests.length - 1]), 'no LearnRequest until the transfer is abandoned');
+  n.step(chunk(1, 2, 8, 4, 10, [snapBytes(4)]));
+  assert.equal(n.hasReady(), false, 'a chunk of the abandoned transfer is dropped');
+});
+
+test('reads waiting on a slot below the prefix are answered with the install', () => {
+  const n = nodeWith(2, chunkCfg);
+  n.step({ type: MsgType.Heartbeat, from: 1, to: 2, ballot: ballot(1, 1), chosenPrefix: 7, seq: 1 });
+  cycle(n);
+  n.read(42, 'quorum');
+  cycle(n);
+  n.step({ type: MsgType.ReadIndexReply, from: 1, to: 2, readId: 42, index: 5, ok: true });
+  assert.equal(n.hasReady(), false, 'slot 5 is not applied here yet');
+  n.step(chunk(1, 2, 7, 0, 3, [enc.encode('abc')]));
+  const rd = cycle(n);
+  assert.equal(rd.install, true);
+  assert.deepEqual(rd.reads, [{ id: 42, index: 5 }]);
+});
