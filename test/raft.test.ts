@@ -1,13 +1,14 @@
 // Direct tests of the Raft core: 3 and 5 instances driven by hand through a tiny message pump
-// (persists are immediate), plus the Figure 8 run with the commitOldTerm bug planted.
+// (persists are immediate), plus the Figure 8 run with the commitOldTerm bug planted, and
+// snapshots: compaction, bad chunks, offers and install.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Raft } from '../src/protocol/raft/index.js';
-import { MsgType, type AppendEntries, type Message } from '../src/protocol/messages.js';
-import { defaultConfig, type LogRecord, type PlantedBug, type Ready, type Restored } from '../src/protocol/types.js';
+import { MsgType, type AppendEntries, type Message, type SnapshotChunk } from '../src/protocol/messages.js';
+import { defaultConfig, SNAPSHOT_BYTES_MAX, type LogRecord, type PlantedBug, type Ready, type Restored, type Snapshot } from '../src/protocol/types.js';
 import { loadKernels } from '../src/kernels/index.js';
 import { Prng } from '../src/sim/prng.js';
 import { clusterFromCommand, parseScenario } from '../src/sim/scenario.js';
@@ -22,6 +23,8 @@ interface Disk {
   vote: number;
   records: LogRecord[];
   chosenPrefix: number;
+  /** The last persisted snapshot; records hold nothing below its prefix. */
+  snapshot: Snapshot | null;
 }
 
 /** A cluster of Raft cores with an in-memory network and disks. */
@@ -38,7 +41,7 @@ class Pump {
 
   constructor(readonly n: number, readonly bugs: Partial<Record<PlantedBug, boolean>> = {}, readonly configure = {}) {
     for (let id = 1; id <= n; id++) {
-      this.disks.set(id, { term: 0, vote: 0, records: [], chosenPrefix: 0 });
+      this.disks.set(id, { term: 0, vote: 0, records: [], chosenPrefix: 0, snapshot: null });
       this.start(id, undefined);
     }
   }
@@ -47,12 +50,20 @@ class Pump {
     const peers = Array.from({ length: this.n }, (_, i) => i + 1);
     const config = { ...defaultConfig(id, peers), ...this.configure };
     this.nodes.set(id, new Raft({ config, kernels: k, rng: new Prng(id), restored, bugs: this.bugs }));
-    this.applied.set(id, []);
+    this.applied.set(id, restored?.snapshot ? fromSnapshot(restored.snapshot) : []);
   }
 
   restart(id: number): void {
     const d = this.disks.get(id)!;
-    this.start(id, { hardState: { ballot: d.term, vote: d.vote }, records: [...d.records], chosenPrefix: d.chosenPrefix, appliedPrefix: 1, snapshot: null });
+    this.start(id, {
+      hardState: { ballot: d.term, vote: d.vote }, records: [...d.records], chosenPrefix: d.chosenPrefix,
+      appliedPrefix: d.snapshot?.prefix ?? 1, snapshot: d.snapshot,
+    });
+  }
+
+  /** Node `id` snapshots its state machine (the applied list as JSON) at its applied prefix, or at `prefix`. */
+  compact(id: number, prefix = this.node(id).status().appliedPrefix): void {
+    this.node(id).compact(prefix, enc.encode(JSON.stringify(this.applied.get(id)!.slice(0, prefix - 1))));
   }
 
   node(id: number): Raft {
@@ -69,6 +80,11 @@ class Pump {
 
   handle(id: number, core: Raft, rd: Ready): void {
     const d = this.disks.get(id)!;
+    if (rd.snapshot) {
+      const snap = rd.snapshot;
+      d.snapshot = snap;
+      d.records = d.records.filter((r) => r.position >= snap.prefix);
+    }
     if (rd.hardState) { d.term = rd.hardState.ballot; d.vote = rd.hardState.vote; }
     if (rd.truncateFrom > 0) d.records = d.records.filter((r) => r.position < rd.truncateFrom);
     for (const r of rd.records) {
@@ -78,6 +94,7 @@ class Pump {
     d.records.sort((a, b) => a.position - b.position);
     if (rd.chosenPrefix > 0) d.chosenPrefix = rd.chosenPrefix;
     this.queue.push(...rd.messages, ...rd.messagesAfterPersist);
+    if (rd.install && rd.snapshot) this.applied.set(id, fromSnapshot(rd.snapshot));
     const log = this.applied.get(id)!;
     for (const a of rd.apply) {
       assert.equal(a.position, log.length + 1, `node ${id} applied ${a.position} out of order`);
@@ -129,6 +146,7 @@ class Pump {
 }
 
 const cmds = (...words: string[]): Uint8Array[] => words.map((w) => enc.encode(w));
+const fromSnapshot = (s: Snapshot): string[] => JSON.parse(dec.decode(s.bytes)) as string[];
 
 for (const n of [3, 5]) {
   test(`${n} nodes elect one leader and apply the same commands in the same order everywhere`, () => {
@@ -353,4 +371,189 @@ test('Figure 8 with commitOldTerm planted: two values are applied at one index',
   assert.ok(bad.includes('1 applied 2: a'), 'the buggy leader committed the term-1 entry by counting replicas');
   const caught = bad.some((l) => / applied 2: noop/.test(l)) || bad.some((l) => l.startsWith('threw:'));
   assert.ok(caught, `node 5's entry replaced the committed one: ${bad.filter((l) => /applied 2|threw/.test(l)).join('; ')}`);
+});
+
+// ---------------------------------------------------------------- snapshots
+
+/** A leader (1) and two followers that applied noop, a..f (indexes 1-7); node 3 is then cut off
+ *  while g, h (8-9) commit, and nodes 1 and 2 compact below 10. */
+const laggingFollower = (configure = {}): Pump => {
+  const c = new Pump(3, {}, { batchMax: 1, ...configure });
+  c.elect(1);
+  c.node(1).propose(cmds('a', 'b', 'c', 'd', 'e', 'f'));
+  c.stabilize();
+  c.tickAll(1);
+  c.isolated.add(3);
+  c.node(1).propose(cmds('g', 'h'));
+  c.stabilize();
+  c.tickAll(1);
+  c.compact(1);
+  c.compact(2);
+  c.stabilize();
+  return c;
+};
+
+test('compact() trims the log below the applied prefix; the next Ready persists the snapshot', () => {
+  const c = new Pump(3, {}, { batchMax: 1 });
+  c.elect(1);
+  c.node(1).propose(cmds('a', 'b', 'c'));
+  c.stabilize();
+  const n = c.node(1);
+  assert.equal(n.status().appliedPrefix, 5);
+  c.compact(1, 3);
+  const rd = n.ready();
+  assert.ok(rd.snapshot, 'the Ready carries the snapshot');
+  assert.equal(rd.install, false, 'a snapshot of its own is not installed');
+  assert.equal(rd.snapshot.prefix, 3);
+  assert.equal(rd.snapshot.ballot, 1, 'ballot is the term of entry prefix - 1');
+  assert.deepEqual(fromSnapshot(rd.snapshot), ['noop', 'a']);
+  c.handle(1, n, rd);
+  assert.equal(n.status().snapshotPrefix, 3);
+  assert.deepEqual(c.disks.get(1)!.records.map((r) => r.position), [3, 4], 'records below the prefix are gone');
+  c.compact(1, 3); // not newer: ignored
+  assert.equal(n.hasReady(), false);
+  // Entries above the snapshot still replicate, and one just above it is still addressable.
+  n.propose(cmds('d'));
+  c.stabilize();
+  c.tickAll(1);
+  for (const id of [1, 2, 3]) assert.deepEqual(c.applied.get(id), ['noop', 'a', 'b', 'c', 'd'], `node ${id}`);
+  n.invariants();
+});
+
+test('compact() beyond the applied prefix is a driver bug: it throws', () => {
+  const c = new Pump(3);
+  c.elect(1);
+  const applied = c.node(1).status().appliedPrefix;
+  assert.throws(() => c.node(1).compact(applied + 1, enc.encode('[]')), { name: 'AssertionError' });
+});
+
+test('a restarted node starts from its snapshot and ignores records below it', () => {
+  const c = new Pump(3, {}, { batchMax: 1 });
+  c.elect(1);
+  c.node(1).propose(cmds('a', 'b', 'c'));
+  c.stabilize();
+  c.tickAll(1);
+  c.compact(2, 4);
+  c.stabilize();
+  const d = c.disks.get(2)!;
+  // A stale record below the snapshot (as if the trim had not reached it) must be ignored.
+  d.records.unshift({ position: 1, ballot: 1, value: k.encodeBatch(cmds('stale')) });
+  c.restart(2);
+  const s = c.node(2).status();
+  assert.equal(s.snapshotPrefix, 4);
+  assert.equal(s.appliedPrefix, 4, 'applied starts at the snapshot prefix');
+  c.stabilize();
+  assert.deepEqual(c.applied.get(2), ['noop', 'a', 'b', 'c'], 'only index 4 is applied after the snapshot');
+  c.node(2).invariants();
+});
+
+test('a follower behind the trimmed point installs the leader\'s snapshot in chunks, then gets the entries after it', () => {
+  const c = laggingFollower({ snapshotChunkBytes: 8 });
+  c.isolated.clear();
+  let chunks = 0;
+  for (let t = 0; t < 30 && c.applied.get(3)!.length < 10; t++) {
+    for (const core of c.nodes.values()) core.tick();
+    c.process();
+    for (let i = 0; c.queue.length > 0; i++) {
+      assert.ok(i < 1000);
+      chunks += c.queue.filter((m) => m.type === MsgType.SnapshotChunk && m.to === 3).length;
+      c.deliver();
+    }
+  }
+  const want = ['noop', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
+  assert.deepEqual(c.applied.get(3), want);
+  assert.ok(chunks >= 4, `the snapshot came in ${chunks} chunks of at most 8 bytes`);
+  assert.equal(c.node(3).status().snapshotPrefix, 10);
+  c.node(1).propose(cmds('i'));
+  c.stabilize();
+  c.tickAll(1);
+  assert.deepEqual(c.applied.get(3), [...want, 'i'], 'replication resumes above the snapshot');
+});
+
+test('a leader offers its snapshot to a follower that needs it at most once per election timeout', () => {
+  const c = laggingFollower();
+  // Node 3 is still cut off: every heartbeat would reach a trimmed index, but offers are rate-limited.
+  let offers = 0;
+  for (let t = 0; t < 40; t++) {
+    c.node(1).tick();
+    c.node(2).tick();
+    c.process();
+    offers += c.queue.filter((m) => m.type === MsgType.SnapshotChunk && m.to === 3 && m.offset === 0).length;
+    c.deliver();
+  }
+  const cfg = defaultConfig(1, [1, 2, 3]);
+  assert.ok(offers >= 2 && offers <= Math.ceil(40 / cfg.electionTicksMin) + 1, `${offers} offers in 40 ticks`);
+});
+
+test('malformed or unneeded snapshot chunks are dropped without a throw and without changing state', () => {
+  const c = laggingFollower({ snapshotChunkBytes: 8 });
+  const f = c.node(3);
+  const before = f.status();
+  const base: SnapshotChunk = { type: MsgType.SnapshotChunk, from: 1, to: 3, ballot: 1, prefix: 10, offset: 0, total: 20, values: [new Uint8Array(8)] };
+  const bad: [string, SnapshotChunk][] = [
+    ['two values', { ...base, values: [new Uint8Array(4), new Uint8Array(4)] }],
+    ['no value', { ...base, values: [] }],
+    ['total above the max', { ...base, total: SNAPSHOT_BYTES_MAX + 1 }],
+    ['chunk longer than snapshotChunkBytes', { ...base, values: [new Uint8Array(9)] }],
+    ['chunk past the total', { ...base, total: 4 }],
+    ['empty chunk of a non-empty snapshot', { ...base, values: [new Uint8Array(0)] }],
+    ['negative offset', { ...base, offset: -8 }],
+    ['ballot above the term', { ...base, ballot: 9 }],
+    ['unknown prefix (no transfer running)', { ...base, offset: 8 }],
+    ['offer from a node that is not the leader', { ...base, from: 2 }],
+    ['offer of a snapshot the node does not need', { ...base, prefix: 2 }],
+    ['prefix below 2', { ...base, prefix: 1 }],
+  ];
+  for (const [what, m] of bad) {
+    assert.doesNotThrow(() => f.step(m), what);
+    assert.equal(f.hasReady(), false, `${what}: no request, no install`);
+    assert.deepEqual(f.status(), before, what);
+    f.invariants();
+  }
+  // A good offer starts a transfer (a request for offset 8 goes out); then a chunk at the wrong
+  // offset, or for another prefix, changes nothing.
+  f.step(base);
+  const rd = f.ready();
+  assert.deepEqual(rd.messages.map((m) => m.type === MsgType.SnapshotRequest ? m.offset : -1), [8]);
+  f.advance(rd);
+  for (const [what, m] of [['wrong offset', { ...base, offset: 16 }], ['other prefix', { ...base, prefix: 9, offset: 8 }], ['other total', { ...base, total: 24, offset: 8 }]] as const) {
+    f.step(m);
+    assert.equal(f.hasReady(), false, what);
+    assert.deepEqual(f.status(), before, what);
+  }
+});
+
+test('install keeps the entries after the snapshot when the log holds its last entry with its term', () => {
+  const c = new Pump(3, {}, { batchMax: 1 });
+  c.elect(1);
+  // Node 3 gets a..g (indexes 2-8) but none of the commit announcements.
+  c.node(1).propose(cmds('a', 'b', 'c', 'd', 'e', 'f', 'g'));
+  c.process();
+  for (let i = 0; c.queue.length > 0; i++) {
+    assert.ok(i < 100);
+    c.deliver((m) => !(m.to === 3 && m.type === MsgType.AppendEntries && m.entries.length === 0));
+  }
+  const f = c.node(3);
+  assert.equal(f.status().chosenPrefix, 2, 'node 3 knows only the no-op committed');
+  c.compact(1, 7);
+  const rd = c.node(1).ready();
+  c.handle(1, c.node(1), rd);
+  const snap = rd.snapshot!;
+  f.step({ type: MsgType.SnapshotChunk, from: 1, to: 3, ballot: snap.ballot, prefix: snap.prefix, offset: 0, total: snap.bytes.length, values: [snap.bytes] });
+  const frd = f.ready();
+  assert.equal(frd.install, true);
+  assert.equal(frd.truncateFrom, 0, 'nothing is discarded: entry 6 has the snapshot\'s term');
+  assert.deepEqual(frd.apply.map((a) => a.position), [], 'nothing above the snapshot is committed yet');
+  const ack = frd.messagesAfterPersist.find((m) => m.type === MsgType.AppendResult);
+  assert.ok(ack && ack.type === MsgType.AppendResult && ack.success && ack.index === 6, 'the leader hears index 6 matches, after the persist');
+  c.handle(3, f, frd);
+  const s = f.status();
+  assert.equal(s.snapshotPrefix, 7);
+  assert.equal(s.appliedPrefix, 7);
+  assert.equal(s.inFlight, 2, 'entries 7 and 8 are still in the log');
+  assert.deepEqual(c.disks.get(3)!.records.map((r) => r.position), [7, 8]);
+  f.invariants();
+  c.stabilize();
+  c.tickAll(1);
+  assert.deepEqual(c.applied.get(3), ['noop', 'a', 'b', 'c', 'd', 'e', 'f', 'g']);
 });
