@@ -511,10 +511,25 @@ export class MultiPaxos implements Protocol {
     // An install sets snapshotPrefix above appliedPrefix until its Ready is advanced, so a compact
     // that gets here never replaces a snapshot the driver has yet to install.
     assert.ok(!this.installDue, 'compact() would hide an install the driver has not seen');
+    if (this.role === 'leader') this.settleInflightBelow(prefix);
     this.trimBelow(prefix);
     this.snapshot = { prefix, ballot: 0, bytes };
     this.snapshotDue = this.snapshot;
     this.invariants();
+  }
+
+  /**
+   * A leader may have applied past slots it still has in flight: chosen before its reign, known
+   * here, but beyond the window at election, so re-proposed. Below the snapshot they are counted
+   * chosen, not retransmitted (acceptors that trimmed them refuse them).
+   */
+  private settleInflightBelow(prefix: number): void {
+    const below = [...this.inflight.keys()].filter((s) => s < prefix).sort((a, b) => a - b);
+    for (const s of below) {
+      this.inflight.delete(s);
+      this.window.markChosen(s);
+    }
+    while (this.nextSlot < this.window.prefix) this.recovery.delete(this.nextSlot++);
   }
 
   /** Drop every slot below `prefix` from the log and from the Ready being gathered. */
@@ -952,6 +967,13 @@ export class MultiPaxos implements Protocol {
         if (!value) { this.nextSlot++; continue; } // only with the planted skipNoop bug
         // A slot already known chosen needs no proposal; the window counted it at election.
         if (this.window.isChosen(this.nextSlot)) { this.nextSlot++; continue; }
+        // A chosen slot the window could not hold at election and that this node has since applied
+        // and trimmed: no record may be written below the snapshot, so count it chosen instead.
+        if (this.nextSlot < this.snapshotPrefix) {
+          this.window.markChosen(this.nextSlot++);
+          while (this.nextSlot < this.window.prefix) this.recovery.delete(this.nextSlot++);
+          continue;
+        }
       } else if (this.batcher.count > 0) value = this.batcher.cut(this.cfg.batchMax, this.cfg.batchBytesMax);
       else break;
       const s = this.nextSlot++;
@@ -1087,9 +1109,13 @@ export class MultiPaxos implements Protocol {
     return this.now < sent + this.cfg.leaseTicks - this.cfg.leaseDriftTicks;
   }
 
-  /** The slot a read must apply through: everything chosen so far, earlier leaders' slots included. */
+  /**
+   * The slot a read must apply through: everything chosen so far, earlier leaders' slots included.
+   * While this leader still fetches the slots below its reign (its chosen prefix lags, e.g. while
+   * it pulls a snapshot), followers may already apply the slots its window chose: count those too.
+   */
   private readIndex(): number {
-    return Math.max(this.chosenPrefix - 1, this.recoveryEnd);
+    return Math.max(this.chosenPrefix - 1, this.window.prefix - 1, this.recoveryEnd);
   }
 
   private startQuorumRead(id: number, from: number): void {
