@@ -557,3 +557,12 @@ test('install keeps the entries after the snapshot when the log holds its last e
   c.tickAll(1);
   assert.deepEqual(c.applied.get(3), ['noop', 'a', 'b', 'c', 'd', 'e', 'f', 'g']);
 });
+
+test('a stored snapshot whose term is above the stored term is refused with a clear error', () => {
+  const config = defaultConfig(1, [1, 2, 3]);
+  const restored: Restored = {
+    hardState: { ballot: 2, vote: 0 }, records: [], chosenPrefix: 5, appliedPrefix: 5,
+    snapshot: { prefix: 5, ballot: 3, bytes: enc.encode('[]') },
+  };
+  assert.throws(() => new Raft({ config, kernels: k, rng: new Prng(1), restored }), /does not fit the stored term 2/);
+});

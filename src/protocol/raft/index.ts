@@ -273,6 +273,11 @@ export class Raft implements Protocol {
     this.term = r.hardState.ballot;
     this.vote = r.hardState.vote;
     if (r.snapshot) {
+      const { prefix, ballot } = r.snapshot;
+      if (!Number.isSafeInteger(prefix) || prefix < 2 || !Number.isSafeInteger(ballot) || ballot < 0 || ballot > this.term) {
+        throw new Error(`raft: the stored snapshot (prefix ${prefix}, term ${ballot}) does not fit the stored term ${this.term}; ` +
+          "restore this node's data from a peer");
+      }
       // The state machine was restored from it; the log starts after it.
       this.snapshot = r.snapshot;
       this.snapIndex = r.snapshot.prefix - 1;
