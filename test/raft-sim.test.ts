@@ -1,7 +1,8 @@
 // The simulator on Raft: with every fault injected and no bug planted, no seed may find a
 // violation (one value per index, applied logs are prefixes of one another, no acknowledged write
-// lost, linearizable histories, and convergence once healed). `paxlog sim --protocol raft` runs the
-// same check over more seeds.
+// lost, linearizable histories, and convergence once healed). Snapshots are part of it: on the
+// seeds that draw them, nodes compact, and lagging nodes install a peer's snapshot in chunks, some
+// lost. `paxlog sim --protocol raft` runs the same check over more seeds.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,16 +11,23 @@ import { simulate } from '../src/sim/sim.js';
 const sweep = (nodes: 3 | 5, seeds: number, steps: number): void => {
   let leadersKilled = 0;
   let oneEntryAppends = 0;
+  let installSeeds = 0;
+  let chunkedInstallSeeds = 0;
   for (let seed = 1; seed <= seeds; seed++) {
     const r = simulate({ seed, nodes, steps, protocol: 'raft' });
     assert.equal(r.violation, null, `seed ${seed} (nodes=${nodes}, steps=${steps}): ${r.violation}\n` +
       `replay: paxlog sim --seeds 1 --start ${seed} --nodes ${nodes} --steps ${steps} --protocol raft`);
     if (r.faults.leaderCrash > 0) leadersKilled++;
     if (r.faults.batchBytesMax <= 8) oneEntryAppends++;
+    if (r.stats.installs > 0) installSeeds++;
+    if (r.stats.installs > 0 && r.faults.snapshotChunkBytes < 100) chunkedInstallSeeds++;
   }
   // The faults that make Figure 8 histories (see sim-bugs.test.ts) are part of the sweep.
   assert.ok(leadersKilled >= seeds / 10, `only ${leadersKilled} of ${seeds} seeds killed leaders`);
   assert.ok(oneEntryAppends >= seeds / 10, `only ${oneEntryAppends} of ${seeds} seeds bound AppendEntries to one entry`);
+  // Snapshot transfer is exercised, in small chunks too, not merely compiled in.
+  assert.ok(installSeeds >= seeds / 10, `only ${installSeeds} of ${seeds} seeds installed a snapshot from a peer`);
+  assert.ok(chunkedInstallSeeds >= seeds / 20, `only ${chunkedInstallSeeds} of ${seeds} seeds installed a snapshot sent in small chunks`);
 };
 
 test('Raft passes 300 seeds of 3 nodes, 2,000 ticks each, under every fault', () => sweep(3, 300, 2000));
