@@ -206,6 +206,10 @@ export class MultiPaxos implements Protocol {
   private heartbeatElapsed = 0;
   /** The tick this node became leader. */
   private leaderSinceTick = 0;
+  /** Leader: the chosen prefix when the lag below the reign last shrank (see tickLeader). */
+  private lagPrefix = 1;
+  /** Leader: the tick the chosen prefix last moved (or a snapshot transfer ran) while below reignStart. */
+  private lagTick = 0;
 
   // ---- Reads. ----
   /** Leader: reads waiting for a heartbeat round to confirm leadership. Bounded by pendingMax. */
@@ -878,6 +882,8 @@ export class MultiPaxos implements Protocol {
     this.chosenUnsent = [];
     this.heartbeatAcked.clear();
     this.leaderSinceTick = this.now;
+    this.lagPrefix = this.chosenPrefix;
+    this.lagTick = this.now;
     this.heartbeatDue = true;
   }
 
@@ -946,6 +952,18 @@ export class MultiPaxos implements Protocol {
     if (this.now - this.contactTick() > this.cfg.electionTicksMax) {
       this.becomeFollower(0);
       return;
+    }
+    // Slots below the reign were reported chosen by a promiser; if nobody answers for them (the
+    // node that knew them went down, and the others only accepted them), fetching never ends. A
+    // new phase 1 from the chosen prefix then gathers what a quorum accepted there and re-proposes it.
+    if (this.chosenPrefix < this.reignStart) {
+      if (this.chosenPrefix > this.lagPrefix || this.transfer !== null) {
+        this.lagPrefix = this.chosenPrefix;
+        this.lagTick = this.now;
+      } else if (this.now - this.lagTick > this.cfg.electionTicksMax) {
+        this.campaign();
+        return;
+      }
     }
     this.retransmit();
     this.maybeFetch();
