@@ -105,12 +105,13 @@ test('seeds draw snapshots never, every few positions or every few dozen, in tin
 });
 
 for (const protocol of ['multipaxos', 'raft'] as const) {
-  test(`${protocol}: 30 seeds with snapshots on keep every check, and lagging nodes install snapshots pulled in chunks`, (t) => {
+  test(`${protocol}: 30 seeds with snapshots on (20 of 3 nodes, 10 of 5) keep every check, and lagging nodes install snapshots pulled in chunks`, (t) => {
     const totals = { snapshots: 0, installs: 0, chunks: 0 };
     let seedsInstalling = 0;
-    for (const seed of snapshotSeeds(1, 30)) {
-      const r = simulate({ seed, nodes: 3, steps: 2000, protocol });
-      assert.equal(r.violation, null, `seed ${seed} (${protocol}, snapshotEvery=${r.faults.snapshotEvery}, snapshotChunkBytes=${r.faults.snapshotChunkBytes}) found a violation:\n${r.violation}`);
+    const runs = [...snapshotSeeds(1, 20).map((seed) => [seed, 3] as const), ...snapshotSeeds(100_001, 10).map((seed) => [seed, 5] as const)];
+    for (const [seed, nodes] of runs) {
+      const r = simulate({ seed, nodes, steps: 2000, protocol });
+      assert.equal(r.violation, null, `seed ${seed} (${protocol}, nodes=${nodes}, snapshotEvery=${r.faults.snapshotEvery}, snapshotChunkBytes=${r.faults.snapshotChunkBytes}) found a violation:\n${r.violation}`);
       totals.snapshots += r.stats.snapshots;
       totals.installs += r.stats.installs;
       totals.chunks += r.stats.chunks;
