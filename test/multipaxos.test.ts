@@ -412,3 +412,30 @@ test('reads waiting on a slot below the prefix are answered with the install', (
   assert.equal(rd.install, true);
   assert.deepEqual(rd.reads, [{ id: 42, index: 5 }]);
 });
+
+test('a leader whose chosen prefix stays below its reign (nobody answers its fetches) runs phase 1 again after an election timeout', () => {
+  const n = node(1);
+  while (n.status().role === 'follower') n.tick();
+  const b = n.status().ballot;
+  cycle(n);
+  // Node 2 reports slots 1..4 chosen; then it goes silent for fetches (it crashed, say) while node 3 acks heartbeats.
+  n.step({ type: MsgType.Promise, from: 2, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 5, entries: [] });
+  assert.equal(n.status().role, 'leader');
+  const c = defaultConfig(1, peers);
+  let fetches = 0;
+  let campaignedAt = -1;
+  for (let t = 1; t <= c.electionTicksMax * 3 && campaignedAt < 0; t++) {
+    n.tick();
+    if (!n.hasReady()) continue;
+    for (const m of cycle(n).messages) {
+      if (m.type === MsgType.LearnRequest) fetches++;
+      if (m.type === MsgType.Heartbeat && m.to === 3) n.step({ type: MsgType.HeartbeatAck, from: 3, to: 1, ballot: b, chosenPrefix: 1, seq: m.seq });
+      if (m.type === MsgType.Prepare && m.to === 3) {
+        assert.ok(m.ballot > b && m.fromSlot === 1, 'a new phase 1 above the old ballot, from the chosen prefix');
+        campaignedAt = t;
+      }
+    }
+  }
+  assert.ok(fetches >= 2, `it fetched first (${fetches} LearnRequests)`);
+  assert.ok(campaignedAt > c.electionTicksMax, `phase 1 again only after an election timeout without progress (at tick ${campaignedAt})`);
+});
