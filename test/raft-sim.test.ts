@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { simulate } from '../src/sim/sim.js';
+import { Raft } from '../src/protocol/raft/index.js';
 
 const sweep = (nodes: 3 | 5, seeds: number, steps: number): void => {
   let leadersKilled = 0;
@@ -32,3 +33,29 @@ const sweep = (nodes: 3 | 5, seeds: number, steps: number): void => {
 
 test('Raft passes 300 seeds of 3 nodes, 2,000 ticks each, under every fault', () => sweep(3, 300, 2000));
 test('Raft passes 100 seeds of 5 nodes, 2,000 ticks each, under every fault', () => sweep(5, 100, 2000));
+
+test('every Raft invariant holds after every step, tick, advance and compact over 150 seeds', () => {
+  // The simulator checks the cluster from outside; here each core also checks itself (log offset,
+  // snapshot, transfer and Progress bounds) after every call that changes it.
+  const proto = Raft.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const names = ['step', 'tick', 'advance', 'compact'];
+  const originals = names.map((n) => proto[n]);
+  let checks = 0;
+  names.forEach((n, i) => {
+    proto[n] = function (this: Raft, ...a: unknown[]) {
+      const r = originals[i].apply(this, a);
+      this.invariants();
+      checks++;
+      return r;
+    };
+  });
+  try {
+    for (let seed = 1; seed <= 150; seed++) {
+      const r = simulate({ seed, nodes: 3, steps: 2000, protocol: 'raft' });
+      assert.equal(r.violation, null, `seed ${seed}: ${r.violation}`);
+    }
+  } finally {
+    names.forEach((n, i) => { proto[n] = originals[i]; });
+  }
+  assert.ok(checks > 100_000, `only ${checks} invariant checks ran`);
+});

@@ -668,6 +668,7 @@ export class Raft implements Protocol {
         // The follower installed a snapshot (or already held the entry at snapIndex): stream from
         // its match if that is no longer trimmed here; otherwise it needs the newer snapshot.
         if (pr.match >= this.snapIndex) pr.becomeReplicate(this.now);
+        else pr.next = pr.match + 1;
       } else if (pr.state === ReplicaState.Probe) {
         // Only an answer to the current probe (or a later message) shows where to stream from; a
         // heartbeat's answer just confirms the match.
