@@ -206,9 +206,11 @@ export class MultiPaxos implements Protocol {
   private heartbeatElapsed = 0;
   /** The tick this node became leader. */
   private leaderSinceTick = 0;
-  /** Leader: the chosen prefix when the lag below the reign last shrank (see tickLeader). */
-  private lagPrefix = 1;
-  /** Leader: the tick the chosen prefix last moved (or a snapshot transfer ran) while below reignStart. */
+  /** Leader: the highest chosen prefix a HeartbeatAck at its ballot reported. Invariant: reset each reign. */
+  private peerChosenMax = 1;
+  /** Leader: chosenPrefix + window.prefix when it last moved while the leader lagged (see tickLeader). */
+  private lagProgress = 0;
+  /** Leader: the tick it last did not lag, or last made progress while lagging. */
   private lagTick = 0;
 
   // ---- Reads. ----
@@ -882,7 +884,8 @@ export class MultiPaxos implements Protocol {
     this.chosenUnsent = [];
     this.heartbeatAcked.clear();
     this.leaderSinceTick = this.now;
-    this.lagPrefix = this.chosenPrefix;
+    this.peerChosenMax = 1;
+    this.lagProgress = 0;
     this.lagTick = this.now;
     this.heartbeatDue = true;
   }
@@ -953,20 +956,31 @@ export class MultiPaxos implements Protocol {
       this.becomeFollower(0);
       return;
     }
-    // Slots below the reign were reported chosen by a promiser; if nobody answers for them (the
-    // node that knew them went down, and the others only accepted them), fetching never ends. A
-    // new phase 1 from the chosen prefix then gathers what a quorum accepted there and re-proposes it.
-    if (this.chosenPrefix < this.reignStart) {
-      if (this.chosenPrefix > this.lagPrefix || this.transfer !== null) {
-        this.lagPrefix = this.chosenPrefix;
-        this.lagTick = this.now;
-      } else if (this.now - this.lagTick > this.cfg.electionTicksMax) {
-        this.campaign();
-        return;
-      }
-    }
+    if (this.maybeCampaignAgain()) return;
     this.retransmit();
     this.maybeFetch();
+  }
+
+  /**
+   * A leader can lag what is known chosen in two ways that fetching and retransmitting never end:
+   * (1) slots below its reign were reported chosen by a promiser that then went down, and the
+   * others only accepted them; (2) a peer outside its Promise quorum knew slots of its reign chosen
+   * (from an earlier leader) and has trimmed them, so it refuses their Accepts and its snapshot
+   * lies above the window. After an election timeout without progress, a new phase 1 from the
+   * chosen prefix fixes both: the Promises report the accepted values (1) or the peer's chosen
+   * prefix, above which the new reign starts and below which the peer's snapshot is then taken (2).
+   */
+  private maybeCampaignAgain(): boolean {
+    const progress = this.chosenPrefix + this.window.prefix;
+    const lagging = this.chosenPrefix < this.reignStart || this.peerChosenMax > this.window.prefix;
+    if (!lagging || progress > this.lagProgress || this.transfer !== null) {
+      this.lagProgress = progress;
+      this.lagTick = this.now;
+      return false;
+    }
+    if (this.now - this.lagTick <= this.cfg.electionTicksMax) return false;
+    this.campaign();
+    return true;
   }
 
   private canPropose(): boolean {
@@ -1100,6 +1114,7 @@ export class MultiPaxos implements Protocol {
     this.observe(m.ballot);
     if (this.role !== 'leader' || m.ballot !== this.ballot) return;
     if (m.seq > (this.heartbeatAcked.get(m.from) ?? 0) && m.seq <= this.heartbeatSeq) this.heartbeatAcked.set(m.from, m.seq);
+    if (m.chosenPrefix > this.peerChosenMax) this.peerChosenMax = m.chosenPrefix;
     this.confirmReads();
   }
 
