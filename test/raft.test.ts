@@ -566,3 +566,26 @@ test('a stored snapshot whose term is above the stored term is refused with a cl
   };
   assert.throws(() => new Raft({ config, kernels: k, rng: new Prng(1), restored }), /does not fit the stored term 2/);
 });
+
+test('a stalled transfer re-sends its request every few ticks and is abandoned after an election timeout', () => {
+  const c = laggingFollower({ snapshotChunkBytes: 8 });
+  const f = c.node(3);
+  const offer: SnapshotChunk = { type: MsgType.SnapshotChunk, from: 1, to: 3, ballot: 1, prefix: 10, offset: 0, total: 20, values: [new Uint8Array(8)] };
+  f.step(offer);
+  const requestsAt: number[] = [];
+  const cfg = defaultConfig(3, [1, 2, 3]);
+  for (let t = 0; t <= cfg.electionTicksMin + 2; t++) {
+    if (t > 0) f.tick();
+    if (!f.hasReady()) continue;
+    const rd = f.ready();
+    for (const m of rd.messages) if (m.type === MsgType.SnapshotRequest) requestsAt.push(t);
+    f.advance(rd);
+  }
+  // One request at once, then one every max(2, heartbeatTicks) idle ticks, none after the abandon.
+  assert.deepEqual(requestsAt, [0, 2, 4, 6, 8]);
+  f.step({ ...offer, offset: 8 }); // the chunk that was asked for, too late: the transfer is gone
+  const late = f.hasReady() ? f.ready() : null;
+  assert.ok(late === null || late.messages.every((m) => m.type !== MsgType.SnapshotRequest), 'no transfer to continue');
+  assert.equal(f.status().snapshotPrefix, 1, 'nothing was installed');
+  f.invariants();
+});
