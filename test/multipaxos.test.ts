@@ -439,3 +439,26 @@ test('a leader whose chosen prefix stays below its reign (nobody answers its fet
   assert.ok(fetches >= 2, `it fetched first (${fetches} LearnRequests)`);
   assert.ok(campaignedAt > c.electionTicksMax, `phase 1 again only after an election timeout without progress (at tick ${campaignedAt})`);
 });
+
+test('a leader runs phase 1 again when a peer reports a chosen prefix above its window and nothing moves for an election timeout', () => {
+  const c = defaultConfig(1, peers);
+  /** Tick a leader with slot 1 in flight and never Accepted; acks carry node 2's chosen prefix. Returns the tick of a new Prepare, or -1. */
+  const run = (peerChosen: number): number => {
+    const n = leader();
+    const b = n.status().ballot;
+    n.propose([value('x')]);
+    cycle(n);
+    for (let t = 1; t <= c.electionTicksMax * 3; t++) {
+      n.tick();
+      if (!n.hasReady()) continue;
+      for (const m of cycle(n).messages) {
+        if (m.type === MsgType.Prepare) return t;
+        if (m.type === MsgType.Heartbeat) n.step({ type: MsgType.HeartbeatAck, from: m.to, to: 1, ballot: b, chosenPrefix: m.to === 2 ? peerChosen : 1, seq: m.seq });
+      }
+    }
+    return -1;
+  };
+  assert.equal(run(1), -1, 'no evidence of a lag: the leader keeps retransmitting');
+  const at = run(3);
+  assert.ok(at > c.electionTicksMax, `node 2 knows slots 1..2 chosen: phase 1 again after an election timeout (at tick ${at})`);
+});
