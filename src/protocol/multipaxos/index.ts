@@ -15,9 +15,11 @@
 // candidate never proposes below the highest chosen prefix a Promise reported (becomeLeader's
 // `start`), so no leader that counted this node's Promise needs a trimmed slot from it. An Accept
 // for a trimmed slot (from a leader whose Promise quorum did not include this node) is refused
-// silently: an acceptor may always refuse, and the leader's own quorum accepts it. A learner that
-// asks for a trimmed slot gets an offer (SnapshotChunk at offset 0) and pulls the snapshot one
-// chunk at a time; see handleSnapshotChunk.
+// silently: an acceptor may always refuse, and it cannot accept without a record. Its Promise
+// quorum accepts the slot; if that quorum is gone, the leader sees this node's higher chosen
+// prefix in its HeartbeatAcks and runs phase 1 again (maybeCampaignAgain). A learner that asks for
+// a trimmed slot gets an offer (SnapshotChunk at offset 0) and pulls the snapshot one chunk at a
+// time; see handleSnapshotChunk.
 
 import assert from 'node:assert/strict';
 import {
@@ -208,7 +210,7 @@ export class MultiPaxos implements Protocol {
   private leaderSinceTick = 0;
   /** Leader: the highest chosen prefix a HeartbeatAck at its ballot reported. Invariant: reset each reign. */
   private peerChosenMax = 1;
-  /** Leader: chosenPrefix + window.prefix when it last moved while the leader lagged (see tickLeader). */
+  /** Leader: chosenPrefix + window.prefix when it last moved while the leader lagged (see maybeCampaignAgain). */
   private lagProgress = 0;
   /** Leader: the tick it last did not lag, or last made progress while lagging. */
   private lagTick = 0;
