@@ -60,6 +60,14 @@ export const enum MsgType {
   AppendEntries = 18,
   /** Follower's answer: success with matchIndex, or a rejection with a backtracking hint. */
   AppendResult = 19,
+
+  // Shared by both protocols: rejoining without voting (see Restored.rejoining).
+  /** A rejoining node asks every other member what it holds. */
+  CatchUpRequest = 20,
+  /** The answer, whatever the replier's role: `ballot` its promised ballot (Raft: its term),
+   *  `lastPosition` its highest accepted slot (Raft: its last log index), `chosenPrefix` its chosen
+   *  prefix (Raft: commitIndex + 1). */
+  CatchUpReply = 21,
 }
 
 /** An accepted slot as Promise and Accept and LearnReply carry it. */
@@ -128,8 +136,11 @@ export interface AppendResult extends Base {
   hintTerm: number;
 }
 
+export interface CatchUpRequest extends Base { type: MsgType.CatchUpRequest }
+export interface CatchUpReply extends Base { type: MsgType.CatchUpReply; ballot: number; lastPosition: number; chosenPrefix: number }
+
 export type PaxosMessage = Prepare | Promise | Accept | Accepted | Nack | Commit | Heartbeat | HeartbeatAck |
   LearnRequest | LearnReply;
-export type SharedMessage = Propose | ReadIndex | ReadIndexReply | SnapshotRequest | SnapshotChunk;
+export type SharedMessage = Propose | ReadIndex | ReadIndexReply | SnapshotRequest | SnapshotChunk | CatchUpRequest | CatchUpReply;
 export type RaftMessage = RequestVote | Vote | AppendEntries | AppendResult;
 export type Message = PaxosMessage | SharedMessage | RaftMessage;

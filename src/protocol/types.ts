@@ -98,6 +98,8 @@ export interface Ready {
   reads: ReadState[];
   /** Reads that failed (not leader, lease lost, leadership unconfirmed): answer 503/504. */
   readsFailed: number[];
+  /** Persist if true, with this Ready's hard state: the node has caught up after rejoining (Restored.rejoining) and votes again. */
+  rejoined: boolean;
 }
 
 export interface Config {
@@ -144,6 +146,28 @@ export interface Restored {
   appliedPrefix: number;
   /** The latest durable snapshot (the state machine was restored from it), or null. Records below its prefix are ignored. */
   snapshot: Snapshot | null;
+  /**
+   * The node may have lost durable state: a new data directory (which might be a wiped one), or a
+   * damaged log set aside with --rejoin-without-voting. Its promises (Raft: votes) and accepts
+   * (acks) from before are forgotten, so it must not count in any quorum as if it remembered them.
+   * It rejoins in three steps:
+   *   1. It sends CatchUpRequest to every other member (again every few ticks to those that have
+   *      not answered) and takes part in nothing else: no Promise, Accepted, HeartbeatAck; Raft: no
+   *      vote granted, AppendEntries ignored; it never campaigns. It still learns (fetches chosen
+   *      values, installs snapshots) and forwards proposals and reads.
+   *   2. Once every other member has answered, it raises its promised ballot (Raft: its term, with
+   *      its vote set to itself, so it never votes again in a term it may have voted in) to the
+   *      highest ballot (term) reported: no candidate it promised before can be above that, since
+   *      a candidate promises its own ballot (votes for itself) durably. From then on it accepts and
+   *      acknowledges like any acceptor (Raft: appends and answers AppendEntries), but still sends
+   *      no Promise and grants no vote.
+   *   3. Once its chosen prefix (Raft: commitIndex + 1) exceeds the highest lastPosition reported,
+   *      every slot (entry) it may have accepted (acknowledged) before is chosen and known to it, so
+   *      its Promises (votes) can no longer omit one: it votes again, and the Ready that says so
+   *      has `rejoined` set.
+   * A cluster whose members all start new passes through the steps in one round trip.
+   */
+  rejoining: boolean;
 }
 
 export interface Status {
@@ -166,6 +190,8 @@ export interface Status {
   pending: number;
   /** The log holds no position below this: the snapshot covers them (1 when none was taken). */
   snapshotPrefix: number;
+  /** True while rejoining without voting (Restored.rejoining), until caught up. */
+  rejoining: boolean;
 }
 
 export type ProposeResult =
@@ -216,6 +242,7 @@ export const plantedBugs = [
   'skipNoop',            // a new leader that leaves holes instead of no-ops
   'leaseWithoutLease',   // a lease read served without a lease
   'commitOldTerm',       // Raft: commit an old-term entry by counting replicas
+  'rejoinVotesAtOnce',   // a node that lost its state votes (promises) without catching up first
 ] as const;
 export type PlantedBug = (typeof plantedBugs)[number];
 

@@ -12,6 +12,7 @@ const TYPE_NAMES: Record<number, string> = {
   [MsgType.LearnRequest]: 'LearnRequest', [MsgType.LearnReply]: 'LearnReply', [MsgType.Propose]: 'Propose',
   [MsgType.ReadIndex]: 'ReadIndex', [MsgType.ReadIndexReply]: 'ReadIndexReply',
   [MsgType.SnapshotRequest]: 'SnapshotRequest', [MsgType.SnapshotChunk]: 'SnapshotChunk',
+  [MsgType.CatchUpRequest]: 'CatchUpRequest', [MsgType.CatchUpReply]: 'CatchUpReply',
   [MsgType.RequestVote]: 'RequestVote', [MsgType.Vote]: 'Vote', [MsgType.AppendEntries]: 'AppendEntries',
   [MsgType.AppendResult]: 'AppendResult',
 };
@@ -31,7 +32,7 @@ export const valueText = (k: Kernels, value: Uint8Array): string => {
 
 /** One line: "1->2 Accept ballot=1.1 chosenPrefix=1 entries=[1@1.1:x]". */
 export const describeMessage = (k: Kernels, m: Message): string => {
-  const isRaft = m.type >= MsgType.RequestVote;
+  const isRaft = m.type >= MsgType.RequestVote && m.type <= MsgType.AppendResult;
   const parts = [`${m.from}->${m.to} ${TYPE_NAMES[m.type] ?? `type${m.type}`}`];
   for (const [key, v] of Object.entries(m)) {
     if (key === 'from' || key === 'to' || key === 'type') continue;

@@ -41,6 +41,7 @@ export class Durable {
       chosenPrefix: Math.max(this.chosenPrefix, applied),
       appliedPrefix: applied,
       snapshot: this.snapshot,
+      rejoining: false,
     };
   }
 }
