@@ -20,6 +20,7 @@
 //   stabilize               deliver until no message is left
 //   partition 1 | 2 3       cut every link between the groups; heal removes all cuts
 //   crash N / restart N     stop a node (it keeps what it persisted) / start it from storage
+//   wipe N                  stop node N and start it from empty storage, rejoining without voting
 //   snapshot N              node N snapshots what it applied (compact); the next Ready trims its log
 //   status [N]              one describe line per node
 //   log N                   the values node N has applied
@@ -87,6 +88,8 @@ interface ScenarioNode {
   applied: string[];
   /** The last status printed (role and leader changes print). */
   last: Status | null;
+  /** Wiped and not yet caught up: a restart before the Ready with `rejoined` is durable rejoins again. */
+  rejoining: boolean;
 }
 
 const enc = new TextEncoder();
@@ -104,7 +107,7 @@ export class ScenarioCluster {
   constructor(private readonly factory: ProtocolFactory, private readonly k: Kernels, private readonly configs: Config[], private readonly seed: number) {
     this.ids = configs.map((c) => c.id);
     for (const c of configs) {
-      this.nodes.set(c.id, { core: null, durable: new Durable(), applied: [], last: null });
+      this.nodes.set(c.id, { core: null, durable: new Durable(), applied: [], last: null, rejoining: false });
       this.start(c.id, false);
     }
   }
@@ -112,9 +115,10 @@ export class ScenarioCluster {
   private start(id: number, restore: boolean): void {
     const n = this.nodes.get(id)!;
     const config = this.configs.find((c) => c.id === id)!;
+    const restored = restore ? n.durable.restored() : undefined;
+    if (restored && n.rejoining) restored.rejoining = true;
     n.core = this.factory({
-      config, kernels: this.k, rng: new Prng(this.seed * 1000 + id + (restore ? 500 : 0)),
-      restored: restore ? n.durable.restored() : undefined,
+      config, kernels: this.k, rng: new Prng(this.seed * 1000 + id + (restore ? 500 : 0)), restored,
     });
     n.applied = restore && n.durable.snapshot ? fromSnapshot(n.durable.snapshot.bytes) : [];
     n.last = n.core.status();
@@ -136,6 +140,10 @@ export class ScenarioCluster {
       while (core.hasReady()) {
         const rd = core.ready();
         n.durable.persist(rd);
+        if (rd.rejoined) {
+          n.rejoining = false;
+          out.push(`${id} rejoined: votes again`);
+        }
         this.queue.push(...rd.messages, ...rd.messagesAfterPersist);
         if (rd.install && rd.snapshot) {
           n.applied = fromSnapshot(rd.snapshot.bytes);
@@ -239,6 +247,16 @@ export class ScenarioCluster {
       }
       case 'restart': {
         this.start(num(args[0]), true);
+        break;
+      }
+      case 'wipe': {
+        // A disk replaced, or a damaged log set aside: everything this node persisted is gone.
+        const id = num(args[0]);
+        const n = this.nodes.get(id)!;
+        n.durable = new Durable();
+        n.rejoining = true;
+        this.start(id, true);
+        out.push(`${id} wiped: rejoining without voting`);
         break;
       }
       case 'snapshot': {
