@@ -66,6 +66,7 @@ interface ServeFlags {
   requestTimeoutMs: number;
   snapshotSlots: number;
   snapshotBytes: number;
+  rejoinWithoutVoting: boolean;
   logLevel: string;
   faultLoss: number;
   faultDelayMs: number;
@@ -108,7 +109,7 @@ async function serve(f: ServeFlags): Promise<void> {
   const server = await startKvServer({
     id: f.id, peers: f.peers, dataDir: f.data, logger: log, protocol: f.protocol, kernels: f.kernels, fsync: f.fsync,
     secret, clientToken, tls, batchMax: f.batchMax, pipeline: f.pipeline, tickMs: f.tickMs,
-    requestTimeoutMs: f.requestTimeoutMs, httpPort: f.httpPort, snapshotSlots: f.snapshotSlots, snapshotBytes: f.snapshotBytes,
+    requestTimeoutMs: f.requestTimeoutMs, httpPort: f.httpPort, snapshotSlots: f.snapshotSlots, snapshotBytes: f.snapshotBytes, rejoinWithoutVoting: f.rejoinWithoutVoting,
     faults: f.faultLoss > 0 || f.faultDelayMs > 0 ? { lossProbability: f.faultLoss, delayMs: f.faultDelayMs, seed: f.faultSeed } : undefined,
     faultControl: f.faultControl,
   }, log);
@@ -266,6 +267,8 @@ export function buildProgram(): Command {
     .option('--tick-ms <ms>', 'milliseconds per protocol tick', intIn(1, 1000), 20)
     .option('--request-timeout-ms <ms>', 'a write with no answer after this long gets 504', intIn(100, 600_000), 5000)
     .option('--snapshot-slots <n>', 'snapshot the state machine and trim the log below it every n applied slots (0: never)', intIn(0, 1e9), 10_000)
+    .option('--rejoin-without-voting', 'if the log is damaged (corrupt or missing state), set it aside in the data directory and ' +
+      'rejoin without voting until caught up from the peers, instead of refusing to start', false)
     .option('--snapshot-bytes <n>', '... or once the slots applied since the last snapshot hold n bytes (0: never)', intIn(0, 2 ** 40), 64 * 1024 * 1024)
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'))
     .option('--fault-loss <p>', 'benchmarks only: drop each outbound peer frame with this probability', (v: string) => {

@@ -51,10 +51,16 @@ export class ProcCluster {
     return `http://127.0.0.1:${this.httpPort(id)}${p}`;
   }
 
-  start(id: number): void {
+  /** Node `id`'s data directory. */
+  dataDir(id: number): string {
+    return path.join(this.dir, `n${id}`);
+  }
+
+  /** Start node `id` with the cluster's extra arguments and `moreArgs`; returns the process. */
+  start(id: number, moreArgs: string[] = []): ChildProcess {
     assert.ok(!this.procs.has(id), `node ${id} is already running`);
-    const args = [bin, 'serve', '--id', String(id), '--peers', this.peers, '--data', path.join(this.dir, `n${id}`),
-      '--http-port', String(this.httpPort(id)), '--tick-ms', String(this.tickMs), '--log-level', 'warn', ...(this.o.extraArgs ?? [])];
+    const args = [bin, 'serve', '--id', String(id), '--peers', this.peers, '--data', this.dataDir(id),
+      '--http-port', String(this.httpPort(id)), '--tick-ms', String(this.tickMs), '--log-level', 'warn', ...(this.o.extraArgs ?? []), ...moreArgs];
     const secret = this.o.secretOf?.(id) ?? 'test-secret';
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PAXLOG_SECRET: secret } });
     const keep = (d: Buffer) => {
@@ -67,6 +73,7 @@ export class ProcCluster {
       if (this.procs.get(id) === child) this.procs.delete(id);
     });
     this.procs.set(id, child);
+    return child;
   }
 
   startAll(): void {

@@ -28,7 +28,7 @@ async function flipStoredByte(dir: string, db: 'log' | 'meta', key: number | str
 test('persisted hard state, records and chosen prefix come back after a reopen', async () => {
   const dir = tmp();
   let s = LogStore.open({ dir, fsync: true, kernels });
-  assert.deepEqual(s.load().restored, { hardState: { ballot: 0, vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1, snapshot: null });
+  assert.deepEqual(s.load().restored, { hardState: { ballot: 0, vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1, snapshot: null, rejoining: true });
   await s.persist({
     snapshot: null, hardState: { ballot: 65537, vote: 0 }, truncateFrom: 0, chosenPrefix: 2,
     records: [{ position: 1, ballot: 65537, value: bytes('a') }, { position: 3, ballot: 65537, value: bytes('ccc') }],
@@ -190,4 +190,21 @@ test('one process per data directory: a live holder is refused, a dead one\'s lo
   const again = LogStore.open({ dir, fsync: true, kernels });
   assert.equal(fs.readFileSync(path.join(dir, 'paxlog.lock'), 'utf8').trim(), String(process.pid));
   await again.close();
+});
+
+test('a new log rejoins without voting until a Ready says rejoined; the mark survives reopening until then', async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: true, kernels });
+  assert.equal(s.load().restored.rejoining, true, 'a new directory may be a wiped one');
+  await s.persist({ ...none, hardState: { ballot: 5, vote: 0 } });
+  await s.close();
+  s = LogStore.open({ dir, fsync: true, kernels });
+  assert.equal(s.load().restored.rejoining, true, 'still rejoining after a restart');
+  await s.persist({ ...none, hardState: { ballot: 6, vote: 0 }, rejoined: true });
+  await s.close();
+  s = LogStore.open({ dir, fsync: true, kernels });
+  const r = s.load().restored;
+  assert.equal(r.rejoining, false);
+  assert.deepEqual(r.hardState, { ballot: 6, vote: 0 });
+  await s.close();
 });

@@ -54,6 +54,7 @@ export class NodeMetrics {
     this.forwarded = new Counter({ name: 'paxlog_forwarded_total', help: 'Client commands forwarded to the leader.', registers: [r] });
     this.snapshotsTaken = new Counter({ name: 'paxlog_snapshots_taken_total', help: 'Snapshots taken here; the log below each was trimmed.', registers: [r] });
     this.snapshotsInstalled = new Counter({ name: 'paxlog_snapshots_installed_total', help: 'Snapshots received from a peer and installed.', registers: [r] });
+    gauge('paxlog_rejoining', '1 while this node rejoins without voting (a new, wiped or damaged log) and has not caught up.', () => (status().rejoining ? 1 : 0));
     gauge('paxlog_snapshot_prefix', 'The log holds no slot below this; the snapshot covers them.', () => status().snapshotPrefix);
     this.requests = new Counter({
       name: 'paxlog_requests_total', help: 'Client requests by operation and status.', labelNames: ['op', 'status'], registers: [r],

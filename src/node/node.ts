@@ -18,6 +18,8 @@
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { loadKernels } from '../kernels/index.js';
@@ -71,6 +73,13 @@ export interface NodeOptions<R> {
   faultControl?: boolean;
   /** Overrides of the core's config (ticks, bounds). */
   config?: Partial<Config>;
+  /**
+   * When the log is damaged (a corrupt or missing hard state, corrupt accepted slots, chosen slots
+   * gone, a snapshot that does not restore): false (the default) refuses to start with the reason;
+   * true sets the damaged log aside in the data directory (`damaged-<time>/`), starts from an empty
+   * one and rejoins without voting until it has caught up from its peers (Restored.rejoining).
+   */
+  rejoinWithoutVoting?: boolean;
   /** Serve peers and clients over TLS (uWS SSLApp) and dial peers with wss://; absent: plain TCP. */
   tls?: TlsFiles;
 }
@@ -121,6 +130,19 @@ export interface NodeStatus extends Status {
   /** Raft names for the same figures. */
   term?: number;
   commitIndex?: number;
+}
+
+/**
+ * Move a damaged log out of the way, into `damaged-<time>/` inside the data directory, so that
+ * nothing is lost (it can be examined later) and the next open starts a new, empty log.
+ */
+function setAside(dataDir: string): string {
+  const aside = path.join(dataDir, `damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  fs.mkdirSync(aside);
+  for (const f of fs.readdirSync(dataDir)) {
+    if (f.startsWith('paxlog.mdb')) fs.renameSync(path.join(dataDir, f), path.join(aside, f));
+  }
+  return aside;
 }
 
 const pendingWritesMax = 65536;
@@ -231,12 +253,22 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     assert.ok(opts.peers.has(opts.id), `peers must include this node ${opts.id}`);
     const kernels = loadKernels(opts.kernels ?? 'wasm');
     const fsync = opts.fsync ?? true;
-    const store = LogStore.open({ dir: opts.dataDir, fsync, kernels });
+    let store = LogStore.open({ dir: opts.dataDir, fsync, kernels });
     try {
       return PaxlogNode.recover(opts, store, kernels, uws);
     } catch (err) {
-      void store.close(); // release the directory; the error (or broken invariant) goes on up
-      throw err;
+      store.closeSync(); // release the directory; the error (or broken invariant) goes on up
+      if (!(err instanceof StorageError) || opts.rejoinWithoutVoting !== true) throw err;
+      const aside = setAside(opts.dataDir);
+      opts.logger.error({ reason: err.message, setAside: aside }, 'THE LOG IS DAMAGED: set aside; starting from an empty log ' +
+        'and rejoining without voting until caught up from the peers (--rejoin-without-voting)');
+      store = LogStore.open({ dir: opts.dataDir, fsync, kernels });
+      try {
+        return PaxlogNode.recover(opts, store, kernels, uws);
+      } catch (err2) {
+        store.closeSync();
+        throw err2;
+      }
     }
   }
 
@@ -286,6 +318,10 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     if ((opts.secret ?? '') === '') {
       opts.logger.warn('NO CLUSTER SECRET (--secret or PAXLOG_SECRET): any process that reaches the peer port can join ' +
         'the protocol. Set a secret outside of local experiments.');
+    }
+    if (loaded.restored.rejoining) {
+      opts.logger.warn('rejoining without voting: this log is new (a first start, or a wiped or damaged one) and may have ' +
+        'forgotten promises and accepts; the node catches up from every other member before it votes');
     }
     opts.logger.info({ id: opts.id, protocol: name, kernels: kernels.kind, fsync, restored: {
       ballot: loaded.restored.hardState.ballot, records: loaded.restored.records.length,

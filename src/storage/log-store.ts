@@ -11,6 +11,12 @@
 //   chosen    chosenPrefix f64                every position below it is chosen
 //   snapshot  prefix f64, ballot f64, bytes   the state machine after applying every position
 //                                             below prefix (ballot: Raft, the term of prefix - 1)
+//   rejoin    createdMs f64                   present while the node rejoins without voting: it
+//                                             may have lost state (a new log: maybe a wiped one;
+//                                             or a damaged log set aside), so its core must catch
+//                                             up before it votes (Restored.rejoining). Written
+//                                             with the new log's hard state, deleted by the
+//                                             transaction of the Ready that says `rejoined`.
 //
 // Log compaction. A Ready that carries a snapshot saves it and deletes every record below its
 // prefix in the same transaction, so no crash leaves a log with neither the records nor the
@@ -44,7 +50,7 @@ import { isDecodeError } from '../kernels/types.js';
 import type { HardState, LogRecord, Ready, Restored, Snapshot } from '../protocol/types.js';
 
 /** The parts of a Ready that storage writes. */
-export type PersistBatch = Pick<Ready, 'snapshot' | 'hardState' | 'truncateFrom' | 'records' | 'chosenPrefix'>;
+export type PersistBatch = Pick<Ready, 'snapshot' | 'hardState' | 'truncateFrom' | 'records' | 'chosenPrefix'> & Partial<Pick<Ready, 'rejoined'>>;
 
 export interface LogStoreOptions {
   /** The node's data directory; created if missing. */
@@ -132,7 +138,13 @@ export class LogStore {
     this.log = this.root.openDB<Buffer, number>({ name: 'log', encoding: 'binary' });
     this.meta = this.root.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' });
     // A new log's first write: from here on, a log without a hard state lost it (see load()).
-    if (!this.existed) this.putMetaSync('hard', [0, 0]);
+    // A new directory cannot tell a first start from a wiped disk: it rejoins without voting.
+    if (!this.existed) {
+      this.root.transactionSync(() => {
+        this.putMetaSync('hard', [0, 0]);
+        this.putMetaSync('rejoin', [Date.now()]);
+      });
+    }
   }
 
   static open(opts: LogStoreOptions): LogStore {
@@ -208,7 +220,9 @@ export class LogStore {
       this.putMetaSync('hard', [0, 0]); // only a log that predates this marker gets here
     }
     const missing = missingBetween(appliedPrefix, chosenPrefix, records, corrupt);
-    return { restored: { hardState, records, chosenPrefix, appliedPrefix, snapshot }, corrupt, missing };
+    // A damaged mark errs on the safe side: the node rejoins again, which costs one round trip.
+    const rejoining = this.meta.getBinary('rejoin') !== undefined;
+    return { restored: { hardState, records, chosenPrefix, appliedPrefix, snapshot, rejoining }, corrupt, missing };
   }
 
   /** One record, CRC-checked; a corrupt one is counted and reported as null, never served. */
@@ -232,11 +246,12 @@ export class LogStore {
    */
   async persist(b: PersistBatch): Promise<boolean> {
     if (b.chosenPrefix > this.chosenPending) this.chosenPending = b.chosenPrefix;
-    if (b.snapshot === null && b.hardState === null && b.records.length === 0 && b.truncateFrom === 0) return false;
+    if (b.snapshot === null && b.hardState === null && b.records.length === 0 && b.truncateFrom === 0 && b.rejoined !== true) return false;
     const root = this.db();
     try {
       await root.transaction(() => {
         if (b.snapshot !== null) this.saveSnapshotSync(b.snapshot);
+        if (b.rejoined === true) this.meta.removeSync('rejoin');
         if (b.hardState !== null) {
           this.putMetaSync('hard', [b.hardState.ballot, b.hardState.vote]);
         }
@@ -300,6 +315,15 @@ export class LogStore {
     }
     this.root = null;
     await root.close();
+    if (this.lockFile !== '') fs.rmSync(this.lockFile, { force: true });
+  }
+
+  /** Close at once without writing the pending chosen prefix (after a failed recovery); idempotent. */
+  closeSync(): void {
+    const root = this.root;
+    if (root === null) return;
+    this.root = null;
+    void root.close();
     if (this.lockFile !== '') fs.rmSync(this.lockFile, { force: true });
   }
 

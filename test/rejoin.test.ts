@@ -1,0 +1,107 @@
+// Rejoining without voting, on real `paxlog serve` processes, for each protocol. A follower whose
+// log has a corrupt accepted slot refuses to start with the reason; with --rejoin-without-voting it
+// sets the damaged log aside (kept in its data directory), starts from an empty log, catches up
+// from its peers, and votes again: after the leader is then killed, it and the third node elect a
+// new leader and every acknowledged write is still there. A wiped data directory rejoins the same
+// way (a new log cannot tell a first start from a wiped disk). Ports: 24600-24649 (multipaxos),
+// 24650-24699 (raft).
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { open as openLmdb } from 'lmdb';
+import { ProcCluster } from './node-harness.js';
+
+/** Flip one bit in the value of the first record of a stopped node's log, as a bad disk would. */
+async function damageFirstRecord(dataDir: string): Promise<number> {
+  const root = openLmdb({ path: path.join(dataDir, 'paxlog.mdb'), maxDbs: 4 });
+  const log = root.openDB<Buffer, number>({ name: 'log', encoding: 'binary' });
+  const [first] = [...log.getKeys({ limit: 1 })];
+  const b = Buffer.from(log.getBinary(first)!);
+  b[b.length - 1] ^= 0x04;
+  log.putSync(first, b);
+  await root.close();
+  return first;
+}
+
+for (const [protocol, basePort] of [['multipaxos', 24600], ['raft', 24650]] as const) describe(`${protocol}: a damaged or wiped replica rejoins without voting`, { timeout: 120_000 }, () => {
+  // No snapshots: the damaged record must still be in the log when the node restarts.
+  const c = new ProcCluster({ nodes: 3, basePort, extraArgs: ['--protocol', protocol, '--snapshot-slots', '0', '--request-timeout-ms', '2000'] });
+  const acked = new Map<string, string>();
+  before(async () => {
+    c.startAll();
+    await c.leader();
+  });
+  after(async () => {
+    await c.stop();
+  });
+
+  const putAll = async (leader: number, from: number, to: number): Promise<void> => {
+    for (let i = from; i < to; i++) {
+      const r = await c.put(leader, `k${i}`, `v${i}`);
+      assert.equal(r.status, 200, `PUT k${i}: ${r.status} ${r.body}`);
+      acked.set(`k${i}`, `v${i}`);
+    }
+  };
+  const caughtUp = async (id: number, leader: number): Promise<void> => {
+    const want = ((await c.status(leader))!.applied as number);
+    await c.waitFor(`node ${id} to vote again and apply through ${want}`, async () => {
+      const s = await c.status(id);
+      return s !== null && s.rejoining === false && (s.applied as number) >= want ? true : undefined;
+    }, 30_000);
+  };
+
+  test('a corrupt accepted slot: refused without the option; with it, set aside, caught up, voting', async () => {
+    let leader = await c.leader();
+    await putAll(leader, 0, 20);
+    const victim = [1, 2, 3].find((id) => id !== leader)!;
+    await c.kill(victim);
+    const slot = await damageFirstRecord(c.dataDir(victim));
+
+    const refused = c.start(victim);
+    const code = await new Promise<number | null>((r) => refused.once('exit', r));
+    assert.notEqual(code, 0);
+    assert.match(c.output.get(victim) ?? '', new RegExp(`corrupt accepted slots \\(${slot}\\); refusing to start`));
+
+    c.output.delete(victim);
+    c.start(victim, ['--rejoin-without-voting']);
+    await caughtUp(victim, leader);
+    assert.match(c.output.get(victim) ?? '', /THE LOG IS DAMAGED: set aside/);
+    const aside = fs.readdirSync(c.dataDir(victim)).filter((f) => f.startsWith('damaged-'));
+    assert.equal(aside.length, 1, 'the damaged log is kept');
+    assert.ok(fs.existsSync(path.join(c.dataDir(victim), aside[0], 'paxlog.mdb')));
+    for (const [k, v] of acked) {
+      const g = await c.http(victim, 'GET', `/kv/${k}?read=local`);
+      assert.deepEqual([g.status, g.body], [200, v], `local read of ${k} on the rejoined node`);
+    }
+
+    // It votes again: with the old leader gone, it and the third node elect a leader.
+    await putAll(leader, 20, 30);
+    await c.kill(leader);
+    const next = await c.leader(20_000);
+    assert.notEqual(next, leader);
+    await putAll(next, 30, 35);
+    for (const [k, v] of acked) {
+      const g = await c.http(victim, 'GET', `/kv/${k}`);
+      assert.deepEqual([g.status, g.body], [200, v], `linearizable read of ${k} after the new election`);
+    }
+    c.start(leader);
+    await caughtUp(leader, next);
+  });
+
+  test('a wiped data directory rejoins without voting and catches up', async () => {
+    const leader = await c.leader();
+    const victim = [1, 2, 3].find((id) => id !== leader)!;
+    await c.kill(victim);
+    fs.rmSync(c.dataDir(victim), { recursive: true, force: true });
+    await putAll(leader, 35, 40);
+    c.start(victim);
+    await caughtUp(victim, leader);
+    assert.match(c.output.get(victim) ?? '', /rejoining without voting/);
+    for (const [k, v] of acked) {
+      const g = await c.http(victim, 'GET', `/kv/${k}?read=local`);
+      assert.deepEqual([g.status, g.body], [200, v], `local read of ${k} on the wiped node`);
+    }
+  });
+});
