@@ -57,7 +57,7 @@ class Pump {
     const d = this.disks.get(id)!;
     this.start(id, {
       hardState: { ballot: d.term, vote: d.vote }, records: [...d.records], chosenPrefix: d.chosenPrefix,
-      appliedPrefix: d.snapshot?.prefix ?? 1, snapshot: d.snapshot,
+      appliedPrefix: d.snapshot?.prefix ?? 1, snapshot: d.snapshot, rejoining: false,
     });
   }
 
@@ -562,7 +562,7 @@ test('a stored snapshot whose term is above the stored term is refused with a cl
   const config = defaultConfig(1, [1, 2, 3]);
   const restored: Restored = {
     hardState: { ballot: 2, vote: 0 }, records: [], chosenPrefix: 5, appliedPrefix: 5,
-    snapshot: { prefix: 5, ballot: 3, bytes: enc.encode('[]') },
+    snapshot: { prefix: 5, ballot: 3, bytes: enc.encode('[]') }, rejoining: false,
   };
   assert.throws(() => new Raft({ config, kernels: k, rng: new Prng(1), restored }), /does not fit the stored term 2/);
 });

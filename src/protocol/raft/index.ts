@@ -1121,6 +1121,7 @@ export class Raft implements Protocol {
       apply: this.appliedIndex < this.commitIndex ? this.recs.slice(this.appliedIndex - this.snapIndex, this.commitIndex - this.snapIndex) : [],
       reads: this.readsReady,
       readsFailed: this.readsFailed,
+      rejoined: false,
     };
     this.snapshotOut = null;
     this.installOut = false;
@@ -1184,6 +1185,7 @@ export class Raft implements Protocol {
       inFlight: this.lastIndex() - this.commitIndex,
       pending: this.batcher.count,
       snapshotPrefix: this.snapIndex + 1,
+      rejoining: false,
     };
   }
 
