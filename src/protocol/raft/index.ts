@@ -27,6 +27,16 @@
 // current term: by induction every snapshot then holds only entries committed in terms up to the
 // node's term, which that leader and every later one hold too, so reporting the snapshot's last
 // index as matched is sound.
+//
+// Rejoining without voting (Restored.rejoining). A node that may have lost its durable state (a new
+// or wiped data directory, a damaged log set aside) has forgotten the votes it granted and the
+// entries it acknowledged. It asks every other member for its term and last index (CatchUpRequest),
+// and until all have answered it grants no vote, ignores AppendEntries and echoes no confirmation
+// round (step 1). Then it raises its term to the highest reported and votes for itself in it, and
+// appends and acknowledges like any follower (step 2). Once its commit index reaches the highest
+// last index reported, it votes again (step 3; the Ready says `rejoined`). It never campaigns before
+// that. Why this is safe is argued where each part is enforced: beginCatchingUp (terms),
+// maybeRejoined (entries) and mayVote (elections).
 
 import assert from 'node:assert/strict';
 import type { Batcher, Kernels } from '../../kernels/types.js';
@@ -36,6 +46,8 @@ import {
   type SnapshotRequest,
   type AppendEntries,
   type AppendResult,
+  type CatchUpReply,
+  type CatchUpRequest,
   type Message,
   type RaftEntry,
   type ReadIndex,
@@ -69,6 +81,17 @@ const enum State {
   Leader = 3,
 }
 
+
+/** Where a node stands in rejoining without voting (Restored.rejoining); see the top of the file. */
+const enum Rejoin {
+  /** Votes and campaigns like any member. */
+  Done = 0,
+  /** Step 1: waits for every other member's CatchUpReply; learns (snapshots) and forwards, nothing else. */
+  Asking = 1,
+  /** Step 2: appends and acknowledges, grants no vote and never campaigns until the commit index
+   *  reaches the highest last index reported. */
+  CatchingUp = 2,
+}
 
 /** Failed campaigns in a row that still lengthen the election timeout (by up to electionTicksMin each). */
 const BACKOFF_MAX = 4;
@@ -234,6 +257,23 @@ export class Raft implements Protocol {
   /** Reads the leader confirmed, waiting for commitIndex to reach their index. */
   private readsWaiting: ReadState[] = [];
 
+  // Rejoining without voting.
+  /** The step this node is in. Invariant: not Done only while a follower; it only moves forward
+   *  (Asking, CatchingUp, Done) within one life of the node. */
+  private rejoin: Rejoin = Rejoin.Done;
+  /** Members that answered a CatchUpRequest while this node was Asking. Invariant: a subset of
+   *  `others` (so bounded by the member count); cleared once rejoining is done. */
+  private readonly catchUpAnswered = new Set<number>();
+  /** The highest term those answers reported. Invariant: <= term once CatchingUp. */
+  private catchUpTermMax = 0;
+  /** The highest last index those answers reported: the entries this node may have acknowledged
+   *  before it forgot lie at or below it. Invariant: while CatchingUp, commitIndex < catchUpLastMax. */
+  private catchUpLastMax = 0;
+  /** Asking: ticks since the CatchUpRequests were last sent; re-sent every retry interval. */
+  private catchUpElapsed = 0;
+  /** The next Ready carries `rejoined` (with the hard state): this node votes again. */
+  private rejoinedOut = false;
+
   constructor(opts: ProtocolOptions) {
     const cfg = opts.config;
     assert.ok(cfg.peers.includes(cfg.id), `id ${cfg.id} is not among the peers ${cfg.peers.join(',')}`);
@@ -262,6 +302,8 @@ export class Raft implements Protocol {
       this.round = this.rng.int(1, 2 ** 31) * 2 ** 20;
       this.reignFirstRound = this.round + 1;
       this.remoteReadSeq = this.rng.int(1, 2 ** 31) * 2 ** 20;
+      // With the planted bug a node that lost its state votes at once, as if it remembered.
+      if (opts.restored.rejoining && !this.bugs.rejoinVotesAtOnce) this.startRejoin();
     }
     // A node that has seen a term may have acknowledged a leader's confirmation round just before
     // it crashed; it refuses votes for an election timeout after restarting, as it would have.
@@ -400,6 +442,7 @@ export class Raft implements Protocol {
 
   private becomePreCandidate(): void {
     assert.ok(this.state !== State.Leader, 'a leader does not campaign');
+    assert.equal(this.rejoin, Rejoin.Done, 'a rejoining node never campaigns');
     this.state = State.PreCandidate;
     this.leader = 0;
     this.votes.clear();
@@ -470,7 +513,11 @@ export class Raft implements Protocol {
     this.electionElapsed++;
     this.leaderHeardElapsed++;
     if (this.state === State.Leader) this.tickLeader();
-    else if (this.electionElapsed >= this.electionTimeout) {
+    else if (this.rejoin !== Rejoin.Done) {
+      // Never campaign while rejoining; the full timeout runs again once it is done.
+      this.electionElapsed = 0;
+      this.tickRejoin();
+    } else if (this.electionElapsed >= this.electionTimeout) {
       if (this.state !== State.Follower) this.campaignFailed();
       this.becomePreCandidate();
     }
@@ -521,6 +568,8 @@ export class Raft implements Protocol {
       case MsgType.ReadIndexReply: return this.handleReadIndexReply(m);
       case MsgType.SnapshotRequest: return this.handleSnapshotRequest(m);
       case MsgType.SnapshotChunk: return this.handleSnapshotChunk(m);
+      case MsgType.CatchUpRequest: return this.handleCatchUpRequest(m);
+      case MsgType.CatchUpReply: return this.handleCatchUpReply(m);
       case MsgType.RequestVote:
       case MsgType.Vote:
       case MsgType.AppendEntries:
@@ -568,7 +617,7 @@ export class Raft implements Protocol {
   }
 
   private handleRequestVote(m: RequestVote): void {
-    const upToDate = m.lastTerm > this.lastTerm() || (m.lastTerm === this.lastTerm() && m.lastIndex >= this.lastIndex());
+    const upToDate = this.mayVote() && (m.lastTerm > this.lastTerm() || (m.lastTerm === this.lastTerm() && m.lastIndex >= this.lastIndex()));
     if (m.preVote) {
       const granted = m.term > this.term && upToDate;
       this.messagesAfterPersist.push(this.voteMsg(m.from, granted ? m.term : this.term, granted, true));
@@ -603,6 +652,10 @@ export class Raft implements Protocol {
 
   private handleAppendEntries(m: AppendEntries): void {
     this.heardLeader();
+    // Step 1 of rejoining: the leader is noted (proposals and reads are forwarded to it), but an
+    // acknowledgement now could not be told from one this node gave before it forgot. The leader's
+    // Progress for it was reset by its CatchUpRequest, so probing resumes in step 2.
+    if (this.rejoin === Rejoin.Asking) return;
     const last = this.lastIndex();
     if (m.prevIndex > last) {
       this.messagesAfterPersist.push(this.appendResult(m.from, false, last + 1, 0));
@@ -748,7 +801,7 @@ export class Raft implements Protocol {
     if (m.readId % 2 === 1) {
       // A confirmation round from the leader this node follows: echo it, and count it as hearing
       // from the leader (so this node refuses votes for a while: the leader's lease rests on that).
-      if (this.state === State.Follower && m.from === this.leader) {
+      if (this.state === State.Follower && m.from === this.leader && this.rejoin !== Rejoin.Asking) {
         this.heardLeader();
         this.messages.push(this.readIndexReply(m.from, m.readId, this.commitIndex, true));
       }
@@ -859,6 +912,7 @@ export class Raft implements Protocol {
     assert.ok(index > this.commitIndex && index <= this.lastIndex(), `commit ${index} out of range`);
     this.commitIndex = index;
     this.commitDirty = true;
+    this.maybeRejoined();
   }
 
   /** Advance the commit index to what a majority has, if that entry is of this term. Returns whether it moved. */
@@ -1073,8 +1127,106 @@ export class Raft implements Protocol {
     this.commitDirty = true;
     this.appliedIndex = index;
     // Tell the leader where this log stands, once the snapshot is durable: it matches through `index`.
+    // Not in step 1 of rejoining, which acknowledges nothing; step 2 answers the next heartbeat.
     const to = this.state === State.Follower && this.leader !== 0 ? this.leader : t.from;
-    this.messagesAfterPersist.push(this.appendResult(to, true, index, 0));
+    if (this.rejoin !== Rejoin.Asking) this.messagesAfterPersist.push(this.appendResult(to, true, index, 0));
+    this.maybeRejoined();
+  }
+
+  // ---------------------------------------------------------------- rejoining without voting
+
+  /** Step 1: ask every other member what it holds. */
+  private startRejoin(): void {
+    this.rejoin = Rejoin.Asking;
+    this.sendCatchUpRequests();
+    if (this.others.length === 0) this.beginCatchingUp();
+  }
+
+  /** Ask the members that have not answered yet. */
+  private sendCatchUpRequests(): void {
+    this.catchUpElapsed = 0;
+    for (const to of this.others) {
+      if (!this.catchUpAnswered.has(to)) this.messages.push({ type: MsgType.CatchUpRequest, from: this.cfg.id, to });
+    }
+  }
+
+  /** Asking: re-send the requests every retry interval (requests and replies may be lost). */
+  private tickRejoin(): void {
+    if (this.rejoin !== Rejoin.Asking) return;
+    this.catchUpElapsed++;
+    if (this.catchUpElapsed >= Math.max(2, this.cfg.heartbeatTicks)) this.sendCatchUpRequests();
+  }
+
+  /** Every node answers, in every state and role, with what is true of it now. A leader also learns
+   *  that the asker may have lost its log: its match for it may be above what it holds, and
+   *  rejections below the match would be taken as stale forever. It forgets the match (which only
+   *  makes commit counting more cautious) and probes again from its last index. */
+  private handleCatchUpRequest(m: CatchUpRequest): void {
+    this.messages.push({
+      type: MsgType.CatchUpReply, from: this.cfg.id, to: m.from,
+      ballot: this.term, lastPosition: this.lastIndex(), chosenPrefix: this.commitIndex + 1,
+    });
+    const pr = this.state === State.Leader ? this.progress.get(m.from) : undefined;
+    if (pr !== undefined) {
+      pr.match = 0;
+      pr.becomeProbe(this.lastIndex() + 1, false);
+    }
+  }
+
+  /** Asking: count an answer; a malformed one, or one that arrives in any other step, counts for
+   *  nothing. Only answers that arrive in this life are counted; each is true of its sender when
+   *  sent, and a sender's term and committed entries never go down. (The transport never carries a
+   *  message sent to an earlier life of this process into this one: its links die with it.) */
+  private handleCatchUpReply(m: CatchUpReply): void {
+    if (this.rejoin !== Rejoin.Asking) return;
+    if (!isCount(m.ballot) || !isCount(m.lastPosition) || !isCount(m.chosenPrefix)) return;
+    this.catchUpAnswered.add(m.from);
+    this.catchUpTermMax = Math.max(this.catchUpTermMax, m.ballot);
+    this.catchUpLastMax = Math.max(this.catchUpLastMax, m.lastPosition);
+    if (this.catchUpAnswered.size === this.others.length) this.beginCatchingUp();
+  }
+
+  /**
+   * Step 2. A vote this node granted and forgot was for a candidate that had durably raised its own
+   * term to that one and voted for itself before asking, and that candidate answered too: so every
+   * term this node may have voted in is at most catchUpTermMax. It moves to that term (if not there
+   * already) and votes for itself in it, so it can never vote twice in a term it may have voted in;
+   * in every later term it had granted nothing.
+   */
+  private beginCatchingUp(): void {
+    assert.equal(this.rejoin, Rejoin.Asking, 'only an asking node begins to catch up');
+    this.rejoin = Rejoin.CatchingUp;
+    if (this.catchUpTermMax > this.term) this.becomeFollower(this.catchUpTermMax, 0);
+    if (this.vote === 0) {
+      this.vote = this.cfg.id;
+      this.hardStateDirty = true;
+    }
+    this.maybeRejoined();
+  }
+
+  /**
+   * Step 3. An entry this node acknowledged and forgot was committed, if at all, by a majority whose
+   * other members hold it (a committed entry is never truncated), and they answered with a last index
+   * at or above it: so once commitIndex reaches catchUpLastMax, this node holds every entry it may
+   * have counted for, and its up-to-date check can no longer favour a candidate that lacks one.
+   */
+  private maybeRejoined(): void {
+    if (this.rejoin !== Rejoin.CatchingUp || this.commitIndex < this.catchUpLastMax) return;
+    this.rejoin = Rejoin.Done;
+    this.rejoinedOut = true;
+    this.hardStateDirty = true; // the Ready that says `rejoined` carries the hard state too
+    this.catchUpAnswered.clear();
+    this.resetElectionTimer();
+  }
+
+  /**
+   * Whether this node may grant a vote (or pre-vote) at all. While rejoining it grants none: every
+   * majority that elects a leader then excludes it, and so still intersects the majority that
+   * committed any entry it forgot in a member that holds the entry; the up-to-date check there keeps
+   * a candidate lacking it from winning.
+   */
+  private mayVote(): boolean {
+    return this.rejoin === Rejoin.Done;
   }
 
   // ---------------------------------------------------------------- output
@@ -1102,7 +1254,7 @@ export class Raft implements Protocol {
     this.flush();
     return this.snapshotOut !== null || this.hardStateDirty || this.truncateFrom !== 0 || this.unstableFrom <= this.lastIndex() ||
       this.commitDirty || this.messages.length > 0 || this.messagesAfterPersist.length > 0 ||
-      this.appliedIndex < this.commitIndex || this.readsReady.length > 0 || this.readsFailed.length > 0;
+      this.appliedIndex < this.commitIndex || this.readsReady.length > 0 || this.readsFailed.length > 0 || this.rejoinedOut;
   }
 
   ready(): Ready {
@@ -1121,8 +1273,9 @@ export class Raft implements Protocol {
       apply: this.appliedIndex < this.commitIndex ? this.recs.slice(this.appliedIndex - this.snapIndex, this.commitIndex - this.snapIndex) : [],
       reads: this.readsReady,
       readsFailed: this.readsFailed,
-      rejoined: false,
+      rejoined: this.rejoinedOut,
     };
+    this.rejoinedOut = false;
     this.snapshotOut = null;
     this.installOut = false;
     this.hardStateDirty = false;
@@ -1185,7 +1338,7 @@ export class Raft implements Protocol {
       inFlight: this.lastIndex() - this.commitIndex,
       pending: this.batcher.count,
       snapshotPrefix: this.snapIndex + 1,
-      rejoining: false,
+      rejoining: this.rejoin !== Rejoin.Done,
     };
   }
 
@@ -1214,6 +1367,17 @@ export class Raft implements Protocol {
       assert.notEqual(this.state, State.Leader, 'a leader pulls no snapshot');
     }
     assert.ok(this.vote === 0 || this.cfg.peers.includes(this.vote), `vote for non-member ${this.vote}`);
+    assert.ok(this.catchUpAnswered.size <= this.others.length && [...this.catchUpAnswered].every((p) => this.others.includes(p)),
+      'catch-up answers from non-members');
+    if (this.rejoin !== Rejoin.Done) {
+      assert.equal(this.state, State.Follower, 'a rejoining node is a follower');
+      assert.ok(this.rejoin !== Rejoin.Asking || this.catchUpAnswered.size < this.others.length, 'asking with every answer in');
+    }
+    if (this.rejoin === Rejoin.CatchingUp) {
+      assert.ok(this.term >= this.catchUpTermMax, `term ${this.term} below the reported ${this.catchUpTermMax}`);
+      assert.ok(this.term > this.catchUpTermMax || this.vote !== 0, 'no vote recorded in the highest reported term');
+      assert.ok(this.commitIndex < this.catchUpLastMax, 'caught up but still not voting');
+    }
     if (this.state === State.Leader) {
       assert.equal(this.leader, this.cfg.id, 'a leader must know itself as leader');
       assert.equal(this.vote, this.cfg.id, 'a leader voted for itself');
@@ -1230,3 +1394,6 @@ export class Raft implements Protocol {
     assert.ok(this.electionTimeout < this.cfg.electionTicksMax + this.cfg.electionTicksMin * BACKOFF_MAX, 'election timeout bounded');
   }
 }
+
+/** A non-negative safe integer, as every number in a message must be. */
+const isCount = (n: number): boolean => Number.isSafeInteger(n) && n >= 0;
