@@ -215,16 +215,23 @@ async function cluster(f: ClusterFlags): Promise<void> {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-async function status(endpoint: string): Promise<void> {
+interface StatusFlags {
+  endpoint: string;
+  clientToken?: string;
+  clientTokenFile?: string;
+}
+
+async function status(f: StatusFlags): Promise<void> {
   let url: URL;
   try {
-    url = new URL('/status', endpoint);
+    url = new URL('/status', f.endpoint);
   } catch {
-    throw new UsageError(`--endpoint ${endpoint} is not a URL (e.g. http://127.0.0.1:8001)`);
+    throw new UsageError(`--endpoint ${f.endpoint} is not a URL (e.g. http://127.0.0.1:8001)`);
   }
+  const token = readSecret('client token', f.clientToken, f.clientTokenFile, process.env.PAXLOG_CLIENT_TOKEN, '--client-token');
   let r: Response;
   try {
-    r = await fetch(url, { signal: AbortSignal.timeout(5000) });
+    r = await fetch(url, { signal: AbortSignal.timeout(5000), headers: token !== undefined ? { authorization: `Bearer ${token}` } : {} });
   } catch (e) {
     throw new UsageError(`cannot reach ${url.href}: ${(e as Error).message}`);
   }
@@ -297,8 +304,10 @@ export function buildProgram(): Command {
 
   program.command('status')
     .description('print a node\'s state')
-    .option('--endpoint <url>', 'the node\'s client HTTP endpoint', 'http://127.0.0.1:8001')
-    .action((f: { endpoint: string }) => status(f.endpoint));
+    .option('--endpoint <url>', 'the node\'s client HTTP endpoint (https: trusts the system CAs and NODE_EXTRA_CA_CERTS)', 'http://127.0.0.1:8001')
+    .option('--client-token <token>', 'the node\'s client token, if it has one (also PAXLOG_CLIENT_TOKEN)')
+    .option('--client-token-file <file>', 'read the client token from this file (one line)')
+    .action((f: StatusFlags) => status(f));
 
   program.command('sim')
     .description('run the deterministic simulator over many seeds')

@@ -129,3 +129,23 @@ test('serve refuses a secret file it cannot read, or a flag and a file for one s
   fs.writeFileSync(path.join(dir, 'empty'), '\n');
   assert.match(run('--secret-file', path.join(dir, 'empty')).stderr, /must hold the cluster secret on one non-empty line/);
 });
+
+test('paxlog status talks to a node that needs the client token, with the token from a file or the environment', async () => {
+  const run = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+    try {
+      return { code: 0, out: execFileSync(process.execPath, [bin, 'status', '--endpoint', `http://127.0.0.1:${c.httpPort(1)}`, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }) };
+    } catch (e) {
+      const err = e as { status: number; stderr: string };
+      return { code: err.status, out: err.stderr };
+    }
+  };
+  const without = run([]);
+  assert.notEqual(without.code, 0);
+  assert.match(without.out, /answered 401/);
+  const withFile = run(['--client-token-file', tokenFile]);
+  assert.equal(withFile.code, 0, withFile.out);
+  assert.equal((JSON.parse(withFile.out) as { id: number }).id, 1);
+  const withEnv = run([], { PAXLOG_CLIENT_TOKEN: token });
+  assert.equal(withEnv.code, 0, withEnv.out);
+  assert.ok(!withFile.out.includes(token) && !withEnv.out.includes(token), 'the token is never echoed');
+});
