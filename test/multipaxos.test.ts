@@ -25,6 +25,8 @@ const cycle = (n: MultiPaxos): Ready => {
 };
 
 const ofType = (ms: Message[], t: MsgType): Message[] => ms.filter((m) => m.type === t);
+/** Everything a Ready sends, at once or after its persist. */
+const sent = (rd: Ready): Message[] => [...rd.messages, ...rd.messagesAfterPersist];
 
 /** Make node 1 leader at round 1 with Promises from 2 and 3 reporting nothing. */
 const leader = (pendingMax = 16): MultiPaxos => {
@@ -106,7 +108,7 @@ test('a Commit at the ballot the learner accepted at applies the chosen prefix i
 
 test('a new leader re-proposes the highest-ballot value reported and a no-op for a hole', () => {
   // Node 1 itself accepted "new" at slot 1 at a higher ballot than the "old" node 2 reports.
-  const restored: Restored = { hardState: { ballot: ballot(0, 3), vote: 0 }, records: [{ position: 1, ballot: ballot(0, 3), value: value('new') }], chosenPrefix: 1, appliedPrefix: 1, snapshot: null };
+  const restored: Restored = { hardState: { ballot: ballot(0, 3), vote: 0 }, records: [{ position: 1, ballot: ballot(0, 3), value: value('new') }], chosenPrefix: 1, appliedPrefix: 1, snapshot: null, rejoining: false };
   const n = node(1, restored);
   while (n.status().role === 'follower') n.tick();
   const b = n.status().ballot;
@@ -162,7 +164,7 @@ test('bad input is dropped: strangers, wrong addressee, self-addressed, unknown 
 });
 
 test('a restarted node promises nobody until an election timeout has passed (a lease may be live)', () => {
-  const restored: Restored = { hardState: { ballot: ballot(1, 1), vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1, snapshot: null };
+  const restored: Restored = { hardState: { ballot: ballot(1, 1), vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1, snapshot: null, rejoining: false };
   const n = node(2, restored);
   n.step({ type: MsgType.Prepare, from: 3, to: 2, ballot: ballot(2, 3), fromSlot: 1 });
   assert.equal(n.hasReady(), false, 'no Promise while quiet');
@@ -180,6 +182,7 @@ test('a restarted node re-applies its persisted chosen prefix from its records',
     chosenPrefix: 3,
     appliedPrefix: 1,
     snapshot: null,
+    rejoining: false,
   };
   const rd = cycle(node(2, restored));
   assert.deepEqual(rd.apply.map((a) => a.position), [1, 2]);
@@ -277,7 +280,7 @@ test('a restart from a snapshot ignores records below it and applies from its pr
   const restored: Restored = {
     hardState: { ballot: b, vote: 0 },
     records: [1, 2, 3, 4, 5].map((s) => ({ position: s, ballot: b, value: value(`v${s}`) })),
-    chosenPrefix: 6, appliedPrefix: 4, snapshot: { prefix: 4, ballot: 0, bytes: enc.encode('v1 v2 v3') },
+    chosenPrefix: 6, appliedPrefix: 4, snapshot: { prefix: 4, ballot: 0, bytes: enc.encode('v1 v2 v3') }, rejoining: false,
   };
   const n = node(2, restored);
   assert.equal(n.status().snapshotPrefix, 4);
@@ -427,7 +430,7 @@ test('a leader whose chosen prefix stays below its reign (nobody answers its fet
   for (let t = 1; t <= c.electionTicksMax * 3 && campaignedAt < 0; t++) {
     n.tick();
     if (!n.hasReady()) continue;
-    for (const m of cycle(n).messages) {
+    for (const m of sent(cycle(n))) {
       if (m.type === MsgType.LearnRequest) fetches++;
       if (m.type === MsgType.Heartbeat && m.to === 3) n.step({ type: MsgType.HeartbeatAck, from: 3, to: 1, ballot: b, chosenPrefix: 1, seq: m.seq });
       if (m.type === MsgType.Prepare && m.to === 3) {
@@ -451,7 +454,7 @@ test('a leader runs phase 1 again when a peer reports a chosen prefix above its 
     for (let t = 1; t <= c.electionTicksMax * 3; t++) {
       n.tick();
       if (!n.hasReady()) continue;
-      for (const m of cycle(n).messages) {
+      for (const m of sent(cycle(n))) {
         if (m.type === MsgType.Prepare) return t;
         if (m.type === MsgType.Heartbeat) n.step({ type: MsgType.HeartbeatAck, from: m.to, to: 1, ballot: b, chosenPrefix: m.to === 2 ? peerChosen : 1, seq: m.seq });
       }
@@ -461,4 +464,196 @@ test('a leader runs phase 1 again when a peer reports a chosen prefix above its 
   assert.equal(run(1), -1, 'no evidence of a lag: the leader keeps retransmitting');
   const at = run(3);
   assert.ok(at > c.electionTicksMax, `node 2 knows slots 1..2 chosen: phase 1 again after an election timeout (at tick ${at})`);
+});
+
+test('a candidate\'s Prepares leave only after its own promise is durable (a rejoining peer relies on it)', () => {
+  const n = node(1);
+  while (n.status().role === 'follower') n.tick();
+  const rd = cycle(n);
+  assert.equal(rd.hardState?.ballot, n.status().ballot);
+  assert.equal(ofType(rd.messages, MsgType.Prepare).length, 0);
+  assert.deepEqual(ofType(rd.messagesAfterPersist, MsgType.Prepare).map((m) => m.to), [2, 3]);
+});
+
+// ---------------------------------------------------------------- rejoining without voting
+
+/** What a wiped node (or one whose damaged log was set aside) restores: nothing, and `rejoining`. */
+const wiped = (): Restored => ({ hardState: { ballot: 0, vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1, snapshot: null, rejoining: true });
+const catchUpReply = (from: number, to: number, b: number, lastPosition: number, chosenPrefix: number): Message =>
+  ({ type: MsgType.CatchUpReply, from, to, ballot: b, lastPosition, chosenPrefix });
+/** Tick past the quiet time of a restarted node, so a Prepare would be answered if the node votes. */
+const tickQuiet = (n: MultiPaxos): Message[] => {
+  const out: Message[] = [];
+  for (let t = 0; t < defaultConfig(2, peers).electionTicksMax * 3; t++) { n.tick(); if (n.hasReady()) out.push(...sent(cycle(n))); }
+  return out;
+};
+const votes = (ms: Message[]): Message[] => ms.filter((m) => m.type === MsgType.Promise || m.type === MsgType.Nack);
+
+test('a fresh core without `restored` is not rejoining and asks nobody', () => {
+  const n = node(2);
+  assert.equal(n.status().rejoining, false);
+  assert.equal(n.hasReady(), false);
+});
+
+test('a rejoining node asks every other member, and again every few ticks only those that have not answered', () => {
+  const n = node(2, wiped());
+  assert.equal(n.status().rejoining, true);
+  const first = cycle(n);
+  assert.equal(first.rejoined, false);
+  assert.deepEqual(ofType(first.messages, MsgType.CatchUpRequest).map((m) => m.to), [1, 3]);
+  n.step(catchUpReply(1, 2, ballot(1, 1), 0, 1));
+  const again: Message[] = [];
+  for (let t = 0; t < 7; t++) { n.tick(); if (n.hasReady()) again.push(...sent(cycle(n))); }
+  const asked = ofType(again, MsgType.CatchUpRequest).map((m) => m.to);
+  assert.ok(asked.length >= 2 && asked.every((to) => to === 3), `re-sent only to node 3, got ${asked}`);
+});
+
+test('before every member answered, a rejoining node sends no Promise, Nack, Accepted or HeartbeatAck and never campaigns, yet learns from the leader', () => {
+  const n = node(2, wiped());
+  cycle(n);
+  n.step(catchUpReply(1, 2, ballot(1, 1), 1, 2)); // node 3 never answers
+  const ticked = tickQuiet(n);
+  assert.equal(ticked.filter((m) => m.type === MsgType.Prepare).length, 0, 'it never campaigns');
+  assert.equal(n.status().role, 'follower');
+  n.step({ type: MsgType.Prepare, from: 3, to: 2, ballot: ballot(7, 3), fromSlot: 1 });
+  n.step({ type: MsgType.Prepare, from: 3, to: 2, ballot: 0, fromSlot: 1 });
+  assert.equal(n.hasReady(), false, 'no Promise and no Nack');
+  const b = ballot(1, 1);
+  n.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b, chosenPrefix: 2, entries: [{ slot: 1, ballot: b, value: value('a') }, { slot: 2, ballot: b, value: value('b') }] });
+  n.step({ type: MsgType.Heartbeat, from: 1, to: 2, ballot: b, chosenPrefix: 2, seq: 1 });
+  let rd = cycle(n);
+  assert.deepEqual(rd.records, [], 'nothing accepted');
+  assert.equal(ofType(sent(rd), MsgType.Accepted).length + ofType(sent(rd), MsgType.HeartbeatAck).length, 0, 'no Accepted, no HeartbeatAck');
+  assert.equal(n.status().leader, 1, 'the leader is known');
+  assert.equal(n.propose([value('x')]), 'forwarded');
+  n.tick();
+  n.tick();
+  rd = cycle(n);
+  const req = ofType(rd.messages, MsgType.LearnRequest)[0];
+  assert.ok(req && req.type === MsgType.LearnRequest && req.to === 1 && req.firstSlot === 1 && req.count === 1, 'it fetches the chosen prefix it heard of');
+  n.step({ type: MsgType.LearnReply, from: 1, to: 2, chosenPrefix: 2, entries: [{ slot: 1, ballot: b, value: value('a') }] });
+  rd = cycle(n);
+  assert.deepEqual(rd.apply.map((a) => a.position), [1]);
+  assert.equal(n.status().rejoining, true);
+});
+
+test('once every member answered it raises its promise to the highest ballot reported and accepts, but votes only once its chosen prefix passes the highest lastPosition', () => {
+  const n = node(2, wiped());
+  cycle(n);
+  n.step(catchUpReply(1, 2, ballot(3, 1), 3, 2));
+  n.step(catchUpReply(3, 2, ballot(4, 3), 2, 1));
+  let rd = cycle(n);
+  assert.deepEqual(rd.hardState, { ballot: ballot(4, 3), vote: 0 }, 'promised raised to the highest reported ballot');
+  assert.equal(rd.rejoined, false);
+  assert.equal(n.status().rejoining, true);
+  // A lower ballot is refused like any acceptor would; a ballot at or above the promise is accepted.
+  const low = ballot(3, 1);
+  n.step({ type: MsgType.Accept, from: 1, to: 2, ballot: low, chosenPrefix: 1, entries: [{ slot: 1, ballot: low, value: value('a') }] });
+  rd = cycle(n);
+  assert.equal(rd.records.length, 0);
+  assert.equal(ofType(rd.messages, MsgType.Nack).length, 1);
+  const b = ballot(5, 1);
+  n.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b, chosenPrefix: 1, entries: [1, 2, 3].map((s) => ({ slot: s, ballot: b, value: value(`v${s}`) })) });
+  n.step({ type: MsgType.Heartbeat, from: 1, to: 2, ballot: b, chosenPrefix: 1, seq: 1 });
+  rd = cycle(n);
+  assert.deepEqual(rd.records.map((r) => r.position), [1, 2, 3]);
+  assert.deepEqual(ofType(rd.messagesAfterPersist, MsgType.Accepted).map((m) => m.type === MsgType.Accepted && [m.firstSlot, m.count]), [[1, 3]]);
+  assert.equal(ofType(rd.messages, MsgType.HeartbeatAck).length, 1);
+  // Still no Promise: slots 1..3 may hold values it accepted and forgot.
+  assert.equal(tickQuiet(n).filter((m) => m.type === MsgType.Prepare).length, 0, 'it never campaigns');
+  n.step({ type: MsgType.Prepare, from: 3, to: 2, ballot: ballot(9, 3), fromSlot: 1 });
+  assert.equal(votes(n.hasReady() ? sent(cycle(n)) : []).length, 0, 'no Promise in step 2');
+  // Chosen prefix 3 does not pass lastPosition 3: still rejoining.
+  n.step({ type: MsgType.Commit, from: 1, to: 2, ballot: b, firstSlot: 1, count: 2, chosenPrefix: 3 });
+  rd = cycle(n);
+  assert.deepEqual(rd.apply.map((a) => a.position), [1, 2]);
+  assert.equal(rd.rejoined, false);
+  assert.equal(n.status().rejoining, true);
+  n.step({ type: MsgType.Commit, from: 1, to: 2, ballot: b, firstSlot: 3, count: 1, chosenPrefix: 4 });
+  rd = cycle(n);
+  assert.equal(rd.rejoined, true, 'the Ready that ends rejoining says so');
+  assert.ok(rd.hardState !== null, 'with the hard state');
+  assert.equal(n.status().rejoining, false);
+  assert.ok(tickQuiet(n).some((m) => m.type === MsgType.Prepare), 'without a leader it campaigns again');
+  n.step({ type: MsgType.Prepare, from: 3, to: 2, ballot: ballot(20, 3), fromSlot: 1 });
+  rd = cycle(n);
+  const promise = ofType(rd.messagesAfterPersist, MsgType.Promise)[0];
+  assert.ok(promise && promise.type === MsgType.Promise && promise.chosenPrefix === 4, 'it votes again, reporting its chosen prefix');
+});
+
+test('when every member reports nothing, a rejoining node votes after one round trip; a single member at once', () => {
+  const n = node(2, wiped());
+  cycle(n);
+  n.step(catchUpReply(1, 2, 0, 0, 1));
+  assert.equal(n.status().rejoining, true);
+  n.step(catchUpReply(3, 2, 0, 0, 1));
+  const rd = cycle(n);
+  assert.equal(rd.rejoined, true);
+  assert.equal(n.status().rejoining, false);
+  const solo = new MultiPaxos({ config: defaultConfig(1, [1]), kernels: k, rng: new Prng(1), restored: wiped() });
+  assert.equal(solo.status().rejoining, false);
+  assert.equal(cycle(solo).rejoined, true);
+});
+
+test('every node answers CatchUpRequest in every state with its promise, highest accepted slot and chosen prefix', () => {
+  const ask = (n: MultiPaxos, id: number): Message | undefined => {
+    n.step({ type: MsgType.CatchUpRequest, from: 3, to: id });
+    return ofType(cycle(n).messages, MsgType.CatchUpReply)[0];
+  };
+  const b = ballot(1, 1);
+  const f = node(2);
+  f.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b, chosenPrefix: 1, entries: [{ slot: 1, ballot: b, value: value('a') }, { slot: 5, ballot: b, value: value('e') }] });
+  cycle(f);
+  assert.deepEqual(ask(f, 2), catchUpReply(2, 3, b, 5, 1), 'a follower with a hole');
+  const l = leader();
+  l.propose([value('x')]);
+  cycle(l);
+  assert.deepEqual(ask(l, 1), catchUpReply(1, 3, l.status().ballot, 1, 1), 'a leader with slot 1 in flight');
+  const r = node(2, wiped());
+  cycle(r);
+  assert.deepEqual(ask(r, 2), catchUpReply(2, 3, 0, 0, 1), 'a node that is rejoining itself');
+  const s = node(2, { hardState: { ballot: b, vote: 0 }, records: [], chosenPrefix: 4, appliedPrefix: 4, snapshot: { prefix: 4, ballot: 0, bytes: enc.encode('abc') }, rejoining: false });
+  assert.deepEqual(ask(s, 2), catchUpReply(2, 3, b, 3, 4), 'trimmed slots still count as positions it held');
+});
+
+test('replies from strangers, malformed, duplicate or stale replies do not count', () => {
+  const n = node(2, wiped());
+  cycle(n);
+  n.step(catchUpReply(1, 2, ballot(2, 1), 4, 1));
+  n.step(catchUpReply(1, 2, ballot(2, 1), 4, 1));             // a duplicate: node 1 counts once
+  n.step(catchUpReply(9, 2, ballot(9, 9), 0, 1));             // not a member
+  n.step(catchUpReply(2, 2, 0, 0, 1));                         // from itself
+  n.step(catchUpReply(3, 2, Number.NaN, 0, 1));                // malformed
+  n.step(catchUpReply(3, 2, ballot(1, 3), -1, 1));             // malformed
+  n.step(catchUpReply(3, 4, ballot(1, 3), 0, 1));              // not for this node
+  // An older leader of node 1 is heard (its ballot becomes the promise) but not accepted from.
+  const b = ballot(1, 1);
+  n.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b, chosenPrefix: 1, entries: [{ slot: 1, ballot: b, value: value('a') }] });
+  let rd = cycle(n);
+  assert.equal(rd.records.length, 0, 'still in step 1: node 3 has not answered');
+  assert.equal(n.status().rejoining, true);
+  n.step(catchUpReply(3, 2, ballot(1, 3), 0, 1));
+  rd = cycle(n);
+  assert.deepEqual(rd.hardState, { ballot: ballot(2, 1), vote: 0 }, 'the highest ballot of the counted replies, not the stranger\'s 9.9');
+  // A reply arriving after step 1 (an answer to an earlier request) changes nothing.
+  n.step(catchUpReply(3, 2, ballot(8, 3), 99, 1));
+  assert.equal(n.hasReady(), false);
+  assert.equal(n.status().ballot, ballot(2, 1));
+  // Nor does a reply to a node that is not rejoining at all.
+  const fresh = node(2);
+  const before = fresh.status();
+  fresh.step(catchUpReply(1, 2, ballot(8, 1), 99, 1));
+  assert.deepEqual(fresh.status(), before);
+  assert.equal(fresh.hasReady(), false);
+});
+
+test('with the planted bug rejoinVotesAtOnce a wiped node asks nobody and promises like a node that remembers', () => {
+  const n = new MultiPaxos({ config: { ...defaultConfig(2, peers), pendingMax: 16 }, kernels: k, rng: new Prng(2), restored: wiped(), bugs: { rejoinVotesAtOnce: true } });
+  assert.equal(n.status().rejoining, false);
+  assert.equal(n.hasReady(), false, 'no CatchUpRequest');
+  tickQuiet(n);
+  // Past its quiet time it may have campaigned itself; a higher Prepare still gets a Promise.
+  n.step({ type: MsgType.Prepare, from: 3, to: 2, ballot: ballot(99, 3), fromSlot: 1 });
+  const rd = cycle(n);
+  assert.equal(ofType(rd.messagesAfterPersist, MsgType.Promise).length, 1);
 });

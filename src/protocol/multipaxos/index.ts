@@ -23,7 +23,7 @@
 
 import assert from 'node:assert/strict';
 import {
-  MsgType, type Accept, type Accepted, type Commit, type Heartbeat, type HeartbeatAck, type LearnReply,
+  MsgType, type Accept, type Accepted, type CatchUpReply, type CatchUpRequest, type Commit, type Heartbeat, type HeartbeatAck, type LearnReply,
   type LearnRequest, type Message, type Nack, type Prepare, type Promise as PromiseMsg, type Propose,
   type ReadIndex, type ReadIndexReply, type SlotEntry, type SnapshotChunk, type SnapshotRequest,
 } from '../messages.js';
@@ -51,6 +51,8 @@ const BACKOFF_MAX = 4;
 const OFFER_GAP_TICKS = 3;
 /** A receiver re-sends its SnapshotRequest when no chunk came for this many ticks. */
 const SNAPSHOT_RETRY_TICKS = 3;
+/** A rejoining node re-sends its CatchUpRequest to members that have not answered after this many ticks. */
+const CATCH_UP_RETRY_TICKS = 3;
 
 interface Accepted1 {
   /** The ballot the slot was accepted at (or, for a learned slot, the ballot its sender had). */
@@ -215,6 +217,24 @@ export class MultiPaxos implements Protocol {
   /** Leader: the tick it last did not lag, or last made progress while lagging. */
   private lagTick = 0;
 
+  // ---- Rejoining without voting (Restored.rejoining; see the rejoining section below). ----
+  /**
+   * 1: it learns only, until every other member answered a CatchUpRequest; 2: it accepts and acks
+   * but sends no Promise; 3: normal (also a node that never lost state). Invariant: never
+   * decreases; below 3 the node is a follower.
+   */
+  private rejoinStep: 1 | 2 | 3 = 3;
+  /** Members whose CatchUpReply counted during step 1. Invariant: a subset of `others` (bounded by the member count). */
+  private readonly catchUpAnswered = new Set<number>();
+  /** The highest ballot a counted CatchUpReply reported: at or above any promise this node may have forgotten. */
+  private catchUpBallotMax = 0;
+  /** The highest lastPosition a counted CatchUpReply reported: at or above any slot this node may have accepted and forgotten. */
+  private catchUpPositionMax = 0;
+  /** Step 1: the tick CatchUpRequests last went out; re-sent after CATCH_UP_RETRY_TICKS to members that have not answered. */
+  private catchUpSentTick = 0;
+  /** The next Ready carries `rejoined` (with the hard state). Invariant: only at step 3. */
+  private rejoinedDue = false;
+
   // ---- Reads. ----
   /** Leader: reads waiting for a heartbeat round to confirm leadership. Bounded by pendingMax. */
   private readonly readsQuorum: QuorumRead[] = [];
@@ -294,6 +314,12 @@ export class MultiPaxos implements Protocol {
       // nobody until a whole election timeout has passed.
       this.quietTicks = 0;
       this.stickyTo = 0;
+      // The planted bug skips the whole rule: the node votes as if it remembered everything.
+      if (r.rejoining && !this.bugs.rejoinVotesAtOnce) {
+        this.rejoinStep = 1;
+        this.requestCatchUp();
+        this.maybeRejoinStep(); // a single-member cluster has nobody to ask
+      }
     }
     this.electionTimeout = this.randomTimeout();
     this.invariants();
@@ -306,6 +332,7 @@ export class MultiPaxos implements Protocol {
     if (this.quietTicks < this.cfg.electionTicksMax * 4) this.quietTicks++;
     this.tickTransfer();
     if (this.role === 'leader') this.tickLeader();
+    else if (this.rejoinStep < 3) this.tickRejoining();
     else {
       this.electionElapsed++;
       if (this.electionElapsed >= this.electionTimeout) this.campaign();
@@ -334,8 +361,12 @@ export class MultiPaxos implements Protocol {
       case MsgType.ReadIndexReply: this.handleReadIndexReply(m); break;
       case MsgType.SnapshotRequest: this.handleSnapshotRequest(m); break;
       case MsgType.SnapshotChunk: this.handleSnapshotChunk(m); break;
+      case MsgType.CatchUpRequest: this.handleCatchUpRequest(m); break;
+      case MsgType.CatchUpReply: this.handleCatchUpReply(m); break;
       default: break; // Raft's messages mean nothing here.
     }
+    // Learning may have moved the chosen prefix past the positions this node may have forgotten.
+    this.maybeRejoinStep();
     this.invariants();
   }
 
@@ -381,7 +412,7 @@ export class MultiPaxos implements Protocol {
 
   hasReady(): boolean {
     if (this.outstanding !== null) return false;
-    return this.snapshotDue !== null || this.hardStateDirty || this.records.size > 0 || this.messages.length > 0 ||
+    return this.snapshotDue !== null || this.hardStateDirty || this.rejoinedDue || this.records.size > 0 || this.messages.length > 0 ||
       this.messagesAfterPersist.length > 0 || this.chosenPrefix > this.chosenPrefixPersisted ||
       this.applyNext < this.chosenPrefix || this.readsFailed.length > 0 || this.chosenUnsent.length > 0 ||
       this.heartbeatDue || this.readsWaiting.some((r) => r.index < this.chosenPrefix) || this.canPropose();
@@ -419,12 +450,14 @@ export class MultiPaxos implements Protocol {
       apply,
       reads,
       readsFailed: this.readsFailed,
+      rejoined: this.rejoinedDue,
     };
     this.outstanding = { rd, selfAccepts: this.selfAccepts, acceptBallot: this.ballot, selfPromise: this.selfPromise };
     this.chosenPrefixPersisted = this.chosenPrefix;
     this.snapshotDue = null;
     this.installDue = false;
     this.hardStateDirty = false;
+    this.rejoinedDue = false;
     this.records.clear();
     this.messages = [];
     this.messagesAfterPersist = [];
@@ -467,6 +500,7 @@ export class MultiPaxos implements Protocol {
       inFlight: this.inflight.size,
       pending: this.batcher.count,
       snapshotPrefix: this.snapshotPrefix,
+      rejoining: this.rejoinStep < 3,
     };
   }
 
@@ -498,6 +532,10 @@ export class MultiPaxos implements Protocol {
       assert.equal(this.readsQuorum.length, 0, 'only a leader confirms reads');
     }
     assert.ok(this.backoff <= BACKOFF_MAX, 'backoff bounded');
+    if (this.rejoinStep < 3 && this.role !== 'follower') assert.fail(`a ${this.role} is still rejoining (step ${this.rejoinStep})`);
+    if (this.rejoinStep === 2 && this.catchUpAnswered.size !== this.others.length) assert.fail('step 2 of rejoining before every member answered');
+    if (this.rejoinedDue && this.rejoinStep !== 3) assert.fail('rejoined announced before step 3');
+    if (this.rejoinStep === 2 && this.promised < this.catchUpBallotMax) assert.fail(`promised ${this.promised} below the reported ${this.catchUpBallotMax}`);
     // Snapshots: spot checks at the edges of the trimmed log (a full scan per step would be O(log)).
     if (this.snapshotPrefix > this.applyNext) assert.fail(`snapshot prefix ${this.snapshotPrefix} above handed ${this.applyNext}`);
     if ((this.snapshot?.prefix ?? 1) !== this.snapshotPrefix) assert.fail(`snapshot ${this.snapshot?.prefix} disagrees with snapshot prefix ${this.snapshotPrefix}`);
@@ -647,6 +685,9 @@ export class MultiPaxos implements Protocol {
 
   private handlePrepare(m: Prepare): void {
     this.observe(m.ballot);
+    // A rejoining node sends no Promise and no Nack (see the rejoining section): its Promise
+    // could omit a slot it accepted and forgot.
+    if (this.rejoinStep < 3) return;
     if (m.ballot > this.promised) {
       // Leader stickiness: while a live leader is heard (or just after a restart), ignore others.
       if (this.isSticky(m.from)) return;
@@ -669,6 +710,7 @@ export class MultiPaxos implements Protocol {
 
   private handleAccept(m: Accept): void {
     this.observe(m.ballot);
+    if (this.rejoinStep === 1) { this.listenToLeader(m.from, m.ballot, m.chosenPrefix); return; }
     if (m.ballot < this.promised && !this.bugs.acceptLowerBallot) {
       this.send({ type: MsgType.Nack, from: this.id, to: m.from, ballot: this.promised, slot: m.entries[0]?.slot ?? 0 });
       return;
@@ -697,6 +739,7 @@ export class MultiPaxos implements Protocol {
 
   private handleHeartbeat(m: Heartbeat): void {
     this.observe(m.ballot);
+    if (this.rejoinStep === 1) { this.listenToLeader(m.from, m.ballot, m.chosenPrefix); return; }
     if (m.ballot < this.promised) {
       this.send({ type: MsgType.Nack, from: this.id, to: m.from, ballot: this.promised, slot: 0 });
       return;
@@ -819,6 +862,86 @@ export class MultiPaxos implements Protocol {
     this.learnSentTick = -1e9; // fetch the next part at once
   }
 
+  // ------------------------------------------------------------------ rejoining without voting
+
+  // A node restored with `rejoining` may have lost promises and accepts it made before (a wiped
+  // disk, a damaged log set aside). It must not count in a quorum as if it remembered them, so it
+  // rejoins in three steps (Restored.rejoining). Why that is safe:
+  // - A promise it forgot was made to a candidate that had durably promised its own ballot before
+  //   sending the Prepare (campaign). That candidate answers our CatchUpRequest with a ballot at
+  //   least as high, so once every other member has answered, raising `promised` to the highest
+  //   ballot reported keeps every forgotten promise: we never accept below one again (step 2).
+  // - A slot it accepted and forgot matters only if it was chosen with our Accepted counted. The
+  //   rest of that quorum still holds the slot, so the highest lastPosition reported is at or above
+  //   it. While we send no Promise, every quorum that elects a leader excludes us and still
+  //   intersects the quorum that chose the slot, so the new leader finds the value. Once our chosen
+  //   prefix passes that position, every slot we may have accepted is chosen and known here, and a
+  //   Promise reports our chosen prefix, below which a candidate proposes nothing: we may vote.
+  // - Before every member has answered we know no bound on what we forgot: we accept nothing and
+  //   acknowledge no heartbeat (an ack confirms leadership for leases and quorum reads).
+
+  /** Step 1: ask every member that has not answered yet. */
+  private requestCatchUp(): void {
+    this.catchUpSentTick = this.now;
+    for (const to of this.others) {
+      if (!this.catchUpAnswered.has(to)) this.send({ type: MsgType.CatchUpRequest, from: this.id, to });
+    }
+  }
+
+  /** A rejoining follower never campaigns; it forgets a silent leader so proposals are not forwarded into the void. */
+  private tickRejoining(): void {
+    if (this.rejoinStep === 1 && this.now - this.catchUpSentTick >= CATCH_UP_RETRY_TICKS) this.requestCatchUp();
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.electionTimeout) this.becomeFollower(0);
+    else this.maybeFetch();
+  }
+
+  /** Step 1: a leader's Accept or Heartbeat tells who leads and what is chosen; its entries are not accepted, nor acked. */
+  private listenToLeader(from: number, ballot: number, chosenPrefix: number): void {
+    if (ballot < this.promised || this.k.ballotNode(ballot) !== from) return;
+    this.hearFromLeader(from, ballot);
+    this.learnFromLeader(ballot, chosenPrefix, 0, 0);
+  }
+
+  /**
+   * Every node in every state answers. The reply holds what is true of us now, and each number
+   * only grows (a snapshot trims slots but the chosen prefix then covers them, hence the max).
+   * It may run ahead of what is durable here, which only makes the asker more careful.
+   */
+  private handleCatchUpRequest(m: CatchUpRequest): void {
+    this.send({
+      type: MsgType.CatchUpReply, from: this.id, to: m.from, ballot: this.promised,
+      lastPosition: Math.max(this.acceptedMax, this.chosenPrefix - 1), chosenPrefix: this.chosenPrefix,
+    });
+  }
+
+  /** Count a member's answer during step 1, once per member; any other reply is stale and ignored. */
+  private handleCatchUpReply(m: CatchUpReply): void {
+    if (this.rejoinStep !== 1 || this.catchUpAnswered.has(m.from)) return;
+    if (!Number.isSafeInteger(m.ballot) || !Number.isSafeInteger(m.lastPosition) || !Number.isSafeInteger(m.chosenPrefix)) return;
+    if (m.ballot < 0 || m.lastPosition < 0 || m.chosenPrefix < 0) return;
+    this.catchUpAnswered.add(m.from);
+    if (m.ballot > this.catchUpBallotMax) this.catchUpBallotMax = m.ballot;
+    if (m.lastPosition > this.catchUpPositionMax) this.catchUpPositionMax = m.lastPosition;
+    this.observe(m.ballot);
+    // Its chosen prefix is true: fetch up to it.
+    if (m.chosenPrefix > this.learnTarget) this.learnTarget = m.chosenPrefix;
+  }
+
+  /** Move to the next step when its condition holds (called after every input that may change it). */
+  private maybeRejoinStep(): void {
+    if (this.rejoinStep === 1 && this.catchUpAnswered.size === this.others.length) {
+      this.rejoinStep = 2;
+      if (this.catchUpBallotMax > this.promised) this.promise(this.catchUpBallotMax);
+    }
+    if (this.rejoinStep === 2 && this.chosenPrefix > this.catchUpPositionMax) {
+      this.rejoinStep = 3;
+      this.rejoinedDue = true;
+      this.hardStateDirty = true; // the Ready that says `rejoined` carries the hard state with it
+      this.electionElapsed = 0;
+    }
+  }
+
   // ------------------------------------------------------------------ elections
 
   private campaign(): void {
@@ -833,7 +956,9 @@ export class MultiPaxos implements Protocol {
     this.reports.clear();
     this.reportChosenPrefixMax = 1;
     this.reportMax = 0;
-    for (const to of this.others) this.send({ type: MsgType.Prepare, from: this.id, to, ballot: this.ballot, fromSlot: this.fromSlot });
+    // Prepares leave only once our own promise is durable: a node that lost its state and rejoins
+    // relies on every candidate it may have promised having durably promised its own ballot.
+    for (const to of this.others) this.messagesAfterPersist.push({ type: MsgType.Prepare, from: this.id, to, ballot: this.ballot, fromSlot: this.fromSlot });
   }
 
   private handlePromise(m: PromiseMsg): void {
