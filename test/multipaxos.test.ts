@@ -8,6 +8,8 @@ import { MsgType, type Message } from '../src/protocol/messages.js';
 import { defaultConfig, type Ready, type Restored } from '../src/protocol/types.js';
 import { loadKernels } from '../src/kernels/index.js';
 import { Prng } from '../src/sim/prng.js';
+import { clusterFromCommand, parseScenario } from '../src/sim/scenario.js';
+import { readFileSync } from 'node:fs';
 
 const k = loadKernels('js');
 const peers = [1, 2, 3];
@@ -656,4 +658,28 @@ test('with the planted bug rejoinVotesAtOnce a wiped node asks nobody and promis
   n.step({ type: MsgType.Prepare, from: 3, to: 2, ballot: ballot(99, 3), fromSlot: 1 });
   const rd = cycle(n);
   assert.equal(ofType(rd.messagesAfterPersist, MsgType.Promise).length, 1);
+});
+
+test('the wiped-node scenario without the rule (planted bug rejoinVotesAtOnce) loses the chosen x to a new command; with it x survives', () => {
+  // dist/test/multipaxos.test.js -> <repo>/test/testdata
+  const url = new URL('../../test/testdata/multipaxos/rejoin-wiped.txt', import.meta.url);
+  const file = parseScenario(readFileSync(url, 'utf8'), 'rejoin-wiped.txt');
+  const heal = file.blocks.findIndex((b) => b.command === 'heal');
+  assert.ok(heal > 0, 'the scenario heals the partition after the wipe');
+  const run = (bug: boolean): { log1: string[]; log3: string[]; whileDown: string[] } => {
+    const c = clusterFromCommand((o) => new MultiPaxos({ ...o, bugs: { rejoinVotesAtOnce: bug } }), k, file.blocks[0].command);
+    for (const b of file.blocks.slice(1, heal + 1)) c.run(b.command);
+    // Node 1 is down: only 2 and 3 can form a quorum, and a leader would put z in slot 1.
+    const whileDown = [...c.run('advance 40'), ...c.run('propose 3 z'), ...c.run('stabilize')];
+    c.run('restart 1');
+    c.run('advance 40');
+    return { log1: c.run('log 1'), log3: c.run('log 3'), whileDown };
+  };
+  const safe = run(false);
+  assert.ok(!safe.whileDown.some((l) => l.includes('is leader')), `no leader while 1 is down: ${safe.whileDown.join('; ')}`);
+  assert.ok(safe.whileDown.includes('3 propose: no-leader'));
+  assert.deepEqual([safe.log1, safe.log3], [['1 log: 1:x'], ['3 log: 1:x']]);
+  const buggy = run(true);
+  assert.ok(buggy.whileDown.some((l) => l.startsWith('3 is leader')), 'with the bug 2 promises and 3 is elected');
+  assert.deepEqual([buggy.log1, buggy.log3], [['1 log: 1:x'], ['3 log: 1:z']], 'slot 1 holds x at node 1 and z at node 3');
 });
