@@ -38,6 +38,8 @@ class Pump {
   queue: Message[] = [];
   /** Nodes whose messages (both ways) are dropped. */
   readonly isolated = new Set<number>();
+  /** Nodes whose Ready said `rejoined`, in order. */
+  readonly rejoined: number[] = [];
 
   constructor(readonly n: number, readonly bugs: Partial<Record<PlantedBug, boolean>> = {}, readonly configure = {}) {
     for (let id = 1; id <= n; id++) {
@@ -59,6 +61,12 @@ class Pump {
       hardState: { ballot: d.term, vote: d.vote }, records: [...d.records], chosenPrefix: d.chosenPrefix,
       appliedPrefix: d.snapshot?.prefix ?? 1, snapshot: d.snapshot, rejoining: false,
     });
+  }
+
+  /** Node `id` loses everything it persisted and starts again, rejoining without voting. */
+  wipe(id: number): void {
+    this.disks.set(id, { term: 0, vote: 0, records: [], chosenPrefix: 0, snapshot: null });
+    this.start(id, { hardState: { ballot: 0, vote: 0 }, records: [], chosenPrefix: 0, appliedPrefix: 1, snapshot: null, rejoining: true });
   }
 
   /** Node `id` snapshots its state machine (the applied list as JSON) at its applied prefix, or at `prefix`. */
@@ -93,6 +101,10 @@ class Pump {
     }
     d.records.sort((a, b) => a.position - b.position);
     if (rd.chosenPrefix > 0) d.chosenPrefix = rd.chosenPrefix;
+    if (rd.rejoined) {
+      assert.ok(rd.hardState, 'the Ready that says rejoined carries the hard state');
+      this.rejoined.push(id);
+    }
     this.queue.push(...rd.messages, ...rd.messagesAfterPersist);
     if (rd.install && rd.snapshot) this.applied.set(id, fromSnapshot(rd.snapshot));
     const log = this.applied.get(id)!;
@@ -588,4 +600,302 @@ test('a stalled transfer re-sends its request every few ticks and is abandoned a
   assert.ok(late === null || late.messages.every((m) => m.type !== MsgType.SnapshotRequest), 'no transfer to continue');
   assert.equal(f.status().snapshotPrefix, 1, 'nothing was installed');
   f.invariants();
+});
+
+// ---------------------------------------------------------------- rejoining without voting
+
+const types = (ms: Message[]): string[] => ms.map((m) => `${m.type}>${m.to}`);
+const votesIn = (rd: Ready): { to: number; granted: boolean; preVote: boolean }[] =>
+  [...rd.messages, ...rd.messagesAfterPersist].flatMap((m) => (m.type === MsgType.Vote ? [{ to: m.to, granted: m.granted, preVote: m.preVote }] : []));
+const appendResultsIn = (rd: Ready): number => [...rd.messages, ...rd.messagesAfterPersist].filter((m) => m.type === MsgType.AppendResult).length;
+
+/** Leader 1 of term 1 has committed noop and a (indexes 1-2) on every node; then node 3 is wiped. */
+const wipedFollower = (bugs: Partial<Record<PlantedBug, boolean>> = {}): Pump => {
+  const c = new Pump(3, bugs);
+  c.elect(1);
+  c.node(1).propose(cmds('a'));
+  c.stabilize();
+  c.tickAll(1);
+  for (const id of [1, 2, 3]) assert.deepEqual(c.applied.get(id), ['noop', 'a']);
+  c.wipe(3);
+  return c;
+};
+
+test('a wiped node asks every other member, and until all have answered grants no vote, sends no AppendResult, echoes no round, never campaigns', () => {
+  const c = wipedFollower();
+  const f = c.node(3);
+  assert.equal(f.status().rejoining, true);
+  let rd = f.ready();
+  assert.deepEqual(types(rd.messages), [`${MsgType.CatchUpRequest}>1`, `${MsgType.CatchUpRequest}>2`], 'one request to each other member');
+  assert.equal(rd.rejoined, false);
+  f.advance(rd);
+  // Node 1 answers; node 2's answer never comes.
+  f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3 });
+  // A pre-vote and a vote it would grant with an empty log in term 0, if it remembered nothing.
+  f.step({ type: MsgType.RequestVote, from: 2, to: 3, term: 2, lastIndex: 1, lastTerm: 1, preVote: true });
+  f.step({ type: MsgType.RequestVote, from: 2, to: 3, term: 1, lastIndex: 1, lastTerm: 1, preVote: false });
+  rd = f.ready();
+  assert.deepEqual(votesIn(rd), [{ to: 2, granted: false, preVote: true }, { to: 2, granted: false, preVote: false }]);
+  assert.deepEqual(rd.hardState, { ballot: 1, vote: 0 }, 'the term may rise with a message, but no vote is cast');
+  f.advance(rd);
+  // The leader's AppendEntries and its confirmation round: the leader is noted, nothing is acknowledged.
+  f.step({ type: MsgType.AppendEntries, from: 1, to: 3, term: 1, prevIndex: 0, prevTerm: 0, commitIndex: 2, entries: [{ index: 1, term: 1, value: k.encodeBatch([]) }] });
+  f.step({ type: MsgType.ReadIndex, from: 1, to: 3, readId: 7 });
+  assert.equal(f.status().leader, 1, 'the leader is known, for forwarding');
+  assert.equal(f.propose(cmds('x')), 'forwarded');
+  rd = f.ready();
+  assert.equal(appendResultsIn(rd), 0, 'no AppendResult');
+  assert.equal(rd.records.length, 0, 'nothing appended');
+  assert.deepEqual(types(rd.messages), [`${MsgType.Propose}>1`], 'no ReadIndexReply echo, only the forwarded proposal');
+  f.advance(rd);
+  // Ticks: never a campaign; the request goes again, to node 2 only, every max(2, heartbeatTicks) ticks.
+  const sentAt: number[] = [];
+  for (let t = 1; t <= 100; t++) {
+    f.tick();
+    assert.equal(f.status().role, 'follower', `tick ${t}: a rejoining node never campaigns`);
+    if (!f.hasReady()) continue;
+    rd = f.ready();
+    assert.ok(rd.messages.every((m) => m.type === MsgType.CatchUpRequest && m.to === 2), `tick ${t}: only requests to node 2`);
+    if (rd.messages.length > 0) sentAt.push(t);
+    f.advance(rd);
+  }
+  assert.equal(sentAt.length, 50);
+  assert.deepEqual(sentAt.slice(0, 3), [2, 4, 6]);
+  assert.equal(f.status().rejoining, true);
+  f.invariants();
+});
+
+test('once every member has answered, the term rises to the highest reported with a vote for itself; it then appends and acknowledges but grants no vote', () => {
+  const c = wipedFollower();
+  const f = c.node(3);
+  c.handle(3, f, f.ready());
+  c.queue = [];
+  f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3 });
+  assert.equal(f.hasReady(), false, 'one answer of two changes nothing');
+  f.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3 });
+  let rd = f.ready();
+  assert.deepEqual(rd.hardState, { ballot: 1, vote: 3 }, 'term 1, the highest reported, with a vote for itself');
+  assert.equal(rd.rejoined, false);
+  c.handle(3, f, rd);
+  assert.equal(f.status().rejoining, true);
+  // A candidate in term 1 is refused: node 3 may have voted for node 1 in term 1 before it forgot.
+  f.step({ type: MsgType.RequestVote, from: 2, to: 3, term: 1, lastIndex: 5, lastTerm: 1, preVote: false });
+  rd = f.ready();
+  assert.deepEqual(votesIn(rd), [{ to: 2, granted: false, preVote: false }]);
+  c.handle(3, f, rd);
+  // The leader's next AppendEntries (withheld commit index) is appended and acknowledged.
+  f.step({ type: MsgType.AppendEntries, from: 1, to: 3, term: 1, prevIndex: 0, prevTerm: 0, commitIndex: 0, entries: [{ index: 1, term: 1, value: k.encodeBatch([]) }] });
+  rd = f.ready();
+  assert.deepEqual(rd.records.map((r) => r.position), [1]);
+  const ack = rd.messagesAfterPersist.find((m) => m.type === MsgType.AppendResult);
+  assert.ok(ack && ack.type === MsgType.AppendResult && ack.success && ack.index === 1, 'acknowledged after the persist');
+  c.handle(3, f, rd);
+  // A pre-vote in a later term is refused too, though node 3's log would pass the up-to-date check
+  // (after an election timeout without the leader, so that stickiness is not what refuses it).
+  for (let t = 0; t < defaultConfig(3, [1, 2, 3]).electionTicksMin; t++) f.tick();
+  assert.equal(f.status().role, 'follower', 'it did not campaign');
+  c.handle(3, f, f.ready());
+  f.step({ type: MsgType.RequestVote, from: 2, to: 3, term: 2, lastIndex: 5, lastTerm: 1, preVote: true });
+  rd = f.ready();
+  assert.deepEqual(votesIn(rd), [{ to: 2, granted: false, preVote: true }]);
+  c.handle(3, f, rd);
+  f.invariants();
+});
+
+test('the term rises to the highest reported even above its own, and a vote cast in its term before is kept', () => {
+  const c = wipedFollower();
+  const f = c.node(3);
+  c.handle(3, f, f.ready());
+  f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 4, lastPosition: 2, chosenPrefix: 3 });
+  f.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 1, lastPosition: 9, chosenPrefix: 3 });
+  const rd = f.ready();
+  assert.deepEqual(rd.hardState, { ballot: 4, vote: 3 });
+  assert.equal(f.status().ballot, 4);
+  assert.equal(f.status().leader, 0, 'no leader known in term 4');
+  // A node restored mid-way with a vote in the highest reported term keeps that vote.
+  const config = defaultConfig(3, [1, 2, 3]);
+  const g = new Raft({ config, kernels: k, rng: new Prng(3), restored: {
+    hardState: { ballot: 4, vote: 2 }, records: [], chosenPrefix: 0, appliedPrefix: 1, snapshot: null, rejoining: true } });
+  g.advance(g.ready());
+  g.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 3, lastPosition: 2, chosenPrefix: 3 });
+  g.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 4, lastPosition: 2, chosenPrefix: 3 });
+  assert.equal(g.hasReady(), false, 'term 4 and the vote for node 2 stand: nothing to persist');
+  assert.equal(g.status().rejoining, true);
+  g.invariants();
+});
+
+test('it votes again only once commitIndex + 1 exceeds the highest last index reported; that Ready says rejoined with the hard state', () => {
+  const c = wipedFollower();
+  const f = c.node(3);
+  c.handle(3, f, f.ready());
+  c.queue = [];
+  f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3 });
+  // Node 2 reports a longer log (as if it held an entry since truncated): it bounds what node 3 may have acked.
+  f.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 1, lastPosition: 3, chosenPrefix: 3 });
+  c.handle(3, f, f.ready());
+  const noop = k.encodeBatch([]);
+  const a = k.encodeBatch(cmds('a'));
+  const entries = [{ index: 1, term: 1, value: noop }, { index: 2, term: 1, value: a }];
+  f.step({ type: MsgType.AppendEntries, from: 1, to: 3, term: 1, prevIndex: 0, prevTerm: 0, commitIndex: 2, entries });
+  let rd = f.ready();
+  assert.deepEqual(rd.apply.map((r) => r.position), [1, 2], 'it applies what is committed');
+  assert.equal(rd.rejoined, false, 'commitIndex + 1 = 3 does not exceed 3');
+  c.handle(3, f, rd);
+  assert.equal(f.status().rejoining, true);
+  for (let t = 0; t < defaultConfig(3, [1, 2, 3]).electionTicksMin; t++) f.tick(); // past stickiness
+  if (f.hasReady()) c.handle(3, f, f.ready());
+  f.step({ type: MsgType.RequestVote, from: 2, to: 3, term: 2, lastIndex: 5, lastTerm: 1, preVote: true });
+  rd = f.ready();
+  assert.deepEqual(votesIn(rd), [{ to: 2, granted: false, preVote: true }]);
+  c.handle(3, f, rd);
+  // Node 1 commits index 3.
+  f.step({ type: MsgType.AppendEntries, from: 1, to: 3, term: 1, prevIndex: 2, prevTerm: 1, commitIndex: 3, entries: [{ index: 3, term: 1, value: noop }] });
+  rd = f.ready();
+  assert.equal(rd.rejoined, true);
+  assert.deepEqual(rd.hardState, { ballot: 1, vote: 3 }, 'the hard state rides with rejoined');
+  c.handle(3, f, rd);
+  assert.equal(f.status().rejoining, false);
+  assert.deepEqual(c.rejoined, [3]);
+  // Now a candidate with an up-to-date log in a later term gets its pre-vote (once no leader was heard for a while).
+  for (let t = 0; t < defaultConfig(3, [1, 2, 3]).electionTicksMin; t++) f.tick();
+  c.handle(3, f, f.ready());
+  f.step({ type: MsgType.RequestVote, from: 2, to: 3, term: 2, lastIndex: 5, lastTerm: 1, preVote: true });
+  rd = f.ready();
+  assert.deepEqual(votesIn(rd), [{ to: 2, granted: true, preVote: true }]);
+  assert.equal(rd.rejoined, false, 'only one Ready says rejoined');
+  c.handle(3, f, rd);
+  f.invariants();
+});
+
+test('every node answers CatchUpRequest with its term, last index and commitIndex + 1, whatever its role', () => {
+  const c = wipedFollower();
+  c.node(2).propose(cmds('b')); // forwarded; node 1 appends b at index 3
+  c.process();
+  c.deliver((m) => m.to !== 3); // the Propose
+  c.deliver((m) => m.to !== 3); // the AppendEntries with b; its acknowledgement stays queued
+  c.queue = [];
+  const answer = (id: number, from: number): unknown => {
+    c.node(id).step({ type: MsgType.CatchUpRequest, from, to: id });
+    const rd = c.node(id).ready();
+    c.node(id).advance(rd);
+    return rd.messages.filter((m) => m.type === MsgType.CatchUpReply).map((m) => m.type === MsgType.CatchUpReply &&
+      ({ to: m.to, ballot: m.ballot, lastPosition: m.lastPosition, chosenPrefix: m.chosenPrefix }));
+  };
+  assert.deepEqual(answer(1, 3), [{ to: 3, ballot: 1, lastPosition: 3, chosenPrefix: 3 }], 'the leader');
+  assert.deepEqual(answer(2, 3), [{ to: 3, ballot: 1, lastPosition: 3, chosenPrefix: 3 }], 'a follower');
+  assert.deepEqual(answer(3, 1), [{ to: 1, ballot: 0, lastPosition: 0, chosenPrefix: 1 }], 'a rejoining node');
+  // A (pre-)candidate answers too.
+  const lone = new Pump(3);
+  const cand = lone.node(1);
+  while (cand.status().role === 'follower') cand.tick();
+  cand.advance(cand.ready());
+  cand.step({ type: MsgType.CatchUpRequest, from: 2, to: 1 });
+  const rd = cand.ready();
+  assert.deepEqual(types(rd.messages), [`${MsgType.CatchUpReply}>2`]);
+});
+
+test('CatchUpReplies from non-members, malformed ones, and ones after every member answered count for nothing', () => {
+  const c = wipedFollower();
+  const f = c.node(3);
+  c.handle(3, f, f.ready());
+  const good = { type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3 } as const;
+  f.step({ ...good, from: 9 }); // not a member
+  f.step({ ...good, from: 3 }); // itself
+  f.step({ ...good, from: 2, ballot: -1 });
+  f.step({ ...good, from: 2, lastPosition: 1.5 });
+  f.step({ ...good, from: 2, chosenPrefix: Number.MAX_SAFE_INTEGER + 2 });
+  f.step(good);
+  f.step(good); // a duplicate of node 1's answer is not node 2's
+  assert.equal(f.hasReady(), false, 'still waiting for node 2');
+  assert.equal(f.status().rejoining, true);
+  f.invariants();
+  f.step({ ...good, from: 2 });
+  const rd = f.ready();
+  assert.deepEqual(rd.hardState, { ballot: 1, vote: 3 });
+  c.handle(3, f, rd);
+  // Late answers can neither raise the term nor the bound now.
+  f.step({ ...good, from: 2, ballot: 9, lastPosition: 99 });
+  assert.equal(f.hasReady(), false);
+  assert.equal(f.status().ballot, 1);
+  f.invariants();
+});
+
+test('a leader that hears a CatchUpRequest forgets the follower\'s match and probes it, so replication resumes after step 1', () => {
+  const c = wipedFollower();
+  c.node(1).propose(cmds('b'));
+  c.stabilize(); // node 3 ignores b while asking; nodes 1 and 2 commit it
+  c.tickAll(12);
+  assert.equal(c.node(1).status().role, 'leader', 'node 1 kept leading');
+  assert.deepEqual(c.applied.get(3), ['noop', 'a', 'b'], 'node 3 caught up from scratch');
+  assert.deepEqual(c.rejoined, [3]);
+  assert.equal(c.node(3).status().rejoining, false);
+  // The probe: right after a CatchUpRequest the leader checks its last index, not the old match.
+  c.node(1).step({ type: MsgType.CatchUpRequest, from: 3, to: 1 });
+  const rd = c.node(1).ready();
+  const ae = rd.messages.filter((m): m is AppendEntries => m.type === MsgType.AppendEntries && m.to === 3);
+  assert.deepEqual(ae.map((m) => [m.prevIndex, m.entries.length]), [[3, 0]], 'an empty probe at the last index 3');
+  c.handle(1, c.node(1), rd);
+  c.stabilize();
+  c.tickAll(2);
+  c.node(1).propose(cmds('c'));
+  c.stabilize();
+  c.tickAll(1);
+  assert.deepEqual(c.applied.get(3), ['noop', 'a', 'b', 'c'], 'replication went on after the probe');
+});
+
+test('a cluster whose members all start new and rejoining passes through the steps in one round trip, then elects a leader', () => {
+  const c = new Pump(3);
+  for (const id of [1, 2, 3]) c.wipe(id);
+  c.stabilize();
+  assert.deepEqual([...c.rejoined].sort(), [1, 2, 3]);
+  for (const id of [1, 2, 3]) assert.equal(c.node(id).status().rejoining, false);
+  c.elect(1);
+  assert.equal(c.node(1).status().role, 'leader');
+  c.node(1).propose(cmds('x'));
+  c.stabilize();
+  c.tickAll(1);
+  for (const id of [1, 2, 3]) assert.deepEqual(c.applied.get(id), ['noop', 'x']);
+});
+
+test('a node restarted before its rejoined Ready was durable rejoins again, keeping what it appended', () => {
+  const c = wipedFollower();
+  c.isolated.add(2); // node 2 never answers: node 3 stays in step 1
+  c.stabilize();
+  c.tickAll(3);
+  assert.equal(c.node(3).status().rejoining, true);
+  const d = c.disks.get(3)!;
+  c.start(3, { hardState: { ballot: d.term, vote: d.vote }, records: [...d.records], chosenPrefix: d.chosenPrefix, appliedPrefix: 1, snapshot: null, rejoining: true });
+  assert.equal(c.node(3).status().rejoining, true);
+  c.isolated.clear();
+  c.tickAll(6);
+  assert.deepEqual(c.rejoined, [3]);
+  assert.deepEqual(c.applied.get(3), ['noop', 'a']);
+});
+
+test('with rejoinVotesAtOnce planted, the wiped node votes at once, a candidate lacking the committed entry wins, and two values are applied at index 2', () => {
+  const path = fileURLToPath(new URL('../../test/testdata/raft/rejoin-committed-entry.txt', import.meta.url));
+  const file = parseScenario(readFileSync(path, 'utf8'), path);
+  const run = (bugs: Partial<Record<PlantedBug, boolean>>): string[] => {
+    const cluster = clusterFromCommand((o) => new Raft({ ...o, bugs }), k, file.blocks[0].command);
+    const out: string[] = [];
+    for (const b of file.blocks.slice(1)) {
+      try {
+        out.push(...cluster.run(b.command));
+      } catch (e) {
+        out.push(`threw: ${(e as Error).message}`);
+        break;
+      }
+    }
+    return out;
+  };
+  const at2 = (out: string[]): string[] => [...new Set(out.filter((l) => / applied 2: /.test(l)).map((l) => l.split(': ')[1]))];
+  const good = run({});
+  assert.deepEqual(at2(good), ['a'], 'without the bug only a is applied at index 2');
+  assert.ok(good.includes('3 rejoined: votes again'));
+  const bad = run({ rejoinVotesAtOnce: true });
+  assert.ok(bad.includes('3->2 Vote term=2 granted=true preVote=false'), 'the wiped node voted for node 2 at once');
+  assert.ok(bad.includes('2 is leader (leader=2 term=2)'), 'node 2, lacking a, won');
+  assert.ok(!bad.includes('3 rejoined: votes again'));
+  const caught = at2(bad).length > 1 || bad.some((l) => l.startsWith('threw:'));
+  assert.ok(caught, `a was lost: ${bad.filter((l) => / applied 2|threw|is leader/.test(l)).join('; ')}`);
 });
