@@ -727,3 +727,30 @@ test('random histories with wiped nodes never apply two values in one slot; the 
   assert.ok(caught, 'the planted bug was not caught in 1,000 seeds');
   console.log(`rejoinVotesAtOnce caught at ${caught}`);
 });
+
+test('a node restarted before its rejoined Ready was durable starts over at step 1, keeping what it persisted', () => {
+  const b = ballot(5, 1);
+  const restored: Restored = {
+    hardState: { ballot: b, vote: 0 }, records: [1, 2].map((s) => ({ position: s, ballot: b, value: value(`v${s}`) })),
+    chosenPrefix: 1, appliedPrefix: 1, snapshot: null, rejoining: true,
+  };
+  const n = node(2, restored);
+  assert.equal(n.status().rejoining, true);
+  assert.equal(n.status().ballot, b, 'its persisted promise stands');
+  assert.deepEqual(ofType(cycle(n).messages, MsgType.CatchUpRequest).map((m) => m.to), [1, 3]);
+  n.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b, chosenPrefix: 1, entries: [{ slot: 3, ballot: b, value: value('v3') }] });
+  assert.equal(n.hasReady(), false, 'step 1 again: nothing accepted, no Accepted');
+  assert.equal(n.status().leader, 1);
+  n.step(catchUpReply(1, 2, b, 3, 1));
+  n.step(catchUpReply(3, 2, ballot(2, 3), 2, 1));
+  assert.equal(n.hasReady(), false, 'the promise already covers the highest ballot reported');
+  // Its own records at the leader's ballot become chosen when the leader says so; slot 3 is fetched.
+  n.step({ type: MsgType.Commit, from: 1, to: 2, ballot: b, firstSlot: 1, count: 3, chosenPrefix: 4 });
+  let rd = cycle(n);
+  assert.deepEqual(rd.apply.map((a) => a.position), [1, 2]);
+  assert.equal(rd.rejoined, false);
+  n.step({ type: MsgType.LearnReply, from: 1, to: 2, chosenPrefix: 4, entries: [{ slot: 3, ballot: b, value: value('v3') }] });
+  rd = cycle(n);
+  assert.deepEqual(rd.apply.map((a) => a.position), [3]);
+  assert.equal(rd.rejoined, true);
+});

@@ -20,6 +20,11 @@
 // prefix in its HeartbeatAcks and runs phase 1 again (maybeCampaignAgain). A learner that asks for
 // a trimmed slot gets an offer (SnapshotChunk at offset 0) and pulls the snapshot one chunk at a
 // time; see handleSnapshotChunk.
+//
+// Rejoining. A node restored with `rejoining` (its durable state may be lost) learns but neither
+// accepts nor acks until every other member has answered its CatchUpRequest, then accepts at or
+// above the highest ballot reported but sends no Promise until its chosen prefix passes the
+// highest slot reported; see the rejoining section for why that is safe.
 
 import assert from 'node:assert/strict';
 import {
