@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { describeFaults, drawFaults, simulate } from '../src/sim/sim.js';
+import { describeFaults, drawFaults, drawRunFaults, simulate } from '../src/sim/sim.js';
 import { simMain } from '../src/sim/main.js';
 import { Prng } from '../src/sim/prng.js';
 import { protocolFactory, type ProtocolFactory } from '../src/sim/protocols.js';
@@ -87,12 +87,12 @@ test('paxlog sim refuses bad options with a clear message and exit code 2', asyn
 /** The first `count` seeds from `start` on whose drawn faults take snapshots. */
 const snapshotSeeds = (start: number, count: number): number[] => {
   const seeds: number[] = [];
-  for (let seed = start; seeds.length < count; seed++) if (drawFaults(new Prng(seed)).snapshotEvery > 0) seeds.push(seed);
+  for (let seed = start; seeds.length < count; seed++) if (drawFaults(new Prng(seed), seed).snapshotEvery > 0) seeds.push(seed);
   return seeds;
 };
 
 test('seeds draw snapshots never, every few positions or every few dozen, in tiny chunks or whole, and print them', () => {
-  const drawn = Array.from({ length: 400 }, (_, i) => drawFaults(new Prng(i + 1)));
+  const drawn = Array.from({ length: 400 }, (_, i) => drawFaults(new Prng(i + 1), i + 1));
   const every = drawn.map((f) => f.snapshotEvery);
   assert.ok(every.some((e) => e === 0) && every.some((e) => e >= 2 && e <= 5) && every.some((e) => e >= 10 && e <= 50), `snapshotEvery drawn: ${[...new Set(every)].join(',')}`);
   assert.ok(every.every((e) => e === 0 || (e >= 2 && e <= 5) || (e >= 10 && e <= 50)));
@@ -102,6 +102,20 @@ test('seeds draw snapshots never, every few positions or every few dozen, in tin
   const f = drawn.find((x) => x.snapshotEvery > 0)!;
   assert.match(describeFaults(f), new RegExp(` snapshotEvery=${f.snapshotEvery} snapshotChunkBytes=${f.snapshotChunkBytes}$`));
   assert.match(describeFaults(drawn.find((x) => x.snapshotEvery === 0)!), / snapshotEvery=never /);
+});
+
+test('the snapshot knobs come from a side stream: the main stream, and so a seed that never snapshots, runs as before', () => {
+  for (let seed = 1; seed <= 50; seed++) {
+    const withKnobs = new Prng(seed);
+    const without = new Prng(seed);
+    const f = drawFaults(withKnobs, seed);
+    const run = drawRunFaults(without);
+    assert.deepEqual({ ...run, snapshotEvery: f.snapshotEvery, snapshotChunkBytes: f.snapshotChunkBytes }, f);
+    assert.equal(withKnobs.u32(), without.u32(), `seed ${seed}: drawing the snapshot knobs moved the main stream`);
+    // The knobs are the seed's own, whatever the main stream holds.
+    const g = drawFaults(new Prng(seed + 7), seed);
+    assert.deepEqual([g.snapshotEvery, g.snapshotChunkBytes], [f.snapshotEvery, f.snapshotChunkBytes]);
+  }
 });
 
 for (const protocol of ['multipaxos', 'raft'] as const) {

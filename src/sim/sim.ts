@@ -124,7 +124,15 @@ export interface SimResult {
   };
 }
 
-export const drawFaults = (rng: Prng): Faults => ({
+/**
+ * The faults one seed draws from its main stream `rng` (which goes on to drive the run), and the
+ * snapshot knobs from a side stream of its own: a seed that never snapshots then runs exactly as
+ * it did before snapshots existed (same draws, same history), and its old replay lines still hold.
+ */
+export const drawFaults = (rng: Prng, seed: number): Faults => ({ ...drawRunFaults(rng), ...drawSnapshotKnobs(new Prng(seed).fork()) });
+
+/** The draws from the main stream, in the order they always had. */
+export const drawRunFaults = (rng: Prng): Omit<Faults, 'snapshotEvery' | 'snapshotChunkBytes'> => ({
   loss: rng.next() * 0.3,
   duplicate: rng.next() * 0.5,
   delayMax: rng.int(1, 11),
@@ -144,10 +152,15 @@ export const drawFaults = (rng: Prng): Faults => ({
   ...drawTimeouts(rng),
   batchBytesMax: [8, 8, 64, 256 * 1024][rng.int(0, 4)],
   leaderCrash: rng.chance(0.75) ? 0 : 0.02 + rng.next() * 0.13,
-  // New draws go last, so a seed keeps every setting drawn above.
-  snapshotEvery: [0, 0, rng.int(2, 6), rng.int(10, 51)][rng.int(0, 4)],
-  snapshotChunkBytes: rng.chance(0.7) ? rng.int(8, 65) : 1024 * 1024,
 });
+
+const drawSnapshotKnobs = (rng: Prng): Pick<Faults, 'snapshotEvery' | 'snapshotChunkBytes'> => {
+  const kind = rng.int(0, 4);
+  return {
+    snapshotEvery: kind < 2 ? 0 : kind === 2 ? rng.int(2, 6) : rng.int(10, 51),
+    snapshotChunkBytes: rng.chance(0.7) ? rng.int(8, 65) : 1024 * 1024,
+  };
+};
 
 const drawTimeouts = (rng: Prng): Pick<Faults, 'electionTicksMin' | 'electionTicksMax' | 'leaseTicks' | 'leaseDriftTicks'> => {
   const electionTicksMin = rng.int(6, 25);
@@ -288,7 +301,7 @@ export class Simulation {
 
   constructor(private readonly o: SimOptions) {
     this.rng = new Prng(o.seed);
-    this.faults = drawFaults(this.rng);
+    this.faults = drawFaults(this.rng, o.seed);
     this.k = o.kernels ?? loadKernels('js');
     this.factory = o.factory ?? protocolFactory(o.protocol);
     const peers = Array.from({ length: o.nodes }, (_, i) => i + 1);
@@ -776,12 +789,12 @@ export class Simulation {
   private liveness(): void {
     this.faultsOn = false;
     this.cuts = new Set();
-    for (const c of this.clients) this.giveUp(c);
     const usable = this.nodes.filter((n) => n.refused === '');
     const laggard = this.faults.snapshotEvery > 0 && usable.length - 1 >= this.majority
       ? usable.find((n) => !n.core) ?? usable[usable.length - 1]
       : null;
     if (laggard) {
+      for (const c of this.clients) this.giveUp(c);
       laggard.core = null; // down (crashed, or stopped now): unsynced writes are lost, as in a crash
       laggard.persisting = null;
       const others = usable.filter((n) => n !== laggard);
@@ -797,7 +810,9 @@ export class Simulation {
       }
       return;
     }
+    // In this order (restarts, then clients give up), as before snapshots existed: see drawFaults.
     for (const n of usable) if (!n.core) this.start(n, true);
+    for (const c of this.clients) this.giveUp(c);
     this.converge(usable, 'the healed cluster');
   }
 
