@@ -899,3 +899,29 @@ test('with rejoinVotesAtOnce planted, the wiped node votes at once, a candidate 
   const caught = at2(bad).length > 1 || bad.some((l) => l.startsWith('threw:'));
   assert.ok(caught, `a was lost: ${bad.filter((l) => / applied 2|threw|is leader/.test(l)).join('; ')}`);
 });
+
+test('a late acknowledgement from a wiped follower\'s earlier life does not stall replication to it', () => {
+  const c = new Pump(3, {}, { batchMax: 1 });
+  c.elect(1);
+  c.node(1).propose(cmds('a', 'b'));
+  c.stabilize();
+  c.tickAll(1);
+  assert.deepEqual(c.applied.get(3), ['noop', 'a', 'b']);
+  c.wipe(3);
+  c.process();
+  c.deliver(); // the CatchUpRequests: the leader forgets node 3's match
+  // An acknowledgement node 3 sent of index 3 before it was wiped arrives only now: match is 3 again,
+  // though node 3 holds nothing.
+  c.node(1).step({ type: MsgType.AppendResult, from: 3, to: 1, term: 1, success: true, index: 3, hintTerm: 0 });
+  c.stabilize();
+  c.tickAll(6);
+  assert.deepEqual(c.applied.get(3), ['noop', 'a', 'b'], 'node 3 got the log again');
+  assert.deepEqual(c.rejoined, [3]);
+  // A follower that never asked to catch up: a rejection below its match is stale and ignored.
+  const before = c.node(1).ready();
+  c.handle(1, c.node(1), before);
+  c.node(1).step({ type: MsgType.AppendResult, from: 2, to: 1, term: 1, success: false, index: 1, hintTerm: 0 });
+  const rd = c.node(1).ready();
+  assert.equal(rd.messages.filter((m) => m.type === MsgType.AppendEntries && m.to === 2).length, 0, 'no probe for a stale rejection');
+  c.handle(1, c.node(1), rd);
+});

@@ -741,8 +741,15 @@ export class Raft implements Protocol {
     }
     next = Math.min(next, this.lastIndex() + 1);
     // A rejection of the newest AppendEntries names a point above the match and below next; any
-    // other rejection answers an older message and is stale.
-    if (next <= pr.match || next >= pr.next) return;
+    // other rejection answers an older message and is stale. But a follower that may have lost its
+    // log (it asked to catch up) can hold less than its match says, if an acknowledgement from its
+    // earlier life arrived late: believe the rejection, forget the match and probe (a lower match
+    // only makes commit counting more cautious). Otherwise the leader would wait on it forever.
+    if (next >= pr.next) return;
+    if (next <= pr.match) {
+      if (!pr.mayHaveLostLog) return;
+      pr.match = 0;
+    }
     pr.becomeProbe(next, false);
   }
 
@@ -1169,6 +1176,7 @@ export class Raft implements Protocol {
     const pr = this.state === State.Leader ? this.progress.get(m.from) : undefined;
     if (pr !== undefined) {
       pr.match = 0;
+      pr.mayHaveLostLog = true;
       pr.becomeProbe(this.lastIndex() + 1, false);
     }
   }

@@ -36,6 +36,10 @@ export class Progress {
   commitSent = 0;
   /** Snapshot: the tick of the last offer (-Infinity: none yet). Rate-limits offers to one per interval. */
   offerTick = -Infinity;
+  /** The follower sent a CatchUpRequest in this reign: it may have lost its log, so an acknowledgement
+   *  from its earlier life (delayed in the network) may have set `match` above what it holds now.
+   *  Its rejections below `match` are then believed, not dropped as stale. */
+  mayHaveLostLog = false;
 
   /** Replicate: the last index of each AppendEntries in flight, oldest first, in a ring of `ring.length`.
    *  Invariant: inflight <= ring.length (the pipeline depth); the live values increase. */
