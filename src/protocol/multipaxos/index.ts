@@ -872,10 +872,12 @@ export class MultiPaxos implements Protocol {
   // A node restored with `rejoining` may have lost promises and accepts it made before (a wiped
   // disk, a damaged log set aside). It must not count in a quorum as if it remembered them, so it
   // rejoins in three steps (Restored.rejoining). Why that is safe:
-  // - A promise it forgot was made to a candidate that had durably promised its own ballot before
-  //   sending the Prepare (campaign). That candidate answers our CatchUpRequest with a ballot at
-  //   least as high, so once every other member has answered, raising `promised` to the highest
-  //   ballot reported keeps every forgotten promise: we never accept below one again (step 2).
+  // - A promise it forgot matters only if its candidate was elected on it. That candidate counted
+  //   its own promise only once durable (advance), so it answers our CatchUpRequest with a ballot at
+  //   least as high; a candidate elected without its own promise was elected by a majority of
+  //   others, one of which (not us) answers likewise. So once every other member has answered,
+  //   raising `promised` to the highest ballot reported keeps every forgotten promise that counted:
+  //   we never accept below one again (step 2).
   // - A slot it accepted and forgot matters only if it was chosen with our Accepted counted. The
   //   rest of that quorum still holds the slot, so the highest lastPosition reported is at or above
   //   it. While we send no Promise, every quorum that elects a leader excludes us and still
@@ -961,9 +963,7 @@ export class MultiPaxos implements Protocol {
     this.reports.clear();
     this.reportChosenPrefixMax = 1;
     this.reportMax = 0;
-    // Prepares leave only once our own promise is durable: a node that lost its state and rejoins
-    // relies on every candidate it may have promised having durably promised its own ballot.
-    for (const to of this.others) this.messagesAfterPersist.push({ type: MsgType.Prepare, from: this.id, to, ballot: this.ballot, fromSlot: this.fromSlot });
+    for (const to of this.others) this.send({ type: MsgType.Prepare, from: this.id, to, ballot: this.ballot, fromSlot: this.fromSlot });
   }
 
   private handlePromise(m: PromiseMsg): void {
