@@ -855,6 +855,14 @@ test('a cluster whose members all start new and rejoining passes through the ste
   c.stabilize();
   c.tickAll(1);
   for (const id of [1, 2, 3]) assert.deepEqual(c.applied.get(id), ['noop', 'x']);
+  // A cluster of one has nobody to ask: it rejoins in its first Ready.
+  const one = new Raft({ config: defaultConfig(1, [1]), kernels: k, rng: new Prng(1), restored: {
+    hardState: { ballot: 0, vote: 0 }, records: [], chosenPrefix: 0, appliedPrefix: 1, snapshot: null, rejoining: true } });
+  assert.equal(one.status().rejoining, false);
+  const rd = one.ready();
+  assert.equal(rd.rejoined, true);
+  assert.deepEqual(rd.hardState, { ballot: 0, vote: 1 });
+  assert.deepEqual(rd.messages, []);
 });
 
 test('a node restarted before its rejoined Ready was durable rejoins again, keeping what it appended', () => {
