@@ -691,7 +691,8 @@ test('the wiped-node scenario without the rule (planted bug rejoinVotesAtOnce) l
  * Random scenario-runner histories over three nodes: proposals, dropped links, crashes and
  * restarts, and wipes (at most one node without its state at a time, and never with another node
  * down). After every command, no slot may hold two different applied values across the nodes.
- * Returns the first violation, or null.
+ * Without the bug, the history ends healed: the wiped node must vote again and every node apply a
+ * new write. Returns the first violation, or null.
  */
 const wipeHistory = (seed: number, bug: boolean): string | null => {
   const rng = new Prng(seed);
@@ -711,6 +712,23 @@ const wipeHistory = (seed: number, bug: boolean): string | null => {
     else if (r < 96) {
       if ((wiped === 0 || wiped === id) && (down.size === 0 || down.has(id))) { out = c.run(`wipe ${id}`); down.delete(id); wiped = id; }
     } else out = c.run(`tick ${id} ${rng.int(1, 25)}`);
+    const violation = check(out);
+    if (violation) return violation;
+  }
+  if (bug) return null;
+  // Liveness: with every node back, the one that was wiped votes again and every node applies a new write.
+  for (const id of down) check(c.run(`restart ${id}`));
+  check(c.run('advance 60'));
+  const proposer = [1, 2, 3].find((id) => /proposed|forwarded/.test(c.run(`propose ${id} final`)[0]));
+  const end = c.run('advance 100');
+  const violation = check(end);
+  if (violation) return violation;
+  if (wiped !== 0) return `seed ${seed}: node ${wiped} is still rejoining after the cluster healed`;
+  const finals = new Set(end.filter((l) => / applied \d+: final$/.test(l)).map((l) => l.split(' ')[0]));
+  if (proposer === undefined || finals.size !== 3) return `seed ${seed}: the final write (proposed at ${proposer}) was applied only at nodes ${[...finals]}`;
+  return null;
+
+  function check(out: string[]): string | null {
     if (out.includes(`${wiped} rejoined: votes again`)) wiped = 0;
     for (const l of out) {
       const m = /^(\d+) applied (\d+): (.*)$/.exec(l);
@@ -719,11 +737,11 @@ const wipeHistory = (seed: number, bug: boolean): string | null => {
       if (before === undefined) applied.set(m[2], m[3]);
       else if (before !== m[3]) return `seed ${seed}: slot ${m[2]} applied as "${before}" and as "${m[3]}" (node ${m[1]})`;
     }
+    return null;
   }
-  return null;
 };
 
-test('random histories with wiped nodes never apply two values in one slot; the same histories catch rejoinVotesAtOnce', () => {
+test('random histories with wiped nodes never apply two values in one slot and end with every node rejoined and applying a new write; the same histories catch rejoinVotesAtOnce', () => {
   for (let seed = 1; seed <= 300; seed++) assert.equal(wipeHistory(seed, false), null);
   let caught: string | null = null;
   for (let seed = 1; seed <= 1000 && caught === null; seed++) caught = wipeHistory(seed, true);
