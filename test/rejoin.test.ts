@@ -3,8 +3,8 @@
 // sets the damaged log aside (kept in its data directory), starts from an empty log, catches up
 // from its peers, and votes again: after the leader is then killed, it and the third node elect a
 // new leader and every acknowledged write is still there. A wiped data directory rejoins the same
-// way (a new log cannot tell a first start from a wiped disk). Ports: 24600-24649 (multipaxos),
-// 24650-24699 (raft).
+// way (a new log cannot tell a first start from a wiped disk). Ports: 24700-24752 (multipaxos),
+// 24800-24852 (raft): peer ports from the base, client ports from base + 50.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,7 +25,7 @@ async function damageFirstRecord(dataDir: string): Promise<number> {
   return first;
 }
 
-for (const [protocol, basePort] of [['multipaxos', 24600], ['raft', 24650]] as const) describe(`${protocol}: a damaged or wiped replica rejoins without voting`, { timeout: 120_000 }, () => {
+for (const [protocol, basePort] of [['multipaxos', 24700], ['raft', 24800]] as const) describe(`${protocol}: a damaged or wiped replica rejoins without voting`, { timeout: 120_000 }, () => {
   // No snapshots: the damaged record must still be in the log when the node restarts.
   const c = new ProcCluster({ nodes: 3, basePort, extraArgs: ['--protocol', protocol, '--snapshot-slots', '0', '--request-timeout-ms', '2000'] });
   const acked = new Map<string, string>();

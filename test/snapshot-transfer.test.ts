@@ -2,7 +2,7 @@
 // that was down while the others chose many slots and trimmed their logs below a snapshot comes
 // back, receives a peer's snapshot in chunks (64 KiB of state machine, chunks of 1 MiB by default,
 // so here with many small values it is one chunk or a few), installs it, and goes on applying.
-// Ports: 24500-24549 (multipaxos), 24550-24599 (raft).
+// Ports: 24500-24552 (multipaxos), 24600-24652 (raft): peer ports from the base, client ports from base + 50.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { ProcCluster } from './node-harness.js';
 
 const metric = (text: string, name: string): number => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
 
-for (const [protocol, basePort] of [['multipaxos', 24500], ['raft', 24550]] as const) describe(`${protocol}: compaction and snapshot transfer between real processes`, { timeout: 120_000 }, () => {
+for (const [protocol, basePort] of [['multipaxos', 24500], ['raft', 24600]] as const) describe(`${protocol}: compaction and snapshot transfer between real processes`, { timeout: 120_000 }, () => {
   const c = new ProcCluster({ nodes: 3, basePort, extraArgs: ['--protocol', protocol, '--snapshot-slots', '10', '--request-timeout-ms', '2000'] });
   before(async () => {
     c.startAll();
