@@ -1,6 +1,7 @@
 // `paxlog sim`: run seeds start..start+seeds-1, print each seed's fault settings first, stop at
 // the first violation with the one command that replays it, and report seeds per second and how
-// many snapshots were taken, installed and sent in chunks over the run.
+// many snapshots were taken, installed and sent in chunks over the run, and (with storage faults or
+// wipes on) how many restarts found damaged or empty disks and how many rejoins completed.
 
 import { plantedBugs, type ProtocolName } from '../protocol/types.js';
 import { describeFaults, simulate, type Bugs, type SimResult } from './sim.js';
@@ -12,15 +13,26 @@ export interface SimMainOptions {
   steps: number;
   protocol: ProtocolName;
   bugs?: Bugs;
+  /** Probability a restart finds damaged storage (SimOptions.storageFaults); 0 or absent: none. */
+  storageFaults?: number;
+  /** Share of damaged restarts that set the log aside and rejoin (SimOptions.rejoinShare). */
+  rejoinShare?: number;
+  /** Probability a restart finds an empty disk and rejoins (SimOptions.wipes). */
+  wipes?: number;
   /** Print only failures and the summary. */
   quiet?: boolean;
   /** Where lines go (default: stdout). */
   print?: (line: string) => void;
 }
 
-export const replayCommand = (o: { seed: number; nodes: number; steps: number; protocol: string; bugs?: Bugs }): string => {
+export const replayCommand = (o: {
+  seed: number; nodes: number; steps: number; protocol: string; bugs?: Bugs; storageFaults?: number; rejoinShare?: number; wipes?: number;
+}): string => {
   const bugs = Object.entries(o.bugs ?? {}).filter(([, on]) => on).map(([b]) => ` --bug ${b}`).join('');
-  return `paxlog sim --seeds 1 --start ${o.seed} --nodes ${o.nodes} --steps ${o.steps} --protocol ${o.protocol}${bugs}`;
+  // Only the disk options that are on, so a replay line without them reads as it always did.
+  const disk = ([['--storage-faults', o.storageFaults], ['--rejoin-share', o.rejoinShare], ['--wipes', o.wipes]] as const)
+    .filter(([, x]) => (x ?? 0) > 0).map(([flag, x]) => ` ${flag} ${x}`).join('');
+  return `paxlog sim --seeds 1 --start ${o.seed} --nodes ${o.nodes} --steps ${o.steps} --protocol ${o.protocol}${disk}${bugs}`;
 };
 
 /** Returns the exit code: 0 when every seed passed, 1 at the first violation, 2 for bad options. */
@@ -33,27 +45,34 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
   let failed: SimResult | null = null;
   let ran = 0;
   /** Snapshot counts summed over the seeds run. */
-  const totals = { snapshots: 0, installs: 0, chunks: 0 };
+  const totals = { snapshots: 0, installs: 0, chunks: 0, storageFaults: 0, refused: 0, wipes: 0, rejoins: 0, rejoined: 0 };
+  const disk = { storageFaults: opts.storageFaults, rejoinShare: opts.rejoinShare, wipes: opts.wipes };
   for (let seed = opts.start; seed < opts.start + opts.seeds; seed++) {
-    const r = simulate({ seed, nodes: opts.nodes, steps: opts.steps, protocol: opts.protocol, bugs: opts.bugs });
+    const r = simulate({ seed, nodes: opts.nodes, steps: opts.steps, protocol: opts.protocol, bugs: opts.bugs, ...disk });
     ran++;
     ticks += opts.steps;
     totals.snapshots += r.stats.snapshots;
     totals.installs += r.stats.installs;
     totals.chunks += r.stats.chunks;
+    totals.storageFaults += r.stats.storageFaults;
+    totals.refused += r.refusals.length;
+    totals.wipes += r.stats.wipes;
+    totals.rejoins += r.stats.rejoins;
+    totals.rejoined += r.stats.rejoined;
     if (!opts.quiet || r.violation) {
       const s = r.stats;
       print(`seed ${seed}: ${opts.protocol} nodes=${opts.nodes} steps=${opts.steps} ${describeFaults(r.faults)}`);
       if (!opts.quiet) {
         print(`  delivered=${s.delivered} dropped=${s.dropped} crashes=${s.crashes} partitions=${s.partitions} ` +
           `writesAcked=${s.writesAcked} readsOk=${s.readsOk} unknown=${s.unknown} applied=${s.applied} ` +
-          `snapshots=${s.snapshots} installs=${s.installs} chunks=${s.chunks} ${r.violation ? 'FAIL' : 'ok'}`);
+          `snapshots=${s.snapshots} installs=${s.installs} chunks=${s.chunks} ` +
+          `storageFaults=${s.storageFaults} wipes=${s.wipes} rejoins=${s.rejoins} rejoined=${s.rejoined} ${r.violation ? 'FAIL' : 'ok'}`);
       }
     }
     if (r.violation) {
       failed = r;
       print(`VIOLATION at seed ${seed}: ${r.violation}`);
-      print(`replay: ${replayCommand({ seed, nodes: opts.nodes, steps: opts.steps, protocol: opts.protocol, bugs: opts.bugs })}`);
+      print(`replay: ${replayCommand({ seed, nodes: opts.nodes, steps: opts.steps, protocol: opts.protocol, bugs: opts.bugs, ...disk })}`);
       break;
     }
     // Yield now and then so a long run does not starve the event loop of the process embedding it.
@@ -61,6 +80,8 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
   }
   const seconds = Number(process.hrtime.bigint() - began) / 1e9;
   print(`snapshots: ${totals.snapshots} taken, ${totals.installs} installed from a peer, ${totals.chunks} chunks delivered`);
+  print(`disks: ${totals.storageFaults} found damaged (${totals.refused} refused), ${totals.wipes} wiped; ` +
+    `${totals.rejoins} rejoining starts, ${totals.rejoined} rejoins completed`);
   print(`${ran} seeds (${ticks} ticks) in ${seconds.toFixed(1)} s: ${(ran / seconds).toFixed(1)} seeds/s; ` +
     `${failed ? `violation at seed ${failed.seed}` : 'no violation'}`);
   return failed ? 1 : 0;
@@ -72,6 +93,9 @@ const checkOptions = (o: SimMainOptions): string | null => {
   if (!Number.isSafeInteger(o.start) || o.start < 0) return `--start must be a non-negative integer, got ${o.start}`;
   if (o.nodes !== 3 && o.nodes !== 5) return `--nodes must be 3 or 5, got ${o.nodes}`;
   if (!Number.isSafeInteger(o.steps) || o.steps < 1) return `--steps must be a positive integer, got ${o.steps}`;
+  for (const [flag, x] of [['--storage-faults', o.storageFaults], ['--rejoin-share', o.rejoinShare], ['--wipes', o.wipes]] as const) {
+    if (x !== undefined && !(typeof x === 'number' && x >= 0 && x <= 1)) return `${flag} must be a probability between 0 and 1, got ${x}`;
+  }
   for (const b of Object.keys(o.bugs ?? {})) if (!(plantedBugs as readonly string[]).includes(b)) return `unknown bug ${b}: expected one of ${plantedBugs.join(', ')}`;
   return null;
 };

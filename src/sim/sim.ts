@@ -15,6 +15,15 @@
 // on, the liveness phase first keeps one node down while the others write and compact past its
 // log, so that node can only converge by installing a snapshot.
 //
+// Storage faults (off by default): a restart may find the node's disk damaged (it refuses and stays
+// down, as a real node stops with a clear message, or on a share of such restarts sets the damaged
+// log aside and rejoins without voting, as --rejoin-without-voting does) or empty (a replaced disk:
+// it rejoins without voting). A rejoining node starts from an empty durable state with
+// Restored.rejoining set, and comes up rejoining again after every restart until a persisted Ready
+// says `rejoined` (the durable mark). Refused and rejoining nodes together stay a minority. The
+// Multi-Paxos ground truth keeps every accept a node ever made durable, forgotten ones included:
+// a forgotten accept of a chosen value is exactly what a node that votes at once can betray.
+//
 // A node's snapshot carries a digest of every value it applied; an installed or restored snapshot
 // must match the digest of the global log below its prefix.
 //
@@ -51,6 +60,22 @@ export interface SimOptions {
    * so every seed's history is the one it always was.
    */
   storageFaults?: number;
+  /**
+   * The share of damaged restarts (storageFaults) on which the node sets its damaged log aside and
+   * rejoins without voting from an empty durable state instead of staying down. 0 (the default)
+   * draws nothing. Drawn from the disk side stream, so the main stream's history stays as it was.
+   */
+  rejoinShare?: number;
+  /**
+   * The probability that a restart finds the node's disk empty (a replaced disk): it rejoins
+   * without voting. 0 (the default) draws nothing; drawn from the disk side stream.
+   */
+  wipes?: number;
+  /**
+   * Wipes aimed where a forgotten promise or accept matters (see Simulation.aimWipes). 0 (the
+   * default) draws nothing; drawn from the disk side stream.
+   */
+  wipeAimed?: number;
   /** TEST ONLY: builds the cores instead of the protocol's own factory (a test wraps a core to make it misbehave). */
   factory?: ProtocolFactory;
 }
@@ -113,8 +138,14 @@ export interface SimResult {
   refusals: string[];
   stats: {
     delivered: number; dropped: number; crashes: number; partitions: number; writesAcked: number; readsOk: number; unknown: number; applied: number;
-    /** Restarts that found damaged storage and refused (SimOptions.storageFaults); each was detected. */
+    /** Restarts that found damaged storage (SimOptions.storageFaults); each was detected, then refused or set aside. */
     storageFaults: number;
+    /** Restarts from an empty durable state, rejoining: a replaced disk, or a damaged log set aside. */
+    wipes: number;
+    /** Cores started rejoining: every wipe, and every restart of a node whose rejoining was not yet persisted as done. */
+    rejoins: number;
+    /** Readys with `rejoined` persisted: rejoins completed. Invariant: at most wipes. */
+    rejoined: number;
     /** compact() calls: snapshots the nodes took. */
     snapshots: number;
     /** Readys with install=true: snapshots taken in from a peer (each checked against the global log). */
@@ -212,6 +243,10 @@ interface SimNode {
   jumps: number[];
   /** '' while the node may run; else why it refused to restore damaged storage (it never runs again). */
   refused: string;
+  /** The durable mark of a node restarted from an empty disk: set at the wipe, cleared when a Ready
+   *  with `rejoined` is persisted. While set, every restart comes up rejoining, and the node counts
+   *  as damaged for the minority rule. */
+  rejoining: boolean;
 }
 
 interface PendingOp {
@@ -267,6 +302,9 @@ const LIVENESS_TICKS = 4000;
 export class Simulation {
   readonly faults: Faults;
   private readonly rng: Prng;
+  /** The disk side stream: every wipe and set-aside decision, so that with those options at 0 the
+   *  main stream, and so each seed's history, is what it always was. */
+  private readonly diskRng: Prng;
   private readonly k: Kernels;
   private readonly nodes: SimNode[] = [];
   private readonly configs: Config[];
@@ -297,11 +335,20 @@ export class Simulation {
   /** Acknowledged writes: command text -> position applied at. */
   private readonly acked = new Map<string, number>();
   private faultsOn = true;
-  readonly stats = { delivered: 0, dropped: 0, crashes: 0, partitions: 0, writesAcked: 0, readsOk: 0, unknown: 0, applied: 0, storageFaults: 0, snapshots: 0, installs: 0, chunks: 0 };
+  readonly stats = {
+    delivered: 0, dropped: 0, crashes: 0, partitions: 0, writesAcked: 0, readsOk: 0, unknown: 0, applied: 0,
+    storageFaults: 0, wipes: 0, rejoins: 0, rejoined: 0, snapshots: 0, installs: 0, chunks: 0,
+  };
 
   constructor(private readonly o: SimOptions) {
     this.rng = new Prng(o.seed);
     this.faults = drawFaults(this.rng, o.seed);
+    for (const [name, x] of [['storageFaults', o.storageFaults], ['rejoinShare', o.rejoinShare], ['wipes', o.wipes], ['wipeAimed', o.wipeAimed]] as const) {
+      if (x !== undefined && !(x >= 0 && x <= 1)) throw new RangeError(`${name} must be a probability in [0, 1], got ${x}`);
+    }
+    const side = new Prng(o.seed);
+    side.fork(); // the snapshot knobs' stream (drawFaults)
+    this.diskRng = side.fork();
     this.k = o.kernels ?? loadKernels('js');
     this.factory = o.factory ?? protocolFactory(o.protocol);
     const peers = Array.from({ length: o.nodes }, (_, i) => i + 1);
@@ -323,7 +370,7 @@ export class Simulation {
       const n: SimNode = {
         id, core: null, durable: new Durable(),
         persisting: null, appliedNext: 1, digest: DIGEST_EMPTY, snapshotAt: 1, installs: 0,
-        kv: new Map(), sessions: new Map(), readsHeld: [], restartAt: 0, jumps: [], refused: '',
+        kv: new Map(), sessions: new Map(), readsHeld: [], restartAt: 0, jumps: [], refused: '', rejoining: false,
       };
       this.nodes.push(n);
       this.start(n, false);
@@ -350,9 +397,14 @@ export class Simulation {
   // ------------------------------------------------------------------ nodes
 
   private start(n: SimNode, restore: boolean): void {
+    const restored = restore ? n.durable.restored() : undefined;
+    // The durable mark: until a Ready with `rejoined` was persisted, the node rejoins again.
+    if (restored && n.rejoining) {
+      restored.rejoining = true;
+      this.stats.rejoins++;
+    }
     n.core = this.factory({
-      config: this.configs[n.id - 1], kernels: this.k, rng: this.rng.fork(), bugs: this.o.bugs,
-      restored: restore ? n.durable.restored() : undefined,
+      config: this.configs[n.id - 1], kernels: this.k, rng: this.rng.fork(), bugs: this.o.bugs, restored,
     });
     n.persisting = null;
     n.appliedNext = 1;
@@ -455,18 +507,41 @@ export class Simulation {
     }
   }
 
-  /** Restart a crashed node from its durable state, unless the disk damaged it (storageFaults). */
+  /**
+   * Restart a crashed node from its durable state, unless the disk damaged it (storageFaults: it
+   * refuses, or on a share of such restarts sets the log aside and rejoins) or was replaced (wipes).
+   * Refused and rejoining nodes together stay a minority: a majority that forgot could lose a
+   * chosen value whatever the protocol does.
+   */
   private restart(n: SimNode): void {
     const p = this.o.storageFaults ?? 0;
-    const refusedCount = this.nodes.filter((x) => x.refused !== '').length;
-    if (p > 0 && refusedCount < this.nodes.length - this.majority && this.rng.chance(p)) {
+    const damagedElsewhere = this.nodes.filter((x) => x !== n && (x.refused !== '' || x.rejoining)).length;
+    const mayDamage = damagedElsewhere < this.nodes.length - this.majority;
+    if (p > 0 && mayDamage && this.rng.chance(p)) {
       const reason = this.damage(n);
       if (reason !== null) {
-        n.refused = reason;
         this.stats.storageFaults++;
+        if (!this.diskRng.chance(this.o.rejoinShare ?? 0)) {
+          n.refused = reason;
+          return;
+        }
+        this.wipe(n); // the damaged log is set aside, as --rejoin-without-voting does
         return;
       }
     }
+    if (mayDamage && this.diskRng.chance(this.o.wipes ?? 0)) {
+      this.wipe(n);
+      return;
+    }
+    this.start(n, true);
+  }
+
+  /** Start a node from an empty durable state, rejoining without voting. What it accepted before stays in the ground truth. */
+  private wipe(n: SimNode): void {
+    n.durable = new Durable();
+    this.snapshotCrcs.delete(n.id);
+    n.rejoining = true;
+    this.stats.wipes++;
     this.start(n, true);
   }
 
@@ -631,6 +706,12 @@ export class Simulation {
 
   private persist(n: SimNode, rd: Ready): void {
     n.durable.persist(rd);
+    if (rd.rejoined) {
+      if (!n.rejoining) throw new Violation(`node ${n.id} said rejoined, but it was never started rejoining (or had rejoined already)`);
+      if (!rd.hardState) throw new Violation(`node ${n.id} said rejoined without the hard state that goes with it`);
+      n.rejoining = false;
+      this.stats.rejoined++;
+    }
     if (rd.snapshot) this.snapshotCrcs.set(n.id, this.k.crc32c(rd.snapshot.bytes));
     if (this.o.protocol === 'multipaxos') for (const r of rd.records) this.recordAccept(n.id, r);
   }
@@ -790,8 +871,11 @@ export class Simulation {
     this.faultsOn = false;
     this.cuts = new Set();
     const usable = this.nodes.filter((n) => n.refused === '');
+    // A node still rejoining is the one kept down when there is one: a rejoining node needs an
+    // answer from every other member before it accepts anything, so with another member down it
+    // could not help the others reach a majority.
     const laggard = this.faults.snapshotEvery > 0 && usable.length - 1 >= this.majority
-      ? usable.find((n) => !n.core) ?? usable[usable.length - 1]
+      ? usable.find((n) => n.rejoining) ?? usable.find((n) => !n.core) ?? usable[usable.length - 1]
       : null;
     if (laggard) {
       for (const c of this.clients) this.giveUp(c);
@@ -804,7 +888,7 @@ export class Simulation {
       this.converge(others, 'the nodes up after compacting');
       const installs = laggard.installs;
       this.start(laggard, true);
-      this.converge(usable, `the cluster after node ${laggard.id} came back`);
+      this.converge(usable, `the cluster after node ${laggard.id} came back`, true);
       if (laggard.installs === installs) {
         throw new Violation(`liveness: node ${laggard.id} was down while the others compacted past its log, and converged without installing a snapshot`);
       }
@@ -813,11 +897,16 @@ export class Simulation {
     // In this order (restarts, then clients give up), as before snapshots existed: see drawFaults.
     for (const n of usable) if (!n.core) this.start(n, true);
     for (const c of this.clients) this.giveUp(c);
-    this.converge(usable, 'the healed cluster');
+    this.converge(usable, 'the healed cluster', true);
   }
 
-  /** Require every node of `live` to apply one fresh write (and the same prefix) within LIVENESS_TICKS. */
-  private converge(live: SimNode[], who: string): void {
+  /**
+   * Require every node of `live` to apply one fresh write (and the same prefix) within
+   * LIVENESS_TICKS; with `rejoinedToo`, also every live node to have finished rejoining (more fresh
+   * writes follow until then: a rejoining node waits for the chosen prefix to pass positions its
+   * peers accepted, which only new writes may fill).
+   */
+  private converge(live: SimNode[], who: string, rejoinedToo = false): void {
     const probe = this.clients[0];
     const deadlineTick = this.now + LIVENESS_TICKS;
     let probeCmd = '';
@@ -826,7 +915,10 @@ export class Simulation {
         if (probeCmd !== '' && this.acked.has(probeCmd)) {
           const pos = this.acked.get(probeCmd)!;
           const target = Math.max(...live.map((n) => n.appliedNext));
-          if (live.every((n) => n.appliedNext > pos && n.appliedNext === target)) return;
+          if (live.every((n) => n.appliedNext > pos && n.appliedNext === target)) {
+            if (!rejoinedToo || live.every((n) => !n.core!.status().rejoining && !n.persisting?.rd.rejoined)) return;
+            probeCmd = ''; // someone is still rejoining: one more write
+          }
         } else {
           const n = live[this.rng.int(0, live.length)];
           this.issue(probe, n, 'write', 'k0');
