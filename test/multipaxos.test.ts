@@ -576,6 +576,12 @@ test('once every member answered it raises its promise to the highest ballot rep
   assert.equal(n.status().rejoining, true);
   n.step({ type: MsgType.Commit, from: 1, to: 2, ballot: b, firstSlot: 3, count: 1, chosenPrefix: 4 });
   rd = cycle(n);
+  assert.equal(rd.rejoined, false, 'node 1 last reported 3.1, below the fence 4.3: asked again');
+  const again: Message[] = [];
+  for (let t = 0; t < 3; t++) { n.tick(); if (n.hasReady()) again.push(...sent(cycle(n))); }
+  assert.deepEqual(ofType(again, MsgType.CatchUpRequest).map((m) => m.to), [1]);
+  n.step(catchUpReply(1, 2, b, 3, 4));
+  rd = cycle(n);
   assert.equal(rd.rejoined, true, 'the Ready that ends rejoining says so');
   assert.ok(rd.hardState !== null, 'with the hard state');
   assert.equal(n.status().rejoining, false);
@@ -586,7 +592,7 @@ test('once every member answered it raises its promise to the highest ballot rep
   assert.ok(promise && promise.type === MsgType.Promise && promise.chosenPrefix === 4, 'it votes again, reporting its chosen prefix');
 });
 
-test('when every member reports nothing, a rejoining node votes after one round trip; a single member at once', () => {
+test('when every member reports nothing, a rejoining node votes after one round trip (later replies change nothing); a single member at once', () => {
   const n = node(2, wiped());
   cycle(n);
   n.step(catchUpReply(1, 2, 0, 0, 1));
@@ -594,6 +600,10 @@ test('when every member reports nothing, a rejoining node votes after one round 
   n.step(catchUpReply(3, 2, 0, 0, 1));
   const rd = cycle(n);
   assert.equal(rd.rejoined, true);
+  assert.equal(n.status().rejoining, false);
+  // A reply arriving once it has rejoined (an answer to a request re-sent earlier) changes nothing.
+  n.step(catchUpReply(1, 2, ballot(8, 1), 99, 1));
+  assert.equal(n.hasReady(), false);
   assert.equal(n.status().rejoining, false);
   const solo = new MultiPaxos({ config: defaultConfig(1, [1]), kernels: k, rng: new Prng(1), restored: wiped() });
   assert.equal(solo.status().rejoining, false);
@@ -621,7 +631,7 @@ test('every node answers CatchUpRequest in every state with its promise, highest
   assert.deepEqual(ask(s, 2), catchUpReply(2, 3, b, 3, 4), 'trimmed slots still count as positions it held');
 });
 
-test('replies from strangers, malformed, duplicate or stale replies do not count', () => {
+test('replies from strangers, malformed or duplicate replies do not count; a node not rejoining ignores replies', () => {
   const n = node(2, wiped());
   cycle(n);
   n.step(catchUpReply(1, 2, ballot(2, 1), 4, 1));
@@ -640,11 +650,7 @@ test('replies from strangers, malformed, duplicate or stale replies do not count
   n.step(catchUpReply(3, 2, ballot(1, 3), 0, 1));
   rd = cycle(n);
   assert.deepEqual(rd.hardState, { ballot: ballot(2, 1), vote: 0 }, 'the highest ballot of the counted replies, not the stranger\'s 9.9');
-  // A reply arriving after step 1 (an answer to an earlier request) changes nothing.
-  n.step(catchUpReply(3, 2, ballot(8, 3), 99, 1));
-  assert.equal(n.hasReady(), false);
-  assert.equal(n.status().ballot, ballot(2, 1));
-  // Nor does a reply to a node that is not rejoining at all.
+  // A reply to a node that is not rejoining changes nothing.
   const fresh = node(2);
   const before = fresh.status();
   fresh.step(catchUpReply(1, 2, ballot(8, 1), 99, 1));
@@ -763,7 +769,7 @@ test('a node restarted before its rejoined Ready was durable starts over at step
   assert.equal(n.hasReady(), false, 'step 1 again: nothing accepted, no Accepted');
   assert.equal(n.status().leader, 1);
   n.step(catchUpReply(1, 2, b, 3, 1));
-  n.step(catchUpReply(3, 2, ballot(2, 3), 2, 1));
+  n.step(catchUpReply(3, 2, b, 2, 1));
   assert.equal(n.hasReady(), false, 'the promise already covers the highest ballot reported');
   // Its own records at the leader's ballot become chosen when the leader says so; slot 3 is fetched.
   n.step({ type: MsgType.Commit, from: 1, to: 2, ballot: b, firstSlot: 1, count: 3, chosenPrefix: 4 });
@@ -774,4 +780,33 @@ test('a node restarted before its rejoined Ready was durable starts over at step
   rd = cycle(n);
   assert.deepEqual(rd.apply.map((a) => a.position), [3]);
   assert.equal(rd.rejoined, true);
+});
+
+test('a node that led before it was wiped votes only once every member reports a promise past its old ballots (its old Accepts may still be in flight)', () => {
+  const old = ballot(3, 2); // node 2 led at 3.2 before it lost its state
+  const n = node(2, wiped());
+  cycle(n);
+  n.step(catchUpReply(1, 2, old, 5, 6));
+  n.step(catchUpReply(3, 2, old, 4, 6));
+  let rd = cycle(n);
+  assert.deepEqual(rd.hardState, { ballot: old, vote: 0 }, 'step 2: promised raised to the fence 3.2');
+  // Slots 1..5 chosen and learned: past every lastPosition, yet both members may still accept an
+  // Accept node 2 sent at 3.2 in its earlier life, so it does not vote.
+  n.step({ type: MsgType.LearnReply, from: 1, to: 2, chosenPrefix: 6, entries: [1, 2, 3, 4, 5].map((s) => ({ slot: s, ballot: old, value: value(`v${s}`) })) });
+  rd = cycle(n);
+  assert.deepEqual(rd.apply.map((a) => a.position), [1, 2, 3, 4, 5]);
+  assert.equal(rd.rejoined, false);
+  const asked: Message[] = [];
+  for (let t = 0; t < 3; t++) { n.tick(); if (n.hasReady()) asked.push(...sent(cycle(n))); }
+  assert.deepEqual(ofType(asked, MsgType.CatchUpRequest).map((m) => m.to).sort(), [1, 3], 'both asked again');
+  // Node 1 was elected at 4.1: its promise refuses 3.2. Node 3 still reports 3.2.
+  n.step(catchUpReply(1, 2, ballot(4, 1), 6, 6));
+  n.step(catchUpReply(3, 2, old, 4, 6));
+  assert.equal(n.status().rejoining, true);
+  n.step(catchUpReply(3, 2, ballot(4, 1), 6, 6));
+  assert.equal(n.status().rejoining, true, 'the new answers reported slot 6, not yet known chosen here');
+  n.step({ type: MsgType.LearnReply, from: 1, to: 2, chosenPrefix: 7, entries: [{ slot: 6, ballot: ballot(4, 1), value: value('v6') }] });
+  rd = cycle(n);
+  assert.equal(rd.rejoined, true);
+  assert.equal(n.status().rejoining, false);
 });

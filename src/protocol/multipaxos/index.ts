@@ -229,13 +229,15 @@ export class MultiPaxos implements Protocol {
    * decreases; below 3 the node is a follower.
    */
   private rejoinStep: 1 | 2 | 3 = 3;
-  /** Members whose CatchUpReply counted during step 1. Invariant: a subset of `others` (bounded by the member count). */
-  private readonly catchUpAnswered = new Set<number>();
+  /** Per member that answered in this life, the highest ballot it reported. Invariant: keys are in `others` (bounded by the member count). */
+  private readonly catchUpBallots = new Map<number, number>();
   /** The highest ballot a counted CatchUpReply reported: at or above any promise this node may have forgotten. */
   private catchUpBallotMax = 0;
   /** The highest lastPosition a counted CatchUpReply reported: at or above any slot this node may have accepted and forgotten. */
   private catchUpPositionMax = 0;
-  /** Step 1: the tick CatchUpRequests last went out; re-sent after CATCH_UP_RETRY_TICKS to members that have not answered. */
+  /** From step 2: catchUpBallotMax when every member had answered, at or above every ballot this node led at before. */
+  private catchUpFence = 0;
+  /** Steps 1 and 2: the tick CatchUpRequests last went out; re-sent after CATCH_UP_RETRY_TICKS to members still wanted. */
   private catchUpSentTick = 0;
   /** The next Ready carries `rejoined` (with the hard state). Invariant: only at step 3. */
   private rejoinedDue = false;
@@ -538,9 +540,9 @@ export class MultiPaxos implements Protocol {
     }
     assert.ok(this.backoff <= BACKOFF_MAX, 'backoff bounded');
     if (this.rejoinStep < 3 && this.role !== 'follower') assert.fail(`a ${this.role} is still rejoining (step ${this.rejoinStep})`);
-    if (this.rejoinStep === 2 && this.catchUpAnswered.size !== this.others.length) assert.fail('step 2 of rejoining before every member answered');
+    if (this.rejoinStep === 2 && this.catchUpBallots.size !== this.others.length) assert.fail('step 2 of rejoining before every member answered');
     if (this.rejoinedDue && this.rejoinStep !== 3) assert.fail('rejoined announced before step 3');
-    if (this.rejoinStep === 2 && this.promised < this.catchUpBallotMax) assert.fail(`promised ${this.promised} below the reported ${this.catchUpBallotMax}`);
+    if (this.rejoinStep === 2 && this.promised < this.catchUpFence) assert.fail(`promised ${this.promised} below the fence ${this.catchUpFence}`);
     // Snapshots: spot checks at the edges of the trimmed log (a full scan per step would be O(log)).
     if (this.snapshotPrefix > this.applyNext) assert.fail(`snapshot prefix ${this.snapshotPrefix} above handed ${this.applyNext}`);
     if ((this.snapshot?.prefix ?? 1) !== this.snapshotPrefix) assert.fail(`snapshot ${this.snapshot?.prefix} disagrees with snapshot prefix ${this.snapshotPrefix}`);
@@ -884,20 +886,35 @@ export class MultiPaxos implements Protocol {
   //   intersects the quorum that chose the slot, so the new leader finds the value. Once our chosen
   //   prefix passes that position, every slot we may have accepted is chosen and known here, and a
   //   Promise reports our chosen prefix, below which a candidate proposes nothing: we may vote.
+  // - One more case: a slot we proposed ourselves as leader in our earlier life, whose Accept is
+  //   still in flight and is accepted by a peer after that peer answered us. Our forgotten accept
+  //   and that late one make a majority the replies did not show. So before voting we also wait
+  //   until every member has reported a ballot it promised at or above the fence (the highest
+  //   ballot reported once all answered, which is at or above every ballot we led at, since a
+  //   majority promised those) and owned by another node: such a member refuses our old Accepts
+  //   from then on, and whatever it accepted before shows in its lastPosition. We ask again until
+  //   then; when we did not lead last, the first answers already qualify.
   // - Before every member has answered we know no bound on what we forgot: we accept nothing and
   //   acknowledge no heartbeat (an ack confirms leadership for leases and quorum reads).
 
-  /** Step 1: ask every member that has not answered yet. */
+  /** Ask every member whose answer is still wanted: step 1, any answer; step 2, one past the fence. */
   private requestCatchUp(): void {
     this.catchUpSentTick = this.now;
     for (const to of this.others) {
-      if (!this.catchUpAnswered.has(to)) this.send({ type: MsgType.CatchUpRequest, from: this.id, to });
+      const wanted = this.rejoinStep === 1 ? !this.catchUpBallots.has(to) : !this.isFenced(to);
+      if (wanted) this.send({ type: MsgType.CatchUpRequest, from: this.id, to });
     }
+  }
+
+  /** The member reported a promise that refuses every Accept of ballots we led at before (see above). */
+  private isFenced(member: number): boolean {
+    const b = this.catchUpBallots.get(member);
+    return b !== undefined && b >= this.catchUpFence && this.k.ballotNode(b) !== this.id;
   }
 
   /** A rejoining follower never campaigns; it forgets a silent leader so proposals are not forwarded into the void. */
   private tickRejoining(): void {
-    if (this.rejoinStep === 1 && this.now - this.catchUpSentTick >= CATCH_UP_RETRY_TICKS) this.requestCatchUp();
+    if (this.now - this.catchUpSentTick >= CATCH_UP_RETRY_TICKS) this.requestCatchUp();
     this.electionElapsed++;
     if (this.electionElapsed >= this.electionTimeout) this.becomeFollower(0);
     else this.maybeFetch();
@@ -922,12 +939,15 @@ export class MultiPaxos implements Protocol {
     });
   }
 
-  /** Count a member's answer during step 1, once per member; any other reply is stale and ignored. */
+  /**
+   * Count an answer while rejoining; after that a reply is stale and ignored. Every answer of this
+   * life is true of its sender when sent, so taking maxima over all of them only adds caution.
+   */
   private handleCatchUpReply(m: CatchUpReply): void {
-    if (this.rejoinStep !== 1 || this.catchUpAnswered.has(m.from)) return;
+    if (this.rejoinStep === 3) return;
     if (!Number.isSafeInteger(m.ballot) || !Number.isSafeInteger(m.lastPosition) || !Number.isSafeInteger(m.chosenPrefix)) return;
     if (m.ballot < 0 || m.lastPosition < 0 || m.chosenPrefix < 0) return;
-    this.catchUpAnswered.add(m.from);
+    if (m.ballot > (this.catchUpBallots.get(m.from) ?? -1)) this.catchUpBallots.set(m.from, m.ballot);
     if (m.ballot > this.catchUpBallotMax) this.catchUpBallotMax = m.ballot;
     if (m.lastPosition > this.catchUpPositionMax) this.catchUpPositionMax = m.lastPosition;
     this.observe(m.ballot);
@@ -937,11 +957,12 @@ export class MultiPaxos implements Protocol {
 
   /** Move to the next step when its condition holds (called after every input that may change it). */
   private maybeRejoinStep(): void {
-    if (this.rejoinStep === 1 && this.catchUpAnswered.size === this.others.length) {
+    if (this.rejoinStep === 1 && this.catchUpBallots.size === this.others.length) {
       this.rejoinStep = 2;
+      this.catchUpFence = this.catchUpBallotMax;
       if (this.catchUpBallotMax > this.promised) this.promise(this.catchUpBallotMax);
     }
-    if (this.rejoinStep === 2 && this.chosenPrefix > this.catchUpPositionMax) {
+    if (this.rejoinStep === 2 && this.chosenPrefix > this.catchUpPositionMax && this.others.every((p) => this.isFenced(p))) {
       this.rejoinStep = 3;
       this.rejoinedDue = true;
       this.hardStateDirty = true; // the Ready that says `rejoined` carries the hard state with it
