@@ -40,6 +40,13 @@ const onOff = (v: string): boolean => {
   throw new InvalidArgumentError(`"${v}" is not on or off`);
 };
 
+/** A probability in [0, 1] for the simulator's disk options. */
+const probability = (v: string): number => {
+  const p = Number(v);
+  if (v.trim() === '' || !(p >= 0 && p <= 1)) throw new InvalidArgumentError(`"${v}" is not a probability in [0, 1]`);
+  return p;
+};
+
 /** --bug for commander: one planted bug per flag, repeatable; the set goes to the simulator. */
 const bugOption = (v: string, bugs: Partial<Record<PlantedBug, boolean>> = {}): Partial<Record<PlantedBug, boolean>> => {
   if (!(plantedBugs as readonly string[]).includes(v)) {
@@ -320,12 +327,21 @@ export function buildProgram(): Command {
     .option('--steps <k>', 'steps per seed', intIn(1, 100_000_000), 2000)
     .addOption(protocolOption())
     .option('--bug <name>', `TEST ONLY: plant a known bug the simulator must catch (repeatable; one of ${plantedBugs.join(', ')})`, bugOption)
-    .action(async (f: { seeds: number; start: number; nodes: number; steps: number; protocol: ProtocolName; bug?: Partial<Record<PlantedBug, boolean>> }) => {
+    .option('--storage-faults <p>', 'probability a restart finds the node\'s storage damaged (it refuses and stays down; a minority at most)', probability)
+    .option('--rejoin-share <p>', 'share of damaged restarts that set the log aside and rejoin without voting instead', probability)
+    .option('--wipes <p>', 'probability a restart finds an empty disk and rejoins without voting', probability)
+    .action(async (f: {
+      seeds: number; start: number; nodes: number; steps: number; protocol: ProtocolName; bug?: Partial<Record<PlantedBug, boolean>>;
+      storageFaults?: number; rejoinShare?: number; wipes?: number;
+    }) => {
       // The simulator lives in src/sim/main.ts; load it only when asked.
       const modulePath = './sim/main.js';
       type SimMain = (o: Omit<typeof f, 'bug'> & { bugs?: typeof f.bug }) => Promise<number | void> | number | void;
       const mod = (await import(modulePath)) as { simMain: SimMain };
-      const code = await mod.simMain({ seeds: f.seeds, start: f.start, nodes: Number(f.nodes), steps: f.steps, protocol: f.protocol, bugs: f.bug });
+      const code = await mod.simMain({
+        seeds: f.seeds, start: f.start, nodes: Number(f.nodes), steps: f.steps, protocol: f.protocol, bugs: f.bug,
+        storageFaults: f.storageFaults, rejoinShare: f.rejoinShare, wipes: f.wipes,
+      });
       if (typeof code === 'number') process.exitCode = code;
     });
 

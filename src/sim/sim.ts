@@ -71,11 +71,6 @@ export interface SimOptions {
    * without voting. 0 (the default) draws nothing; drawn from the disk side stream.
    */
   wipes?: number;
-  /**
-   * Wipes aimed where a forgotten promise or accept matters (see Simulation.aimWipes). 0 (the
-   * default) draws nothing; drawn from the disk side stream.
-   */
-  wipeAimed?: number;
   /** TEST ONLY: builds the cores instead of the protocol's own factory (a test wraps a core to make it misbehave). */
   factory?: ProtocolFactory;
 }
@@ -136,6 +131,8 @@ export interface SimResult {
   violation: string | null;
   /** Why each node that found its storage damaged refused to restore, as "node N: reason" (SimOptions.storageFaults). */
   refusals: string[];
+  /** Nodes still marked rejoining at the end (their `rejoined` Ready never persisted); empty when every rejoin completed. */
+  rejoining: number[];
   stats: {
     delivered: number; dropped: number; crashes: number; partitions: number; writesAcked: number; readsOk: number; unknown: number; applied: number;
     /** Restarts that found damaged storage (SimOptions.storageFaults); each was detected, then refused or set aside. */
@@ -343,7 +340,7 @@ export class Simulation {
   constructor(private readonly o: SimOptions) {
     this.rng = new Prng(o.seed);
     this.faults = drawFaults(this.rng, o.seed);
-    for (const [name, x] of [['storageFaults', o.storageFaults], ['rejoinShare', o.rejoinShare], ['wipes', o.wipes], ['wipeAimed', o.wipeAimed]] as const) {
+    for (const [name, x] of [['storageFaults', o.storageFaults], ['rejoinShare', o.rejoinShare], ['wipes', o.wipes]] as const) {
       if (x !== undefined && !(x >= 0 && x <= 1)) throw new RangeError(`${name} must be a probability in [0, 1], got ${x}`);
     }
     const side = new Prng(o.seed);
@@ -391,7 +388,8 @@ export class Simulation {
       violation = e instanceof Violation ? e.message : `${(e as Error).name}: ${(e as Error).message}\n${(e as Error).stack ?? ''}`;
     }
     const refusals = this.nodes.filter((n) => n.refused !== '').map((n) => `node ${n.id}: ${n.refused}`);
-    return { seed: this.o.seed, faults: this.faults, violation, refusals, stats: this.stats };
+    const rejoining = this.nodes.filter((n) => n.rejoining).map((n) => n.id);
+    return { seed: this.o.seed, faults: this.faults, violation, refusals, rejoining, stats: this.stats };
   }
 
   // ------------------------------------------------------------------ nodes
