@@ -59,3 +59,22 @@ test('every Raft invariant holds after every step, tick, advance and compact ove
   }
   assert.ok(checks > 100_000, `only ${checks} invariant checks ran`);
 });
+
+test('Raft passes 200 seeds of 3 nodes with wiped disks: wiped nodes rejoin without voting and every check holds', (t) => {
+  // A restart finds an empty disk with probability 0.3 (a minority at a time); the node rejoins
+  // without voting, and liveness waits for every rejoin to finish.
+  let wipes = 0;
+  let rejoined = 0;
+  let seedsWiped = 0;
+  for (let seed = 1; seed <= 200; seed++) {
+    const r = simulate({ seed, nodes: 3, steps: 2000, protocol: 'raft', wipes: 0.3 });
+    assert.equal(r.violation, null, `seed ${seed} (nodes=3, steps=2000, wipes=0.3): ${r.violation}\n` +
+      `replay: paxlog sim --seeds 1 --start ${seed} --nodes 3 --steps 2000 --protocol raft --wipes 0.3`);
+    wipes += r.stats.wipes;
+    rejoined += r.stats.rejoined;
+    if (r.stats.wipes > 0) seedsWiped++;
+  }
+  t.diagnostic(`${wipes} wipes and ${rejoined} completed rejoins over 200 seeds (${seedsWiped} seeds wiped a node)`);
+  assert.ok(seedsWiped >= 50, `only ${seedsWiped} of 200 seeds wiped a node`);
+  assert.ok(rejoined >= seedsWiped, `only ${rejoined} rejoins completed over ${seedsWiped} seeds that wiped`);
+});
