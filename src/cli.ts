@@ -74,6 +74,7 @@ interface ServeFlags {
   snapshotSlots: number;
   snapshotBytes: number;
   rejoinWithoutVoting: boolean;
+  newCluster: boolean;
   logLevel: string;
   faultLoss: number;
   faultDelayMs: number;
@@ -116,7 +117,7 @@ async function serve(f: ServeFlags): Promise<void> {
   const server = await startKvServer({
     id: f.id, peers: f.peers, dataDir: f.data, logger: log, protocol: f.protocol, kernels: f.kernels, fsync: f.fsync,
     secret, clientToken, tls, batchMax: f.batchMax, pipeline: f.pipeline, tickMs: f.tickMs,
-    requestTimeoutMs: f.requestTimeoutMs, httpPort: f.httpPort, snapshotSlots: f.snapshotSlots, snapshotBytes: f.snapshotBytes, rejoinWithoutVoting: f.rejoinWithoutVoting,
+    requestTimeoutMs: f.requestTimeoutMs, httpPort: f.httpPort, snapshotSlots: f.snapshotSlots, snapshotBytes: f.snapshotBytes, rejoinWithoutVoting: f.rejoinWithoutVoting, newCluster: f.newCluster,
     faults: f.faultLoss > 0 || f.faultDelayMs > 0 ? { lossProbability: f.faultLoss, delayMs: f.faultDelayMs, seed: f.faultSeed } : undefined,
     faultControl: f.faultControl,
   }, log);
@@ -283,6 +284,9 @@ export function buildProgram(): Command {
     .option('--snapshot-slots <n>', 'snapshot the state machine and trim the log below it every n applied slots (0: never)', intIn(0, 1e9), 10_000)
     .option('--rejoin-without-voting', 'if the log is damaged (corrupt or missing state), set it aside in the data directory and ' +
       'rejoin without voting until caught up from the peers, instead of refusing to start', false)
+    .option('--new-cluster', 'a new data directory belongs to a new cluster and votes at once (bootstrap with a member down); ' +
+      'without it a new directory (maybe a wiped one) rejoins without voting until every other member answered once. ' +
+      'Never use it to restart a node whose disk was wiped', false)
     .option('--snapshot-bytes <n>', '... or once the slots applied since the last snapshot hold n bytes (0: never)', intIn(0, 2 ** 40), 64 * 1024 * 1024)
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'))
     .option('--fault-loss <p>', 'benchmarks only: drop each outbound peer frame with this probability', (v: string) => {

@@ -105,3 +105,27 @@ for (const [protocol, basePort] of [['multipaxos', 24700], ['raft', 24800]] as c
     }
   });
 });
+
+describe('bootstrapping: new data directories rejoin until every member answered once, unless --new-cluster', { timeout: 60_000 }, () => {
+  // Ports 24900-24952.
+  const c = new ProcCluster({ nodes: 3, basePort: 24900, extraArgs: ['--request-timeout-ms', '1000'] });
+  after(async () => {
+    await c.stop();
+  });
+
+  test('two new nodes with the third down elect nobody; the third arriving completes the bootstrap', async () => {
+    c.start(1);
+    c.start(2);
+    // Give them many election timeouts: a new directory may be a wiped one, so they must not vote.
+    await new Promise((r) => setTimeout(r, 1500));
+    for (const id of [1, 2]) {
+      const s = await c.status(id);
+      assert.ok(s !== null, `node ${id} answers /status`);
+      assert.deepEqual([s.rejoining, s.role], [true, 'follower'], `node ${id}`);
+    }
+    c.start(3);
+    const leader = await c.leader();
+    assert.equal((await c.put(leader, 'k', 'v')).status, 200);
+    for (const id of [1, 2, 3]) assert.equal((await c.status(id))!.rejoining, false, `node ${id} votes`);
+  });
+});

@@ -55,7 +55,8 @@ async function dialPeer(port: number, dialerId: number, secret: string): Promise
 
 describe('links to a running cluster', { timeout: 60_000 }, () => {
   // Node 3 is started with a wrong secret.
-  const c = new ProcCluster({ nodes: 3, basePort: 17300, secretOf: (id) => (id === 3 ? 'not-the-secret' : 'test-secret') });
+  // --new-cluster: nodes 1 and 2 bootstrap without ever hearing from node 3.
+  const c = new ProcCluster({ nodes: 3, basePort: 17300, secretOf: (id) => (id === 3 ? 'not-the-secret' : 'test-secret'), extraArgs: ['--new-cluster'] });
   before(async () => {
     c.startAll();
     await c.waitFor('nodes 1 and 2 to agree on a leader', async () => {

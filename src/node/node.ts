@@ -80,6 +80,13 @@ export interface NodeOptions<R> {
    * one and rejoins without voting until it has caught up from its peers (Restored.rejoining).
    */
   rejoinWithoutVoting?: boolean;
+  /**
+   * A new data directory belongs to a new cluster: vote at once. Default false: a new directory
+   * might be a wiped one, so the node rejoins without voting, which needs every other member to
+   * answer once; pass true to bootstrap a cluster while a member is still down. Never pass it to
+   * restart a node whose disk was wiped or replaced.
+   */
+  newCluster?: boolean;
   /** Serve peers and clients over TLS (uWS SSLApp) and dial peers with wss://; absent: plain TCP. */
   tls?: TlsFiles;
 }
@@ -253,7 +260,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     assert.ok(opts.peers.has(opts.id), `peers must include this node ${opts.id}`);
     const kernels = loadKernels(opts.kernels ?? 'wasm');
     const fsync = opts.fsync ?? true;
-    let store = LogStore.open({ dir: opts.dataDir, fsync, kernels });
+    let store = LogStore.open({ dir: opts.dataDir, fsync, kernels, newCluster: opts.newCluster });
     try {
       return PaxlogNode.recover(opts, store, kernels, uws);
     } catch (err) {
@@ -262,7 +269,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       const aside = setAside(opts.dataDir);
       opts.logger.error({ reason: err.message, setAside: aside }, 'THE LOG IS DAMAGED: set aside; starting from an empty log ' +
         'and rejoining without voting until caught up from the peers (--rejoin-without-voting)');
-      store = LogStore.open({ dir: opts.dataDir, fsync, kernels });
+      store = LogStore.open({ dir: opts.dataDir, fsync, kernels }); // never newCluster: it lost state
       try {
         return PaxlogNode.recover(opts, store, kernels, uws);
       } catch (err2) {

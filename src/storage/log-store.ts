@@ -60,6 +60,11 @@ export interface LogStoreOptions {
   kernels: Kernels;
   /** The LMDB map size in bytes: the upper bound on the log's size on disk. */
   mapBytesMax?: number;
+  /**
+   * A new log is a member of a new cluster and votes at once (`--new-cluster`). False (the
+   * default): a new log may be a wiped one, so it is marked rejoining (see the header).
+   */
+  newCluster?: boolean;
 }
 
 /** A record that failed its CRC or could not be decoded: reported, never served. */
@@ -142,7 +147,7 @@ export class LogStore {
     if (!this.existed) {
       this.root.transactionSync(() => {
         this.putMetaSync('hard', [0, 0]);
-        this.putMetaSync('rejoin', [Date.now()]);
+        if (opts.newCluster !== true) this.putMetaSync('rejoin', [Date.now()]);
       });
     }
   }
