@@ -894,6 +894,9 @@ export class MultiPaxos implements Protocol {
   //   majority promised those) and owned by another node: such a member refuses our old Accepts
   //   from then on, and whatever it accepted before shows in its lastPosition. We ask again until
   //   then; when we did not lead last, the first answers already qualify.
+  // A known limit: the argument needs every reply to have been sent after we lost our state. A
+  // reply to a request of an earlier life, delayed until now, would count as fresh; the messages
+  // carry no nonce that could tell them apart.
   // - Before every member has answered we know no bound on what we forgot: we accept nothing and
   //   acknowledge no heartbeat (an ack confirms leadership for leases and quorum reads).
 
