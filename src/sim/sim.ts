@@ -131,7 +131,8 @@ export interface SimResult {
   violation: string | null;
   /** Why each node that found its storage damaged refused to restore, as "node N: reason" (SimOptions.storageFaults). */
   refusals: string[];
-  /** Nodes still marked rejoining at the end (their `rejoined` Ready never persisted); empty when every rejoin completed. */
+  /** Nodes still marked rejoining at the end (their `rejoined` Ready never persisted), not counting nodes that refused
+   *  damaged storage later (they never run again). Empty when no node refused: every rejoin then completed. */
   rejoining: number[];
   stats: {
     delivered: number; dropped: number; crashes: number; partitions: number; writesAcked: number; readsOk: number; unknown: number; applied: number;
@@ -332,6 +333,8 @@ export class Simulation {
   /** Acknowledged writes: command text -> position applied at. */
   private readonly acked = new Map<string, number>();
   private faultsOn = true;
+  /** Nodes the liveness phase asks nothing of: rejoining while another node refused for good (see liveness()). */
+  private readonly heldBack = new Set<number>();
   readonly stats = {
     delivered: 0, dropped: 0, crashes: 0, partitions: 0, writesAcked: 0, readsOk: 0, unknown: 0, applied: 0,
     storageFaults: 0, wipes: 0, rejoins: 0, rejoined: 0, snapshots: 0, installs: 0, chunks: 0,
@@ -388,7 +391,7 @@ export class Simulation {
       violation = e instanceof Violation ? e.message : `${(e as Error).name}: ${(e as Error).message}\n${(e as Error).stack ?? ''}`;
     }
     const refusals = this.nodes.filter((n) => n.refused !== '').map((n) => `node ${n.id}: ${n.refused}`);
-    const rejoining = this.nodes.filter((n) => n.rejoining).map((n) => n.id);
+    const rejoining = this.nodes.filter((n) => n.rejoining && n.refused === '').map((n) => n.id);
     return { seed: this.o.seed, faults: this.faults, violation, refusals, rejoining, stats: this.stats };
   }
 
@@ -868,12 +871,22 @@ export class Simulation {
   private liveness(): void {
     this.faultsOn = false;
     this.cuts = new Set();
-    const usable = this.nodes.filter((n) => n.refused === '');
-    // A node still rejoining is the one kept down when there is one: a rejoining node needs an
-    // answer from every other member before it accepts anything, so with another member down it
-    // could not help the others reach a majority.
+    // A node still rejoining while another refused for good can never finish (it needs every
+    // member's answer; a Raft node does not even learn meanwhile): it runs, but nothing is asked of it.
+    if (!this.rejoinsCanFinish()) {
+      for (const n of this.nodes) if (n.refused === '' && n.rejoining) this.heldBack.add(n.id);
+      for (const n of this.nodes) if (this.heldBack.has(n.id) && !n.core) this.start(n, true);
+    }
+    const usable = this.nodes.filter((n) => n.refused === '' && !this.heldBack.has(n.id));
+    // A rejoining node needs an answer from every other member before it takes part (a Raft node
+    // does not even learn before that), so the rejoins finish first, with every node up.
+    if (usable.some((n) => n.rejoining)) {
+      for (const n of usable) if (!n.core) this.start(n, true);
+      for (const c of this.clients) this.giveUp(c);
+      this.converge(usable, 'the healed cluster while nodes rejoin', true);
+    }
     const laggard = this.faults.snapshotEvery > 0 && usable.length - 1 >= this.majority
-      ? usable.find((n) => n.rejoining) ?? usable.find((n) => !n.core) ?? usable[usable.length - 1]
+      ? usable.find((n) => !n.core) ?? usable[usable.length - 1]
       : null;
     if (laggard) {
       for (const c of this.clients) this.giveUp(c);
@@ -886,7 +899,7 @@ export class Simulation {
       this.converge(others, 'the nodes up after compacting');
       const installs = laggard.installs;
       this.start(laggard, true);
-      this.converge(usable, `the cluster after node ${laggard.id} came back`, true);
+      this.converge(usable, `the cluster after node ${laggard.id} came back`);
       if (laggard.installs === installs) {
         throw new Violation(`liveness: node ${laggard.id} was down while the others compacted past its log, and converged without installing a snapshot`);
       }
@@ -895,7 +908,13 @@ export class Simulation {
     // In this order (restarts, then clients give up), as before snapshots existed: see drawFaults.
     for (const n of usable) if (!n.core) this.start(n, true);
     for (const c of this.clients) this.giveUp(c);
-    this.converge(usable, 'the healed cluster', true);
+    this.converge(usable, 'the healed cluster', this.rejoinsCanFinish());
+  }
+
+  /** A rejoining node needs an answer from every other member (Restored.rejoining, step 1): while
+   *  one refused damaged storage and stays down for good, no rejoin can finish, by design. */
+  private rejoinsCanFinish(): boolean {
+    return this.nodes.every((n) => n.refused === '');
   }
 
   /**
@@ -935,7 +954,7 @@ export class Simulation {
       const v = this.log.get(pos);
       if (v === undefined || !v.split(' ').includes(cmd)) throw new Violation(`acknowledged write ${cmd} lost from position ${pos}`);
       for (const n of this.nodes) {
-        if (n.refused !== '') continue; // a node that refused damaged storage stays down
+        if (n.refused !== '' || this.heldBack.has(n.id)) continue; // down for good, or held back by such a node
         if (n.appliedNext <= pos) throw new Violation(`acknowledged write ${cmd} at ${pos} not applied by node ${n.id}`);
       }
     }
