@@ -168,8 +168,47 @@ test('paxlog sim prints snapshot counts per seed and over the run', async () => 
   const lines: string[] = [];
   const code = await simMain({ seeds: 1, start: seed, nodes: 3, steps: 1000, protocol: 'raft', print: (l) => lines.push(l) });
   assert.equal(code, 0, lines.join('\n'));
-  const m = /snapshots=(\d+) installs=(\d+) chunks=(\d+) ok$/.exec(lines[1]);
+  const m = /snapshots=(\d+) installs=(\d+) chunks=(\d+) storageFaults=0 wipes=0 rejoins=0 rejoined=0 ok$/.exec(lines[1]);
   assert.ok(m, lines[1]);
   assert.ok(Number(m[2]) > 0, `no install: ${lines[1]}`);
   assert.equal(lines[2], `snapshots: ${m[1]} taken, ${m[2]} installed from a peer, ${m[3]} chunks delivered`);
+});
+
+// ------------------------------------------------------------------ wipes and rejoining
+
+test('the disk decisions come from a side stream: with no wipe or damage drawn, a seed runs exactly as without the options', () => {
+  for (let seed = 1; seed <= 10; seed++) {
+    const plain = simulate({ seed, nodes: 3, steps: 1000, protocol: 'multipaxos' });
+    // rejoinShare is drawn only when a restart finds damage, which storageFaults=0 never does.
+    assert.deepEqual(simulate({ seed, nodes: 3, steps: 1000, protocol: 'multipaxos', rejoinShare: 1, wipes: 0 }), plain);
+  }
+  // With wipes on, the seed's faults are the same ones; only its history after the first wipe differs.
+  const wiped = simulate({ seed: 3, nodes: 3, steps: 1000, protocol: 'raft', wipes: 1 });
+  assert.deepEqual(wiped.faults, simulate({ seed: 3, nodes: 3, steps: 1000, protocol: 'raft' }).faults);
+  assert.ok(wiped.stats.wipes > 0 && wiped.stats.crashes > 0, JSON.stringify(wiped.stats));
+});
+
+test('a bad disk option is refused with a clear error', () => {
+  assert.throws(() => simulate({ seed: 1, nodes: 3, steps: 10, protocol: 'multipaxos', wipes: 1.5 }), /wipes must be a probability in \[0, 1\], got 1.5/);
+  assert.throws(() => simulate({ seed: 1, nodes: 3, steps: 10, protocol: 'raft', rejoinShare: -1 }), /rejoinShare must be a probability/);
+});
+
+test('paxlog sim prints wipe and rejoin counts, refuses a bad --wipes, and its replay line carries the disk options', async () => {
+  const lines: string[] = [];
+  const code = await simMain({ seeds: 3, start: 1, nodes: 3, steps: 2000, protocol: 'raft', wipes: 0.5, print: (l) => lines.push(l) });
+  assert.equal(code, 0, lines.join('\n'));
+  const perSeed = lines.filter((l) => l.startsWith('  delivered=')).map((l) => /wipes=(\d+) rejoins=(\d+) rejoined=(\d+) ok$/.exec(l));
+  assert.equal(perSeed.length, 3);
+  const sum = (i: number) => perSeed.reduce((a, m) => a + Number(m![i]), 0);
+  assert.ok(sum(1) > 0 && sum(3) > 0, lines.join('\n'));
+  assert.equal(lines[lines.length - 2], `disks: 0 found damaged (0 refused), ${sum(1)} wiped; ${sum(2)} rejoining starts, ${sum(3)} rejoins completed`);
+
+  const bad: string[] = [];
+  assert.equal(await simMain({ seeds: 1, start: 1, nodes: 3, steps: 10, protocol: 'raft', wipes: 2, print: (l) => bad.push(l) }), 2);
+  assert.match(bad[0], /--wipes must be a probability between 0 and 1, got 2/);
+
+  const failing: string[] = [];
+  const failed = await simMain({ seeds: 1000, start: 1, nodes: 3, steps: 2000, protocol: 'multipaxos', wipes: 0.3, bugs: { rejoinVotesAtOnce: true }, quiet: true, print: (l) => failing.push(l) });
+  assert.equal(failed, 1);
+  assert.match(failing.find((l) => l.startsWith('replay: ')) ?? '', / --wipes 0.3 --bug rejoinVotesAtOnce$/);
 });
