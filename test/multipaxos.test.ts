@@ -484,8 +484,10 @@ test('a candidate counts its own promise only once it is durable (a rejoining pe
 
 /** What a wiped node (or one whose damaged log was set aside) restores: nothing, and `rejoining`. */
 const wiped = (): Restored => ({ hardState: { ballot: 0, vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1, snapshot: null, rejoining: true });
-const catchUpReply = (from: number, to: number, b: number, lastPosition: number, chosenPrefix: number): Message =>
-  ({ type: MsgType.CatchUpReply, from, to, ballot: b, lastPosition, chosenPrefix });
+const catchUpReply = (from: number, to: number, b: number, lastPosition: number, chosenPrefix: number, nonce: number): Message =>
+  ({ type: MsgType.CatchUpReply, from, to, ballot: b, lastPosition, chosenPrefix, nonce });
+/** The nonce a rejoining node's CatchUpRequests carry (drawn once per life; replies must echo it). */
+const nonceOf = (n: MultiPaxos): number => (n as unknown as { catchUpNonce: number }).catchUpNonce;
 /** Tick past the quiet time of a restarted node, so a Prepare would be answered if the node votes. */
 const tickQuiet = (n: MultiPaxos): Message[] => {
   const out: Message[] = [];
@@ -506,7 +508,7 @@ test('a rejoining node asks every other member, and again every few ticks only t
   const first = cycle(n);
   assert.equal(first.rejoined, false);
   assert.deepEqual(ofType(first.messages, MsgType.CatchUpRequest).map((m) => m.to), [1, 3]);
-  n.step(catchUpReply(1, 2, ballot(1, 1), 0, 1));
+  n.step(catchUpReply(1, 2, ballot(1, 1), 0, 1, nonceOf(n)));
   const again: Message[] = [];
   for (let t = 0; t < 7; t++) { n.tick(); if (n.hasReady()) again.push(...sent(cycle(n))); }
   const asked = ofType(again, MsgType.CatchUpRequest).map((m) => m.to);
@@ -516,7 +518,7 @@ test('a rejoining node asks every other member, and again every few ticks only t
 test('before every member answered, a rejoining node sends no Promise, Nack, Accepted or HeartbeatAck and never campaigns, yet learns from the leader', () => {
   const n = node(2, wiped());
   cycle(n);
-  n.step(catchUpReply(1, 2, ballot(1, 1), 1, 2)); // node 3 never answers
+  n.step(catchUpReply(1, 2, ballot(1, 1), 1, 2, nonceOf(n))); // node 3 never answers
   const ticked = tickQuiet(n);
   assert.equal(ticked.filter((m) => m.type === MsgType.Prepare).length, 0, 'it never campaigns');
   assert.equal(n.status().role, 'follower');
@@ -545,8 +547,8 @@ test('before every member answered, a rejoining node sends no Promise, Nack, Acc
 test('once every member answered it raises its promise to the highest ballot reported and accepts, but votes only once its chosen prefix passes the highest lastPosition', () => {
   const n = node(2, wiped());
   cycle(n);
-  n.step(catchUpReply(1, 2, ballot(3, 1), 3, 2));
-  n.step(catchUpReply(3, 2, ballot(4, 3), 2, 1));
+  n.step(catchUpReply(1, 2, ballot(3, 1), 3, 2, nonceOf(n)));
+  n.step(catchUpReply(3, 2, ballot(4, 3), 2, 1, nonceOf(n)));
   let rd = cycle(n);
   assert.deepEqual(rd.hardState, { ballot: ballot(4, 3), vote: 0 }, 'promised raised to the highest reported ballot');
   assert.equal(rd.rejoined, false);
@@ -580,7 +582,7 @@ test('once every member answered it raises its promise to the highest ballot rep
   const again: Message[] = [];
   for (let t = 0; t < 3; t++) { n.tick(); if (n.hasReady()) again.push(...sent(cycle(n))); }
   assert.deepEqual(ofType(again, MsgType.CatchUpRequest).map((m) => m.to), [1]);
-  n.step(catchUpReply(1, 2, b, 3, 4));
+  n.step(catchUpReply(1, 2, b, 3, 4, nonceOf(n)));
   rd = cycle(n);
   assert.equal(rd.rejoined, true, 'the Ready that ends rejoining says so');
   assert.ok(rd.hardState !== null, 'with the hard state');
@@ -595,14 +597,14 @@ test('once every member answered it raises its promise to the highest ballot rep
 test('when every member reports nothing, a rejoining node votes after one round trip (later replies change nothing); a single member at once', () => {
   const n = node(2, wiped());
   cycle(n);
-  n.step(catchUpReply(1, 2, 0, 0, 1));
+  n.step(catchUpReply(1, 2, 0, 0, 1, nonceOf(n)));
   assert.equal(n.status().rejoining, true);
-  n.step(catchUpReply(3, 2, 0, 0, 1));
+  n.step(catchUpReply(3, 2, 0, 0, 1, nonceOf(n)));
   const rd = cycle(n);
   assert.equal(rd.rejoined, true);
   assert.equal(n.status().rejoining, false);
   // A reply arriving once it has rejoined (an answer to a request re-sent earlier) changes nothing.
-  n.step(catchUpReply(1, 2, ballot(8, 1), 99, 1));
+  n.step(catchUpReply(1, 2, ballot(8, 1), 99, 1, nonceOf(n)));
   assert.equal(n.hasReady(), false);
   assert.equal(n.status().rejoining, false);
   const solo = new MultiPaxos({ config: defaultConfig(1, [1]), kernels: k, rng: new Prng(1), restored: wiped() });
@@ -612,48 +614,49 @@ test('when every member reports nothing, a rejoining node votes after one round 
 
 test('every node answers CatchUpRequest in every state with its promise, highest accepted slot and chosen prefix', () => {
   const ask = (n: MultiPaxos, id: number): Message | undefined => {
-    n.step({ type: MsgType.CatchUpRequest, from: 3, to: id });
+    n.step({ type: MsgType.CatchUpRequest, from: 3, to: id, nonce: 77 });
     return ofType(cycle(n).messages, MsgType.CatchUpReply)[0];
   };
   const b = ballot(1, 1);
   const f = node(2);
   f.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b, chosenPrefix: 1, entries: [{ slot: 1, ballot: b, value: value('a') }, { slot: 5, ballot: b, value: value('e') }] });
   cycle(f);
-  assert.deepEqual(ask(f, 2), catchUpReply(2, 3, b, 5, 1), 'a follower with a hole');
+  assert.deepEqual(ask(f, 2), catchUpReply(2, 3, b, 5, 1, 77), 'a follower with a hole');
   const l = leader();
   l.propose([value('x')]);
   cycle(l);
-  assert.deepEqual(ask(l, 1), catchUpReply(1, 3, l.status().ballot, 1, 1), 'a leader with slot 1 in flight');
+  assert.deepEqual(ask(l, 1), catchUpReply(1, 3, l.status().ballot, 1, 1, 77), 'a leader with slot 1 in flight');
   const r = node(2, wiped());
   cycle(r);
-  assert.deepEqual(ask(r, 2), catchUpReply(2, 3, 0, 0, 1), 'a node that is rejoining itself');
+  assert.deepEqual(ask(r, 2), catchUpReply(2, 3, 0, 0, 1, 77), 'a node that is rejoining itself');
   const s = node(2, { hardState: { ballot: b, vote: 0 }, records: [], chosenPrefix: 4, appliedPrefix: 4, snapshot: { prefix: 4, ballot: 0, bytes: enc.encode('abc') }, rejoining: false });
-  assert.deepEqual(ask(s, 2), catchUpReply(2, 3, b, 3, 4), 'trimmed slots still count as positions it held');
+  assert.deepEqual(ask(s, 2), catchUpReply(2, 3, b, 3, 4, 77), 'trimmed slots still count as positions it held');
 });
 
 test('replies from strangers, malformed or duplicate replies do not count; a node not rejoining ignores replies', () => {
   const n = node(2, wiped());
   cycle(n);
-  n.step(catchUpReply(1, 2, ballot(2, 1), 4, 1));
-  n.step(catchUpReply(1, 2, ballot(2, 1), 4, 1));             // a duplicate: node 1 counts once
-  n.step(catchUpReply(9, 2, ballot(9, 9), 0, 1));             // not a member
-  n.step(catchUpReply(2, 2, 0, 0, 1));                         // from itself
-  n.step(catchUpReply(3, 2, Number.NaN, 0, 1));                // malformed
-  n.step(catchUpReply(3, 2, ballot(1, 3), -1, 1));             // malformed
-  n.step(catchUpReply(3, 4, ballot(1, 3), 0, 1));              // not for this node
+  n.step(catchUpReply(1, 2, ballot(2, 1), 4, 1, nonceOf(n)));
+  n.step(catchUpReply(1, 2, ballot(2, 1), 4, 1, nonceOf(n)));             // a duplicate: node 1 counts once
+  n.step(catchUpReply(9, 2, ballot(9, 9), 0, 1, nonceOf(n)));             // not a member
+  n.step(catchUpReply(2, 2, 0, 0, 1, nonceOf(n)));                         // from itself
+  n.step(catchUpReply(3, 2, Number.NaN, 0, 1, nonceOf(n)));                // malformed
+  n.step(catchUpReply(3, 2, ballot(1, 3), -1, 1, nonceOf(n)));             // malformed
+  n.step(catchUpReply(3, 4, ballot(1, 3), 0, 1, nonceOf(n)));              // not for this node
+  n.step(catchUpReply(3, 2, ballot(1, 3), 0, 1, nonceOf(n) + 1));          // an answer to an earlier life of this node
   // An older leader of node 1 is heard (its ballot becomes the promise) but not accepted from.
   const b = ballot(1, 1);
   n.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b, chosenPrefix: 1, entries: [{ slot: 1, ballot: b, value: value('a') }] });
   let rd = cycle(n);
   assert.equal(rd.records.length, 0, 'still in step 1: node 3 has not answered');
   assert.equal(n.status().rejoining, true);
-  n.step(catchUpReply(3, 2, ballot(1, 3), 0, 1));
+  n.step(catchUpReply(3, 2, ballot(1, 3), 0, 1, nonceOf(n)));
   rd = cycle(n);
   assert.deepEqual(rd.hardState, { ballot: ballot(2, 1), vote: 0 }, 'the highest ballot of the counted replies, not the stranger\'s 9.9');
   // A reply to a node that is not rejoining changes nothing.
   const fresh = node(2);
   const before = fresh.status();
-  fresh.step(catchUpReply(1, 2, ballot(8, 1), 99, 1));
+  fresh.step(catchUpReply(1, 2, ballot(8, 1), 99, 1, nonceOf(fresh)));
   assert.deepEqual(fresh.status(), before);
   assert.equal(fresh.hasReady(), false);
 });
@@ -768,8 +771,8 @@ test('a node restarted before its rejoined Ready was durable starts over at step
   n.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b, chosenPrefix: 1, entries: [{ slot: 3, ballot: b, value: value('v3') }] });
   assert.equal(n.hasReady(), false, 'step 1 again: nothing accepted, no Accepted');
   assert.equal(n.status().leader, 1);
-  n.step(catchUpReply(1, 2, b, 3, 1));
-  n.step(catchUpReply(3, 2, b, 2, 1));
+  n.step(catchUpReply(1, 2, b, 3, 1, nonceOf(n)));
+  n.step(catchUpReply(3, 2, b, 2, 1, nonceOf(n)));
   assert.equal(n.hasReady(), false, 'the promise already covers the highest ballot reported');
   // Its own records at the leader's ballot become chosen when the leader says so; slot 3 is fetched.
   n.step({ type: MsgType.Commit, from: 1, to: 2, ballot: b, firstSlot: 1, count: 3, chosenPrefix: 4 });
@@ -786,8 +789,8 @@ test('a node that led before it was wiped votes only once every member reports a
   const old = ballot(3, 2); // node 2 led at 3.2 before it lost its state
   const n = node(2, wiped());
   cycle(n);
-  n.step(catchUpReply(1, 2, old, 5, 6));
-  n.step(catchUpReply(3, 2, old, 4, 6));
+  n.step(catchUpReply(1, 2, old, 5, 6, nonceOf(n)));
+  n.step(catchUpReply(3, 2, old, 4, 6, nonceOf(n)));
   let rd = cycle(n);
   assert.deepEqual(rd.hardState, { ballot: old, vote: 0 }, 'step 2: promised raised to the fence 3.2');
   // Slots 1..5 chosen and learned: past every lastPosition, yet both members may still accept an
@@ -800,10 +803,10 @@ test('a node that led before it was wiped votes only once every member reports a
   for (let t = 0; t < 3; t++) { n.tick(); if (n.hasReady()) asked.push(...sent(cycle(n))); }
   assert.deepEqual(ofType(asked, MsgType.CatchUpRequest).map((m) => m.to).sort(), [1, 3], 'both asked again');
   // Node 1 was elected at 4.1: its promise refuses 3.2. Node 3 still reports 3.2.
-  n.step(catchUpReply(1, 2, ballot(4, 1), 6, 6));
-  n.step(catchUpReply(3, 2, old, 4, 6));
+  n.step(catchUpReply(1, 2, ballot(4, 1), 6, 6, nonceOf(n)));
+  n.step(catchUpReply(3, 2, old, 4, 6, nonceOf(n)));
   assert.equal(n.status().rejoining, true);
-  n.step(catchUpReply(3, 2, ballot(4, 1), 6, 6));
+  n.step(catchUpReply(3, 2, ballot(4, 1), 6, 6, nonceOf(n)));
   assert.equal(n.status().rejoining, true, 'the new answers reported slot 6, not yet known chosen here');
   n.step({ type: MsgType.LearnReply, from: 1, to: 2, chosenPrefix: 7, entries: [{ slot: 6, ballot: ballot(4, 1), value: value('v6') }] });
   rd = cycle(n);

@@ -610,6 +610,9 @@ const votesIn = (rd: Ready): { to: number; granted: boolean; preVote: boolean }[
 const appendResultsIn = (rd: Ready): number => [...rd.messages, ...rd.messagesAfterPersist].filter((m) => m.type === MsgType.AppendResult).length;
 
 /** Leader 1 of term 1 has committed noop and a (indexes 1-2) on every node; then node 3 is wiped. */
+/** The nonce a rejoining node's CatchUpRequests carry (drawn once per life; replies must echo it). */
+const nonceOf = (n: Raft): number => (n as unknown as { catchUpNonce: number }).catchUpNonce;
+
 const wipedFollower = (bugs: Partial<Record<PlantedBug, boolean>> = {}): Pump => {
   const c = new Pump(3, bugs);
   c.elect(1);
@@ -630,7 +633,7 @@ test('a wiped node asks every other member, and until all have answered grants n
   assert.equal(rd.rejoined, false);
   f.advance(rd);
   // Node 1 answers; node 2's answer never comes.
-  f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3 });
+  f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3, nonce: nonceOf(f) });
   // A pre-vote and a vote it would grant with an empty log in term 0, if it remembered nothing.
   f.step({ type: MsgType.RequestVote, from: 2, to: 3, term: 2, lastIndex: 1, lastTerm: 1, preVote: true });
   f.step({ type: MsgType.RequestVote, from: 2, to: 3, term: 1, lastIndex: 1, lastTerm: 1, preVote: false });
@@ -670,9 +673,9 @@ test('once every member has answered, the term rises to the highest reported wit
   const f = c.node(3);
   c.handle(3, f, f.ready());
   c.queue = [];
-  f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3 });
+  f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3, nonce: nonceOf(f) });
   assert.equal(f.hasReady(), false, 'one answer of two changes nothing');
-  f.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3 });
+  f.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3, nonce: nonceOf(f) });
   let rd = f.ready();
   assert.deepEqual(rd.hardState, { ballot: 1, vote: 3 }, 'term 1, the highest reported, with a vote for itself');
   assert.equal(rd.rejoined, false);
@@ -706,8 +709,8 @@ test('the term rises to the highest reported even above its own, and a vote cast
   const c = wipedFollower();
   const f = c.node(3);
   c.handle(3, f, f.ready());
-  f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 4, lastPosition: 2, chosenPrefix: 3 });
-  f.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 1, lastPosition: 9, chosenPrefix: 3 });
+  f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 4, lastPosition: 2, chosenPrefix: 3, nonce: nonceOf(f) });
+  f.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 1, lastPosition: 9, chosenPrefix: 3, nonce: nonceOf(f) });
   const rd = f.ready();
   assert.deepEqual(rd.hardState, { ballot: 4, vote: 3 });
   assert.equal(f.status().ballot, 4);
@@ -717,8 +720,8 @@ test('the term rises to the highest reported even above its own, and a vote cast
   const g = new Raft({ config, kernels: k, rng: new Prng(3), restored: {
     hardState: { ballot: 4, vote: 2 }, records: [], chosenPrefix: 0, appliedPrefix: 1, snapshot: null, rejoining: true } });
   g.advance(g.ready());
-  g.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 3, lastPosition: 2, chosenPrefix: 3 });
-  g.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 4, lastPosition: 2, chosenPrefix: 3 });
+  g.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 3, lastPosition: 2, chosenPrefix: 3, nonce: nonceOf(g) });
+  g.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 4, lastPosition: 2, chosenPrefix: 3, nonce: nonceOf(g) });
   assert.equal(g.hasReady(), false, 'term 4 and the vote for node 2 stand: nothing to persist');
   assert.equal(g.status().rejoining, true);
   g.invariants();
@@ -729,9 +732,9 @@ test('it votes again only once commitIndex + 1 exceeds the highest last index re
   const f = c.node(3);
   c.handle(3, f, f.ready());
   c.queue = [];
-  f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3 });
+  f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3, nonce: nonceOf(f) });
   // Node 2 reports a longer log (as if it held an entry since truncated): it bounds what node 3 may have acked.
-  f.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 1, lastPosition: 3, chosenPrefix: 3 });
+  f.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 1, lastPosition: 3, chosenPrefix: 3, nonce: nonceOf(f) });
   c.handle(3, f, f.ready());
   const noop = k.encodeBatch([]);
   const a = k.encodeBatch(cmds('a'));
@@ -775,7 +778,7 @@ test('every node answers CatchUpRequest with its term, last index and commitInde
   c.deliver((m) => m.to !== 3); // the AppendEntries with b; its acknowledgement stays queued
   c.queue = [];
   const answer = (id: number, from: number): unknown => {
-    c.node(id).step({ type: MsgType.CatchUpRequest, from, to: id });
+    c.node(id).step({ type: MsgType.CatchUpRequest, from, to: id, nonce: 77 });
     const rd = c.node(id).ready();
     c.node(id).advance(rd);
     return rd.messages.filter((m) => m.type === MsgType.CatchUpReply).map((m) => m.type === MsgType.CatchUpReply &&
@@ -789,7 +792,7 @@ test('every node answers CatchUpRequest with its term, last index and commitInde
   const cand = lone.node(1);
   while (cand.status().role === 'follower') cand.tick();
   cand.advance(cand.ready());
-  cand.step({ type: MsgType.CatchUpRequest, from: 2, to: 1 });
+  cand.step({ type: MsgType.CatchUpRequest, from: 2, to: 1, nonce: 77 });
   const rd = cand.ready();
   assert.deepEqual(types(rd.messages), [`${MsgType.CatchUpReply}>2`]);
 });
@@ -798,7 +801,8 @@ test('CatchUpReplies from non-members, malformed ones, and ones after every memb
   const c = wipedFollower();
   const f = c.node(3);
   c.handle(3, f, f.ready());
-  const good = { type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3 } as const;
+  const good = { type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3, nonce: nonceOf(f) } as const;
+  f.step({ ...good, from: 2, nonce: nonceOf(f) + 1 }); // an answer to an earlier life of this node
   f.step({ ...good, from: 9 }); // not a member
   f.step({ ...good, from: 3 }); // itself
   f.step({ ...good, from: 2, ballot: -1 });
@@ -830,7 +834,7 @@ test('a leader that hears a CatchUpRequest forgets the follower\'s match and pro
   assert.deepEqual(c.rejoined, [3]);
   assert.equal(c.node(3).status().rejoining, false);
   // The probe: right after a CatchUpRequest the leader checks its last index, not the old match.
-  c.node(1).step({ type: MsgType.CatchUpRequest, from: 3, to: 1 });
+  c.node(1).step({ type: MsgType.CatchUpRequest, from: 3, to: 1, nonce: 77 });
   const rd = c.node(1).ready();
   const ae = rd.messages.filter((m): m is AppendEntries => m.type === MsgType.AppendEntries && m.to === 3);
   assert.deepEqual(ae.map((m) => [m.prevIndex, m.entries.length]), [[3, 0]], 'an empty probe at the last index 3');

@@ -103,8 +103,8 @@ export const SHAPES: readonly (FrameShape | undefined)[] = (() => {
   add(shape(MsgType.Vote, 'term', null, null, null, ['granted', 'preVote'], EntryKind.None));
   add(shape(MsgType.AppendEntries, 'term', 'prevIndex', 'prevTerm', 'commitIndex', [], EntryKind.Raft));
   add(shape(MsgType.AppendResult, 'term', 'index', 'hintTerm', null, ['success'], EntryKind.None));
-  add(shape(MsgType.CatchUpRequest, null, null, null, null, [], EntryKind.None));
-  add(shape(MsgType.CatchUpReply, 'ballot', 'lastPosition', 'chosenPrefix', null, [], EntryKind.None));
+  add(shape(MsgType.CatchUpRequest, null, 'nonce', null, null, [], EntryKind.None));
+  add(shape(MsgType.CatchUpReply, 'ballot', 'lastPosition', 'chosenPrefix', 'nonce', [], EntryKind.None));
   return t;
 })();
 

@@ -62,11 +62,13 @@ export const enum MsgType {
   AppendResult = 19,
 
   // Shared by both protocols: rejoining without voting (see Restored.rejoining).
-  /** A rejoining node asks every other member what it holds. */
+  /** A rejoining node asks every other member what it holds; `nonce` is drawn once per life. */
   CatchUpRequest = 20,
   /** The answer, whatever the replier's role: `ballot` its promised ballot (Raft: its term),
    *  `lastPosition` its highest accepted slot (Raft: its last log index), `chosenPrefix` its chosen
-   *  prefix (Raft: commitIndex + 1). */
+   *  prefix (Raft: commitIndex + 1), `nonce` the request's: an answer to an earlier life of the
+   *  asker (delayed in the network) is told apart and ignored, since it may predate what the asker
+   *  forgot. */
   CatchUpReply = 21,
 }
 
@@ -136,8 +138,8 @@ export interface AppendResult extends Base {
   hintTerm: number;
 }
 
-export interface CatchUpRequest extends Base { type: MsgType.CatchUpRequest }
-export interface CatchUpReply extends Base { type: MsgType.CatchUpReply; ballot: number; lastPosition: number; chosenPrefix: number }
+export interface CatchUpRequest extends Base { type: MsgType.CatchUpRequest; nonce: number }
+export interface CatchUpReply extends Base { type: MsgType.CatchUpReply; ballot: number; lastPosition: number; chosenPrefix: number; nonce: number }
 
 export type PaxosMessage = Prepare | Promise | Accept | Accepted | Nack | Commit | Heartbeat | HeartbeatAck |
   LearnRequest | LearnReply;

@@ -152,7 +152,7 @@ export interface Restored {
    * (acks) from before are forgotten, so it must not count in any quorum as if it remembered them.
    * It rejoins in three steps:
    *   1. It sends CatchUpRequest to every other member (again every few ticks to those that have
-   *      not answered) and takes part in nothing else: no Promise, Accepted, HeartbeatAck; Raft: no
+   *      not answered), with a nonce drawn once per life (only replies that echo it count), and takes part in nothing else: no Promise, Accepted, HeartbeatAck; Raft: no
    *      vote granted, AppendEntries ignored; it never campaigns. It still learns (fetches chosen
    *      values, installs snapshots) and forwards proposals and reads.
    *   2. Once every other member has answered, it raises its promised ballot (Raft: its term, with

@@ -241,6 +241,8 @@ export class MultiPaxos implements Protocol {
   private catchUpSentTick = 0;
   /** The next Ready carries `rejoined` (with the hard state). Invariant: only at step 3. */
   private rejoinedDue = false;
+  /** Drawn once per life when rejoining; a CatchUpReply counts only if it echoes it (0: not rejoining). */
+  private catchUpNonce = 0;
 
   // ---- Reads. ----
   /** Leader: reads waiting for a heartbeat round to confirm leadership. Bounded by pendingMax. */
@@ -324,6 +326,7 @@ export class MultiPaxos implements Protocol {
       // The planted bug skips the whole rule: the node votes as if it remembered everything.
       if (r.rejoining && !this.bugs.rejoinVotesAtOnce) {
         this.rejoinStep = 1;
+        this.catchUpNonce = this.rng.int(1, 2 ** 31);
         this.requestCatchUp();
         this.maybeRejoinStep(); // a single-member cluster has nobody to ask
       }
@@ -894,9 +897,8 @@ export class MultiPaxos implements Protocol {
   //   majority promised those) and owned by another node: such a member refuses our old Accepts
   //   from then on, and whatever it accepted before shows in its lastPosition. We ask again until
   //   then; when we did not lead last, the first answers already qualify.
-  // A known limit: the argument needs every reply to have been sent after we lost our state. A
-  // reply to a request of an earlier life, delayed until now, would count as fresh; the messages
-  // carry no nonce that could tell them apart.
+  // The argument needs every reply to have been sent after we lost our state: a reply to a request
+  // of an earlier life, delayed until now, is told apart by its nonce (drawn once per life) and ignored.
   // - Before every member has answered we know no bound on what we forgot: we accept nothing and
   //   acknowledge no heartbeat (an ack confirms leadership for leases and quorum reads).
 
@@ -905,7 +907,7 @@ export class MultiPaxos implements Protocol {
     this.catchUpSentTick = this.now;
     for (const to of this.others) {
       const wanted = this.rejoinStep === 1 ? !this.catchUpBallots.has(to) : !this.isFenced(to);
-      if (wanted) this.send({ type: MsgType.CatchUpRequest, from: this.id, to });
+      if (wanted) this.send({ type: MsgType.CatchUpRequest, from: this.id, to, nonce: this.catchUpNonce });
     }
   }
 
@@ -938,7 +940,7 @@ export class MultiPaxos implements Protocol {
   private handleCatchUpRequest(m: CatchUpRequest): void {
     this.send({
       type: MsgType.CatchUpReply, from: this.id, to: m.from, ballot: this.promised,
-      lastPosition: Math.max(this.acceptedMax, this.chosenPrefix - 1), chosenPrefix: this.chosenPrefix,
+      lastPosition: Math.max(this.acceptedMax, this.chosenPrefix - 1), chosenPrefix: this.chosenPrefix, nonce: m.nonce,
     });
   }
 
@@ -947,7 +949,7 @@ export class MultiPaxos implements Protocol {
    * life is true of its sender when sent, so taking maxima over all of them only adds caution.
    */
   private handleCatchUpReply(m: CatchUpReply): void {
-    if (this.rejoinStep === 3) return;
+    if (this.rejoinStep === 3 || m.nonce !== this.catchUpNonce) return;
     if (!Number.isSafeInteger(m.ballot) || !Number.isSafeInteger(m.lastPosition) || !Number.isSafeInteger(m.chosenPrefix)) return;
     if (m.ballot < 0 || m.lastPosition < 0 || m.chosenPrefix < 0) return;
     if (m.ballot > (this.catchUpBallots.get(m.from) ?? -1)) this.catchUpBallots.set(m.from, m.ballot);

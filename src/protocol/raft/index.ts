@@ -273,6 +273,8 @@ export class Raft implements Protocol {
   private catchUpElapsed = 0;
   /** The next Ready carries `rejoined` (with the hard state): this node votes again. */
   private rejoinedOut = false;
+  /** Drawn once per life when rejoining; a CatchUpReply counts only if it echoes it (0: not rejoining). */
+  private catchUpNonce = 0;
 
   constructor(opts: ProtocolOptions) {
     const cfg = opts.config;
@@ -1145,6 +1147,7 @@ export class Raft implements Protocol {
   /** Step 1: ask every other member what it holds. */
   private startRejoin(): void {
     this.rejoin = Rejoin.Asking;
+    this.catchUpNonce = this.rng.int(1, 2 ** 31);
     this.sendCatchUpRequests();
     if (this.others.length === 0) this.beginCatchingUp();
   }
@@ -1153,7 +1156,7 @@ export class Raft implements Protocol {
   private sendCatchUpRequests(): void {
     this.catchUpElapsed = 0;
     for (const to of this.others) {
-      if (!this.catchUpAnswered.has(to)) this.messages.push({ type: MsgType.CatchUpRequest, from: this.cfg.id, to });
+      if (!this.catchUpAnswered.has(to)) this.messages.push({ type: MsgType.CatchUpRequest, from: this.cfg.id, to, nonce: this.catchUpNonce });
     }
   }
 
@@ -1171,7 +1174,7 @@ export class Raft implements Protocol {
   private handleCatchUpRequest(m: CatchUpRequest): void {
     this.messages.push({
       type: MsgType.CatchUpReply, from: this.cfg.id, to: m.from,
-      ballot: this.term, lastPosition: this.lastIndex(), chosenPrefix: this.commitIndex + 1,
+      ballot: this.term, lastPosition: this.lastIndex(), chosenPrefix: this.commitIndex + 1, nonce: m.nonce,
     });
     const pr = this.state === State.Leader ? this.progress.get(m.from) : undefined;
     if (pr !== undefined) {
@@ -1182,11 +1185,11 @@ export class Raft implements Protocol {
   }
 
   /** Asking: count an answer; a malformed one, or one that arrives in any other step, counts for
-   *  nothing. Only answers that arrive in this life are counted; each is true of its sender when
-   *  sent, and a sender's term and committed entries never go down. (The transport never carries a
-   *  message sent to an earlier life of this process into this one: its links die with it.) */
+   *  nothing. Only answers to this life's requests count (the nonce tells a delayed answer to an
+   *  earlier life apart); each is true of its sender when sent, and a sender's term and committed
+   *  entries never go down. */
   private handleCatchUpReply(m: CatchUpReply): void {
-    if (this.rejoin !== Rejoin.Asking) return;
+    if (this.rejoin !== Rejoin.Asking || m.nonce !== this.catchUpNonce) return;
     if (!isCount(m.ballot) || !isCount(m.lastPosition) || !isCount(m.chosenPrefix)) return;
     this.catchUpAnswered.add(m.from);
     this.catchUpTermMax = Math.max(this.catchUpTermMax, m.ballot);
