@@ -43,8 +43,12 @@ for (const [protocol, basePort] of [['multipaxos', 24500], ['raft', 24600]] as c
       const s = await c.status(down);
       return s !== null && (s.applied as number) >= applied ? true : undefined;
     }, 30_000);
-    const m = await c.http(down, 'GET', '/metrics');
-    assert.ok(metric(m.body, 'paxlog_snapshots_installed_total') >= 1, `node ${down} installed no snapshot:\n${m.body.split('\n').filter((l) => l.startsWith('paxlog_snap')).join('\n')}`);
+    // The counter moves once the install is durable, which may be a moment after it is applied.
+    let m = '';
+    await c.waitFor(`node ${down} to count a snapshot installed`, async () => {
+      m = (await c.http(down, 'GET', '/metrics')).body;
+      return metric(m, 'paxlog_snapshots_installed_total') >= 1 ? true : undefined;
+    }, 5000).catch(() => assert.fail(`node ${down} installed no snapshot:\n${m.split('\n').filter((l) => l.startsWith('paxlog_snap')).join('\n')}`));
     const s = (await c.status(down))!;
     assert.ok((s.snapshotPrefix as number) > 1, `node ${down} snapshot prefix ${s.snapshotPrefix}`);
     for (const i of [0, 1, 75, 149]) {
