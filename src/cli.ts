@@ -12,6 +12,8 @@ import { benchCommand } from './bench/command.js';
 import type { KernelKind } from './kernels/types.js';
 import { plantedBugs, type PlantedBug, type ProtocolName } from './protocol/types.js';
 import { parsePeers, PeerListError } from './transport/addresses.js';
+import { LogStore } from './storage/log-store.js';
+import { loadKernels } from './kernels/index.js';
 import type { PeerAddress } from './transport/peers.js';
 
 /** A user's mistake in flags: printed as one line, exit code 2. */
@@ -319,6 +321,14 @@ export function buildProgram(): Command {
     .option('--client-token <token>', 'the node\'s client token, if it has one (also PAXLOG_CLIENT_TOKEN)')
     .option('--client-token-file <file>', 'read the client token from this file (one line)')
     .action((f: StatusFlags) => status(f));
+
+  program.command('compact')
+    .description('shrink a stopped node\'s log file to its live pages (the pages log compaction freed are otherwise only reused)')
+    .requiredOption('--data <dir>', 'the node\'s data directory')
+    .action(async (f: { data: string }) => {
+      const { bytesBefore, bytesAfter } = await LogStore.compactDir(f.data, loadKernels('wasm'));
+      process.stdout.write(`compacted ${path.join(f.data, 'paxlog.mdb')}: ${bytesBefore} -> ${bytesAfter} bytes\n`);
+    });
 
   program.command('sim')
     .description('run the deterministic simulator over many seeds')

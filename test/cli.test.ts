@@ -48,6 +48,9 @@ test('bad flags give one clear error line and exit code 2', () => {
     assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code}, stderr ${r.err}`);
     assert.match(r.err, want, args.join(' '));
   }
+  const compact = run(['compact', '--data', `${dir}/no-such-node`]);
+  assert.equal(compact.code, 1, compact.err);
+  assert.match(compact.err, /error: no log in .*no-such-node/);
   fs.rmSync(dir, { recursive: true, force: true });
 });
 

@@ -208,3 +208,29 @@ test('a new log rejoins without voting until a Ready says rejoined; the mark sur
   assert.deepEqual(r.hardState, { ballot: 6, vote: 0 });
   await s.close();
 });
+
+test('compactDir shrinks a stopped log to its live pages, keeps every record, and refuses a directory in use', async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: false, kernels });
+  s.load();
+  const value = new Uint8Array(1024).fill(3);
+  let next = 1;
+  for (let r = 0; r < 8; r++) {
+    await s.persist({ ...none, records: Array.from({ length: 300 }, () => ({ position: next++, ballot: 1, value })), chosenPrefix: next });
+  }
+  await s.persist({ ...none, snapshot: { prefix: next - 10, ballot: 1, bytes: bytes('state') }, hardState: { ballot: 9, vote: 0 } });
+  const before = s.load().restored;
+  await assert.rejects(LogStore.compactDir(dir, kernels), /in use by process/);
+  await s.close();
+
+  const { bytesBefore, bytesAfter } = await LogStore.compactDir(dir, kernels);
+  assert.ok(bytesAfter < bytesBefore / 4, `${bytesBefore} -> ${bytesAfter} bytes`);
+  assert.equal(fs.statSync(path.join(dir, 'paxlog.mdb')).size, bytesAfter);
+  assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('compacting') || f === 'paxlog.lock'), [], 'no leftovers, lock released');
+  s = LogStore.open({ dir, fsync: false, kernels });
+  const after = s.load();
+  assert.deepEqual(after.corrupt, []);
+  assert.deepEqual(after.restored, before);
+  await s.close();
+  await assert.rejects(LogStore.compactDir(path.join(dir, 'nope'), kernels), /no log in/);
+});

@@ -22,7 +22,7 @@
 // prefix in the same transaction, so no crash leaves a log with neither the records nor the
 // snapshot that replaced them. LMDB puts the freed pages on its free list and reuses them for
 // later writes: the file stops growing at about one snapshot plus the log between two snapshots,
-// though it never shrinks by itself (a compacting copy would, offline; see compactCopy()).
+// though it never shrinks by itself; `paxlog compact --data DIR` (compactDir) shrinks it offline.
 //
 // Durability. `persist(ready)` writes one Ready in one write transaction and resolves only when
 // that transaction is durable. lmdb-js by default on Linux uses overlappingSync: the promise of
@@ -294,12 +294,39 @@ export class LogStore {
   }
 
   /**
-   * Write a compacted copy of the log to `dir` (an empty directory): only live pages, so a log
-   * whose free list grew large shrinks. Offline maintenance; the node keeps running meanwhile.
+   * Shrink a stopped node's log file to its live pages (LMDB's compacting copy), in place. Holds
+   * the directory's lock throughout, so it refuses while a node runs on it; the copy is synced
+   * before it replaces the original by a rename, so a crash leaves one whole file or the other.
    */
-  async compactCopy(dir: string): Promise<void> {
-    fs.mkdirSync(dir, { recursive: true });
-    await this.db().backup(path.join(dir, 'paxlog.mdb'), true);
+  static async compactDir(dir: string, kernels: Kernels): Promise<{ bytesBefore: number; bytesAfter: number }> {
+    const file = path.join(dir, 'paxlog.mdb');
+    if (!fs.existsSync(file)) throw new StorageError(`no log in ${dir} (no paxlog.mdb)`);
+    const bytesBefore = fs.statSync(file).size;
+    const store = LogStore.open({ dir, fsync: true, kernels });
+    const lockFile = store.lockFile;
+    store.lockFile = ''; // kept until the new file is in place
+    const tmp = path.join(dir, `compacting-${process.pid}`);
+    try {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      fs.mkdirSync(tmp);
+      const copy = path.join(tmp, 'paxlog.mdb');
+      try {
+        await store.db().backup(copy, true);
+      } finally {
+        await store.close();
+      }
+      const fd = fs.openSync(copy, 'r+');
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      fs.renameSync(copy, file);
+      const dirFd = fs.openSync(dir, 'r');
+      fs.fsyncSync(dirFd);
+      fs.closeSync(dirFd);
+      return { bytesBefore, bytesAfter: fs.statSync(file).size };
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      fs.rmSync(lockFile, { force: true });
+    }
   }
 
   /** Inside a transaction: write the chosen prefix if it moved since it was last written. */
