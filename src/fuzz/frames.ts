@@ -147,9 +147,12 @@ class Fuzzer {
     return out;
   }
 
-  /** Both faces' results when both decoded `input`; otherwise checks both refused it for the same
-   *  reason, counts the reason, and returns null. */
-  private decodedBoth<T extends object>(where: string, input: Uint8Array, w: T | DecodeError, j: T | DecodeError): [T, T] | null {
+  /** Decode `input` on both faces: their results when both decoded it; otherwise checks both
+   *  refused it for the same reason, counts the reason, and returns null (also when a face threw). */
+  private decodedBoth<T extends object>(where: string, input: Uint8Array, decode: (k: Kernels) => T | DecodeError): [T, T] | null {
+    const w = this.guard('wasm', where, input, decode);
+    const j = this.guard('js', where, input, decode);
+    if (w === null || j === null) return null;
     if (!isDecodeError(w) && !isDecodeError(j)) return [w, j];
     if (!isDecodeError(w) || !isDecodeError(j) || w.error !== j.error) {
       this.fail(`${where}: faces disagree: wasm ${JSON.stringify(isDecodeError(w) ? w : 'ok')}, js ${JSON.stringify(isDecodeError(j) ? j : 'ok')} for ${hex(input)}`);
@@ -166,10 +169,7 @@ class Fuzzer {
   }
 
   checkFrame(input: Uint8Array, where: string): void {
-    const wr = this.guard('wasm', where, input, (k) => k.decode(input));
-    const jr = this.guard('js', where, input, (k) => k.decode(input));
-    if (wr === null || jr === null) return;
-    const both = this.decodedBoth(where, input, wr, jr);
+    const both = this.decodedBoth(where, input, (k) => k.decode(input));
     if (both === null) return;
     const [w, j] = both;
     // Both decoded: each must re-encode to the very bytes received.
@@ -187,10 +187,7 @@ class Fuzzer {
     }).slice();
     const input = this.mutate(make(), make, false);
     this.report.records++;
-    const wr = this.guard('wasm', 'decodeRecord', input, (k) => k.decodeRecord(input));
-    const jr = this.guard('js', 'decodeRecord', input, (k) => k.decodeRecord(input));
-    if (wr === null || jr === null) return;
-    const both = this.decodedBoth('decodeRecord', input, wr, jr);
+    const both = this.decodedBoth('decodeRecord', input, (k) => k.decodeRecord(input));
     if (both === null) return;
     const [w, j] = both;
     for (const r of [w, j]) {
@@ -213,10 +210,7 @@ class Fuzzer {
       default: input = r.bytes(r.int(0, 64));
     }
     this.report.batches++;
-    const wr = this.guard('wasm', 'decodeBatch', input, (k) => k.decodeBatch(input));
-    const jr = this.guard('js', 'decodeBatch', input, (k) => k.decodeBatch(input));
-    if (wr === null || jr === null) return;
-    const both = this.decodedBoth('decodeBatch', input, wr, jr);
+    const both = this.decodedBoth('decodeBatch', input, (k) => k.decodeBatch(input));
     if (both === null) return;
     const [w, j] = both;
     const again = this.js.encodeBatch(j);
