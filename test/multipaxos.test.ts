@@ -8,7 +8,7 @@ import { MsgType, type Message } from '../src/protocol/messages.js';
 import { defaultConfig, type Ready, type Restored } from '../src/protocol/types.js';
 import { loadKernels } from '../src/kernels/index.js';
 import { Prng } from '../src/sim/prng.js';
-import { clusterFromCommand, parseScenario } from '../src/sim/scenario.js';
+import { AppliedValues, clusterFromCommand, parseScenario } from '../src/sim/scenario.js';
 import { readFileSync } from 'node:fs';
 
 const k = loadKernels('js');
@@ -708,7 +708,7 @@ const wipeHistory = (seed: number, bug: boolean): string | null => {
   const c = clusterFromCommand((o) => new MultiPaxos({ ...o, bugs: { rejoinVotesAtOnce: bug } }), k, `cluster nodes=3 seed=${seed}`);
   const down = new Set<number>();
   let wiped = 0; // the node that is rejoining, 0 if none
-  const applied = new Map<string, string>();
+  const applied = new AppliedValues();
   for (let step = 0, cmd = 0; step < 300; step++) {
     const r = rng.int(0, 100);
     const id = rng.int(1, 4);
@@ -739,14 +739,8 @@ const wipeHistory = (seed: number, bug: boolean): string | null => {
 
   function check(out: string[]): string | null {
     if (out.includes(`${wiped} rejoined: votes again`)) wiped = 0;
-    for (const l of out) {
-      const m = /^(\d+) applied (\d+): (.*)$/.exec(l);
-      if (!m) continue;
-      const before = applied.get(m[2]);
-      if (before === undefined) applied.set(m[2], m[3]);
-      else if (before !== m[3]) return `seed ${seed}: slot ${m[2]} applied as "${before}" and as "${m[3]}" (node ${m[1]})`;
-    }
-    return null;
+    const conflict = applied.check(out);
+    return conflict === null ? null : `seed ${seed}: ${conflict}`;
   }
 };
 

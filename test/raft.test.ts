@@ -11,7 +11,7 @@ import { MsgType, type AppendEntries, type Message, type SnapshotChunk } from '.
 import { defaultConfig, SNAPSHOT_BYTES_MAX, type LogRecord, type PlantedBug, type Ready, type Restored, type Snapshot } from '../src/protocol/types.js';
 import { loadKernels } from '../src/kernels/index.js';
 import { Prng } from '../src/sim/prng.js';
-import { clusterFromCommand, parseScenario } from '../src/sim/scenario.js';
+import { AppliedValues, clusterFromCommand, parseScenario, replayWithBugs } from '../src/sim/scenario.js';
 
 const k = loadKernels('js');
 const enc = new TextEncoder();
@@ -363,19 +363,7 @@ test('propose: forwarded by a follower, refused with no leader, and all or nothi
 test('Figure 8 with commitOldTerm planted: two values are applied at one index', () => {
   const path = fileURLToPath(new URL('../../test/testdata/raft/figure8.txt', import.meta.url));
   const file = parseScenario(readFileSync(path, 'utf8'), path);
-  const run = (bugs: Partial<Record<PlantedBug, boolean>>): string[] => {
-    const cluster = clusterFromCommand((o) => new Raft({ ...o, bugs }), k, file.blocks[0].command);
-    const out: string[] = [];
-    for (const b of file.blocks.slice(1)) {
-      try {
-        out.push(...cluster.run(b.command));
-      } catch (e) {
-        out.push(`threw: ${(e as Error).message}`);
-        break;
-      }
-    }
-    return out;
-  };
+  const run = (bugs: Partial<Record<PlantedBug, boolean>>): string[] => replayWithBugs(file, 'raft', bugs, k);
   const at2 = (out: string[]): string[] => out.filter((l) => / applied 2: /.test(l));
   const good = run({});
   assert.deepEqual([...new Set(at2(good).map((l) => l.split(': ')[1]))], ['noop'], 'one value at index 2 without the bug');
@@ -887,19 +875,7 @@ test('a node restarted before its rejoined Ready was durable rejoins again, keep
 test('with rejoinVotesAtOnce planted, the wiped node votes at once, a candidate lacking the committed entry wins, and two values are applied at index 2', () => {
   const path = fileURLToPath(new URL('../../test/testdata/raft/rejoin-committed-entry.txt', import.meta.url));
   const file = parseScenario(readFileSync(path, 'utf8'), path);
-  const run = (bugs: Partial<Record<PlantedBug, boolean>>): string[] => {
-    const cluster = clusterFromCommand((o) => new Raft({ ...o, bugs }), k, file.blocks[0].command);
-    const out: string[] = [];
-    for (const b of file.blocks.slice(1)) {
-      try {
-        out.push(...cluster.run(b.command));
-      } catch (e) {
-        out.push(`threw: ${(e as Error).message}`);
-        break;
-      }
-    }
-    return out;
-  };
+  const run = (bugs: Partial<Record<PlantedBug, boolean>>): string[] => replayWithBugs(file, 'raft', bugs, k);
   const at2 = (out: string[]): string[] => [...new Set(out.filter((l) => / applied 2: /.test(l)).map((l) => l.split(': ')[1]))];
   const good = run({});
   assert.deepEqual(at2(good), ['a'], 'without the bug only a is applied at index 2');
@@ -954,17 +930,11 @@ const wipeHistory = (seed: number, bugs: Partial<Record<PlantedBug, boolean>>): 
   const down = new Set<number>();
   let wiped = 0; // the node that is rejoining, 0 if none
   let wipes = 0;
-  const applied = new Map<string, string>();
+  const applied = new AppliedValues();
   const check = (out: string[]): string | null => {
     if (out.includes(`${wiped} rejoined: votes again`)) wiped = 0;
-    for (const l of out) {
-      const m = /^(\d+) applied (\d+): (.*)$/.exec(l);
-      if (!m) continue;
-      const before = applied.get(m[2]);
-      if (before === undefined) applied.set(m[2], m[3]);
-      else if (before !== m[3]) return `seed ${seed}: index ${m[2]} applied as "${before}" and as "${m[3]}" (node ${m[1]})`;
-    }
-    return null;
+    const conflict = applied.check(out);
+    return conflict === null ? null : `seed ${seed}: ${conflict}`;
   };
   const run = (command: string): string | null => {
     try {

@@ -33,7 +33,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Message } from '../protocol/messages.js';
-import { defaultConfig, type Config, type Protocol, type Status } from '../protocol/types.js';
+import { defaultConfig, type Config, type PlantedBug, type Protocol, type Status } from '../protocol/types.js';
 import type { Kernels } from '../kernels/types.js';
 import { loadKernels } from '../kernels/index.js';
 import { Durable } from './durable.js';
@@ -377,6 +377,44 @@ export const runScenario = (f: ScenarioFile, protocol: string, k: Kernels = load
     return lines.length === 0 ? 'ok' : lines.join('\n');
   });
 };
+
+/**
+ * Run a scenario's commands on cores with planted bugs: every output line in order, until a command
+ * throws (a broken core invariant included), which ends the run with a "threw: ..." line.
+ */
+export const replayWithBugs = (f: ScenarioFile, protocol: string, bugs: Partial<Record<PlantedBug, boolean>>,
+  k: Kernels = loadKernels('js')): string[] => {
+  const make = protocolFactory(protocol);
+  const cluster = clusterFromCommand((o) => make({ ...o, bugs }), k, f.blocks[0].command);
+  const out: string[] = [];
+  for (const b of f.blocks.slice(1)) {
+    try {
+      out.push(...cluster.run(b.command));
+    } catch (e) {
+      out.push(`threw: ${(e as Error).message}`);
+      break;
+    }
+  }
+  return out;
+};
+
+/** The values scenario output says were applied, by position: no position may get two, at any nodes. */
+export class AppliedValues {
+  /** Position (as printed) -> the value first applied there. */
+  private readonly byPosition = new Map<string, string>();
+
+  /** Record the "N applied P: value" lines of `out`; the first conflict, described, or null. */
+  check(out: string[]): string | null {
+    for (const l of out) {
+      const m = /^(\d+) applied (\d+): (.*)$/.exec(l);
+      if (!m) continue;
+      const before = this.byPosition.get(m[2]);
+      if (before === undefined) this.byPosition.set(m[2], m[3]);
+      else if (before !== m[3]) return `position ${m[2]} applied as "${before}" and as "${m[3]}" (node ${m[1]})`;
+    }
+    return null;
+  }
+}
 
 /** Run a scenario file; with `rewrite`, write the actual outputs back into it. */
 export const runScenarioFile = (path: string, protocol: string, rewrite: boolean): { file: ScenarioFile; actual: string[] } => {
