@@ -5,25 +5,19 @@
 // refuses get the connection closed without an answer, which is counted separately. Afterwards the
 // node must still be running and serve a good request.
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import WebSocket from 'ws';
 import { TestRng } from '../src/kernels/gen.js';
 import { decodeRequests, decodeResponses, encodeRequest, ClientOp, type ClientResponse } from '../src/api/client-protocol.js';
-import { ProcCluster } from './node-harness.js';
+import { suiteCluster } from './node-harness.js';
 
-const c = new ProcCluster({ nodes: 1, basePort: 23200 });
+const c = suiteCluster({ nodes: 1, basePort: 23200 });
 const rng = new TestRng(20261127);
 const httpCases = 1500;
 const wsMessages = 3000;
 
-before(async () => {
-  c.startAll();
-  await c.leader();
-});
-
-after(() => c.stop());
 
 interface RawAnswer {
   /** 0 when the connection closed without a whole response. */

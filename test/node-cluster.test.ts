@@ -3,9 +3,9 @@
 // and catch-up. Snapshots every 7 slots, so a restart restores a snapshot and replays the log above it.
 // Ports: 17200-17299 (multipaxos), 17700-17799 (raft).
 
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ProcCluster } from './node-harness.js';
+import { suiteCluster } from './node-harness.js';
 
 const tickMs = 20;
 /** The core's default electionTicksMax (src/protocol/types.ts defaultConfig). */
@@ -13,20 +13,13 @@ const electionTicksMax = 20;
 const electionTimeoutMs = electionTicksMax * tickMs;
 
 for (const [protocol, basePort] of [['multipaxos', 17200], ['raft', 17700]] as const) describe(`a 3-node ${protocol} cluster of real processes`, { timeout: 120_000 }, () => {
-  const c = new ProcCluster({
+  const c = suiteCluster({
     nodes: 3, basePort, tickMs,
     extraArgs: ['--protocol', protocol, '--request-timeout-ms', '2000', '--snapshot-slots', '7'],
   });
   /** Every write acknowledged with 200: key -> value. Nothing in it may ever be lost. */
   const acked = new Map<string, string>();
 
-  before(async () => {
-    c.startAll();
-    await c.leader();
-  });
-  after(async () => {
-    await c.stop();
-  });
 
   test('takes writes on any node and every node reads them back linearizably', async () => {
     assert.equal((await c.status(1))!.protocol, protocol);

@@ -3,6 +3,7 @@
 // data directory is fresh.
 
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -26,6 +27,22 @@ export interface HttpAnswer {
   status: number;
   body: string;
   headers: Headers;
+}
+
+/**
+ * A cluster for the tests of one suite (a describe block, or a whole file at its top level):
+ * every node started and a leader agreed before the first test, every process stopped after the last.
+ */
+export function suiteCluster(o: ClusterOptions): ProcCluster {
+  const c = new ProcCluster(o);
+  before(async () => {
+    c.startAll();
+    await c.leader();
+  });
+  after(async () => {
+    await c.stop();
+  });
+  return c;
 }
 
 export class ProcCluster {

@@ -5,9 +5,9 @@
 // serve writes; after healing, every node must apply the same prefix and hold the same values.
 // Ports: 23500-23549 (multipaxos), 23600-23649 (raft), 23900-23949 (the flag's absence).
 
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ProcCluster } from './node-harness.js';
+import { suiteCluster } from './node-harness.js';
 
 const tickMs = 20;
 /** The core's default electionTicksMax (src/protocol/types.ts defaultConfig). */
@@ -19,7 +19,7 @@ const leaseMs = 8 * tickMs;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 for (const [protocol, basePort] of [['multipaxos', 23500], ['raft', 23600]] as const) describe(`a partition of a 3-node ${protocol} cluster of real processes`, { timeout: 60_000 }, () => {
-  const c = new ProcCluster({
+  const c = suiteCluster({
     nodes: 3, basePort, tickMs,
     extraArgs: ['--protocol', protocol, '--request-timeout-ms', '1500', '--fault-control'],
   });
@@ -27,13 +27,6 @@ for (const [protocol, basePort] of [['multipaxos', 23500], ['raft', 23600]] as c
   const acked = new Map<string, string>();
   const partition = (id: number, peers: number[]) => c.http(id, 'POST', '/fault/partition', JSON.stringify(peers));
 
-  before(async () => {
-    c.startAll();
-    await c.leader();
-  });
-  after(async () => {
-    await c.stop();
-  });
 
   test('the partition control refuses bad lists with 400 and reports the cut in /status', async () => {
     for (const body of ['nope', '{"peers":[2]}', '[1]', '[99]', '[2.5]']) {
@@ -118,14 +111,7 @@ for (const [protocol, basePort] of [['multipaxos', 23500], ['raft', 23600]] as c
 });
 
 describe('the partition control without --fault-control', { timeout: 30_000 }, () => {
-  const c = new ProcCluster({ nodes: 1, basePort: 23900, tickMs });
-  before(async () => {
-    c.startAll();
-    await c.leader();
-  });
-  after(async () => {
-    await c.stop();
-  });
+  const c = suiteCluster({ nodes: 1, basePort: 23900, tickMs });
 
   test('does not exist: POST /fault/partition answers 404 and cuts nothing', async () => {
     const r = await c.http(1, 'POST', '/fault/partition', '[2]');

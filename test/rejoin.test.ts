@@ -6,12 +6,12 @@
 // way (a new log cannot tell a first start from a wiped disk). Ports: 24700-24752 (multipaxos),
 // 24800-24852 (raft): peer ports from the base, client ports from base + 50.
 
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { open as openLmdb } from 'lmdb';
-import { ProcCluster } from './node-harness.js';
+import { ProcCluster, suiteCluster } from './node-harness.js';
 
 /** Flip one bit in the value of the first record of a stopped node's log, as a bad disk would. */
 async function damageFirstRecord(dataDir: string): Promise<number> {
@@ -27,15 +27,8 @@ async function damageFirstRecord(dataDir: string): Promise<number> {
 
 for (const [protocol, basePort] of [['multipaxos', 24700], ['raft', 24800]] as const) describe(`${protocol}: a damaged or wiped replica rejoins without voting`, { timeout: 120_000 }, () => {
   // No snapshots: the damaged record must still be in the log when the node restarts.
-  const c = new ProcCluster({ nodes: 3, basePort, extraArgs: ['--protocol', protocol, '--snapshot-slots', '0', '--request-timeout-ms', '2000'] });
+  const c = suiteCluster({ nodes: 3, basePort, extraArgs: ['--protocol', protocol, '--snapshot-slots', '0', '--request-timeout-ms', '2000'] });
   const acked = new Map<string, string>();
-  before(async () => {
-    c.startAll();
-    await c.leader();
-  });
-  after(async () => {
-    await c.stop();
-  });
 
   const putAll = async (leader: number, from: number, to: number): Promise<void> => {
     for (let i = from; i < to; i++) {

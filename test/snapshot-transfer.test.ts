@@ -4,21 +4,14 @@
 // so here with many small values it is one chunk or a few), installs it, and goes on applying.
 // Ports: 24500-24552 (multipaxos), 24600-24652 (raft): peer ports from the base, client ports from base + 50.
 
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ProcCluster } from './node-harness.js';
+import { suiteCluster } from './node-harness.js';
 
 const metric = (text: string, name: string): number => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
 
 for (const [protocol, basePort] of [['multipaxos', 24500], ['raft', 24600]] as const) describe(`${protocol}: compaction and snapshot transfer between real processes`, { timeout: 120_000 }, () => {
-  const c = new ProcCluster({ nodes: 3, basePort, extraArgs: ['--protocol', protocol, '--snapshot-slots', '10', '--request-timeout-ms', '2000'] });
-  before(async () => {
-    c.startAll();
-    await c.leader();
-  });
-  after(async () => {
-    await c.stop();
-  });
+  const c = suiteCluster({ nodes: 3, basePort, extraArgs: ['--protocol', protocol, '--snapshot-slots', '10', '--request-timeout-ms', '2000'] });
 
   test('a node behind the trimmed point catches up by snapshot and then applies new slots', async () => {
     const leader = await c.leader();
