@@ -234,3 +234,26 @@ test('compactDir shrinks a stopped log to its live pages, keeps every record, an
   await s.close();
   await assert.rejects(LogStore.compactDir(path.join(dir, 'nope'), kernels), /no log in/);
 });
+
+test('a snapshot in the format from before compaction (an 8-byte header) is reported corrupt, not read past its end', async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: false, kernels });
+  s.load();
+  await s.persist({ ...none, records: [{ position: 1, ballot: 1, value: bytes('a') }], chosenPrefix: 2 });
+  await s.close();
+  // The old layout: appliedPrefix f64 then the state bytes (here one byte), then its CRC32C.
+  const payload = new Uint8Array(9);
+  new DataView(payload.buffer).setFloat64(0, 2, true);
+  payload[8] = 7;
+  const stored = Buffer.alloc(13);
+  stored.set(payload);
+  stored.writeUInt32LE(kernels.crc32c(payload) >>> 0, 9);
+  const root = open({ path: path.join(dir, 'paxlog.mdb'), maxDbs: 4 });
+  root.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' }).putSync('snapshot', stored);
+  await root.close();
+  s = LogStore.open({ dir, fsync: false, kernels });
+  const loaded = s.load();
+  assert.equal(loaded.restored.snapshot, null);
+  assert.deepEqual(loaded.corrupt.map((c) => [c.key, /bad header \(9 bytes/.test(c.reason)]), [['snapshot', true]]);
+  await s.close();
+});

@@ -112,8 +112,6 @@ export class LogStore {
   corruptCount = 0;
   /** The prefix of the latest snapshot written or loaded (1: none). Invariant: no record below it. */
   snapshotPrefix = 1;
-  /** Records deleted by compaction since open. */
-  trimmedCount = 0;
   /** The highest chosen prefix given to persist(); written with the next transaction. */
   private chosenPending = 0;
   /** The chosen prefix last written. Invariant: chosenWritten <= chosenPending. */
@@ -194,10 +192,11 @@ export class LogStore {
     const snap = this.readMeta('snapshot', -1);
     if (isFailure(snap)) corrupt.push({ key: 'snapshot', reason: snap.reason });
     else if (snap !== null) {
-      const prefix = snap.getFloat64(0, true);
-      const ballot = snap.getFloat64(8, true);
-      if (snap.byteLength < 16 || !Number.isSafeInteger(prefix) || prefix < 2 || !Number.isSafeInteger(ballot) || ballot < 0) {
-        corrupt.push({ key: 'snapshot', reason: `bad header (prefix ${prefix}, ballot ${ballot})` });
+      // 16 bytes of header (a snapshot from before compaction had 8: it is refused here, not read past its end).
+      const prefix = snap.byteLength >= 16 ? snap.getFloat64(0, true) : NaN;
+      const ballot = snap.byteLength >= 16 ? snap.getFloat64(8, true) : NaN;
+      if (!Number.isSafeInteger(prefix) || prefix < 2 || !Number.isSafeInteger(ballot) || ballot < 0) {
+        corrupt.push({ key: 'snapshot', reason: `bad header (${snap.byteLength} bytes, prefix ${prefix}, ballot ${ballot})` });
       } else snapshot = { prefix, ballot, bytes: new Uint8Array(snap.buffer, snap.byteOffset + 16, snap.byteLength - 16).slice() };
     }
     const appliedPrefix = snapshot?.prefix ?? 1;
@@ -286,11 +285,8 @@ export class LogStore {
     view.setFloat64(8, snap.ballot, true);
     payload.set(snap.bytes, 16);
     this.meta.putSync('snapshot', this.withCrc(payload));
-    const doomed: number[] = [];
-    for (const key of this.log.getKeys({ end: snap.prefix })) doomed.push(key);
-    for (const key of doomed) this.log.removeSync(key);
+    this.removeRecordsSync({ end: snap.prefix });
     this.snapshotPrefix = snap.prefix;
-    this.trimmedCount += doomed.length;
   }
 
   /**
@@ -364,10 +360,15 @@ export class LogStore {
     return this.root;
   }
 
-  private truncateSync(fromPosition: number): void {
+  /** Inside a transaction: delete the records whose positions lie in the range (collected first, then removed). */
+  private removeRecordsSync(range: { start?: number; end?: number }): void {
     const doomed: number[] = [];
-    for (const key of this.log.getKeys({ start: fromPosition })) doomed.push(key);
+    for (const key of this.log.getKeys(range)) doomed.push(key);
     for (const key of doomed) this.log.removeSync(key);
+  }
+
+  private truncateSync(fromPosition: number): void {
+    this.removeRecordsSync({ start: fromPosition });
     if (this.lastPosition >= fromPosition) this.lastPosition = fromPosition - 1;
   }
 
