@@ -210,10 +210,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private slotsSinceSnapshot = 0;
   /** Bytes of the slots applied since the last snapshot was taken or installed. */
   private bytesSinceSnapshot = 0;
-  /** Callers of snapshot() waiting for the next snapshot of this node's own to be durable. */
-  private snapshotWaiters: { resolve: (prefix: number) => void; reject: (e: Error) => void }[] = [];
-  /** snapshot() was called: take one at the next point where no Ready is outstanding. */
-  private snapshotWanted = false;
+  /** Callers of snapshot() waiting for a durable snapshot of this node's own at or past `need`
+   *  (the applied prefix when they asked). Bounded by pendingReadsMax. */
+  private snapshotWaiters: { need: number; resolve: (prefix: number) => void; reject: (e: Error) => void }[] = [];
+  /** The prefix of the latest snapshot known durable here, taken or installed (1: none). Never decreases. */
+  private snapshotPrefixDurable = 1;
   /** Milliseconds per tick. */
   private readonly tickMs: number;
   /** When the core's clock was last brought up to date (performance.now()). Advances by whole ticks. */
@@ -318,6 +319,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     const core = make({ config, kernels, rng: new Prng(crypto.randomBytes(4).readUInt32LE(0)), restored: loaded.restored });
     const node = new PaxlogNode(opts, store, core, kernels, uws);
     node.appliedThrough = loaded.restored.appliedPrefix - 1;
+    node.snapshotPrefixDurable = loaded.restored.snapshot?.prefix ?? 1;
     if (!fsync) {
       opts.logger.warn('FSYNC IS OFF (--fsync off): writes are acknowledged before they are on disk; ' +
         'a power cut or kernel crash can lose acknowledged writes. For experiments only.');
@@ -588,8 +590,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     if (this.stopped) return Promise.reject(new RequestError('stopped', 'the node is stopping'));
     if (this.snapshotWaiters.length >= pendingReadsMax) return Promise.reject(new RequestError('full', 'too many snapshot requests pending'));
     return new Promise<number>((resolve, reject) => {
-      this.snapshotWaiters.push({ resolve, reject });
-      this.snapshotWanted = true;
+      this.snapshotWaiters.push({ need: this.appliedThrough + 1, resolve, reject });
       if (!this.persisting) this.maybeSnapshot();
       this.schedule();
     });
@@ -600,38 +601,38 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     const slots = this.opts.snapshotSlots ?? 10_000;
     const bytes = this.opts.snapshotBytes ?? 64 * 1024 * 1024;
     const due = (slots > 0 && this.slotsSinceSnapshot >= slots) || (bytes > 0 && this.bytesSinceSnapshot >= bytes);
-    if (!due && !this.snapshotWanted) return;
+    if (!due && this.snapshotWaiters.length === 0) return;
     const prefix = this.appliedThrough + 1;
-    if (prefix <= this.core.status().snapshotPrefix) {
-      // Nothing applied since the last snapshot: that one is the answer.
-      this.settleSnapshotWaiters(this.core.status().snapshotPrefix);
+    if (prefix <= this.snapshotPrefixDurable) {
+      // Nothing applied since the last durable snapshot: that one is the answer.
+      this.settleSnapshotWaiters(this.snapshotPrefixDurable);
       return;
     }
-    this.snapshotWanted = false;
     this.slotsSinceSnapshot = 0;
     this.bytesSinceSnapshot = 0;
     this.core.compact(prefix, this.sm.snapshot());
     this.schedule();
   }
 
-  /** A persisted Ready carried a snapshot: count it, and answer snapshot() callers if it was ours. */
+  /** A persisted Ready carried a snapshot (ours, or a peer's installed): count it and answer the snapshot() callers it covers. */
   private snapshotDurable(rd: Ready): void {
     const snap = rd.snapshot!;
     if (rd.install) {
       this.metrics.snapshotsInstalled.inc();
       this.log.info({ prefix: snap.prefix, bytes: snap.bytes.byteLength }, 'snapshot from a peer installed and saved');
-      return;
+    } else {
+      this.metrics.snapshotsTaken.inc();
+      this.log.debug({ prefix: snap.prefix, bytes: snap.bytes.byteLength }, 'snapshot saved, log trimmed below it');
     }
-    this.metrics.snapshotsTaken.inc();
-    this.log.debug({ prefix: snap.prefix, bytes: snap.bytes.byteLength }, 'snapshot saved, log trimmed below it');
+    this.snapshotPrefixDurable = snap.prefix;
     this.settleSnapshotWaiters(snap.prefix);
   }
 
+  /** Answer the callers whose state the snapshot at `prefix` covers; those who asked later wait for the next. */
   private settleSnapshotWaiters(prefix: number): void {
-    const waiters = this.snapshotWaiters;
-    this.snapshotWaiters = [];
-    this.snapshotWanted = false;
-    for (const w of waiters) w.resolve(prefix);
+    const covered = this.snapshotWaiters.filter((w) => w.need <= prefix);
+    this.snapshotWaiters = this.snapshotWaiters.filter((w) => w.need > prefix);
+    for (const w of covered) w.resolve(prefix);
   }
 
   /**
