@@ -16,7 +16,6 @@ const electionTimeoutMs = electionTicksMax * tickMs;
 /** The core's default leaseTicks: no lease outlives this. */
 const leaseMs = 8 * tickMs;
 
-
 for (const [protocol, basePort] of [['multipaxos', 23500], ['raft', 23600]] as const) describe(`a partition of a 3-node ${protocol} cluster of real processes`, { timeout: 60_000 }, () => {
   const c = suiteCluster({
     nodes: 3, basePort, tickMs,
