@@ -66,44 +66,107 @@ export function encodeRequest(r: Omit<ClientRequest, 'expect' | 'value' | 'readM
   return out;
 }
 
+/** One request of a message, read in place. The views are valid only during the visit. */
+export interface RequestView {
+  id: number;
+  op: ClientOp;
+  readMode: ClientReadMode;
+  /** UTF-8 bytes, not checked here (the server answers a bad key with 400 and goes on). */
+  key: Uint8Array;
+  expect: Uint8Array;
+  value: Uint8Array;
+}
+
 /**
- * The requests in one WebSocket message. Values are views into `bytes` (copy before keeping).
- * A malformed request gives an error for its id (or id 0 if even the header is unreadable) and
- * stops the parse: the rest of the message cannot be framed.
+ * Visit the requests of one WebSocket message in order, without copying. A request that cannot
+ * be framed gives an error for its id (or id 0 if even the header is unreadable) and ends the
+ * visit: the rest of the message cannot be framed either.
  */
-export function decodeRequests(bytes: Uint8Array): { requests: ClientRequest[]; error: { id: number; reason: string } | null } {
-  const requests: ClientRequest[] = [];
-  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+export function forEachRequest(bytes: Uint8Array, visit: (r: RequestView) => void): { id: number; reason: string } | null {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
-  while (at < bytes.byteLength) {
-    if (bytes.byteLength - at < requestHeaderBytes) return { requests, error: { id: 0, reason: 'request shorter than its header' } };
-    const length = v.getUint32(at, true);
-    const id = v.getUint32(at + 4, true);
-    const op = bytes[at + 8];
-    const mode = bytes[at + 9];
-    const keyLength = v.getUint16(at + 10, true);
-    const expectLength = v.getUint32(at + 12, true);
-    const fail = (reason: string) => ({ requests, error: { id, reason } });
-    if (length < requestHeaderBytes || length > bytes.byteLength - at) return fail(`request length ${length} does not fit the message`);
-    if (op < ClientOp.Put || op > ClientOp.Get) return fail(`unknown op ${op}`);
-    if (mode >= readModes.length) return fail(`unknown read mode ${mode}`);
-    if (requestHeaderBytes + keyLength + expectLength > length) return fail('key and expect run past the request');
-    let key: string;
-    try {
-      key = utf8Strict.decode(bytes.subarray(at + 16, at + 16 + keyLength));
-    } catch {
-      return fail('key is not UTF-8');
-    }
+  while (at < b.byteLength) {
+    if (b.byteLength - at < requestHeaderBytes) return { id: 0, reason: 'request shorter than its header' };
+    const length = b.readUInt32LE(at);
+    const id = b.readUInt32LE(at + 4);
+    const op = b[at + 8];
+    const mode = b[at + 9];
+    const keyLength = b.readUInt16LE(at + 10);
+    const expectLength = b.readUInt32LE(at + 12);
+    if (length < requestHeaderBytes || length > b.byteLength - at) return { id, reason: `request length ${length} does not fit the message` };
+    if (op < ClientOp.Put || op > ClientOp.Get) return { id, reason: `unknown op ${op}` };
+    if (mode >= readModes.length) return { id, reason: `unknown read mode ${mode}` };
+    if (requestHeaderBytes + keyLength + expectLength > length) return { id, reason: 'key and expect run past the request' };
     const e0 = at + 16 + keyLength;
-    requests.push({
-      id, op: op as ClientOp, readMode: readModes[mode], key,
-      expect: bytes.subarray(e0, e0 + expectLength),
-      value: bytes.subarray(e0 + expectLength, at + length),
+    visit({
+      id, op: op as ClientOp, readMode: readModes[mode], key: b.subarray(at + 16, e0),
+      expect: b.subarray(e0, e0 + expectLength), value: b.subarray(e0 + expectLength, at + length),
     });
     at += length;
   }
-  return { requests, error: null };
+  return null;
 }
+
+/**
+ * The requests in one WebSocket message, keys decoded. Values are views into `bytes` (copy before
+ * keeping). A key that is not UTF-8 also ends the parse, with an error for its id.
+ */
+export function decodeRequests(bytes: Uint8Array): { requests: ClientRequest[]; error: { id: number; reason: string } | null } {
+  const requests: ClientRequest[] = [];
+  let badKey: { id: number; reason: string } | null = null;
+  const error = forEachRequest(bytes, (r) => {
+    if (badKey !== null) return;
+    let key: string;
+    try {
+      key = utf8Strict.decode(r.key);
+    } catch {
+      badKey = { id: r.id, reason: 'key is not UTF-8' };
+      return;
+    }
+    requests.push({ id: r.id, op: r.op, readMode: r.readMode, key, expect: r.expect, value: r.value });
+  });
+  return { requests, error: badKey ?? error };
+}
+
+/** Responses encoded back to back into one reused buffer, sent as one message per turn. */
+export class ResponseWriter {
+  /** Holds `length` bytes of responses. Grows to fit; shrinks back to its first size when taken. */
+  private buf = Buffer.allocUnsafeSlow(responseBufferBytes);
+  /** Bytes written since the last take(). */
+  length = 0;
+
+  write(id: number, status: number, body: Uint8Array | string): void {
+    const bodyBytes = typeof body === 'string' ? Buffer.byteLength(body, 'utf8') : body.byteLength;
+    const size = responseHeaderBytes + bodyBytes;
+    if (this.length + size > this.buf.byteLength) {
+      const grown = Buffer.allocUnsafeSlow(Math.max(2 * this.buf.byteLength, this.length + size));
+      this.buf.copy(grown, 0, 0, this.length);
+      this.buf = grown;
+    }
+    const b = this.buf;
+    const at = this.length;
+    b.writeUInt32LE(size, at);
+    b.writeUInt32LE(id >>> 0, at + 4);
+    b.writeUInt16LE(status, at + 8);
+    b.writeUInt16LE(0, at + 10);
+    if (typeof body === 'string') b.write(body, at + responseHeaderBytes, 'utf8');
+    else b.set(body, at + responseHeaderBytes);
+    this.length += size;
+  }
+
+  /** The bytes written since the last take(); valid until the next write(). */
+  take(): Buffer {
+    const out = this.buf.subarray(0, this.length);
+    this.length = 0;
+    // A burst of large values grew the buffer: let it go (`out` keeps it alive until sent).
+    if (this.buf.byteLength > responseBufferBytesMax) this.buf = Buffer.allocUnsafeSlow(responseBufferBytes);
+    return out;
+  }
+}
+
+/** A ResponseWriter's first size, and the size above which it is replaced after each take(). */
+const responseBufferBytes = 64 * 1024;
+const responseBufferBytesMax = 1024 * 1024;
 
 export function encodeResponse(id: number, status: number, body: Uint8Array | string = ''): Uint8Array {
   const b = typeof body === 'string' ? utf8.encode(body) : body;

@@ -10,12 +10,14 @@ import crypto from 'node:crypto';
 import type { HttpRequest, HttpResponse } from '@trufflesuite/uws-js-unofficial';
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
 import type { Logger } from 'pino';
-import { encodeOp, keyBytes, KvInputError, valueBytesMax, type KvOp } from '../kv/ops.js';
+import { isUtf8 } from 'node:buffer';
+import { keyBytesMax, KvInputError, KvOpCode, opBytes, valueBytesMax, type KvOp } from '../kv/ops.js';
 import type { KvResult, KvStore } from '../kv/store.js';
-import { RequestError, type PaxlogNode } from '../node/node.js';
+import { envelopeBytes } from '../node/envelope.js';
+import type { PaxlogNode, RequestError } from '../node/node.js';
 import type { ReadMode } from '../protocol/types.js';
 import { partitionPeersMax } from '../transport/faults.js';
-import { ClientOp, decodeRequests, encodeResponse, type ClientReadMode, type ClientRequest } from './client-protocol.js';
+import { ClientOp, encodeResponse, forEachRequest, ResponseWriter, type ClientReadMode } from './client-protocol.js';
 
 const statusText: Record<number, string> = {
   200: '200 OK', 400: '400 Bad Request', 401: '401 Unauthorized', 404: '404 Not Found', 405: '405 Method Not Allowed', 412: '412 Precondition Failed',
@@ -40,53 +42,79 @@ const kvStatus: Record<KvResult, number> = { ok: 200, 'not-found': 404, mismatch
 const error = (status: number, message: string, retryAfter?: number): Answer =>
   ({ status, body: JSON.stringify({ error: message }), contentType: 'application/json', retryAfter });
 
-/** The operations themselves, shared by HTTP and /client. Never throws. */
+/** Receives a request's answer. */
+export type Answered = (a: Answer) => void;
+
+const ok: Answer = { status: 200 };
+const opCodes = { put: KvOpCode.Put, delete: KvOpCode.Delete, cas: KvOpCode.Cas } as const;
+const resultReasons: Record<KvResult, string> = {
+  ok: '', 'not-found': 'no such key', mismatch: 'the current value differs from expect', full: 'the store is full', bad: 'bad command',
+};
+
+/**
+ * The operations themselves, shared by HTTP and /client. Never throws on bad input; every call
+ * answers exactly once (possibly before it returns). Callbacks, not promises: /client answers
+ * hundreds of thousands of requests a second, and a promise chain per request was a visible share.
+ */
 export class KvService {
+  /** The requests counter's child per `op status` (labels are hashed on every inc otherwise). Bounded: 5 ops x the statuses above. */
+  private readonly counters = new Map<string, { inc: () => void }>();
+
   constructor(private readonly node: PaxlogNode<KvResult>, private readonly kv: KvStore, private readonly log: Logger) {}
 
-  async write(o: KvOp): Promise<Answer> {
-    let command: Uint8Array;
+  /** A put, delete or cas from its parts (key as UTF-8 bytes; views are copied before this returns). */
+  writeParts(op: KvOp['op'], key: Uint8Array, expect: Uint8Array | null, value: Uint8Array | null, done: Answered): void {
+    let envelope: Buffer;
     try {
-      command = encodeOp(o);
+      envelope = opBytes(opCodes[op], key, expect, value, envelopeBytes);
     } catch (e) {
-      if (e instanceof KvInputError) return error(e.status, e.message);
+      if (e instanceof KvInputError) return done(error(e.status, e.message));
       throw e;
     }
-    const op = o.op;
-    try {
-      const result = await this.node.propose(command);
-      this.node.metrics.requests.inc({ op, status: String(kvStatus[result]) });
-      return result === 'ok' ? { status: 200 } : error(kvStatus[result], result === 'not-found' ? 'no such key' :
-        result === 'mismatch' ? 'the current value differs from expect' : result === 'full' ? 'the store is full' : 'bad command');
-    } catch (e) {
-      return this.failed(op, e);
-    }
+    this.node.proposeEnveloped(envelope, (err, result) => {
+      if (err !== null) return done(this.failed(op, err));
+      const status = kvStatus[result!];
+      this.count(op, status);
+      done(status === 200 ? ok : error(status, resultReasons[result!]));
+    });
   }
 
-  async get(key: string, mode: ClientReadMode): Promise<Answer> {
-    try {
-      keyBytes(key);
-    } catch (e) {
-      if (e instanceof KvInputError) return error(e.status, e.message);
-      throw e;
-    }
-    try {
-      if (mode !== 'local') await this.node.read(mode === 'linearizable' ? 'lease' : mode as ReadMode);
-    } catch (e) {
-      return this.failed('get', e);
-    }
-    const value = this.kv.get(key);
-    this.node.metrics.requests.inc({ op: 'get', status: value === undefined ? '404' : '200' });
-    return value === undefined ? error(404, 'no such key') : { status: 200, body: value, contentType: 'application/octet-stream' };
+  write(o: KvOp, done: Answered): void {
+    const key = Buffer.from(o.key, 'utf8');
+    if (o.op === 'delete') this.writeParts('delete', key, null, null, done);
+    else this.writeParts(o.op, key, o.op === 'cas' ? o.expect : null, o.value, done);
   }
 
-  private failed(op: string, e: unknown): Answer {
-    if (!(e instanceof RequestError)) {
-      this.log.error({ err: (e as Error).message, op }, 'request failed unexpectedly');
-      return error(500, 'internal error');
+  /** A read of `key` (a string, or its UTF-8 bytes) served in `mode`. */
+  get(key: string | Uint8Array, mode: ClientReadMode, done: Answered): void {
+    const size = typeof key === 'string' ? Buffer.byteLength(key, 'utf8') : key.byteLength;
+    if (size === 0) return done(error(400, 'the key is empty'));
+    if (size > keyBytesMax) return done(error(413, `the key is ${size} bytes; at most ${keyBytesMax}`));
+    if (typeof key !== 'string' && !isUtf8(key)) return done(error(400, 'the key is not UTF-8'));
+    const answer = (): void => {
+      const value = this.kv.get(key);
+      this.count('get', value === undefined ? 404 : 200);
+      done(value === undefined ? error(404, 'no such key') : { status: 200, body: value, contentType: 'application/octet-stream' });
+    };
+    if (mode === 'local') return answer();
+    // A /client key is a view into a message that dies with its callback: keep a copy for later.
+    if (typeof key !== 'string') key = Buffer.from(key);
+    this.node.readWith(mode === 'linearizable' ? 'lease' : mode as ReadMode, (err) => (err === null ? answer() : done(this.failed('get', err))));
+  }
+
+  private count(op: string, status: number): void {
+    const name = `${op} ${status}`;
+    let c = this.counters.get(name);
+    if (c === undefined) {
+      c = this.node.metrics.requests.labels(op, String(status));
+      this.counters.set(name, c);
     }
+    c.inc();
+  }
+
+  private failed(op: string, e: RequestError): Answer {
     const status = e.surelyNotProposed ? 503 : 504;
-    this.node.metrics.requests.inc({ op, status: String(status) });
+    this.count(op, status);
     return error(status, e.message, status === 503 ? 1 : undefined);
   }
 }
@@ -131,7 +159,7 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, log: Logger, 
       return send(res, error(400, `read=${mode} is not one of lease, quorum, local`));
     }
     const aborted = onAbort(res);
-    void service.get(key, mode as ClientReadMode).then((a) => aborted.value || send(res, a));
+    service.get(key, mode as ClientReadMode, (a) => aborted.value || send(res, a));
   });
 
   app.del('/kv/*', (res, req) => {
@@ -139,13 +167,13 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, log: Logger, 
     const key = keyOf(req);
     if (key === null) return send(res, error(400, 'the key is not valid percent-encoded UTF-8'));
     const aborted = onAbort(res);
-    void service.write({ op: 'delete', key }).then((a) => aborted.value || send(res, a));
+    service.write({ op: 'delete', key }, (a) => aborted.value || send(res, a));
   });
 
   app.put('/kv/*', (res, req) => {
     if (refused(res, req)) return;
     const key = keyOf(req);
-    withBody(res, req, key, (value) => service.write({ op: 'put', key: key!, value }));
+    withBody(res, req, key, (value, done) => service.write({ op: 'put', key: key!, value }, done));
   });
 
   app.post('/kv/*', (res, req) => {
@@ -157,7 +185,7 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, log: Logger, 
       return send(res, error(400, 'POST /kv/{key} needs ?expect={old value} (compare-and-set)'), true);
     }
     const expectBytes = Buffer.from(expect, 'utf8');
-    withBody(res, req, key, (value) => service.write({ op: 'cas', key: key!, expect: expectBytes, value }));
+    withBody(res, req, key, (value, done) => service.write({ op: 'cas', key: key!, expect: expectBytes, value }, done));
   });
 
   // Take a snapshot now and trim the log below it (also taken every --snapshot-slots or
@@ -243,7 +271,7 @@ function onAbort(res: HttpResponse): { value: boolean } {
 }
 
 /** Read the request body (bounded), then run `handle`; answers 400/413 itself for bad input. */
-function withBody(res: HttpResponse, req: HttpRequest, key: string | null, handle: (body: Uint8Array) => Promise<Answer>): void {
+function withBody(res: HttpResponse, req: HttpRequest, key: string | null, handle: (body: Uint8Array, done: Answered) => void): void {
   const aborted = onAbort(res);
   if (key === null) return send(res, error(400, 'the key is not valid percent-encoded UTF-8'), true);
   const declared = req.getHeader('content-length');
@@ -264,7 +292,7 @@ function withBody(res: HttpResponse, req: HttpRequest, key: string | null, handl
     chunks.push(Buffer.from(new Uint8Array(chunk)));
     if (!isLast) return;
     const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
-    void handle(body).then((a) => aborted.value || send(res, a));
+    handle(body, (a) => aborted.value || send(res, a));
   });
 }
 
@@ -285,11 +313,9 @@ interface ClientConn {
   closed: boolean;
   /**
    * Answers encoded in this turn of the event loop, sent together as one message when it ends
-   * (one uWS send per answer cost more CPU than the answer itself). Bounded by clientInFlightMax.
+   * (one uWS send per answer cost more CPU than the answer itself). Bounded by clientInFlightMax answers.
    */
-  answers: Uint8Array[];
-  /** Sum of the byte lengths in `answers`. */
-  answersBytes: number;
+  out: ResponseWriter;
 }
 
 function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, service: KvService, allowed: (header: string) => boolean): void {
@@ -304,34 +330,28 @@ function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, s
         res.onAborted(() => {});
         return send(res, unauthorized, true);
       }
-      res.upgrade<ClientConn>({ inFlight: 0, closed: false, answers: [], answersBytes: 0 }, req.getHeader('sec-websocket-key'),
+      res.upgrade<ClientConn>({ inFlight: 0, closed: false, out: new ResponseWriter() }, req.getHeader('sec-websocket-key'),
         req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
     },
     message: (ws, message, isBinary) => {
       const conn = ws.getUserData();
-      const reply = (id: number, a: Answer): void => {
-        conn.inFlight--;
-        if (conn.closed) return;
-        const bytes = encodeResponse(id, a.status, a.body ?? '');
-        conn.answers.push(bytes);
-        conn.answersBytes += bytes.byteLength;
-        if (conn.answers.length === 1) setImmediate(() => sendAnswers(ws, conn));
-      };
       if (!isBinary) {
         ws.send(encodeResponse(0, 400, 'the /client protocol is binary'), true);
         return;
       }
-      // decodeRequests gives views into `message`, which dies with this callback: operations copy
-      // what they keep (encodeOp copies keys and values into the command).
-      const { requests, error: bad } = decodeRequests(new Uint8Array(message));
-      for (const r of requests) {
+      // The views die with this callback; writes copy what they keep before returning, reads copy the key.
+      const bad = forEachRequest(new Uint8Array(message), (r) => {
         conn.inFlight++;
-        if (conn.inFlight > clientInFlightMax) {
-          reply(r.id, error(503, `more than ${clientInFlightMax} requests in flight on this connection`, 1));
-          continue;
+        const id = r.id;
+        const answered = (a: Answer): void => answer(ws, conn, id, a);
+        if (conn.inFlight > clientInFlightMax) return answered(error(503, `more than ${clientInFlightMax} requests in flight on this connection`, 1));
+        switch (r.op) {
+          case ClientOp.Put: return service.writeParts('put', r.key, null, r.value, answered);
+          case ClientOp.Delete: return service.writeParts('delete', r.key, null, null, answered);
+          case ClientOp.Cas: return service.writeParts('cas', r.key, r.expect, r.value, answered);
+          case ClientOp.Get: return service.get(r.key, r.readMode, answered);
         }
-        void run(service, r).then((a) => reply(r.id, a));
-      }
+      });
       if (bad !== null) ws.send(encodeResponse(bad.id, 400, bad.reason), true);
     },
     close: (ws) => {
@@ -340,21 +360,17 @@ function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, s
   });
 }
 
-/** Sends the answers queued on a /client connection in this turn as one message. */
-function sendAnswers(ws: Uws.WebSocket<ClientConn>, conn: ClientConn): void {
-  const answers = conn.answers;
-  const bytes = conn.answersBytes;
-  conn.answers = [];
-  conn.answersBytes = 0;
-  if (conn.closed || answers.length === 0) return;
-  ws.send(answers.length === 1 ? answers[0] : Buffer.concat(answers, bytes), true);
+/** Queue one answer on a /client connection; the first of a turn schedules the send. */
+function answer(ws: Uws.WebSocket<ClientConn>, conn: ClientConn, id: number, a: Answer): void {
+  conn.inFlight--;
+  if (conn.closed) return;
+  if (conn.out.length === 0) setImmediate(() => sendAnswers(ws, conn));
+  conn.out.write(id, a.status, a.body ?? '');
 }
 
-function run(service: KvService, r: ClientRequest): Promise<Answer> {
-  switch (r.op) {
-    case ClientOp.Put: return service.write({ op: 'put', key: r.key, value: r.value });
-    case ClientOp.Delete: return service.write({ op: 'delete', key: r.key });
-    case ClientOp.Cas: return service.write({ op: 'cas', key: r.key, expect: r.expect, value: r.value });
-    case ClientOp.Get: return service.get(r.key, r.readMode);
-  }
+/** Sends the answers queued on a /client connection in this turn as one message. */
+function sendAnswers(ws: Uws.WebSocket<ClientConn>, conn: ClientConn): void {
+  const bytes = conn.out.take();
+  if (conn.closed || bytes.byteLength === 0) return;
+  ws.send(bytes, true);
 }

@@ -1,10 +1,17 @@
 // The key-value state machine. Every node applies the same operations in the same slot order,
 // so every node holds the same map. apply() is deterministic: its outcome depends only on the
 // map and the operation, never on local configuration or time (replicas must not diverge).
+//
+// Keys and values are held as byte strings: each byte of the key's UTF-8 (or of the value) is one
+// Latin-1 character. V8 keeps such strings one byte per character on its own heap, so a value
+// costs its length and no ArrayBuffer: a fresh ArrayBuffer per value (Uint8Array.slice) costs
+// about ten times as much CPU to make and hands the garbage collector off-heap memory to track.
+// apply() never decodes UTF-8 (a key's byte length is its string length); only get() converts.
 
 import assert from 'node:assert/strict';
+import { isUtf8 } from 'node:buffer';
 import type { StateMachine } from '../node/state-machine.js';
-import { decodeOp, keyBytesMax, valueBytesMax, type KvOp } from './ops.js';
+import { keyBytesMax, KvOpCode, valueBytesMax } from './ops.js';
 
 /** What applying one operation did. */
 export type KvResult =
@@ -18,12 +25,18 @@ export type KvResult =
 export const keysMax = 16 * 1024 * 1024;
 export const bytesMax = 4 * 1024 * 1024 * 1024;
 
-const utf8 = new TextEncoder();
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+/** A Buffer over the same bytes (no copy), for Buffer's string conversions. */
+function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
 
 export class KvStore implements StateMachine<KvResult> {
-  /** The data. Invariant: every key is 1..keyBytesMax UTF-8 bytes, every value <= valueBytesMax. */
-  private map = new Map<string, Uint8Array>();
+  /**
+   * The data, as byte strings (see the top of the file). Invariant: every key is 1..keyBytesMax
+   * characters whose bytes are valid UTF-8; every value is at most valueBytesMax characters; every
+   * character is below 256.
+   */
+  private map = new Map<string, string>();
   /** Sum of key and value bytes held. Invariant: <= bytesMax. */
   private bytesHeld = 0;
 
@@ -35,55 +48,65 @@ export class KvStore implements StateMachine<KvResult> {
     return this.bytesHeld;
   }
 
-  /** A local read of the applied state (the caller decides whether it is linearizable). */
-  get(key: string): Uint8Array | undefined {
-    return this.map.get(key);
+  /** A local read of the applied state (the caller decides whether it is linearizable). A copy. `key` as a string or its UTF-8 bytes. */
+  get(key: string | Uint8Array): Uint8Array | undefined {
+    const v = this.map.get(typeof key === 'string' ? Buffer.from(key, 'utf8').toString('latin1') : asBuffer(key).toString('latin1'));
+    return v === undefined ? undefined : Buffer.from(v, 'latin1');
   }
 
   apply(command: Uint8Array): KvResult {
-    const o = decodeOp(command);
-    if ('error' in o) return 'bad';
-    return this.applyOp(o);
+    const b = asBuffer(command);
+    const n = b.byteLength;
+    if (n < 3) return 'bad';
+    const code = b[0];
+    const keyLen = b[1] | (b[2] << 8);
+    if (keyLen === 0 || keyLen > keyBytesMax || 3 + keyLen > n || !isUtf8(b.subarray(3, 3 + keyLen))) return 'bad';
+    const key = b.toString('latin1', 3, 3 + keyLen);
+    let at = 3 + keyLen;
+    const old = this.map.get(key);
+    switch (code) {
+      case KvOpCode.Put:
+        if (n - at > valueBytesMax) return 'bad';
+        return this.set(key, old, b.toString('latin1', at, n));
+      case KvOpCode.Delete:
+        if (at !== n) return 'bad';
+        if (old === undefined) return 'not-found';
+        this.map.delete(key);
+        this.bytesHeld -= keyLen + old.length;
+        return 'ok';
+      case KvOpCode.Cas: {
+        if (at + 4 > n) return 'bad';
+        const expectLen = b.readUInt32LE(at);
+        at += 4;
+        if (expectLen > valueBytesMax || at + expectLen > n || n - (at + expectLen) > valueBytesMax) return 'bad';
+        if (old === undefined || old !== b.toString('latin1', at, at + expectLen)) return 'mismatch';
+        return this.set(key, old, b.toString('latin1', at + expectLen, n));
+      }
+      default:
+        return 'bad';
+    }
   }
 
-  private applyOp(o: KvOp): KvResult {
-    const old = this.map.get(o.key);
-    const keyLen = utf8.encode(o.key).byteLength;
-    if (o.op === 'delete') {
-      if (old === undefined) return 'not-found';
-      this.map.delete(o.key);
-      this.bytesHeld -= keyLen + old.byteLength;
-      return 'ok';
-    }
-    if (o.op === 'cas' && (old === undefined || !equalBytes(old, o.expect))) return 'mismatch';
-    const grow = old === undefined ? keyLen + o.value.byteLength : o.value.byteLength - old.byteLength;
+  private set(key: string, old: string | undefined, value: string): KvResult {
+    const grow = old === undefined ? key.length + value.length : value.length - old.length;
     if ((old === undefined && this.map.size >= keysMax) || this.bytesHeld + grow > bytesMax) return 'full';
-    // The command's bytes belong to the slot's batch; keep a copy of just the value.
-    this.map.set(o.key, o.value.slice());
+    this.map.set(key, value);
     this.bytesHeld += grow;
     return 'ok';
   }
 
   /** [count u32] then per entry [keyLen u16][key][valueLen u32][value]. */
   snapshot(): Uint8Array {
-    const parts: Uint8Array[] = [];
     let size = 4;
-    for (const [key, value] of this.map) {
-      const k = utf8.encode(key);
-      parts.push(k, value);
-      size += 2 + k.byteLength + 4 + value.byteLength;
-    }
-    const out = new Uint8Array(size);
-    const view = new DataView(out.buffer);
-    view.setUint32(0, this.map.size, true);
+    for (const [key, value] of this.map) size += 2 + key.length + 4 + value.length;
+    const out = Buffer.allocUnsafeSlow(size);
+    out.writeUInt32LE(this.map.size, 0);
     let at = 4;
-    for (let i = 0; i < parts.length; i += 2) {
-      view.setUint16(at, parts[i].byteLength, true);
-      out.set(parts[i], at + 2);
-      at += 2 + parts[i].byteLength;
-      view.setUint32(at, parts[i + 1].byteLength, true);
-      out.set(parts[i + 1], at + 4);
-      at += 4 + parts[i + 1].byteLength;
+    for (const [key, value] of this.map) {
+      at = out.writeUInt16LE(key.length, at);
+      at += out.write(key, at, 'latin1');
+      at = out.writeUInt32LE(value.length, at);
+      at += out.write(value, at, 'latin1');
     }
     assert.equal(at, size);
     return out;
@@ -91,39 +114,31 @@ export class KvStore implements StateMachine<KvResult> {
 
   /** Replace the state with a snapshot; throws on malformed bytes (leaving the state as it was). */
   restore(bytes: Uint8Array): void {
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const b = asBuffer(bytes);
     const fail = (why: string): never => {
       throw new Error(`bad KV snapshot: ${why}`);
     };
-    if (bytes.byteLength < 4) fail('shorter than its header');
-    const count = view.getUint32(0, true);
+    if (b.byteLength < 4) fail('shorter than its header');
+    const count = b.readUInt32LE(0);
     if (count > keysMax) fail(`${count} keys`);
-    const map = new Map<string, Uint8Array>();
+    const map = new Map<string, string>();
     let held = 0;
     let at = 4;
     for (let i = 0; i < count; i++) {
-      if (at + 2 > bytes.byteLength) fail('truncated key length');
-      const keyLen = view.getUint16(at, true);
-      if (keyLen === 0 || keyLen > keyBytesMax || at + 2 + keyLen + 4 > bytes.byteLength) fail('bad key');
-      let key = '';
-      try {
-        key = utf8Strict.decode(bytes.subarray(at + 2, at + 2 + keyLen));
-      } catch {
-        fail('key is not UTF-8');
-      }
+      if (at + 2 > b.byteLength) fail('truncated key length');
+      const keyLen = b.readUInt16LE(at);
+      if (keyLen === 0 || keyLen > keyBytesMax || at + 2 + keyLen + 4 > b.byteLength) fail('bad key');
+      if (!isUtf8(b.subarray(at + 2, at + 2 + keyLen))) fail('key is not UTF-8');
+      const key = b.toString('latin1', at + 2, at + 2 + keyLen);
       at += 2 + keyLen;
-      const valueLen = view.getUint32(at, true);
-      if (valueLen > valueBytesMax || at + 4 + valueLen > bytes.byteLength) fail('bad value');
-      map.set(key, bytes.slice(at + 4, at + 4 + valueLen));
+      const valueLen = b.readUInt32LE(at);
+      if (valueLen > valueBytesMax || at + 4 + valueLen > b.byteLength) fail('bad value');
+      map.set(key, b.toString('latin1', at + 4, at + 4 + valueLen));
       at += 4 + valueLen;
       held += keyLen + valueLen;
     }
-    if (at !== bytes.byteLength) fail('trailing bytes');
+    if (at !== b.byteLength) fail('trailing bytes');
     this.map = map;
     this.bytesHeld = held;
   }
-}
-
-export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.byteLength === b.byteLength && Buffer.compare(a, b) === 0;
 }

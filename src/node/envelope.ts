@@ -4,31 +4,40 @@
 //   [origin node id u16][incarnation u32][request seq u32][command ...]
 //
 // `incarnation` is drawn at random when a node process starts, so a command proposed before a
-// restart can never answer a request made after it.
+// restart can never answer a request made after it. A server builds each command with
+// envelopeBytes of room in front (see PaxlogNode.proposeEnveloped), so it is never copied to be
+// wrapped.
 
 export const envelopeBytes = 10;
 
-export function wrap(origin: number, incarnation: number, seq: number, command: Uint8Array): Uint8Array {
-  const out = new Uint8Array(envelopeBytes + command.byteLength);
-  const v = new DataView(out.buffer);
-  v.setUint16(0, origin, true);
-  v.setUint32(2, incarnation >>> 0, true);
-  v.setUint32(6, seq >>> 0, true);
-  out.set(command, envelopeBytes);
-  return out;
+/** Fill in the envelope in the first envelopeBytes of `b` (the command follows them). */
+export function seal(b: Uint8Array, origin: number, incarnation: number, seq: number): void {
+  b[0] = origin;
+  b[1] = origin >>> 8;
+  writeU32(b, 2, incarnation);
+  writeU32(b, 6, seq);
 }
 
-export interface Unwrapped {
-  origin: number;
-  incarnation: number;
-  seq: number;
-  /** A view into the wrapped bytes. */
-  command: Uint8Array;
+/** The envelope's fields; call only on bytes at least envelopeBytes long. */
+export function envelopeOrigin(b: Uint8Array): number {
+  return b[0] | (b[1] << 8);
 }
 
-/** Null for bytes too short to hold an envelope (every node then skips the command alike). */
-export function unwrap(b: Uint8Array): Unwrapped | null {
-  if (b.byteLength < envelopeBytes) return null;
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return { origin: v.getUint16(0, true), incarnation: v.getUint32(2, true), seq: v.getUint32(6, true), command: b.subarray(envelopeBytes) };
+export function envelopeIncarnation(b: Uint8Array): number {
+  return readU32(b, 2);
+}
+
+export function envelopeSeq(b: Uint8Array): number {
+  return readU32(b, 6);
+}
+
+function writeU32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v;
+  b[at + 1] = v >>> 8;
+  b[at + 2] = v >>> 16;
+  b[at + 3] = v >>> 24;
+}
+
+function readU32(b: Uint8Array, at: number): number {
+  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
 }

@@ -36,7 +36,7 @@ import { PeerTransport, type PeerAddress } from '../transport/peers.js';
 import { faultsNone, LinkFaults, type FaultOptions } from '../transport/faults.js';
 import { checkTlsFiles, createApp, loadNativeUws, type TlsFiles, type UwsModule } from '../transport/uws.js';
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
-import { unwrap, wrap } from './envelope.js';
+import { envelopeBytes, envelopeIncarnation, envelopeOrigin, envelopeSeq, seal } from './envelope.js';
 import { NodeMetrics } from './metrics.js';
 import type { StateMachine } from './state-machine.js';
 
@@ -110,17 +110,31 @@ export interface Applied<R> {
   result: R;
 }
 
+/**
+ * How a proposal ends: `err` null and the state machine's result once the command is applied here,
+ * or the reason it failed (then `result` is undefined).
+ */
+export type ProposeDone<R> = (err: RequestError | null, result: R | undefined) => void;
+
+/** How a read barrier ends: null once the state machine reflects every earlier write, or the reason. */
+export type ReadDone = (err: RequestError | null) => void;
+
+// Requests are timed by the tick, not by a timer each: every request waits the same time, so the
+// maps (in insertion order) are also in deadline order and the tick only looks at their heads.
+// (A timer each is an allocation and a timer-list insert and removal per request.)
+
 interface PendingWrite<R> {
-  resolve: (r: R) => void;
-  reject: (e: RequestError) => void;
-  timer: NodeJS.Timeout;
-  startNs: bigint;
+  done: ProposeDone<R>;
+  /** performance.now() when it was proposed. */
+  startMs: number;
+  /** performance.now() past which it fails with 'timeout'. */
+  deadlineMs: number;
 }
 
 interface PendingRead {
-  resolve: () => void;
-  reject: (e: RequestError) => void;
-  timer: NodeJS.Timeout;
+  done: ReadDone;
+  /** performance.now() past which it fails with 'read-failed'. */
+  deadlineMs: number;
 }
 
 export interface NodeStatus extends Status {
@@ -188,11 +202,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private readonly incarnation = crypto.randomBytes(4).readUInt32LE(0);
   /** The next request seq (wraps at 2^32; far fewer are ever pending). */
   private seq = 0;
-  /** Writes proposed here and not yet applied, by seq. Invariant: size <= pendingWritesMax. */
+  /** Writes proposed here and not yet applied, by seq, in proposal (so deadline) order. Invariant: size <= pendingWritesMax. */
   private readonly writes = new Map<number, PendingWrite<R>>();
   /** The id of the next read barrier (ids are never reused within a process). */
   private nextReadId = 1;
-  /** Read barriers waiting for the core, by id. Invariant: size <= pendingReadsMax. */
+  /** Read barriers waiting for the core, by id, in deadline order. Invariant: size <= pendingReadsMax. */
   private readonly reads = new Map<number, PendingRead>();
   /** A Ready is being persisted; no other ready() until it is advanced. */
   private persisting = false;
@@ -217,6 +231,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private snapshotPrefixDurable = 1;
   /** Milliseconds per tick. */
   private readonly tickMs: number;
+  /** A request still pending after this long fails ('timeout' for writes, 'read-failed' for reads). */
+  private readonly requestTimeoutMs: number;
   /** When the core's clock was last brought up to date (performance.now()). Advances by whole ticks. */
   private lastTickAt = 0;
 
@@ -225,6 +241,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.opts = opts;
     this.id = opts.id;
     this.tickMs = opts.tickMs ?? 20;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
     this.log = opts.logger;
     this.sm = opts.stateMachine;
     this.store = store;
@@ -366,24 +383,32 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
 
   /** Propose a command; resolves with the state machine's result once it is applied here. */
   propose(command: Uint8Array): Promise<R> {
-    if (this.stopped) return Promise.reject(new RequestError('stopped', 'the node is stopping'));
+    const envelope = Buffer.allocUnsafe(envelopeBytes + command.byteLength);
+    envelope.set(command, envelopeBytes);
+    return new Promise<R>((resolve, reject) => this.proposeEnveloped(envelope, (err, r) => (err === null ? resolve(r as R) : reject(err))));
+  }
+
+  /**
+   * The callback form of propose(), for servers that answer many requests per turn: `envelope` is
+   * envelopeBytes of room, where the node writes its envelope, then the command. The node keeps
+   * the bytes (do not reuse them). `done` runs once, possibly before this returns (a refusal).
+   */
+  proposeEnveloped(envelope: Uint8Array, done: ProposeDone<R>): void {
+    assert.ok(envelope.byteLength >= envelopeBytes, 'the envelope has no room for its header');
+    if (this.stopped) return done(new RequestError('stopped', 'the node is stopping'), undefined);
     if (this.writes.size >= pendingWritesMax) {
-      return Promise.reject(new RequestError('full', `${pendingWritesMax} requests are pending on this node`));
+      return done(new RequestError('full', `${pendingWritesMax} requests are pending on this node`), undefined);
     }
     this.seq = (this.seq + 1) >>> 0;
     const seq = this.seq;
-    const result = this.core.propose([wrap(this.id, this.incarnation, seq, command)]);
-    if (result === 'no-leader') return Promise.reject(new RequestError('no-leader', 'no leader is known; retry shortly'));
-    if (result === 'full') return Promise.reject(new RequestError('full', 'the leader\'s queue is full; retry shortly'));
+    seal(envelope, this.id, this.incarnation, seq);
+    const result = this.core.propose([envelope]);
+    if (result === 'no-leader') return done(new RequestError('no-leader', 'no leader is known; retry shortly'), undefined);
+    if (result === 'full') return done(new RequestError('full', 'the leader\'s queue is full; retry shortly'), undefined);
     if (result === 'forwarded') this.metrics.forwarded.inc();
     this.schedule();
-    return new Promise<R>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.writes.delete(seq);
-        reject(new RequestError('timeout', 'the outcome is unknown: no answer within the request timeout (the leader may have failed)'));
-      }, this.opts.requestTimeoutMs ?? 5000);
-      this.writes.set(seq, { resolve, reject, timer, startNs: process.hrtime.bigint() });
-    });
+    const now = performance.now();
+    this.writes.set(seq, { done, startMs: now, deadlineMs: now + this.requestTimeoutMs });
   }
 
   /**
@@ -391,21 +416,34 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
    * that completed before the call. Read your state machine right after it resolves.
    */
   read(mode: ReadMode = 'lease'): Promise<void> {
-    if (this.stopped) return Promise.reject(new RequestError('stopped', 'the node is stopping'));
-    if (this.reads.size >= pendingReadsMax) return Promise.reject(new RequestError('read-failed', 'too many reads pending'));
+    return new Promise<void>((resolve, reject) => this.readWith(mode, (err) => (err === null ? resolve() : reject(err))));
+  }
+
+  /** The callback form of read(); `done` runs once, possibly before this returns (a refusal). */
+  readWith(mode: ReadMode, done: ReadDone): void {
+    if (this.stopped) return done(new RequestError('stopped', 'the node is stopping'));
+    if (this.reads.size >= pendingReadsMax) return done(new RequestError('read-failed', 'too many reads pending'));
     const id = this.nextReadId++;
     // After a pause (GC, SIGSTOP, an overloaded machine) I/O callbacks can run before the timer:
     // bring the core's clock up to date first, so a lapsed lease is seen as lapsed.
     this.catchUpTicks();
     this.core.read(id, mode);
     this.schedule();
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.reads.delete(id);
-        reject(new RequestError('read-failed', 'the read was not confirmed within the request timeout'));
-      }, this.opts.requestTimeoutMs ?? 5000);
-      this.reads.set(id, { resolve, reject, timer });
-    });
+    this.reads.set(id, { done, deadlineMs: performance.now() + this.requestTimeoutMs });
+  }
+
+  /** Fail the requests whose deadline passed (the oldest first; the rest are younger). */
+  private expireRequests(now: number): void {
+    for (const [seq, w] of this.writes) {
+      if (w.deadlineMs > now) break;
+      this.writes.delete(seq);
+      w.done(new RequestError('timeout', 'the outcome is unknown: no answer within the request timeout (the leader may have failed)'), undefined);
+    }
+    for (const [id, r] of this.reads) {
+      if (r.deadlineMs > now) break;
+      this.reads.delete(id);
+      r.done(new RequestError('read-failed', 'the read was not confirmed within the request timeout'));
+    }
   }
 
   /** True when the node was started with faultControl (tests only). */
@@ -467,17 +505,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.transport.close();
     for (const s of this.listenSockets) this.uws.us_listen_socket_close(s);
     this.listenSockets = [];
-    for (const [, w] of this.writes) {
-      clearTimeout(w.timer);
-      w.reject(new RequestError('stopped', 'the node stopped; the outcome is unknown'));
-    }
+    for (const [, w] of this.writes) w.done(new RequestError('stopped', 'the node stopped; the outcome is unknown'), undefined);
     this.writes.clear();
     for (const w of this.snapshotWaiters) w.reject(new RequestError('stopped', 'the node stopped before the snapshot was saved'));
     this.snapshotWaiters = [];
-    for (const [, r] of this.reads) {
-      clearTimeout(r.timer);
-      r.reject(new RequestError('stopped', 'the node stopped'));
-    }
+    for (const [, r] of this.reads) r.done(new RequestError('stopped', 'the node stopped'));
     this.reads.clear();
   }
 
@@ -495,6 +527,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     // Beyond a few election timeouts every timer in the core has fired anyway; bound the work.
     const ticks = Math.min(due, catchUpTicksMax);
     for (let i = 0; i < ticks; i++) this.core.tick();
+    this.expireRequests(now);
     this.schedule();
   }
 
@@ -519,9 +552,9 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     for (const m of rd.messages) this.transport.send(m);
     this.apply(rd);
     this.persisting = true;
-    const t0 = process.hrtime.bigint();
+    const t0 = performance.now();
     this.store.persist(rd).then((wrote) => {
-      if (wrote) this.metrics.fsyncSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+      if (wrote) this.metrics.fsyncSeconds.observe((performance.now() - t0) / 1e3);
       if (this.stopped) return;
       for (const m of rd.messagesAfterPersist) this.transport.send(m);
       this.core.advance(rd);
@@ -550,20 +583,23 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
         continue;
       }
       this.metrics.batchCommands.observe(commands.length);
+      const emit = this.listenerCount('applied') > 0;
+      const now = performance.now();
       for (const wrapped of commands) {
-        const e = unwrap(wrapped);
-        if (e === null) continue;
-        const result = this.sm.apply(e.command, rec.position);
-        if (e.origin === this.id && e.incarnation === this.incarnation) {
-          const w = this.writes.get(e.seq);
+        // Bytes too short for an envelope are skipped by every node alike.
+        if (wrapped.byteLength < envelopeBytes) continue;
+        const command = wrapped.subarray(envelopeBytes);
+        const result = this.sm.apply(command, rec.position);
+        if (envelopeOrigin(wrapped) === this.id && envelopeIncarnation(wrapped) === this.incarnation) {
+          const seq = envelopeSeq(wrapped);
+          const w = this.writes.get(seq);
           if (w !== undefined) {
-            this.writes.delete(e.seq);
-            clearTimeout(w.timer);
-            this.metrics.decideSeconds.observe(Number(process.hrtime.bigint() - w.startNs) / 1e9);
-            w.resolve(result);
+            this.writes.delete(seq);
+            this.metrics.decideSeconds.observe((now - w.startMs) / 1e3);
+            w.done(null, result);
           }
         }
-        if (this.listenerCount('applied') > 0) this.emit('applied', { slot: rec.position, command: e.command, result } satisfies Applied<R>);
+        if (emit) this.emit('applied', { slot: rec.position, command, result } satisfies Applied<R>);
       }
       this.slotsSinceSnapshot++;
       this.bytesSinceSnapshot += rec.value.byteLength;
@@ -576,9 +612,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     const r = this.reads.get(id);
     if (r === undefined) return;
     this.reads.delete(id);
-    clearTimeout(r.timer);
-    if (err === null) r.resolve();
-    else r.reject(err);
+    r.done(err);
   }
 
   /**
