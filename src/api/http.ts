@@ -57,9 +57,6 @@ const resultReasons: Record<KvResult, string> = {
  * hundreds of thousands of requests a second, and a promise chain per request was a visible share.
  */
 export class KvService {
-  /** The requests counter's child per `op status` (labels are hashed on every inc otherwise). Bounded: 5 ops x the statuses above. */
-  private readonly counters = new Map<string, { inc: () => void }>();
-
   constructor(private readonly node: PaxlogNode<KvResult>, private readonly kv: KvStore, private readonly log: Logger) {}
 
   /** A put, delete or cas from its parts (key as UTF-8 bytes; views are copied before this returns). */
@@ -103,13 +100,7 @@ export class KvService {
   }
 
   private count(op: string, status: number): void {
-    const name = `${op} ${status}`;
-    let c = this.counters.get(name);
-    if (c === undefined) {
-      c = this.node.metrics.requests.labels(op, String(status));
-      this.counters.set(name, c);
-    }
-    c.inc();
+    this.node.metrics.countRequest(op, status);
   }
 
   private failed(op: string, e: RequestError): Answer {

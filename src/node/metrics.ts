@@ -1,21 +1,74 @@
 // The node's Prometheus metrics (prom-client), one registry per node so that several nodes can
 // live in one process (tests, embedding). Gauges that mirror the core's state are read at scrape.
 
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client';
 import type { Status } from '../protocol/types.js';
+
+/**
+ * A histogram for figures recorded once per client request. prom-client's observe() and inc()
+ * cost about 0.2 us each here (measured: 1e6 calls), a visible share of a write's CPU at
+ * 100k writes/s; this one is an array increment, and turns into prom-client's exposition format
+ * only when scraped. It registers itself with a prom-client Registry like any metric.
+ */
+/** One line of a histogram's exposition. */
+interface HistogramLine {
+  metricName: string;
+  labels: Record<string, string | number>;
+  value: number;
+}
+
+export class RequestHistogram {
+  /** Observations per bucket; the last counts those above every bound (+Inf). */
+  private readonly counts: Float64Array;
+  private sum = 0;
+  private count = 0;
+
+  constructor(readonly name: string, readonly help: string, private readonly bounds: readonly number[], registry: Registry) {
+    for (let i = 1; i < bounds.length; i++) if (!(bounds[i] > bounds[i - 1])) throw new Error(`${name}: bounds must increase`);
+    this.counts = new Float64Array(bounds.length + 1);
+    registry.registerMetric(this as unknown as Metric);
+  }
+
+  observe(v: number): void {
+    let i = 0;
+    while (i < this.bounds.length && v > this.bounds[i]) i++;
+    this.counts[i]++;
+    this.sum += v;
+    this.count++;
+  }
+
+  reset(): void {
+    this.counts.fill(0);
+    this.sum = 0;
+    this.count = 0;
+  }
+
+  /** prom-client's shape of a histogram: cumulative buckets, then sum and count. */
+  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: HistogramLine[] }> {
+    const values: HistogramLine[] = [];
+    let cumulative = 0;
+    for (let i = 0; i <= this.bounds.length; i++) {
+      cumulative += this.counts[i];
+      values.push({ metricName: `${this.name}_bucket`, labels: { le: i < this.bounds.length ? this.bounds[i] : '+Inf' }, value: cumulative });
+    }
+    values.push({ metricName: `${this.name}_sum`, labels: {}, value: this.sum });
+    values.push({ metricName: `${this.name}_count`, labels: {}, value: this.count });
+    return Promise.resolve({ name: this.name, help: this.help, type: 'histogram', aggregator: 'sum', values });
+  }
+}
 
 export class NodeMetrics {
   readonly registry = new Registry();
   /** Commands per applied slot. */
   readonly batchCommands: Histogram;
   /** From propose to applied, for requests this node holds, in seconds. */
-  readonly decideSeconds: Histogram;
+  readonly decideSeconds: RequestHistogram;
   /** One persist (one LMDB write transaction, synced when fsync is on), in seconds. */
   readonly fsyncSeconds: Histogram;
   /** Client commands this node sent on to the leader. */
   readonly forwarded: Counter;
-  /** Client requests by operation and answer status. */
-  readonly requests: Counter<'op' | 'status'>;
+  /** Client requests by `op status` (see countRequest). Bounded by the ops and statuses the API answers. */
+  private readonly requestCounts = new Map<string, number>();
   /** Snapshots this node took (and trimmed its log below). */
   readonly snapshotsTaken: Counter;
   /** Snapshots this node received from a peer and installed. */
@@ -43,10 +96,8 @@ export class NodeMetrics {
       name: 'paxlog_batch_commands', help: 'Commands per applied slot.', registers: [r],
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
     });
-    this.decideSeconds = new Histogram({
-      name: 'paxlog_decide_latency_seconds', help: 'From propose to applied, for requests this node holds.', registers: [r],
-      buckets: [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5],
-    });
+    this.decideSeconds = new RequestHistogram('paxlog_decide_latency_seconds', 'From propose to applied, for requests this node holds.',
+      [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5], r);
     this.fsyncSeconds = new Histogram({
       name: 'paxlog_fsync_latency_seconds', help: 'One persist: an LMDB write transaction (synced unless --fsync off).', registers: [r],
       buckets: [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5],
@@ -56,8 +107,23 @@ export class NodeMetrics {
     this.snapshotsInstalled = new Counter({ name: 'paxlog_snapshots_installed_total', help: 'Snapshots received from a peer and installed.', registers: [r] });
     gauge('paxlog_rejoining', '1 while this node rejoins without voting (a new, wiped or damaged log) and has not caught up.', () => (status().rejoining ? 1 : 0));
     gauge('paxlog_snapshot_prefix', 'The log holds no slot below this; the snapshot covers them.', () => status().snapshotPrefix);
-    this.requests = new Counter({
+    const counts = this.requestCounts;
+    new Counter({
       name: 'paxlog_requests_total', help: 'Client requests by operation and status.', labelNames: ['op', 'status'], registers: [r],
+      // Counted in a plain map per request (see RequestHistogram for why); copied in at scrape.
+      collect() {
+        this.reset();
+        for (const [name, n] of counts) {
+          const [op, status] = name.split(' ');
+          this.inc({ op, status }, n);
+        }
+      },
     });
+  }
+
+  /** Count one client request by operation and answer status. */
+  countRequest(op: string, status: number): void {
+    const name = `${op} ${status}`;
+    this.requestCounts.set(name, (this.requestCounts.get(name) ?? 0) + 1);
   }
 }
