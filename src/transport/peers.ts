@@ -97,6 +97,9 @@ const linkBufferBytesDefault = 64 * 1024 * 1024;
 /** A link up this long counts as healthy: its next drop redials quickly again. */
 const linkUpStableMs = 2000;
 const frameBytesDefault = 64 * 1024 * 1024;
+const zeroMask = (mask: Buffer): void => {
+  mask.fill(0);
+};
 
 export class PeerTransport {
   readonly stats: PeerStats = { framesSent: 0, bytesSent: 0, framesDropped: 0, framesReceived: 0, decodeErrors: 0, authFailures: 0 };
@@ -280,6 +283,10 @@ export class PeerTransport {
       perMessageDeflate: false,
       maxPayload: 1024,
       handshakeTimeout: 2000,
+      // A zero mask, so ws sends our frames as they are instead of XOR-copying every byte. Masking
+      // keeps a browser's script from steering what an intermediary proxy caches; a peer link
+      // is one node dialing another with the cluster secret, with no such script or proxy.
+      generateMask: zeroMask,
       ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
     });
     o.ws = ws;
