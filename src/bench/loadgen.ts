@@ -406,6 +406,14 @@ const outBytesMin = 64 * 1024;
 /** Output buffers handed to ws at once per connection; past it a message is sent as a copy. */
 const outBuffersSendingMax = 4;
 const sendOptions = { binary: true } as const;
+/**
+ * A client must mask its frames; an all-zero key leaves the bytes as they are, so ws neither copies
+ * nor XORs each message (ws documents generateMask for this). A random key defends caching proxies
+ * from a hostile page's bytes; there is no proxy or page between the generator and a local node.
+ */
+const zeroMask = (mask: Buffer): void => {
+  mask.fill(0);
+};
 
 class WsConn implements Conn {
   /** The requests sent (or written to `out`) and unanswered. */
@@ -462,7 +470,7 @@ class WsConn implements Conn {
 
   static open(url: string, load: Load): Promise<WsConn> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { perMessageDeflate: false });
+      const ws = new WebSocket(url, { perMessageDeflate: false, generateMask: zeroMask });
       ws.binaryType = 'nodebuffer';
       ws.once('open', () => resolve(new WsConn(ws, load)));
       ws.once('error', reject);
