@@ -678,6 +678,10 @@ async function run(cfg: LoadConfig): Promise<void> {
     const t0 = performance.now();
     let sent = 0;
     let rr = 0;
+    // Over WebSocket a tick's requests all go to one connection and the next tick's to the next:
+    // one message per tick rather than one per connection, each costing far more than a request.
+    // HTTP carries one request at a time per connection, so there they are spread one by one.
+    const spread = cfg.api === 'http';
     const tick = (): void => {
       if (load.stopped) return;
       const now = performance.now();
@@ -689,8 +693,9 @@ async function run(cfg: LoadConfig): Promise<void> {
           continue;
         }
         conns[rr].send(dueMs);
-        rr = (rr + 1) % conns.length;
+        if (spread) rr = (rr + 1) % conns.length;
       }
+      if (!spread) rr = (rr + 1) % conns.length;
       setTimeout(tick, 1);
     };
     tick();
