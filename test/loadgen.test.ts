@@ -1,0 +1,285 @@
+// The load generator's pieces and the generator itself against fake servers: requests it writes
+// decode with the node's own /client decoder, the in-flight table tells stale answers apart, and
+// the child process (driven over IPC as `paxlog bench` drives it) counts every distinct answer
+// exactly once, holds its in-flight bound, sheds in open loop and fails requests of a dropped
+// connection. Ports: 26180-26189.
+
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fork, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { ClientOp, decodeRequests, encodeResponse, type ClientRequest } from '../src/api/client-protocol.js';
+import { FlightTable, requestBytes, writeRequest, type LoadConfig, type LoadResult } from '../src/bench/loadgen.js';
+
+const loadgenPath = fileURLToPath(new URL('../src/bench/loadgen.js', import.meta.url));
+
+describe('request encoding', () => {
+  test('requests written in place decode with the node\'s decoder: op, read mode, key digits, value, id', () => {
+    const value = Buffer.from('a value of some bytes');
+    const cases: [number, boolean, number][] = [
+      [0, false, 1], [7, true, 1], [10, false, 0xffffffff], [99, true, 2], [12345, false, 42], [2 ** 31 - 2, true, 7],
+    ];
+    const b = Buffer.alloc(4096, 0xee);
+    let at = 0;
+    for (const [key, read, id] of cases) {
+      const n = writeRequest(b, at, id, read, read ? 2 : 0, key, value);
+      assert.equal(n, requestBytes(key, read ? 0 : value.length), `bytes of key ${key}`);
+      at += n;
+    }
+    const { requests, error } = decodeRequests(b.subarray(0, at));
+    assert.equal(error, null);
+    assert.deepEqual(requests.map((r: ClientRequest) => [r.key, r.op, r.readMode, r.id, Buffer.from(r.value).toString()]), cases.map(([key, read, id]) =>
+      [`k${key}`, read ? ClientOp.Get : ClientOp.Put, read ? 'quorum' : 'linearizable', id, read ? '' : value.toString()]));
+    assert.equal(b[at], 0xee, 'wrote past the last request');
+  });
+});
+
+describe('in-flight table', () => {
+  test('an answer frees its request once; a duplicate, a stray id or an id of a reused slot matches nothing', () => {
+    const t = new FlightTable(4, 100);
+    const slots = [t.acquire(), t.acquire(), t.acquire()];
+    const ids = slots.map((s) => t.idOf(s));
+    assert.equal(new Set(ids).size, 3, `ids ${ids} repeat`);
+    assert.ok(ids.every((id) => id !== 0), 'an id is 0');
+    t.dueMs[slots[1]] = 12.5;
+    assert.equal(t.release(ids[1]), slots[1]);
+    assert.equal(t.dueMs[slots[1]], 12.5, 'a freed slot\'s times are readable until reused');
+    assert.equal(t.release(ids[1]), -1, 'a duplicate answer matched');
+    assert.equal(t.release(ids[1] ^ 0x40), -1, 'a stray id matched');
+    const again = t.acquire();
+    assert.equal(again, slots[1], 'the freed slot is taken next');
+    assert.notEqual(t.idOf(again), ids[1]);
+    assert.equal(t.release(ids[1]), -1, 'an answer to the slot\'s earlier request matched its new one');
+    assert.equal(t.size, 3);
+  });
+
+  test('the table grows to its bound keeping what is in flight, and refuses more', () => {
+    const t = new FlightTable(1, 1000);
+    assert.equal(t.capacityMax, 1024);
+    const ids: number[] = [];
+    for (let i = 0; i < 1024; i++) {
+      const s = t.acquire();
+      t.dueMs[s] = i;
+      ids.push(t.idOf(s));
+    }
+    assert.equal(t.capacity, 1024);
+    assert.equal(new Set(ids).size, 1024);
+    assert.throws(() => t.acquire(), /more than 1024 requests in flight/);
+    ids.forEach((id, i) => {
+      const s = t.release(id);
+      assert.ok(s >= 0, `request ${i} was lost in a growth`);
+      assert.equal(t.dueMs[s], i);
+    });
+    assert.equal(t.size, 0);
+  });
+
+  test('generations wrap without ever giving id 0 or repeating the id just answered', () => {
+    const t = new FlightTable(1, 2 ** 24); // 8 bits of generation: wraps after 255 reuses
+    let last = -1;
+    for (let i = 0; i < 600; i++) {
+      const id = t.idOf(t.acquire());
+      assert.ok(id !== 0 && id !== last, `reuse ${i}: id ${id} after ${last}`);
+      assert.equal(t.release(id), 0);
+      last = id;
+    }
+  });
+});
+
+/** The generator as `paxlog bench` runs it: a child with an IPC channel and its config as argv[2]. */
+function startLoadgen(cfg: LoadConfig): { child: ChildProcess; next(type: string): Promise<unknown> } {
+  const child = fork(loadgenPath, [JSON.stringify(cfg)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const got: { type: string }[] = [];
+  const waiting: (() => void)[] = [];
+  child.on('message', (m: { type: string }) => {
+    got.push(m);
+    for (const w of waiting.splice(0)) w();
+  });
+  child.on('exit', () => {
+    for (const w of waiting.splice(0)) w();
+  });
+  return {
+    child,
+    async next(type) {
+      for (;;) {
+        const i = got.findIndex((m) => m.type === type || m.type === 'error');
+        if (i >= 0) {
+          const m = got.splice(i, 1)[0];
+          assert.equal(m.type, type, `the load generator said ${JSON.stringify(m)}`);
+          return m;
+        }
+        assert.equal(child.exitCode, null, `the load generator exited before '${type}'`);
+        await new Promise<void>((resolve) => waiting.push(resolve));
+      }
+    },
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+const baseConfig: LoadConfig = {
+  api: 'ws', host: '127.0.0.1', port: 0, mode: 'closed', clients: 64, connections: 2, rate: 1000, payloadBytes: 40,
+  readRatio: 0.3, read: 'lease', keys: 1000, seed: 5, outstandingMax: 1000,
+};
+
+describe('the load generator against a fake /client server', () => {
+  test('closed loop: every distinct answer counts once (duplicates and stray ids do not), by status, within the in-flight bound', { timeout: 60_000 }, async () => {
+    const answersMax = 3000;
+    let go = false;
+    let answered = 0;
+    let maxUnanswered = 0;
+    const problems: string[] = [];
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 26180, path: '/client' });
+    await new Promise((r) => wss.once('listening', r));
+    wss.on('connection', (ws: WebSocket) => {
+      const unanswered = new Map<number, ClientRequest>();
+      const answer = (): void => {
+        if (!go) return;
+        const out: Uint8Array[] = [];
+        // Newest first: the generator must match answers by id, not by order.
+        for (const r of [...unanswered.values()].reverse()) {
+          if (answered === answersMax) break;
+          answered++;
+          unanswered.delete(r.id);
+          const status = r.op === ClientOp.Get ? 404 : answered % 10 === 0 ? 500 : answered % 13 === 0 ? 503 : 200;
+          const response = encodeResponse(r.id, status);
+          out.push(response, response); // the duplicate must be ignored
+        }
+        if (out.length > 0) ws.send(Buffer.concat([...out, encodeResponse(0, 200), encodeResponse(0xffffffff, 200)]));
+      };
+      ws.on('message', (data: Buffer) => {
+        const { requests, error } = decodeRequests(data);
+        if (error !== null) problems.push(`request does not decode: ${error.reason}`);
+        for (const r of requests) {
+          const key = /^k(\d+)$/.exec(r.key);
+          if (key === null || Number(key[1]) >= baseConfig.keys) problems.push(`key ${r.key}`);
+          if (r.op === ClientOp.Get ? r.readMode !== 'lease' || r.value.length !== 0 : r.op !== ClientOp.Put || r.value.length !== baseConfig.payloadBytes) {
+            problems.push(`request ${r.op} ${r.readMode} with ${r.value.length} value bytes`);
+          }
+          if (unanswered.has(r.id)) problems.push(`id ${r.id} reused while in flight`);
+          unanswered.set(r.id, r);
+        }
+        maxUnanswered = Math.max(maxUnanswered, unanswered.size);
+        setImmediate(answer);
+      });
+      const timer = setInterval(answer, 5);
+      ws.on('close', () => clearInterval(timer));
+    });
+    const lg = startLoadgen({ ...baseConfig, port: 26180 });
+    try {
+      await lg.next('ready');
+      lg.child.send({ type: 'measure' });
+      await sleep(200); // 'measure' is in before the first answer
+      go = true;
+      await until(`${answersMax} answers`, () => answered === answersMax);
+      await sleep(300); // the last answers are in before 'stop'
+      lg.child.send({ type: 'stop' });
+      const { result } = (await lg.next('result')) as { result: LoadResult };
+      assert.deepEqual(problems, []);
+      const errors = Object.values(result.errors).reduce((a, b) => a + b, 0);
+      assert.equal(result.writesOk + result.readsOk + errors, answersMax, `counted ${JSON.stringify(result)}`);
+      assert.deepEqual(Object.keys(result.errors).sort(), ['500', '503']);
+      assert.ok(result.readsOk > 0 && result.writesOk > 0, `reads ${result.readsOk}, writes ${result.writesOk}`);
+      assert.equal(result.latency.count, result.writesOk + result.readsOk);
+      assert.equal(result.latencyUncorrected, null);
+      assert.ok(result.latency.p50 >= 1 && result.latency.p50 <= result.latency.max);
+      assert.ok(maxUnanswered <= baseConfig.clients / baseConfig.connections, `${maxUnanswered} requests in flight on one connection`);
+    } finally {
+      lg.child.kill('SIGKILL');
+      await new Promise((r) => wss.close(r));
+    }
+  });
+
+  test('open loop: at outstandingMax in flight it sheds; a dropped connection fails what it carried (status 0)', { timeout: 60_000 }, async () => {
+    const outstandingMax = 20;
+    let received = 0;
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 26181, path: '/client' });
+    await new Promise((r) => wss.once('listening', r));
+    const sockets: WebSocket[] = [];
+    wss.on('connection', (ws: WebSocket) => {
+      sockets.push(ws);
+      ws.on('message', (data: Buffer) => {
+        received += decodeRequests(data).requests.length;
+      });
+    });
+    const lg = startLoadgen({ ...baseConfig, port: 26181, mode: 'open', rate: 400, connections: 1, outstandingMax });
+    try {
+      await lg.next('ready');
+      lg.child.send({ type: 'measure' });
+      await until(`${outstandingMax} requests`, () => received >= outstandingMax);
+      await sleep(300); // due requests go on arriving while the bound is held
+      assert.equal(received, outstandingMax, 'more requests in flight than outstandingMax');
+      sockets[0].terminate();
+      await sleep(300);
+      lg.child.send({ type: 'stop' });
+      const { result } = (await lg.next('result')) as { result: LoadResult };
+      assert.equal(result.errors['0'], outstandingMax, `errors ${JSON.stringify(result.errors)}`);
+      assert.ok(result.shed > 0, 'nothing shed');
+      assert.equal(result.writesOk + result.readsOk, 0);
+      assert.notEqual(result.latencyUncorrected, null);
+    } finally {
+      lg.child.kill('SIGKILL');
+      await new Promise((r) => wss.close(r));
+    }
+  });
+
+  test('HTTP closed loop: every answer counts once, reads as GET with the read mode, writes as PUT with the value', { timeout: 60_000 }, async () => {
+    const answersMax = 500;
+    let go = false;
+    let answered = 0;
+    const held: http.ServerResponse[] = [];
+    const problems: string[] = [];
+    const server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const get = /^\/kv\/k(\d+)\?read=quorum$/.exec(req.url ?? '');
+        const put = /^\/kv\/k(\d+)$/.exec(req.url ?? '');
+        if (req.method === 'GET' ? get === null || body.length !== 0 : req.method !== 'PUT' || put === null || body.length !== baseConfig.payloadBytes) {
+          problems.push(`${req.method} ${req.url} with ${body.length} bytes`);
+        }
+        res.statusCode = req.method === 'GET' ? 404 : 200;
+        held.push(res);
+        release();
+      });
+    });
+    const release = (): void => {
+      while (go && answered < answersMax && held.length > 0) {
+        answered++;
+        held.shift()!.end();
+      }
+    };
+    await new Promise<void>((r) => server.listen(26182, '127.0.0.1', r));
+    const lg = startLoadgen({ ...baseConfig, port: 26182, api: 'http', clients: 4, read: 'quorum' });
+    try {
+      await lg.next('ready');
+      lg.child.send({ type: 'measure' });
+      await sleep(200);
+      go = true;
+      release();
+      await until(`${answersMax} answers`, () => answered === answersMax);
+      await sleep(300);
+      lg.child.send({ type: 'stop' });
+      const { result } = (await lg.next('result')) as { result: LoadResult };
+      assert.deepEqual(problems, []);
+      assert.deepEqual(result.errors, {});
+      assert.equal(result.writesOk + result.readsOk, answersMax);
+      assert.ok(result.readsOk > 0 && result.writesOk > 0, `reads ${result.readsOk}, writes ${result.writesOk}`);
+      assert.equal(result.latency.count, answersMax);
+    } finally {
+      lg.child.kill('SIGKILL');
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
