@@ -100,21 +100,23 @@ test('seeds draw snapshots never, every few positions or every few dozen, in tin
   assert.ok(chunk.some((c) => c === 1024 * 1024) && chunk.some((c) => c >= 8 && c <= 64));
   assert.ok(chunk.every((c) => c === 1024 * 1024 || (c >= 8 && c <= 64)));
   const f = drawn.find((x) => x.snapshotEvery > 0)!;
-  assert.match(describeFaults(f), new RegExp(` snapshotEvery=${f.snapshotEvery} snapshotChunkBytes=${f.snapshotChunkBytes}$`));
+  assert.match(describeFaults(f), new RegExp(` snapshotEvery=${f.snapshotEvery} snapshotChunkBytes=${f.snapshotChunkBytes} readys<=${f.readysOutstandingMax}$`));
+  const readys = new Set(drawn.map((x) => x.readysOutstandingMax));
+  assert.deepEqual([...readys].sort(), [1, 2, 4], 'seeds draw 1, 2 and 4 Readys in flight');
   assert.match(describeFaults(drawn.find((x) => x.snapshotEvery === 0)!), / snapshotEvery=never /);
 });
 
-test('the snapshot knobs come from a side stream: the main stream, and so a seed that never snapshots, runs as before', () => {
+test('the snapshot knobs and Readys in flight come from side streams: the main stream runs as before', () => {
   for (let seed = 1; seed <= 50; seed++) {
     const withKnobs = new Prng(seed);
     const without = new Prng(seed);
     const f = drawFaults(withKnobs, seed);
     const run = drawRunFaults(without);
-    assert.deepEqual({ ...run, snapshotEvery: f.snapshotEvery, snapshotChunkBytes: f.snapshotChunkBytes }, f);
+    assert.deepEqual({ ...run, snapshotEvery: f.snapshotEvery, snapshotChunkBytes: f.snapshotChunkBytes, readysOutstandingMax: f.readysOutstandingMax }, f);
     assert.equal(withKnobs.u32(), without.u32(), `seed ${seed}: drawing the snapshot knobs moved the main stream`);
     // The knobs are the seed's own, whatever the main stream holds.
     const g = drawFaults(new Prng(seed + 7), seed);
-    assert.deepEqual([g.snapshotEvery, g.snapshotChunkBytes], [f.snapshotEvery, f.snapshotChunkBytes]);
+    assert.deepEqual([g.snapshotEvery, g.snapshotChunkBytes, g.readysOutstandingMax], [f.snapshotEvery, f.snapshotChunkBytes, f.readysOutstandingMax]);
   }
 });
 

@@ -189,7 +189,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private readonly kernels: Kernels;
   /** The durable log. Invariant: every Ready's state is written here before its messagesAfterPersist leave. */
   private readonly store: LogStore;
-  /** The protocol core. Invariant: at most one Ready outstanding (ready() only after advance()). */
+  /** The protocol core. Invariant: at most config.readysOutstandingMax Readys outstanding (see `persisting`). */
   private readonly core: Protocol;
   /** Outbound and inbound peer links. */
   private readonly transport: PeerTransport;
@@ -208,8 +208,12 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private nextReadId = 1;
   /** Read barriers waiting for the core, by id, in deadline order. Invariant: size <= pendingReadsMax. */
   private readonly reads = new Map<number, PendingRead>();
-  /** A Ready is being persisted; no other ready() until it is advanced. */
-  private persisting = false;
+  /**
+   * The Readys handed out and not yet advanced, oldest first, each marked once its persist is
+   * durable. They are advanced (and their messagesAfterPersist sent) strictly in this order.
+   * Invariant: length <= the core's readysOutstandingMax (the core refuses more).
+   */
+  private persisting: { rd: Ready; durable: boolean; startMs: number; wrote: boolean }[] = [];
   /** A pump is queued with setImmediate, so many inputs in one turn make one Ready. */
   private pumpScheduled = false;
   /** The tick timer; null before start() and after stop(). */
@@ -538,7 +542,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   }
 
   private schedule(): void {
-    if (this.pumpScheduled || this.persisting || this.stopped) return;
+    if (this.pumpScheduled || this.stopped) return;
     this.pumpScheduled = true;
     setImmediate(() => {
       this.pumpScheduled = false;
@@ -547,28 +551,41 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   }
 
   private pump(): void {
-    if (this.persisting || this.stopped || !this.core.hasReady()) return;
-    const rd = this.core.ready();
-    for (const m of rd.messages) this.transport.send(m);
-    this.apply(rd);
-    this.persisting = true;
-    const t0 = performance.now();
-    this.store.persist(rd).then((wrote) => {
-      if (wrote) this.metrics.fsyncSeconds.observe((performance.now() - t0) / 1e3);
-      if (this.stopped) return;
+    if (this.stopped) return;
+    // A snapshot is taken with no Ready outstanding (the core's contract): when one is due, let the
+    // persists in flight finish before handing out more, or a busy node would put it off for ever.
+    if (this.persisting.length > 0 && this.snapshotDue()) return;
+    while (this.core.hasReady()) {
+      const rd = this.core.ready();
+      for (const m of rd.messages) this.transport.send(m);
+      this.apply(rd);
+      const p = { rd, durable: false, startMs: performance.now(), wrote: false };
+      this.persisting.push(p);
+      this.store.persist(rd).then((wrote) => {
+        p.durable = true;
+        p.wrote = wrote;
+        this.advanceDurable();
+      }, (err: Error) => {
+        // The disk refused a write: going on could break a promise made to peers. Stop with context.
+        this.log.fatal({ err: err.message }, 'the log could not be written; stopping the node');
+        process.exitCode = 1;
+        this.stopNow();
+        setImmediate(() => process.exit(1));
+      });
+    }
+  }
+
+  /** Advance the Readys whose persists are durable, oldest first, up to the first still in flight. */
+  private advanceDurable(): void {
+    while (!this.stopped && this.persisting.length > 0 && this.persisting[0].durable) {
+      const { rd, startMs, wrote } = this.persisting.shift()!;
+      if (wrote) this.metrics.fsyncSeconds.observe((performance.now() - startMs) / 1e3);
       for (const m of rd.messagesAfterPersist) this.transport.send(m);
       this.core.advance(rd);
-      this.persisting = false;
       if (rd.snapshot !== null) this.snapshotDurable(rd);
-      this.maybeSnapshot();
-      this.schedule();
-    }, (err: Error) => {
-      // The disk refused a write: going on could break a promise made to peers. Stop with context.
-      this.log.fatal({ err: err.message }, 'the log could not be written; stopping the node');
-      process.exitCode = 1;
-      this.stopNow();
-      setImmediate(() => process.exit(1));
-    });
+    }
+    if (this.persisting.length === 0) this.maybeSnapshot();
+    this.schedule();
   }
 
   private apply(rd: Ready): void {
@@ -625,17 +642,22 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     if (this.snapshotWaiters.length >= pendingReadsMax) return Promise.reject(new RequestError('full', 'too many snapshot requests pending'));
     return new Promise<number>((resolve, reject) => {
       this.snapshotWaiters.push({ need: this.appliedThrough + 1, resolve, reject });
-      if (!this.persisting) this.maybeSnapshot();
+      if (this.persisting.length === 0) this.maybeSnapshot();
       this.schedule();
     });
   }
 
-  /** Between advance() and ready(): hand the core a snapshot when one is due or was asked for. */
-  private maybeSnapshot(): void {
+  /** A snapshot is due (by --snapshot-slots or --snapshot-bytes) or was asked for. */
+  private snapshotDue(): boolean {
     const slots = this.opts.snapshotSlots ?? 10_000;
     const bytes = this.opts.snapshotBytes ?? 64 * 1024 * 1024;
-    const due = (slots > 0 && this.slotsSinceSnapshot >= slots) || (bytes > 0 && this.bytesSinceSnapshot >= bytes);
-    if (!due && this.snapshotWaiters.length === 0) return;
+    return (slots > 0 && this.slotsSinceSnapshot >= slots) || (bytes > 0 && this.bytesSinceSnapshot >= bytes) || this.snapshotWaiters.length > 0;
+  }
+
+  /** With no Ready outstanding: hand the core a snapshot when one is due or was asked for. */
+  private maybeSnapshot(): void {
+    assert.ok(this.persisting.length === 0, 'a snapshot is taken only with no Ready outstanding');
+    if (!this.snapshotDue()) return;
     const prefix = this.appliedThrough + 1;
     if (prefix <= this.snapshotPrefixDurable) {
       // Nothing applied since the last durable snapshot: that one is the answer.

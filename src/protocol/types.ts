@@ -11,7 +11,13 @@
 //       if rd.install: restore the state machine from rd.snapshot.bytes
 //       apply rd.apply in order; answer rd.reads once applied >= read.index
 //       core.advance(rd)
-//     now and then, after advance: core.compact(appliedPrefix, stateMachine.snapshot())
+//     now and then, with no Ready outstanding: core.compact(appliedPrefix, stateMachine.snapshot())
+//
+// Pipelined Readys. Up to config.readysOutstandingMax Readys may be handed out before the first is
+// advanced, so that a node keeps sending Accepts and applying chosen slots while its disk syncs
+// (and the store can commit the queued persists together). Their persists must become durable in
+// the order the Readys were handed out, and advance() takes them in that order; the
+// messagesAfterPersist of a Ready leave only once it and every Ready before it are durable.
 //
 // Log compaction. The driver snapshots the state machine at the core's applied prefix and hands the
 // bytes to compact(); the core drops its log below that prefix, keeps the bytes to send to peers
@@ -113,6 +119,8 @@ export interface Config {
   batchBytesMax: number;
   /** Slots (Multi-Paxos) or AppendEntries (Raft, per follower) in flight at most. */
   pipeline: number;
+  /** Readys handed out and not yet advanced, at most (their persists are in flight together); >= 1. */
+  readysOutstandingMax: number;
   heartbeatTicks: number;
   /** The election timeout is drawn uniformly from [electionTicksMin, electionTicksMax). */
   electionTicksMin: number;
@@ -210,11 +218,11 @@ export interface Protocol {
   read(id: number, mode: ReadMode): void;
   hasReady(): boolean;
   ready(): Ready;
-  /** Acknowledge the last Ready: persisted, sent and applied. */
+  /** Acknowledge the oldest outstanding Ready: persisted (with every one before it), sent and applied. */
   advance(rd: Ready): void;
   /**
    * The driver snapshotted the state machine when it had applied every position below `prefix`
-   * (prefix <= the applied prefix; call it between advance() and ready()). The core drops its log
+   * (prefix <= the applied prefix; call it only while no Ready is outstanding). The core drops its log
    * below `prefix`, keeps `bytes` to serve peers, and returns the snapshot in the next Ready to be
    * persisted. A prefix at or below the current snapshot's is ignored.
    */
@@ -252,6 +260,7 @@ export const defaultConfig = (id: number, peers: number[]): Config => ({
   batchMax: 64,
   batchBytesMax: 256 * 1024,
   pipeline: 32,
+  readysOutstandingMax: 4,
   heartbeatTicks: 1,
   electionTicksMin: 10,
   electionTicksMax: 20,

@@ -122,6 +122,8 @@ export interface Faults {
   snapshotEvery: number;
   /** Snapshot bytes per SnapshotChunk: tiny (a transfer spans many chunks, some lost) or the 1 MiB default. */
   snapshotChunkBytes: number;
+  /** Readys a node has in flight at most (Config.readysOutstandingMax): 1, 2 or 4. */
+  readysOutstandingMax: number;
 }
 
 export interface SimResult {
@@ -158,10 +160,20 @@ export interface SimResult {
  * snapshot knobs from a side stream of its own: a seed that never snapshots then runs exactly as
  * it did before snapshots existed (same draws, same history), and its old replay lines still hold.
  */
-export const drawFaults = (rng: Prng, seed: number): Faults => ({ ...drawRunFaults(rng), ...drawSnapshotKnobs(new Prng(seed).fork()) });
+export const drawFaults = (rng: Prng, seed: number): Faults => ({
+  ...drawRunFaults(rng), ...drawSnapshotKnobs(new Prng(seed).fork()), readysOutstandingMax: drawReadysOutstandingMax(seed),
+});
+
+/** From a side stream of its own (the third fork: after the snapshot knobs' and the disk's). */
+const drawReadysOutstandingMax = (seed: number): number => {
+  const side = new Prng(seed);
+  side.fork();
+  side.fork();
+  return [1, 2, 4][side.fork().int(0, 3)];
+};
 
 /** The draws from the main stream, in the order they always had. */
-export const drawRunFaults = (rng: Prng): Omit<Faults, 'snapshotEvery' | 'snapshotChunkBytes'> => ({
+export const drawRunFaults = (rng: Prng): Omit<Faults, 'snapshotEvery' | 'snapshotChunkBytes' | 'readysOutstandingMax'> => ({
   loss: rng.next() * 0.3,
   duplicate: rng.next() * 0.5,
   delayMax: rng.int(1, 11),
@@ -208,7 +220,7 @@ export const describeFaults = (f: Faults): string =>
   `clockJump=${pct(f.clockJump)} clients=${f.clients} keys=${f.keys} reads=${pct(f.reads)} pipeline=${f.pipeline} ` +
   `batchMax=${f.batchMax} batchBytesMax=${f.batchBytesMax} heartbeatTicks=${f.heartbeatTicks} electionTicks=[${f.electionTicksMin},${f.electionTicksMax}) ` +
   `leaseTicks=${f.leaseTicks} leaseDriftTicks=${f.leaseDriftTicks} ` +
-  `snapshotEvery=${f.snapshotEvery === 0 ? 'never' : f.snapshotEvery} snapshotChunkBytes=${f.snapshotChunkBytes}`;
+  `snapshotEvery=${f.snapshotEvery === 0 ? 'never' : f.snapshotEvery} snapshotChunkBytes=${f.snapshotChunkBytes} readys<=${f.readysOutstandingMax}`;
 
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 
@@ -219,8 +231,9 @@ interface SimNode {
   id: number;
   core: Protocol | null;
   durable: Durable;
-  /** The Ready being persisted and the tick its persist becomes durable. */
-  persisting: { rd: Ready; doneAt: number } | null;
+  /** The Readys being persisted, oldest first, each with the tick it becomes durable (never before
+   *  the one ahead of it: persists complete in order). Invariant: length <= readysOutstandingMax. */
+  persisting: { rd: Ready; doneAt: number }[];
   /** The next position this node's state machine applies. On restart, its durable snapshot's prefix (or 1). */
   appliedNext: number;
   /** Digest of the values applied at positions 1..appliedNext-1, in order (see chain()). */
@@ -365,11 +378,12 @@ export class Simulation {
       leaseDriftTicks: this.faults.leaseDriftTicks,
       pendingMax: 4096,
       snapshotChunkBytes: this.faults.snapshotChunkBytes,
+      readysOutstandingMax: this.faults.readysOutstandingMax,
     }));
     for (const id of peers) {
       const n: SimNode = {
         id, core: null, durable: new Durable(),
-        persisting: null, appliedNext: 1, digest: DIGEST_EMPTY, snapshotAt: 1, installs: 0,
+        persisting: [], appliedNext: 1, digest: DIGEST_EMPTY, snapshotAt: 1, installs: 0,
         kv: new Map(), sessions: new Map(), readsHeld: [], restartAt: 0, jumps: [], refused: '', rejoining: false,
       };
       this.nodes.push(n);
@@ -407,7 +421,7 @@ export class Simulation {
     n.core = this.factory({
       config: this.configs[n.id - 1], kernels: this.k, rng: this.rng.fork(), bugs: this.o.bugs, restored,
     });
-    n.persisting = null;
+    n.persisting = [];
     n.appliedNext = 1;
     n.digest = DIGEST_EMPTY;
     n.snapshotAt = 1;
@@ -428,11 +442,20 @@ export class Simulation {
   /** Compact the node's log at its applied prefix, when snapshotEvery positions were applied since the last snapshot (or when forced). */
   private maybeCompact(n: SimNode, force: boolean): void {
     const every = this.faults.snapshotEvery;
-    if (!n.core || every === 0 || n.appliedNext < 2 || n.appliedNext <= n.snapshotAt) return;
-    if (!force && n.appliedNext - n.snapshotAt < every) return;
+    if (!n.core || every === 0) return;
+    if (!force && !this.compactDue(n)) return;
+    // compact() only with no Ready outstanding: a forced one lets the disk finish them now.
+    if (force) while (n.persisting.length > 0) this.completePersist(n);
+    if (n.persisting.length > 0 || n.appliedNext < 2 || n.appliedNext <= n.snapshotAt) return;
     n.core.compact(n.appliedNext, this.snapshotBytes(n));
     n.snapshotAt = n.appliedNext;
     this.stats.snapshots++;
+  }
+
+  /** snapshotEvery positions were applied since the node's last snapshot. */
+  private compactDue(n: SimNode): boolean {
+    const every = this.faults.snapshotEvery;
+    return n.core !== null && every > 0 && n.appliedNext >= 2 && n.appliedNext - n.snapshotAt >= every;
   }
 
   /**
@@ -468,7 +491,7 @@ export class Simulation {
 
   private crash(n: SimNode): void {
     n.core = null;
-    n.persisting = null; // whatever was not yet durable is lost
+    n.persisting = []; // whatever was not yet durable is lost
     n.restartAt = this.now + this.rng.int(5, 150);
     this.stats.crashes++;
     for (const c of this.clients) if (c.pending?.node === n.id) this.giveUp(c);
@@ -685,24 +708,32 @@ export class Simulation {
       for (;;) {
         const core = n.core;
         if (!core) break;
-        if (n.persisting) {
-          if (n.persisting.doneAt > this.now) break;
-          const rd = n.persisting.rd;
-          n.persisting = null;
-          this.persist(n, rd);
-          for (const m of rd.messagesAfterPersist) this.send(m);
-          this.apply(n, rd);
-          core.advance(rd);
+        const head = n.persisting[0];
+        if (head !== undefined && head.doneAt <= this.now) {
+          this.completePersist(n);
           this.maybeCompact(n, false);
           continue;
         }
+        // A compaction waits for the persists in flight (the contract: no Ready outstanding), and
+        // no new Ready is taken meanwhile, so that a busy node does not put it off for ever.
+        if (n.persisting.length > 0 && this.compactDue(n)) break;
         if (!core.hasReady()) break;
         const rd = core.ready();
         for (const m of rd.messages) this.send(m);
         const delay = this.faultsOn ? this.rng.int(0, this.faults.persistDelayMax + 1) : 0;
-        n.persisting = { rd, doneAt: this.now + delay };
+        const last = n.persisting[n.persisting.length - 1];
+        n.persisting.push({ rd, doneAt: Math.max(this.now + delay, last?.doneAt ?? 0) });
       }
     }
+  }
+
+  /** The oldest persist in flight becomes durable: its messages after persist leave, it is applied and advanced. */
+  private completePersist(n: SimNode): void {
+    const rd = n.persisting.shift()!.rd;
+    this.persist(n, rd);
+    for (const m of rd.messagesAfterPersist) this.send(m);
+    this.apply(n, rd);
+    n.core!.advance(rd);
   }
 
   private persist(n: SimNode, rd: Ready): void {
@@ -891,7 +922,7 @@ export class Simulation {
     if (laggard) {
       for (const c of this.clients) this.giveUp(c);
       laggard.core = null; // down (crashed, or stopped now): unsynced writes are lost, as in a crash
-      laggard.persisting = null;
+      laggard.persisting = [];
       const others = usable.filter((n) => n !== laggard);
       for (const n of others) if (!n.core) this.start(n, true);
       this.converge(others, 'the nodes up while one stayed down');
@@ -933,7 +964,7 @@ export class Simulation {
           const pos = this.acked.get(probeCmd)!;
           const target = Math.max(...live.map((n) => n.appliedNext));
           if (live.every((n) => n.appliedNext > pos && n.appliedNext === target)) {
-            if (!rejoinedToo || live.every((n) => !n.core!.status().rejoining && !n.persisting?.rd.rejoined)) return;
+            if (!rejoinedToo || live.every((n) => !n.core!.status().rejoining && !n.persisting.some((p) => p.rd.rejoined))) return;
             probeCmd = ''; // someone is still rejoining: one more write
           }
         } else {

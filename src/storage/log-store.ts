@@ -31,6 +31,10 @@
 // with overlappingSync off, so a transaction syncs before it ends and its promise resolves after the sync;
 // test/storage-durability.test.ts kills a writer between the two to prove it.
 //
+// Several persists may be in flight (the node hands out up to readysOutstandingMax Readys):
+// lmdb-js runs the queued transactions in the order they were asked for, and the node advances
+// them in that order whatever order their promises settle in.
+//
 // With `fsync: false` (the `--fsync off` experiment switch) nothing is synced at all; the caller
 // must say so loudly (the node logs it at start and shows it in /status).
 //
@@ -250,6 +254,10 @@ export class LogStore {
    */
   async persist(b: PersistBatch): Promise<boolean> {
     if (b.chosenPrefix > this.chosenPending) this.chosenPending = b.chosenPrefix;
+    // The prefix as of this Ready: with several persists queued, the transaction body runs later,
+    // when chosenPending may already hold a later Ready's prefix, whose records are not in this
+    // transaction. Writing that one here could leave a durable prefix above durable records.
+    const chosen = this.chosenPending;
     if (b.snapshot === null && b.hardState === null && b.records.length === 0 && b.truncateFrom === 0 && b.rejoined !== true) return false;
     const root = this.db();
     try {
@@ -268,7 +276,7 @@ export class LogStore {
           this.log.putSync(r.position, this.kernels.encodeRecord(r));
         }
         if (prev > this.lastPosition) this.lastPosition = prev;
-        this.writeChosenSync();
+        this.writeChosenSync(chosen);
       });
     } catch (err) {
       throw new StorageError(`persist failed: ${(err as Error).message}`);
@@ -326,10 +334,10 @@ export class LogStore {
   }
 
   /** Inside a transaction: write the chosen prefix if it moved since it was last written. */
-  private writeChosenSync(): void {
-    if (this.chosenPending <= this.chosenWritten) return;
-    this.putMetaSync('chosen', [this.chosenPending]);
-    this.chosenWritten = this.chosenPending;
+  private writeChosenSync(chosen: number): void {
+    if (chosen <= this.chosenWritten) return;
+    this.putMetaSync('chosen', [chosen]);
+    this.chosenWritten = chosen;
   }
 
   /** Write the pending chosen prefix, then close; idempotent. */
@@ -337,7 +345,7 @@ export class LogStore {
     const root = this.root;
     if (root === null) return;
     if (this.chosenPending > this.chosenWritten) {
-      await root.transaction(() => this.writeChosenSync()).catch(() => {
+      await root.transaction(() => this.writeChosenSync(this.chosenPending)).catch(() => {
         // The prefix is only a hint for the next start; closing matters more.
       });
     }

@@ -270,7 +270,8 @@ export class MultiPaxos implements Protocol {
   /** Candidate: the ballot whose self-promise is in the gathering Ready, 0 if none. */
   private selfPromise = 0;
   /** The Ready handed out and not yet advanced, with what advance() must count. */
-  private outstanding: { rd: Ready; selfAccepts: number[]; acceptBallot: number; selfPromise: number } | null = null;
+  /** The Readys handed out and not yet advanced, oldest first, with what counts once each is durable. Invariant: length <= cfg.readysOutstandingMax. */
+  private outstanding: { rd: Ready; selfAccepts: number[]; acceptBallot: number; selfPromise: number }[] = [];
 
   constructor(o: ProtocolOptions) {
     const c = o.config;
@@ -283,7 +284,7 @@ export class MultiPaxos implements Protocol {
     assert.ok(c.peers.length >= 1 && c.peers.length <= 32, 'between 1 and 32 members');
     assert.ok(c.electionTicksMin >= 2 && c.electionTicksMax > c.electionTicksMin, 'electionTicksMin >= 2 and < electionTicksMax');
     assert.ok(c.leaseTicks < c.electionTicksMin, 'leaseTicks must be below electionTicksMin');
-    assert.ok(c.pipeline >= 1 && c.batchMax >= 1 && c.batchBytesMax >= 8 && c.pendingMax >= 1, 'positive bounds');
+    assert.ok(c.pipeline >= 1 && c.batchMax >= 1 && c.batchBytesMax >= 8 && c.pendingMax >= 1 && c.readysOutstandingMax >= 1, 'positive bounds');
     [...c.peers].sort((a, b) => a - b).forEach((p, i) => this.memberIndex.set(p, i));
     this.others = c.peers.filter((p) => p !== c.id);
     const majority = Math.floor(c.peers.length / 2) + 1;
@@ -421,7 +422,7 @@ export class MultiPaxos implements Protocol {
   // ------------------------------------------------------------------ Ready
 
   hasReady(): boolean {
-    if (this.outstanding !== null) return false;
+    if (this.outstanding.length >= this.cfg.readysOutstandingMax) return false;
     return this.snapshotDue !== null || this.hardStateDirty || this.rejoinedDue || this.records.size > 0 || this.messages.length > 0 ||
       this.messagesAfterPersist.length > 0 || this.chosenPrefix > this.chosenPrefixPersisted ||
       this.applyNext < this.chosenPrefix || this.readsFailed.length > 0 || this.chosenUnsent.length > 0 ||
@@ -429,7 +430,7 @@ export class MultiPaxos implements Protocol {
   }
 
   ready(): Ready {
-    assert.ok(this.outstanding === null, 'ready() called before advance() of the last Ready');
+    assert.ok(this.outstanding.length < this.cfg.readysOutstandingMax, 'ready() called with readysOutstandingMax Readys not yet advanced');
     if (this.role === 'leader') {
       this.flushProposals();
       if (this.heartbeatDue) this.broadcastHeartbeat();
@@ -462,7 +463,7 @@ export class MultiPaxos implements Protocol {
       readsFailed: this.readsFailed,
       rejoined: this.rejoinedDue,
     };
-    this.outstanding = { rd, selfAccepts: this.selfAccepts, acceptBallot: this.ballot, selfPromise: this.selfPromise };
+    this.outstanding.push({ rd, selfAccepts: this.selfAccepts, acceptBallot: this.ballot, selfPromise: this.selfPromise });
     this.chosenPrefixPersisted = this.chosenPrefix;
     this.snapshotDue = null;
     this.installDue = false;
@@ -478,9 +479,8 @@ export class MultiPaxos implements Protocol {
   }
 
   advance(rd: Ready): void {
-    const o = this.outstanding;
-    assert.ok(o !== null && o.rd === rd, 'advance() must be given the last Ready');
-    this.outstanding = null;
+    const o = this.outstanding.shift();
+    assert.ok(o !== undefined && o.rd === rd, 'advance() must be given the oldest outstanding Ready');
     // An installed snapshot replaced the state machine before `apply`, which starts at its prefix.
     if (rd.install && rd.snapshot) this.appliedPrefix = Math.max(this.appliedPrefix, rd.snapshot.prefix);
     if (rd.apply.length > 0) this.appliedPrefix = rd.apply[rd.apply.length - 1].position + 1;

@@ -190,8 +190,6 @@ export class Raft implements Protocol {
   private unstableFrom = 1;
   /** Storage must delete records from here on (0: nothing to delete). */
   private truncateFrom = 0;
-  /** The lowest index truncated since the outstanding Ready was taken (Infinity: none). */
-  private truncatedSinceReady = Infinity;
   /** term or vote changed since the last Ready. */
   private hardStateDirty = false;
   /** commitIndex moved since the last Ready. */
@@ -208,8 +206,12 @@ export class Raft implements Protocol {
   private readsReady: ReadState[] = [];
   /** Reads refused (no leader, no lease, no confirmation in time). */
   private readsFailed: number[] = [];
-  /** The Ready handed out and not yet acknowledged by advance(). At most one. */
-  private outstanding: Ready | null = null;
+  /**
+   * The Readys handed out and not yet acknowledged by advance(), oldest first, each with the lowest
+   * index truncated since it was taken (Infinity: none): its records from there on were replaced
+   * and are not durable when it is. Invariant: length <= cfg.readysOutstandingMax.
+   */
+  private outstanding: { rd: Ready; truncatedSince: number }[] = [];
 
   // Time, all in ticks.
   /** Ticks since this node started. */
@@ -283,7 +285,7 @@ export class Raft implements Protocol {
     assert.ok(cfg.electionTicksMin < cfg.electionTicksMax, 'electionTicksMin must be < electionTicksMax');
     assert.ok(cfg.heartbeatTicks >= 1 && cfg.heartbeatTicks < cfg.electionTicksMin, 'heartbeatTicks must be in [1, electionTicksMin)');
     assert.ok(cfg.leaseTicks < cfg.electionTicksMin, 'leaseTicks must be < electionTicksMin');
-    assert.ok(cfg.pipeline >= 1 && cfg.batchMax >= 1 && cfg.batchBytesMax >= 1 && cfg.pendingMax >= 1, 'limits must be >= 1');
+    assert.ok(cfg.pipeline >= 1 && cfg.batchMax >= 1 && cfg.batchBytesMax >= 1 && cfg.pendingMax >= 1 && cfg.readysOutstandingMax >= 1, 'limits must be >= 1');
     this.cfg = cfg;
     this.kernels = opts.kernels;
     this.rng = opts.rng;
@@ -393,6 +395,11 @@ export class Raft implements Protocol {
     this.recs.push({ position: e.index, ballot: e.term, value: e.value });
   }
 
+  /** Entries from `from` on were replaced: the outstanding Readys' copies of them are stale. */
+  private noteTruncated(from: number): void {
+    for (const o of this.outstanding) o.truncatedSince = Math.min(o.truncatedSince, from);
+  }
+
   /** Delete the entries at `from` and above: they conflict with the leader's. */
   private truncate(from: number): void {
     assert.ok(from > this.commitIndex, `truncating from ${from} would delete committed entries (commitIndex ${this.commitIndex})`);
@@ -400,7 +407,7 @@ export class Raft implements Protocol {
     this.recs.length = from - 1 - this.snapIndex;
     this.unstableFrom = Math.min(this.unstableFrom, from);
     this.truncateFrom = this.truncateFrom === 0 ? from : Math.min(this.truncateFrom, from);
-    this.truncatedSinceReady = Math.min(this.truncatedSinceReady, from);
+    this.noteTruncated(from);
     this.durableIndex = Math.min(this.durableIndex, from - 1);
   }
 
@@ -1120,7 +1127,7 @@ export class Raft implements Protocol {
       this.log = [];
       this.recs = [];
       this.truncateFrom = this.truncateFrom === 0 ? t.prefix : Math.min(this.truncateFrom, t.prefix);
-      this.truncatedSinceReady = Math.min(this.truncatedSinceReady, t.prefix);
+      this.noteTruncated(t.prefix);
       this.durableIndex = Math.min(this.durableIndex, this.snapIndex);
       this.snapIndex = index;
       this.snapTerm = t.ballot;
@@ -1261,7 +1268,7 @@ export class Raft implements Protocol {
   }
 
   hasReady(): boolean {
-    if (this.outstanding !== null) return false;
+    if (this.outstanding.length >= this.cfg.readysOutstandingMax) return false;
     this.flush();
     return this.snapshotOut !== null || this.hardStateDirty || this.truncateFrom !== 0 || this.unstableFrom <= this.lastIndex() ||
       this.commitDirty || this.messages.length > 0 || this.messagesAfterPersist.length > 0 ||
@@ -1269,7 +1276,7 @@ export class Raft implements Protocol {
   }
 
   ready(): Ready {
-    assert.equal(this.outstanding, null, 'ready() called again before advance()');
+    assert.ok(this.outstanding.length < this.cfg.readysOutstandingMax, 'ready() called with readysOutstandingMax Readys not yet advanced');
     this.flush();
     const hardState: HardState | null = this.hardStateDirty ? { ballot: this.term, vote: this.vote } : null;
     const rd: Ready = {
@@ -1291,7 +1298,6 @@ export class Raft implements Protocol {
     this.installOut = false;
     this.hardStateDirty = false;
     this.truncateFrom = 0;
-    this.truncatedSinceReady = Infinity;
     this.unstableFrom = this.lastIndex() + 1;
     this.commitDirty = false;
     this.appliedIndex = this.commitIndex;
@@ -1299,20 +1305,19 @@ export class Raft implements Protocol {
     this.messagesAfterPersist = [];
     this.readsReady = [];
     this.readsFailed = [];
-    this.outstanding = rd;
+    this.outstanding.push({ rd, truncatedSince: Infinity });
     return rd;
   }
 
   advance(rd: Ready): void {
-    assert.ok(rd === this.outstanding, 'advance() must acknowledge the last Ready');
-    this.outstanding = null;
+    const o = this.outstanding.shift();
+    assert.ok(o !== undefined && o.rd === rd, 'advance() must acknowledge the oldest outstanding Ready');
     if (rd.records.length > 0) {
-      // Records are durable now, except any that a truncation since ready() replaced.
+      // Records are durable now (with every earlier Ready's), except any that a truncation since ready() replaced.
       const last = rd.records[rd.records.length - 1].position;
-      const upTo = Math.min(last, this.truncatedSinceReady - 1, this.lastIndex());
+      const upTo = Math.min(last, o.truncatedSince - 1, this.lastIndex());
       if (upTo > this.durableIndex) this.durableIndex = upTo;
     }
-    this.truncatedSinceReady = Infinity;
     if (this.state === State.Leader) this.maybeCommit();
   }
 
