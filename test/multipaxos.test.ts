@@ -807,3 +807,41 @@ test('a node that led before it was wiped votes only once every member reports a
   assert.equal(rd.rejoined, true);
   assert.equal(n.status().rejoining, false);
 });
+
+test('pipelined Readys: a leader with two outstanding counts each one\'s own accepts only when it is advanced, in order', () => {
+  const n = leader();
+  const b = n.status().ballot;
+  n.propose([enc.encode('x')]);
+  const first = n.ready();
+  n.propose([enc.encode('y')]);
+  assert.ok(n.hasReady(), 'a second Ready is handed out while the first is outstanding');
+  const second = n.ready();
+  const slotOf = (rd: Ready): number => (ofType(rd.messages, MsgType.Accept)[0] as Extract<Message, { type: MsgType.Accept }>).entries[0].slot;
+  const [s1, s2] = [slotOf(first), slotOf(second)];
+  assert.equal(s2, s1 + 1);
+  // Node 2's Accepted for both slots: with the leader's own durable accept, a majority of 3.
+  n.step({ type: MsgType.Accepted, from: 2, to: 1, ballot: b, firstSlot: s1, count: 2 });
+  assert.equal(n.status().chosenPrefix, s1, 'nothing is chosen while the leader\'s accepts are not durable');
+  assert.throws(() => n.advance(second), /oldest outstanding/, 'Readys are advanced in the order they were handed out');
+  n.advance(first);
+  assert.equal(n.status().chosenPrefix, s1 + 1, 'the first Ready\'s slot is chosen once it is durable, the second\'s not yet');
+  n.advance(second);
+  assert.equal(n.status().chosenPrefix, s2 + 1);
+});
+
+test('pipelined Readys: no more than readysOutstandingMax are handed out before one is advanced', () => {
+  const n = new MultiPaxos({ config: { ...defaultConfig(1, [1]), readysOutstandingMax: 2 }, kernels: k, rng: new Prng(1) });
+  while (n.status().role !== 'leader') {
+    n.tick();
+    while (n.hasReady()) cycle(n);
+  }
+  const held: Ready[] = [];
+  for (const w of ['a', 'b', 'c']) {
+    n.propose([enc.encode(w)]);
+    if (n.hasReady()) held.push(n.ready());
+  }
+  assert.equal(held.length, 2);
+  assert.throws(() => n.ready(), /readysOutstandingMax/);
+  n.advance(held[0]);
+  assert.ok(n.hasReady(), 'room again once the oldest is advanced');
+});

@@ -990,3 +990,23 @@ test('random histories with wiped nodes never apply two values at one index and 
   assert.ok(caught, 'the planted bug was not caught in 1,000 seeds');
   t.diagnostic(`${wipes} wipes over 300 histories; rejoinVotesAtOnce caught at ${caught}`);
 });
+
+test('pipelined Readys: entries a later truncation replaced do not count as durable when their Ready is advanced', () => {
+  const n = new Raft({ config: defaultConfig(2, [1, 2, 3]), kernels: k, rng: new Prng(2) });
+  const ae = (term: number, prevIndex: number, prevTerm: number, values: string[]): Message => ({
+    type: MsgType.AppendEntries, from: term === 1 ? 1 : 3, to: 2, term, prevIndex, prevTerm, commitIndex: 0,
+    entries: values.map((v, i) => ({ index: prevIndex + 1 + i, term, value: k.encodeBatch([enc.encode(v)]) })),
+  });
+  const durable = (): number => (n as unknown as { durableIndex: number }).durableIndex;
+  n.step(ae(1, 0, 0, ['a', 'b', 'c']));
+  const first = n.ready();
+  assert.deepEqual(first.records.map((r) => r.position), [1, 2, 3]);
+  // A leader of term 2 replaces index 2 on while the first persist is in flight.
+  n.step(ae(2, 1, 1, ['B']));
+  const second = n.ready();
+  assert.equal(second.truncateFrom, 2);
+  n.advance(first);
+  assert.equal(durable(), 1, 'indexes 2 and 3 of the first Ready were replaced: only 1 is durable');
+  n.advance(second);
+  assert.equal(durable(), 2, 'the replacement at 2 is durable with the second Ready');
+});

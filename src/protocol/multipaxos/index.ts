@@ -479,8 +479,8 @@ export class MultiPaxos implements Protocol {
   }
 
   advance(rd: Ready): void {
-    const o = this.outstanding.shift();
-    assert.ok(o !== undefined && o.rd === rd, 'advance() must be given the oldest outstanding Ready');
+    assert.ok(this.outstanding.length > 0 && this.outstanding[0].rd === rd, 'advance() must be given the oldest outstanding Ready');
+    const o = this.outstanding.shift()!;
     // An installed snapshot replaced the state machine before `apply`, which starts at its prefix.
     if (rd.install && rd.snapshot) this.appliedPrefix = Math.max(this.appliedPrefix, rd.snapshot.prefix);
     if (rd.apply.length > 0) this.appliedPrefix = rd.apply[rd.apply.length - 1].position + 1;

@@ -1310,8 +1310,8 @@ export class Raft implements Protocol {
   }
 
   advance(rd: Ready): void {
-    const o = this.outstanding.shift();
-    assert.ok(o !== undefined && o.rd === rd, 'advance() must acknowledge the oldest outstanding Ready');
+    assert.ok(this.outstanding.length > 0 && this.outstanding[0].rd === rd, 'advance() must acknowledge the oldest outstanding Ready');
+    const o = this.outstanding.shift()!;
     if (rd.records.length > 0) {
       // Records are durable now (with every earlier Ready's), except any that a truncation since ready() replaced.
       const last = rd.records[rd.records.length - 1].position;
