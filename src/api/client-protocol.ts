@@ -66,15 +66,22 @@ export function encodeRequest(r: Omit<ClientRequest, 'expect' | 'value' | 'readM
   return out;
 }
 
-/** One request of a message, read in place. The views are valid only during the visit. */
+/**
+ * One request of a message, read in place: where its parts lie in the message. The same object
+ * is reused for every request of a message, and the message dies with its callback.
+ */
 export interface RequestView {
   id: number;
   op: ClientOp;
   readMode: ClientReadMode;
-  /** UTF-8 bytes, not checked here (the server answers a bad key with 400 and goes on). */
-  key: Uint8Array;
-  expect: Uint8Array;
-  value: Uint8Array;
+  /** The whole message. The request's key, expect and value lie back to back in it. */
+  bytes: Buffer;
+  /** Where the key starts; its bytes are UTF-8 unchecked here (the server answers a bad key with 400 and goes on). */
+  keyStart: number;
+  keyLength: number;
+  expectLength: number;
+  /** Where the request, and so its value, ends. */
+  end: number;
 }
 
 /**
@@ -84,6 +91,7 @@ export interface RequestView {
  */
 export function forEachRequest(bytes: Uint8Array, visit: (r: RequestView) => void): { id: number; reason: string } | null {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const r: RequestView = { id: 0, op: ClientOp.Put, readMode: 'linearizable', bytes: b, keyStart: 0, keyLength: 0, expectLength: 0, end: 0 };
   let at = 0;
   while (at < b.byteLength) {
     if (b.byteLength - at < requestHeaderBytes) return { id: 0, reason: 'request shorter than its header' };
@@ -97,11 +105,14 @@ export function forEachRequest(bytes: Uint8Array, visit: (r: RequestView) => voi
     if (op < ClientOp.Put || op > ClientOp.Get) return { id, reason: `unknown op ${op}` };
     if (mode >= readModes.length) return { id, reason: `unknown read mode ${mode}` };
     if (requestHeaderBytes + keyLength + expectLength > length) return { id, reason: 'key and expect run past the request' };
-    const e0 = at + 16 + keyLength;
-    visit({
-      id, op: op as ClientOp, readMode: readModes[mode], key: b.subarray(at + 16, e0),
-      expect: b.subarray(e0, e0 + expectLength), value: b.subarray(e0 + expectLength, at + length),
-    });
+    r.id = id;
+    r.op = op as ClientOp;
+    r.readMode = readModes[mode];
+    r.keyStart = at + requestHeaderBytes;
+    r.keyLength = keyLength;
+    r.expectLength = expectLength;
+    r.end = at + length;
+    visit(r);
     at += length;
   }
   return null;
@@ -116,14 +127,16 @@ export function decodeRequests(bytes: Uint8Array): { requests: ClientRequest[]; 
   let badKey: { id: number; reason: string } | null = null;
   const error = forEachRequest(bytes, (r) => {
     if (badKey !== null) return;
+    const keyEnd = r.keyStart + r.keyLength;
     let key: string;
     try {
-      key = utf8Strict.decode(r.key);
+      key = utf8Strict.decode(r.bytes.subarray(r.keyStart, keyEnd));
     } catch {
       badKey = { id: r.id, reason: 'key is not UTF-8' };
       return;
     }
-    requests.push({ id: r.id, op: r.op, readMode: r.readMode, key, expect: r.expect, value: r.value });
+    const e = keyEnd + r.expectLength;
+    requests.push({ id: r.id, op: r.op, readMode: r.readMode, key, expect: r.bytes.subarray(keyEnd, e), value: r.bytes.subarray(e, r.end) });
   });
   return { requests, error: badKey ?? error };
 }

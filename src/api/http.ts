@@ -11,13 +11,13 @@ import type { HttpRequest, HttpResponse } from '@trufflesuite/uws-js-unofficial'
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
 import type { Logger } from 'pino';
 import { isUtf8 } from 'node:buffer';
-import { keyBytesMax, KvInputError, KvOpCode, opBytes, valueBytesMax, type KvOp } from '../kv/ops.js';
+import { keyBytesMax, KvInputError, KvOpCode, opBytes, opBytesFromRequest, valueBytesMax, type KvOp } from '../kv/ops.js';
 import type { KvResult, KvStore } from '../kv/store.js';
 import { envelopeBytes } from '../node/envelope.js';
-import type { PaxlogNode, RequestError } from '../node/node.js';
+import type { PaxlogNode, ProposeDone, RequestError } from '../node/node.js';
 import type { ReadMode } from '../protocol/types.js';
 import { partitionPeersMax } from '../transport/faults.js';
-import { ClientOp, encodeResponse, forEachRequest, ResponseWriter, type ClientReadMode } from './client-protocol.js';
+import { ClientOp, encodeResponse, forEachRequest, ResponseWriter, type ClientReadMode, type RequestView } from './client-protocol.js';
 
 const statusText: Record<number, string> = {
   200: '200 OK', 400: '400 Bad Request', 401: '401 Unauthorized', 404: '404 Not Found', 405: '405 Method Not Allowed', 412: '412 Precondition Failed',
@@ -59,6 +59,10 @@ const resultReasons: Record<KvResult, string> = {
 export class KvService {
   constructor(private readonly node: PaxlogNode<KvResult>, private readonly kv: KvStore, private readonly log: Logger) {}
 
+  /** Writes of one /client message, proposed together by flushWrites(). Bounded by the requests in one message. */
+  private envelopes: Uint8Array[] = [];
+  private dones: ProposeDone<KvResult>[] = [];
+
   /** A put, delete or cas from its parts (key as UTF-8 bytes; views are copied before this returns). */
   writeParts(op: KvOp['op'], key: Uint8Array, expect: Uint8Array | null, value: Uint8Array | null, done: Answered): void {
     let envelope: Buffer;
@@ -68,12 +72,40 @@ export class KvService {
       if (e instanceof KvInputError) return done(error(e.status, e.message));
       throw e;
     }
-    this.node.proposeEnveloped(envelope, (err, result) => {
+    this.node.proposeEnveloped([envelope], [this.resultHandler(op, done)]);
+  }
+
+  /** Queue a /client request's put, delete or cas (copied now) for flushWrites(). */
+  queueWrite(r: RequestView, done: Answered): void {
+    const op = r.op === ClientOp.Put ? 'put' : r.op === ClientOp.Delete ? 'delete' : 'cas';
+    let envelope: Buffer;
+    try {
+      envelope = opBytesFromRequest(opCodes[op], r.bytes, r.keyStart, r.keyLength, r.expectLength, r.end, envelopeBytes);
+    } catch (e) {
+      if (e instanceof KvInputError) return done(error(e.status, e.message));
+      throw e;
+    }
+    this.envelopes.push(envelope);
+    this.dones.push(this.resultHandler(op, done));
+  }
+
+  /** Propose the queued writes in one call. */
+  flushWrites(): void {
+    if (this.envelopes.length === 0) return;
+    const envelopes = this.envelopes;
+    const dones = this.dones;
+    this.envelopes = [];
+    this.dones = [];
+    this.node.proposeEnveloped(envelopes, dones);
+  }
+
+  private resultHandler(op: KvOp['op'], done: Answered): ProposeDone<KvResult> {
+    return (err, result) => {
       if (err !== null) return done(this.failed(op, err));
       const status = kvStatus[result!];
       this.count(op, status);
       done(status === 200 ? ok : error(status, resultReasons[result!]));
-    });
+    };
   }
 
   write(o: KvOp, done: Answered): void {
@@ -330,19 +362,16 @@ function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, s
         ws.send(encodeResponse(0, 400, 'the /client protocol is binary'), true);
         return;
       }
-      // The views die with this callback; writes copy what they keep before returning, reads copy the key.
+      // The message dies with this callback; writes copy what they keep when queued, reads copy the key.
       const bad = forEachRequest(new Uint8Array(message), (r) => {
         conn.inFlight++;
         const id = r.id;
         const answered = (a: Answer): void => answer(ws, conn, id, a);
         if (conn.inFlight > clientInFlightMax) return answered(error(503, `more than ${clientInFlightMax} requests in flight on this connection`, 1));
-        switch (r.op) {
-          case ClientOp.Put: return service.writeParts('put', r.key, null, r.value, answered);
-          case ClientOp.Delete: return service.writeParts('delete', r.key, null, null, answered);
-          case ClientOp.Cas: return service.writeParts('cas', r.key, r.expect, r.value, answered);
-          case ClientOp.Get: return service.get(r.key, r.readMode, answered);
-        }
+        if (r.op === ClientOp.Get) service.get(r.bytes.subarray(r.keyStart, r.keyStart + r.keyLength), r.readMode, answered);
+        else service.queueWrite(r, answered);
       });
+      service.flushWrites();
       if (bad !== null) ws.send(encodeResponse(bad.id, 400, bad.reason), true);
     },
     close: (ws) => {

@@ -35,38 +35,45 @@ export class KvInputError extends Error {
   }
 }
 
-/** Checks a key's size; throws KvInputError (413 if too long, 400 if empty). */
-export function checkKey(key: string): void {
-  const n = Buffer.byteLength(key, 'utf8');
-  if (n === 0) throw new KvInputError('the key is empty', 400);
-  if (n > keyBytesMax) throw new KvInputError(`the key is ${n} bytes; at most ${keyBytesMax}`, 413);
-}
-
 export function encodeOp(o: KvOp): Uint8Array {
   return opBytes(o.op === 'put' ? KvOpCode.Put : o.op === 'delete' ? KvOpCode.Delete : KvOpCode.Cas, Buffer.from(o.key, 'utf8'),
     o.op === 'cas' ? o.expect : null, o.op === 'delete' ? null : o.value, 0);
 }
 
+/** Whether bytes [start, end) of `b` are UTF-8. The usual all-ASCII key needs no call into C++. */
+export function isUtf8Range(b: Uint8Array, start: number, end: number): boolean {
+  let high = 0;
+  for (let i = start; i < end; i++) high |= b[i];
+  return high < 0x80 || isUtf8(b.subarray(start, end));
+}
+
+/** Throws KvInputError for a key or values out of bounds (a length of -1: absent). */
+function checkSizes(keyLength: number, expectLength: number, valueLength: number): void {
+  if (keyLength === 0) throw new KvInputError('the key is empty', 400);
+  if (keyLength > keyBytesMax) throw new KvInputError(`the key is ${keyLength} bytes; at most ${keyBytesMax}`, 413);
+  if (valueLength > valueBytesMax) throw new KvInputError(`the value is ${valueLength} bytes; at most ${valueBytesMax}`, 413);
+  if (expectLength > valueBytesMax) throw new KvInputError(`the expected value is ${expectLength} bytes; at most ${valueBytesMax}`, 413);
+}
+
+/** [code][keyLength u16] at `room`, with room for the rest of an operation of `size` bytes after `room`. */
+function opHeader(code: KvOpCode, keyLength: number, size: number, room: number): Buffer {
+  // A pooled Buffer: a fresh ArrayBuffer per command costs about ten times as much here.
+  const out = Buffer.allocUnsafe(room + size);
+  out[room] = code;
+  out[room + 1] = keyLength;
+  out[room + 2] = keyLength >>> 8;
+  return out;
+}
+
 /**
  * An operation's bytes from its parts, after `room` free bytes at the front (where the node puts
  * its envelope, so the command is never copied again). `key` is UTF-8 bytes. Throws KvInputError
- * for an empty, oversized or non-UTF-8 key and oversized values. The result is a pooled Buffer:
- * a fresh ArrayBuffer per command costs about ten times as much here.
+ * for an empty, oversized or non-UTF-8 key and oversized values.
  */
 export function opBytes(code: KvOpCode, key: Uint8Array, expect: Uint8Array | null, value: Uint8Array | null, room: number): Buffer {
-  if (key.byteLength === 0) throw new KvInputError('the key is empty', 400);
-  if (key.byteLength > keyBytesMax) throw new KvInputError(`the key is ${key.byteLength} bytes; at most ${keyBytesMax}`, 413);
-  if (!isUtf8(key)) throw new KvInputError('the key is not UTF-8', 400);
-  if (value !== null && value.byteLength > valueBytesMax) {
-    throw new KvInputError(`the value is ${value.byteLength} bytes; at most ${valueBytesMax}`, 413);
-  }
-  if (expect !== null && expect.byteLength > valueBytesMax) {
-    throw new KvInputError(`the expected value is ${expect.byteLength} bytes; at most ${valueBytesMax}`, 413);
-  }
-  const size = room + 3 + key.byteLength + (expect !== null ? 4 + expect.byteLength : 0) + (value?.byteLength ?? 0);
-  const out = Buffer.allocUnsafe(size);
-  out[room] = code;
-  out.writeUInt16LE(key.byteLength, room + 1);
+  checkSizes(key.byteLength, expect?.byteLength ?? -1, value?.byteLength ?? -1);
+  if (!isUtf8Range(key, 0, key.byteLength)) throw new KvInputError('the key is not UTF-8', 400);
+  const out = opHeader(code, key.byteLength, 3 + key.byteLength + (expect !== null ? 4 + expect.byteLength : 0) + (value?.byteLength ?? 0), room);
   out.set(key, room + 3);
   let at = room + 3 + key.byteLength;
   if (expect !== null) {
@@ -75,6 +82,29 @@ export function opBytes(code: KvOpCode, key: Uint8Array, expect: Uint8Array | nu
     at += 4 + expect.byteLength;
   }
   if (value !== null) out.set(value, at);
+  return out;
+}
+
+/**
+ * opBytes for a /client request, whose key, expect and value lie back to back in `src` (the key
+ * at keyStart, the value ending at `end`), copied straight from there. A put or delete ignores the
+ * expect, a delete the value.
+ */
+export function opBytesFromRequest(code: KvOpCode, src: Buffer, keyStart: number, keyLength: number, expectLength: number, end: number,
+  room: number): Buffer {
+  const keyEnd = keyStart + keyLength;
+  const valueStart = keyEnd + expectLength;
+  const cas = code === KvOpCode.Cas;
+  const valueLength = code === KvOpCode.Delete ? 0 : end - valueStart;
+  checkSizes(keyLength, cas ? expectLength : -1, valueLength);
+  if (!isUtf8Range(src, keyStart, keyEnd)) throw new KvInputError('the key is not UTF-8', 400);
+  const out = opHeader(code, keyLength, 3 + keyLength + (cas ? 4 + expectLength : 0) + valueLength, room);
+  let at = room + 3 + src.copy(out, room + 3, keyStart, keyEnd);
+  if (cas) {
+    at = out.writeUInt32LE(expectLength, at);
+    at += src.copy(out, at, keyEnd, valueStart);
+  }
+  if (valueLength > 0) src.copy(out, at, valueStart, end);
   return out;
 }
 

@@ -9,9 +9,8 @@
 // apply() never decodes UTF-8 (a key's byte length is its string length); only get() converts.
 
 import assert from 'node:assert/strict';
-import { isUtf8 } from 'node:buffer';
 import type { StateMachine } from '../node/state-machine.js';
-import { keyBytesMax, KvOpCode, valueBytesMax } from './ops.js';
+import { isUtf8Range, keyBytesMax, KvOpCode, valueBytesMax } from './ops.js';
 
 /** What applying one operation did. */
 export type KvResult =
@@ -60,7 +59,7 @@ export class KvStore implements StateMachine<KvResult> {
     if (n < 3) return 'bad';
     const code = b[0];
     const keyLen = b[1] | (b[2] << 8);
-    if (keyLen === 0 || keyLen > keyBytesMax || 3 + keyLen > n || !isUtf8(b.subarray(3, 3 + keyLen))) return 'bad';
+    if (keyLen === 0 || keyLen > keyBytesMax || 3 + keyLen > n || !isUtf8Range(b, 3, 3 + keyLen)) return 'bad';
     const key = b.toString('latin1', 3, 3 + keyLen);
     let at = 3 + keyLen;
     const old = this.map.get(key);
@@ -128,7 +127,7 @@ export class KvStore implements StateMachine<KvResult> {
       if (at + 2 > b.byteLength) fail('truncated key length');
       const keyLen = b.readUInt16LE(at);
       if (keyLen === 0 || keyLen > keyBytesMax || at + 2 + keyLen + 4 > b.byteLength) fail('bad key');
-      if (!isUtf8(b.subarray(at + 2, at + 2 + keyLen))) fail('key is not UTF-8');
+      if (!isUtf8Range(b, at + 2, at + 2 + keyLen)) fail('key is not UTF-8');
       const key = b.toString('latin1', at + 2, at + 2 + keyLen);
       at += 2 + keyLen;
       const valueLen = b.readUInt32LE(at);

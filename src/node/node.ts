@@ -389,30 +389,38 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   propose(command: Uint8Array): Promise<R> {
     const envelope = Buffer.allocUnsafe(envelopeBytes + command.byteLength);
     envelope.set(command, envelopeBytes);
-    return new Promise<R>((resolve, reject) => this.proposeEnveloped(envelope, (err, r) => (err === null ? resolve(r as R) : reject(err))));
+    return new Promise<R>((resolve, reject) => this.proposeEnveloped([envelope], [(err, r) => (err === null ? resolve(r as R) : reject(err))]));
   }
 
   /**
-   * The callback form of propose(), for servers that answer many requests per turn: `envelope` is
-   * envelopeBytes of room, where the node writes its envelope, then the command. The node keeps
-   * the bytes (do not reuse them). `done` runs once, possibly before this returns (a refusal).
+   * The callback form of propose(), for servers that answer many requests per turn: each envelope
+   * is envelopeBytes of room, where the node writes its envelope, then the command; `dones[i]`
+   * hears how envelopes[i] ends, once, possibly before this returns (a refusal refuses them all).
+   * The node keeps the bytes (do not reuse them). Proposing many at once costs one call into the core.
    */
-  proposeEnveloped(envelope: Uint8Array, done: ProposeDone<R>): void {
-    assert.ok(envelope.byteLength >= envelopeBytes, 'the envelope has no room for its header');
-    if (this.stopped) return done(new RequestError('stopped', 'the node is stopping'), undefined);
-    if (this.writes.size >= pendingWritesMax) {
-      return done(new RequestError('full', `${pendingWritesMax} requests are pending on this node`), undefined);
+  proposeEnveloped(envelopes: Uint8Array[], dones: ProposeDone<R>[]): void {
+    assert.ok(envelopes.length === dones.length, 'one done per envelope');
+    const refuse = (e: RequestError): void => {
+      for (const done of dones) done(e, undefined);
+    };
+    if (this.stopped) return refuse(new RequestError('stopped', 'the node is stopping'));
+    if (this.writes.size + envelopes.length > pendingWritesMax) {
+      return refuse(new RequestError('full', `${pendingWritesMax} requests are pending on this node`));
     }
-    this.seq = (this.seq + 1) >>> 0;
-    const seq = this.seq;
-    seal(envelope, this.id, this.incarnation, seq);
-    const result = this.core.propose([envelope]);
-    if (result === 'no-leader') return done(new RequestError('no-leader', 'no leader is known; retry shortly'), undefined);
-    if (result === 'full') return done(new RequestError('full', 'the leader\'s queue is full; retry shortly'), undefined);
-    if (result === 'forwarded') this.metrics.forwarded.inc();
+    const first = this.seq + 1;
+    for (let i = 0; i < envelopes.length; i++) {
+      assert.ok(envelopes[i].byteLength >= envelopeBytes, 'an envelope has no room for its header');
+      seal(envelopes[i], this.id, this.incarnation, (first + i) >>> 0);
+    }
+    const result = this.core.propose(envelopes);
+    if (result === 'no-leader') return refuse(new RequestError('no-leader', 'no leader is known; retry shortly'));
+    if (result === 'full') return refuse(new RequestError('full', 'the leader\'s queue is full; retry shortly'));
+    if (result === 'forwarded') this.metrics.forwarded.inc(envelopes.length);
+    this.seq = (this.seq + envelopes.length) >>> 0;
     this.schedule();
     const now = performance.now();
-    this.writes.set(seq, { done, startMs: now, deadlineMs: now + this.requestTimeoutMs });
+    const deadlineMs = now + this.requestTimeoutMs;
+    for (let i = 0; i < dones.length; i++) this.writes.set((first + i) >>> 0, { done: dones[i], startMs: now, deadlineMs });
   }
 
   /**
