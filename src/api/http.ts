@@ -230,11 +230,11 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, log: Logger, 
       res.onAborted(() => {});
       return send(res, error(404, 'no route POST /fault/partition (it exists only with serve --fault-control, for tests)'), true);
     }
-    withBody(res, req, '', async (body) => {
+    withBody(res, req, '', (body, done) => {
       const peers = parsePartition(Buffer.from(body).toString('utf8'), (id) => node.isPeer(id));
-      if (typeof peers === 'string') return error(400, peers);
+      if (typeof peers === 'string') return done(error(400, peers));
       node.partition(peers);
-      return { status: 200, body: JSON.stringify({ partitioned: node.partitioned }), contentType: 'application/json' };
+      done({ status: 200, body: JSON.stringify({ partitioned: node.partitioned }), contentType: 'application/json' });
     });
   });
 

@@ -568,8 +568,12 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       for (const m of rd.messages) this.transport.send(m);
       this.apply(rd);
       const p = { rd, durable: false, startMs: performance.now(), wrote: false };
+      // Alone, a persist is written inline (see LogStore.persist); behind others, queued to lmdb-js.
+      // Inline blocks this thread for the sync: send what is ready for peers first.
+      const inline = this.persisting.length === 0;
+      if (inline) this.transport.flush();
       this.persisting.push(p);
-      this.store.persist(rd).then((wrote) => {
+      this.store.persist(rd, inline).then((wrote) => {
         p.durable = true;
         p.wrote = wrote;
         this.advanceDurable();
@@ -592,6 +596,9 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       this.core.advance(rd);
       if (rd.snapshot !== null) this.snapshotDurable(rd);
     }
+    // The replies that waited for the disk leave now rather than at the end of the turn, which may
+    // hold another inline sync.
+    this.transport.flush();
     if (this.persisting.length === 0) this.maybeSnapshot();
     this.schedule();
   }

@@ -250,9 +250,11 @@ export class LogStore {
    * Write one Ready's state in one transaction. Resolves when it is durable (fsync on) or
    * written (fsync off). Rejects with a StorageError if the disk refuses (full, I/O error).
    * A Ready with nothing but a chosen prefix writes nothing now (see the header comment).
-   * Resolves to whether a transaction was written.
+   * Resolves to whether a transaction was written. `inline`: write and sync it on this thread
+   * before returning (no hand-offs to lmdb-js's write thread and back, which cost more than the
+   * sync itself when nothing else is queued); only when no other persist is in flight.
    */
-  async persist(b: PersistBatch): Promise<boolean> {
+  async persist(b: PersistBatch, inline = false): Promise<boolean> {
     if (b.chosenPrefix > this.chosenPending) this.chosenPending = b.chosenPrefix;
     // The prefix as of this Ready: with several persists queued, the transaction body runs later,
     // when chosenPending may already hold a later Ready's prefix, whose records are not in this
@@ -261,7 +263,7 @@ export class LogStore {
     if (b.snapshot === null && b.hardState === null && b.records.length === 0 && b.truncateFrom === 0 && b.rejoined !== true) return false;
     const root = this.db();
     try {
-      await root.transaction(() => {
+      const write = (): void => {
         if (b.snapshot !== null) this.saveSnapshotSync(b.snapshot);
         if (b.rejoined === true) this.meta.removeSync('rejoin');
         if (b.hardState !== null) {
@@ -277,7 +279,9 @@ export class LogStore {
         }
         if (prev > this.lastPosition) this.lastPosition = prev;
         this.writeChosenSync(chosen);
-      });
+      };
+      if (inline) root.transactionSync(write);
+      else await root.transaction(write);
     } catch (err) {
       throw new StorageError(`persist failed: ${(err as Error).message}`);
     }

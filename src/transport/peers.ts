@@ -188,7 +188,10 @@ export class PeerTransport {
     o.queueBytes += frame.byteLength;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(() => this.flush());
+      setImmediate(() => {
+        this.flushScheduled = false;
+        this.flush();
+      });
     }
   }
 
@@ -208,8 +211,11 @@ export class PeerTransport {
     this.inbound.clear();
   }
 
-  private flush(): void {
-    this.flushScheduled = false;
+  /**
+   * Send the queued frames now, one message per peer. Runs by itself at the end of the turn that
+   * queued them; the node calls it before it blocks on a disk sync, so that peers do not wait for it.
+   */
+  flush(): void {
     for (const o of this.out.values()) {
       if (o.queue.length === 0) continue;
       const count = o.queue.length;
