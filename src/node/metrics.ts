@@ -67,8 +67,8 @@ export class NodeMetrics {
   readonly fsyncSeconds: Histogram;
   /** Client commands this node sent on to the leader. */
   readonly forwarded: Counter;
-  /** Client requests by `op status` (see countRequest). Bounded by the ops and statuses the API answers. */
-  private readonly requestCounts = new Map<string, number>();
+  /** Client requests by op, then status (see countRequest). Bounded by the ops and statuses the API answers. */
+  private readonly requestCounts = new Map<string, Map<number, number>>();
   /** Snapshots this node took (and trimmed its log below). */
   readonly snapshotsTaken: Counter;
   /** Snapshots this node received from a peer and installed. */
@@ -113,17 +113,18 @@ export class NodeMetrics {
       // Counted in a plain map per request (see RequestHistogram for why); copied in at scrape.
       collect() {
         this.reset();
-        for (const [name, n] of counts) {
-          const [op, status] = name.split(' ');
-          this.inc({ op, status }, n);
-        }
+        for (const [op, byStatus] of counts) for (const [status, n] of byStatus) this.inc({ op, status: String(status) }, n);
       },
     });
   }
 
   /** Count one client request by operation and answer status. */
   countRequest(op: string, status: number): void {
-    const name = `${op} ${status}`;
-    this.requestCounts.set(name, (this.requestCounts.get(name) ?? 0) + 1);
+    let byStatus = this.requestCounts.get(op);
+    if (byStatus === undefined) {
+      byStatus = new Map();
+      this.requestCounts.set(op, byStatus);
+    }
+    byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
   }
 }

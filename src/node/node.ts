@@ -608,7 +608,9 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     for (const rec of rd.apply) {
       assert.ok(rec.position === this.appliedThrough + 1, `apply ${rec.position} after ${this.appliedThrough}`);
       this.appliedThrough = rec.position;
-      const commands = this.kernels.decodeBatch(rec.value);
+      // As a Buffer, so that the commands (views into it) are Buffers too: a state machine that
+      // wants Buffer's string conversions need not wrap each one again.
+      const commands = this.kernels.decodeBatch(Buffer.from(rec.value.buffer, rec.value.byteOffset, rec.value.byteLength));
       if (isDecodeError(commands)) {
         // Every node holds the same chosen bytes, so every node skips this slot alike.
         this.log.error({ slot: rec.position, reason: commands.error }, 'chosen slot does not decode as a batch; skipped');
