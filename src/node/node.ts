@@ -167,6 +167,14 @@ function setAside(dataDir: string): string {
 }
 
 const pendingWritesMax = 65536;
+/** A persist is written inline only when its records hold at most this many bytes (see pump). */
+const inlinePersistBytesMax = 8 * 1024;
+
+function recordBytes(rd: Ready): number {
+  let n = 0;
+  for (const r of rd.records) n += r.value.byteLength;
+  return n;
+}
 const pendingReadsMax = 65536;
 /** Ticks delivered at most in one catch-up; far more than any election timeout or lease. */
 const catchUpTicksMax = 1000;
@@ -568,9 +576,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       for (const m of rd.messages) this.transport.send(m);
       this.apply(rd);
       const p = { rd, durable: false, startMs: performance.now(), wrote: false };
-      // Alone, a persist is written inline (see LogStore.persist); behind others, queued to lmdb-js.
+      // A small persist with none other in flight is written inline (see LogStore.persist): the
+      // node is quiet, and the sync costs less than the hand-offs to lmdb-js's thread. Under load
+      // (bigger Readys, or some in flight) it is queued, and this thread goes on meanwhile.
       // Inline blocks this thread for the sync: send what is ready for peers first.
-      const inline = this.persisting.length === 0;
+      const inline = this.persisting.length === 0 && recordBytes(rd) <= inlinePersistBytesMax;
       if (inline) this.transport.flush();
       this.persisting.push(p);
       this.store.persist(rd, inline).then((wrote) => {
