@@ -131,7 +131,7 @@ export const knobTable: Knob[] = [
 
 export const knobDefaults: RunKnobs = {
   nodes: 3, clients: 256, connections: 0, mode: 'closed', rate: 10_000, durationS: 10, warmupS: 3, payloadBytes: 100,
-  batchMax: 64, pipeline: 32, fsync: true, readRatio: 0, read: 'lease', api: 'ws', kernels: 'wasm', loss: 0, delayMs: 0,
+  batchMax: 256, pipeline: 32, fsync: true, readRatio: 0, read: 'lease', api: 'ws', kernels: 'wasm', loss: 0, delayMs: 0,
   keys: 100_000,
 };
 

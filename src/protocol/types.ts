@@ -257,7 +257,7 @@ export type PlantedBug = (typeof plantedBugs)[number];
 export const defaultConfig = (id: number, peers: number[]): Config => ({
   id,
   peers,
-  batchMax: 64,
+  batchMax: 256,
   batchBytesMax: 256 * 1024,
   pipeline: 32,
   readysOutstandingMax: 4,
