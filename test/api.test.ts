@@ -45,6 +45,28 @@ describe('the KV state machine', () => {
     assert.equal(copy.size, 100, 'a refused snapshot leaves the state as it was');
   });
 
+  test('snapshotAsync gives the bytes of snapshot() at the call, though applies go on while it is written', async () => {
+    const kv = new KvStore();
+    for (let i = 0; i < 25_000; i++) kv.apply(encodeOp({ op: 'put', key: `k${i}`, value: bytes(`v${i}`) }));
+    const want = Buffer.from(kv.snapshot());
+    const pending = kv.snapshotAsync();
+    // Written over several turns (10,000 entries a turn): change the store between them.
+    let changes = 0;
+    const change = (): void => {
+      kv.apply(encodeOp({ op: 'put', key: `k${changes}`, value: bytes('changed') }));
+      kv.apply(encodeOp({ op: 'delete', key: `k${24_999 - changes}` }));
+      kv.apply(encodeOp({ op: 'put', key: `new${changes}`, value: bytes('new') }));
+      changes++;
+    };
+    change();
+    const timer = setInterval(change, 0);
+    const got = Buffer.from(await pending);
+    clearInterval(timer);
+    assert.ok(changes >= 2, `the store changed while the snapshot was written (${changes} rounds)`);
+    assert.ok(got.equals(want), 'the snapshot is of the state at the call');
+    assert.ok(!Buffer.from(kv.snapshot()).equals(want), 'and the store did change');
+  });
+
   test('the op decoder refuses truncated and oversized input with a reason', () => {
     const good = encodeOp({ op: 'cas', key: 'k', expect: bytes('e'), value: bytes('v') });
     for (let cut = 0; cut < good.length - 1; cut++) {

@@ -24,6 +24,9 @@ export type KvResult =
 export const keysMax = 16 * 1024 * 1024;
 export const bytesMax = 4 * 1024 * 1024 * 1024;
 
+/** Entries snapshotAsync writes per turn of the event loop (about 10 ms here). */
+const snapshotSliceEntries = 10_000;
+
 /** A Buffer over the same bytes (no copy), for Buffer's string conversions. */
 function asBuffer(b: Uint8Array): Buffer {
   return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
@@ -109,6 +112,41 @@ export class KvStore implements StateMachine<KvResult> {
     }
     assert.equal(at, size);
     return out;
+  }
+
+  /**
+   * snapshot() of the state now, written a slice of entries per turn of the event loop: a store of
+   * 100,000 keys took about 100 ms in one go here, long enough for peers to call an election.
+   */
+  snapshotAsync(): Promise<Uint8Array> {
+    // The entries now, copied into two arrays (the strings are shared, not copied): about 3 ms for
+    // 100,000 keys here, against 15-30 ms for a copy of the Map. Later applies change only this.map.
+    const count = this.map.size;
+    const keys: string[] = new Array(count);
+    const values: string[] = new Array(count);
+    let n = 0;
+    this.map.forEach((value, key) => {
+      keys[n] = key;
+      values[n++] = value;
+    });
+    const out = Buffer.allocUnsafeSlow(4 + 6 * count + this.bytesHeld);
+    out.writeUInt32LE(count, 0);
+    let at = 4;
+    let i = 0;
+    return new Promise((resolve) => {
+      const slice = (): void => {
+        for (const end = Math.min(count, i + snapshotSliceEntries); i < end; i++) {
+          at = out.writeUInt16LE(keys[i].length, at);
+          at += out.write(keys[i], at, 'latin1');
+          at = out.writeUInt32LE(values[i].length, at);
+          at += out.write(values[i], at, 'latin1');
+        }
+        if (i < count) return void setImmediate(slice);
+        assert.equal(at, out.byteLength);
+        resolve(out);
+      };
+      slice();
+    });
   }
 
   /** Replace the state with a snapshot; throws on malformed bytes (leaving the state as it was). */

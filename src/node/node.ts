@@ -176,6 +176,8 @@ function recordBytes(rd: Ready): number {
   return n;
 }
 const pendingReadsMax = 65536;
+/** A catch-up of this many ticks or more is logged: the event loop was held up that long. */
+const lateTicksLogged = 5;
 /** Ticks delivered at most in one catch-up; far more than any election timeout or lease. */
 const catchUpTicksMax = 1000;
 
@@ -239,12 +241,19 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   /** Callers of snapshot() waiting for a durable snapshot of this node's own at or past `need`
    *  (the applied prefix when they asked). Bounded by pendingReadsMax. */
   private snapshotWaiters: { need: number; resolve: (prefix: number) => void; reject: (e: Error) => void }[] = [];
+  /** An asynchronous snapshot (StateMachine.snapshotAsync) is being serialized. */
+  private snapshotSerializing = false;
+  /** A serialized snapshot of the state at `prefix`, waiting for a moment with no Ready outstanding. */
+  private snapshotSerialized: { prefix: number; bytes: Uint8Array } | null = null;
   /** The prefix of the latest snapshot known durable here, taken or installed (1: none). Never decreases. */
   private snapshotPrefixDurable = 1;
   /** Milliseconds per tick. */
   private readonly tickMs: number;
   /** A request still pending after this long fails ('timeout' for writes, 'read-failed' for reads). */
   private readonly requestTimeoutMs: number;
+  /** The leader and role last logged by noteLeader(). */
+  private seenLeader = 0;
+  private seenRole = '';
   /** When the core's clock was last brought up to date (performance.now()). Advances by whole ticks. */
   private lastTickAt = 0;
 
@@ -389,7 +398,12 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.transport.start();
     const tickMs = this.tickMs;
     this.lastTickAt = performance.now();
-    this.ticker = setInterval(() => this.catchUpTicks(), tickMs);
+    // Ticks are delivered in the check phase, after the poll phase has stepped every message that
+    // arrived meanwhile: after the loop was held up (a snapshot, a long GC), a follower then counts
+    // the silence only after the leader's heartbeats that waited in its socket, instead of
+    // campaigning against a leader it has in fact heard. (Reads still bring the clock up to date
+    // first, so a lease is never trusted past its time.)
+    this.ticker = setInterval(() => setImmediate(() => this.catchUpTicks()), tickMs);
     this.log.info({ peerPort: self.port, extraPorts, tickMs }, 'node listening');
   }
 
@@ -546,9 +560,20 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.lastTickAt += due * this.tickMs;
     // Beyond a few election timeouts every timer in the core has fired anyway; bound the work.
     const ticks = Math.min(due, catchUpTicksMax);
+    if (ticks >= lateTicksLogged) this.log.warn({ ticks, ms: Math.round(ticks * this.tickMs) }, 'the event loop was held up: ticks delivered late at once');
     for (let i = 0; i < ticks; i++) this.core.tick();
     this.expireRequests(now);
+    this.noteLeader();
     this.schedule();
+  }
+
+  /** Log a change of leader or role as this node sees it (checked once per tick). */
+  private noteLeader(): void {
+    const s = this.core.status();
+    if (s.leader === this.seenLeader && s.role === this.seenRole) return;
+    this.log.info({ role: s.role, leader: s.leader, ballot: s.ballot, was: { role: this.seenRole, leader: this.seenLeader } }, 'leader or role changed');
+    this.seenLeader = s.leader;
+    this.seenRole = s.role;
   }
 
   private onMessage(m: Message): void {
@@ -570,7 +595,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     if (this.stopped) return;
     // A snapshot is taken with no Ready outstanding (the core's contract): when one is due, let the
     // persists in flight finish before handing out more, or a busy node would put it off for ever.
-    if (this.persisting.length > 0 && this.snapshotDue()) return;
+    if (this.persisting.length > 0 && this.compactWaiting()) return;
     while (this.core.hasReady()) {
       const rd = this.core.ready();
       for (const m of rd.messages) this.transport.send(m);
@@ -580,7 +605,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       // node is quiet, and the sync costs less than the hand-offs to lmdb-js's thread. Under load
       // (bigger Readys, or some in flight) it is queued, and this thread goes on meanwhile.
       // Inline blocks this thread for the sync: send what is ready for peers first.
-      const inline = this.persisting.length === 0 && recordBytes(rd) <= inlinePersistBytesMax;
+      const inline = this.persisting.length === 0 && rd.snapshot === null && recordBytes(rd) <= inlinePersistBytesMax;
       if (inline) this.transport.flush();
       this.persisting.push(p);
       this.store.persist(rd, inline).then((wrote) => {
@@ -681,10 +706,26 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     return (slots > 0 && this.slotsSinceSnapshot >= slots) || (bytes > 0 && this.bytesSinceSnapshot >= bytes) || this.snapshotWaiters.length > 0;
   }
 
-  /** With no Ready outstanding: hand the core a snapshot when one is due or was asked for. */
+  /** A snapshot waits to be handed to the core, which needs a moment with no Ready outstanding. */
+  private compactWaiting(): boolean {
+    return this.snapshotSerialized !== null || (this.sm.snapshotAsync === undefined && this.snapshotDue());
+  }
+
+  /**
+   * With no Ready outstanding: hand the core a snapshot when one is due or was asked for. A state
+   * machine with snapshotAsync is frozen now and serialized meanwhile (the pipeline keeps going);
+   * its bytes are handed over at the next moment with no Ready outstanding.
+   */
   private maybeSnapshot(): void {
     assert.ok(this.persisting.length === 0, 'a snapshot is taken only with no Ready outstanding');
-    if (!this.snapshotDue()) return;
+    const ready = this.snapshotSerialized;
+    if (ready !== null) {
+      this.snapshotSerialized = null;
+      this.core.compact(ready.prefix, ready.bytes);
+      this.schedule();
+      return;
+    }
+    if (this.snapshotSerializing || !this.snapshotDue()) return;
     const prefix = this.appliedThrough + 1;
     if (prefix <= this.snapshotPrefixDurable) {
       // Nothing applied since the last durable snapshot: that one is the answer.
@@ -693,8 +734,28 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     }
     this.slotsSinceSnapshot = 0;
     this.bytesSinceSnapshot = 0;
-    this.core.compact(prefix, this.sm.snapshot());
-    this.schedule();
+    const t0 = performance.now();
+    if (this.sm.snapshotAsync === undefined) {
+      this.core.compact(prefix, this.sm.snapshot());
+      const ms = performance.now() - t0;
+      if (ms >= 50) this.log.info({ prefix, ms: Math.round(ms) }, 'snapshot of the state machine taken (it held up the event loop)');
+      this.schedule();
+      return;
+    }
+    this.snapshotSerializing = true;
+    this.sm.snapshotAsync().then((bytes) => {
+      this.snapshotSerializing = false;
+      if (this.stopped) return;
+      this.log.debug({ prefix, ms: Math.round(performance.now() - t0), bytes: bytes.byteLength }, 'snapshot of the state machine serialized');
+      this.snapshotSerialized = { prefix, bytes };
+      if (this.persisting.length === 0) this.maybeSnapshot();
+    }, (err: Error) => {
+      // Every node runs the same state machine: a snapshot it cannot write is a bug. Stop with it.
+      this.log.fatal({ prefix, err: err.message }, 'the state machine could not snapshot its state; stopping the node');
+      process.exitCode = 1;
+      this.stopNow();
+      setImmediate(() => process.exit(1));
+    });
   }
 
   /** A persisted Ready carried a snapshot (ours, or a peer's installed): count it and answer the snapshot() callers it covers. */

@@ -10,6 +10,12 @@ export interface StateMachine<R = unknown> {
   apply(command: Uint8Array, slot: number): R;
   /** The whole state as bytes; `restore(snapshot())` must give an equal state. */
   snapshot(): Uint8Array;
+  /**
+   * Optional: the same bytes, of the state at the moment of the call, serialized without holding
+   * up the event loop for long (applies go on meanwhile). A node uses it when present: a big
+   * state serialized in one go stalls the node for as long, and its peers may take it for dead.
+   */
+  snapshotAsync?(): Promise<Uint8Array>;
   /** Replace the whole state; throw on bytes it cannot read. */
   restore(bytes: Uint8Array): void;
 }
