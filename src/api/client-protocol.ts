@@ -143,7 +143,7 @@ export function decodeRequests(bytes: Uint8Array): { requests: ClientRequest[]; 
 
 /** Responses encoded back to back into one reused buffer, sent as one message per turn. */
 export class ResponseWriter {
-  /** Holds `length` bytes of responses. Grows to fit; shrinks back to its first size when taken. */
+  /** Holds `length` bytes of responses. Grows to fit; replaced by one of the first size when taken above responseBufferBytesMax. */
   private buf = Buffer.allocUnsafeSlow(responseBufferBytes);
   /** Bytes written since the last take(). */
   length = 0;
@@ -177,8 +177,8 @@ export class ResponseWriter {
   }
 }
 
-/** A ResponseWriter's first size, and the size above which it is replaced after each take(). */
-const responseBufferBytes = 64 * 1024;
+/** A ResponseWriter's first size (small: a server may hold many quiet connections), and the size above which it is replaced after each take(). */
+const responseBufferBytes = 4 * 1024;
 const responseBufferBytesMax = 1024 * 1024;
 
 export function encodeResponse(id: number, status: number, body: Uint8Array | string = ''): Uint8Array {

@@ -9,7 +9,6 @@
 import crypto from 'node:crypto';
 import type { HttpRequest, HttpResponse } from '@trufflesuite/uws-js-unofficial';
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
-import type { Logger } from 'pino';
 import { isUtf8 } from 'node:buffer';
 import { keyBytesMax, KvInputError, KvOpCode, opBytes, opBytesFromRequest, valueBytesMax, type KvOp } from '../kv/ops.js';
 import type { KvResult, KvStore } from '../kv/store.js';
@@ -57,7 +56,7 @@ const resultReasons: Record<KvResult, string> = {
  * hundreds of thousands of requests a second, and a promise chain per request was a visible share.
  */
 export class KvService {
-  constructor(private readonly node: PaxlogNode<KvResult>, private readonly kv: KvStore, private readonly log: Logger) {}
+  constructor(private readonly node: PaxlogNode<KvResult>, private readonly kv: KvStore) {}
 
   /** Writes of one /client message, proposed together by flushWrites(). Bounded by the requests in one message. */
   private envelopes: Uint8Array[] = [];
@@ -147,8 +146,8 @@ export interface ApiOptions {
   clientToken?: string;
 }
 
-export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, log: Logger, o: ApiOptions = {}): KvService {
-  const service = new KvService(node, kv, log);
+export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, o: ApiOptions = {}): KvService {
+  const service = new KvService(node, kv);
   const app = node.app;
   const allowed = bearerCheck(o.clientToken);
   // Every route below asks first; uWS runs the first handler whose pattern matches, so a refusal

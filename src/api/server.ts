@@ -24,7 +24,7 @@ export async function startKvServer(opts: KvServerOptions, log: Logger): Promise
   const kv = new KvStore();
   const { clientToken, ...nodeOpts } = opts;
   const node = PaxlogNode.open<KvResult>({ ...nodeOpts, stateMachine: kv });
-  attachApi(node, kv, log, { clientToken });
+  attachApi(node, kv, { clientToken });
   const self = opts.peers.get(opts.id)!;
   const httpPort = opts.httpPort ?? self.port + 1000;
   await node.start([httpPort]);
