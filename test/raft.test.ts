@@ -600,6 +600,9 @@ const appendResultsIn = (rd: Ready): number => [...rd.messages, ...rd.messagesAf
 /** Leader 1 of term 1 has committed noop and a (indexes 1-2) on every node; then node 3 is wiped. */
 /** The nonce a rejoining node's CatchUpRequests carry (drawn once per life; replies must echo it). */
 const nonceOf = (n: Raft): number => (n as unknown as { catchUpNonce: number }).catchUpNonce;
+/** Node `from`'s CatchUpReply to node 3 (term `ballot`, last index `lastPosition`, commitIndex + 1 = 3), echoing n's nonce. */
+const answerCatchUp = (n: Raft, from: number, ballot: number, lastPosition: number): void =>
+  n.step({ type: MsgType.CatchUpReply, from, to: 3, ballot, lastPosition, chosenPrefix: 3, nonce: nonceOf(n) });
 
 const wipedFollower = (bugs: Partial<Record<PlantedBug, boolean>> = {}): Pump => {
   const c = new Pump(3, bugs);
@@ -621,7 +624,7 @@ test('a wiped node asks every other member, and until all have answered grants n
   assert.equal(rd.rejoined, false);
   f.advance(rd);
   // Node 1 answers; node 2's answer never comes.
-  f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3, nonce: nonceOf(f) });
+  answerCatchUp(f, 1, 1, 2);
   // A pre-vote and a vote it would grant with an empty log in term 0, if it remembered nothing.
   f.step({ type: MsgType.RequestVote, from: 2, to: 3, term: 2, lastIndex: 1, lastTerm: 1, preVote: true });
   f.step({ type: MsgType.RequestVote, from: 2, to: 3, term: 1, lastIndex: 1, lastTerm: 1, preVote: false });
@@ -661,9 +664,9 @@ test('once every member has answered, the term rises to the highest reported wit
   const f = c.node(3);
   c.handle(3, f, f.ready());
   c.queue = [];
-  f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3, nonce: nonceOf(f) });
+  answerCatchUp(f, 1, 1, 2);
   assert.equal(f.hasReady(), false, 'one answer of two changes nothing');
-  f.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3, nonce: nonceOf(f) });
+  answerCatchUp(f, 2, 1, 2);
   let rd = f.ready();
   assert.deepEqual(rd.hardState, { ballot: 1, vote: 3 }, 'term 1, the highest reported, with a vote for itself');
   assert.equal(rd.rejoined, false);
@@ -697,8 +700,8 @@ test('the term rises to the highest reported even above its own, and a vote cast
   const c = wipedFollower();
   const f = c.node(3);
   c.handle(3, f, f.ready());
-  f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 4, lastPosition: 2, chosenPrefix: 3, nonce: nonceOf(f) });
-  f.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 1, lastPosition: 9, chosenPrefix: 3, nonce: nonceOf(f) });
+  answerCatchUp(f, 1, 4, 2);
+  answerCatchUp(f, 2, 1, 9);
   const rd = f.ready();
   assert.deepEqual(rd.hardState, { ballot: 4, vote: 3 });
   assert.equal(f.status().ballot, 4);
@@ -708,8 +711,8 @@ test('the term rises to the highest reported even above its own, and a vote cast
   const g = new Raft({ config, kernels: k, rng: new Prng(3), restored: {
     hardState: { ballot: 4, vote: 2 }, records: [], chosenPrefix: 0, appliedPrefix: 1, snapshot: null, rejoining: true } });
   g.advance(g.ready());
-  g.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 3, lastPosition: 2, chosenPrefix: 3, nonce: nonceOf(g) });
-  g.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 4, lastPosition: 2, chosenPrefix: 3, nonce: nonceOf(g) });
+  answerCatchUp(g, 1, 3, 2);
+  answerCatchUp(g, 2, 4, 2);
   assert.equal(g.hasReady(), false, 'term 4 and the vote for node 2 stand: nothing to persist');
   assert.equal(g.status().rejoining, true);
   g.invariants();
@@ -720,9 +723,9 @@ test('it votes again only once commitIndex + 1 exceeds the highest last index re
   const f = c.node(3);
   c.handle(3, f, f.ready());
   c.queue = [];
-  f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 1, lastPosition: 2, chosenPrefix: 3, nonce: nonceOf(f) });
+  answerCatchUp(f, 1, 1, 2);
   // Node 2 reports a longer log (as if it held an entry since truncated): it bounds what node 3 may have acked.
-  f.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 1, lastPosition: 3, chosenPrefix: 3, nonce: nonceOf(f) });
+  answerCatchUp(f, 2, 1, 3);
   c.handle(3, f, f.ready());
   const noop = k.encodeBatch([]);
   const a = k.encodeBatch(cmds('a'));
