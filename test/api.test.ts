@@ -43,6 +43,12 @@ describe('the KV state machine', () => {
     const snap = kv.snapshot();
     assert.throws(() => copy.restore(snap.subarray(0, snap.length - 1)), /bad KV snapshot/);
     assert.equal(copy.size, 100, 'a refused snapshot leaves the state as it was');
+    const one = new KvStore();
+    one.apply(encodeOp({ op: 'put', key: 'a', value: bytes('1') }));
+    const entry = Buffer.from(one.snapshot()).subarray(4);
+    const twice = Buffer.concat([Buffer.from([2, 0, 0, 0]), entry, entry]);
+    assert.throws(() => copy.restore(twice), /bad KV snapshot: a key appears twice/);
+    assert.equal(copy.size, 100);
   });
 
   test('snapshotAsync gives the bytes of snapshot() at the call, though applies go on while it is written', async () => {

@@ -27,6 +27,14 @@ export const bytesMax = 4 * 1024 * 1024 * 1024;
 /** Entries snapshotAsync writes per turn of the event loop (about 10 ms here). */
 const snapshotSliceEntries = 10_000;
 
+/** Write one snapshot entry at `at`; returns where the next one goes. */
+function writeEntry(out: Buffer, at: number, key: string, value: string): number {
+  at = out.writeUInt16LE(key.length, at);
+  at += out.write(key, at, 'latin1');
+  at = out.writeUInt32LE(value.length, at);
+  return at + out.write(value, at, 'latin1');
+}
+
 /** A Buffer over the same bytes (no copy), for Buffer's string conversions. */
 function asBuffer(b: Uint8Array): Buffer {
   return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
@@ -99,18 +107,10 @@ export class KvStore implements StateMachine<KvResult> {
 
   /** [count u32] then per entry [keyLen u16][key][valueLen u32][value]. */
   snapshot(): Uint8Array {
-    let size = 4;
-    for (const [key, value] of this.map) size += 2 + key.length + 4 + value.length;
-    const out = Buffer.allocUnsafeSlow(size);
-    out.writeUInt32LE(this.map.size, 0);
+    const out = this.snapshotBuffer();
     let at = 4;
-    for (const [key, value] of this.map) {
-      at = out.writeUInt16LE(key.length, at);
-      at += out.write(key, at, 'latin1');
-      at = out.writeUInt32LE(value.length, at);
-      at += out.write(value, at, 'latin1');
-    }
-    assert.equal(at, size);
+    for (const [key, value] of this.map) at = writeEntry(out, at, key, value);
+    assert.equal(at, out.byteLength);
     return out;
   }
 
@@ -129,24 +129,25 @@ export class KvStore implements StateMachine<KvResult> {
       keys[n] = key;
       values[n++] = value;
     });
-    const out = Buffer.allocUnsafeSlow(4 + 6 * count + this.bytesHeld);
-    out.writeUInt32LE(count, 0);
+    const out = this.snapshotBuffer();
     let at = 4;
     let i = 0;
     return new Promise((resolve) => {
       const slice = (): void => {
-        for (const end = Math.min(count, i + snapshotSliceEntries); i < end; i++) {
-          at = out.writeUInt16LE(keys[i].length, at);
-          at += out.write(keys[i], at, 'latin1');
-          at = out.writeUInt32LE(values[i].length, at);
-          at += out.write(values[i], at, 'latin1');
-        }
+        for (const end = Math.min(count, i + snapshotSliceEntries); i < end; i++) at = writeEntry(out, at, keys[i], values[i]);
         if (i < count) return void setImmediate(slice);
         assert.equal(at, out.byteLength);
         resolve(out);
       };
       slice();
     });
+  }
+
+  /** A snapshot's buffer with its count written: its size follows from the count and bytesHeld. */
+  private snapshotBuffer(): Buffer {
+    const out = Buffer.allocUnsafeSlow(4 + 6 * this.map.size + this.bytesHeld);
+    out.writeUInt32LE(this.map.size, 0);
+    return out;
   }
 
   /** Replace the state with a snapshot; throws on malformed bytes (leaving the state as it was). */
@@ -167,6 +168,8 @@ export class KvStore implements StateMachine<KvResult> {
       if (keyLen === 0 || keyLen > keyBytesMax || at + 2 + keyLen + 4 > b.byteLength) fail('bad key');
       if (!isUtf8Range(b, at + 2, at + 2 + keyLen)) fail('key is not UTF-8');
       const key = b.toString('latin1', at + 2, at + 2 + keyLen);
+      // A store never holds a key twice; counting one twice would break the bytesHeld invariant.
+      if (map.has(key)) fail('a key appears twice');
       at += 2 + keyLen;
       const valueLen = b.readUInt32LE(at);
       if (valueLen > valueBytesMax || at + 4 + valueLen > b.byteLength) fail('bad value');
