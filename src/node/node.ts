@@ -167,19 +167,20 @@ function setAside(dataDir: string): string {
 }
 
 const pendingWritesMax = 65536;
+const pendingReadsMax = 65536;
 /** A persist is written inline only when its records hold at most this many bytes (see pump). */
 const inlinePersistBytesMax = 8 * 1024;
+/** A catch-up of this many ticks or more is logged: the event loop was held up that long. */
+const lateTicksLogged = 5;
+/** Ticks delivered at most in one catch-up; far more than any election timeout or lease. */
+const catchUpTicksMax = 1000;
 
+/** The bytes of a Ready's record values. */
 function recordBytes(rd: Ready): number {
   let n = 0;
   for (const r of rd.records) n += r.value.byteLength;
   return n;
 }
-const pendingReadsMax = 65536;
-/** A catch-up of this many ticks or more is logged: the event loop was held up that long. */
-const lateTicksLogged = 5;
-/** Ticks delivered at most in one catch-up; far more than any election timeout or lease. */
-const catchUpTicksMax = 1000;
 
 export class PaxlogNode<R = unknown> extends EventEmitter {
   /** This node's id, 1..65535; a key of opts.peers. */
@@ -532,6 +533,14 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     await this.store.close();
   }
 
+  /** Log why at fatal level, stop at once and exit the process with code 1 (after the log is written). */
+  private stopFatally(fields: Record<string, unknown>, why: string): void {
+    this.log.fatal(fields, why);
+    process.exitCode = 1;
+    this.stopNow();
+    setImmediate(() => process.exit(1));
+  }
+
   private stopNow(): void {
     this.stopped = true;
     if (this.ticker !== null) clearInterval(this.ticker);
@@ -614,10 +623,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
         this.advanceDurable();
       }, (err: Error) => {
         // The disk refused a write: going on could break a promise made to peers. Stop with context.
-        this.log.fatal({ err: err.message }, 'the log could not be written; stopping the node');
-        process.exitCode = 1;
-        this.stopNow();
-        setImmediate(() => process.exit(1));
+        this.stopFatally({ err: err.message }, 'the log could not be written; stopping the node');
       });
     }
   }
@@ -751,10 +757,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       if (this.persisting.length === 0) this.maybeSnapshot();
     }, (err: Error) => {
       // Every node runs the same state machine: a snapshot it cannot write is a bug. Stop with it.
-      this.log.fatal({ prefix, err: err.message }, 'the state machine could not snapshot its state; stopping the node');
-      process.exitCode = 1;
-      this.stopNow();
-      setImmediate(() => process.exit(1));
+      this.stopFatally({ prefix, err: err.message }, 'the state machine could not snapshot its state; stopping the node');
     });
   }
 
@@ -789,10 +792,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     try {
       this.sm.restore(snap.bytes);
     } catch (err) {
-      this.log.fatal({ prefix: snap.prefix, err: (err as Error).message }, 'the state machine cannot restore a peer\'s snapshot; stopping the node');
-      process.exitCode = 1;
-      this.stopNow();
-      setImmediate(() => process.exit(1));
+      this.stopFatally({ prefix: snap.prefix, err: (err as Error).message }, 'the state machine cannot restore a peer\'s snapshot; stopping the node');
       throw err;
     }
     this.appliedThrough = snap.prefix - 1;
