@@ -149,21 +149,13 @@ export class ResponseWriter {
   length = 0;
 
   write(id: number, status: number, body: Uint8Array | string): void {
-    const bodyBytes = typeof body === 'string' ? Buffer.byteLength(body, 'utf8') : body.byteLength;
-    const size = responseHeaderBytes + bodyBytes;
+    const size = responseBytes(body);
     if (this.length + size > this.buf.byteLength) {
       const grown = Buffer.allocUnsafeSlow(Math.max(2 * this.buf.byteLength, this.length + size));
       this.buf.copy(grown, 0, 0, this.length);
       this.buf = grown;
     }
-    const b = this.buf;
-    const at = this.length;
-    b.writeUInt32LE(size, at);
-    b.writeUInt32LE(id >>> 0, at + 4);
-    b.writeUInt16LE(status, at + 8);
-    b.writeUInt16LE(0, at + 10);
-    if (typeof body === 'string') b.write(body, at + responseHeaderBytes, 'utf8');
-    else b.set(body, at + responseHeaderBytes);
+    putResponse(this.buf, this.length, size, id, status, body);
     this.length += size;
   }
 
@@ -182,14 +174,25 @@ const responseBufferBytes = 4 * 1024;
 const responseBufferBytesMax = 1024 * 1024;
 
 export function encodeResponse(id: number, status: number, body: Uint8Array | string = ''): Uint8Array {
-  const b = typeof body === 'string' ? utf8.encode(body) : body;
-  const out = new Uint8Array(responseHeaderBytes + b.byteLength);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, out.byteLength, true);
-  v.setUint32(4, id >>> 0, true);
-  v.setUint16(8, status, true);
-  out.set(b, responseHeaderBytes);
+  const size = responseBytes(body);
+  const out = Buffer.allocUnsafe(size);
+  putResponse(out, 0, size, id, status, body);
   return out;
+}
+
+/** A response's size: its header and its body (a string as UTF-8). */
+function responseBytes(body: Uint8Array | string): number {
+  return responseHeaderBytes + (typeof body === 'string' ? Buffer.byteLength(body, 'utf8') : body.byteLength);
+}
+
+/** Write one response of `size` (responseBytes(body)) bytes at `at`. */
+function putResponse(out: Buffer, at: number, size: number, id: number, status: number, body: Uint8Array | string): void {
+  out.writeUInt32LE(size, at);
+  out.writeUInt32LE(id >>> 0, at + 4);
+  out.writeUInt16LE(status, at + 8);
+  out.writeUInt16LE(0, at + 10);
+  if (typeof body === 'string') out.write(body, at + responseHeaderBytes, 'utf8');
+  else out.set(body, at + responseHeaderBytes);
 }
 
 /** The responses in one WebSocket message (bodies are copies), or an error for a malformed message. */
