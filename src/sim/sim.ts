@@ -161,15 +161,24 @@ export interface SimResult {
  * it did before snapshots existed (same draws, same history), and its old replay lines still hold.
  */
 export const drawFaults = (rng: Prng, seed: number): Faults => ({
-  ...drawRunFaults(rng), ...drawSnapshotKnobs(new Prng(seed).fork()), readysOutstandingMax: drawReadysOutstandingMax(seed),
+  ...drawRunFaults(rng), ...drawSnapshotKnobs(sideStream(seed, SideStream.Snapshots)),
+  readysOutstandingMax: [1, 2, 4][sideStream(seed, SideStream.Readys).int(0, 3)],
 });
 
-/** From a side stream of its own (the third fork: after the snapshot knobs' and the disk's). */
-const drawReadysOutstandingMax = (seed: number): number => {
+/** The side streams of a seed, each the seed's nth fork; adding one never moves the others. */
+const enum SideStream {
+  /** The snapshot knobs (drawFaults). */
+  Snapshots = 0,
+  /** Every wipe and set-aside decision (Sim.diskRng). */
+  Disk = 1,
+  /** Readys in flight at most (drawFaults). */
+  Readys = 2,
+}
+
+const sideStream = (seed: number, which: SideStream): Prng => {
   const side = new Prng(seed);
-  side.fork();
-  side.fork();
-  return [1, 2, 4][side.fork().int(0, 3)];
+  for (let i = 0; i < which; i++) side.fork();
+  return side.fork();
 };
 
 /** The draws from the main stream, in the order they always had. */
@@ -359,9 +368,7 @@ export class Simulation {
     for (const [name, x] of [['storageFaults', o.storageFaults], ['rejoinShare', o.rejoinShare], ['wipes', o.wipes]] as const) {
       if (x !== undefined && !(x >= 0 && x <= 1)) throw new RangeError(`${name} must be a probability in [0, 1], got ${x}`);
     }
-    const side = new Prng(o.seed);
-    side.fork(); // the snapshot knobs' stream (drawFaults)
-    this.diskRng = side.fork();
+    this.diskRng = sideStream(o.seed, SideStream.Disk);
     this.k = o.kernels ?? loadKernels('js');
     this.factory = o.factory ?? protocolFactory(o.protocol);
     const peers = Array.from({ length: o.nodes }, (_, i) => i + 1);
