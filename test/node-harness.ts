@@ -37,7 +37,13 @@ export function suiteCluster(o: ClusterOptions): ProcCluster {
   const c = new ProcCluster(o);
   before(async () => {
     c.startAll();
-    await c.leader();
+    const leader = await c.leader();
+    // Ready means serving: a leader just elected refuses lease reads (503) until a majority has
+    // acknowledged one of its heartbeat rounds; a test that reads at once would meet that gap.
+    await c.waitFor('the leader serves a lease read', async () => {
+      const r = await c.http(leader, 'GET', '/kv/ready-probe?read=lease');
+      return r.status === 503 ? undefined : r.status;
+    });
   });
   after(async () => {
     await c.stop();
