@@ -37,13 +37,7 @@ export function suiteCluster(o: ClusterOptions): ProcCluster {
   const c = new ProcCluster(o);
   before(async () => {
     c.startAll();
-    const leader = await c.leader();
-    // Ready means serving: a leader just elected refuses lease reads (503) until a majority has
-    // acknowledged one of its heartbeat rounds; a test that reads at once would meet that gap.
-    await c.waitFor('the leader serves a lease read', async () => {
-      const r = await c.http(leader, 'GET', '/kv/ready-probe?read=lease');
-      return r.status === 503 ? undefined : r.status;
-    });
+    await c.ready();
   });
   after(async () => {
     await c.stop();
@@ -153,6 +147,25 @@ export class ProcCluster {
       const l = [...leaders][0] as number;
       return leaders.size === 1 && l !== 0 && ss.some((s) => s!.role === 'leader' && s!.id === l) ? l : undefined;
     }, timeoutMs);
+  }
+
+  /**
+   * Wait until a new cluster serves: every node knows one leader and has finished rejoining (new
+   * data directories rejoin without voting, and until they have, losing the leader leaves no
+   * majority that can elect another), and the leader serves a lease read (just elected, it refuses
+   * them with 503 until a majority acknowledged one of its heartbeat rounds). Returns the leader.
+   */
+  async ready(): Promise<number> {
+    const leader = await this.leader();
+    await this.waitFor('every node to finish rejoining', async () => {
+      const ss = await Promise.all([...this.procs.keys()].map((id) => this.status(id)));
+      return ss.every((s) => s !== null && s.rejoining === false) ? true : undefined;
+    });
+    await this.waitFor('the leader to serve a lease read', async () => {
+      const r = await this.http(leader, 'GET', '/kv/ready-probe?read=lease');
+      return r.status === 503 ? undefined : r.status;
+    });
+    return leader;
   }
 
   /** PUT, retrying while the answer says the write was surely not proposed (503). */

@@ -10,7 +10,7 @@ describe('a paused leader', { timeout: 60_000 }, () => {
   const c = new ProcCluster({ nodes: 3, basePort: 17210 });
   before(async () => {
     c.startAll();
-    await c.leader();
+    await c.ready();
   });
   after(async () => {
     for (const p of c.procs.values()) p.kill('SIGCONT');
