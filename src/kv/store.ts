@@ -1,16 +1,19 @@
 // The key-value state machine. Every node applies the same operations in the same slot order,
-// so every node holds the same map. apply() is deterministic: its outcome depends only on the
-// map and the operation, never on local configuration or time (replicas must not diverge).
+// so every node holds the same data. apply() is deterministic: its outcome depends only on the
+// data and the operation, never on local configuration, time or memory layout (replicas must not
+// diverge).
 //
-// Keys and values are held as byte strings: each byte of the key's UTF-8 (or of the value) is one
-// Latin-1 character. V8 keeps such strings one byte per character on its own heap, so a value
-// costs its length and no ArrayBuffer: a fresh ArrayBuffer per value (Uint8Array.slice) costs
-// about ten times as much CPU to make and hands the garbage collector off-heap memory to track.
-// apply() never decodes UTF-8 (a key's byte length is its string length); only get() converts.
+// The data live in WebAssembly (assembly/kv.ts, one instance and memory per store): a hash table
+// and records of key and value bytes. A JavaScript Map of byte strings was the largest cost of a
+// node under load (lookups missing the cache, and a string per value for the garbage collector).
+// This face checks each command's key (the one UTF-8 check, Node's), copies the command in, and
+// reads values and snapshots out of the instance's memory.
 
 import assert from 'node:assert/strict';
 import type { StateMachine } from '../node/state-machine.js';
-import { isUtf8Range, keyBytesMax, KvOpCode, valueBytesMax } from './ops.js';
+import { SNAPSHOT_BYTES_MAX } from '../protocol/types.js';
+import { instantiate, wasmModule } from '../wasm/heap.js';
+import { isUtf8Range, keyBytesMax, valueBytesMax } from './ops.js';
 
 /** What applying one operation did. */
 export type KvResult =
@@ -20,122 +23,151 @@ export type KvResult =
   | 'full'        // refused: the store is at keysMax or bytesMax (same on every node)
   | 'bad';        // the command bytes did not decode (nothing changed)
 
-/** The store's bounds. Constants, not options: every replica must refuse the same writes. */
+/** The result codes of assembly/kv.ts's apply(), in order. */
+const results: readonly KvResult[] = ['ok', 'not-found', 'mismatch', 'full', 'bad'];
+
+/** The store's bounds. Every replica must use the same (the server always uses these). */
 export const keysMax = 16 * 1024 * 1024;
-export const bytesMax = 4 * 1024 * 1024 * 1024;
+/** Key and value bytes held at most: so that a full store's snapshot fits SNAPSHOT_BYTES_MAX. */
+export const bytesMax = 896 * 1024 * 1024;
+assert.ok(4 + 6 * keysMax + bytesMax <= SNAPSHOT_BYTES_MAX, 'a full store snapshots within SNAPSHOT_BYTES_MAX');
 
-/** Entries snapshotAsync writes per turn of the event loop (about 10 ms here). */
-const snapshotSliceEntries = 10_000;
+/** Table entries snapshotAsync writes per turn of the event loop (at most half are in use). */
+const snapshotSliceEntries = 16 * 1024;
 
-/** Write one snapshot entry at `at`; returns where the next one goes. */
-function writeEntry(out: Buffer, at: number, key: string, value: string): number {
-  at = out.writeUInt16LE(key.length, at);
-  at += out.write(key, at, 'latin1');
-  at = out.writeUInt32LE(value.length, at);
-  return at + out.write(value, at, 'latin1');
+/** The exports of build/kv.wasm (see assembly/kv.ts). Pointers are u32 and may read negative: use >>> 0. */
+interface KvExports {
+  memory: WebAssembly.Memory;
+  init(keysMax: number, bytesMax: number): number;
+  ioBytes(): number;
+  keys(): number;
+  bytes(): number;
+  tableAt(): number;
+  tableCapacity(): number;
+  arenaStart(): number;
+  arenaEnd(): number;
+  apply(n: number): number;
+  lookup(n: number): number;
 }
 
-/** A Buffer over the same bytes (no copy), for Buffer's string conversions. */
-function asBuffer(b: Uint8Array): Buffer {
-  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+/** One instance of build/kv.wasm holding an empty store. */
+class KvInstance {
+  readonly x: KvExports;
+  /** Where commands and keys are copied in. */
+  readonly io: number;
+  readonly ioBytes: number;
+  /** A view of all memory; re-made when memory.grow() detaches the old one. */
+  private view: Buffer;
+
+  constructor(readonly keysMax: number, readonly bytesMax: number) {
+    this.x = instantiate(wasmModule('kv.wasm'), 'KV store') as unknown as KvExports;
+    this.io = this.x.init(keysMax, bytesMax) >>> 0;
+    this.ioBytes = this.x.ioBytes();
+    this.view = Buffer.from(this.x.memory.buffer);
+  }
+
+  mem(): Buffer {
+    if (this.view.length === 0) this.view = Buffer.from(this.x.memory.buffer);
+    return this.view;
+  }
+
+  /** Applies the n bytes copied in at io; a code of `results`. */
+  apply(n: number): KvResult {
+    const r = this.x.apply(n);
+    // memory.grow failed: the host has no memory to give. Not an input: stop rather than diverge.
+    if (r < 0) throw new Error('the KV store could not grow its WebAssembly memory');
+    return results[r];
+  }
+}
+
+/**
+ * Writes the records of table entries [from, to) as [keyLen u16][key][valueLen u32][value] into
+ * `out` at `at`; returns where the next goes. `mem` holds the table at `table` and the records at
+ * their addresses minus `base` (0 for the live memory, arenaStart for a copy of the arena).
+ */
+function writeEntries(mem: Buffer, base: number, table: number, from: number, to: number, out: Buffer, at: number): number {
+  for (let j = from; j < to; j++) {
+    const rec = mem.readUInt32LE(table + 8 * j + 4);
+    if (rec === 0) continue;
+    const r = rec - base;
+    const valueLen = mem.readUInt32LE(r + 8);
+    const keyLen = mem.readUInt16LE(r + 12);
+    at = out.writeUInt16LE(keyLen, at);
+    at += mem.copy(out, at, r + 16, r + 16 + keyLen);
+    at = out.writeUInt32LE(valueLen, at);
+    at += mem.copy(out, at, r + 16 + keyLen, r + 16 + keyLen + valueLen);
+  }
+  return at;
 }
 
 export class KvStore implements StateMachine<KvResult> {
-  /**
-   * The data, as byte strings (see the top of the file). Invariant: every key is 1..keyBytesMax
-   * characters whose bytes are valid UTF-8; every value is at most valueBytesMax characters; every
-   * character is below 256.
-   */
-  private map = new Map<string, string>();
-  /** Sum of key and value bytes held. Invariant: <= bytesMax. */
-  private bytesHeld = 0;
+  private store: KvInstance;
+
+  /** Limits other than keysMax and bytesMax are for tests: every replica must use the same. */
+  constructor(limits: { keysMax: number; bytesMax: number } = { keysMax, bytesMax }) {
+    assert.ok(limits.keysMax >= 1 && limits.keysMax <= keysMax && limits.bytesMax >= 1 && limits.bytesMax <= bytesMax, 'limits within keysMax and bytesMax');
+    this.store = new KvInstance(limits.keysMax, limits.bytesMax);
+  }
 
   get size(): number {
-    return this.map.size;
+    return this.store.x.keys();
   }
 
   get bytes(): number {
-    return this.bytesHeld;
+    return this.store.x.bytes() >>> 0;
   }
 
   /** A local read of the applied state (the caller decides whether it is linearizable). A copy. `key` as a string or its UTF-8 bytes. */
   get(key: string | Uint8Array): Uint8Array | undefined {
-    const v = this.map.get(typeof key === 'string' ? Buffer.from(key, 'utf8').toString('latin1') : asBuffer(key).toString('latin1'));
-    return v === undefined ? undefined : Buffer.from(v, 'latin1');
+    const k = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
+    if (k.byteLength === 0 || k.byteLength > keyBytesMax) return undefined;
+    const mem = this.store.mem();
+    mem.set(k, this.store.io);
+    const rec = this.store.x.lookup(k.byteLength) >>> 0;
+    if (rec === 0) return undefined;
+    const value = rec + 16 + mem.readUInt16LE(rec + 12);
+    return Buffer.from(mem.subarray(value, value + mem.readUInt32LE(rec + 8)));
   }
 
   apply(command: Uint8Array): KvResult {
-    const b = asBuffer(command);
-    const n = b.byteLength;
-    if (n < 3) return 'bad';
-    const code = b[0];
-    const keyLen = b[1] | (b[2] << 8);
-    if (keyLen === 0 || keyLen > keyBytesMax || 3 + keyLen > n || !isUtf8Range(b, 3, 3 + keyLen)) return 'bad';
-    const key = b.toString('latin1', 3, 3 + keyLen);
-    let at = 3 + keyLen;
-    const old = this.map.get(key);
-    switch (code) {
-      case KvOpCode.Put:
-        if (n - at > valueBytesMax) return 'bad';
-        return this.set(key, old, b.toString('latin1', at, n));
-      case KvOpCode.Delete:
-        if (at !== n) return 'bad';
-        if (old === undefined) return 'not-found';
-        this.map.delete(key);
-        this.bytesHeld -= keyLen + old.length;
-        return 'ok';
-      case KvOpCode.Cas: {
-        if (at + 4 > n) return 'bad';
-        const expectLen = b.readUInt32LE(at);
-        at += 4;
-        if (expectLen > valueBytesMax || at + expectLen > n || n - (at + expectLen) > valueBytesMax) return 'bad';
-        if (old === undefined || old !== b.toString('latin1', at, at + expectLen)) return 'mismatch';
-        return this.set(key, old, b.toString('latin1', at + expectLen, n));
-      }
-      default:
-        return 'bad';
-    }
+    const n = command.byteLength;
+    // Longer than io holds is longer than any operation the limits allow.
+    if (n < 3 || n > this.store.ioBytes) return 'bad';
+    const keyLen = command[1] | (command[2] << 8);
+    if (keyLen === 0 || keyLen > keyBytesMax || 3 + keyLen > n || !isUtf8Range(command, 3, 3 + keyLen)) return 'bad';
+    this.store.mem().set(command, this.store.io);
+    return this.store.apply(n);
   }
 
-  private set(key: string, old: string | undefined, value: string): KvResult {
-    const grow = old === undefined ? key.length + value.length : value.length - old.length;
-    if ((old === undefined && this.map.size >= keysMax) || this.bytesHeld + grow > bytesMax) return 'full';
-    this.map.set(key, value);
-    this.bytesHeld += grow;
-    return 'ok';
-  }
-
-  /** [count u32] then per entry [keyLen u16][key][valueLen u32][value]. */
+  /** [count u32] then per entry [keyLen u16][key][valueLen u32][value], in table order. */
   snapshot(): Uint8Array {
     const out = this.snapshotBuffer();
-    let at = 4;
-    for (const [key, value] of this.map) at = writeEntry(out, at, key, value);
+    const x = this.store.x;
+    const at = writeEntries(this.store.mem(), 0, x.tableAt() >>> 0, 0, x.tableCapacity(), out, 4);
     assert.equal(at, out.byteLength);
     return out;
   }
 
   /**
-   * snapshot() of the state now, written a slice of entries per turn of the event loop: a store of
-   * 100,000 keys took about 100 ms in one go here, long enough for peers to call an election.
+   * snapshot() of the state now, written a slice of entries per turn of the event loop, so that a
+   * big store does not hold the node up. The arena (records and table) is copied at the call:
+   * one memcpy, about 5 ms for 100,000 keys of 100 bytes here.
    */
   snapshotAsync(): Promise<Uint8Array> {
-    // The entries now, copied into two arrays (the strings are shared, not copied): about 3 ms for
-    // 100,000 keys here, against 15-30 ms for a copy of the Map. Later applies change only this.map.
-    const count = this.map.size;
-    const keys: string[] = new Array(count);
-    const values: string[] = new Array(count);
-    let n = 0;
-    this.map.forEach((value, key) => {
-      keys[n] = key;
-      values[n++] = value;
-    });
+    const x = this.store.x;
+    const base = x.arenaStart() >>> 0;
+    const arena = Buffer.from(this.store.mem().subarray(base, x.arenaEnd() >>> 0));
+    const table = (x.tableAt() >>> 0) - base;
+    const capacity = x.tableCapacity();
     const out = this.snapshotBuffer();
     let at = 4;
-    let i = 0;
+    let j = 0;
     return new Promise((resolve) => {
       const slice = (): void => {
-        for (const end = Math.min(count, i + snapshotSliceEntries); i < end; i++) at = writeEntry(out, at, keys[i], values[i]);
-        if (i < count) return void setImmediate(slice);
+        const end = Math.min(capacity, j + snapshotSliceEntries);
+        at = writeEntries(arena, base, table, j, end, out, at);
+        j = end;
+        if (j < capacity) return void setImmediate(slice);
         assert.equal(at, out.byteLength);
         resolve(out);
       };
@@ -143,42 +175,44 @@ export class KvStore implements StateMachine<KvResult> {
     });
   }
 
-  /** A snapshot's buffer with its count written: its size follows from the count and bytesHeld. */
+  /** A snapshot's buffer with its count written: its size follows from the count and bytes. */
   private snapshotBuffer(): Buffer {
-    const out = Buffer.allocUnsafeSlow(4 + 6 * this.map.size + this.bytesHeld);
-    out.writeUInt32LE(this.map.size, 0);
+    const out = Buffer.allocUnsafeSlow(4 + 6 * this.size + this.bytes);
+    out.writeUInt32LE(this.size, 0);
     return out;
   }
 
   /** Replace the state with a snapshot; throws on malformed bytes (leaving the state as it was). */
   restore(bytes: Uint8Array): void {
-    const b = asBuffer(bytes);
+    const b = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const fail = (why: string): never => {
       throw new Error(`bad KV snapshot: ${why}`);
     };
     if (b.byteLength < 4) fail('shorter than its header');
     const count = b.readUInt32LE(0);
-    if (count > keysMax) fail(`${count} keys`);
-    const map = new Map<string, string>();
-    let held = 0;
+    const next = new KvInstance(this.store.keysMax, this.store.bytesMax);
+    if (count > next.keysMax) fail(`${count} keys`);
     let at = 4;
     for (let i = 0; i < count; i++) {
       if (at + 2 > b.byteLength) fail('truncated key length');
       const keyLen = b.readUInt16LE(at);
       if (keyLen === 0 || keyLen > keyBytesMax || at + 2 + keyLen + 4 > b.byteLength) fail('bad key');
       if (!isUtf8Range(b, at + 2, at + 2 + keyLen)) fail('key is not UTF-8');
-      const key = b.toString('latin1', at + 2, at + 2 + keyLen);
-      // A store never holds a key twice; counting one twice would break the bytesHeld invariant.
-      if (map.has(key)) fail('a key appears twice');
-      at += 2 + keyLen;
-      const valueLen = b.readUInt32LE(at);
-      if (valueLen > valueBytesMax || at + 4 + valueLen > b.byteLength) fail('bad value');
-      map.set(key, b.toString('latin1', at + 4, at + 4 + valueLen));
-      at += 4 + valueLen;
-      held += keyLen + valueLen;
+      const valueAt = at + 2 + keyLen + 4;
+      const valueLen = b.readUInt32LE(valueAt - 4);
+      if (valueLen > valueBytesMax || valueAt + valueLen > b.byteLength) fail('bad value');
+      // Put the entry: [1][keyLen u16][key][value].
+      const mem = next.mem();
+      mem[next.io] = 1;
+      mem.writeUInt16LE(keyLen, next.io + 1);
+      b.copy(mem, next.io + 3, at + 2, at + 2 + keyLen);
+      b.copy(mem, next.io + 3 + keyLen, valueAt, valueAt + valueLen);
+      if (next.apply(3 + keyLen + valueLen) !== 'ok') fail('more than the store holds');
+      // A store never holds a key twice; a put of a held key would not add one.
+      if (next.x.keys() !== i + 1) fail('a key appears twice');
+      at = valueAt + valueLen;
     }
     if (at !== b.byteLength) fail('trailing bytes');
-    this.map = map;
-    this.bytesHeld = held;
+    this.store = next;
   }
 }

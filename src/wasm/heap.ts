@@ -38,29 +38,56 @@ export interface PaxlogExports {
   quorumIndex(p: number, n: number, quorum: number): number;
 }
 
-/** Where the release build lives, relative to this file in dist/src/wasm/ and in src/wasm/. */
-const wasmUrl = new URL('../../../build/paxlog.wasm', import.meta.url);
-const wasmUrlFromSource = new URL('../../build/paxlog.wasm', import.meta.url);
+const compiled = new Map<string, WebAssembly.Module>();
 
-let compiled: WebAssembly.Module | null = null;
-
-/** The compiled module, compiled once per process (synchronously). */
-export const paxlogModule = (): WebAssembly.Module => {
-  if (compiled === null) {
+/**
+ * The compiled module build/<file>, compiled once per process (synchronously). It is looked for
+ * relative to this file both in dist/src/wasm/ and in src/wasm/.
+ */
+export const wasmModule = (file: 'paxlog.wasm' | 'kv.wasm'): WebAssembly.Module => {
+  let m = compiled.get(file);
+  if (m === undefined) {
+    const fromDist = new URL(`../../../build/${file}`, import.meta.url);
     let bytes: Buffer;
     try {
-      bytes = readFileSync(wasmUrl);
+      bytes = readFileSync(fromDist);
     } catch {
       try {
-        bytes = readFileSync(wasmUrlFromSource);
+        bytes = readFileSync(new URL(`../../build/${file}`, import.meta.url));
       } catch {
-        throw new Error(`cannot read ${wasmUrl.pathname}: run "npm run build:wasm" first, or use kernels "js"`);
+        throw new Error(`cannot read ${fromDist.pathname}: run "npm run build:wasm" first`);
       }
     }
-    compiled = new WebAssembly.Module(new Uint8Array(bytes));
+    m = new WebAssembly.Module(new Uint8Array(bytes));
+    compiled.set(file, m);
   }
-  return compiled;
+  return m;
 };
+
+/**
+ * An instance of one of our modules. Their one import is `env.abort`: an AssemblyScript assert
+ * failed, a programmer error in `what`, thrown and never caught.
+ */
+export function instantiate(module: WebAssembly.Module, what: string): WebAssembly.Exports {
+  let memory: WebAssembly.Memory | null = null;
+  const readString = (ptr: number): string => {
+    if (memory === null || ptr === 0) return '';
+    const bytes = new Uint32Array(memory.buffer, ptr - 4, 1)[0];
+    return Buffer.from(memory.buffer, ptr, bytes).toString('utf16le');
+  };
+  const exports = new WebAssembly.Instance(module, {
+    env: {
+      abort: (msg: number, file: number, line: number, col: number): never => {
+        throw new Error(`wasm ${what} assertion: ${readString(msg)} at ${readString(file)}:${line}:${col}`);
+      },
+    },
+  }).exports;
+  memory = exports.memory as WebAssembly.Memory;
+  return exports;
+}
+
+/** The kernels' module. */
+export const paxlogModule = (): WebAssembly.Module => wasmModule('paxlog.wasm');
 
 /** The largest heap this face will grow to; a limit on everything that grows. */
 export const HEAP_BYTES_MAX = 1024 * 1024 * 1024;
@@ -84,22 +111,7 @@ export class WasmHeap {
   private readonly free: number[][] = [];
 
   constructor() {
-    let memory: WebAssembly.Memory | null = null;
-    const readString = (ptr: number): string => {
-      if (memory === null || ptr === 0) return '';
-      const bytes = new Uint32Array(memory.buffer, ptr - 4, 1)[0];
-      return Buffer.from(memory.buffer, ptr, bytes).toString('utf16le');
-    };
-    const instance = new WebAssembly.Instance(paxlogModule(), {
-      env: {
-        // An AssemblyScript assert failed: a programmer error in the kernels, never caught.
-        abort: (msg: number, file: number, line: number, col: number): never => {
-          throw new Error(`wasm kernel assertion: ${readString(msg)} at ${readString(file)}:${line}:${col}`);
-        },
-      },
-    });
-    this.x = instance.exports as unknown as PaxlogExports;
-    memory = this.x.memory;
+    this.x = instantiate(paxlogModule(), 'kernel') as unknown as PaxlogExports;
     this.top = (this.x.heapBase() + 15) & ~15;
     this.sync();
   }

@@ -1,0 +1,141 @@
+// The KV store (WebAssembly table and records, assembly/kv.ts) against a Map as the model: the
+// same results for random operations, its limits on every layout, and its data through growth of
+// the table and compaction of the arena. No ports.
+
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { encodeOp, type KvOp } from '../src/kv/ops.js';
+import { KvStore, type KvResult } from '../src/kv/store.js';
+
+/** mulberry32: a small seeded generator, so a failure replays. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The model: what the store must answer, from a Map of key to value. */
+class Model {
+  readonly map = new Map<string, Buffer>();
+  bytes = 0;
+  constructor(readonly keysMax = Infinity, readonly bytesMax = Infinity) {}
+
+  apply(o: KvOp): KvResult {
+    const keyBytes = Buffer.byteLength(o.key);
+    const old = this.map.get(o.key);
+    if (o.op === 'delete') {
+      if (old === undefined) return 'not-found';
+      this.map.delete(o.key);
+      this.bytes -= keyBytes + old.length;
+      return 'ok';
+    }
+    if (o.op === 'cas' && (old === undefined || !old.equals(o.expect))) return 'mismatch';
+    const grow = old === undefined ? keyBytes + o.value.length : o.value.length - old.length;
+    if ((old === undefined && this.map.size >= this.keysMax) || this.bytes + grow > this.bytesMax) return 'full';
+    this.map.set(o.key, Buffer.from(o.value));
+    this.bytes += grow;
+    return 'ok';
+  }
+}
+
+function assertSame(kv: KvStore, model: Model, why: string): void {
+  assert.equal(kv.size, model.map.size, `${why}: keys`);
+  assert.equal(kv.bytes, model.bytes, `${why}: bytes`);
+  for (const [k, v] of model.map) assert.ok(Buffer.from(kv.get(k)!).equals(v), `${why}: value of ${k}`);
+}
+
+/** A random operation on one of `keys` keys, values of 0..valueMax bytes (several size classes). */
+function randomOp(next: () => number, model: Model, keys: number, valueMax: number): KvOp {
+  const key = `key-${Math.floor(next() * keys)}${next() < 0.1 ? 'é' : ''}`;
+  const value = Buffer.alloc(Math.floor(next() * next() * valueMax), Math.floor(next() * 256));
+  const r = next();
+  if (r < 0.2) return { op: 'delete', key };
+  if (r < 0.4) {
+    const held = model.map.get(key);
+    return { op: 'cas', key, expect: held !== undefined && next() < 0.7 ? held : Buffer.from('no'), value };
+  }
+  return { op: 'put', key, value };
+}
+
+describe('the KV store against a Map', () => {
+  test('random puts, deletes and compare-and-sets give the same results and data', () => {
+    const next = rng(7);
+    const kv = new KvStore();
+    const model = new Model();
+    for (let i = 0; i < 40_000; i++) {
+      const o = randomOp(next, model, 3000, 3000);
+      assert.equal(kv.apply(encodeOp(o)), model.apply(o), `operation ${i}: ${o.op} ${o.key}`);
+      if (i % 10_000 === 9_999) assertSame(kv, model, `after ${i + 1} operations`);
+    }
+    const copy = new KvStore();
+    copy.restore(kv.snapshot());
+    assertSame(copy, model, 'restored from a snapshot');
+  });
+
+  test('the limits refuse the same writes on a store restored from a snapshot (another layout)', () => {
+    const limits = { keysMax: 50, bytesMax: 4000 };
+    const next = rng(11);
+    const a = new KvStore(limits);
+    const model = new Model(limits.keysMax, limits.bytesMax);
+    let full = 0;
+    for (let i = 0; i < 3000; i++) {
+      const o = randomOp(next, model, 80, 300);
+      const got = a.apply(encodeOp(o));
+      assert.equal(got, model.apply(o), `operation ${i}`);
+      if (got === 'full') full++;
+    }
+    assert.ok(full > 100, `the limits were reached (${full} refusals)`);
+    const b = new KvStore(limits);
+    b.restore(a.snapshot());
+    for (let i = 0; i < 3000; i++) {
+      const o = randomOp(next, model, 80, 300);
+      const want = model.apply(o);
+      assert.equal(a.apply(encodeOp(o)), want, `a, operation ${i}`);
+      assert.equal(b.apply(encodeOp(o)), want, `b, operation ${i}`);
+    }
+    assertSame(a, model, 'a');
+    assertSame(b, model, 'b');
+  });
+
+  test('data survive the table growing and the arena compacting', () => {
+    const kv = new KvStore();
+    const model = new Model();
+    const value = (i: number, n: number): Buffer => Buffer.alloc(n, i % 251);
+    // 20,000 records of 1 KiB blocks (about 20 MiB), then most deleted: the free blocks pass half
+    // the live bytes plus 16 MiB, so the arena compacts; then new keys in another size class.
+    for (let i = 0; i < 20_000; i++) model.apply({ op: 'put', key: `k${i}`, value: value(i, 1000) });
+    for (let i = 0; i < 20_000; i++) assert.equal(kv.apply(encodeOp({ op: 'put', key: `k${i}`, value: value(i, 1000) })), 'ok');
+    for (let i = 0; i < 20_000; i += 1) {
+      if (i % 20 === 0) continue;
+      model.apply({ op: 'delete', key: `k${i}` });
+      assert.equal(kv.apply(encodeOp({ op: 'delete', key: `k${i}` })), 'ok');
+    }
+    assertSame(kv, model, 'after the deletes');
+    for (let i = 0; i < 5_000; i++) {
+      const o: KvOp = { op: 'put', key: `n${i}`, value: value(i, 2000) };
+      assert.equal(kv.apply(encodeOp(o)), model.apply(o));
+    }
+    assertSame(kv, model, 'after new keys');
+  });
+
+  test('bad commands change nothing', () => {
+    const kv = new KvStore();
+    assert.equal(kv.apply(encodeOp({ op: 'put', key: 'a', value: Buffer.from('1') })), 'ok');
+    const bad = [
+      new Uint8Array([1, 0, 0]),             // empty key
+      new Uint8Array([1, 5, 0, 97]),          // key runs past the end
+      new Uint8Array([1, 1, 0, 0xff]),        // key not UTF-8
+      new Uint8Array([2, 1, 0, 97, 0]),       // delete with trailing bytes
+      new Uint8Array([3, 1, 0, 97, 9, 0, 0]), // cas whose expect length runs past the end
+      new Uint8Array([9, 1, 0, 97]),          // no such operation
+    ];
+    for (const b of bad) assert.equal(kv.apply(b), 'bad', `bytes ${Buffer.from(b).toString('hex')}`);
+    assert.equal(kv.size, 1);
+    assert.equal(Buffer.from(kv.get('a')!).toString(), '1');
+  });
+});
