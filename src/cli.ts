@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import { startKvServer } from './api/server.js';
+import { missingNodeFlags, serveNodeFlags } from './node/v8-flags.js';
 import { benchCommand } from './bench/command.js';
 import type { KernelKind } from './kernels/types.js';
 import { plantedBugs, type PlantedBug, type ProtocolName } from './protocol/types.js';
@@ -116,6 +117,8 @@ async function serve(f: ServeFlags): Promise<void> {
   if (f.tlsCa !== undefined && f.tlsCert === undefined) throw new UsageError('--tls-ca needs --tls-cert and --tls-key');
   const tls = f.tlsCert !== undefined && f.tlsKey !== undefined ? { certFile: f.tlsCert, keyFile: f.tlsKey, caFile: f.tlsCa } : undefined;
   const log = makeLogger(f.logLevel, f.id);
+  const missing = missingNodeFlags();
+  if (missing.length > 0) log.warn({ missing }, `node was started without ${missing.join(' ')}: expect frequent full garbage collections and less throughput (run bin/paxlog.js directly, or pass the flags to node)`);
   const server = await startKvServer({
     id: f.id, peers: f.peers, dataDir: f.data, logger: log, protocol: f.protocol, kernels: f.kernels, fsync: f.fsync,
     secret, clientToken, tls, batchMax: f.batchMax, pipeline: f.pipeline, tickMs: f.tickMs,
@@ -157,7 +160,7 @@ async function cluster(f: ClusterFlags): Promise<void> {
     const dir = path.join(dataRoot, `n${id}`);
     fs.mkdirSync(dir, { recursive: true });
     const logFile = fs.openSync(path.join(dir, 'node.log'), 'a');
-    const args = [bin, 'serve', '--id', String(id), '--peers', peers, '--data', dir, '--protocol', f.protocol,
+    const args = [...serveNodeFlags, bin, 'serve', '--id', String(id), '--peers', peers, '--data', dir, '--protocol', f.protocol,
       '--fsync', f.fsync ? 'on' : 'off', '--kernels', f.kernels, '--http-port', String(httpBase + id - 1)];
     if (f.batchMax !== undefined) args.push('--batch-max', String(f.batchMax));
     if (f.pipeline !== undefined) args.push('--pipeline', String(f.pipeline));

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { serveNodeFlags } from '../src/node/v8-flags.js';
 
 export const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/paxlog.js');
 const outputBytesMax = 64 * 1024;
@@ -76,7 +77,7 @@ export class ProcCluster {
   /** Start node `id` with the cluster's extra arguments and `moreArgs`; returns the process. */
   start(id: number, moreArgs: string[] = []): ChildProcess {
     assert.ok(!this.procs.has(id), `node ${id} is already running`);
-    const args = [bin, 'serve', '--id', String(id), '--peers', this.peers, '--data', this.dataDir(id),
+    const args = [...serveNodeFlags, bin, 'serve', '--id', String(id), '--peers', this.peers, '--data', this.dataDir(id),
       '--http-port', String(this.httpPort(id)), '--tick-ms', String(this.tickMs), '--log-level', 'warn', ...(this.o.extraArgs ?? []), ...moreArgs];
     const secret = this.o.secretOf?.(id) ?? 'test-secret';
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PAXLOG_SECRET: secret } });

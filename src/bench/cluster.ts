@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ProtocolName } from '../protocol/types.js';
 import type { RunKnobs } from './knobs.js';
+import { serveNodeFlags } from '../node/v8-flags.js';
 
 const bin = fileURLToPath(new URL('../../../bin/paxlog.js', import.meta.url));
 /** Bytes of each node's output kept for an error message. */
@@ -62,7 +63,7 @@ export class BenchCluster {
     const peers = Array.from({ length: k.nodes }, (_, i) => `${i + 1}=127.0.0.1:${this.basePort + i}`).join(',');
     for (let id = 1; id <= k.nodes; id++) {
       const prof = this.profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${this.profileDir}`, `--cpu-prof-name=node-${id}.cpuprofile`];
-      const args = [...prof, bin, 'serve', '--id', String(id), '--peers', peers, '--data', path.join(this.dir, `n${id}`),
+      const args = [...serveNodeFlags, ...prof, bin, 'serve', '--id', String(id), '--peers', peers, '--data', path.join(this.dir, `n${id}`),
         '--http-port', String(this.httpPort(id)), '--protocol', this.protocol, '--fsync', k.fsync ? 'on' : 'off',
         '--batch-max', String(k.batchMax), '--pipeline', String(k.pipeline), '--kernels', k.kernels, '--log-level', 'warn',
         '--fault-loss', String(k.loss), '--fault-delay-ms', String(k.delayMs), '--fault-seed', String(this.seed)];

@@ -18,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { serveNodeFlags } from '../node/v8-flags.js';
 import { Prng } from '../sim/prng.js';
 import { checkHistory, History, lostWrites, percentile, recoveryTimesMs, type Operation } from './history.js';
 
@@ -112,7 +113,7 @@ class Cluster {
 
   start(id: number): void {
     const peers = this.ids.map((i) => `${i}=127.0.0.1:${this.o.basePort + i - 1}`).join(',');
-    const args = [bin, 'serve', '--id', String(id), '--peers', peers, '--data', path.join(this.dir, `n${id}`),
+    const args = [...serveNodeFlags, bin, 'serve', '--id', String(id), '--peers', peers, '--data', path.join(this.dir, `n${id}`),
       '--http-port', String(this.o.basePort + 10 + id - 1), '--protocol', this.o.protocol, '--tick-ms', String(tickMs),
       '--request-timeout-ms', '2000', '--log-level', 'warn', '--snapshot-slots', String(this.o.snapshotSlots)];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PAXLOG_SECRET: 'soak-secret' } });
