@@ -8,7 +8,7 @@
 // record, and a put of a value of the same size class writes over the old one in place.
 //
 // Memory, from __heap_base:
-//   io       a command (or a key) copied in by the face: IO_BYTES
+//   io       commands (or a key) copied in by the face: IO_BYTES
 //   heads    the free list of each size class: CLASSES u32
 //   arena    blocks, each [size u32][hash or next-free u32][valueLen u32][keyLen u16][kind u16]
 //            then its bytes: a record's key then value, or the table's entries.
@@ -102,32 +102,33 @@ export function arenaEnd(): usize {
   return arenaTop;
 }
 
-/** Applies the command of n bytes at io (its key already checked by the face); a result code. */
-export function apply(n: u32): i32 {
-  const code = load<u8>(io);
-  const keyLen: u32 = load<u16>(io + 1);
-  const key = io + 3;
-  let at: u32 = 3 + keyLen;
+/** Applies the command of n bytes at io + at (its key already checked by the face); a result code. */
+export function apply(at: u32, n: u32): i32 {
+  const cmd = io + at;
+  const code = load<u8>(cmd);
+  const keyLen: u32 = load<u16>(cmd + 1);
+  const key = cmd + 3;
+  let off: u32 = 3 + keyLen;
   const h = hash(key, keyLen);
   const i = find(key, keyLen, h);
   const rec: usize = i >= 0 ? <usize>load<u32>(table + (<usize>i << 3), 4) : 0;
   if (code == PUT) {
-    if (n - at > VALUE_BYTES_MAX) return BAD;
-    return set(i, rec, h, key, keyLen, io + at, n - at);
+    if (n - off > VALUE_BYTES_MAX) return BAD;
+    return set(i, rec, h, key, keyLen, cmd + off, n - off);
   }
   if (code == DELETE) {
-    if (at != n) return BAD;
+    if (off != n) return BAD;
     if (rec == 0) return NOT_FOUND;
     remove(<u32>i, rec);
     return OK;
   }
   if (code == CAS) {
-    if (at + 4 > n) return BAD;
-    const expectLen = load<u32>(io + at);
-    at += 4;
-    if (expectLen > VALUE_BYTES_MAX || <u64>at + expectLen > n || n - (at + expectLen) > VALUE_BYTES_MAX) return BAD;
-    if (rec == 0 || load<u32>(rec, 8) != expectLen || !same(rec + HEADER + keyLen, io + at, expectLen)) return MISMATCH;
-    return set(i, rec, h, key, keyLen, io + at + expectLen, n - at - expectLen);
+    if (off + 4 > n) return BAD;
+    const expectLen = load<u32>(cmd + off);
+    off += 4;
+    if (expectLen > VALUE_BYTES_MAX || <u64>off + expectLen > n || n - (off + expectLen) > VALUE_BYTES_MAX) return BAD;
+    if (rec == 0 || load<u32>(rec, 8) != expectLen || !same(rec + HEADER + keyLen, cmd + off, expectLen)) return MISMATCH;
+    return set(i, rec, h, key, keyLen, cmd + off + expectLen, n - off - expectLen);
   }
   return BAD;
 }

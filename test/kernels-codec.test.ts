@@ -165,6 +165,9 @@ for (const k of faces) {
     assert.deepEqual(k.decodeBatch(v(1, 0, 0, 0, 5, 0, 0, 0)), { error: 'command length runs past the end of the batch' });
     assert.deepEqual(k.decodeBatch(v(2, 0, 0, 0, 0, 0, 0, 0)), { error: 'batch count larger than its bytes can hold' });
     assert.deepEqual(k.decodeBatch(v(1, 0)), { error: 'batch shorter than its 4-byte count' });
+    // The same batch as places: (start, length) of each command within the batch.
+    assert.deepEqual([...(k.decodeBatchPlaces(k.encodeBatch(commands)) as Uint32Array)], [8, 1, 13, 0, 17, 2]);
+    assert.deepEqual(k.decodeBatchPlaces(v(1, 0, 0, 0, 5, 0, 0, 0)), { error: 'command length runs past the end of the batch' });
   });
 
   test(`${k.kind}: encoding a malformed message is a programmer error and throws`, () => {

@@ -123,6 +123,39 @@ describe('the KV store against a Map', () => {
     assertSame(kv, model, 'after new keys');
   });
 
+  test('applyMany gives the results and data of one apply per command, also past what io holds at once', () => {
+    const next = rng(3);
+    const one = new KvStore();
+    const many = new KvStore();
+    const model = new Model();
+    for (let round = 0; round < 200; round++) {
+      // A slot's commands with gaps between them (where envelopes would be), some of them bad.
+      const parts: Buffer[] = [];
+      const starts: number[] = [];
+      const ends: number[] = [];
+      let at = 0;
+      const count = 1 + Math.floor(next() * 40);
+      // Every 50th round carries values of up to 1 MiB: more than io holds at once.
+      const valueMax = round % 50 === 49 ? 1 << 20 : 500;
+      for (let i = 0; i < count; i++) {
+        const bad = next() < 0.05;
+        const cmd = bad ? Buffer.from([1, 9, 0, 97]) : Buffer.from(encodeOp(randomOp(next, model, 300, valueMax)));
+        parts.push(Buffer.alloc(10, 0xee), cmd);
+        starts.push(at + 10);
+        ends.push(at + 10 + cmd.length);
+        at += 10 + cmd.length;
+      }
+      const bytes = Buffer.concat(parts);
+      const results: KvResult[] = [];
+      many.applyMany(bytes, Uint32Array.from(starts), Uint32Array.from(ends), count, round, results);
+      for (let i = 0; i < count; i++) {
+        const want = one.apply(bytes.subarray(starts[i], ends[i]));
+        assert.equal(results[i], want, `round ${round}, command ${i}`);
+      }
+    }
+    assert.ok(Buffer.from(many.snapshot()).equals(Buffer.from(one.snapshot())), 'the same data, in the same table order');
+  });
+
   test('bad commands change nothing', () => {
     const kv = new KvStore();
     assert.equal(kv.apply(encodeOp({ op: 'put', key: 'a', value: Buffer.from('1') })), 'ok');

@@ -102,6 +102,11 @@ export interface Kernels extends BallotKernel {
 
   /** The commands of an encoded batch (views into `value`), or a DecodeError. */
   decodeBatch(value: Uint8Array): Uint8Array[] | DecodeError;
+  /**
+   * The same batch as (start, length) pairs of offsets into `value`, with no view per command: an
+   * array valid only until the next call into these kernels (copy what you keep).
+   */
+  decodeBatchPlaces(value: Uint8Array): Uint32Array | DecodeError;
   /** Encode commands as one batch (a fresh array). */
   encodeBatch(commands: Uint8Array[]): Uint8Array;
 

@@ -46,7 +46,7 @@ interface KvExports {
   tableCapacity(): number;
   arenaStart(): number;
   arenaEnd(): number;
-  apply(n: number): number;
+  apply(at: number, n: number): number;
   lookup(n: number): number;
 }
 
@@ -71,13 +71,24 @@ class KvInstance {
     return this.view;
   }
 
-  /** Applies the n bytes copied in at io; a code of `results`. */
-  apply(n: number): KvResult {
-    const r = this.x.apply(n);
+  /** Applies the n bytes copied in at io + at; a code of `results`. */
+  apply(at: number, n: number): KvResult {
+    const r = this.x.apply(at, n);
     // memory.grow failed: the host has no memory to give. Not an input: stop rather than diverge.
     if (r < 0) throw new Error('the KV store could not grow its WebAssembly memory');
     return results[r];
   }
+}
+
+/**
+ * Whether the command bytes[start, end) has a well-formed key (length in range, UTF-8): the checks
+ * the WASM side leaves to this face. Longer than io holds is longer than any operation the limits allow.
+ */
+function wellKeyed(b: Uint8Array, start: number, end: number, ioBytes: number): boolean {
+  const n = end - start;
+  if (n < 3 || n > ioBytes) return false;
+  const keyLen = b[start + 1] | (b[start + 2] << 8);
+  return keyLen !== 0 && keyLen <= keyBytesMax && 3 + keyLen <= n && isUtf8Range(b, start + 3, start + 3 + keyLen);
 }
 
 /**
@@ -130,13 +141,27 @@ export class KvStore implements StateMachine<KvResult> {
   }
 
   apply(command: Uint8Array): KvResult {
-    const n = command.byteLength;
-    // Longer than io holds is longer than any operation the limits allow.
-    if (n < 3 || n > this.store.ioBytes) return 'bad';
-    const keyLen = command[1] | (command[2] << 8);
-    if (keyLen === 0 || keyLen > keyBytesMax || 3 + keyLen > n || !isUtf8Range(command, 3, 3 + keyLen)) return 'bad';
+    if (!wellKeyed(command, 0, command.byteLength, this.store.ioBytes)) return 'bad';
     this.store.mem().set(command, this.store.io);
-    return this.store.apply(n);
+    return this.store.apply(0, command.byteLength);
+  }
+
+  /** StateMachine.applyMany: the slot's commands copied in at once when they fit io together. */
+  applyMany(bytes: Uint8Array, starts: Uint32Array, ends: Uint32Array, n: number, _slot: number, results: KvResult[]): void {
+    if (n === 0) return;
+    const lo = starts[0];
+    const hi = ends[n - 1];
+    if (hi - lo > this.store.ioBytes) {
+      for (let i = 0; i < n; i++) results[i] = this.apply(bytes.subarray(starts[i], ends[i]));
+      return;
+    }
+    this.store.mem().set(bytes.subarray(lo, hi), this.store.io);
+    for (let i = 0; i < n; i++) {
+      const start = starts[i];
+      const end = ends[i];
+      assert.ok(start >= lo && end >= start && end <= hi, 'commands in order within the slot');
+      results[i] = wellKeyed(bytes, start, end, this.store.ioBytes) ? this.store.apply(start - lo, end - start) : 'bad';
+    }
   }
 
   /** [count u32] then per entry [keyLen u16][key][valueLen u32][value], in table order. */
@@ -207,7 +232,7 @@ export class KvStore implements StateMachine<KvResult> {
       mem.writeUInt16LE(keyLen, next.io + 1);
       b.copy(mem, next.io + 3, at + 2, at + 2 + keyLen);
       b.copy(mem, next.io + 3 + keyLen, valueAt, valueAt + valueLen);
-      if (next.apply(3 + keyLen + valueLen) !== 'ok') fail('more than the store holds');
+      if (next.apply(0, 3 + keyLen + valueLen) !== 'ok') fail('more than the store holds');
       // A store never holds a key twice; a put of a held key would not add one.
       if (next.x.keys() !== i + 1) fail('a key appears twice');
       at = valueAt + valueLen;

@@ -19,16 +19,16 @@ export function seal(b: Uint8Array, origin: number, incarnation: number, seq: nu
 }
 
 /** The envelope's fields; call only on bytes at least envelopeBytes long. */
-export function envelopeOrigin(b: Uint8Array): number {
-  return b[0] | (b[1] << 8);
+export function envelopeOrigin(b: Uint8Array, at = 0): number {
+  return b[at] | (b[at + 1] << 8);
 }
 
-export function envelopeIncarnation(b: Uint8Array): number {
-  return readU32(b, 2);
+export function envelopeIncarnation(b: Uint8Array, at = 0): number {
+  return readU32(b, at + 2);
 }
 
-export function envelopeSeq(b: Uint8Array): number {
-  return readU32(b, 6);
+export function envelopeSeq(b: Uint8Array, at = 0): number {
+  return readU32(b, at + 6);
 }
 
 function writeU32(b: Uint8Array, at: number, v: number): void {

@@ -215,6 +215,10 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private seq = 0;
   /** Writes proposed here and not yet applied, by seq, in proposal (so deadline) order. Invariant: size <= pendingWritesMax. */
   private readonly writes = new Map<number, PendingWrite<R>>();
+  /** apply()'s scratch: where one slot's commands start and end, and their results. Sized to the largest slot seen. */
+  private applyStarts = new Uint32Array(256);
+  private applyEnds = new Uint32Array(256);
+  private readonly applyResults: R[] = [];
   /** The id of the next read barrier (ids are never reused within a process). */
   private nextReadId = 1;
   /** Read barriers waiting for the core, by id, in deadline order. Invariant: size <= pendingReadsMax. */
@@ -651,22 +655,35 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       this.appliedThrough = rec.position;
       // As a Buffer, so that the commands (views into it) are Buffers too: a state machine that
       // wants Buffer's string conversions need not wrap each one again.
-      const commands = this.kernels.decodeBatch(Buffer.from(rec.value.buffer, rec.value.byteOffset, rec.value.byteLength));
-      if (isDecodeError(commands)) {
+      const value = Buffer.from(rec.value.buffer, rec.value.byteOffset, rec.value.byteLength);
+      const places = this.kernels.decodeBatchPlaces(value);
+      if (isDecodeError(places)) {
         // Every node holds the same chosen bytes, so every node skips this slot alike.
-        this.log.error({ slot: rec.position, reason: commands.error }, 'chosen slot does not decode as a batch; skipped');
+        this.log.error({ slot: rec.position, reason: places.error }, 'chosen slot does not decode as a batch; skipped');
         continue;
       }
-      this.metrics.batchCommands.observe(commands.length);
+      // The commands, without their envelopes; bytes too short for an envelope are skipped by every
+      // node alike. Copied out of the kernels' array before anything (a done callback) calls them again.
+      const wrappedCount = places.length >>> 1;
+      this.metrics.batchCommands.observe(wrappedCount);
+      const starts = this.applyStarts.length >= wrappedCount ? this.applyStarts : (this.applyStarts = new Uint32Array(wrappedCount));
+      const ends = this.applyEnds.length >= wrappedCount ? this.applyEnds : (this.applyEnds = new Uint32Array(wrappedCount));
+      let n = 0;
+      for (let i = 0; i < wrappedCount; i++) {
+        if (places[2 * i + 1] < envelopeBytes) continue;
+        starts[n] = places[2 * i] + envelopeBytes;
+        ends[n++] = places[2 * i] + places[2 * i + 1];
+      }
+      const results = this.applyResults;
+      if (this.sm.applyMany !== undefined) this.sm.applyMany(value, starts, ends, n, rec.position, results);
+      else for (let i = 0; i < n; i++) results[i] = this.sm.apply(value.subarray(starts[i], ends[i]), rec.position);
       const emit = this.listenerCount('applied') > 0;
       const now = performance.now();
-      for (const wrapped of commands) {
-        // Bytes too short for an envelope are skipped by every node alike.
-        if (wrapped.byteLength < envelopeBytes) continue;
-        const command = wrapped.subarray(envelopeBytes);
-        const result = this.sm.apply(command, rec.position);
-        if (envelopeOrigin(wrapped) === this.id && envelopeIncarnation(wrapped) === this.incarnation) {
-          const seq = envelopeSeq(wrapped);
+      for (let i = 0; i < n; i++) {
+        const result = results[i];
+        const at = starts[i] - envelopeBytes;
+        if (envelopeOrigin(value, at) === this.id && envelopeIncarnation(value, at) === this.incarnation) {
+          const seq = envelopeSeq(value, at);
           const w = this.writes.get(seq);
           if (w !== undefined) {
             this.writes.delete(seq);
@@ -674,8 +691,9 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
             w.done(null, result);
           }
         }
-        if (emit) this.emit('applied', { slot: rec.position, command, result } satisfies Applied<R>);
+        if (emit) this.emit('applied', { slot: rec.position, command: value.subarray(starts[i], ends[i]), result } satisfies Applied<R>);
       }
+      results.length = 0;
       this.slotsSinceSnapshot++;
       this.bytesSinceSnapshot += rec.value.byteLength;
     }

@@ -20,7 +20,7 @@ import {
   ENTRY_HEADER_BYTES, EntryKind, FRAME_BYTES_MAX, HEADER_BYTES, MEMBER_MAX, RECORD_BYTES_MAX, RECORD_HEADER_BYTES,
   SHAPES, copyBytes, reasonText, shapeRules,
 } from '../kernels/layout.js';
-import { JsCodec, encodeBatch } from '../kernels/js/codec.js';
+import { JsCodec, encodeBatch, viewsOf } from '../kernels/js/codec.js';
 import { StreamFrameReader } from '../kernels/js/reader.js';
 import { Region, WasmHeap } from './heap.js';
 
@@ -280,21 +280,21 @@ export class WasmKernels implements Kernels {
   }
 
   decodeBatch(value: Uint8Array): Uint8Array[] | DecodeError {
+    return viewsOf(value, this.decodeBatchPlaces(value));
+  }
+
+  decodeBatchPlaces(value: Uint8Array): Uint32Array | DecodeError {
     const len = value.length;
     assert.ok(len <= U32_MAX, 'batch larger than 4 GiB');
     // Scratch holds 8 bytes per command; the codec writes no more than the batch's count, and only
     // after checking the batch has room for that many length words.
     const commandsMax = len >= 4 ? Math.min(Math.floor((len - 4) / 4), readU32(value, 0)) : 0;
     const p = this.stage(value, 8 * commandsMax + 8);
-    const src = this.staged;
     const sc = this.scratch.ptr;
-    const h = this.heap;
     const n = this.x.decodeBatch(p, len, sc);
     if (n < 0) return { error: reasonText(-n) };
-    const out: Uint8Array[] = new Array(n);
-    const u32 = h.u32;
-    for (let i = 0, w = sc >>> 2; i < n; i++, w += 2) out[i] = src.subarray(u32[w], u32[w] + u32[w + 1]);
-    return out;
+    this.heap.sync();
+    return this.heap.u32.subarray(sc >>> 2, (sc >>> 2) + 2 * n);
   }
 
   /** Plain copies with no checksum: crossing into WASM would only add one more copy. */

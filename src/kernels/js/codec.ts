@@ -240,22 +240,40 @@ export const encodeBatch = (commands: Uint8Array[]): Uint8Array => {
   return out;
 };
 
-/** The commands of a batch as views into `value`, or why the batch is malformed. */
-export const decodeBatch = (value: Uint8Array): Uint8Array[] | DecodeError => {
+/** Reused by decodeBatchPlaces; grows to the largest batch seen (at most (batch bytes - 4) / 2 words). */
+let placesOut = new Uint32Array(1024);
+
+/**
+ * Where the commands of a batch are: (start, length) pairs of offsets into `value`, in a view that
+ * is valid until the next call; or why the batch is malformed.
+ */
+export const decodeBatchPlaces = (value: Uint8Array): Uint32Array | DecodeError => {
   const len = value.length;
   if (len < 4) return fail(Reason.BatchShort);
   const view = new DataView(value.buffer, value.byteOffset, len);
   const count = view.getUint32(0, true);
   if (count > (len - 4) / 4) return fail(Reason.BatchCountTooLarge);
-  const out: Uint8Array[] = new Array(count);
+  if (placesOut.length < 2 * count) placesOut = new Uint32Array(2 * count);
   let at = 4;
   for (let i = 0; i < count; i++) {
     if (at + 4 > len) return fail(Reason.BatchCommandPastEnd);
     const clen = view.getUint32(at, true);
     if (clen > len - at - 4) return fail(Reason.BatchCommandPastEnd);
-    out[i] = value.subarray(at + 4, at + 4 + clen);
+    placesOut[2 * i] = at + 4;
+    placesOut[2 * i + 1] = clen;
     at += 4 + clen;
   }
   if (at !== len) return fail(Reason.BatchTrailingBytes);
+  return placesOut.subarray(0, 2 * count);
+};
+
+/** The commands of a batch as views into `value`, or why the batch is malformed. */
+export const decodeBatch = (value: Uint8Array): Uint8Array[] | DecodeError => viewsOf(value, decodeBatchPlaces(value));
+
+/** Views into `value` at the places decodeBatchPlaces gave (or its error). */
+export const viewsOf = (value: Uint8Array, places: Uint32Array | DecodeError): Uint8Array[] | DecodeError => {
+  if (!(places instanceof Uint32Array)) return places;
+  const out: Uint8Array[] = new Array(places.length >>> 1);
+  for (let i = 0; i < out.length; i++) out[i] = value.subarray(places[2 * i], places[2 * i] + places[2 * i + 1]);
   return out;
 };

@@ -4,7 +4,7 @@
 import type { Kernels } from '../types.js';
 import { ballotCompare, ballotNextAbove, ballotNode, ballotPack, ballotRound } from './ballot.js';
 import { JsBatcher } from './batch.js';
-import { JsCodec, decodeBatch, encodeBatch } from './codec.js';
+import { JsCodec, decodeBatch, decodeBatchPlaces, encodeBatch } from './codec.js';
 import { crc32c } from './crc32c.js';
 import { JsPromiseCounter, quorumIndex } from './quorum.js';
 import { StreamFrameReader } from './reader.js';
@@ -21,6 +21,7 @@ export const createJsKernels = (): Kernels => {
     encodeRecord: (r) => codec.encodeRecord(r),
     decodeRecord: (bytes) => codec.decodeRecord(bytes),
     decodeBatch,
+    decodeBatchPlaces,
     encodeBatch,
     newBatcher: (countMax, bytesMax) => new JsBatcher(countMax, bytesMax),
     newSlotWindow: (capacity) => new JsSlotWindow(capacity),
