@@ -199,6 +199,36 @@ describe('the HTTP and /client API of a one-node cluster', { timeout: 60_000 }, 
     }
   });
 
+  test('/client writes of one message each get their own answer and effect (puts and deletes are built in place)', async () => {
+    const c = await PaxlogClient.connect('ws://127.0.0.1:17401/client');
+    const answers = new Map<number, number>();
+    const ws = (c as unknown as { ws: import('ws').WebSocket }).ws;
+    ws.on('message', (d: Buffer) => {
+      for (let at = 0; at < d.length; at += d.readUInt32LE(at)) answers.set(d.readUInt32LE(at + 4), d.readUInt16LE(at + 8));
+    });
+    try {
+      const badKey = encodeRequest({ id: 203, op: ClientOp.Put, key: 'x', value: bytes('no') });
+      badKey[16] = 0xff; // the key's one byte: not UTF-8
+      const withExpect = encodeRequest({ id: 205, op: ClientOp.Put, key: 'm2', expect: bytes('ignored'), value: bytes('two') });
+      c.sendRaw(Buffer.concat([
+        encodeRequest({ id: 201, op: ClientOp.Put, key: 'm1', value: bytes('one') }),
+        encodeRequest({ id: 202, op: ClientOp.Delete, key: 'm-absent' }),
+        badKey,
+        encodeRequest({ id: 204, op: ClientOp.Put, key: 'm3', value: bytes('three') }),
+        withExpect,
+        encodeRequest({ id: 206, op: ClientOp.Delete, key: 'm3' }),
+      ]));
+      const deadline = Date.now() + 5000;
+      while (answers.size < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual([...answers].sort((a, b) => a[0] - b[0]), [[201, 200], [202, 404], [203, 400], [204, 200], [205, 200], [206, 200]]);
+      assert.equal(text((await c.get('m1')).body), 'one');
+      assert.equal(text((await c.get('m2')).body), 'two', 'a put ignores an expect, as before');
+      assert.equal((await c.get('m3')).status, 404);
+    } finally {
+      c.close();
+    }
+  });
+
   test('/client answers malformed binary requests with 400 and a reason, and keeps the connection', async () => {
     const c = await PaxlogClient.connect('ws://127.0.0.1:17401/client');
     const answers: { id: number; status: number; reason: string }[] = [];

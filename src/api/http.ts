@@ -10,7 +10,7 @@ import crypto from 'node:crypto';
 import type { HttpRequest, HttpResponse } from '@trufflesuite/uws-js-unofficial';
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
 import { isUtf8 } from 'node:buffer';
-import { keyBytesMax, KvInputError, KvOpCode, opBytes, opBytesFromRequest, valueBytesMax, type KvOp } from '../kv/ops.js';
+import { keyBytesMax, KvInputError, KvOpCode, opBytes, opBytesFromRequest, opInPlace, valueBytesMax, type KvOp } from '../kv/ops.js';
 import type { KvResult, KvStore } from '../kv/store.js';
 import { envelopeBytes } from '../node/envelope.js';
 import type { PaxlogNode, ProposeDone, RequestError } from '../node/node.js';
@@ -45,6 +45,14 @@ const error = (status: number, message: string, retryAfter?: number): Answer =>
 export type Answered = (a: Answer) => void;
 
 const ok: Answer = { status: 200 };
+
+/** The KV operation of a /client write op. */
+const writeOp = (op: ClientOp): KvOp['op'] => (op === ClientOp.Put ? 'put' : op === ClientOp.Delete ? 'delete' : 'cas');
+
+/** A /client write's tag (see PaxlogNode.proposeEnveloped): its op and request id, exactly, in one number. */
+const clientWriteTag = (r: RequestView): number => r.op * 2 ** 32 + r.id;
+const tagOp = (tag: number): ClientOp => Math.floor(tag / 2 ** 32);
+const tagId = (tag: number): number => tag % 2 ** 32;
 const opCodes = { put: KvOpCode.Put, delete: KvOpCode.Delete, cas: KvOpCode.Cas } as const;
 const resultReasons: Record<KvResult, string> = {
   ok: '', 'not-found': 'no such key', mismatch: 'the current value differs from expect', full: 'the store is full', bad: 'bad command',
@@ -61,6 +69,7 @@ export class KvService {
   /** Writes of one /client message, proposed together by flushWrites(). Bounded by the requests in one message. */
   private envelopes: Uint8Array[] = [];
   private dones: ProposeDone<KvResult>[] = [];
+  private tags: number[] = [];
 
   /** A put, delete or cas from its parts (key as UTF-8 bytes; views are copied before this returns). */
   writeParts(op: KvOp['op'], key: Uint8Array, expect: Uint8Array | null, value: Uint8Array | null, done: Answered): void {
@@ -74,37 +83,64 @@ export class KvService {
     this.node.proposeEnveloped([envelope], [this.resultHandler(op, done)]);
   }
 
-  /** Queue a /client request's put, delete or cas (copied now) for flushWrites(). */
-  queueWrite(r: RequestView, done: Answered): void {
-    const op = r.op === ClientOp.Put ? 'put' : r.op === ClientOp.Delete ? 'delete' : 'cas';
+  /**
+   * The copy of the /client message whose writes are queued (and the message it copies): puts and
+   * deletes become commands in place in it (opInPlace), one copy per message rather than per write.
+   */
+  private messageCopy: Buffer | null = null;
+  private copied: Buffer | null = null;
+
+  /**
+   * Queue a /client request's put, delete or cas (copied now) for flushWrites(); `done` hears how it
+   * ends with the tag clientWriteTag(r). Returns the answer to a request refused at once, else null.
+   */
+  queueWrite(r: RequestView, done: ProposeDone<KvResult>): Answer | null {
+    const op = writeOp(r.op);
     let envelope: Buffer;
     try {
-      envelope = opBytesFromRequest(opCodes[op], r.bytes, r.keyStart, r.keyLength, r.expectLength, r.end, envelopeBytes);
+      if (op === 'cas' || r.expectLength !== 0) {
+        envelope = opBytesFromRequest(opCodes[op], r.bytes, r.keyStart, r.keyLength, r.expectLength, r.end, envelopeBytes);
+      } else {
+        if (this.copied !== r.bytes) {
+          this.messageCopy = Buffer.allocUnsafe(r.bytes.byteLength);
+          r.bytes.copy(this.messageCopy);
+          this.copied = r.bytes;
+        }
+        envelope = opInPlace(opCodes[op], this.messageCopy!, r.keyStart, r.keyLength, r.end, envelopeBytes);
+      }
     } catch (e) {
-      if (e instanceof KvInputError) return done(error(e.status, e.message));
+      if (e instanceof KvInputError) return error(e.status, e.message);
       throw e;
     }
     this.envelopes.push(envelope);
-    this.dones.push(this.resultHandler(op, done));
+    this.dones.push(done);
+    this.tags.push(clientWriteTag(r));
+    return null;
   }
 
-  /** Propose the queued writes in one call. */
+  /** Propose the queued writes in one call (at the end of each /client message). */
   flushWrites(): void {
+    this.messageCopy = null;
+    this.copied = null;
     if (this.envelopes.length === 0) return;
     const envelopes = this.envelopes;
-    const dones = this.dones;
     this.envelopes = [];
-    this.dones = [];
-    this.node.proposeEnveloped(envelopes, dones);
+    // The node copies dones and tags; the core may keep the envelopes (a forwarded Propose).
+    this.node.proposeEnveloped(envelopes, this.dones, this.tags);
+    this.dones.length = 0;
+    this.tags.length = 0;
   }
 
   private resultHandler(op: KvOp['op'], done: Answered): ProposeDone<KvResult> {
-    return (err, result) => {
-      if (err !== null) return done(this.failed(op, err));
-      const status = kvStatus[result!];
-      this.count(op, status);
-      done(status === 200 ? ok : error(status, resultReasons[result!]));
-    };
+    return (err, result) => done(this.writeAnswer(op, err, result));
+  }
+
+  /** The answer to a write that ended with `err` or `result` (counted in the metrics). */
+  writeAnswer(op: KvOp['op'], err: RequestError | null, result: KvResult | undefined): Answer {
+    if (err !== null) return this.failed(op, err);
+    const status = kvStatus[result!];
+    this.count(op, status);
+    return status === 200 ? ok : error(status, resultReasons[result!]);
   }
 
   write(o: KvOp, done: Answered): void {
@@ -338,6 +374,8 @@ interface ClientConn {
    * (one uWS send per answer cost more CPU than the answer itself). Bounded by clientInFlightMax answers.
    */
   out: ResponseWriter;
+  /** How this connection's writes end (one callback for all, told apart by tag; made at the first message). */
+  writeDone: ProposeDone<KvResult> | null;
 }
 
 function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, service: KvService, allowed: (header: string) => boolean): void {
@@ -352,7 +390,7 @@ function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, s
         res.onAborted(() => {});
         return send(res, unauthorized, true);
       }
-      res.upgrade<ClientConn>({ inFlight: 0, closed: false, out: new ResponseWriter() }, req.getHeader('sec-websocket-key'),
+      res.upgrade<ClientConn>({ inFlight: 0, closed: false, out: new ResponseWriter(), writeDone: null }, req.getHeader('sec-websocket-key'),
         req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
     },
     message: (ws, message, isBinary) => {
@@ -362,13 +400,17 @@ function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, s
         return;
       }
       // The message dies with this callback; writes copy what they keep when queued, reads copy the key.
+      const writeDone = (conn.writeDone ??= (err, result, tag) => answer(ws, conn, tagId(tag), service.writeAnswer(writeOp(tagOp(tag)), err, result)));
       const bad = forEachRequest(new Uint8Array(message), (r) => {
         conn.inFlight++;
-        const id = r.id;
-        const answered = (a: Answer): void => answer(ws, conn, id, a);
-        if (conn.inFlight > clientInFlightMax) return answered(error(503, `more than ${clientInFlightMax} requests in flight on this connection`, 1));
-        if (r.op === ClientOp.Get) service.get(r.bytes.subarray(r.keyStart, r.keyStart + r.keyLength), r.readMode, answered);
-        else service.queueWrite(r, answered);
+        if (conn.inFlight > clientInFlightMax) return answer(ws, conn, r.id, error(503, `more than ${clientInFlightMax} requests in flight on this connection`, 1));
+        if (r.op === ClientOp.Get) {
+          const id = r.id;
+          service.get(r.bytes.subarray(r.keyStart, r.keyStart + r.keyLength), r.readMode, (a) => answer(ws, conn, id, a));
+        } else {
+          const refused = service.queueWrite(r, writeDone);
+          if (refused !== null) answer(ws, conn, r.id, refused);
+        }
       });
       service.flushWrites();
       if (bad !== null) ws.send(encodeResponse(bad.id, 400, bad.reason), true);

@@ -37,6 +37,7 @@ import { faultsNone, LinkFaults, type FaultOptions } from '../transport/faults.j
 import { checkTlsFiles, createApp, loadNativeUws, type TlsFiles, type UwsModule } from '../transport/uws.js';
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
 import { envelopeBytes, envelopeIncarnation, envelopeOrigin, envelopeSeq, seal } from './envelope.js';
+import { PendingWrites } from './pending-writes.js';
 import { NodeMetrics } from './metrics.js';
 import type { StateMachine } from './state-machine.js';
 
@@ -114,7 +115,8 @@ export interface Applied<R> {
  * How a proposal ends: `err` null and the state machine's result once the command is applied here,
  * or the reason it failed (then `result` is undefined).
  */
-export type ProposeDone<R> = (err: RequestError | null, result: R | undefined) => void;
+/** How a proposed write ends: an error, or the state machine's result; `tag` is the proposer's (see proposeEnveloped). */
+export type ProposeDone<R> = (err: RequestError | null, result: R | undefined, tag: number) => void;
 
 /** How a read barrier ends: null once the state machine reflects every earlier write, or the reason. */
 export type ReadDone = (err: RequestError | null) => void;
@@ -122,14 +124,6 @@ export type ReadDone = (err: RequestError | null) => void;
 // Requests are timed by the tick, not by a timer each: every request waits the same time, so the
 // maps (in insertion order) are also in deadline order and the tick only looks at their heads.
 // (A timer each is an allocation and a timer-list insert and removal per request.)
-
-interface PendingWrite<R> {
-  done: ProposeDone<R>;
-  /** performance.now() when it was proposed. */
-  startMs: number;
-  /** performance.now() past which it fails with 'timeout'. */
-  deadlineMs: number;
-}
 
 interface PendingRead {
   done: ReadDone;
@@ -167,6 +161,8 @@ function setAside(dataDir: string): string {
 }
 
 const pendingWritesMax = 65536;
+/** Seqs from the oldest pending write to the newest at most: 5 s (the default timeout) at 400,000 writes/s. */
+const pendingWritesSpanMax = 2 * 1024 * 1024;
 const pendingReadsMax = 65536;
 /** A persist is written inline only when its records hold at most this many bytes (see pump). */
 const inlinePersistBytesMax = 8 * 1024;
@@ -214,8 +210,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   /** The next request seq (wraps at 2^32; far fewer are ever pending). */
   private seq = 0;
   /** Writes proposed here and not yet applied, by seq, in proposal (so deadline) order. Invariant: size <= pendingWritesMax. */
-  private readonly writes = new Map<number, PendingWrite<R>>();
-  /** apply()'s scratch: where one slot's commands start and end, and their results. Sized to the largest slot seen. */
+  private readonly writes = new PendingWrites<R>(pendingWritesMax, pendingWritesSpanMax);
+  /** apply()'s scratch: where one slot's commands start and end, and their results (entries past a slot's count are stale). Sized to the largest slot seen. */
   private applyStarts = new Uint32Array(256);
   private applyEnds = new Uint32Array(256);
   private readonly applyResults: R[] = [];
@@ -268,6 +264,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.id = opts.id;
     this.tickMs = opts.tickMs ?? 20;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
+    this.writes.startAt(this.seq + 1);
     this.log = opts.logger;
     this.sm = opts.stateMachine;
     this.store = store;
@@ -424,15 +421,17 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
    * is envelopeBytes of room, where the node writes its envelope, then the command; `dones[i]`
    * hears how envelopes[i] ends, once, possibly before this returns (a refusal refuses them all).
    * The node keeps the bytes (do not reuse them). Proposing many at once costs one call into the core.
+   * `tags[i]` (0 if absent) is handed back to dones[i]: a server can pass one callback for many
+   * writes and tell them apart by tag, with no closure per write.
    */
-  proposeEnveloped(envelopes: Uint8Array[], dones: ProposeDone<R>[]): void {
-    assert.ok(envelopes.length === dones.length, 'one done per envelope');
+  proposeEnveloped(envelopes: Uint8Array[], dones: ProposeDone<R>[], tags?: number[]): void {
+    assert.ok(envelopes.length === dones.length && (tags === undefined || tags.length === dones.length), 'one done and tag per envelope');
     const refuse = (e: RequestError): void => {
-      for (const done of dones) done(e, undefined);
+      for (let i = 0; i < dones.length; i++) dones[i](e, undefined, tags?.[i] ?? 0);
     };
     if (this.stopped) return refuse(new RequestError('stopped', 'the node is stopping'));
-    if (this.writes.size + envelopes.length > pendingWritesMax) {
-      return refuse(new RequestError('full', `${pendingWritesMax} requests are pending on this node`));
+    if (!this.writes.fits(envelopes.length)) {
+      return refuse(new RequestError('full', `${pendingWritesMax} requests are pending on this node, or one has been pending a long time`));
     }
     const first = this.seq + 1;
     for (let i = 0; i < envelopes.length; i++) {
@@ -447,7 +446,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.schedule();
     const now = performance.now();
     const deadlineMs = now + this.requestTimeoutMs;
-    for (let i = 0; i < dones.length; i++) this.writes.set((first + i) >>> 0, { done: dones[i], startMs: now, deadlineMs });
+    for (let i = 0; i < dones.length; i++) this.writes.add((first + i) >>> 0, dones[i], tags?.[i] ?? 0, now, deadlineMs);
   }
 
   /**
@@ -473,11 +472,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
 
   /** Fail the requests whose deadline passed (the oldest first; the rest are younger). */
   private expireRequests(now: number): void {
-    for (const [seq, w] of this.writes) {
-      if (w.deadlineMs > now) break;
-      this.writes.delete(seq);
-      w.done(new RequestError('timeout', 'the outcome is unknown: no answer within the request timeout (the leader may have failed)'), undefined);
-    }
+    this.writes.expire(now, () => new RequestError('timeout', 'the outcome is unknown: no answer within the request timeout (the leader may have failed)'));
     for (const [id, r] of this.reads) {
       if (r.deadlineMs > now) break;
       this.reads.delete(id);
@@ -552,8 +547,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.transport.close();
     for (const s of this.listenSockets) this.uws.us_listen_socket_close(s);
     this.listenSockets = [];
-    for (const [, w] of this.writes) w.done(new RequestError('stopped', 'the node stopped; the outcome is unknown'), undefined);
-    this.writes.clear();
+    this.writes.failAll(new RequestError('stopped', 'the node stopped; the outcome is unknown'));
     for (const w of this.snapshotWaiters) w.reject(new RequestError('stopped', 'the node stopped before the snapshot was saved'));
     this.snapshotWaiters = [];
     for (const [, r] of this.reads) r.done(new RequestError('stopped', 'the node stopped'));
@@ -683,17 +677,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
         const result = results[i];
         const at = starts[i] - envelopeBytes;
         if (envelopeOrigin(value, at) === this.id && envelopeIncarnation(value, at) === this.incarnation) {
-          const seq = envelopeSeq(value, at);
-          const w = this.writes.get(seq);
-          if (w !== undefined) {
-            this.writes.delete(seq);
-            this.metrics.decideSeconds.observe((now - w.startMs) / 1e3);
-            w.done(null, result);
-          }
+          const startMs = this.writes.settle(envelopeSeq(value, at), null, result);
+          if (startMs >= 0) this.metrics.decideSeconds.observe((now - startMs) / 1e3);
         }
         if (emit) this.emit('applied', { slot: rec.position, command: value.subarray(starts[i], ends[i]), result } satisfies Applied<R>);
       }
-      results.length = 0;
       this.slotsSinceSnapshot++;
       this.bytesSinceSnapshot += rec.value.byteLength;
     }
