@@ -13,7 +13,7 @@ import { benchCommand } from './bench/command.js';
 import type { KernelKind } from './kernels/types.js';
 import { plantedBugs, type PlantedBug, type ProtocolName } from './protocol/types.js';
 import { parsePeers, PeerListError } from './transport/addresses.js';
-import { LogStore } from './storage/log-store.js';
+import { LogStore, logExists } from './storage/log-store.js';
 import { loadKernels } from './kernels/index.js';
 import type { PeerAddress } from './transport/peers.js';
 
@@ -156,12 +156,16 @@ async function cluster(f: ClusterFlags): Promise<void> {
   const httpBase = f.httpBasePort ?? f.basePort + 1000;
   const children: ChildProcess[] = [];
   let stopping = false;
+  // No node has a log yet: the cluster is new, and its nodes vote at once. Otherwise a node without
+  // a log lost it (or was added) and rejoins without voting, as `serve` does by default.
+  const newCluster = Array.from({ length: f.nodes }, (_, i) => path.join(dataRoot, `n${i + 1}`)).every((dir) => !logExists(dir));
   for (let id = 1; id <= f.nodes; id++) {
     const dir = path.join(dataRoot, `n${id}`);
     fs.mkdirSync(dir, { recursive: true });
     const logFile = fs.openSync(path.join(dir, 'node.log'), 'a');
     const args = [...serveNodeFlags, bin, 'serve', '--id', String(id), '--peers', peers, '--data', dir, '--protocol', f.protocol,
       '--fsync', f.fsync ? 'on' : 'off', '--kernels', f.kernels, '--http-port', String(httpBase + id - 1)];
+    if (newCluster) args.push('--new-cluster');
     if (f.batchMax !== undefined) args.push('--batch-max', String(f.batchMax));
     if (f.pipeline !== undefined) args.push('--pipeline', String(f.pipeline));
     const child = spawn(process.execPath, args, { stdio: ['ignore', logFile, logFile], env: { ...process.env, PAXLOG_SECRET: secret } });
@@ -211,7 +215,7 @@ async function cluster(f: ClusterFlags): Promise<void> {
     }
   }
   const lines = [
-    `paxlog cluster: ${f.nodes} nodes, protocol ${f.protocol}, fsync ${f.fsync ? 'on' : 'off'}, data in ${dataRoot}`,
+    `paxlog cluster: ${f.nodes} nodes, protocol ${f.protocol}, fsync ${f.fsync ? 'on' : 'off'}, data in ${dataRoot}${newCluster ? ' (a new cluster)' : ''}`,
     ...Array.from({ length: f.nodes }, (_, i) =>
       `  node ${i + 1}: http://127.0.0.1:${httpBase + i}  (peer port ${f.basePort + i}, log ${path.join(dataRoot, `n${i + 1}`, 'node.log')})`),
     '',

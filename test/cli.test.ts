@@ -69,6 +69,7 @@ test('cluster starts the nodes, prints their endpoints and curl lines, serves, a
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const port of [17520, 17521, 17522]) assert.ok(out.includes(`http://127.0.0.1:${port}`), `endpoint ${port} printed`);
+    assert.match(out, /\(a new cluster\)/, 'empty data directories make a new cluster, whose nodes vote at once');
     assert.match(out, /curl -X PUT --data-binary 'hello' http:\/\/127\.0\.0\.1:17520\/kv\/greeting/);
 
     let put = 0;
@@ -90,6 +91,34 @@ test('cluster starts the nodes, prints their endpoints and curl lines, serves, a
   }
   for (const port of [17520, 17521, 17522]) {
     await assert.rejects(fetch(`http://127.0.0.1:${port}/status`), `node at ${port} is gone after SIGTERM`);
+  }
+  // Started again on the same data: not a new cluster, and the write is still there.
+  const again = spawn(process.execPath, [bin, 'cluster', '--nodes', '3', '--data', dir, '--base-port', '17510', '--http-base-port', '17520'],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out2 = '';
+  again.stdout.on('data', (d: Buffer) => (out2 += d.toString()));
+  const exited2 = new Promise<number | null>((r) => again.on('exit', (code) => r(code)));
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!out2.includes('Ctrl-C stops every node')) {
+      assert.ok(Date.now() < deadline, `cluster never said it was ready:\n${out2}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.doesNotMatch(out2, /a new cluster/);
+    let got = '';
+    for (let i = 0; i < 100 && got !== 'hello'; i++) {
+      try {
+        const r = await fetch('http://127.0.0.1:17521/kv/greeting');
+        got = r.status === 200 ? await r.text() : '';
+      } catch {
+        got = '';
+      }
+      if (got !== 'hello') await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(got, 'hello');
+  } finally {
+    again.kill('SIGTERM');
+    assert.equal(await exited2, 0, out2);
   }
   fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -66,7 +66,9 @@ export class BenchCluster {
       const args = [...serveNodeFlags, ...prof, bin, 'serve', '--id', String(id), '--peers', peers, '--data', path.join(this.dir, `n${id}`),
         '--http-port', String(this.httpPort(id)), '--protocol', this.protocol, '--fsync', k.fsync ? 'on' : 'off',
         '--batch-max', String(k.batchMax), '--pipeline', String(k.pipeline), '--kernels', k.kernels, '--log-level', 'warn',
-        '--fault-loss', String(k.loss), '--fault-delay-ms', String(k.delayMs), '--fault-seed', String(this.seed)];
+        '--fault-loss', String(k.loss), '--fault-delay-ms', String(k.delayMs), '--fault-seed', String(this.seed),
+        // Every run starts from empty data directories: a new cluster.
+        '--new-cluster'];
       const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PAXLOG_SECRET: this.secret } });
       this.tails.push('');
       const keep = (d: Buffer): void => {

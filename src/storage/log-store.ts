@@ -100,6 +100,12 @@ export class StorageError extends Error {
 const mapBytesDefault = 64 * 1024 * 1024 * 1024;
 const crcBytes = 4;
 
+/** The LMDB file of the log in data directory `dir`. */
+const logFile = (dir: string): string => path.join(dir, 'paxlog.mdb');
+
+/** Whether data directory `dir` holds a log (a node that ran there). */
+export const logExists = (dir: string): boolean => fs.existsSync(logFile(dir));
+
 export class LogStore {
   /** The LMDB environment; null once closed. */
   private root: RootDatabase | null;
@@ -129,7 +135,7 @@ export class LogStore {
     this.kernels = opts.kernels;
     this.fsync = opts.fsync;
     fs.mkdirSync(opts.dir, { recursive: true });
-    const file = path.join(opts.dir, 'paxlog.mdb');
+    const file = logFile(opts.dir);
     this.existed = fs.existsSync(file);
     this.root = open({
       path: file,
