@@ -3,9 +3,9 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { resolveOptions } from '../src/bench/command.js';
+import { benchCommand, resolveOptions } from '../src/bench/command.js';
 import { cpuSeconds, parsePrometheus } from '../src/bench/cluster.js';
-import { expandSweeps, knobDefaults, parseSweep } from '../src/bench/knobs.js';
+import { expandSweeps, knobDefaults, parseSweep, type BenchOptions } from '../src/bench/knobs.js';
 import { spread } from '../src/bench/report.js';
 import { LinkFaults } from '../src/transport/faults.js';
 
@@ -29,13 +29,27 @@ describe('knobs', () => {
     const quick = resolveOptions({ ...base, quick: true });
     assert.equal(quick.durationS, 3);
     assert.equal(quick.repeat, 1);
-    const mixed = resolveOptions({ ...base, quick: true, durationS: 5, clients: 7 });
+    const mixed = resolveOptions({ ...base, quick: true, duration: 5, clients: 7 });
     assert.equal(mixed.durationS, 5);
     assert.equal(mixed.clients, 7);
     const full = resolveOptions({ ...base, quick: false });
     assert.equal(full.durationS, knobDefaults.durationS);
     assert.equal(full.repeat, 3);
     assert.throws(() => resolveOptions({ ...base, quick: false, sweep: [parseSweep('pipeline=1'), parseSweep('pipeline=2')] }), /given twice/);
+  });
+
+  test('every knob flag given on the command line reaches the runs\' knobs', () => {
+    const cmd = benchCommand();
+    let got: BenchOptions | null = null;
+    cmd.action((f) => {
+      got = resolveOptions(f);
+    });
+    cmd.parse(['--duration', '5', '--warmup', '1', '--payload', '10', '--delay', '3', '--batch-max', '8', '--read-ratio', '0.5',
+      '--clients', '9', '--fsync', 'off', '--api', 'http', '--keys', '77'], { from: 'user' });
+    const o = got as BenchOptions | null;
+    assert.ok(o !== null);
+    assert.deepEqual([o.durationS, o.warmupS, o.payloadBytes, o.delayMs, o.batchMax, o.readRatio, o.clients, o.fsync, o.api, o.keys],
+      [5, 1, 10, 3, 8, 0.5, 9, false, 'http', 77]);
   });
 });
 

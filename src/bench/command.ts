@@ -12,7 +12,9 @@ const wholeIn = (lo: number, hi: number) => (v: string): number => {
   return n;
 };
 
-interface Flags extends Partial<RunKnobs> {
+/** What commander hands the action: the knobs under their flags' names in camelCase (--duration: duration), and the rest. */
+interface Flags {
+  [knobFlag: string]: unknown;
   protocol: ProtocolName[];
   repeat?: number;
   sweep: Sweep[];
@@ -28,7 +30,8 @@ interface Flags extends Partial<RunKnobs> {
 export function resolveOptions(f: Flags): BenchOptions {
   const given: Partial<RunKnobs> = {};
   for (const k of knobTable) {
-    const v = f[k.key];
+    // Commander names a value after its flag, not after the knob (--duration sets `duration`, the knob is durationS).
+    const v = f[k.flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())];
     if (v !== undefined) (given as Record<string, unknown>)[k.key] = v;
   }
   const knobs: RunKnobs = { ...knobDefaults, ...(f.quick ? quickKnobs : {}), ...given };
