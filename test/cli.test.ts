@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,20 +54,30 @@ test('bad flags give one clear error line and exit code 2', () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-test('cluster starts the nodes, prints their endpoints and curl lines, serves, and stops them all on SIGTERM', { timeout: 60_000 }, async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-cli-cluster-'));
+/** `paxlog cluster` of 3 nodes on `dir`, once it says it is ready: its process, its output so far, and its exit. */
+async function startCluster(dir: string): Promise<{ child: ChildProcess; out: () => string; exited: Promise<number | null> }> {
   const child = spawn(process.execPath, [bin, 'cluster', '--nodes', '3', '--data', dir, '--base-port', '17510', '--http-base-port', '17520'],
     { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  try {
-    const deadline = Date.now() + 30_000;
-    while (!out.includes('Ctrl-C stops every node')) {
-      assert.ok(Date.now() < deadline, `cluster never said it was ready:\n${out}`);
-      await new Promise((r) => setTimeout(r, 50));
+  const deadline = Date.now() + 30_000;
+  while (!out.includes('Ctrl-C stops every node')) {
+    if (Date.now() > deadline) {
+      child.kill('SIGTERM');
+      assert.fail(`cluster never said it was ready:\n${out}`);
     }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { child, out: () => out, exited };
+}
+
+test('cluster starts the nodes, prints their endpoints and curl lines, serves, and stops them all on SIGTERM', { timeout: 60_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-cli-cluster-'));
+  const { child, out: output, exited } = await startCluster(dir);
+  const out = output();
+  try {
     for (const port of [17520, 17521, 17522]) assert.ok(out.includes(`http://127.0.0.1:${port}`), `endpoint ${port} printed`);
     assert.match(out, /\(a new cluster\)/, 'empty data directories make a new cluster, whose nodes vote at once');
     assert.match(out, /curl -X PUT --data-binary 'hello' http:\/\/127\.0\.0\.1:17520\/kv\/greeting/);
@@ -87,24 +97,15 @@ test('cluster starts the nodes, prints their endpoints and curl lines, serves, a
     assert.ok((s.leader as number) >= 1);
   } finally {
     child.kill('SIGTERM');
-    assert.equal(await exited, 0, out);
+    assert.equal(await exited, 0, output());
   }
   for (const port of [17520, 17521, 17522]) {
     await assert.rejects(fetch(`http://127.0.0.1:${port}/status`), `node at ${port} is gone after SIGTERM`);
   }
   // Started again on the same data: not a new cluster, and the write is still there.
-  const again = spawn(process.execPath, [bin, 'cluster', '--nodes', '3', '--data', dir, '--base-port', '17510', '--http-base-port', '17520'],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out2 = '';
-  again.stdout.on('data', (d: Buffer) => (out2 += d.toString()));
-  const exited2 = new Promise<number | null>((r) => again.on('exit', (code) => r(code)));
+  const again = await startCluster(dir);
   try {
-    const deadline = Date.now() + 30_000;
-    while (!out2.includes('Ctrl-C stops every node')) {
-      assert.ok(Date.now() < deadline, `cluster never said it was ready:\n${out2}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    assert.doesNotMatch(out2, /a new cluster/);
+    assert.doesNotMatch(again.out(), /a new cluster/);
     let got = '';
     for (let i = 0; i < 100 && got !== 'hello'; i++) {
       try {
@@ -117,8 +118,8 @@ test('cluster starts the nodes, prints their endpoints and curl lines, serves, a
     }
     assert.equal(got, 'hello');
   } finally {
-    again.kill('SIGTERM');
-    assert.equal(await exited2, 0, out2);
+    again.child.kill('SIGTERM');
+    assert.equal(await again.exited, 0, again.out());
   }
   fs.rmSync(dir, { recursive: true, force: true });
 });
