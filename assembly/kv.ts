@@ -133,6 +133,39 @@ export function apply(at: u32, n: u32): i32 {
   return BAD;
 }
 
+/** Bytes the last serialize() wrote. */
+let serializedBytes: u32 = 0;
+
+export function serialized(): u32 {
+  return serializedBytes;
+}
+
+/**
+ * Writes the entries of table slots `start`.. as a snapshot's [keyLen u16][key][valueLen u32][value]
+ * at io, while they fit in IO_BYTES (the largest entry always does); returns the slot to go on
+ * from (capacity once every entry is written), and serialized() the bytes written.
+ */
+export function serialize(start: u32): u32 {
+  let at: usize = io;
+  const end: usize = io + IO_BYTES;
+  let j = start;
+  for (; j < capacity; j++) {
+    const rec: usize = <usize>load<u32>(table + (<usize>j << 3), 4);
+    if (rec == 0) continue;
+    const keyLen: u32 = load<u16>(rec, 12);
+    const valueLen = load<u32>(rec, 8);
+    const size: usize = 6 + <usize>keyLen + valueLen;
+    if (at + size > end) break;
+    store<u16>(at, <u16>keyLen);
+    memory.copy(at + 2, rec + HEADER, keyLen);
+    store<u32>(at + 2 + keyLen, valueLen);
+    memory.copy(at + 6 + keyLen, rec + HEADER + keyLen, valueLen);
+    at += size;
+  }
+  serializedBytes = <u32>(at - io);
+  return j;
+}
+
 /** The record of the key of n bytes at io, or 0. */
 export function lookup(n: u32): usize {
   const h = hash(io, n);
