@@ -80,6 +80,7 @@ test('cluster starts the nodes, prints their endpoints and curl lines, serves, a
   try {
     for (const port of [17520, 17521, 17522]) assert.ok(out.includes(`http://127.0.0.1:${port}`), `endpoint ${port} printed`);
     assert.match(out, /\(a new cluster\)/, 'empty data directories make a new cluster, whose nodes vote at once');
+    assert.doesNotMatch(fs.readFileSync(path.join(dir, 'n1', 'node.log'), 'utf8'), /started without/, 'cluster starts its nodes with the V8 flag');
     assert.match(out, /curl -X PUT --data-binary 'hello' http:\/\/127\.0\.0\.1:17520\/kv\/greeting/);
 
     let put = 0;
@@ -145,6 +146,8 @@ test('--fsync off says so loudly in the log and in /status', { timeout: 30_000 }
     assert.match(String(status.warning), /FSYNC IS OFF/);
     assert.match(out, /FSYNC IS OFF \(--fsync off\)/);
     assert.match(out, /"level":40/);
+    // Started as `node bin/paxlog.js serve`, without the V8 flag its #! line carries: it says so.
+    assert.match(out, /node was started without --initial-old-space-size=256/);
     const metrics = await (await fetch('http://127.0.0.1:17531/metrics')).text();
     assert.match(metrics, /^paxlog_fsync_enabled 0$/m);
   } finally {
