@@ -113,9 +113,8 @@ export interface Applied<R> {
 
 /**
  * How a proposal ends: `err` null and the state machine's result once the command is applied here,
- * or the reason it failed (then `result` is undefined).
+ * or the reason it failed (then `result` is undefined). `tag` is the proposer's (see proposeEnveloped).
  */
-/** How a proposed write ends: an error, or the state machine's result; `tag` is the proposer's (see proposeEnveloped). */
 export type ProposeDone<R> = (err: RequestError | null, result: R | undefined, tag: number) => void;
 
 /** How a read barrier ends: null once the state machine reflects every earlier write, or the reason. */
