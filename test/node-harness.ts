@@ -171,8 +171,21 @@ export class ProcCluster {
 
   /** PUT, retrying while the answer says the write was surely not proposed (503). */
   async put(id: number, key: string, value: string): Promise<HttpAnswer> {
+    return this.retrying503(() => this.http(id, 'PUT', `/kv/${encodeURIComponent(key)}`, value));
+  }
+
+  /**
+   * A linearizable GET, retrying while the answer is 503 ("retry shortly": a leader elected a moment
+   * ago serves no read until a majority acknowledged one of its heartbeat rounds).
+   */
+  async get(id: number, key: string): Promise<HttpAnswer> {
+    return this.retrying503(() => this.http(id, 'GET', `/kv/${encodeURIComponent(key)}`));
+  }
+
+  /** The first answer of `request` that is not 503, trying at most about 100 times, 50 ms apart. */
+  private async retrying503(request: () => Promise<HttpAnswer>): Promise<HttpAnswer> {
     for (let i = 0; ; i++) {
-      const r = await this.http(id, 'PUT', `/kv/${encodeURIComponent(key)}`, value);
+      const r = await request();
       if (r.status !== 503 || i > 100) return r;
       await new Promise((res) => setTimeout(res, 50));
     }
