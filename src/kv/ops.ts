@@ -48,12 +48,16 @@ export function isUtf8Range(b: Uint8Array, start: number, end: number): boolean 
   return high < 0x80 || isUtf8(b.subarray(start, end));
 }
 
-/** Throws KvInputError for a key or values out of bounds (a length of -1: absent). */
-function checkSizes(keyLength: number, expectLength: number, valueLength: number): void {
+/**
+ * Throws KvInputError for an operation's key (bytes [keyStart, keyStart + keyLength) of `b`) or
+ * values out of bounds (a length of -1: absent), or a key that is not UTF-8.
+ */
+function checkParts(b: Uint8Array, keyStart: number, keyLength: number, expectLength: number, valueLength: number): void {
   if (keyLength === 0) throw new KvInputError('the key is empty', 400);
   if (keyLength > keyBytesMax) throw new KvInputError(`the key is ${keyLength} bytes; at most ${keyBytesMax}`, 413);
   if (valueLength > valueBytesMax) throw new KvInputError(`the value is ${valueLength} bytes; at most ${valueBytesMax}`, 413);
   if (expectLength > valueBytesMax) throw new KvInputError(`the expected value is ${expectLength} bytes; at most ${valueBytesMax}`, 413);
+  if (!isUtf8Range(b, keyStart, keyStart + keyLength)) throw new KvInputError('the key is not UTF-8', 400);
 }
 
 /** [code][keyLength u16] at `room`, with room for the rest of an operation of `size` bytes after `room`. */
@@ -72,8 +76,7 @@ function opHeader(code: KvOpCode, keyLength: number, size: number, room: number)
  * for an empty, oversized or non-UTF-8 key and oversized values.
  */
 export function opBytes(code: KvOpCode, key: Uint8Array, expect: Uint8Array | null, value: Uint8Array | null, room: number): Buffer {
-  checkSizes(key.byteLength, expect?.byteLength ?? -1, value?.byteLength ?? -1);
-  if (!isUtf8Range(key, 0, key.byteLength)) throw new KvInputError('the key is not UTF-8', 400);
+  checkParts(key, 0, key.byteLength, expect?.byteLength ?? -1, value?.byteLength ?? -1);
   const out = opHeader(code, key.byteLength, 3 + key.byteLength + (expect !== null ? 4 + expect.byteLength : 0) + (value?.byteLength ?? 0), room);
   out.set(key, room + 3);
   let at = room + 3 + key.byteLength;
@@ -97,8 +100,7 @@ export function opBytesFromRequest(code: KvOpCode, src: Buffer, keyStart: number
   const valueStart = keyEnd + expectLength;
   const cas = code === KvOpCode.Cas;
   const valueLength = code === KvOpCode.Delete ? 0 : end - valueStart;
-  checkSizes(keyLength, cas ? expectLength : -1, valueLength);
-  if (!isUtf8Range(src, keyStart, keyEnd)) throw new KvInputError('the key is not UTF-8', 400);
+  checkParts(src, keyStart, keyLength, cas ? expectLength : -1, valueLength);
   const out = opHeader(code, keyLength, 3 + keyLength + (cas ? 4 + expectLength : 0) + valueLength, room);
   let at = room + 3 + src.copy(out, room + 3, keyStart, keyEnd);
   if (cas) {
@@ -118,8 +120,7 @@ export function opBytesFromRequest(code: KvOpCode, src: Buffer, keyStart: number
 export function opInPlace(code: KvOpCode.Put | KvOpCode.Delete, b: Buffer, keyStart: number, keyLength: number, end: number, room: number): Buffer {
   assert.ok(keyStart >= 3 + room, 'room for the envelope and header before the key');
   const keyEnd = keyStart + keyLength;
-  checkSizes(keyLength, -1, code === KvOpCode.Put ? end - keyEnd : -1);
-  if (!isUtf8Range(b, keyStart, keyEnd)) throw new KvInputError('the key is not UTF-8', 400);
+  checkParts(b, keyStart, keyLength, -1, code === KvOpCode.Put ? end - keyEnd : -1);
   b[keyStart - 3] = code;
   b[keyStart - 2] = keyLength;
   b[keyStart - 1] = keyLength >>> 8;
