@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import type { StateMachine } from '../node/state-machine.js';
 import { SNAPSHOT_BYTES_MAX } from '../protocol/types.js';
 import { instantiate, wasmModule } from '../wasm/heap.js';
-import { isUtf8Range, keyBytesMax, valueBytesMax } from './ops.js';
+import { isUtf8Range, keyBytesMax, KvOpCode, valueBytesMax } from './ops.js';
 
 /** What applying one operation did. */
 export type KvResult =
@@ -54,6 +54,14 @@ interface KvExports {
   serialize(start: number): number;
   serialized(): number;
 }
+
+/**
+ * A record in the instance's memory (assembly/kv.ts): [size u32][hash u32][valueLen u32][keyLen u16]
+ * [kind u16], then the key, then the value.
+ */
+const recordValueLenAt = 8;
+const recordKeyLenAt = 12;
+const recordHeaderBytes = 16;
 
 /** One instance of build/kv.wasm holding an empty store. */
 class KvInstance {
@@ -106,12 +114,13 @@ function writeEntries(mem: Buffer, base: number, table: number, from: number, to
     const rec = mem.readUInt32LE(table + 8 * j + 4);
     if (rec === 0) continue;
     const r = rec - base;
-    const valueLen = mem.readUInt32LE(r + 8);
-    const keyLen = mem.readUInt16LE(r + 12);
+    const valueLen = mem.readUInt32LE(r + recordValueLenAt);
+    const keyLen = mem.readUInt16LE(r + recordKeyLenAt);
+    const key = r + recordHeaderBytes;
     at = out.writeUInt16LE(keyLen, at);
-    at += mem.copy(out, at, r + 16, r + 16 + keyLen);
+    at += mem.copy(out, at, key, key + keyLen);
     at = out.writeUInt32LE(valueLen, at);
-    at += mem.copy(out, at, r + 16 + keyLen, r + 16 + keyLen + valueLen);
+    at += mem.copy(out, at, key + keyLen, key + keyLen + valueLen);
   }
   return at;
 }
@@ -144,8 +153,8 @@ export class KvStore implements StateMachine<KvResult> {
     mem.set(k, this.store.io);
     const rec = this.store.x.lookup(k.byteLength) >>> 0;
     if (rec === 0) return undefined;
-    const value = rec + 16 + mem.readUInt16LE(rec + 12);
-    return Buffer.from(mem.subarray(value, value + mem.readUInt32LE(rec + 8)));
+    const value = rec + recordHeaderBytes + mem.readUInt16LE(rec + recordKeyLenAt);
+    return Buffer.from(mem.subarray(value, value + mem.readUInt32LE(rec + recordValueLenAt)));
   }
 
   apply(command: Uint8Array): KvResult {
@@ -247,7 +256,7 @@ export class KvStore implements StateMachine<KvResult> {
       if (valueLen > valueBytesMax || valueAt + valueLen > b.byteLength) fail('bad value');
       // Put the entry: [1][keyLen u16][key][value].
       const mem = next.mem();
-      mem[next.io] = 1;
+      mem[next.io] = KvOpCode.Put;
       mem.writeUInt16LE(keyLen, next.io + 1);
       b.copy(mem, next.io + 3, at + 2, at + 2 + keyLen);
       b.copy(mem, next.io + 3 + keyLen, valueAt, valueAt + valueLen);
