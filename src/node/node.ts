@@ -121,7 +121,8 @@ export type ProposeDone<R> = (err: RequestError | null, result: R | undefined, t
 export type ReadDone = (err: RequestError | null) => void;
 
 // Requests are timed by the tick, not by a timer each: every request waits the same time, so the
-// maps (in insertion order) are also in deadline order and the tick only looks at their heads.
+// writes (a ring in seq order) and the reads (a map in insertion order) are also in deadline order,
+// and the tick only looks at their heads.
 // (A timer each is an allocation and a timer-list insert and removal per request.)
 
 interface PendingRead {
