@@ -11,7 +11,7 @@ import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ClientOp, decodeRequests, encodeResponse, type ClientRequest } from '../src/api/client-protocol.js';
-import { FlightTable, requestBytes, writeRequest, type LoadConfig, type LoadResult } from '../src/bench/loadgen.js';
+import { contentLength, FlightTable, requestBytes, statusOf, writeRequest, type LoadConfig, type LoadResult } from '../src/bench/loadgen.js';
 
 const loadgenPath = fileURLToPath(new URL('../src/bench/loadgen.js', import.meta.url));
 
@@ -33,6 +33,29 @@ describe('request encoding', () => {
     assert.deepEqual(requests.map((r: ClientRequest) => [r.key, r.op, r.readMode, r.id, Buffer.from(r.value).toString()]), cases.map(([key, read, id]) =>
       [`k${key}`, read ? ClientOp.Get : ClientOp.Put, read ? 'quorum' : 'linearizable', id, read ? '' : value.toString()]));
     assert.equal(b[at], 0xee, 'wrote past the last request');
+  });
+});
+
+describe('HTTP response heads', () => {
+  const head = (text: string): [Buffer, number] => {
+    const b = Buffer.from(text, 'latin1');
+    return [b, b.indexOf('\r\n\r\n')];
+  };
+  test('status and Content-Length are read whatever the header\'s case and spacing; absent means 0', () => {
+    const cases: [string, number, number][] = [
+      ['HTTP/1.1 200 OK\r\nDate: x\r\nContent-Length: 17\r\n\r\nbody', 200, 17],
+      ['HTTP/1.1 404 Not Found\r\ncontent-length:3\r\n\r\nabc', 404, 3],
+      ['HTTP/1.1 503 Service Unavailable\r\nCONTENT-LENGTH: \t 1234 \r\nretry-after: 1\r\n\r\n', 503, 1234],
+      ['HTTP/1.1 200 OK\r\nuWebSockets: 20\r\n\r\n', 200, 0],
+      ['HTTP/1.1 200 OK\r\nx-note: content-length: 99\r\nContent-Lengthy: 5\r\n\r\n', 200, 0],
+      ['HTTP/1.1 2x0 OK\r\nContent-Length: 4\r\n\r\n', 0, 4],
+      ['HTTP/1.1200 OK\r\n\r\n', 0, 0],
+    ];
+    for (const [text, status, length] of cases) {
+      const [b, end] = head(text);
+      assert.equal(statusOf(b), status, `status of ${JSON.stringify(text)}`);
+      assert.equal(contentLength(b, end), length, `length of ${JSON.stringify(text)}`);
+    }
   });
 });
 

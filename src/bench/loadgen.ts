@@ -360,6 +360,15 @@ function decimalDigits(n: number): number {
   return digits;
 }
 
+/** Writes the `digits` decimal digits of `n` at `at` (no string). */
+function writeDigits(b: Buffer, at: number, n: number, digits: number): void {
+  let x = n;
+  for (let i = at + digits - 1; i >= at; i--) {
+    b[i] = 0x30 + (x % 10);
+    x = (x / 10) | 0;
+  }
+}
+
 /** Bytes of one request on /client for key `k<key>` and a value of `valueBytes` bytes. */
 export function requestBytes(key: number, valueBytes: number): number {
   return requestHeaderBytes + 1 + decimalDigits(key) + valueBytes;
@@ -391,11 +400,7 @@ export function writeRequest(b: Buffer, at: number, id: number, read: boolean, r
   b[at + 15] = 0;
   const k = at + requestHeaderBytes;
   b[k] = 0x6b; // 'k'
-  let x = key;
-  for (let i = k + keyBytes - 1; i > k; i--) {
-    b[i] = 0x30 + (x % 10);
-    x = (x / 10) | 0;
-  }
+  writeDigits(b, k + 1, key, keyBytes - 1);
   if (!read) b.set(value, k + keyBytes);
   return length;
 }
@@ -559,14 +564,24 @@ class HttpConn implements Conn {
   /** Bytes received and not yet parsed (a partial response). Bounded by one response. */
   private buf: Buffer = Buffer.alloc(0);
   /** Open loop: requests due while `current` is out, in order. Bounded by outstandingMax overall. */
-  private readonly waiting: { f: Flight; key: string; next: (() => void) | null }[] = [];
+  private readonly waiting: { f: Flight; key: number; next: (() => void) | null }[] = [];
 
   /** Closed loop: the answer's follow-up, the next request on this connection. */
   private readonly again = (): void => {
     if (!this.load.stopped) this.send(0);
   };
 
-  private constructor(private readonly socket: net.Socket, private readonly load: Load, private readonly hostHeader: string) {
+  /** A request's bytes around its key's digits: `put` + key + `putTail` + value, `get` + key + `getTail`. */
+  private readonly heads: { put: Buffer; putTail: Buffer; get: Buffer; getTail: Buffer };
+
+  private constructor(private readonly socket: net.Socket, private readonly load: Load, hostHeader: string) {
+    const latin1 = (text: string): Buffer => Buffer.from(text, 'latin1');
+    this.heads = {
+      put: latin1('PUT /kv/k'),
+      putTail: latin1(` HTTP/1.1\r\nhost: ${hostHeader}\r\ncontent-length: ${load.payload.byteLength}\r\n\r\n`),
+      get: latin1('GET /kv/k'),
+      getTail: latin1(`?read=${load.cfg.read} HTTP/1.1\r\nhost: ${hostHeader}\r\n\r\n`),
+    };
     socket.setNoDelay(true);
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', () => {});
@@ -599,7 +614,7 @@ class HttpConn implements Conn {
   send(dueMs: number): void {
     const load = this.load;
     const read = load.nextRead();
-    const key = `k${load.nextKey()}`;
+    const key = load.nextKey();
     load.inFlight++;
     // sentMs is when it leaves this process (requests queued behind another reset it when written).
     const now = performance.now();
@@ -616,32 +631,34 @@ class HttpConn implements Conn {
     this.socket.destroy();
   }
 
-  private write(f: Flight, key: string, next: (() => void) | null): void {
+  /** The request as one Buffer, written with one call: a string per part and a cork cost more than the rest of the request here. */
+  private write(f: Flight, key: number, next: (() => void) | null): void {
     this.current = { f, next };
     f.sentMs = performance.now();
-    if (f.read) {
-      this.socket.write(`GET /kv/${key}?read=${this.load.cfg.read} HTTP/1.1\r\nhost: ${this.hostHeader}\r\n\r\n`, 'latin1');
-    } else {
-      this.socket.cork();
-      this.socket.write(`PUT /kv/${key} HTTP/1.1\r\nhost: ${this.hostHeader}\r\ncontent-length: ${this.load.payload.byteLength}\r\n\r\n`, 'latin1');
-      this.socket.write(this.load.payload);
-      this.socket.uncork();
-    }
+    const head = f.read ? this.heads.get : this.heads.put;
+    const tail = f.read ? this.heads.getTail : this.heads.putTail;
+    const body = f.read ? 0 : this.load.payload.byteLength;
+    const digits = decimalDigits(key);
+    const b = Buffer.allocUnsafe(head.byteLength + digits + tail.byteLength + body);
+    let at = head.copy(b, 0);
+    writeDigits(b, at, key, digits);
+    at += digits;
+    at += tail.copy(b, at);
+    if (body > 0) this.load.payload.copy(b, at);
+    this.socket.write(b);
   }
 
   private onData(d: Buffer): void {
     this.buf = this.buf.byteLength === 0 ? d : Buffer.concat([this.buf, d]);
     for (;;) {
-      const end = this.buf.indexOf('\r\n\r\n', 0, 'latin1');
+      const end = this.buf.indexOf(headEnd);
       if (end < 0) {
         // No response head is this long: the stream is not HTTP. Drop the link (its requests fail).
         if (this.buf.byteLength > responseHeadBytesMax) this.socket.destroy();
         return;
       }
-      const head = this.buf.toString('latin1', 0, end);
-      const status = Number(head.slice(9, 12));
-      const m = /\r\ncontent-length:\s*(\d+)/i.exec(head);
-      const bodyBytes = m === null ? 0 : Number(m[1]);
+      const status = statusOf(this.buf);
+      const bodyBytes = contentLength(this.buf, end);
       if (this.buf.byteLength < end + 4 + bodyBytes) return;
       this.buf = this.buf.subarray(end + 4 + bodyBytes);
       const c = this.current;
@@ -651,7 +668,7 @@ class HttpConn implements Conn {
         return;
       }
       this.current = null;
-      this.load.done(c.f.read, c.f.dueMs, c.f.sentMs, Number.isInteger(status) ? status : 0, performance.now());
+      this.load.done(c.f.read, c.f.dueMs, c.f.sentMs, status, performance.now());
       const w = this.waiting.shift();
       if (w !== undefined) this.write(w.f, w.key, w.next);
       if (c.next !== null) {
@@ -660,6 +677,49 @@ class HttpConn implements Conn {
       }
     }
   }
+}
+
+const headEnd = Buffer.from('\r\n\r\n', 'latin1');
+const contentLengthName = Buffer.from('\r\ncontent-length:', 'latin1');
+
+/** An HTTP response's status code from its status line ("HTTP/1.1 200 ..."); 0 if it has none. */
+export function statusOf(b: Buffer): number {
+  let status = 0;
+  for (let i = 9; i < 12; i++) {
+    const d = b[i] - 48;
+    if (!(d >= 0 && d <= 9)) return 0;
+    status = status * 10 + d;
+  }
+  return b[8] === 32 ? status : 0;
+}
+
+/**
+ * The Content-Length of the response head b[0, end) (end: where its blank line starts), header
+ * name in any case; 0 when absent.
+ */
+export function contentLength(b: Buffer, end: number): number {
+  const name = contentLengthName;
+  for (let line = b.indexOf(13); line >= 0 && line < end; line = b.indexOf(13, line + 2)) {
+    if (line + name.byteLength > end) return 0;
+    let i = 0;
+    // ASCII letters compare case-blind with bit 0x20 set on both sides; the rest exactly.
+    while (i < name.byteLength && (b[line + i] === name[i] || (name[i] >= 97 && (b[line + i] | 32) === name[i]))) i++;
+    if (i < name.byteLength) continue;
+    let n = 0;
+    let digits = 0;
+    for (let at = line + i; at < end; at++) {
+      const c = b[at];
+      if (c === 32 || c === 9) {
+        if (digits > 0) break;
+        continue;
+      }
+      if (c < 48 || c > 57) break;
+      n = n * 10 + (c - 48);
+      digits++;
+    }
+    return n;
+  }
+  return 0;
 }
 
 async function run(cfg: LoadConfig): Promise<void> {
