@@ -71,8 +71,8 @@ export class KvService {
   private dones: ProposeDone<KvResult>[] = [];
   private tags: number[] = [];
 
-  /** A put, delete or cas from its parts (key as UTF-8 bytes; views are copied before this returns). */
-  writeParts(op: KvOp['op'], key: Uint8Array, expect: Uint8Array | null, value: Uint8Array | null, done: Answered): void {
+  /** A put, delete or cas from its parts (key as a string or UTF-8 bytes; views are copied before this returns). */
+  writeParts(op: KvOp['op'], key: string | Uint8Array, expect: Uint8Array | null, value: Uint8Array | null, done: Answered): void {
     let envelope: Buffer;
     try {
       envelope = opBytes(opCodes[op], key, expect, value, envelopeBytes);
@@ -143,10 +143,10 @@ export class KvService {
     return status === 200 ? ok : error(status, resultReasons[result!]);
   }
 
+  /** A write from its parts; `value` and `expect` are copied before this returns. */
   write(o: KvOp, done: Answered): void {
-    const key = Buffer.from(o.key, 'utf8');
-    if (o.op === 'delete') this.writeParts('delete', key, null, null, done);
-    else this.writeParts(o.op, key, o.op === 'cas' ? o.expect : null, o.value, done);
+    if (o.op === 'delete') this.writeParts('delete', o.key, null, null, done);
+    else this.writeParts(o.op, o.key, o.op === 'cas' ? o.expect : null, o.value, done);
   }
 
   /** A read of `key` (a string, or its UTF-8 bytes) served in `mode`. */
@@ -186,10 +186,12 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, o: ApiOptions
   const service = new KvService(node, kv);
   const app = node.app;
   const allowed = bearerCheck(o.clientToken);
+  // Without a token nothing is refused, and no request's header is read for it.
+  const open = o.clientToken === undefined || o.clientToken === '';
   // Every route below asks first; uWS runs the first handler whose pattern matches, so a refusal
   // must be answered inside each route, not in a catch-all before them.
   const refused = (res: HttpResponse, req: HttpRequest): boolean => {
-    if (allowed(req.getHeader('authorization'))) return false;
+    if (open || allowed(req.getHeader('authorization'))) return false;
     res.onAborted(() => {});
     send(res, unauthorized, true);
     return true;
@@ -328,7 +330,11 @@ function onAbort(res: HttpResponse): { value: boolean } {
   return aborted;
 }
 
-/** Read the request body (bounded), then run `handle`; answers 400/413 itself for bad input. */
+/**
+ * Read the request body (bounded), then run `handle`; answers 400/413 itself for bad input. The
+ * body handed to `handle` is valid only until it returns (a body in one chunk is uWS's memory,
+ * not a copy): `handle` copies what it keeps.
+ */
 function withBody(res: HttpResponse, req: HttpRequest, key: string | null, handle: (body: Uint8Array, done: Answered) => void): void {
   const aborted = onAbort(res);
   if (key === null) return send(res, error(400, 'the key is not valid percent-encoded UTF-8'), true);
@@ -336,7 +342,10 @@ function withBody(res: HttpResponse, req: HttpRequest, key: string | null, handl
   if (declared !== '' && Number(declared) > bodyBytesMax) {
     return send(res, error(413, `the value is ${declared} bytes; at most ${bodyBytesMax}`), true);
   }
-  const chunks: Buffer[] = [];
+  const done = (a: Answer): void => {
+    if (!aborted.value) send(res, a);
+  };
+  let chunks: Buffer[] | null = null;
   let size = 0;
   let refused = false;
   res.onData((chunk, isLast) => {
@@ -346,11 +355,11 @@ function withBody(res: HttpResponse, req: HttpRequest, key: string | null, handl
       refused = true;
       return send(res, error(413, `the value is over ${bodyBytesMax} bytes`), true);
     }
-    // The chunk's memory is only valid during this callback: copy it.
-    chunks.push(Buffer.from(new Uint8Array(chunk)));
-    if (!isLast) return;
-    const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
-    handle(body, (a) => aborted.value || send(res, a));
+    // The usual body comes in one chunk, handled during this callback, while its memory is valid.
+    if (isLast && chunks === null) return handle(new Uint8Array(chunk), done);
+    // Otherwise each chunk is copied: its memory is only valid during this callback.
+    (chunks ??= []).push(Buffer.from(new Uint8Array(chunk)));
+    if (isLast) handle(Buffer.concat(chunks, size), done);
   });
 }
 

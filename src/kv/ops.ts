@@ -37,7 +37,7 @@ export class KvInputError extends Error {
 }
 
 export function encodeOp(o: KvOp): Uint8Array {
-  return opBytes(o.op === 'put' ? KvOpCode.Put : o.op === 'delete' ? KvOpCode.Delete : KvOpCode.Cas, Buffer.from(o.key, 'utf8'),
+  return opBytes(o.op === 'put' ? KvOpCode.Put : o.op === 'delete' ? KvOpCode.Delete : KvOpCode.Cas, o.key,
     o.op === 'cas' ? o.expect : null, o.op === 'delete' ? null : o.value, 0);
 }
 
@@ -50,14 +50,15 @@ export function isUtf8Range(b: Uint8Array, start: number, end: number): boolean 
 
 /**
  * Throws KvInputError for an operation's key (bytes [keyStart, keyStart + keyLength) of `b`) or
- * values out of bounds (a length of -1: absent), or a key that is not UTF-8.
+ * values out of bounds (a length of -1: absent), or a key that is not UTF-8. `b` null: the key was
+ * a string, whose UTF-8 is well formed by construction (a lone surrogate is written as U+FFFD).
  */
-function checkParts(b: Uint8Array, keyStart: number, keyLength: number, expectLength: number, valueLength: number): void {
+function checkParts(b: Uint8Array | null, keyStart: number, keyLength: number, expectLength: number, valueLength: number): void {
   if (keyLength === 0) throw new KvInputError('the key is empty', 400);
   if (keyLength > keyBytesMax) throw new KvInputError(`the key is ${keyLength} bytes; at most ${keyBytesMax}`, 413);
   if (valueLength > valueBytesMax) throw new KvInputError(`the value is ${valueLength} bytes; at most ${valueBytesMax}`, 413);
   if (expectLength > valueBytesMax) throw new KvInputError(`the expected value is ${expectLength} bytes; at most ${valueBytesMax}`, 413);
-  if (!isUtf8Range(b, keyStart, keyStart + keyLength)) throw new KvInputError('the key is not UTF-8', 400);
+  if (b !== null && !isUtf8Range(b, keyStart, keyStart + keyLength)) throw new KvInputError('the key is not UTF-8', 400);
 }
 
 /** [code][keyLength u16] at `room`, with room for the rest of an operation of `size` bytes after `room`. */
@@ -72,14 +73,17 @@ function opHeader(code: KvOpCode, keyLength: number, size: number, room: number)
 
 /**
  * An operation's bytes from its parts, after `room` free bytes at the front (where the node puts
- * its envelope, so the command is never copied again). `key` is UTF-8 bytes. Throws KvInputError
- * for an empty, oversized or non-UTF-8 key and oversized values.
+ * its envelope, so the command is never copied again). `key` is a string (written as UTF-8) or
+ * UTF-8 bytes. Throws KvInputError for an empty, oversized or non-UTF-8 key and oversized values.
  */
-export function opBytes(code: KvOpCode, key: Uint8Array, expect: Uint8Array | null, value: Uint8Array | null, room: number): Buffer {
-  checkParts(key, 0, key.byteLength, expect?.byteLength ?? -1, value?.byteLength ?? -1);
-  const out = opHeader(code, key.byteLength, 3 + key.byteLength + (expect !== null ? 4 + expect.byteLength : 0) + (value?.byteLength ?? 0), room);
-  out.set(key, room + 3);
-  let at = room + 3 + key.byteLength;
+export function opBytes(code: KvOpCode, key: string | Uint8Array, expect: Uint8Array | null, value: Uint8Array | null, room: number): Buffer {
+  const text = typeof key === 'string';
+  const keyLength = text ? Buffer.byteLength(key, 'utf8') : key.byteLength;
+  checkParts(text ? null : key, 0, keyLength, expect?.byteLength ?? -1, value?.byteLength ?? -1);
+  const out = opHeader(code, keyLength, 3 + keyLength + (expect !== null ? 4 + expect.byteLength : 0) + (value?.byteLength ?? 0), room);
+  if (text) out.write(key, room + 3, keyLength, 'utf8');
+  else out.set(key, room + 3);
+  let at = room + 3 + keyLength;
   if (expect !== null) {
     out.writeUInt32LE(expect.byteLength, at);
     out.set(expect, at + 4);
