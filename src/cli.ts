@@ -78,6 +78,7 @@ interface ServeFlags {
   snapshotBytes: number;
   rejoinWithoutVoting: boolean;
   newCluster: boolean;
+  preallocateMib: number;
   logLevel: string;
   faultLoss: number;
   faultDelayMs: number;
@@ -123,6 +124,7 @@ async function serve(f: ServeFlags): Promise<void> {
     id: f.id, peers: f.peers, dataDir: f.data, logger: log, protocol: f.protocol, kernels: f.kernels, fsync: f.fsync,
     secret, clientToken, tls, batchMax: f.batchMax, pipeline: f.pipeline, tickMs: f.tickMs,
     requestTimeoutMs: f.requestTimeoutMs, httpPort: f.httpPort, snapshotSlots: f.snapshotSlots, snapshotBytes: f.snapshotBytes, rejoinWithoutVoting: f.rejoinWithoutVoting, newCluster: f.newCluster,
+    preallocateBytes: f.preallocateMib * 1024 * 1024,
     faults: f.faultLoss > 0 || f.faultDelayMs > 0 ? { lossProbability: f.faultLoss, delayMs: f.faultDelayMs, seed: f.faultSeed } : undefined,
     faultControl: f.faultControl,
   }, log);
@@ -297,6 +299,7 @@ export function buildProgram(): Command {
       'without it a new directory (maybe a wiped one) rejoins without voting until every other member answered once. ' +
       'Never use it to restart a node whose disk was wiped', false)
     .option('--snapshot-bytes <n>', '... or once the slots applied since the last snapshot hold n bytes (0: never)', intIn(0, 2 ** 40), 64 * 1024 * 1024)
+    .option('--preallocate-mib <n>', 'a new log file is written full of zeros to n MiB first, so that its syncs need not grow it (0: no)', intIn(0, 1024 * 1024), 128)
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'))
     .option('--fault-loss <p>', 'benchmarks only: drop each outbound peer frame with this probability', (v: string) => {
       const p = Number(v);

@@ -81,6 +81,10 @@ test('cluster starts the nodes, prints their endpoints and curl lines, serves, a
     for (const port of [17520, 17521, 17522]) assert.ok(out.includes(`http://127.0.0.1:${port}`), `endpoint ${port} printed`);
     assert.match(out, /\(a new cluster\)/, 'empty data directories make a new cluster, whose nodes vote at once');
     assert.doesNotMatch(fs.readFileSync(path.join(dir, 'n1', 'node.log'), 'utf8'), /started without/, 'cluster starts its nodes with the V8 flag');
+    for (const n of ['n1', 'n2', 'n3']) {
+      const size = fs.statSync(path.join(dir, n, 'paxlog.mdb')).size;
+      assert.equal(size, 128 * 1024 * 1024, `${n}'s new log file is preallocated (serve's default --preallocate-mib 128): ${size} bytes`);
+    }
     assert.match(out, /curl -X PUT --data-binary 'hello' http:\/\/127\.0\.0\.1:17520\/kv\/greeting/);
 
     let put = 0;

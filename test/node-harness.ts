@@ -78,7 +78,9 @@ export class ProcCluster {
   start(id: number, moreArgs: string[] = []): ChildProcess {
     assert.ok(!this.procs.has(id), `node ${id} is already running`);
     const args = [...serveNodeFlags, bin, 'serve', '--id', String(id), '--peers', this.peers, '--data', this.dataDir(id),
-      '--http-port', String(this.httpPort(id)), '--tick-ms', String(this.tickMs), '--log-level', 'warn', ...(this.o.extraArgs ?? []), ...moreArgs];
+      '--http-port', String(this.httpPort(id)), '--tick-ms', String(this.tickMs), '--log-level', 'warn',
+      // No 128 MiB of zeros per new test node (the suite starts hundreds); test/cli.test.ts covers the default.
+      '--preallocate-mib', '0', ...(this.o.extraArgs ?? []), ...moreArgs];
     const secret = this.o.secretOf?.(id) ?? 'test-secret';
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PAXLOG_SECRET: secret } });
     const keep = (d: Buffer) => {

@@ -48,6 +48,33 @@ test('persisted hard state, records and chosen prefix come back after a reopen',
   await s.close();
 });
 
+test('preallocation: a new log file is grown with zeros, LMDB writes into and past them, and every record comes back', async () => {
+  const dir = tmp();
+  const file = path.join(dir, 'paxlog.mdb');
+  let s = LogStore.open({ dir, fsync: true, kernels, preallocateBytes: 1024 * 1024 });
+  assert.equal(fs.statSync(file).size, 1024 * 1024);
+  s.load();
+  // 2 MiB of records: through the zeros and past them.
+  const value = (p: number): Uint8Array => new Uint8Array(8 * 1024).fill(p % 251);
+  for (let p = 1; p <= 256; p += 16) {
+    const records = Array.from({ length: 16 }, (_, i) => ({ position: p + i, ballot: 65537, value: value(p + i) }));
+    await s.persist({ ...none, records, chosenPrefix: p + 16 });
+  }
+  await s.close();
+  assert.ok(fs.statSync(file).size > 2 * 1024 * 1024, `the file grew past the zeros: ${fs.statSync(file).size} bytes`);
+
+  // An existing log is never preallocated again, whatever the option says.
+  const size = fs.statSync(file).size;
+  s = LogStore.open({ dir, fsync: true, kernels, preallocateBytes: 64 * 1024 * 1024 });
+  assert.equal(fs.statSync(file).size, size);
+  const { restored, corrupt } = s.load();
+  assert.deepEqual(corrupt, []);
+  assert.equal(restored.chosenPrefix, 257);
+  assert.equal(restored.records.length, 256);
+  for (const r of restored.records) assert.deepEqual(r.value, value(r.position), `record ${r.position}`);
+  await s.close();
+});
+
 test('truncateFrom deletes every record at or above it before the new records are written', async () => {
   const s = LogStore.open({ dir: tmp(), fsync: true, kernels });
   s.load();

@@ -88,6 +88,11 @@ export interface NodeOptions<R> {
    * restart a node whose disk was wiped or replaced.
    */
   newCluster?: boolean;
+  /**
+   * A new log's file is written full of zeros to this size at creation, so that its syncs do not
+   * also grow it (LogStoreOptions.preallocateBytes). Default 0; `serve` passes --preallocate-mib (128).
+   */
+  preallocateBytes?: number;
   /** Serve peers and clients over TLS (uWS SSLApp) and dial peers with wss://; absent: plain TCP. */
   tls?: TlsFiles;
 }
@@ -301,7 +306,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     assert.ok(opts.peers.has(opts.id), `peers must include this node ${opts.id}`);
     const kernels = loadKernels(opts.kernels ?? 'wasm');
     const fsync = opts.fsync ?? true;
-    let store = LogStore.open({ dir: opts.dataDir, fsync, kernels, newCluster: opts.newCluster });
+    const preallocateBytes = opts.preallocateBytes;
+    let store = LogStore.open({ dir: opts.dataDir, fsync, kernels, newCluster: opts.newCluster, preallocateBytes });
     try {
       return PaxlogNode.recover(opts, store, kernels, uws);
     } catch (err) {
@@ -310,7 +316,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       const aside = setAside(opts.dataDir);
       opts.logger.error({ reason: err.message, setAside: aside }, 'THE LOG IS DAMAGED: set aside; starting from an empty log ' +
         'and rejoining without voting until caught up from the peers (--rejoin-without-voting)');
-      store = LogStore.open({ dir: opts.dataDir, fsync, kernels }); // never newCluster: it lost state
+      store = LogStore.open({ dir: opts.dataDir, fsync, kernels, preallocateBytes }); // never newCluster: it lost state
       try {
         return PaxlogNode.recover(opts, store, kernels, uws);
       } catch (err2) {

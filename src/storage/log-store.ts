@@ -69,6 +69,14 @@ export interface LogStoreOptions {
    * default): a new log may be a wiped one, so it is marked rejoining (see the header).
    */
   newCluster?: boolean;
+  /**
+   * A new log's file is grown to this many bytes of zeros when it is created (0, the default: it
+   * grows as LMDB writes). An fdatasync that writes into blocks the file already has is cheaper
+   * than one that also grows it and so commits the file system's journal: 0.14 against 0.20 ms
+   * per 8 KiB here, and HTTP at 256 connections did 42k writes/s against 39k (see the README).
+   * LMDB fills the zeros as it would grow the file (compactDir shrinks it to its live pages).
+   */
+  preallocateBytes?: number;
 }
 
 /** A record that failed its CRC or could not be decoded: reported, never served. */
@@ -98,6 +106,27 @@ export class StorageError extends Error {
 }
 
 const mapBytesDefault = 64 * 1024 * 1024 * 1024;
+
+/**
+ * Grow `file` (LMDB's, just created) to `bytes` with zeros written past its end, then sync. LMDB
+ * writes only the pages it has used, so the zeros are free space to it. If the disk refuses, the
+ * file is cut back to its size before and a StorageError says so: the log itself is intact.
+ */
+function preallocate(file: string, bytes: number, sync: boolean): void {
+  const fd = fs.openSync(file, 'r+');
+  const size = fs.fstatSync(fd).size;
+  try {
+    const zeros = Buffer.alloc(Math.min(bytes, 1024 * 1024));
+    for (let at = size; at < bytes; at += zeros.byteLength) fs.writeSync(fd, zeros, 0, Math.min(zeros.byteLength, bytes - at), at);
+    if (sync) fs.fsyncSync(fd);
+  } catch (err) {
+    fs.ftruncateSync(fd, size);
+    throw new StorageError(`could not preallocate ${bytes} bytes for the log (${(err as Error).message}); ` +
+      'free some space or preallocate less (serve --preallocate-mib)');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 const crcBytes = 4;
 
 /** The LMDB file of the log in data directory `dir`. */
@@ -166,6 +195,14 @@ export class LogStore {
     try {
       const store = new LogStore(opts);
       store.lockFile = lockFile;
+      if (!store.existed && (opts.preallocateBytes ?? 0) > 0) {
+        try {
+          preallocate(logFile(opts.dir), opts.preallocateBytes!, opts.fsync);
+        } catch (err) {
+          store.closeSync();
+          throw err;
+        }
+      }
       return store;
     } catch (err) {
       fs.rmSync(lockFile, { force: true });
