@@ -160,3 +160,43 @@ test('--fsync off says so loudly in the log and in /status', { timeout: 30_000 }
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a disk that refuses the preallocation: a clear error, the file cut back, the directory free; --preallocate-mib 0 then starts', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-cli-prealloc-'));
+  const data = path.join(dir, 'n1');
+  const args = [bin, 'serve', '--id', '1', '--peers', '1=127.0.0.1:17540', '--data', data, '--http-port', '17541', '--new-cluster'];
+  // A file size limit of 8 MiB (ulimit -f counts KiB) stands in for a full disk: writes past it
+  // fail with EFBIG (Node ignores SIGXFSZ).
+  const refused = spawnSync('bash', ['-c', 'ulimit -f 8192; exec "$0" "$@"', process.execPath, ...args, '--preallocate-mib', '64'],
+    { encoding: 'utf8', timeout: 20_000 });
+  try {
+    assert.equal(refused.status, 1, `exit ${refused.status}\n${refused.stderr}`);
+    assert.match(refused.stderr, /could not preallocate 67108864 bytes for the log \(EFBIG[^)]*\); free some space or preallocate less \(serve --preallocate-mib\)/);
+    const size = fs.statSync(path.join(data, 'paxlog.mdb')).size;
+    assert.ok(size < 1024 * 1024, `the file is cut back to what LMDB wrote: ${size} bytes`);
+    assert.equal(fs.existsSync(path.join(data, 'paxlog.lock')), false, 'the directory\'s lock is released');
+
+    const child = spawn(process.execPath, [...args, '--preallocate-mib', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise((r) => child.on('exit', r));
+    try {
+      let put = 0;
+      for (let i = 0; i < 100 && put !== 200; i++) {
+        try {
+          put = (await fetch('http://127.0.0.1:17541/kv/k', { method: 'PUT', body: 'v' })).status;
+        } catch {
+          put = 0;
+        }
+        if (put !== 200) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(put, 200, `the node on the same directory never took a write:\n${out}`);
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
