@@ -186,12 +186,11 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, o: ApiOptions
   const service = new KvService(node, kv);
   const app = node.app;
   const allowed = bearerCheck(o.clientToken);
-  // Without a token nothing is refused, and no request's header is read for it.
-  const open = o.clientToken === undefined || o.clientToken === '';
   // Every route below asks first; uWS runs the first handler whose pattern matches, so a refusal
   // must be answered inside each route, not in a catch-all before them.
   const refused = (res: HttpResponse, req: HttpRequest): boolean => {
-    if (open || allowed(req.getHeader('authorization'))) return false;
+    // Without a token nothing is refused, and no request's header is read for it.
+    if (allowed === allowAll || allowed(req.getHeader('authorization'))) return false;
     res.onAborted(() => {});
     send(res, unauthorized, true);
     return true;
@@ -288,12 +287,15 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, o: ApiOptions
 
 const unauthorized: Answer = { ...error(401, 'this node needs Authorization: Bearer <token> (the client token)') };
 
+/** bearerCheck's answer when there is no token. */
+const allowAll = (): boolean => true;
+
 /**
  * A check of an Authorization header against the token, in constant time: both sides are hashed
  * first, so neither the comparison nor its length reveals how much of a guess was right.
  */
 export function bearerCheck(token: string | undefined): (header: string) => boolean {
-  if (token === undefined || token === '') return () => true;
+  if (token === undefined || token === '') return allowAll;
   const want = crypto.createHash('sha256').update(`Bearer ${token}`).digest();
   return (header) => crypto.timingSafeEqual(want, crypto.createHash('sha256').update(header).digest());
 }
