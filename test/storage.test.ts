@@ -138,6 +138,132 @@ test('a snapshot is saved with the Ready that carries it, and the records below 
   await s.close();
 });
 
+/** The snapshot files in a data directory, by name. */
+const snapshotFiles = (dir: string): string[] => fs.readdirSync(dir).filter((f) => f.includes('.snapshot-')).sort();
+
+test('a snapshot saved in the background is its own file; the meta names it, and older files go', async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: true, kernels });
+  s.load();
+  const rec = (p: number) => ({ position: p, ballot: 3, value: bytes(`v${p}`) });
+  await s.persist({ ...none, records: [1, 2, 3, 4, 5, 6, 7].map(rec), chosenPrefix: 8 });
+  const state = new Uint8Array(300_000).map((_, i) => i * 7);
+  const saving = s.saveSnapshot({ prefix: 4, ballot: 3, bytes: state });
+  assert.throws(() => s.saveSnapshot({ prefix: 5, ballot: 3, bytes: state }), /one snapshot saved at a time/);
+  // A persist asked for meanwhile is not queued behind the snapshot: it is durable first.
+  const done: string[] = [];
+  await Promise.all([saving.then(() => done.push('snapshot')), s.persist({ ...none, records: [rec(8)] }).then(() => done.push('persist'))]);
+  assert.deepEqual(done, ['persist', 'snapshot']);
+  assert.equal(await saving, true);
+  assert.deepEqual(snapshotFiles(dir), ['paxlog.mdb.snapshot-4']);
+  assert.deepEqual(fs.readFileSync(path.join(dir, 'paxlog.mdb.snapshot-4')), Buffer.from(state));
+  assert.equal(s.get(3), null, 'trimmed below the snapshot');
+  assert.equal(await s.saveSnapshot({ prefix: 7, ballot: 3, bytes: bytes('later') }), true);
+  assert.deepEqual(snapshotFiles(dir), ['paxlog.mdb.snapshot-7'], 'the older file is removed once the newer one is named');
+  // One below the saved snapshot (an installed one got there first) is left out, file and all.
+  assert.equal(await s.saveSnapshot({ prefix: 6, ballot: 3, bytes: bytes('stale') }), false);
+  assert.deepEqual(snapshotFiles(dir), ['paxlog.mdb.snapshot-7']);
+  await s.close();
+  s = LogStore.open({ dir, fsync: true, kernels });
+  const loaded = s.load();
+  assert.deepEqual(loaded.restored.snapshot && { ...loaded.restored.snapshot, bytes: Buffer.from(loaded.restored.snapshot.bytes).toString() },
+    { prefix: 7, ballot: 3, bytes: 'later' });
+  assert.deepEqual(loaded.restored.records.map((r) => r.position), [7, 8]);
+  assert.deepEqual(loaded.corrupt, []);
+  await s.close();
+});
+
+test('the records a snapshot replaced are never served, and go a batch per transaction, across a restart too', async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: false, kernels });
+  s.load();
+  const rec = (p: number) => ({ position: p, ballot: 1, value: bytes(`v${p}`) });
+  await s.persist({ ...none, records: Array.from({ length: 1000 }, (_, i) => rec(i + 1)), chosenPrefix: 1001 });
+  assert.equal(await s.saveSnapshot({ prefix: 901, ballot: 1, bytes: bytes('state') }), true);
+  for (const p of [1, 450, 900]) assert.equal(s.get(p), null, `position ${p} is below the snapshot`);
+  assert.deepEqual(s.get(901)?.position, 901);
+  await s.close();
+  const below = async (): Promise<number> => {
+    const root = open({ path: path.join(dir, 'paxlog.mdb'), maxDbs: 4 });
+    const n = root.openDB<Buffer, number>({ name: 'log', encoding: 'binary' }).getKeysCount({ end: 901 });
+    await root.close();
+    return n;
+  };
+  const left = await below();
+  assert.ok(left > 0 && left < 900, `the snapshot's transaction deleted a batch, not all: ${left} left`);
+  s = LogStore.open({ dir, fsync: false, kernels });
+  assert.deepEqual(s.load().restored.records.map((r) => r.position), Array.from({ length: 100 }, (_, i) => 901 + i));
+  for (let p = 1001; p < 1006; p++) await s.persist({ ...none, records: [rec(p)] });
+  await s.close();
+  assert.equal(await below(), 0);
+});
+
+test('a snapshot file that is damaged, cut short or gone is reported corrupt with its reason', async () => {
+  const damage: [string, (file: string) => void, RegExp][] = [
+    ['a flipped byte', (f) => { const b = fs.readFileSync(f); b[b.length >> 1] ^= 1; fs.writeFileSync(f, b); }, /CRC32C mismatch/],
+    ['cut short', (f) => fs.truncateSync(f, 10), /holds 10 bytes, not 1000/],
+    ['gone', (f) => fs.rmSync(f), /cannot read .*ENOENT/],
+  ];
+  for (const [what, harm, reason] of damage) {
+    const dir = tmp();
+    let s = LogStore.open({ dir, fsync: false, kernels });
+    s.load();
+    await s.persist({ ...none, records: [1, 2, 3].map((p) => ({ position: p, ballot: 1, value: bytes(`v${p}`) })), chosenPrefix: 4 });
+    await s.saveSnapshot({ prefix: 3, ballot: 1, bytes: new Uint8Array(1000).fill(9) });
+    await s.close();
+    harm(path.join(dir, 'paxlog.mdb.snapshot-3'));
+    s = LogStore.open({ dir, fsync: false, kernels });
+    const loaded = s.load();
+    assert.equal(loaded.restored.snapshot, null, what);
+    assert.equal(loaded.corrupt.length, 1, what);
+    assert.match(loaded.corrupt[0].reason, reason, what);
+    assert.deepEqual(loaded.missing, [1, 2], `${what}: the trimmed positions cannot be rebuilt without it`);
+    await s.close();
+  }
+});
+
+test('load removes the snapshot files a crash left behind, and keeps the one the meta names', async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: false, kernels });
+  s.load();
+  await s.persist({ ...none, records: [1, 2, 3].map((p) => ({ position: p, ballot: 1, value: bytes(`v${p}`) })), chosenPrefix: 4 });
+  await s.saveSnapshot({ prefix: 2, ballot: 1, bytes: bytes('named') });
+  await s.close();
+  // A file renamed but never named by a transaction, and one never renamed.
+  fs.writeFileSync(path.join(dir, 'paxlog.mdb.snapshot-3'), 'orphan');
+  fs.writeFileSync(path.join(dir, 'paxlog.mdb.snapshot-4.tmp'), 'half');
+  s = LogStore.open({ dir, fsync: false, kernels });
+  const loaded = s.load();
+  assert.equal(Buffer.from(loaded.restored.snapshot!.bytes).toString(), 'named');
+  assert.deepEqual(snapshotFiles(dir), ['paxlog.mdb.snapshot-2']);
+  await s.close();
+});
+
+test('a snapshot stored in the log itself (the format before snapshot files) still loads', async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: false, kernels });
+  s.load();
+  await s.persist({ ...none, records: [2, 3].map((p) => ({ position: p, ballot: 1, value: bytes(`v${p}`) })), chosenPrefix: 4 });
+  await s.close();
+  // prefix f64, ballot f64, the state, then the CRC32C of all that.
+  const payload = Buffer.alloc(16 + 5);
+  payload.writeDoubleLE(2, 0);
+  payload.writeDoubleLE(1, 8);
+  payload.write('older', 16);
+  const stored = Buffer.alloc(payload.length + 4);
+  payload.copy(stored);
+  stored.writeUInt32LE(kernels.crc32c(payload) >>> 0, payload.length);
+  const root = open({ path: path.join(dir, 'paxlog.mdb'), maxDbs: 4 });
+  root.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' }).putSync('snapshot', stored);
+  await root.close();
+  s = LogStore.open({ dir, fsync: false, kernels });
+  const loaded = s.load();
+  assert.deepEqual(loaded.restored.snapshot && { ...loaded.restored.snapshot, bytes: Buffer.from(loaded.restored.snapshot.bytes).toString() },
+    { prefix: 2, ballot: 1, bytes: 'older' });
+  assert.deepEqual(loaded.corrupt, []);
+  await s.close();
+});
+
 test('a corrupt snapshot is refused, and the positions it covered show as missing', async () => {
   const dir = tmp();
   let s = LogStore.open({ dir, fsync: false, kernels });

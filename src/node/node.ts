@@ -251,6 +251,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private snapshotSerializing = false;
   /** A serialized snapshot of the state at `prefix`, waiting for a moment with no Ready outstanding. */
   private snapshotSerialized: { prefix: number; bytes: Uint8Array } | null = null;
+  /** This node's own snapshot is being saved in the background (LogStore.saveSnapshot); at most one at a time. */
+  private snapshotSaving = false;
   /** The prefix of the latest snapshot known durable here, taken or installed (1: none). Never decreases. */
   private snapshotPrefixDurable = 1;
   /** Milliseconds per tick. */
@@ -614,14 +616,19 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       for (const m of rd.messages) this.transport.send(m);
       this.apply(rd);
       const p = { rd, durable: false, startMs: performance.now(), wrote: false };
+      // This node's own snapshot is saved in the background, outside the Ready's transaction (see
+      // LogStore's header comment); a snapshot installed from a peer is persisted with its Ready.
+      const own = rd.snapshot !== null && !rd.install ? rd.snapshot : null;
+      const batch = own === null ? rd : { ...rd, snapshot: null };
       // A small persist with none other in flight is written inline (see LogStore.persist): the
       // node is quiet, and the sync costs less than the hand-offs to lmdb-js's thread. Under load
       // (bigger Readys, or some in flight) it is queued, and this thread goes on meanwhile.
       // Inline blocks this thread for the sync: send what is ready for peers first.
-      const inline = this.persisting.length === 0 && rd.snapshot === null && recordBytes(rd) <= inlinePersistBytesMax;
+      const inline = this.persisting.length === 0 && batch.snapshot === null && recordBytes(rd) <= inlinePersistBytesMax;
       if (inline) this.transport.flush();
       this.persisting.push(p);
-      this.store.persist(rd, inline).then((wrote) => {
+      if (own !== null) this.saveOwnSnapshot(own);
+      this.store.persist(batch, inline).then((wrote) => {
         p.durable = true;
         p.wrote = wrote;
         this.advanceDurable();
@@ -639,7 +646,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       if (wrote) this.metrics.fsyncSeconds.observe((performance.now() - startMs) / 1e3);
       for (const m of rd.messagesAfterPersist) this.transport.send(m);
       this.core.advance(rd);
-      if (rd.snapshot !== null) this.snapshotDurable(rd);
+      if (rd.install && rd.snapshot !== null) this.snapshotDurable(rd.snapshot, true);
     }
     // The replies that waited for the disk leave now rather than at the end of the turn, which may
     // hold another inline sync.
@@ -726,7 +733,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
 
   /** A snapshot waits to be handed to the core, which needs a moment with no Ready outstanding. */
   private compactWaiting(): boolean {
-    return this.snapshotSerialized !== null || (this.sm.snapshotAsync === undefined && this.snapshotDue());
+    return !this.snapshotSaving && (this.snapshotSerialized !== null || (this.sm.snapshotAsync === undefined && this.snapshotDue()));
   }
 
   /**
@@ -743,7 +750,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       this.schedule();
       return;
     }
-    if (this.snapshotSerializing || !this.snapshotDue()) return;
+    if (this.snapshotSerializing || this.snapshotSaving || !this.snapshotDue()) return;
     const prefix = this.appliedThrough + 1;
     if (prefix <= this.snapshotPrefixDurable) {
       // Nothing applied since the last durable snapshot: that one is the answer.
@@ -773,10 +780,27 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     });
   }
 
-  /** A persisted Ready carried a snapshot (ours, or a peer's installed): count it and answer the snapshot() callers it covers. */
-  private snapshotDurable(rd: Ready): void {
-    const snap = rd.snapshot!;
-    if (rd.install) {
+  /** Save this node's own snapshot in the background; the next one waits for it. */
+  private saveOwnSnapshot(snap: Snapshot): void {
+    this.snapshotSaving = true;
+    this.store.saveSnapshot(snap).then((saved) => {
+      this.snapshotSaving = false;
+      if (this.stopped) return;
+      // Not saved: a snapshot installed from a peer, at a later prefix, was saved first.
+      if (saved) this.snapshotDurable(snap, false);
+      if (this.persisting.length === 0) this.maybeSnapshot();
+      this.schedule();
+    }, (err: Error) => {
+      this.snapshotSaving = false;
+      if (this.stopped) return;
+      // As with any persist: the disk refused a write. Stop with context.
+      this.stopFatally({ prefix: snap.prefix, err: err.message }, 'the snapshot could not be written; stopping the node');
+    });
+  }
+
+  /** A snapshot is durable (ours, or a peer's installed): count it and answer the snapshot() callers it covers. */
+  private snapshotDurable(snap: Snapshot, installed: boolean): void {
+    if (installed) {
       this.metrics.snapshotsInstalled.inc();
       this.log.info({ prefix: snap.prefix, bytes: snap.bytes.byteLength }, 'snapshot from a peer installed and saved');
     } else {

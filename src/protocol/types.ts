@@ -22,7 +22,9 @@
 // Log compaction. The driver snapshots the state machine at the core's applied prefix and hands the
 // bytes to compact(); the core drops its log below that prefix, keeps the bytes to send to peers
 // that need trimmed positions, and returns the snapshot in the next Ready, whose persist saves it
-// and deletes every record below its prefix in the same transaction. A node that lags behind a
+// and drops every record below its prefix. The driver may save its own snapshot after the Ready
+// is durable (the node does, in the background): until it is saved, a crash leaves the snapshot
+// before and the records it covered, that is, the state before compact(). A node that lags behind a
 // peer's trimmed point pulls the peer's snapshot in chunks (SnapshotRequest / SnapshotChunk), and
 // its core hands it over in a Ready with `install` set.
 //
@@ -75,9 +77,10 @@ export const SNAPSHOT_BYTES_MAX = 1024 * 1024 * 1024;
 
 export interface Ready {
   /**
-   * Persist if set, first in the transaction: save it as the node's snapshot (replacing the one
-   * before) and delete every record below its prefix. `records` then hold no position below it.
-   * Its prefix is above any snapshot persisted before.
+   * Persist if set: save it as the node's snapshot (replacing the one before) and drop every
+   * record below its prefix. `records` then hold no position below it. Its prefix is above any
+   * snapshot persisted before. An installed one is saved before any later Ready's persist; the
+   * driver's own may be saved later (see the header).
    */
   snapshot: Snapshot | null;
   /**
