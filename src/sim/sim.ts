@@ -389,7 +389,7 @@ export class Simulation {
     }));
     for (const id of peers) {
       const n: SimNode = {
-        id, core: null, durable: new Durable(),
+        id, core: null, durable: new Durable(true),
         persisting: [], appliedNext: 1, digest: DIGEST_EMPTY, snapshotAt: 1, installs: 0,
         kv: new Map(), sessions: new Map(), readsHeld: [], restartAt: 0, jumps: [], refused: '', rejoining: false,
       };
@@ -569,7 +569,7 @@ export class Simulation {
 
   /** Start a node from an empty durable state, rejoining without voting. What it accepted before stays in the ground truth. */
   private wipe(n: SimNode): void {
-    n.durable = new Durable();
+    n.durable = new Durable(true);
     this.snapshotCrcs.delete(n.id);
     n.rejoining = true;
     this.stats.wipes++;
