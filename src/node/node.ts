@@ -627,7 +627,6 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       const inline = this.persisting.length === 0 && batch.snapshot === null && recordBytes(rd) <= inlinePersistBytesMax;
       if (inline) this.transport.flush();
       this.persisting.push(p);
-      if (own !== null) this.saveOwnSnapshot(own);
       this.store.persist(batch, inline).then((wrote) => {
         p.durable = true;
         p.wrote = wrote;
@@ -636,6 +635,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
         // The disk refused a write: going on could break a promise made to peers. Stop with context.
         this.stopFatally({ err: err.message }, 'the log could not be written; stopping the node');
       });
+      if (own !== null) this.saveOwnSnapshot(own);
     }
   }
 

@@ -53,6 +53,11 @@ export class Durable {
     if (rd.chosenPrefix > 0) this.chosenPrefix = rd.chosenPrefix;
   }
 
+  /** The node crashed: an own snapshot not yet saved is lost with it. */
+  crash(): void {
+    this.snapshotPending = null;
+  }
+
   /** What a restarting core recovers; the state machine is restored from `snapshot` (or starts empty). */
   restored(): Restored {
     const applied = this.snapshot?.prefix ?? 1;

@@ -499,6 +499,7 @@ export class Simulation {
   private crash(n: SimNode): void {
     n.core = null;
     n.persisting = []; // whatever was not yet durable is lost
+    n.durable.crash();
     n.restartAt = this.now + this.rng.int(5, 150);
     this.stats.crashes++;
     for (const c of this.clients) if (c.pending?.node === n.id) this.giveUp(c);
