@@ -51,6 +51,14 @@ for (const [protocol, basePort] of [['multipaxos', 17200], ['raft', 17700]] as c
     assert.equal((await c.http(3, 'GET', '/kv/k0')).body, 'v0b');
   });
 
+  test('the members snapshot at different slots, so their event loops are not held up at once', async () => {
+    // After the 30 writes above, one slot each, with --snapshot-slots 7: each node starts its count
+    // at its place among the members (0, 2 and 4 slots of 7), so the prefixes differ.
+    const prefixes = await Promise.all([1, 2, 3].map(async (id) => (await c.status(id))!.snapshotPrefix as number));
+    assert.ok(prefixes.every((p) => p > 1), `every node took a snapshot: ${prefixes}`);
+    assert.equal(new Set(prefixes).size, 3, `snapshot prefixes ${prefixes}`);
+  });
+
   test('kill -9 of the leader under load loses no acknowledged write, and a new leader serves within two election timeouts', async (t) => {
     const oldLeader = await c.leader();
     const survivors = [1, 2, 3].filter((id) => id !== oldLeader);
