@@ -127,3 +127,26 @@ test('a node whose log has a corrupt accepted slot refuses to start, naming the 
     /corrupt accepted slots \(2\); refusing to start/);
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test('a snapshot the disk refuses does not stop the node: writes go on, the request fails, and a later one is saved', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-lib-snapfail-'));
+  const peers = '1=127.0.0.1:17461';
+  const open = (j: Journal) => createNode({ id: 1, peers, dataDir: dir, stateMachine: j, tickMs: 10, snapshotSlots: 3, newCluster: true, logger: pino({ level: 'silent' }) });
+  let node = await open(new Journal());
+  // Directories where the snapshots' temporary files go stand in for a disk that refuses them.
+  const blocks = Array.from({ length: 100 }, (_, i) => path.join(dir, `paxlog.mdb.snapshot-${i + 2}.tmp`));
+  for (const b of blocks) fs.mkdirSync(b);
+  for (let i = 0; i < 12; i++) assert.equal(await proposeRetrying(node, `c${i}`), i + 1);
+  await assert.rejects(node.snapshot(), /EISDIR/);
+  assert.equal(node.status().role, 'leader', 'the node still leads');
+  for (const b of blocks) fs.rmSync(b, { recursive: true });
+  const prefix = await node.snapshot();
+  assert.equal(prefix, node.status().appliedPrefix);
+  await node.stop();
+  const j = new Journal();
+  node = await open(j);
+  assert.equal(j.restores, 1, 'restored from the snapshot saved once the disk took it');
+  assert.deepEqual(j.lines, Array.from({ length: 12 }, (_, i) => `c${i}`).slice(0, prefix - 1));
+  await node.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+});

@@ -198,6 +198,26 @@ test('the records a snapshot replaced are never served, and go a batch per trans
   assert.equal(await below(), 0);
 });
 
+test('a snapshot whose file cannot be written fails alone: the log goes on, and a later snapshot is saved', async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: true, kernels });
+  s.load();
+  const rec = (p: number) => ({ position: p, ballot: 1, value: bytes(`v${p}`) });
+  await s.persist({ ...none, records: [1, 2, 3, 4, 5, 6].map(rec), chosenPrefix: 7 });
+  // A directory where the temporary file goes stands in for a disk that refuses the write.
+  fs.mkdirSync(path.join(dir, 'paxlog.mdb.snapshot-5.tmp'));
+  await assert.rejects(s.saveSnapshot({ prefix: 5, ballot: 1, bytes: bytes('state') }), (e: Error) => e instanceof StorageError && /saving the snapshot at 5 failed: .*EISDIR/.test(e.message));
+  await s.persist({ ...none, records: [rec(7)] });
+  assert.equal(s.get(4)?.position, 4, 'nothing trimmed');
+  assert.equal(await s.saveSnapshot({ prefix: 6, ballot: 1, bytes: bytes('later') }), true);
+  await s.close();
+  s = LogStore.open({ dir, fsync: true, kernels });
+  const loaded = s.load();
+  assert.equal(loaded.restored.snapshot?.prefix, 6);
+  assert.deepEqual(loaded.restored.records.map((r) => r.position), [6, 7]);
+  await s.close();
+});
+
 test('a snapshot file that is damaged, cut short or gone is reported corrupt with its reason', async () => {
   const damage: [string, (file: string) => void, RegExp][] = [
     ['a flipped byte', (f) => { const b = fs.readFileSync(f); b[b.length >> 1] ^= 1; fs.writeFileSync(f, b); }, /CRC32C mismatch/],

@@ -256,6 +256,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private snapshotSerialized: { prefix: number; bytes: Uint8Array } | null = null;
   /** This node's own snapshot is being saved in the background (LogStore.saveSnapshot); at most one at a time. */
   private snapshotSaving = false;
+  /** The latest own snapshot whose save failed; the core holds it already, so saving it again is the retry. */
+  private snapshotUnsaved: Snapshot | null = null;
   /** The prefix of the latest snapshot known durable here, taken or installed (1: none). Never decreases. */
   private snapshotPrefixDurable = 1;
   /** Milliseconds per tick. */
@@ -769,6 +771,13 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     }
     this.slotsSinceSnapshot = 0;
     this.bytesSinceSnapshot = 0;
+    const unsaved = this.snapshotUnsaved;
+    this.snapshotUnsaved = null;
+    if (unsaved !== null && unsaved.prefix === prefix) {
+      // Nothing applied since a snapshot failed to save (the core ignores compact() at its own prefix).
+      this.saveOwnSnapshot(unsaved);
+      return;
+    }
     const t0 = performance.now();
     if (this.sm.snapshotAsync === undefined) {
       this.core.compact(prefix, this.sm.snapshot());
@@ -803,8 +812,15 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     }, (err: Error) => {
       this.snapshotSaving = false;
       if (this.stopped) return;
-      // As with any persist: the disk refused a write. Stop with context.
-      this.stopFatally({ prefix: snap.prefix, err: err.message }, 'the snapshot could not be written; stopping the node');
+      // Unlike a persist, no promise rests on it: the log keeps the slots below it until a later
+      // snapshot is saved (the next interval, or the next request). Say so and go on.
+      this.log.error({ prefix: snap.prefix, err: err.message }, 'the snapshot could not be saved; the log keeps the slots below it');
+      this.snapshotUnsaved = snap;
+      const failed = this.snapshotWaiters.filter((w) => w.need <= snap.prefix);
+      this.snapshotWaiters = this.snapshotWaiters.filter((w) => w.need > snap.prefix);
+      for (const w of failed) w.reject(err);
+      if (this.persisting.length === 0) this.maybeSnapshot();
+      this.schedule();
     });
   }
 

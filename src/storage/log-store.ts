@@ -411,19 +411,28 @@ export class LogStore {
     return saved;
   }
 
-  /** Write a snapshot's state to its file, durably, by a temporary name; resolves to its CRC32C. */
+  /**
+   * Write a snapshot's state to its file, durably, by a temporary name; resolves to its CRC32C.
+   * On failure (a full disk) the temporary file is removed, as far as it can be.
+   */
   private async writeSnapshotFile(snap: Snapshot): Promise<number> {
     assert.ok(Number.isSafeInteger(snap.prefix) && snap.prefix >= 2, `snapshot prefix ${snap.prefix}`);
     const crc = this.kernels.crc32c(snap.bytes) >>> 0;
     const file = snapshotFile(this.dir, snap.prefix);
-    const out = await fs.promises.open(`${file}.tmp`, 'w');
+    const tmp = `${file}.tmp`;
     try {
-      await out.writeFile(snap.bytes);
-      if (this.fsync) await out.datasync();
-    } finally {
-      await out.close();
+      const out = await fs.promises.open(tmp, 'w');
+      try {
+        await out.writeFile(snap.bytes);
+        if (this.fsync) await out.datasync();
+      } finally {
+        await out.close();
+      }
+      await fs.promises.rename(tmp, file);
+    } catch (err) {
+      await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
+      throw err;
     }
-    await fs.promises.rename(`${file}.tmp`, file);
     if (this.fsync) await syncDir(this.dir);
     return crc;
   }
@@ -487,11 +496,11 @@ export class LogStore {
    * which only load() may do: at run time an installed snapshot may be on its way in).
    */
   private removeSnapshotFiles(keep: number, all: boolean): void {
-    for (const f of fs.readdirSync(this.dir)) {
-      const m = snapshotFilePattern.exec(f);
-      if (m === null) continue;
+    for (const e of fs.readdirSync(this.dir, { withFileTypes: true })) {
+      const m = snapshotFilePattern.exec(e.name);
+      if (m === null || !e.isFile()) continue; // whatever else has the name is not ours to remove
       const prefix = Number(m[1]);
-      if (all ? m[2] !== undefined || prefix !== keep : m[2] === undefined && prefix < keep) fs.rmSync(path.join(this.dir, f), { force: true });
+      if (all ? m[2] !== undefined || prefix !== keep : m[2] === undefined && prefix < keep) fs.rmSync(path.join(this.dir, e.name), { force: true });
     }
   }
 
