@@ -9,6 +9,7 @@ import path from 'node:path';
 import { open } from 'lmdb';
 import { loadKernels } from '../src/kernels/index.js';
 import { LogStore, StorageError } from '../src/storage/log-store.js';
+import type { Snapshot } from '../src/protocol/types.js';
 
 const kernels = loadKernels('js');
 const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-storage-'));
@@ -128,7 +129,7 @@ test('a snapshot is saved with the Ready that carries it, and the records below 
   await s.close();
   s = LogStore.open({ dir, fsync: false, kernels });
   const loaded = s.load();
-  assert.deepEqual(loaded.restored.snapshot && { ...loaded.restored.snapshot, bytes: Buffer.from(loaded.restored.snapshot.bytes).toString() },
+  assert.deepEqual(snapshotText(loaded.restored.snapshot),
     { prefix: 6, ballot: 3, bytes: 'state' });
   assert.equal(loaded.restored.appliedPrefix, 6);
   assert.deepEqual(loaded.restored.records.map((r) => r.position), [6, 7, 8]);
@@ -137,6 +138,9 @@ test('a snapshot is saved with the Ready that carries it, and the records below 
   await assert.rejects(s.persist({ ...none, snapshot: { prefix: 6, ballot: 3, bytes: bytes('again') } }), /snapshot at 6 after one at 6/);
   await s.close();
 });
+
+/** A snapshot with its bytes as text, for comparing. */
+const snapshotText = (snap: Snapshot | null) => snap && { ...snap, bytes: Buffer.from(snap.bytes).toString() };
 
 /** The snapshot files in a data directory, by name. */
 const snapshotFiles = (dir: string): string[] => fs.readdirSync(dir).filter((f) => f.includes('.snapshot-')).sort();
@@ -166,7 +170,7 @@ test('a snapshot saved in the background is its own file; the meta names it, and
   await s.close();
   s = LogStore.open({ dir, fsync: true, kernels });
   const loaded = s.load();
-  assert.deepEqual(loaded.restored.snapshot && { ...loaded.restored.snapshot, bytes: Buffer.from(loaded.restored.snapshot.bytes).toString() },
+  assert.deepEqual(snapshotText(loaded.restored.snapshot),
     { prefix: 7, ballot: 3, bytes: 'later' });
   assert.deepEqual(loaded.restored.records.map((r) => r.position), [7, 8]);
   assert.deepEqual(loaded.corrupt, []);
@@ -278,7 +282,7 @@ test('a snapshot stored in the log itself (the format before snapshot files) sti
   await root.close();
   s = LogStore.open({ dir, fsync: false, kernels });
   const loaded = s.load();
-  assert.deepEqual(loaded.restored.snapshot && { ...loaded.restored.snapshot, bytes: Buffer.from(loaded.restored.snapshot.bytes).toString() },
+  assert.deepEqual(snapshotText(loaded.restored.snapshot),
     { prefix: 2, ballot: 1, bytes: 'older' });
   assert.deepEqual(loaded.corrupt, []);
   await s.close();
