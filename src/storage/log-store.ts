@@ -467,9 +467,7 @@ export class LogStore {
    */
   private trimSync(max: number): void {
     if (this.trimFrom >= this.snapshotPrefix) return;
-    const doomed: number[] = [];
-    for (const key of this.log.getKeys({ start: this.trimFrom, end: this.snapshotPrefix, limit: max })) doomed.push(key);
-    for (const key of doomed) this.log.removeSync(key);
+    const doomed = this.removeRecordsSync({ start: this.trimFrom, end: this.snapshotPrefix, limit: max });
     this.trimFrom = doomed.length < max ? this.snapshotPrefix : doomed[doomed.length - 1] + 1;
   }
 
@@ -583,11 +581,12 @@ export class LogStore {
     return this.root;
   }
 
-  /** Inside a transaction: delete the records whose positions lie in the range (collected first, then removed). */
-  private removeRecordsSync(range: { start?: number; end?: number }): void {
+  /** Inside a transaction: delete the records whose positions lie in the range, at most `limit` of them, oldest first (collected, then removed); returns their positions. */
+  private removeRecordsSync(range: { start?: number; end?: number; limit?: number }): number[] {
     const doomed: number[] = [];
     for (const key of this.log.getKeys(range)) doomed.push(key);
     for (const key of doomed) this.log.removeSync(key);
+    return doomed;
   }
 
   private truncateSync(fromPosition: number): void {
@@ -603,15 +602,12 @@ export class LogStore {
   }
 
   private putMetaSync(key: string, numbers: number[]): void {
-    this.meta.putSync(key, this.metaValue(numbers.length * 8, (out) => numbers.forEach((n, i) => out.writeDoubleLE(n, i * 8))));
-  }
-
-  /** A meta value: a payload of `payloadBytes` that `fill` writes, then its CRC32C (see the top of the file). */
-  private metaValue(payloadBytes: number, fill: (out: Buffer) => void): Buffer {
+    // The numbers as f64, then their CRC32C (see the top of the file).
+    const payloadBytes = numbers.length * 8;
     const out = Buffer.allocUnsafe(payloadBytes + crcBytes);
-    fill(out);
+    numbers.forEach((n, i) => out.writeDoubleLE(n, i * 8));
     out.writeUInt32LE(this.kernels.crc32c(out.subarray(0, payloadBytes)) >>> 0, payloadBytes);
-    return out;
+    this.meta.putSync(key, out);
   }
 
   /** A meta value's payload (CRC checked), null if absent, or a failure. `size` -1: any length >= 8. */
