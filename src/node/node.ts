@@ -816,9 +816,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       // snapshot is saved (the next interval, or the next request). Say so and go on.
       this.log.error({ prefix: snap.prefix, err: err.message }, 'the snapshot could not be saved; the log keeps the slots below it');
       this.snapshotUnsaved = snap;
-      const failed = this.snapshotWaiters.filter((w) => w.need <= snap.prefix);
-      this.snapshotWaiters = this.snapshotWaiters.filter((w) => w.need > snap.prefix);
-      for (const w of failed) w.reject(err);
+      this.settleSnapshotWaiters(snap.prefix, err);
       if (this.persisting.length === 0) this.maybeSnapshot();
       this.schedule();
     });
@@ -837,11 +835,14 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.settleSnapshotWaiters(snap.prefix);
   }
 
-  /** Answer the callers whose state the snapshot at `prefix` covers; those who asked later wait for the next. */
-  private settleSnapshotWaiters(prefix: number): void {
+  /** Answer the callers whose state the snapshot at `prefix` covers (with `failed`: it could not be saved); those who asked later wait for the next. */
+  private settleSnapshotWaiters(prefix: number, failed: Error | null = null): void {
     const covered = this.snapshotWaiters.filter((w) => w.need <= prefix);
     this.snapshotWaiters = this.snapshotWaiters.filter((w) => w.need > prefix);
-    for (const w of covered) w.resolve(prefix);
+    for (const w of covered) {
+      if (failed === null) w.resolve(prefix);
+      else w.reject(failed);
+    }
   }
 
   /**
