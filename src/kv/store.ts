@@ -30,7 +30,9 @@ const results: readonly KvResult[] = ['ok', 'not-found', 'mismatch', 'full', 'ba
 export const keysMax = 16 * 1024 * 1024;
 /** Key and value bytes held at most: so that a full store's snapshot fits SNAPSHOT_BYTES_MAX. */
 export const bytesMax = 896 * 1024 * 1024;
-assert.ok(4 + 6 * keysMax + bytesMax <= SNAPSHOT_BYTES_MAX, 'a full store snapshots within SNAPSHOT_BYTES_MAX');
+/** A snapshot's size: [count u32], then per key [keyLen u16][valueLen u32] besides its bytes. */
+const snapshotSize = (keys: number, bytes: number): number => 4 + 6 * keys + bytes;
+assert.ok(snapshotSize(keysMax, bytesMax) <= SNAPSHOT_BYTES_MAX, 'a full store snapshots within SNAPSHOT_BYTES_MAX');
 
 /** The largest snapshot snapshotAsync writes at once (see there). */
 const syncSnapshotBytesDefault = 16 * 1024 * 1024;
@@ -206,7 +208,7 @@ export class KvStore implements StateMachine<KvResult> {
    * made at the call: one memcpy.
    */
   snapshotAsync(): Promise<Uint8Array> {
-    if (4 + 6 * this.size + this.bytes <= this.syncSnapshotBytesMax) return Promise.resolve(this.snapshot());
+    if (snapshotSize(this.size, this.bytes) <= this.syncSnapshotBytesMax) return Promise.resolve(this.snapshot());
     const x = this.store.x;
     const base = x.arenaStart() >>> 0;
     const arena = Buffer.from(this.store.mem().subarray(base, x.arenaEnd() >>> 0));
@@ -230,7 +232,7 @@ export class KvStore implements StateMachine<KvResult> {
 
   /** A snapshot's buffer with its count written: its size follows from the count and bytes. */
   private snapshotBuffer(): Buffer {
-    const out = Buffer.allocUnsafeSlow(4 + 6 * this.size + this.bytes);
+    const out = Buffer.allocUnsafeSlow(snapshotSize(this.size, this.bytes));
     out.writeUInt32LE(this.size, 0);
     return out;
   }
