@@ -1,11 +1,15 @@
 // The bench harness's pieces without a cluster: knob parsing and sweeps, the Prometheus reader,
-// /proc CPU time, medians and spread, and the injected link faults.
+// /proc CPU time, the disk probe, medians and spread, and the injected link faults.
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { benchCommand, resolveOptions } from '../src/bench/command.js';
 import { cpuSeconds, parsePrometheus } from '../src/bench/cluster.js';
 import { expandSweeps, knobDefaults, parseSweep, type BenchOptions } from '../src/bench/knobs.js';
+import { probeDisk, probeRoundsMax } from '../src/bench/probe.js';
 import { spread } from '../src/bench/report.js';
 import { LinkFaults } from '../src/transport/faults.js';
 
@@ -83,6 +87,21 @@ test('CPU time of a process grows as it works', () => {
   assert.ok(x > 0);
   const grew = cpuSeconds(process.pid) - before;
   assert.ok(grew >= 0.05, `/proc says ${grew} s of CPU over 100 ms of busy work`);
+});
+
+test('the disk probe times its syncs, leaves nothing behind and refuses a bad round count', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-probe-test-'));
+  try {
+    const d = probeDisk(dir, 50);
+    assert.equal(d.dir, dir);
+    assert.equal(d.rounds, 50);
+    assert.ok(d.p50Ms > 0 && d.p50Ms <= d.p99Ms && d.p99Ms < 10_000, `probe ${JSON.stringify(d)}`);
+    assert.deepEqual(fs.readdirSync(dir), []);
+    for (const bad of [0, -1, 1.5, probeRoundsMax + 1, NaN]) assert.throws(() => probeDisk(dir, bad), RangeError);
+    assert.deepEqual(fs.readdirSync(dir), []);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('spread gives the median (mean of the middle two when even), min and max', () => {

@@ -46,6 +46,11 @@ test('paxlog bench --quick writes a manifest, per-run JSON, a Markdown report an
     assert.ok(!Number.isNaN(Date.parse(m.date)), `manifest.date ${m.date} is not a date`);
     assert.equal(m.options.quick, true);
     assert.deepEqual(m.options.protocols, ['multipaxos', 'raft']);
+    // The disk's sync time, probed at the start and at the end, where the runs keep their data.
+    for (const d of [m.diskSync, results.diskSyncEnd]) {
+      assert.equal(d.dir, os.tmpdir());
+      assert.ok(d.rounds > 0 && d.p50Ms > 0 && d.p50Ms <= d.p99Ms, `disk probe ${JSON.stringify(d)}`);
+    }
 
     // Interleaved: one run of each protocol, Multi-Paxos first, both measured.
     assert.deepEqual(results.runs.map((x: { protocol: string }) => x.protocol), ['multipaxos', 'raft']);
@@ -75,6 +80,7 @@ test('paxlog bench --quick writes a manifest, per-run JSON, a Markdown report an
     assert.match(md, /\n\| multipaxos \| 1 \| [\d,]+ \|/);
     assert.match(md, /\n\| raft \| 1 \| [\d,]+ \|/);
     assert.match(md, /Multi-Paxos \/ Raft: throughput \d+\.\d\dx/);
+    assert.match(md, /\| disk sync \(4 KiB write \+ fdatasync in .*\) \| at start p50 \d+\.\d{3} ms, p99 \d+\.\d{3} ms; at end p50 /);
 
     for (const svg of ['latency-throughput.svg', 'throughput-batch.svg', 'throughput-pipeline.svg']) {
       const text = fs.readFileSync(path.join(out, svg), 'utf8');

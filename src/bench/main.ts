@@ -14,6 +14,7 @@ import cliProgress from 'cli-progress';
 import type { ProtocolName } from '../protocol/types.js';
 import { BenchCluster, type NodeSample } from './cluster.js';
 import { expandSweeps, type BenchOptions, type RunKnobs } from './knobs.js';
+import { probeDisk, type DiskProbe } from './probe.js';
 import type { LoadConfig, LoadResult } from './loadgen.js';
 import { labelOf, summarize, writeReport, type RunRecord } from './report.js';
 
@@ -53,6 +54,8 @@ export interface Manifest {
   cores: number;
   /** 1-, 5- and 15-minute load averages when the bench started: a busy machine reads slow. */
   loadAverage: number[];
+  /** The disk's sync time when the bench started, where the runs keep their data (see probe.ts). */
+  diskSync: DiskProbe;
   argv: string[];
   options: BenchOptions;
 }
@@ -125,8 +128,10 @@ export async function benchMain(o: BenchOptions): Promise<number> {
   }
 
   const summary = summarize(o, settings, records);
-  fs.writeFileSync(path.join(o.out, 'results.json'), JSON.stringify({ manifest, summary, runs: records }, null, 2) + '\n');
-  const files = await writeReport(o.out, manifest, settings, summary, records);
+  // Probed again at the end: a disk that slowed down during a long sweep shows here.
+  const diskSyncEnd = probeDisk(os.tmpdir());
+  fs.writeFileSync(path.join(o.out, 'results.json'), JSON.stringify({ manifest, diskSyncEnd, summary, runs: records }, null, 2) + '\n');
+  const files = await writeReport(o.out, manifest, diskSyncEnd, settings, summary, records);
   process.stdout.write(`wrote ${['results.json', ...files].map((f) => path.join(o.out, f)).join(', ')}\n`);
   for (const s of summary) if (s.line !== '') process.stdout.write(s.line + '\n');
   if (failed > 0) process.stderr.write(`${failed} of ${plan.length} runs failed; see their errors in results.json\n`);
@@ -271,6 +276,8 @@ function makeManifest(o: BenchOptions): Manifest {
     tool: 'paxlog bench', date: new Date().toISOString(), gitCommit: git(['rev-parse', 'HEAD']),
     gitDirty: git(['status', '--porcelain', '--untracked-files=no']) !== '', node: process.version,
     cpuModel: cpus[0]?.model ?? 'unknown', cores: cpus.length, loadAverage: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    // Where BenchCluster makes the runs' data directories.
+    diskSync: probeDisk(os.tmpdir()),
     argv: process.argv.slice(2), options: o,
   };
 }

@@ -10,6 +10,7 @@ import type { ProtocolName } from '../protocol/types.js';
 import { formatKnob, knobByKey, knobTable, type BenchOptions, type RunKnobs } from './knobs.js';
 import type { LatencySummary } from './loadgen.js';
 import type { Manifest } from './main.js';
+import type { DiskProbe } from './probe.js';
 
 export interface Measured {
   windowS: number;
@@ -152,7 +153,7 @@ const fmtNum = (x: number | undefined | null, digits = 1): string => (typeof x =
 const fmtSpread = (s: Spread | null, f: (x: number) => string): string =>
   s === null || !Number.isFinite(s.median) ? 'n/a' : s.min === s.max ? f(s.median) : `${f(s.median)} (${f(s.min)}..${f(s.max)})`;
 
-export function markdown(manifest: Manifest, settings: RunKnobs[], summary: SettingSummary[], runs: RunRecord[], charts: string[]): string {
+export function markdown(manifest: Manifest, diskSyncEnd: DiskProbe, settings: RunKnobs[], summary: SettingSummary[], runs: RunRecord[], charts: string[]): string {
   const o = manifest.options;
   const swept = new Set<string>(o.sweeps.map((s) => s.knob));
   const out: string[] = [];
@@ -161,6 +162,9 @@ export function markdown(manifest: Manifest, settings: RunKnobs[], summary: Sett
   out.push(`| date | ${manifest.date} |`, `| git commit | ${manifest.gitCommit}${manifest.gitDirty ? ' (uncommitted changes)' : ''} |`);
   out.push(`| Node.js | ${manifest.node} |`, `| CPU | ${manifest.cpuModel}, ${manifest.cores} cores |`);
   out.push(`| load average at start | ${manifest.loadAverage.join(', ')} |`, `| command | \`paxlog ${manifest.argv.join(' ')}\` |`);
+  const sync = (d: DiskProbe): string => `p50 ${d.p50Ms.toFixed(3)} ms, p99 ${d.p99Ms.toFixed(3)} ms`;
+  out.push(`| disk sync (4 KiB write + fdatasync in ${manifest.diskSync.dir}, ${manifest.diskSync.rounds} rounds) | ` +
+    `at start ${sync(manifest.diskSync)}; at end ${sync(diskSyncEnd)} |`);
   out.push(`| protocols | ${o.protocols.join(', ')} (interleaved, ${o.repeat} repeat${o.repeat === 1 ? '' : 's'} each) |`, '');
   out.push('## Knobs', '', '| knob | value |', '| --- | --- |');
   for (const k of knobTable) {
@@ -263,7 +267,7 @@ function knobChart(summary: SettingSummary[], x: 'batchMax' | 'pipeline'): vl.To
 }
 
 /** Writes report.md and the charts; returns the file names written. */
-export async function writeReport(out: string, manifest: Manifest, settings: RunKnobs[], summary: SettingSummary[], runs: RunRecord[]): Promise<string[]> {
+export async function writeReport(out: string, manifest: Manifest, diskSyncEnd: DiskProbe, settings: RunKnobs[], summary: SettingSummary[], runs: RunRecord[]): Promise<string[]> {
   const charts: [string, vl.TopLevelSpec][] = [
     ['latency-throughput.svg', latencyChart(runs)],
     ['throughput-batch.svg', knobChart(summary, 'batchMax')],
@@ -271,6 +275,6 @@ export async function writeReport(out: string, manifest: Manifest, settings: Run
   ];
   for (const [name, spec] of charts) fs.writeFileSync(path.join(out, name), await renderSvg(spec));
   const names = charts.map(([n]) => n);
-  fs.writeFileSync(path.join(out, 'report.md'), markdown(manifest, settings, summary, runs, names));
+  fs.writeFileSync(path.join(out, 'report.md'), markdown(manifest, diskSyncEnd, settings, summary, runs, names));
   return ['report.md', ...names];
 }
