@@ -480,6 +480,32 @@ test('a candidate counts its own promise only once it is durable (a rejoining pe
   assert.equal(n.status().role, 'leader');
 });
 
+test('a candidate leads only once its own promise is durable, even when its peers alone are a quorum', () => {
+  // Else it could send Accepts at its ballot, crash before the promise was durable, and restart to
+  // pick the same ballot again for a different value: two values accepted at one ballot, one slot.
+  const n = node(1);
+  while (n.status().role === 'follower') n.tick();
+  const b = n.status().ballot;
+  const rd = n.ready();
+  assert.deepEqual(rd.hardState, { ballot: b, vote: 0 });
+  for (const from of [2, 3]) n.step({ type: MsgType.Promise, from, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, entries: [] });
+  assert.equal(n.status().role, 'candidate', 'two peers promised, but its own promise is not durable');
+  assert.equal(n.propose([new TextEncoder().encode('v')]), 'no-leader');
+  assert.equal(n.hasReady(), false, 'nothing to send at the ballot before the promise is durable');
+  n.advance(rd);
+  assert.equal(n.status().role, 'leader');
+  // A candidate that restarted before its promise was durable may pick the same ballot again:
+  // nobody saw more of it than a Prepare, and a Prepare sent again is answered alike.
+  const restarted = node(1, { hardState: { ballot: 0, vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1, snapshot: null, rejoining: false });
+  for (let t = 0; t < defaultConfig(1, peers).electionTicksMax * 3 && restarted.status().role === 'follower'; t++) restarted.tick();
+  assert.equal(restarted.status().ballot, b);
+  const peer = node(2);
+  for (let i = 0; i < 2; i++) {
+    peer.step({ type: MsgType.Prepare, from: 1, to: 2, ballot: b, fromSlot: 1 });
+    assert.deepEqual(ofType(sent(cycle(peer)), MsgType.Promise).map((m) => m.type === MsgType.Promise && m.ballot), [b]);
+  }
+});
+
 // ---------------------------------------------------------------- rejoining without voting
 
 /** What a wiped node (or one whose damaged log was set aside) restores: nothing, and `rejoining`. */

@@ -269,7 +269,8 @@ export class MultiPaxos implements Protocol {
   private selfAccepts: number[] = [];
   /** Candidate: the ballot whose self-promise is in the gathering Ready, 0 if none. */
   private selfPromise = 0;
-  /** The Ready handed out and not yet advanced, with what advance() must count. */
+  /** Candidate: its promise of `ballot` is durable (and counted). Invariant: it leads only once this is true. */
+  private selfPromiseDurable = false;
   /** The Readys handed out and not yet advanced, oldest first, with what counts once each is durable. Invariant: length <= cfg.readysOutstandingMax. */
   private outstanding: { rd: Ready; selfAccepts: number[]; acceptBallot: number; selfPromise: number }[] = [];
 
@@ -486,6 +487,7 @@ export class MultiPaxos implements Protocol {
     if (rd.apply.length > 0) this.appliedPrefix = rd.apply[rd.apply.length - 1].position + 1;
     // Our own promise and accepts count only now, when they are durable.
     if (o.selfPromise !== 0 && this.role === 'candidate' && this.ballot === o.selfPromise) {
+      this.selfPromiseDurable = true;
       this.addPromise(this.id, this.chosenPrefix, this.ownEntriesFrom(Math.max(this.fromSlot, this.chosenPrefix)));
     }
     if (o.selfAccepts.length > 0 && this.role === 'leader' && this.ballot === o.acceptBallot) {
@@ -984,6 +986,7 @@ export class MultiPaxos implements Protocol {
     this.observe(this.ballot);
     this.promise(this.ballot);
     this.selfPromise = this.ballot;
+    this.selfPromiseDurable = false;
     this.fromSlot = this.chosenPrefix;
     this.promises.reset(this.quorum);
     this.reports.clear();
@@ -1006,7 +1009,12 @@ export class MultiPaxos implements Protocol {
       if (!r || e.ballot > r.ballot) this.reports.set(e.slot, { ballot: e.ballot, value: e.value });
       if (e.slot > this.reportMax) this.reportMax = e.slot;
     }
-    if (this.promises.add(this.memberIndex.get(from)!)) this.becomeLeader();
+    this.promises.add(this.memberIndex.get(from)!);
+    // A candidate leads only once its own promise is durable, even when its peers alone make a
+    // quorum: else it could send Accepts at its ballot, crash before the promise reached the disk,
+    // and, restarted with the older one, pick the same ballot again for different values. Before
+    // it leads, only Prepares carry the ballot, and a Prepare sent again changes nothing.
+    if (this.selfPromiseDurable && this.promises.count >= this.quorum) this.becomeLeader();
   }
 
   private becomeLeader(): void {
