@@ -311,7 +311,7 @@ export class Raft implements Protocol {
     }
     // A node that has seen a term may have acknowledged a leader's confirmation round just before
     // it crashed; it refuses votes for an election timeout after restarting, as it would have.
-    this.leaderHeardElapsed = this.term > 0 ? 0 : cfg.electionTicksMin;
+    this.leaderHeardElapsed = this.term > 0 || (opts.restored !== undefined && !opts.restored.rejoining) ? 0 : cfg.electionTicksMin;
     this.resetElectionTimer();
   }
 
@@ -632,7 +632,7 @@ export class Raft implements Protocol {
       this.messagesAfterPersist.push(this.voteMsg(m.from, granted ? m.term : this.term, granted, true));
       return;
     }
-    const granted = m.term === this.term && (this.vote === 0 || this.vote === m.from) && upToDate;
+    const granted = m.term === this.term && (this.vote === m.from || (this.vote === 0 && !this.inLease())) && upToDate;
     if (granted && this.vote === 0) {
       this.vote = m.from;
       this.hardStateDirty = true;
