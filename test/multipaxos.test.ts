@@ -203,6 +203,68 @@ test('a lease read is refused without a lease, served while a quorum acknowledge
   assert.deepEqual(cycle(n).readsFailed, [3], 'the lease ran out: no acknowledgement for leaseTicks - drift');
 });
 
+test('a restarted follower promises nobody for an election timeout, even after a late message from an older leader (it may have acked a lease it forgot)', () => {
+  const enc = new TextEncoder();
+  const n1 = node(1); const n2 = node(2); let n3 = node(3);
+  const held: Message[] = []; // messages delayed in the network
+  const out = (n: MultiPaxos, durable = true): Message[] => {
+    const ms: Message[] = [];
+    while (n.hasReady()) { const rd = n.ready(); ms.push(...rd.messages); if (!durable) return ms; ms.push(...rd.messagesAfterPersist); n.advance(rd); }
+    return ms;
+  };
+  // 1. Node 1 leads at b0 with node 3's promise. A Heartbeat 1->3 at b0 is held in the network.
+  while (n1.status().role === 'follower') n1.tick();
+  const b0 = n1.status().ballot;
+  for (const m of out(n1)) if (m.to === 3) n3.step(m);
+  for (const m of out(n3)) if (m.to === 1) n1.step(m);
+  assert.equal(n1.status().role, 'leader');
+  for (const m of out(n1)) if (m.to === 3 && m.type === MsgType.Heartbeat) held.push(m);
+  assert.equal(held.length, 1);
+  // 2. Node 1 hears no acks and steps down after electionTicksMax.
+  for (let i = 0; i < 25 && n1.status().role === 'leader'; i++) { n1.tick(); out(n1); }
+  assert.equal(n1.status().role, 'follower');
+  // 3. Node 2 campaigns at b1 and is elected with node 1's promise (node 3 does not hear it).
+  while (n2.status().role === 'follower') { n2.tick(); }
+  const b1 = n2.status().ballot;
+  assert.ok(b1 > b0);
+  for (const m of out(n2)) if (m.to === 1 && m.type === MsgType.Prepare) n1.step(m);
+  for (const m of out(n1)) if (m.to === 2) n2.step(m);
+  assert.equal(n2.status().role, 'leader');
+  out(n2); // its first heartbeats are lost
+  // 4. Node 1 hears nothing more from node 2 (2->1 cut), times out, campaigns at b2 > b1.
+  //    Its Prepare to node 2 is lost (1->2 cut); the one to node 3 is delayed.
+  while (n1.status().role === 'follower') { n1.tick(); n2.tick(); out(n2); }
+  const b2 = n1.status().ballot;
+  assert.ok(b2 > b1);
+  for (const m of out(n1)) if (m.to === 3 && m.type === MsgType.Prepare) held.push(m);
+  // 5. Node 2's next heartbeat reaches node 3, which acks at once; node 2 now holds a lease.
+  n2.tick();
+  const hb = out(n2).filter((m) => m.to === 3 && m.type === MsgType.Heartbeat);
+  for (const m of hb) n3.step(m);
+  for (const m of out(n3, false)) if (m.to === 2) n2.step(m); // node 3's Ready (promise b1) is not yet durable
+  assert.equal(n2.status().role, 'leader');
+  // 6. Node 3 crashes before that persist and restarts from what it persisted (its promise of b0).
+  n3 = new MultiPaxos({ config: { ...defaultConfig(3, peers), pendingMax: 16 }, kernels: k, rng: new Prng(33),
+    restored: { hardState: { ballot: b0, vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1, snapshot: null, rejoining: false } });
+  // 7. The held messages from node 1 arrive: the stale Heartbeat at b0, then the Prepare at b2.
+  for (const m of held) n3.step(m);
+  const answers = out(n3);
+  assert.equal(answers.filter((m) => m.type === MsgType.Promise && m.ballot === b2).length, 0, 'node 3 promised b2 within its quiet time');
+  for (const m of answers) if (m.to === 1) n1.step(m);
+  // Node 1 (if leader) writes W with node 3.
+  n1.propose([enc.encode('W')]);
+  let w: boolean;
+  for (let i = 0; i < 4; i++) {
+    for (const m of out(n1)) if (m.to === 3) n3.step(m);
+    for (const m of out(n3)) if (m.to === 1) n1.step(m);
+  }
+  w = n1.status().appliedPrefix > 1;
+  // 8. A lease read at node 2, started after W was acknowledged.
+  n2.read(77, 'lease');
+  const rd = n2.ready(); n2.advance(rd);
+  assert.ok(!(w && rd.reads.some((r) => r.id === 77) && n2.status().appliedPrefix <= 1), 'lease read at node 2 misses W, acknowledged before the read began');
+});
+
 test('a lagging node elected leader proposes only above the chosen prefix a Promise reported, and fetches below it', () => {
   const n = node(1);
   while (n.status().role === 'follower') n.tick();

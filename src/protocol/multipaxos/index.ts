@@ -173,6 +173,12 @@ export class MultiPaxos implements Protocol {
   private quietTicks = 0;
   /** The leader heard most recently, or 0 after a restart (then every Prepare waits out the quiet time). */
   private stickyTo = 0;
+  /**
+   * After a restart, the tick (of `now`) before which this node promises nobody, whatever it hears
+   * meanwhile: it may have acknowledged a lease it no longer knows of, and a late message from an
+   * older leader would otherwise make that one sticky and let its Prepare through. 0 when not restarted.
+   */
+  private restartQuietUntil = 0;
 
   // ---- Candidate state. ----
   /** Promises counted for `ballot`, this node's own included once durable. */
@@ -325,6 +331,7 @@ export class MultiPaxos implements Protocol {
       // nobody until a whole election timeout has passed.
       this.quietTicks = 0;
       this.stickyTo = 0;
+      this.restartQuietUntil = this.now + c.electionTicksMin;
       // The planted bug skips the whole rule: the node votes as if it remembered everything.
       if (r.rejoining && !this.bugs.rejoinVotesAtOnce) {
         this.rejoinStep = 1;
@@ -792,6 +799,7 @@ export class MultiPaxos implements Protocol {
 
   private isSticky(from: number): boolean {
     if (this.role === 'leader') return this.now - this.contactTick() < this.cfg.electionTicksMin;
+    if (this.now < this.restartQuietUntil) return true;
     return this.quietTicks < this.cfg.electionTicksMin && from !== this.stickyTo;
   }
 
