@@ -1,9 +1,15 @@
 // A leader that is paused (SIGSTOP: a long GC, a stalled VM) is replaced, and when it wakes it
 // serves no stale read: its lease ran out in wall-clock time even though its timers did not fire.
-// Real processes on loopback, ports 17210-17212 and 17260-17262.
+// Real processes on loopback, ports 17210-17212 and 17260-17262; one embedded node on 17263.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { createNode } from '../src/index.js';
+import { MsgType, type Message } from '../src/protocol/messages.js';
 import { ProcCluster } from './node-harness.js';
 
 describe('a paused leader', { timeout: 60_000 }, () => {
@@ -48,4 +54,42 @@ describe('a paused leader', { timeout: 60_000 }, () => {
     const s = (await c.status(old))!;
     assert.equal(s.role, 'follower');
   });
+});
+
+test('after the loop was held up, a follower\'s read request meets a clock brought up to date first; other messages come before the late ticks', async () => {
+  // A leader answers a follower's read from its lease, judged by the ticks it has had: stepped on
+  // a clock stale by a pause, it could answer on a lease that ran out. Other messages keep their
+  // place before the late ticks, so a follower hears the heartbeats that waited in its socket
+  // before it counts the silence.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-pause-'));
+  const node = await createNode({
+    id: 1, peers: '1=127.0.0.1:17263,2=127.0.0.1:17264,3=127.0.0.1:17265', dataDir: dir, tickMs: 10, newCluster: true,
+    stateMachine: { apply: () => 0, snapshot: () => new Uint8Array(0), restore: () => {} }, logger: pino({ level: 'silent' }),
+  });
+  try {
+    const inner = node as unknown as { core: { tick(): void; step(m: Message): void }; onMessage(m: Message): void };
+    let ticks = 0;
+    const tick = inner.core.tick.bind(inner.core);
+    inner.core.tick = () => { ticks++; tick(); };
+    let ticksAtStep = -1;
+    const step = inner.core.step.bind(inner.core);
+    inner.core.step = (m) => { ticksAtStep = ticks; step(m); };
+    const holdUp = (ms: number): void => {
+      const until = performance.now() + ms;
+      while (performance.now() < until) { /* the event loop is held up */ }
+    };
+    await new Promise((r) => setTimeout(r, 50));
+    holdUp(200);
+    let before = ticks;
+    inner.onMessage({ type: MsgType.Heartbeat, from: 2, to: 1, ballot: 0, chosenPrefix: 1, seq: 1 });
+    assert.equal(ticksAtStep, before, 'a heartbeat is stepped before the late ticks');
+    await new Promise((r) => setTimeout(r, 50));
+    holdUp(200);
+    before = ticks;
+    inner.onMessage({ type: MsgType.ReadIndex, from: 2, to: 1, readId: 42 });
+    assert.ok(ticksAtStep >= before + 15, `a read request was stepped after ${ticksAtStep - before} of the ~20 late ticks`);
+  } finally {
+    await node.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -25,7 +25,7 @@ import type { Logger } from 'pino';
 import { loadKernels } from '../kernels/index.js';
 import type { KernelKind, Kernels } from '../kernels/types.js';
 import { isDecodeError } from '../kernels/types.js';
-import type { Message } from '../protocol/messages.js';
+import { MsgType, type Message } from '../protocol/messages.js';
 import {
   defaultConfig, type Config, type Protocol, type ProtocolName, type ReadMode, type Ready, type Snapshot, type Status,
 } from '../protocol/types.js';
@@ -605,6 +605,10 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
 
   private onMessage(m: Message): void {
     if (this.stopped) return;
+    // Messages are stepped before the ticks that fell due meanwhile (see start()), save a follower's
+    // read request: a leader may answer it from its lease, which must be judged by the clock as it
+    // is, not as it was before a pause. (Even read ids are requests; odd ones a leader's rounds.)
+    if (m.type === MsgType.ReadIndex && m.readId % 2 === 0) this.catchUpTicks();
     this.core.step(m);
     this.schedule();
   }
