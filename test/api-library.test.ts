@@ -9,6 +9,8 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { open as openLmdb } from 'lmdb';
 import { createNode, RequestError, type Applied, type PaxlogNode, type StateMachine } from '../src/index.js';
+import type { LogStore } from '../src/storage/log-store.js';
+import { failCommits } from './lmdb-faults.js';
 
 /** Appends every command (as text) to a list; apply returns the list's new length. */
 class Journal implements StateMachine<number> {
@@ -148,5 +150,31 @@ test('a snapshot the disk refuses does not stop the node: writes go on, the requ
   assert.equal(j.restores, 1, 'restored from the snapshot saved once the disk took it');
   assert.deepEqual(j.lines, Array.from({ length: 12 }, (_, i) => `c${i}`).slice(0, prefix - 1));
   await node.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('a snapshot whose commit the disk refuses (EIO) does not stop the node: the request fails with the cause, writes go on, a later one is saved', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-lib-snapcommit-'));
+  const peers = '1=127.0.0.1:17462';
+  const open = (j: Journal) => createNode({ id: 1, peers, dataDir: dir, stateMachine: j, tickMs: 10, snapshotSlots: 0, newCluster: true, logger: pino({ level: 'silent' }) });
+  let node = await open(new Journal());
+  try {
+    // The disk refuses the commit of the transaction that names the node's own snapshot, and no other.
+    let refusing = true;
+    failCommits((node as unknown as { store: LogStore }).store, () => refusing && /saveSnapshot/.test(new Error().stack ?? ''));
+    for (let i = 0; i < 12; i++) assert.equal(await proposeRetrying(node, `c${i}`), i + 1);
+    await assert.rejects(node.snapshot(), /saving the snapshot at 13 failed: the commit failed: Input\/output error/);
+    assert.equal(node.status().role, 'leader', 'the node still leads');
+    refusing = false;
+    for (let i = 12; i < 24; i++) assert.equal(await proposeRetrying(node, `c${i}`), i + 1);
+    assert.equal(await node.snapshot(), 25);
+    await node.stop();
+    const j = new Journal();
+    node = await open(j);
+    assert.equal(j.restores, 1, 'restored from the snapshot saved once the disk took it');
+    assert.deepEqual(j.lines, Array.from({ length: 24 }, (_, i) => `c${i}`));
+  } finally {
+    await node.stop();
+  }
   fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { open } from 'lmdb';
 import { loadKernels } from '../src/kernels/index.js';
 import { LogStore, StorageError } from '../src/storage/log-store.js';
+import { failCommits } from './lmdb-faults.js';
 import type { Snapshot } from '../src/protocol/types.js';
 
 const kernels = loadKernels('js');
@@ -221,6 +222,38 @@ test('a snapshot whose file cannot be written fails alone: the log goes on, and 
   assert.equal(loaded.restored.snapshot?.prefix, 6);
   assert.deepEqual(loaded.restored.records.map((r) => r.position), [6, 7]);
   await s.close();
+});
+
+test('a commit the disk refuses (persist, snapshot, close) rejects with a StorageError naming the cause, and leaves no rejection unhandled', async () => {
+  // lmdb-js hangs the cause of a failed commit on its error as a rejected promise: unhandled, it
+  // would end the process (Node 20), so the node could not survive a snapshot the disk refused.
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown): void => {
+    unhandled.push(reason);
+  };
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    const dir = tmp();
+    let s = LogStore.open({ dir, fsync: true, kernels });
+    s.load();
+    const rec = (p: number) => ({ position: p, ballot: 1, value: bytes(`v${p}`) });
+    await s.persist({ ...none, records: [1, 2, 3, 4].map(rec), chosenPrefix: 5 });
+    failCommits(s);
+    const refused = (what: string) => (e: Error) => e instanceof StorageError && e.message === `${what}: the commit failed: Input/output error`;
+    await assert.rejects(s.persist({ ...none, records: [rec(5)] }), refused('persist failed'));
+    await assert.rejects(s.saveSnapshot({ prefix: 3, ballot: 1, bytes: bytes('state') }), refused('saving the snapshot at 3 failed'));
+    await s.persist({ ...none, chosenPrefix: 6 }); // pending: close writes it, and that commit fails too
+    await s.close();
+    await new Promise((r) => setImmediate(r)); // an unhandled rejection is reported once the microtasks ran
+    assert.deepEqual(unhandled, []);
+    s = LogStore.open({ dir, fsync: true, kernels });
+    const { restored, corrupt, missing } = s.load();
+    assert.deepEqual([restored.records.map((r) => r.position), restored.chosenPrefix, restored.snapshot, corrupt, missing],
+      [[1, 2, 3, 4], 5, null, [], []], 'nothing the refused commits held');
+    await s.close();
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
 });
 
 test('a snapshot file that is damaged, cut short or gone is reported corrupt with its reason', async () => {

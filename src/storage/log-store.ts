@@ -379,7 +379,7 @@ export class LogStore {
         this.writeChosenSync(chosen);
       };
       if (inline) root.transactionSync(write);
-      else await root.transaction(write);
+      else await this.commit(write);
     } catch (err) {
       throw new StorageError(`persist failed: ${(err as Error).message}`);
     }
@@ -405,7 +405,7 @@ export class LogStore {
     let saved = false;
     try {
       const crc = await this.writeSnapshotFile(snap);
-      await this.db().transaction(() => {
+      await this.commit(() => {
         if (snap.prefix <= this.snapshotPrefix) return;
         this.saveSnapshotSync(snap, crc);
         this.trimSync(trimPerTransaction);
@@ -458,7 +458,7 @@ export class LogStore {
     const read = this.readSnapshot(snap);
     if ('reason' in read) return; // a damaged log is copied as it is
     this.snapshotPrefix = read.prefix;
-    while (this.trimFrom < this.snapshotPrefix) await this.db().transaction(() => this.trimSync(4096));
+    while (this.trimFrom < this.snapshotPrefix) await this.commit(() => this.trimSync(4096));
   }
 
   /**
@@ -558,7 +558,7 @@ export class LogStore {
     const root = this.root;
     if (root === null) return;
     if (this.chosenPending > this.chosenWritten) {
-      await root.transaction(() => this.writeChosenSync(this.chosenPending)).catch(() => {
+      await this.commit(() => this.writeChosenSync(this.chosenPending)).catch(() => {
         // The prefix is only a hint for the next start; closing matters more.
       });
     }
@@ -574,6 +574,25 @@ export class LogStore {
     this.root = null;
     void root.close();
     if (this.lockFile !== '') fs.rmSync(this.lockFile, { force: true });
+  }
+
+  /**
+   * Run `body` in a write transaction queued behind the ones asked for so far; resolves once it is
+   * committed (and synced, see the header). Every asynchronous transaction goes through here: when
+   * a commit fails (EIO, ENOSPC), lmdb-js rejects with only "Commit failed (see commitError for
+   * details)" and hangs the cause on that error as a second rejected promise, `commitError`, which
+   * nothing else handles, and Node 20 ends the process on an unhandled rejection. So the cause is
+   * awaited here (which handles it) and thrown as a StorageError that names it.
+   */
+  private async commit<T>(body: () => T): Promise<T> {
+    try {
+      return await this.db().transaction(body);
+    } catch (err) {
+      const commitError = (err as { commitError?: Promise<unknown> }).commitError;
+      if (commitError === undefined) throw err; // the body threw: no commit was tried
+      const cause = await commitError.then(() => err, (e: unknown) => e);
+      throw new StorageError(`the commit failed: ${(cause as Error).message}`, { cause });
+    }
   }
 
   private db(): RootDatabase {
