@@ -153,7 +153,7 @@ test('a snapshot the disk refuses does not stop the node: writes go on, the requ
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-test('a snapshot whose commit the disk refuses (EIO) does not stop the node: the request fails with the cause, writes go on, a later one is saved', { timeout: 30_000 }, async () => {
+test('a snapshot whose commit the disk refuses (EIO) does not stop the node: the request fails with the cause, a retry saves it, and the slots it did not cover are kept', { timeout: 30_000 }, async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-lib-snapcommit-'));
   const peers = '1=127.0.0.1:17462';
   const open = (j: Journal) => createNode({ id: 1, peers, dataDir: dir, stateMachine: j, tickMs: 10, snapshotSlots: 0, newCluster: true, logger: pino({ level: 'silent' }) });
@@ -162,17 +162,29 @@ test('a snapshot whose commit the disk refuses (EIO) does not stop the node: the
     // The disk refuses the commit of the transaction that names the node's own snapshot, and no other.
     let refusing = true;
     failCommits((node as unknown as { store: LogStore }).store, () => refusing && /saveSnapshot/.test(new Error().stack ?? ''));
-    for (let i = 0; i < 12; i++) assert.equal(await proposeRetrying(node, `c${i}`), i + 1);
+    const write = async (from: number, to: number): Promise<void> => {
+      for (let i = from; i < to; i++) assert.equal(await proposeRetrying(node, `c${i}`), i + 1);
+    };
+    await write(0, 12);
     await assert.rejects(node.snapshot(), /saving the snapshot at 13 failed: the commit failed: Input\/output error/);
     assert.equal(node.status().role, 'leader', 'the node still leads');
+    // Nothing applied since: the node saves the same snapshot again, and it is not taken for saved already.
     refusing = false;
-    for (let i = 12; i < 24; i++) assert.equal(await proposeRetrying(node, `c${i}`), i + 1);
-    assert.equal(await node.snapshot(), 25);
+    const answer = await Promise.race([node.snapshot(), new Promise((r) => setTimeout(r, 5000, 'no answer'))]);
+    assert.equal(answer, 13);
+    // A snapshot refused at 61, then writes: their transactions must not trim below 13, the durable
+    // one (48 slots between: more than the refused transaction itself would have trimmed).
+    await write(12, 60);
+    refusing = true;
+    await assert.rejects(node.snapshot(), /saving the snapshot at 61 failed/);
+    refusing = false;
+    await write(60, 72);
     await node.stop();
     const j = new Journal();
     node = await open(j);
-    assert.equal(j.restores, 1, 'restored from the snapshot saved once the disk took it');
-    assert.deepEqual(j.lines, Array.from({ length: 24 }, (_, i) => `c${i}`));
+    assert.equal(j.restores, 1, 'restored from the snapshot at 13');
+    for (let i = 0; i < 500 && j.lines.length < 72; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(j.lines, Array.from({ length: 72 }, (_, i) => `c${i}`), 'then every slot above it, from the log');
   } finally {
     await node.stop();
   }

@@ -256,6 +256,33 @@ test('a commit the disk refuses (persist, snapshot, close) rejects with a Storag
   }
 });
 
+test('a snapshot whose commit fails moves nothing: the records it meant to replace stay, the older snapshot\'s file too, and a retry saves it', async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: true, kernels });
+  s.load();
+  const rec = (p: number) => ({ position: p, ballot: 1, value: bytes(`v${p}`) });
+  await s.persist({ ...none, records: Array.from({ length: 200 }, (_, i) => rec(i + 1)), chosenPrefix: 201 });
+  assert.equal(await s.saveSnapshot({ prefix: 50, ballot: 1, bytes: bytes('at 50') }), true);
+  const restore = failCommits(s);
+  await assert.rejects(s.saveSnapshot({ prefix: 150, ballot: 1, bytes: bytes('at 150') }), /the commit failed/);
+  await assert.rejects(s.persist({ ...none, snapshot: { prefix: 150, ballot: 1, bytes: bytes('installed') } }), /the commit failed/);
+  restore();
+  assert.equal(s.snapshotPrefix, 50, 'the durable snapshot is still the one at 50');
+  // The transactions that follow trim below the durable snapshot only.
+  for (let p = 201; p <= 220; p++) await s.persist({ ...none, records: [rec(p)], chosenPrefix: p + 1 });
+  assert.equal(s.get(100)?.position, 100, 'the records no durable snapshot covers are still there, and served');
+  assert.deepEqual(snapshotFiles(dir), ['paxlog.mdb.snapshot-150', 'paxlog.mdb.snapshot-50'], 'the file the log names is kept');
+  // The node retries the same snapshot when nothing was applied since: not taken for saved already.
+  assert.equal(await s.saveSnapshot({ prefix: 150, ballot: 1, bytes: bytes('at 150') }), true);
+  assert.deepEqual(snapshotFiles(dir), ['paxlog.mdb.snapshot-150'], 'the older file goes once the newer one is named');
+  await s.close();
+  s = LogStore.open({ dir, fsync: true, kernels });
+  const { restored, corrupt, missing } = s.load();
+  assert.deepEqual([snapshotText(restored.snapshot), corrupt, missing], [{ prefix: 150, ballot: 1, bytes: 'at 150' }, [], []]);
+  assert.deepEqual(restored.records.map((r) => r.position), Array.from({ length: 71 }, (_, i) => 150 + i));
+  await s.close();
+});
+
 test('a snapshot file that is damaged, cut short or gone is reported corrupt with its reason', async () => {
   const damage: [string, (file: string) => void, RegExp][] = [
     ['a flipped byte', (f) => { const b = fs.readFileSync(f); b[b.length >> 1] ^= 1; fs.writeFileSync(f, b); }, /CRC32C mismatch/],

@@ -50,6 +50,15 @@
 // lmdb-js runs the queued transactions in the order they were asked for, and the node advances
 // them in that order whatever order their promises settle in.
 //
+// What the store keeps in memory about the log (snapshotPrefix, trimFrom, chosenWritten) follows
+// only committed transactions: a transaction body notes what it wrote (Committed) and committed()
+// takes it over once the commit resolves. A body runs before its commit, and a commit can fail (a
+// disk that refuses the sync): had the body moved the snapshot prefix itself, later transactions
+// would trim records below a prefix no durable snapshot covers, and a retry of that snapshot would
+// be taken for saved. A body that runs before an earlier transaction's commit resolved sees the
+// memory as of the last commit: lower than the truth, which only trims less; what it must know
+// exactly (the snapshot the log names) it reads from its own transaction.
+//
 // With `fsync: false` (the `--fsync off` experiment switch) nothing is synced at all; the caller
 // must say so loudly (the node logs it at start and shows it in /status).
 //
@@ -115,6 +124,21 @@ export interface Loaded {
   missing: number[];
 }
 
+/**
+ * What one transaction wrote that the store also keeps in memory; 0: nothing. Filled in by the
+ * transaction's body, taken over by committed() once the commit resolved (see the header).
+ */
+interface Committed {
+  /** The prefix of the snapshot the log names after this transaction. */
+  snapshotPrefix: number;
+  /** Where the records below the snapshot are left after this transaction's trim. */
+  trimFrom: number;
+  /** The chosen prefix this transaction wrote. */
+  chosen: number;
+}
+
+const nothingCommitted = (): Committed => ({ snapshotPrefix: 0, trimFrom: 0, chosen: 0 });
+
 /** A user-caused or disk-caused storage error with a clear message (never an assertion). */
 export class StorageError extends Error {
   override name = 'StorageError';
@@ -140,6 +164,8 @@ const snapshotFile = (dir: string, prefix: number): string => `${logFile(dir)}.s
 const snapshotFilePattern = /^paxlog\.mdb\.snapshot-(\d+)(\.tmp)?$/;
 /** The first number of a 'snapshot' meta value that names a snapshot file (below any prefix of the older format). */
 const snapshotFileVersion = -2;
+/** Where a 'snapshot' meta value's header (prefix f64, ballot f64) starts: after the version of one that names a file. */
+const snapshotHeaderAt = (meta: DataView): number => (meta.byteLength === 40 && meta.getFloat64(0, true) === snapshotFileVersion ? 8 : 0);
 
 /** Whether data directory `dir` holds a log (a node that ran there). */
 export const logExists = (dir: string): boolean => fs.existsSync(logFile(dir));
@@ -175,17 +201,21 @@ export class LogStore {
   private readonly kernels: Kernels;
   /** Whether persists are synced; false only for experiments. */
   readonly fsync: boolean;
-  /** The largest position ever written and not truncated (0 if none); a hint, used in asserts. */
-  private lastPosition = 0;
   /** Records refused since open (load and get); reported in /status and /metrics. */
   corruptCount = 0;
-  /** The prefix of the latest snapshot written or loaded (1: none). Records below it are never served. */
+  /**
+   * The prefix of the latest snapshot loaded or named by a committed transaction (1: none). Records
+   * below it are never served. Moved only by committed(): see the header.
+   */
   snapshotPrefix = 1;
-  /** Records below snapshotPrefix are left only at or above this (see trimSync). Invariant: trimFrom <= snapshotPrefix. */
+  /**
+   * Records below snapshotPrefix are left only at or above this (see trimSync); moved only by
+   * committed(). Invariant: trimFrom <= snapshotPrefix.
+   */
   private trimFrom = 1;
   /** The highest chosen prefix given to persist(); written with the next transaction. */
   private chosenPending = 0;
-  /** The chosen prefix last written. Invariant: chosenWritten <= chosenPending. */
+  /** The chosen prefix last committed; moved only by committed(). Invariant: chosenWritten <= chosenPending. */
   private chosenWritten = 0;
   /** The LMDB file was there before this open, so it holds a hard state unless one was lost. */
   private readonly existed: boolean;
@@ -295,7 +325,6 @@ export class LogStore {
       if ('reason' in r) corrupt.push(r);
       else records.push(r);
     }
-    this.lastPosition = records.length > 0 ? records[records.length - 1].position : 0;
     this.corruptCount += corrupt.length;
     // A snapshot covers applied, hence chosen, slots; the written prefix may lag it (see above).
     chosenPrefix = Math.max(chosenPrefix, appliedPrefix);
@@ -360,9 +389,12 @@ export class LogStore {
           this.snapshotBarrier = null;
         }
       }
+      const w = nothingCommitted();
       const write = (): void => {
-        if (b.snapshot !== null) this.saveSnapshotSync(b.snapshot, crc);
-        this.trimSync(trimPerTransaction + trimPerRecord * b.records.length);
+        if (b.snapshot !== null && !this.saveSnapshotSync(b.snapshot, crc, w)) {
+          assert.fail(`snapshot at ${b.snapshot.prefix} after one at ${w.snapshotPrefix}`);
+        }
+        this.trimSync(trimPerTransaction + trimPerRecord * b.records.length, w);
         if (b.rejoined === true) this.meta.removeSync('rejoin');
         if (b.hardState !== null) {
           this.putMetaSync('hard', [b.hardState.ballot, b.hardState.vote]);
@@ -375,11 +407,11 @@ export class LogStore {
           // encodeRecord's view is valid until its next call; putSync copies it into the transaction now.
           this.log.putSync(r.position, this.kernels.encodeRecord(r));
         }
-        if (prev > this.lastPosition) this.lastPosition = prev;
-        this.writeChosenSync(chosen);
+        this.writeChosenSync(chosen, w);
       };
       if (inline) root.transactionSync(write);
       else await this.commit(write);
+      this.committed(w);
     } catch (err) {
       throw new StorageError(`persist failed: ${(err as Error).message}`);
     }
@@ -402,18 +434,21 @@ export class LogStore {
   }
 
   private async saveSnapshotFileThenMeta(snap: Snapshot): Promise<boolean> {
-    let saved = false;
+    const w = nothingCommitted();
+    let saved: boolean;
     try {
       const crc = await this.writeSnapshotFile(snap);
-      await this.commit(() => {
-        if (snap.prefix <= this.snapshotPrefix) return;
-        this.saveSnapshotSync(snap, crc);
-        this.trimSync(trimPerTransaction);
-        saved = true;
+      saved = await this.commit(() => {
+        const named = this.saveSnapshotSync(snap, crc, w);
+        this.trimSync(trimPerTransaction, w);
+        return named;
       });
     } catch (err) {
+      // The files stay: the one the log names is still the latest durable snapshot, and this one's
+      // (if it got as far as its name) is rewritten by a retry, or removed by the next load.
       throw new StorageError(`saving the snapshot at ${snap.prefix} failed: ${(err as Error).message}`);
     }
+    this.committed(w);
     this.removeSnapshotFiles(this.snapshotPrefix, false);
     return saved;
   }
@@ -444,11 +479,21 @@ export class LogStore {
     return crc;
   }
 
-  /** Inside a transaction: point the meta at the snapshot's file; the records below it are trimmed from here on. */
-  private saveSnapshotSync(snap: Snapshot, crc: number): void {
-    assert.ok(snap.prefix > this.snapshotPrefix, `snapshot at ${snap.prefix} after one at ${this.snapshotPrefix}`);
+  /**
+   * Inside a transaction: point the meta at the snapshot's file, unless the log names one at or
+   * above its prefix already (a snapshot installed meanwhile); returns whether it did. Either way
+   * `w` notes the prefix the log names after this transaction; the records below it are trimmed
+   * from here on. The log's own meta decides, not snapshotPrefix, which may lag a transaction that
+   * is queued and not yet committed (see the header).
+   */
+  private saveSnapshotSync(snap: Snapshot, crc: number, w: Committed): boolean {
+    const meta = this.readMeta('snapshot', -1);
+    const prefix = meta === null || isFailure(meta) ? NaN : meta.getFloat64(snapshotHeaderAt(meta), true);
+    const named = Number.isSafeInteger(prefix) ? prefix : 1; // a damaged one names nothing (as in load())
+    w.snapshotPrefix = Math.max(named, snap.prefix);
+    if (snap.prefix <= named) return false;
     this.putMetaSync('snapshot', [snapshotFileVersion, snap.prefix, snap.ballot, snap.bytes.byteLength, crc]);
-    this.snapshotPrefix = snap.prefix;
+    return true;
   }
 
   /** Delete every record the snapshot replaced now, rather than a batch per transaction (compactDir). */
@@ -458,23 +503,37 @@ export class LogStore {
     const read = this.readSnapshot(snap);
     if ('reason' in read) return; // a damaged log is copied as it is
     this.snapshotPrefix = read.prefix;
-    while (this.trimFrom < this.snapshotPrefix) await this.commit(() => this.trimSync(4096));
+    while (this.trimFrom < this.snapshotPrefix) {
+      const w = nothingCommitted();
+      await this.commit(() => this.trimSync(4096, w));
+      this.committed(w);
+    }
   }
 
   /**
-   * Inside a transaction: delete up to `max` of the records the snapshot replaced.
-   * Until they are gone they take space and nothing else: load() and get() start at the snapshot.
+   * Inside a transaction: delete up to `max` of the records the snapshot replaced (the one the log
+   * names as of this transaction: the latest committed, or the one `w` names), noting in `w` where
+   * the rest start. Until they are gone they take space and nothing else: load() and get() start
+   * at the snapshot.
    */
-  private trimSync(max: number): void {
-    if (this.trimFrom >= this.snapshotPrefix) return;
-    const doomed = this.removeRecordsSync({ start: this.trimFrom, end: this.snapshotPrefix, limit: max });
-    this.trimFrom = doomed.length < max ? this.snapshotPrefix : doomed[doomed.length - 1] + 1;
+  private trimSync(max: number, w: Committed): void {
+    const below = Math.max(this.snapshotPrefix, w.snapshotPrefix);
+    if (this.trimFrom >= below) return;
+    const doomed = this.removeRecordsSync({ start: this.trimFrom, end: below, limit: max });
+    w.trimFrom = doomed.length < max ? below : doomed[doomed.length - 1] + 1;
+  }
+
+  /** A transaction that wrote `w` is committed: the memory follows it (see the header). */
+  private committed(w: Committed): void {
+    this.snapshotPrefix = Math.max(this.snapshotPrefix, w.snapshotPrefix);
+    this.trimFrom = Math.max(this.trimFrom, w.trimFrom);
+    this.chosenWritten = Math.max(this.chosenWritten, w.chosen);
   }
 
   /** The snapshot a 'snapshot' meta value names (its file read and checked), or why it cannot be had. */
   private readSnapshot(meta: DataView): Snapshot | CorruptRecord {
-    const named = meta.byteLength === 40 && meta.getFloat64(0, true) === snapshotFileVersion;
-    const at = named ? 8 : 0;
+    const at = snapshotHeaderAt(meta);
+    const named = at > 0;
     // 16 bytes of header in the older format (one from before compaction had 8: refused, not read past its end).
     const prefix = meta.byteLength >= at + 16 ? meta.getFloat64(at, true) : NaN;
     const ballot = meta.byteLength >= at + 16 ? meta.getFloat64(at + 8, true) : NaN;
@@ -544,11 +603,11 @@ export class LogStore {
     }
   }
 
-  /** Inside a transaction: write the chosen prefix if it moved since it was last written. */
-  private writeChosenSync(chosen: number): void {
+  /** Inside a transaction: write the chosen prefix if it moved since it was last committed. */
+  private writeChosenSync(chosen: number, w: Committed): void {
     if (chosen <= this.chosenWritten) return;
     this.putMetaSync('chosen', [chosen]);
-    this.chosenWritten = chosen;
+    w.chosen = chosen;
   }
 
   /** Write the pending chosen prefix, then close; idempotent. */
@@ -558,7 +617,8 @@ export class LogStore {
     const root = this.root;
     if (root === null) return;
     if (this.chosenPending > this.chosenWritten) {
-      await this.commit(() => this.writeChosenSync(this.chosenPending)).catch(() => {
+      const w = nothingCommitted();
+      await this.commit(() => this.writeChosenSync(this.chosenPending, w)).then(() => this.committed(w), () => {
         // The prefix is only a hint for the next start; closing matters more.
       });
     }
@@ -589,7 +649,7 @@ export class LogStore {
       return await this.db().transaction(body);
     } catch (err) {
       const commitError = (err as { commitError?: Promise<unknown> }).commitError;
-      if (commitError === undefined) throw err; // the body threw: no commit was tried
+      if (commitError === undefined) throw err; // no commit was tried (the body threw, or the log is closed)
       const cause = await commitError.then(() => err, (e: unknown) => e);
       throw new StorageError(`the commit failed: ${(cause as Error).message}`, { cause });
     }
@@ -610,7 +670,6 @@ export class LogStore {
 
   private truncateSync(fromPosition: number): void {
     this.removeRecordsSync({ start: fromPosition });
-    if (this.lastPosition >= fromPosition) this.lastPosition = fromPosition - 1;
   }
 
   private decode(key: number, bytes: Uint8Array): LogRecord | CorruptRecord {
