@@ -9,7 +9,9 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { open as openLmdb } from 'lmdb';
 import { createNode, RequestError, type Applied, type PaxlogNode, type StateMachine } from '../src/index.js';
+import { PaxlogNode as Node } from '../src/node/node.js';
 import type { LogStore } from '../src/storage/log-store.js';
+import { parsePeers } from '../src/transport/addresses.js';
 import { failCommits } from './lmdb-faults.js';
 
 /** Appends every command (as text) to a list; apply returns the list's new length. */
@@ -52,13 +54,14 @@ describe('embedding paxlog with your own state machine', { timeout: 60_000 }, ()
   const peers = '1=127.0.0.1:17450,2=127.0.0.1:17451,3=127.0.0.1:17452';
   const journals = new Map<number, Journal>();
   const nodes = new Map<number, PaxlogNode<number>>();
+  const options = (id: number, j: Journal) => ({
+    id, peers, dataDir: path.join(dir, `n${id}`), stateMachine: j, secret: 'lib-test', tickMs: 10,
+    snapshotSlots: 4, logger: pino({ level: 'silent' }),
+  });
   const open = async (id: number): Promise<PaxlogNode<number>> => {
     const j = new Journal();
     journals.set(id, j);
-    const n = await createNode({
-      id, peers, dataDir: path.join(dir, `n${id}`), stateMachine: j, secret: 'lib-test', tickMs: 10,
-      snapshotSlots: 4, logger: pino({ level: 'silent' }),
-    });
+    const n = await createNode(options(id, j));
     nodes.set(id, n);
     return n;
   };
@@ -108,6 +111,48 @@ describe('embedding paxlog with your own state machine', { timeout: 60_000 }, ()
     for (let i = 0; i < 500 && j.lines.length < 14; i++) await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual(j.lines, Array.from({ length: 14 }, (_, i) => `cmd-${i}`));
     assert.equal(restarted.status().appliedPrefix > 1, true);
+  });
+
+  for (const disk of ['works', 'refuses the install'] as const) test(`a node stopped while it saves a snapshot installed from a peer stops cleanly and restarts (the disk ${disk})`, async () => {
+    const leader = await agreedLeader();
+    const down = [1, 2, 3].find((id) => id !== leader)!;
+    await nodes.get(down)!.stop();
+    nodes.delete(down);
+    const want = journals.get(leader)!.lines.length + 12;
+    for (let i = 0; i < 12; i++) await proposeRetrying(nodes.get(leader)!, `stop-${disk}-${i}`);
+    // Open it again, and stop it the moment its Ready with the leader's snapshot (the leader trimmed
+    // below it) goes to the log: the snapshot's file is being written then, as node.stop() finds it.
+    const node = Node.open({ ...options(down, new Journal()), peers: parsePeers(peers) });
+    const store = (node as unknown as { store: LogStore }).store;
+    let stopping: Promise<void> | null = null;
+    const persist = store.persist.bind(store);
+    store.persist = (b, inline) => {
+      const p = persist(b, inline);
+      if (b.snapshot !== null) stopping ??= node.stop();
+      return p;
+    };
+    // The first commit asked for once stopping began is the install's: the disk may refuse it alone.
+    let refused = 0;
+    failCommits(store, () => disk !== 'works' && stopping !== null && refused++ === 0);
+    // stopFatally would exit the process: counted instead.
+    const exits: (string | number | null | undefined)[] = [];
+    const exit = process.exit;
+    process.exit = ((code) => void exits.push(code)) as typeof process.exit;
+    try {
+      await node.start();
+      for (let i = 0; i < 500 && stopping === null; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(stopping !== null, 'the node installed a snapshot');
+      await stopping;
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(exits, [], 'a node stopped gracefully does not exit as if fatally');
+    } finally {
+      process.exit = exit;
+      await node.stop();
+    }
+    await open(down);
+    const again = journals.get(down)!;
+    for (let i = 0; i < 500 && again.lines.length < want; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(again.lines, journals.get(leader)!.lines, 'it restarts from its log and catches up');
   });
 });
 

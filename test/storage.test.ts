@@ -396,6 +396,46 @@ test('a closed log refuses writes with a StorageError', async () => {
   await assert.rejects(s.persist({ ...none, hardState: { ballot: 1, vote: 0 } }), StorageError);
 });
 
+test('close lets the persists in flight finish (an installed snapshot still being written), then refuses new ones', async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: true, kernels });
+  s.load();
+  const rec = (p: number) => ({ position: p, ballot: 1, value: bytes(`v${p}`) });
+  await s.persist({ ...none, hardState: { ballot: 1, vote: 0 }, records: [1, 2, 3].map(rec), chosenPrefix: 4 });
+  // The Ready of an install: a peer's snapshot at 1000, the records above it, chosen prefix 1006.
+  // close() is asked for while the snapshot's file is being written, as node.stop() may.
+  const installed = s.persist({ ...none, snapshot: { prefix: 1000, ballot: 1, bytes: new Uint8Array(8 << 20).fill(7) },
+    records: [1000, 1001, 1002, 1003, 1004, 1005].map(rec), chosenPrefix: 1006 });
+  const closed = s.close();
+  const refused = (e: Error) => e instanceof StorageError && e.name === 'LogClosingError';
+  await assert.rejects(s.persist({ ...none, records: [rec(1006)], chosenPrefix: 1007 }), refused);
+  await assert.rejects(s.saveSnapshot({ prefix: 1003, ballot: 1, bytes: bytes('late') }), refused);
+  assert.equal(await installed, true);
+  await closed;
+  s = LogStore.open({ dir, fsync: true, kernels });
+  const { restored, corrupt, missing } = s.load();
+  assert.deepEqual([restored.snapshot?.prefix, restored.records.map((r) => r.position), restored.chosenPrefix, corrupt, missing],
+    [1000, [1000, 1001, 1002, 1003, 1004, 1005], 1006, [], []]);
+  await s.close();
+});
+
+test('after a persist failed, no chosen prefix is written that may count on it (close included)', async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: true, kernels });
+  s.load();
+  const rec = (p: number) => ({ position: p, ballot: 1, value: bytes(`v${p}`) });
+  await s.persist({ ...none, records: [1, 2, 3].map(rec), chosenPrefix: 4 });
+  const restore = failCommits(s);
+  await assert.rejects(s.persist({ ...none, records: [rec(4), rec(5)], chosenPrefix: 6 }), /the commit failed/);
+  restore();
+  await s.persist({ ...none, chosenPrefix: 7 });
+  await s.close();
+  s = LogStore.open({ dir, fsync: true, kernels });
+  const { restored, missing } = s.load();
+  assert.deepEqual([restored.chosenPrefix, restored.records.map((r) => r.position), missing], [4, [1, 2, 3], []]);
+  await s.close();
+});
+
 test('a chosen prefix alone writes nothing; it rides on the next transaction, on a snapshot or on close', async () => {
   const dir = tmp();
   let s = LogStore.open({ dir, fsync: true, kernels });

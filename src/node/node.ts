@@ -648,6 +648,12 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
         p.wrote = wrote;
         this.advanceDurable();
       }, (err: Error) => {
+        // Once the node is stopping (or stopping fatally already), nothing waits on this persist:
+        // no reply leaves after it, and the log writes no chosen prefix that counts on it.
+        if (this.stopped) {
+          this.log.warn({ err: err.message }, 'a write in flight when the node stopped did not reach the log');
+          return;
+        }
         // The disk refused a write: going on could break a promise made to peers. Stop with context.
         this.stopFatally({ err: err.message }, 'the log could not be written; stopping the node');
       });

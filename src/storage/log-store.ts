@@ -144,6 +144,11 @@ export class StorageError extends Error {
   override name = 'StorageError';
 }
 
+/** A persist or snapshot asked for once close() began: refused, nothing of it written. */
+export class LogClosingError extends StorageError {
+  override name = 'LogClosingError';
+}
+
 const mapBytesDefault = 64 * 1024 * 1024 * 1024;
 /**
  * Records below the snapshot that a transaction deletes, oldest first (see trimSync): this many,
@@ -226,6 +231,15 @@ export class LogStore {
   private snapshotBarrier: Promise<unknown> | null = null;
   /** The saveSnapshot() in progress, if any (at most one: the node takes one snapshot at a time). */
   private snapshotSaving: Promise<boolean> | null = null;
+  /** The persists asked for and not yet settled: close() lets them finish first. */
+  private readonly persisting = new Set<Promise<boolean>>();
+  /** close(), once asked for (null before): from then on persists and snapshots are refused (LogClosingError). */
+  private closing: Promise<void> | null = null;
+  /**
+   * A persist failed. A later Ready's chosen prefix may count on what it held, so no chosen prefix
+   * is written from then on (a lower one than the truth is safe: see the header).
+   */
+  private persistFailed = false;
 
   private constructor(opts: LogStoreOptions) {
     this.kernels = opts.kernels;
@@ -366,8 +380,18 @@ export class LogStore {
    * Resolves to whether a transaction was written. `inline`: write and sync it on this thread
    * before returning (no hand-offs to lmdb-js's write thread and back, which cost more than the
    * sync itself when nothing else is queued); only when no other persist is in flight.
+   * Once close() began, refused with a LogClosingError.
    */
-  async persist(b: PersistBatch, inline = false): Promise<boolean> {
+  persist(b: PersistBatch, inline = false): Promise<boolean> {
+    if (this.closing !== null) return Promise.reject(new LogClosingError(`the log in ${this.dir} is closing: persist refused, nothing written`));
+    const p = this.persistNow(b, inline);
+    this.persisting.add(p);
+    const settled = (): void => void this.persisting.delete(p);
+    p.then(settled, settled);
+    return p;
+  }
+
+  private async persistNow(b: PersistBatch, inline: boolean): Promise<boolean> {
     if (b.chosenPrefix > this.chosenPending) this.chosenPending = b.chosenPrefix;
     // The prefix as of this Ready: with several persists queued, the transaction body runs later,
     // when chosenPending may already hold a later Ready's prefix, whose records are not in this
@@ -413,6 +437,7 @@ export class LogStore {
       else await this.commit(write);
       this.committed(w);
     } catch (err) {
+      this.persistFailed = true;
       throw new StorageError(`persist failed: ${(err as Error).message}`);
     }
     if (b.snapshot !== null) this.removeSnapshotFiles(this.snapshotPrefix, false);
@@ -425,6 +450,7 @@ export class LogStore {
    * snapshot was saved first (an installed one), which leaves this one out. One at a time.
    */
   saveSnapshot(snap: Snapshot): Promise<boolean> {
+    if (this.closing !== null) return Promise.reject(new LogClosingError(`the log in ${this.dir} is closing: snapshot at ${snap.prefix} refused`));
     assert.ok(this.snapshotSaving === null, 'one snapshot saved at a time');
     const saving = this.saveSnapshotFileThenMeta(snap).finally(() => {
       this.snapshotSaving = null;
@@ -603,17 +629,27 @@ export class LogStore {
     }
   }
 
-  /** Inside a transaction: write the chosen prefix if it moved since it was last committed. */
+  /** Inside a transaction: write the chosen prefix if it moved since it was last committed (and no persist failed). */
   private writeChosenSync(chosen: number, w: Committed): void {
-    if (chosen <= this.chosenWritten) return;
+    if (chosen <= this.chosenWritten || this.persistFailed) return;
     this.putMetaSync('chosen', [chosen]);
     w.chosen = chosen;
   }
 
-  /** Write the pending chosen prefix, then close; idempotent. */
-  async close(): Promise<void> {
-    // A snapshot being saved finishes first (or fails: the next start removes what it left).
-    await this.snapshotSaving?.catch(() => false);
+  /**
+   * Let the persists and the snapshot save asked for so far finish, write the pending chosen
+   * prefix, then close; persists and snapshots asked for from now on are refused. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeAfterWrites();
+    return this.closing;
+  }
+
+  private async closeAfterWrites(): Promise<void> {
+    // A persist may still be writing an installed snapshot's file: the pending chosen prefix counts
+    // on it, and closing the log under it would fail it. So everything in flight finishes first, or
+    // fails (a failed snapshot leaves files the next load removes).
+    await Promise.allSettled([...this.persisting, this.snapshotSaving]);
     const root = this.root;
     if (root === null) return;
     if (this.chosenPending > this.chosenWritten) {
