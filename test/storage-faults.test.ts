@@ -6,7 +6,8 @@
 // data is used: the store reports that slot corrupt and never serves it, every other record comes
 // back byte for byte, and the node refuses to start with a message naming the slot.
 // Missing state is refused too: a lost hard state (Multi-Paxos promise, Raft term and vote), and
-// a lost record below the persisted chosen prefix (an error, never a gap).
+// a lost record below the persisted chosen prefix (an error, never a gap). So is an LMDB file cut
+// short or overwritten, which LMDB itself would crash on (SIGBUS, SIGSEGV) rather than report.
 // The same for a Raft replica. Ports 24000-24019.
 
 import { after, test } from 'node:test';
@@ -20,7 +21,7 @@ import { createNode, RequestError, type PaxlogNode, type StateMachine } from '..
 import { PaxlogNode as Node } from '../src/node/node.js';
 import { loadKernels } from '../src/kernels/index.js';
 import { parsePeers } from '../src/transport/addresses.js';
-import { LogStore, StorageError } from '../src/storage/log-store.js';
+import { LogDamagedError, LogStore, StorageError } from '../src/storage/log-store.js';
 import { Prng } from '../src/sim/prng.js';
 
 const kernels = loadKernels('js');
@@ -287,5 +288,69 @@ test('a fresh log starts with an all-zero hard state and writes it, so that losi
   await deleteStored(dir, 'meta', ['hard']);
   s = LogStore.open({ dir, fsync: false, kernels });
   assert.throws(() => s.load(), /hard state is missing/);
+  await s.close();
+});
+
+test('an LMDB file cut short, or overwritten with zeros or random bytes, is refused naming the file, not a crash; --rejoin-without-voting sets it aside', { timeout: 60_000 }, async (t) => {
+  const { image } = await theReplica();
+  const size = fs.statSync(path.join(image, 'paxlog.mdb')).size;
+  t.diagnostic(`the replica's LMDB file: ${size} bytes`);
+  const rng = new Prng(20261129);
+  // A compacted copy holds live pages only: whatever a cut takes, LMDB would have read.
+  const damage: [string, (file: string) => void, RegExp][] = [
+    ['cut to half (at a page boundary)', (f) => fs.truncateSync(f, Math.floor(size / 2 / 4096) * 4096), /cut short: it lacks page \d+ \(of \d+ bytes\), which holds live data/],
+    ['without its last 4 KiB', (f) => fs.truncateSync(f, size - 4096), /cut short: it lacks page \d+/],
+    ['cut to 4 KiB', (f) => fs.truncateSync(f, 4096), /too short to hold LMDB's meta page 1/],
+    ['64 KiB of zeros', (f) => fs.writeFileSync(f, Buffer.alloc(65536)), /meta page 0 does not carry LMDB's magic number/],
+    ['64 KiB of random bytes', (f) => fs.writeFileSync(f, Uint8Array.from({ length: 65536 }, () => rng.int(0, 256))), /meta page 0 does not carry LMDB's magic number/],
+  ];
+  for (const [i, [what, harm, reason]] of damage.entries()) {
+    const dir = copyImage(image, `lmdb-damaged-${i}`);
+    const file = path.join(dir, 'paxlog.mdb');
+    harm(file);
+    assert.throws(() => LogStore.open({ dir, fsync: false, kernels }),
+      (e: Error) => e instanceof LogDamagedError && e instanceof StorageError && e.message.startsWith(`the log file ${file} is damaged: `) && reason.test(e.message),
+      `${what}: not refused as damaged`);
+    assert.equal(fs.existsSync(path.join(dir, 'paxlog.lock')), false, `${what}: the directory's lock is released`);
+    assert.match((await startError(dir, 'multipaxos'))!, reason, `${what}: the node refuses to start`);
+  }
+  // With --rejoin-without-voting the damaged file is kept aside and the node starts from an empty log.
+  const dir = path.join(base, 'lmdb-damaged-0');
+  const node = Node.open({ id: 1, peers: parsePeers(peersMultiPaxos), dataDir: dir, stateMachine: new Counter(), logger: silent, kernels: 'js', rejoinWithoutVoting: true });
+  try {
+    const aside = fs.readdirSync(dir).filter((f) => f.startsWith('damaged-'));
+    assert.equal(aside.length, 1, 'set aside');
+    assert.equal(fs.statSync(path.join(dir, aside[0], 'paxlog.mdb')).size, Math.floor(size / 2 / 4096) * 4096, 'kept as it was');
+  } finally {
+    await node.stop();
+  }
+});
+
+test('a whole LMDB file shorter than its last page says (pages taken at the end and freed unwritten) opens: only pages that hold data count', async () => {
+  const dir = path.join(base, 'short-but-whole');
+  let s = LogStore.open({ dir, fsync: false, kernels });
+  s.load();
+  const rec = (p: number) => ({ position: p, ballot: 65537, value: Uint8Array.of(p) });
+  await s.persist({ snapshot: null, hardState: { ballot: 65537, vote: 0 }, truncateFrom: 0, records: [1, 2, 3].map(rec), chosenPrefix: 4 });
+  await s.close();
+  // One transaction writes large values (overflow pages taken at the end of the file) and deletes
+  // them again: LMDB frees those pages without writing them, yet counts them in its last page.
+  const file = path.join(dir, 'paxlog.mdb');
+  const root = openLmdb({ path: file, maxDbs: 4, overlappingSync: false });
+  const log = root.openDB<Buffer, number>({ name: 'log', encoding: 'binary' });
+  root.transactionSync(() => {
+    for (let p = 100; p < 200; p++) log.putSync(p, Buffer.alloc(3000));
+    for (let p = 100; p < 200; p++) log.removeSync(p);
+  });
+  const { pageSize, lastPageNumber } = root.getStats() as { pageSize: number; lastPageNumber: number };
+  await root.close();
+  assert.ok(fs.statSync(file).size < (lastPageNumber + 1) * pageSize, `the file (${fs.statSync(file).size} bytes) is shorter than ${lastPageNumber + 1} pages`);
+  s = LogStore.open({ dir, fsync: false, kernels });
+  const { restored, corrupt, missing } = s.load();
+  assert.deepEqual([restored.records.map((r) => r.position), restored.chosenPrefix, corrupt, missing], [[1, 2, 3], 4, [], []]);
+  await s.persist({ snapshot: null, hardState: null, truncateFrom: 0, records: Array.from({ length: 50 }, (_, i) => ({ ...rec(4 + i), value: new Uint8Array(3000) })), chosenPrefix: 54 });
+  await s.close();
+  s = LogStore.open({ dir, fsync: false, kernels });
+  assert.equal(s.load().restored.records.length, 53, 'and LMDB writes on past its end');
   await s.close();
 });

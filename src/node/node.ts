@@ -31,7 +31,7 @@ import {
 } from '../protocol/types.js';
 import { protocolFactory } from '../sim/protocols.js';
 import { Prng } from '../sim/prng.js';
-import { LogStore, missingListMax, StorageError } from '../storage/log-store.js';
+import { LogDamagedError, LogStore, missingListMax, StorageError } from '../storage/log-store.js';
 import { PeerTransport, type PeerAddress } from '../transport/peers.js';
 import { faultsNone, LinkFaults, type FaultOptions } from '../transport/faults.js';
 import { checkTlsFiles, createApp, loadNativeUws, type TlsFiles, type UwsModule } from '../transport/uws.js';
@@ -321,22 +321,36 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     const kernels = loadKernels(opts.kernels ?? 'wasm');
     const fsync = opts.fsync ?? true;
     const preallocateBytes = opts.preallocateBytes;
-    let store = LogStore.open({ dir: opts.dataDir, fsync, kernels, newCluster: opts.newCluster, preallocateBytes });
-    try {
-      return PaxlogNode.recover(opts, store, kernels, uws);
-    } catch (err) {
-      store.closeSync(); // release the directory; the error (or broken invariant) goes on up
-      if (!(err instanceof StorageError) || opts.rejoinWithoutVoting !== true) throw err;
-      const aside = setAside(opts.dataDir);
-      opts.logger.error({ reason: err.message, setAside: aside }, 'THE LOG IS DAMAGED: set aside; starting from an empty log ' +
-        'and rejoining without voting until caught up from the peers (--rejoin-without-voting)');
-      store = LogStore.open({ dir: opts.dataDir, fsync, kernels, preallocateBytes }); // never newCluster: it lost state
+    const recover = (store: LogStore): PaxlogNode<R> => {
       try {
         return PaxlogNode.recover(opts, store, kernels, uws);
-      } catch (err2) {
-        store.closeSync();
-        throw err2;
+      } catch (err) {
+        store.closeSync(); // release the directory; the error (or broken invariant) goes on up
+        throw err;
       }
+    };
+    // Damage refuses the start; with --rejoin-without-voting the log is set aside instead.
+    const startOver = (damage: StorageError): PaxlogNode<R> => {
+      if (opts.rejoinWithoutVoting !== true) throw damage;
+      const aside = setAside(opts.dataDir);
+      opts.logger.error({ reason: damage.message, setAside: aside }, 'THE LOG IS DAMAGED: set aside; starting from an empty log ' +
+        'and rejoining without voting until caught up from the peers (--rejoin-without-voting)');
+      return recover(LogStore.open({ dir: opts.dataDir, fsync, kernels, preallocateBytes })); // never newCluster: it lost state
+    };
+    let store: LogStore;
+    try {
+      store = LogStore.open({ dir: opts.dataDir, fsync, kernels, newCluster: opts.newCluster, preallocateBytes });
+    } catch (err) {
+      // An LMDB file refused as damaged is damage like what recovery refuses; a directory in use,
+      // or a disk that will not open the log, is not.
+      if (err instanceof LogDamagedError) return startOver(err);
+      throw err;
+    }
+    try {
+      return recover(store);
+    } catch (err) {
+      if (err instanceof StorageError) return startOver(err);
+      throw err;
     }
   }
 

@@ -144,6 +144,14 @@ export class StorageError extends Error {
   override name = 'StorageError';
 }
 
+/**
+ * The LMDB file is damaged in a way LMDB itself would not survive (see checkLmdbFile): refused
+ * before LMDB reads it. Damage like what load() refuses, unlike a directory in use.
+ */
+export class LogDamagedError extends StorageError {
+  override name = 'LogDamagedError';
+}
+
 /** A persist or snapshot asked for once close() began: refused, nothing of it written. */
 export class LogClosingError extends StorageError {
   override name = 'LogClosingError';
@@ -171,6 +179,103 @@ const snapshotFilePattern = /^paxlog\.mdb\.snapshot-(\d+)(\.tmp)?$/;
 const snapshotFileVersion = -2;
 /** Where a 'snapshot' meta value's header (prefix f64, ballot f64) starts: after the version of one that names a file. */
 const snapshotHeaderAt = (meta: DataView): number => (meta.byteLength === 40 && meta.getFloat64(0, true) === snapshotFileVersion ? 8 : 0);
+
+// LMDB's file layout, as lmdb-js 3 builds it (dependencies/lmdb/libraries/liblmdb/mdb.c), little-
+// endian. Every page starts with MDB_page_header, 24 bytes: pgno u64, txnid u64, pad u16, flags
+// u16, lower u16 (where the node index, which follows the header, ends), upper u16 (an overflow
+// page has a page count u32 there instead). Pages 0 and 1 are meta pages; LMDB uses the one with
+// the higher txnid. After the header, MDB_meta: magic u32, version u32, address u64, mapsize u64,
+// the free-page and main databases (MDB_db, 48 bytes each: pad u32 (the free one's holds the page
+// size), flags u16, depth u16, branch, leaf and overflow page counts u64, entries u64, root u64),
+// last_pg u64, txnid u64. A node, at header + its index entry: lo u16, hi u16, flags u16, key size
+// u16, the key, then in a leaf the data (lo and hi: its size), which is the first page of its
+// overflow pages (u64) with F_BIGDATA, a named database's MDB_db with F_SUBDATA; in a branch page
+// lo, hi and flags hold the child's pgno.
+const lmdbPage = { headerBytes: 24, flagsAt: 18, lowerAt: 20, branch: 0x01, leaf: 0x02, none: 0xffffffffffffffffn };
+const lmdbMeta = { magicAt: 24, versionAt: 28, pageSizeAt: 48, freeDbAt: 48, mainDbAt: 96, txnidAt: 152, bytes: 160, magic: 0xbeefc0de, dataVersion: 2 };
+const lmdbDb = { rootAt: 40, bytes: 48 };
+const lmdbNode = { bytes: 8, bigData: 0x01, subData: 0x02 };
+
+const damaged = (file: string, reason: string): LogDamagedError =>
+  new LogDamagedError(`the log file ${file} is damaged: ${reason}; refusing to open it`);
+
+/**
+ * Refuse, before LMDB opens it, a file LMDB would crash on rather than report: lmdb-js maps the
+ * file and follows its pages, so a file of zeros or random bytes ends the process with SIGSEGV,
+ * and one cut short (a copy or restore that stopped early) with SIGBUS, in open(), openDB() or a
+ * later read. So both meta pages must carry LMDB's magic and data version, and every page the
+ * latest one reaches (the pages of each database's B-tree, and the overflow pages of large values)
+ * must lie inside the file, a B-tree page saying so in its header. (The file's size against the
+ * meta's last page would not do: a transaction may take pages at the end and free them again
+ * unwritten, which leaves a whole log shorter than that, as lmdb-js 3.5.6 does here.) This reads
+ * each B-tree page once (a 626 MB log: 0.2 s here, against 2 s for load()); what a page holds past
+ * its structure is for the records' CRCs. An empty file passes: LMDB makes it a new log, which
+ * load() then finds without the hard state a log that existed has.
+ */
+function checkLmdbFile(file: string): void {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size === 0) return;
+    const metaPage = (page: number, pageSize: number): Buffer => {
+      const m = Buffer.alloc(lmdbMeta.bytes);
+      if (fs.readSync(fd, m, 0, m.byteLength, page * pageSize) < m.byteLength) throw damaged(file, `${size} bytes, too short to hold LMDB's meta page ${page}`);
+      if (m.readUInt32LE(lmdbMeta.magicAt) !== lmdbMeta.magic) throw damaged(file, `meta page ${page} does not carry LMDB's magic number (not an LMDB file, or overwritten)`);
+      const version = m.readUInt32LE(lmdbMeta.versionAt) & 0xffff;
+      if (version !== lmdbMeta.dataVersion) throw damaged(file, `meta page ${page} says LMDB data version ${version}, not ${lmdbMeta.dataVersion}`);
+      return m;
+    };
+    const meta0 = metaPage(0, 0);
+    const pageSize = meta0.readUInt32LE(lmdbMeta.pageSizeAt);
+    if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) throw damaged(file, `meta page 0 says pages of ${pageSize} bytes`);
+    const meta1 = metaPage(1, pageSize);
+    const latest = meta1.readBigUInt64LE(lmdbMeta.txnidAt) > meta0.readBigUInt64LE(lmdbMeta.txnidAt) ? meta1 : meta0;
+
+    const pages = Math.floor(size / pageSize);
+    const beyond = (pgno: number): LogDamagedError =>
+      damaged(file, `${size} bytes, cut short: it lacks page ${pgno} (of ${pageSize} bytes), which holds live data`);
+    const todo: number[] = [];
+    const database = (from: Buffer, at: number): void => {
+      const root = from.readBigUInt64LE(at + lmdbDb.rootAt);
+      if (root !== lmdbPage.none) todo.push(Number(root));
+    };
+    database(latest, lmdbMeta.freeDbAt);
+    database(latest, lmdbMeta.mainDbAt);
+    const page = Buffer.alloc(pageSize);
+    for (let visited = 0; todo.length > 0; visited++) {
+      const pgno = todo.pop()!;
+      if (pgno >= pages) throw beyond(pgno);
+      if (visited >= pages) throw damaged(file, 'its B-tree pages link in a cycle');
+      fs.readSync(fd, page, 0, pageSize, pgno * pageSize);
+      const flags = page.readUInt16LE(lmdbPage.flagsAt);
+      if (page.readBigUInt64LE(0) !== BigInt(pgno) || (flags & (lmdbPage.branch | lmdbPage.leaf)) === 0) {
+        throw damaged(file, `page ${pgno} is not the B-tree page LMDB points to`);
+      }
+      const nodes = page.readUInt16LE(lmdbPage.lowerAt) >> 1;
+      for (let i = 0; i < nodes; i++) {
+        const at = lmdbPage.headerBytes + page.readUInt16LE(lmdbPage.headerBytes + 2 * i);
+        if (at + lmdbNode.bytes > pageSize) throw damaged(file, `page ${pgno} indexes a node past its end`);
+        const lo = page.readUInt16LE(at);
+        const hi = page.readUInt16LE(at + 2);
+        const nodeFlags = page.readUInt16LE(at + 4);
+        const data = at + lmdbNode.bytes + page.readUInt16LE(at + 6);
+        if (flags & lmdbPage.branch) {
+          todo.push(lo + hi * 0x10000 + nodeFlags * 0x100000000);
+        } else if (nodeFlags & (lmdbNode.subData | lmdbNode.bigData)) {
+          if (data + (nodeFlags & lmdbNode.subData ? lmdbDb.bytes : 8) > pageSize) throw damaged(file, `page ${pgno} holds a node past its end`);
+          if (nodeFlags & lmdbNode.subData) database(page, data);
+          else {
+            const first = Number(page.readBigUInt64LE(data));
+            const count = Math.floor((lmdbPage.headerBytes - 1 + lo + hi * 0x10000) / pageSize) + 1; // mdb.c's OVPAGES
+            if (first + count > pages) throw beyond(first + count - 1);
+          }
+        }
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 
 /** Whether data directory `dir` holds a log (a node that ran there). */
 export const logExists = (dir: string): boolean => fs.existsSync(logFile(dir));
@@ -248,6 +353,7 @@ export class LogStore {
     fs.mkdirSync(opts.dir, { recursive: true });
     const file = logFile(opts.dir);
     this.existed = fs.existsSync(file);
+    if (this.existed) checkLmdbFile(file);
     this.root = open({
       path: file,
       // Durable before a transaction's promise resolves; see the header comment.
@@ -288,6 +394,7 @@ export class LogStore {
       return store;
     } catch (err) {
       fs.rmSync(lockFile, { force: true });
+      if (err instanceof LogDamagedError) throw err; // names the file: the node tells it from other failures
       throw new StorageError(`cannot open the log in ${opts.dir}: ${(err as Error).message}`);
     }
   }
