@@ -3,6 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -254,6 +255,36 @@ test('a commit the disk refuses (persist, snapshot, close) rejects with a Storag
   } finally {
     process.off('unhandledRejection', onUnhandled);
   }
+});
+
+test('a commit the disk really refuses (a file size limit: writes past it fail) leaves the process running, the log whole', { timeout: 60_000 }, () => {
+  // lmdb-js's own failure path, not a stub: it used to leave a rejection no caller could handle
+  // (its event-turn batch's), which ends the process in Node 20. `ulimit -f` (KiB) stands in for
+  // a full disk, as in test/cli.test.ts; a child process carries it.
+  const dir = tmp();
+  const child = `
+    import { loadKernels } from ${JSON.stringify(new URL('../src/kernels/index.js', import.meta.url).href)};
+    import { LogStore } from ${JSON.stringify(new URL('../src/storage/log-store.js', import.meta.url).href)};
+    const s = LogStore.open({ dir: ${JSON.stringify(dir)}, fsync: true, kernels: loadKernels('js'), newCluster: true });
+    s.load();
+    let next = 1, refused = 'never';
+    while (next < 10000 && refused === 'never') {
+      const records = [0, 1, 2, 3].map((i) => ({ position: next + i, ballot: 1, value: new Uint8Array(2000).fill(i) }));
+      await s.persist({ snapshot: null, hardState: null, truncateFrom: 0, records, chosenPrefix: next + 4 })
+        .then(() => { next += 4; }, (e) => { refused = e.message; });
+    }
+    await s.close();
+    await new Promise((r) => setTimeout(r, 100)); // an unhandled rejection would end the process here
+    console.log(JSON.stringify({ durable: next - 1, refused }));
+  `;
+  const run = spawnSync('bash', ['-c', 'ulimit -f 256; exec "$0" "$@"', process.execPath, '--input-type=module', '-e', child], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(run.status, 0, `the process ended: ${run.status} ${run.signal}\n${run.stderr}`);
+  const { durable, refused } = JSON.parse(run.stdout) as { durable: number; refused: string };
+  assert.match(refused, /^persist failed: the commit failed: /);
+  const s = LogStore.open({ dir, fsync: true, kernels });
+  const { restored, corrupt, missing } = s.load();
+  assert.deepEqual([restored.records.length, restored.chosenPrefix, corrupt, missing], [durable, durable + 1, [], []]);
+  s.closeSync();
 });
 
 test('a snapshot whose commit fails moves nothing: the records it meant to replace stay, the older snapshot\'s file too, and a retry saves it', async () => {

@@ -361,6 +361,13 @@ export class LogStore {
       noSync: !opts.fsync,
       // After a crash, restore only what was synced (matters only if overlappingSync is ever on).
       safeRestore: true,
+      // No event-turn batches: lmdb-js drops the promise of a batch's opening instruction, so a
+      // failed commit left an unhandled rejection however well commit() handled its own, and Node
+      // ends the process on it. Every write here is a transaction, queued in the order it is asked
+      // for either way; with at most five outstanding (lmdb-js's txnStartThreshold; the node keeps
+      // up to readysOutstandingMax (4) persists and one snapshot save in flight) those asked for in
+      // one turn still start together at the next, as the batch did.
+      eventTurnBatching: false,
       compression: false,
       maxDbs: 4,
       mapSize: opts.mapBytesMax ?? mapBytesDefault,
