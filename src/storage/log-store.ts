@@ -67,7 +67,9 @@
 // and learns (or, as an acceptor, reports) those slots again, which is safe. So a Ready that
 // carries nothing but a new chosen prefix costs no transaction and no fsync: the prefix rides on
 // the next transaction that is written anyway (accepts, a promise, a snapshot, close). Under load
-// that halves the fsyncs, since the chosen prefix moves on almost every Ready.
+// that halves the fsyncs, since the chosen prefix moves on almost every Ready. Once a persist is
+// known to have failed, no transaction writes it any more (persistFailed): a later Ready's prefix
+// may count on what the failed one held.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
