@@ -171,7 +171,7 @@ export class MultiPaxos implements Protocol {
   private backoff = 0;
   /** Ticks since a live leader (stickyTo) was heard. While < electionTicksMin, Prepares from others are ignored. */
   private quietTicks = 0;
-  /** The leader heard most recently, or 0 after a restart (then every Prepare waits out the quiet time). */
+  /** The leader heard most recently (0: none yet). */
   private stickyTo = 0;
   /**
    * After a restart, the tick (of `now`) before which this node promises nobody, whatever it hears
@@ -328,9 +328,7 @@ export class MultiPaxos implements Protocol {
         this.chosenValues.set(s, a.value);
       }
       // A restarted node may have acknowledged a leader's lease before it crashed: it promises
-      // nobody until a whole election timeout has passed.
-      this.quietTicks = 0;
-      this.stickyTo = 0;
+      // nobody until a whole election timeout has passed (isSticky).
       this.restartQuietUntil = this.now + c.electionTicksMin;
       // The planted bug skips the whole rule: the node votes as if it remembered everything.
       if (r.rejoining && !this.bugs.rejoinVotesAtOnce) {
