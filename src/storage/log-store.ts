@@ -179,8 +179,21 @@ const snapshotFile = (dir: string, prefix: number): string => `${logFile(dir)}.s
 const snapshotFilePattern = /^paxlog\.mdb\.snapshot-(\d+)(\.tmp)?$/;
 /** The first number of a 'snapshot' meta value that names a snapshot file (below any prefix of the older format). */
 const snapshotFileVersion = -2;
-/** Where a 'snapshot' meta value's header (prefix f64, ballot f64) starts: after the version of one that names a file. */
-const snapshotHeaderAt = (meta: DataView): number => (meta.byteLength === 40 && meta.getFloat64(0, true) === snapshotFileVersion ? 8 : 0);
+/**
+ * A 'snapshot' meta value's header (prefix f64, ballot f64; after the version in one that names a
+ * file), or why it is bad. 16 bytes of header in the older format: one from before compaction had
+ * 8, which is refused here, not read past its end.
+ */
+function snapshotHeader(meta: DataView): { prefix: number; ballot: number; named: boolean } | CorruptRecord {
+  const named = meta.byteLength === 40 && meta.getFloat64(0, true) === snapshotFileVersion;
+  const at = named ? 8 : 0;
+  const prefix = meta.byteLength >= at + 16 ? meta.getFloat64(at, true) : NaN;
+  const ballot = meta.byteLength >= at + 16 ? meta.getFloat64(at + 8, true) : NaN;
+  if (!Number.isSafeInteger(prefix) || prefix < 2 || !Number.isSafeInteger(ballot) || ballot < 0) {
+    return { key: 'snapshot', reason: `bad header (${meta.byteLength} bytes, prefix ${prefix}, ballot ${ballot})` };
+  }
+  return { prefix, ballot, named };
+}
 
 // LMDB's file layout, as lmdb-js 3 builds it (dependencies/lmdb/libraries/liblmdb/mdb.c), little-
 // endian. Every page starts with MDB_page_header, 24 bytes: pgno u64, txnid u64, pad u16, flags
@@ -630,8 +643,8 @@ export class LogStore {
    */
   private saveSnapshotSync(snap: Snapshot, crc: number, w: Committed): boolean {
     const meta = this.readMeta('snapshot', -1);
-    const prefix = meta === null || isFailure(meta) ? NaN : meta.getFloat64(snapshotHeaderAt(meta), true);
-    const named = Number.isSafeInteger(prefix) ? prefix : 1; // a damaged one names nothing (as in load())
+    const header = meta === null || isFailure(meta) ? null : snapshotHeader(meta);
+    const named = header === null || 'reason' in header ? 1 : header.prefix; // a damaged one names nothing (as in load())
     w.snapshotPrefix = Math.max(named, snap.prefix);
     if (snap.prefix <= named) return false;
     this.putMetaSync('snapshot', [snapshotFileVersion, snap.prefix, snap.ballot, snap.bytes.byteLength, crc]);
@@ -674,14 +687,9 @@ export class LogStore {
 
   /** The snapshot a 'snapshot' meta value names (its file read and checked), or why it cannot be had. */
   private readSnapshot(meta: DataView): Snapshot | CorruptRecord {
-    const at = snapshotHeaderAt(meta);
-    const named = at > 0;
-    // 16 bytes of header in the older format (one from before compaction had 8: refused, not read past its end).
-    const prefix = meta.byteLength >= at + 16 ? meta.getFloat64(at, true) : NaN;
-    const ballot = meta.byteLength >= at + 16 ? meta.getFloat64(at + 8, true) : NaN;
-    if (!Number.isSafeInteger(prefix) || prefix < 2 || !Number.isSafeInteger(ballot) || ballot < 0) {
-      return { key: 'snapshot', reason: `bad header (${meta.byteLength} bytes, prefix ${prefix}, ballot ${ballot})` };
-    }
+    const header = snapshotHeader(meta);
+    if ('reason' in header) return header;
+    const { prefix, ballot, named } = header;
     if (!named) return { prefix, ballot, bytes: new Uint8Array(meta.buffer, meta.byteOffset + 16, meta.byteLength - 16).slice() };
     const length = meta.getFloat64(24, true);
     const crc = meta.getFloat64(32, true);
