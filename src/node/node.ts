@@ -243,6 +243,9 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private stopped = false;
   /** The highest slot applied. Invariant: never decreases; appliedThrough + 1 is the next slot to apply. */
   private appliedThrough = 0;
+  /** Slots and bytes of commands between snapshots (opts or their defaults); 0: not by that measure. */
+  private readonly snapshotSlots: number;
+  private readonly snapshotBytes: number;
   /** Slots applied since the last snapshot was taken or installed. */
   private slotsSinceSnapshot = 0;
   /** Bytes of the slots applied since the last snapshot was taken or installed. */
@@ -290,8 +293,10 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     // here (11 MB: serializing the state machine, its CRC); at one slot, all three held theirs at
     // once and every write waited, where a follower's alone is covered by the other follower's ack.
     const place = [...opts.peers.keys()].sort((a, b) => a - b).indexOf(opts.id) / opts.peers.size;
-    this.slotsSinceSnapshot = Math.floor(place * (opts.snapshotSlots ?? snapshotSlotsDefault));
-    this.bytesSinceSnapshot = Math.floor(place * (opts.snapshotBytes ?? snapshotBytesDefault));
+    this.snapshotSlots = opts.snapshotSlots ?? snapshotSlotsDefault;
+    this.snapshotBytes = opts.snapshotBytes ?? snapshotBytesDefault;
+    this.slotsSinceSnapshot = Math.floor(place * this.snapshotSlots);
+    this.bytesSinceSnapshot = Math.floor(place * this.snapshotBytes);
     // TLS files were checked in open(); read again here for the CA that outbound links trust.
     this.app = createApp(uws, opts.tls);
     this.faults = opts.faults !== undefined || opts.faultControl === true ? new LinkFaults(opts.id, { ...faultsNone, ...opts.faults }) : null;
@@ -762,9 +767,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
 
   /** A snapshot is due (by --snapshot-slots or --snapshot-bytes) or was asked for. */
   private snapshotDue(): boolean {
-    const slots = this.opts.snapshotSlots ?? snapshotSlotsDefault;
-    const bytes = this.opts.snapshotBytes ?? snapshotBytesDefault;
-    return (slots > 0 && this.slotsSinceSnapshot >= slots) || (bytes > 0 && this.bytesSinceSnapshot >= bytes) || this.snapshotWaiters.length > 0;
+    return (this.snapshotSlots > 0 && this.slotsSinceSnapshot >= this.snapshotSlots) ||
+      (this.snapshotBytes > 0 && this.bytesSinceSnapshot >= this.snapshotBytes) || this.snapshotWaiters.length > 0;
   }
 
   /** A snapshot waits to be handed to the core, which needs a moment with no Ready outstanding. */
