@@ -8,6 +8,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ClientOp, decodeRequests, encodeResponse, type ClientRequest } from '../src/api/client-protocol.js';
@@ -303,6 +304,66 @@ describe('the load generator against a fake /client server', () => {
       lg.child.kill('SIGKILL');
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
+    }
+  });
+
+  test('HTTP: answers split across two writes at every byte count once, by status (reads share one buffer)', { timeout: 60_000 }, async () => {
+    const answersMax = 600;
+    let go = false;
+    const sent = { ok: 0, unavailable: 0 };
+    const held: (() => void)[] = [];
+    // A raw server: each answer leaves in two writes cut at a different byte, so partial heads and
+    // bodies are left over in the load generator between reads of other connections.
+    const server = net.createServer((s) => {
+      let buf = Buffer.alloc(0);
+      s.setNoDelay(true);
+      s.on('error', () => {});
+      s.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        for (;;) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const length = contentLength(buf, end);
+          if (buf.byteLength < end + 4 + length) return;
+          buf = buf.subarray(end + 4 + length);
+          held.push(() => {
+            const i = sent.ok + sent.unavailable;
+            const refused = i % 7 === 3;
+            const body = 'x'.repeat(i % 5);
+            const bytes = Buffer.from(refused
+              ? `HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: ${body.length}\r\n\r\n${body}`
+              : `HTTP/1.1 200 OK\r\n${i % 2 === 0 ? 'content-length' : 'CONTENT-LENGTH'}: ${body.length}\r\n\r\n${body}`, 'latin1');
+            const cut = 1 + (i % (bytes.byteLength - 1));
+            s.write(bytes.subarray(0, cut));
+            setImmediate(() => s.write(bytes.subarray(cut)));
+            if (refused) sent.unavailable++;
+            else sent.ok++;
+          });
+          release();
+        }
+      });
+    });
+    const release = (): void => {
+      while (go && sent.ok + sent.unavailable < answersMax && held.length > 0) held.shift()!();
+    };
+    await new Promise<void>((r) => server.listen(26183, '127.0.0.1', r));
+    const lg = startLoadgen({ ...baseConfig, port: 26183, api: 'http', clients: 8, readRatio: 0 });
+    try {
+      await lg.next('ready');
+      lg.child.send({ type: 'measure' });
+      await sleep(200);
+      go = true;
+      release();
+      await until(`${answersMax} answers`, () => sent.ok + sent.unavailable === answersMax);
+      await sleep(300);
+      lg.child.send({ type: 'stop' });
+      const { result } = (await lg.next('result')) as { result: LoadResult };
+      assert.equal(result.writesOk, sent.ok);
+      assert.deepEqual(result.errors, { 503: sent.unavailable });
+      assert.equal(result.latency.count, sent.ok);
+    } finally {
+      lg.child.kill('SIGKILL');
+      server.close();
     }
   });
 });
