@@ -45,6 +45,10 @@ export interface PeerTransportOptions {
   /** Reconnect backoff bounds, in milliseconds. */
   reconnectDelayMsMin?: number;
   reconnectDelayMsMax?: number;
+  /** An inbound link that has not proven the secret this many milliseconds after it opened is closed. */
+  handshakeTimeoutMs?: number;
+  /** Inbound links not yet authenticated at most; upgrades beyond are refused with 503. */
+  pendingHandshakesMax?: number;
 }
 
 /** Counters for /metrics and /status. */
@@ -91,12 +95,16 @@ interface Inbound {
   reader: ReturnType<Kernels['newFrameReader']>;
   /** We ended the link (or uWS closed it): nothing more is read or sent on it. */
   closed: boolean;
+  /** Closes the link if no proof came in time; null once authenticated or closed. */
+  deadline: NodeJS.Timeout | null;
 }
 
 const linkBufferBytesDefault = 64 * 1024 * 1024;
 /** A link up this long counts as healthy: its next drop redials quickly again. */
 const linkUpStableMs = 2000;
 const frameBytesDefault = 64 * 1024 * 1024;
+/** A dialer answers the challenge in one round trip; one that does not within this is closed. */
+const handshakeTimeoutMsDefault = 5000;
 const zeroMask = (mask: Buffer): void => {
   mask.fill(0);
 };
@@ -111,12 +119,20 @@ export class PeerTransport {
   private readonly frameBytesMax: number;
   private readonly delayMsMin: number;
   private readonly delayMsMax: number;
+  private readonly handshakeTimeoutMs: number;
+  private readonly pendingHandshakesMax: number;
+  /** Inbound links that have not proven the secret yet. Invariant: size <= pendingHandshakesMax. */
+  private readonly pending = new Set<Uws.WebSocket<Inbound>>();
 
   constructor(private readonly opts: PeerTransportOptions) {
     this.linkBufferBytesMax = opts.linkBufferBytesMax ?? linkBufferBytesDefault;
     this.frameBytesMax = opts.frameBytesMax ?? frameBytesDefault;
     this.delayMsMin = opts.reconnectDelayMsMin ?? 50;
     this.delayMsMax = opts.reconnectDelayMsMax ?? 1000;
+    this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? handshakeTimeoutMsDefault;
+    // Before its proof, a link may make uWS buffer up to frameBytesMax of one message: bound how
+    // many such links there are, with room for every member to redial at once.
+    this.pendingHandshakesMax = opts.pendingHandshakesMax ?? Math.max(8, 2 * opts.peers.size);
     for (const [id, address] of opts.peers) {
       if (id === opts.id) continue;
       this.out.set(id, {
@@ -143,20 +159,39 @@ export class PeerTransport {
       maxBackpressure: 1024 * 1024,
       idleTimeout: 0,
       upgrade: (res, req, context) => {
+        if (this.pending.size >= this.pendingHandshakesMax) {
+          this.stats.authFailures++;
+          res.writeStatus('503 Service Unavailable').end('too many peer handshakes in progress', true);
+          return;
+        }
         const nonce = newNonce();
-        const data: Inbound = { nonce, peerId: 0, reader: this.opts.kernels.newFrameReader(this.frameBytesMax), closed: false };
+        const data: Inbound = { nonce, peerId: 0, reader: this.opts.kernels.newFrameReader(this.frameBytesMax), closed: false, deadline: null };
         res.upgrade(data, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'),
           req.getHeader('sec-websocket-extensions'), context);
       },
       open: (ws) => {
         const data = ws.getUserData();
         this.inbound.add(ws);
+        this.pending.add(ws);
+        data.deadline = setTimeout(() => {
+          data.deadline = null;
+          if (data.closed || data.peerId !== 0) return;
+          this.stats.authFailures++;
+          this.opts.logger.warn({ ms: this.handshakeTimeoutMs }, 'peer refused at handshake: no proof in time');
+          data.closed = true;
+          this.pending.delete(ws);
+          ws.end(4001, 'handshake timeout');
+        }, this.handshakeTimeoutMs);
         ws.send(encodeChallenge(this.opts.id, data.nonce), true);
       },
       message: (ws, message) => this.onInbound(ws, message),
       close: (ws) => {
-        ws.getUserData().closed = true;
+        const data = ws.getUserData();
+        data.closed = true;
+        if (data.deadline !== null) clearTimeout(data.deadline);
+        data.deadline = null;
         this.inbound.delete(ws);
+        this.pending.delete(ws);
       },
     });
   }
@@ -209,6 +244,7 @@ export class PeerTransport {
       if (!ws.getUserData().closed) ws.close();
     }
     this.inbound.clear();
+    this.pending.clear();
   }
 
   /**
@@ -249,10 +285,14 @@ export class PeerTransport {
         const reason = 'error' in proof ? proof.error : `node ${proof.dialerId} is not a member`;
         this.opts.logger.warn({ reason }, 'peer refused at handshake');
         data.closed = true;
+        this.pending.delete(ws);
         ws.end(4001, 'handshake refused');
         return;
       }
       data.peerId = proof.dialerId;
+      this.pending.delete(ws);
+      if (data.deadline !== null) clearTimeout(data.deadline);
+      data.deadline = null;
       this.opts.logger.info({ peer: data.peerId }, 'peer link in: authenticated');
       return;
     }

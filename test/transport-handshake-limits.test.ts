@@ -1,0 +1,86 @@
+// Inbound peer links that never prove the cluster secret: each one is closed after a deadline,
+// and only a bounded number may wait in the handshake at once (before its proof, one link can make
+// uWS buffer up to a whole frame's bound of one message). In-process, ports 18100-18109.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+import { pino } from 'pino';
+import { loadKernels } from '../src/kernels/index.js';
+import { PeerTransport, type PeerTransportOptions } from '../src/transport/peers.js';
+import { loadNativeUws } from '../src/transport/uws.js';
+import { newProof, readChallenge } from '../src/transport/handshake.js';
+
+/** A listener (node 1 of 3) on `port`; returns it and a function that stops it. */
+async function listener(port: number, extra: Record<string, unknown>): Promise<{ t: PeerTransport; stop: () => void }> {
+  const uws = loadNativeUws();
+  const app = uws.App();
+  const opts = {
+    id: 1,
+    peers: new Map([[1, { host: '127.0.0.1', port }], [2, { host: '127.0.0.1', port: port + 1 }], [3, { host: '127.0.0.1', port: port + 2 }]]),
+    secret: 'limits', kernels: loadKernels('js'), logger: pino({ level: 'silent' }), onMessage: () => {},
+    ...extra,
+  } as PeerTransportOptions;
+  const t = new PeerTransport(opts);
+  t.attach(app, uws);
+  const sock = await new Promise<unknown>((resolve) => app.listen('127.0.0.1', port, resolve));
+  assert.ok(sock, `listening on ${port}`);
+  return { t, stop: () => { t.close(); uws.us_listen_socket_close(sock as never); } };
+}
+
+/** Open /peer; resolves with the socket once the challenge arrived, or null if the upgrade was refused. */
+function dial(port: number): Promise<{ ws: WebSocket; challenge: Buffer; closed: Promise<number> } | null> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/peer`, { perMessageDeflate: false });
+  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+  return new Promise((resolve) => {
+    ws.on('error', () => resolve(null));
+    ws.once('message', (data: Buffer) => resolve({ ws, challenge: data, closed }));
+  });
+}
+
+const within = <T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> =>
+  Promise.race([p, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms).unref())]);
+
+test('an inbound peer link that never answers the challenge is closed after the handshake deadline', { timeout: 20_000 }, async () => {
+  const { t, stop } = await listener(18100, { handshakeTimeoutMs: 300 });
+  try {
+    const idle = await dial(18100);
+    assert.ok(idle !== null, 'the upgrade was accepted and the challenge sent');
+    const code = await within(idle.closed, 3000);
+    assert.equal(code, 4001, 'a dialer that sends no proof is closed, not held open for ever');
+    assert.ok(t.stats.authFailures >= 1, 'counted as a failed handshake');
+    // A dialer that answers in time is not affected by the deadline.
+    const good = await dial(18100);
+    assert.ok(good !== null);
+    const c = readChallenge(good.challenge);
+    assert.ok('nonce' in c);
+    good.ws.send(newProof('limits', c.nonce, 2, 1));
+    assert.equal(await within(good.closed, 1000), 'timeout', 'an authenticated link stays up past the deadline');
+    good.ws.terminate();
+  } finally {
+    stop();
+  }
+});
+
+test('only a bounded number of unauthenticated peer links are held at once; a member still gets in once they are gone', { timeout: 20_000 }, async () => {
+  const { stop } = await listener(18103, { handshakeTimeoutMs: 60_000 });
+  const held: WebSocket[] = [];
+  try {
+    const attempts = 40;
+    const dials = await Promise.all(Array.from({ length: attempts }, () => dial(18103)));
+    for (const d of dials) if (d !== null) held.push(d.ws);
+    // Let the listener close what it refuses.
+    await new Promise((r) => setTimeout(r, 300));
+    const open = held.filter((ws) => ws.readyState === WebSocket.OPEN).length;
+    assert.ok(open <= 8, `${open} of ${attempts} unauthenticated links held open by the listener (bound: 8 for 3 members)`);
+    assert.ok(open >= 1, 'some handshakes may wait');
+    for (const ws of held) ws.terminate();
+    await new Promise((r) => setTimeout(r, 200));
+    const good = await dial(18103);
+    assert.ok(good !== null, 'once the idle links are gone, a member dials in again');
+    good.ws.terminate();
+  } finally {
+    for (const ws of held) ws.terminate();
+    stop();
+  }
+});
