@@ -11,7 +11,9 @@ export class PeerListError extends Error {
 export function parsePeers(text: string): Map<number, PeerAddress> {
   const peers = new Map<number, PeerAddress>();
   for (const part of text.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
-    const m = /^(\d+)=([^:=\s]+):(\d+)$/.exec(part);
+    // A host name or IPv4 address only: the host goes into a ws:// URL as it is, where '/', '@',
+    // '?', '#' or '[' would name another host, port or path than the one written.
+    const m = /^(\d+)=([A-Za-z0-9._-]+):(\d+)$/.exec(part);
     if (m === null) throw new PeerListError(`"${part}" is not ID=HOST:PORT (e.g. 1=127.0.0.1:7001)`);
     const id = Number(m[1]);
     const port = Number(m[3]);
