@@ -49,6 +49,11 @@ export interface PeerTransportOptions {
   handshakeTimeoutMs?: number;
   /** Inbound links not yet authenticated at most; upgrades beyond are refused with 503. */
   pendingHandshakesMax?: number;
+  /**
+   * A link that has heard nothing from its other end, not even a pong, for about this long is
+   * closed (and an outbound one redialed). Pings keep a quiet link busy.
+   */
+  keepaliveMs?: number;
 }
 
 /** Counters for /metrics and /status. */
@@ -83,6 +88,8 @@ interface Outbound {
   refusalLogged: boolean;
   /** The pending redial; null when connected or connecting. */
   timer: NodeJS.Timeout | null;
+  /** When the current link last heard from the listener (performance.now()): a message or a pong. */
+  heardMs: number;
 }
 
 /** Per-connection state of an inbound peer link (uWS user data). */
@@ -105,6 +112,14 @@ const linkUpStableMs = 2000;
 const frameBytesDefault = 64 * 1024 * 1024;
 /** A dialer answers the challenge in one round trip; one that does not within this is closed. */
 const handshakeTimeoutMsDefault = 5000;
+/**
+ * Without it a link whose other end vanished without a FIN (a host that lost power) lived on until
+ * TCP gave up retransmitting, about 15 minutes, and on the listener's side for ever; the peer's
+ * restarted process was not redialed meanwhile.
+ */
+const keepaliveMsDefault = 10_000;
+/** uWS checks idle links at a 4-second grain; its idleTimeout (seconds) is at least 8 here. */
+const idleTimeoutSecondsMin = 8;
 const zeroMask = (mask: Buffer): void => {
   mask.fill(0);
 };
@@ -123,6 +138,9 @@ export class PeerTransport {
   private readonly pendingHandshakesMax: number;
   /** Inbound links that have not proven the secret yet. Invariant: size <= pendingHandshakesMax. */
   private readonly pending = new Set<Uws.WebSocket<Inbound>>();
+  private readonly keepaliveMs: number;
+  /** Pings every outbound link at half the keepalive and closes those that stopped answering. */
+  private keepaliveTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: PeerTransportOptions) {
     this.linkBufferBytesMax = opts.linkBufferBytesMax ?? linkBufferBytesDefault;
@@ -133,10 +151,11 @@ export class PeerTransport {
     // Before its proof, a link may make uWS buffer up to frameBytesMax of one message: bound how
     // many such links there are, with room for every member to redial at once.
     this.pendingHandshakesMax = opts.pendingHandshakesMax ?? Math.max(8, 2 * opts.peers.size);
+    this.keepaliveMs = opts.keepaliveMs ?? keepaliveMsDefault;
     for (const [id, address] of opts.peers) {
       if (id === opts.id) continue;
       this.out.set(id, {
-        id, address, ws: null, ready: false, queue: [], queueBytes: 0, delayMs: this.delayMsMin, upSince: 0, refusalLogged: false, timer: null,
+        id, address, ws: null, ready: false, queue: [], queueBytes: 0, delayMs: this.delayMsMin, upSince: 0, refusalLogged: false, timer: null, heardMs: 0,
       });
     }
   }
@@ -157,7 +176,10 @@ export class PeerTransport {
       compression: uws.DISABLED,
       maxPayloadLength: this.frameBytesMax,
       maxBackpressure: 1024 * 1024,
-      idleTimeout: 0,
+      // A dialer sends only when it has something to say: uWS pings a link idle this long, and
+      // closes it when the next such wait passes with nothing heard, not even the pong.
+      idleTimeout: Math.max(idleTimeoutSecondsMin, Math.ceil(this.keepaliveMs / 1000)),
+      sendPingsAutomatically: true,
       upgrade: (res, req, context) => {
         if (this.pending.size >= this.pendingHandshakesMax) {
           this.stats.authFailures++;
@@ -199,6 +221,8 @@ export class PeerTransport {
   /** Dial every peer (and keep redialing until close()). */
   start(): void {
     for (const o of this.out.values()) this.dial(o);
+    this.keepaliveTimer = setInterval(() => this.keepalive(), this.keepaliveMs / 2);
+    this.keepaliveTimer.unref();
   }
 
   /** Queue a message; frames to one peer from one turn go out together. */
@@ -233,6 +257,8 @@ export class PeerTransport {
   /** Close every link and stop redialing. */
   close(): void {
     this.closed = true;
+    if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
+    this.keepaliveTimer = null;
     for (const o of this.out.values()) {
       if (o.timer !== null) clearTimeout(o.timer);
       o.timer = null;
@@ -349,7 +375,11 @@ export class PeerTransport {
       ws.send(newProof(this.opts.secret, c.nonce, this.opts.id, o.id));
       o.ready = true;
       o.upSince = performance.now();
+      o.heardMs = o.upSince;
       this.opts.logger.info({ peer: o.id }, 'peer link out: up');
+    });
+    ws.on('pong', () => {
+      if (o.ws === ws) o.heardMs = performance.now();
     });
     ws.on('close', (code: number, reason: Buffer) => {
       if (o.ws !== ws) return;
@@ -381,6 +411,20 @@ export class PeerTransport {
         this.opts.logger.warn({ peer: o.id, reason: err.message }, 'peer link out: TLS refused the peer (is --tls-ca the CA that signed its certificate?)');
       }
     });
+  }
+
+  /** Close the outbound links that heard nothing for keepaliveMs (their 'close' redials); ping the rest. */
+  private keepalive(): void {
+    const now = performance.now();
+    for (const o of this.out.values()) {
+      if (o.ws === null || !o.ready) continue;
+      if (now - o.heardMs > this.keepaliveMs) {
+        this.opts.logger.warn({ peer: o.id, ms: Math.round(now - o.heardMs) }, 'peer link out: nothing heard, not even a pong; closing it to redial');
+        o.ws.terminate();
+      } else {
+        o.ws.ping();
+      }
+    }
   }
 
   private redial(o: Outbound): void {
