@@ -106,7 +106,7 @@ function httpCase(): HttpCase {
     case 6: return { family: 'POST without expect', bytes: req('POST', `/kv/${key}${rng.pick(['', '?', '?expec=x', '?read=local'])}`, [], 'new'),
       statuses: [400], parserMayClose: false };
     case 7: return { family: 'bad expect', bytes: req('POST', `/fuzz-absent/${key}`.replace('/fuzz-absent/', `/kv/absent-${rng.u32()}-`) + `?expect=${rng.pick(badPercents)}${token(0, 10, keyChars)}`, [], 'new'),
-      statuses: [404, 412], parserMayClose: false };
+      statuses: [400, 404, 412], parserMayClose: false };
     case 8: {
       // uWS's parser itself refuses a Content-Length of ten digits or more (it closes the connection).
       const declared = rng.bool() ? rng.int(1024 * 1024 + 1, 1e9) : rng.int(1e9, 2 ** 32);

@@ -238,7 +238,13 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, o: ApiOptions
   app.post('/kv/*', (res, req) => {
     if (refused(res, req)) return;
     const key = keyOf(req);
-    const expect = new URLSearchParams(req.getQuery() ?? '').get('expect');
+    const query = req.getQuery() ?? '';
+    // URLSearchParams decodes a bad escape (%FF) as U+FFFD: the swap would compare other bytes than the client's.
+    if (!percentDecodes(query.replace(/\+/g, ' '))) {
+      res.onAborted(() => {});
+      return send(res, error(400, 'the query is not valid percent-encoded UTF-8'), true);
+    }
+    const expect = new URLSearchParams(query).get('expect');
     if (expect === null) {
       res.onAborted(() => {});
       return send(res, error(400, 'POST /kv/{key} needs ?expect={old value} (compare-and-set)'), true);
@@ -313,6 +319,16 @@ export function parsePartition(text: string, isPeer: (id: number) => boolean): n
     if (!Number.isSafeInteger(id) || !isPeer(id as number)) return `${JSON.stringify(id)} is not the id of another member`;
   }
   return [...new Set(v as number[])];
+}
+
+/** Whether `s` is valid percent-encoded UTF-8. */
+function percentDecodes(s: string): boolean {
+  try {
+    decodeURIComponent(s);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The key of /kv/{key}, percent-decoded; null if it does not decode. */
