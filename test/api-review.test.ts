@@ -7,6 +7,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
+import WebSocket from 'ws';
+import { ClientOp, encodeRequest } from '../src/api/client-protocol.js';
 import { startKvServer, type KvServer } from '../src/api/server.js';
 
 describe('the client API of a one-node cluster, under review', { timeout: 60_000 }, () => {
@@ -48,5 +50,40 @@ describe('the client API of a one-node cluster, under review', { timeout: 60_000
     assert.equal((await req('POST', '/kv/cas-bad-expect?expect=a+b', 'c')).status, 200);
     assert.equal((await req('POST', `/kv/cas-bad-expect?expect=${encodeURIComponent('é')}`, 'd')).status, 412);
     assert.equal((await req('GET', '/kv/cas-bad-expect')).body.toString(), 'c');
+  });
+
+  test('/client GETs of large values in one message are answered within a bound per turn (the rest 503), not in one message of every value', async () => {
+    // 4096 such GETs (the in-flight bound) made the node build one 4 GiB message and crash with a
+    // RangeError; 64 show the same unbounded message at 64 MiB.
+    const value = Buffer.alloc(1024 * 1024, 7);
+    assert.equal((await req('PUT', '/kv/big-value', value)).status, 200);
+    const ws = new WebSocket('ws://127.0.0.1:18201/client', { perMessageDeflate: false, maxPayload: 256 * 1024 * 1024 });
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    const n = 64;
+    const answers = new Map<number, { status: number; bodyBytes: number; retryable: boolean }>();
+    let largest = 0;
+    ws.on('message', (d: Buffer) => {
+      largest = Math.max(largest, d.byteLength);
+      for (let at = 0; at < d.byteLength; at += d.readUInt32LE(at)) {
+        const id = d.readUInt32LE(at + 4);
+        assert.ok(!answers.has(id), `request ${id} answered twice`);
+        const body = d.subarray(at + 12, at + d.readUInt32LE(at));
+        answers.set(id, { status: d.readUInt16LE(at + 8), bodyBytes: body.byteLength, retryable: body.includes('retry') });
+        if (d.readUInt16LE(at + 8) === 200) assert.ok(body.equals(value), `request ${id}: the value read back differs`);
+      }
+    });
+    try {
+      ws.send(Buffer.concat(Array.from({ length: n }, (_, i) => encodeRequest({ id: i + 1, op: ClientOp.Get, key: 'big-value', readMode: 'local' }))));
+      const deadline = Date.now() + 10_000;
+      while (answers.size < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(answers.size, n, 'every request was answered');
+      assert.ok(largest <= 17 * 1024 * 1024, `one /client message of ${(largest / 2 ** 20).toFixed(1)} MiB`);
+      const statuses = [...answers.values()];
+      assert.ok(statuses.some((a) => a.status === 200), 'some values were read');
+      assert.ok(statuses.every((a) => a.status === 200 || (a.status === 503 && a.retryable)), 'the rest got 503 (retry)');
+      assert.equal((await req('GET', '/kv/big-value?read=local')).body.byteLength, value.byteLength, 'the node keeps serving');
+    } finally {
+      ws.terminate();
+    }
   });
 });

@@ -28,6 +28,11 @@ const statusText: Record<number, string> = {
 const bodyBytesMax = valueBytesMax;
 /** Requests in flight per /client connection at most; beyond it requests get 503. */
 const clientInFlightMax = 4096;
+/**
+ * Answer bytes one /client connection gathers in one turn at most (its maxBackpressure): a GET's
+ * value beyond it is answered 503 instead. Without it 4096 GETs of a 1 MiB value made one 4 GiB message.
+ */
+const clientTurnBytesMax = 16 * 1024 * 1024;
 
 export interface Answer {
   status: number;
@@ -448,11 +453,14 @@ function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, s
   });
 }
 
+const turnFull = error(503, `over ${clientTurnBytesMax} bytes of answers on this connection at once; read them, then retry`, 1);
+
 /** Queue one answer on a /client connection; the first of a turn schedules the send. */
 function answer(ws: Uws.WebSocket<ClientConn>, conn: ClientConn, id: number, a: Answer): void {
   conn.inFlight--;
   if (conn.closed) return;
   if (conn.out.length === 0) setImmediate(() => sendAnswers(ws, conn));
+  if (typeof a.body === 'object' && conn.out.length + a.body.byteLength > clientTurnBytesMax) a = turnFull;
   conn.out.write(id, a.status, a.body ?? '');
 }
 
