@@ -4,6 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -85,5 +86,32 @@ describe('the client API of a one-node cluster, under review', { timeout: 60_000
     } finally {
       ws.terminate();
     }
+  });
+
+  test('an HTTP client that pipelines GETs of a large value and never reads cannot grow the node\'s memory without bound', async () => {
+    // uWS buffered every answer given with end(): 1,000 such GETs held 1 GB in the node.
+    const value = Buffer.alloc(1024 * 1024, 9);
+    assert.equal((await req('PUT', '/kv/big-pipelined', value)).status, 200);
+    const s = net.connect(18201, '127.0.0.1');
+    s.on('error', () => {});
+    s.pause(); // never reads
+    let closed = false;
+    s.on('close', () => {
+      closed = true;
+    });
+    await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+    const rss0 = process.memoryUsage().rss;
+    const one = 'GET /kv/big-pipelined?read=local HTTP/1.1\r\nHost: x\r\n\r\n';
+    let peak = 0;
+    for (let k = 0; k < 30 && !closed; k++) {
+      s.write(one.repeat(10));
+      await new Promise((r) => setTimeout(r, 50));
+      peak = Math.max(peak, process.memoryUsage().rss - rss0);
+    }
+    s.destroy();
+    assert.ok(peak < 128 * 1024 * 1024, `the node grew by ${(peak / 2 ** 20).toFixed(0)} MiB for 300 unread answers of 1 MiB`);
+    const r = await req('GET', '/kv/big-pipelined?read=local');
+    assert.equal(r.status, 200);
+    assert.ok(r.body.equals(value), 'a reading client still gets the whole value');
   });
 });

@@ -391,9 +391,19 @@ function send(res: HttpResponse, a: Answer, closeConnection = false): void {
     res.writeStatus(statusText[a.status] ?? String(a.status));
     if (a.contentType !== undefined) res.writeHeader('content-type', a.contentType);
     if (a.retryAfter !== undefined) res.writeHeader('retry-after', String(a.retryAfter));
-    res.end(a.body ?? '', closeConnection);
+    const body = a.body ?? '';
+    if (typeof body === 'string' || body.byteLength <= streamedBodyBytes) return void res.end(body, closeConnection);
+    // A large value goes out as the client reads it (the caller's onAborted guards `res`): with
+    // end(), uWS buffered every answer of a client that sends pipelined GETs and never reads.
+    // While it is pending, uWS closes the connection on the next pipelined request.
+    const start = res.getWriteOffset();
+    const [ok, done] = res.tryEnd(body, body.byteLength);
+    if (!ok && !done) res.onWritable((offset) => res.tryEnd(body.subarray(offset - start), body.byteLength)[0]);
   });
 }
+
+/** Bodies above this are written with tryEnd/onWritable, as the socket takes them. */
+const streamedBodyBytes = 64 * 1024;
 
 /** Per /client connection (uWS user data). */
 interface ClientConn {
