@@ -861,10 +861,15 @@ export class MultiPaxos implements Protocol {
     if (m.firstSlot < this.snapshotPrefix) { this.maybeOffer(m.from); return; }
     const entries: SlotEntry[] = [];
     const end = m.firstSlot + Math.min(m.count, LEARN_ENTRIES_MAX);
+    // Bytes bounded as an Accept's are, so the reply fits in a frame; the learner asks for the rest.
+    let bytes = 0;
     for (let s = Math.max(1, m.firstSlot); s < end; s++) {
       if (!this.isChosen(s)) continue;
       const value = s < this.applyNext ? this.accepted.get(s)?.value : this.chosenValues.get(s);
-      if (value) entries.push({ slot: s, ballot: this.accepted.get(s)?.ballot ?? 0, value });
+      if (!value) continue;
+      if (entries.length > 0 && bytes + value.length > ACCEPT_BYTES_MAX) break;
+      bytes += value.length;
+      entries.push({ slot: s, ballot: this.accepted.get(s)?.ballot ?? 0, value });
     }
     this.send({ type: MsgType.LearnReply, from: this.id, to: m.from, chosenPrefix: this.chosenPrefix, entries });
   }
