@@ -22,6 +22,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import { ENTRY_HEADER_BYTES, FRAME_BYTES_MAX, HEADER_BYTES } from '../kernels/layout.js';
 import { loadKernels } from '../kernels/index.js';
 import type { KernelKind, Kernels } from '../kernels/types.js';
 import { isDecodeError } from '../kernels/types.js';
@@ -100,12 +101,12 @@ export interface NodeOptions<R> {
 /** Why a proposal or read failed. `surelyNotProposed` is true when retrying cannot apply it twice. */
 export class RequestError extends Error {
   override name = 'RequestError';
-  constructor(readonly kind: 'no-leader' | 'full' | 'timeout' | 'stopped' | 'read-failed', message: string) {
+  constructor(readonly kind: 'no-leader' | 'full' | 'timeout' | 'stopped' | 'read-failed' | 'too-large', message: string) {
     super(message);
   }
 
   get surelyNotProposed(): boolean {
-    return this.kind === 'no-leader' || this.kind === 'full' || this.kind === 'read-failed';
+    return this.kind === 'no-leader' || this.kind === 'full' || this.kind === 'read-failed' || this.kind === 'too-large';
   }
 }
 
@@ -169,6 +170,12 @@ const pendingWritesMax = 65536;
 /** Seqs from the oldest pending write to the newest at most: 5 s (the default timeout) at 400,000 writes/s. */
 const pendingWritesSpanMax = 2 * 1024 * 1024;
 const pendingReadsMax = 65536;
+/**
+ * The bytes of the commands of one propose call at most, with their entry headers: forwarded, the
+ * call is one Propose frame; on the leader a command may take a slot alone, one Accept entry (its
+ * batch header is within the margin). Past it the frame could not be encoded (FRAME_BYTES_MAX).
+ */
+const proposeBytesMax = FRAME_BYTES_MAX - HEADER_BYTES - 1024;
 /** NodeOptions.snapshotSlots and snapshotBytes when not given. */
 const snapshotSlotsDefault = 10_000;
 const snapshotBytesDefault = 64 * 1024 * 1024;
@@ -469,6 +476,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       for (let i = 0; i < dones.length; i++) dones[i](e, undefined, tags?.[i] ?? 0);
     };
     if (this.stopped) return refuse(new RequestError('stopped', 'the node is stopping'));
+    let bytes = 0;
+    for (const e of envelopes) bytes += ENTRY_HEADER_BYTES + e.byteLength;
+    if (bytes > proposeBytesMax) {
+      return refuse(new RequestError('too-large', `the commands hold ${bytes} bytes; one propose carries at most ${proposeBytesMax} (one peer frame)`));
+    }
     if (!this.writes.fits(envelopes.length)) {
       return refuse(new RequestError('full', `${pendingWritesMax} requests are pending on this node, or one has been pending a long time`));
     }
