@@ -15,7 +15,7 @@ const v = (...xs: number[]): Uint8Array => new Uint8Array(xs);
 /** One hand-written example of every message type. */
 const examples: Message[] = [
   { type: MsgType.Prepare, from: 1, to: 2, ballot: 65537, fromSlot: 7 },
-  { type: MsgType.Promise, from: 2, to: 1, ballot: 65537, fromSlot: 7, chosenPrefix: 5,
+  { type: MsgType.Promise, from: 2, to: 1, ballot: 65537, fromSlot: 7, chosenPrefix: 5, coverFrom: 7, more: true,
     entries: [{ slot: 7, ballot: 3, value: v(1, 0, 0, 0, 1, 0, 0, 0, 9) }, { slot: 9, ballot: 65536, value: v(0, 0, 0, 0) }] },
   { type: MsgType.Accept, from: 1, to: 3, ballot: 131073, chosenPrefix: 12,
     entries: [{ slot: 12, ballot: 131073, value: v(0, 0, 0, 0) }, { slot: 13, ballot: 131073, value: v(2, 0, 0, 0, 1, 0, 0, 0, 7, 0, 0, 0, 0) }] },

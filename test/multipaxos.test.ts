@@ -36,7 +36,7 @@ const leader = (pendingMax = 16): MultiPaxos => {
   while (n.status().role === 'follower') n.tick();
   const b = n.status().ballot;
   cycle(n);
-  for (const from of [2, 3]) n.step({ type: MsgType.Promise, from, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, entries: [] });
+  for (const from of [2, 3]) n.step({ type: MsgType.Promise, from, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, coverFrom: 0, more: false, entries: [] });
   assert.equal(n.status().role, 'leader');
   cycle(n);
   return n;
@@ -116,7 +116,7 @@ test('a new leader re-proposes the highest-ballot value reported and a no-op for
   const b = n.status().ballot;
   cycle(n);
   n.step({
-    type: MsgType.Promise, from: 2, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1,
+    type: MsgType.Promise, from: 2, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, coverFrom: 0, more: false,
     entries: [{ slot: 1, ballot: ballot(0, 2), value: value('old') }, { slot: 3, ballot: ballot(0, 2), value: value('z') }],
   });
   assert.equal(n.status().role, 'leader');
@@ -271,7 +271,7 @@ test('a lagging node elected leader proposes only above the chosen prefix a Prom
   const b = n.status().ballot;
   cycle(n);
   // Node 2 knows slots 1..4 chosen and reports only what lies above: slot 5, accepted at an old ballot.
-  n.step({ type: MsgType.Promise, from: 2, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 5, entries: [{ slot: 5, ballot: ballot(0, 2), value: value('e') }] });
+  n.step({ type: MsgType.Promise, from: 2, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 5, coverFrom: 0, more: false, entries: [{ slot: 5, ballot: ballot(0, 2), value: value('e') }] });
   assert.equal(n.status().role, 'leader');
   let rd = cycle(n);
   const accept = ofType(rd.messages, MsgType.Accept)[0];
@@ -486,7 +486,7 @@ test('a leader whose chosen prefix stays below its reign (nobody answers its fet
   const b = n.status().ballot;
   cycle(n);
   // Node 2 reports slots 1..4 chosen; then it goes silent for fetches (it crashed, say) while node 3 acks heartbeats.
-  n.step({ type: MsgType.Promise, from: 2, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 5, entries: [] });
+  n.step({ type: MsgType.Promise, from: 2, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 5, coverFrom: 0, more: false, entries: [] });
   assert.equal(n.status().role, 'leader');
   const c = defaultConfig(1, peers);
   let fetches = 0;
@@ -536,7 +536,7 @@ test('a candidate counts its own promise only once it is durable (a rejoining pe
   const b = n.status().ballot;
   const rd = n.ready();
   assert.deepEqual(rd.hardState, { ballot: b, vote: 0 });
-  n.step({ type: MsgType.Promise, from: 2, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, entries: [] });
+  n.step({ type: MsgType.Promise, from: 2, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, coverFrom: 0, more: false, entries: [] });
   assert.equal(n.status().role, 'candidate', 'one Promise and a promise not yet durable are no majority');
   n.advance(rd);
   assert.equal(n.status().role, 'leader');
@@ -550,7 +550,7 @@ test('a candidate leads only once its own promise is durable, even when its peer
   const b = n.status().ballot;
   const rd = n.ready();
   assert.deepEqual(rd.hardState, { ballot: b, vote: 0 });
-  for (const from of [2, 3]) n.step({ type: MsgType.Promise, from, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, entries: [] });
+  for (const from of [2, 3]) n.step({ type: MsgType.Promise, from, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, coverFrom: 0, more: false, entries: [] });
   assert.equal(n.status().role, 'candidate', 'two peers promised, but its own promise is not durable');
   assert.equal(n.propose([new TextEncoder().encode('v')]), 'no-leader');
   assert.equal(n.hasReady(), false, 'nothing to send at the ballot before the promise is durable');
@@ -932,4 +932,50 @@ test('pipelined Readys: no more than readysOutstandingMax are handed out before 
   assert.throws(() => n.ready(), /readysOutstandingMax/);
   n.advance(held[0]);
   assert.ok(n.hasReady(), 'room again once the oldest is advanced');
+});
+
+test('a Promise comes in parts within promisePartBytes; the candidate counts the acceptor only once the parts cover everything, with no gap', () => {
+  const partBytes = 64;
+  const withParts = (id: number, restored?: Restored): MultiPaxos =>
+    new MultiPaxos({ config: { ...defaultConfig(id, peers), promisePartBytes: partBytes }, kernels: k, rng: new Prng(id), restored });
+  // Acceptor 2 accepted slots 2..11 from leader 1 at round 0 (slot 1 a hole, so its chosen prefix
+  // stays 1); node 1, restarted with nothing, campaigns at round 1 (the acceptor's sticky leader).
+  const acceptor = withParts(2);
+  const b1 = ballot(0, 1);
+  const values = new Map<number, Uint8Array>();
+  for (let s = 2; s <= 11; s++) values.set(s, value(`command number ${s} with some bytes`));
+  acceptor.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b1, chosenPrefix: 1, entries: [...values].map(([slot, v]) => ({ slot, ballot: b1, value: v })) });
+  cycle(acceptor);
+  const candidate = withParts(1);
+  while (candidate.status().role === 'follower') candidate.tick();
+  const b3 = candidate.status().ballot;
+  const prepare = ofType(sent(cycle(candidate)), MsgType.Prepare).find((m) => m.to === 2)!;
+  acceptor.step(prepare);
+  const parts = ofType(sent(cycle(acceptor)), MsgType.Promise).flatMap((m) => (m.type === MsgType.Promise ? [m] : []));
+  assert.ok(parts.length >= 3, `${parts.length} parts for 10 slots of ${values.get(2)!.length} bytes in parts of ${partBytes}`);
+  let coverFrom = 1;
+  for (const [i, p] of parts.entries()) {
+    assert.equal(p.ballot, b3);
+    assert.equal(p.coverFrom, coverFrom, `part ${i} starts where the one before ended`);
+    assert.equal(p.more, i < parts.length - 1);
+    const bytes = p.entries.reduce((n, e) => n + e.value.length, 0);
+    assert.ok(p.entries.length === 1 || bytes <= partBytes, `part ${i}: ${bytes} bytes in ${p.entries.length} entries`);
+    coverFrom = p.entries[p.entries.length - 1].slot + 1;
+  }
+  assert.deepEqual(parts.flatMap((p) => p.entries.map((e) => e.slot)), [...values.keys()]);
+  // A part lost on the way: the acceptor does not count, and the candidate (whose own promise is
+  // durable) still needs it for a quorum of 2.
+  const lossy = withParts(1);
+  while (lossy.status().role === 'follower') lossy.tick();
+  cycle(lossy);
+  const again = parts.map((p) => ({ ...p, ballot: lossy.status().ballot }));
+  for (const p of again.filter((_, i) => i !== 1)) lossy.step(p);
+  assert.equal(lossy.status().role, 'candidate', 'a Promise with a part missing was counted');
+  // All the parts, in order: the candidate leads and proposes every reported value (a no-op at slot 1).
+  for (const p of parts) candidate.step(p);
+  assert.equal(candidate.status().role, 'leader');
+  const accepts = ofType(sent(cycle(candidate)), MsgType.Accept).filter((m) => m.to === 2);
+  const proposed = new Map(accepts.flatMap((m) => (m.type === MsgType.Accept ? m.entries.map((e) => [e.slot, e.value] as const) : [])));
+  assert.deepEqual(proposed.get(1), value());
+  for (const [s, v] of values) assert.deepEqual(proposed.get(s), v, `slot ${s}`);
 });

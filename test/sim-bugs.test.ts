@@ -30,6 +30,7 @@ const cases: [PlantedBug, string, RegExp, number][] = [
   // A hole needs a leader change over a slot nobody reported; longer runs have more of them.
   ['skipNoop', 'a new leader that leaves a hole instead of a no-op', /liveness/, 4000],
   ['leaseWithoutLease', 'a lease read served without a lease', /not linearizable/, 2000],
+  ['countPromisePart', 'a candidate that counts an acceptor at each part of its Promise', /two chosen values|a majority accepted|not linearizable|lost/, 2000],
 ];
 
 for (const [bug, what, expected, steps] of cases) {

@@ -85,7 +85,7 @@ export const SHAPES: readonly (FrameShape | undefined)[] = (() => {
   const t: (FrameShape | undefined)[] = new Array(32).fill(undefined);
   const add = (s: FrameShape): void => { t[s.type] = s; };
   add(shape(MsgType.Prepare, 'ballot', 'fromSlot', null, null, [], EntryKind.None));
-  add(shape(MsgType.Promise, 'ballot', 'fromSlot', 'chosenPrefix', null, [], EntryKind.Slot));
+  add(shape(MsgType.Promise, 'ballot', 'fromSlot', 'chosenPrefix', 'coverFrom', ['more'], EntryKind.Slot));
   add(shape(MsgType.Accept, 'ballot', 'chosenPrefix', null, null, [], EntryKind.Slot));
   add(shape(MsgType.Accepted, 'ballot', 'firstSlot', 'count', null, [], EntryKind.None));
   add(shape(MsgType.Nack, 'ballot', 'slot', null, null, [], EntryKind.None));

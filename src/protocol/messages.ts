@@ -97,6 +97,12 @@ export interface Promise extends Base {
   type: MsgType.Promise; ballot: number; fromSlot: number;
   /** The acceptor's chosen prefix: it knows every slot below it is chosen. */
   chosenPrefix: number;
+  /**
+   * A Promise comes in parts, each within a frame's bound: this one reports every slot accepted
+   * from coverFrom through its last entry, or, when it is the last (!more), through the end.
+   */
+  coverFrom: number;
+  more: boolean;
   entries: SlotEntry[];
 }
 export interface Accept extends Base {

@@ -136,6 +136,8 @@ export interface Config {
   pendingMax: number;
   /** Snapshot bytes one SnapshotChunk carries at most. */
   snapshotChunkBytes: number;
+  /** Multi-Paxos: value bytes one part of a Promise carries at most (at least one entry a part); default 16 MiB. */
+  promisePartBytes?: number;
 }
 
 /** A deterministic PRNG (src/sim/prng). Never Math.random in a core. */
@@ -254,6 +256,7 @@ export const plantedBugs = [
   'leaseWithoutLease',   // a lease read served without a lease
   'commitOldTerm',       // Raft: commit an old-term entry by counting replicas
   'rejoinVotesAtOnce',   // a node that lost its state votes (promises) without catching up first
+  'countPromisePart',    // a candidate that counts an acceptor at each part of its Promise
 ] as const;
 export type PlantedBug = (typeof plantedBugs)[number];
 

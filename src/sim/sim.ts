@@ -386,6 +386,9 @@ export class Simulation {
       pendingMax: 4096,
       snapshotChunkBytes: this.faults.snapshotChunkBytes,
       readysOutstandingMax: this.faults.readysOutstandingMax,
+      // About a slot's batch per part, so a Promise of more than one slot comes in parts (whose
+      // loss and reordering the seed's faults then draw).
+      promisePartBytes: this.faults.batchBytesMax,
     }));
     for (const id of peers) {
       const n: SimNode = {

@@ -101,6 +101,8 @@ export class MultiPaxos implements Protocol {
 
   /** The configuration, fixed for the node's life. */
   private readonly cfg: Config;
+  /** Value bytes one part of a Promise carries at most (cfg.promisePartBytes, else ACCEPT_BYTES_MAX). */
+  private readonly promisePartBytes: number;
   /** Ballots, the slot window, the batcher, the promise counter and the batch codec. */
   private readonly k: Kernels;
   /** The only source of randomness (election timeouts, fetch targets). */
@@ -191,6 +193,11 @@ export class MultiPaxos implements Protocol {
   private reportChosenPrefixMax = 1;
   /** The highest slot reported, 0 if none. */
   private reportMax = 0;
+  /**
+   * Per acceptor, the parts of its Promise for `ballot` received so far, while more are due: the
+   * slots they cover, from the first, end before coveredTo. Cleared at each campaign.
+   */
+  private readonly promiseParts = new Map<number, { coveredTo: number; chosenPrefix: number; entries: SlotEntry[] }>();
 
   // ---- Leader state. ----
   /** The leader's ack counting over [prefix, prefix + pipeline). Invariant (leader): prefix <= chosenPrefix. */
@@ -283,6 +290,7 @@ export class MultiPaxos implements Protocol {
   constructor(o: ProtocolOptions) {
     const c = o.config;
     this.cfg = c;
+    this.promisePartBytes = c.promisePartBytes ?? ACCEPT_BYTES_MAX;
     this.k = o.kernels;
     this.rng = o.rng;
     this.bugs = o.bugs ?? {};
@@ -718,11 +726,29 @@ export class MultiPaxos implements Protocol {
     // A new promise, or the same Prepare again: report every accepted slot from fromSlot that we
     // do not know chosen. Below our chosen prefix everything is chosen; saying where it ends is
     // enough (the leader fetches those values), and keeps a Promise to a lagging candidate small.
-    const reply: PromiseMsg = {
-      type: MsgType.Promise, from: this.id, to: m.from, ballot: m.ballot, fromSlot: m.fromSlot,
-      chosenPrefix: this.chosenPrefix, entries: this.ownEntriesFrom(Math.max(m.fromSlot, this.chosenPrefix)),
+    // In parts of at most promisePartBytes of values: a log with a hole that no peer can fill
+    // grows above it, and one Promise of it all could pass a frame's bound.
+    let coverFrom = Math.max(m.fromSlot, this.chosenPrefix);
+    let part: SlotEntry[] = [];
+    let bytes = 0;
+    const sendPart = (more: boolean): void => {
+      const reply: PromiseMsg = {
+        type: MsgType.Promise, from: this.id, to: m.from, ballot: m.ballot, fromSlot: m.fromSlot,
+        chosenPrefix: this.chosenPrefix, coverFrom, more, entries: part,
+      };
+      this.sendAfterPersist(reply);
     };
-    this.sendAfterPersist(reply);
+    for (const e of this.ownEntriesFrom(coverFrom)) {
+      if (part.length > 0 && bytes + e.value.length > this.promisePartBytes) {
+        sendPart(true);
+        coverFrom = part[part.length - 1].slot + 1;
+        part = [];
+        bytes = 0;
+      }
+      part.push(e);
+      bytes += e.value.length;
+    }
+    sendPart(false);
   }
 
   private handleAccept(m: Accept): void {
@@ -1003,13 +1029,35 @@ export class MultiPaxos implements Protocol {
     this.reports.clear();
     this.reportChosenPrefixMax = 1;
     this.reportMax = 0;
+    this.promiseParts.clear();
     for (const to of this.others) this.send({ type: MsgType.Prepare, from: this.id, to, ballot: this.ballot, fromSlot: this.fromSlot });
   }
 
   private handlePromise(m: PromiseMsg): void {
     this.observe(m.ballot);
     if (this.role !== 'candidate' || m.ballot !== this.ballot || m.fromSlot !== this.fromSlot) return;
-    this.addPromise(m.from, m.chosenPrefix, m.entries);
+    // An acceptor counts once its parts cover every slot from where its Promise starts, with no
+    // gap: a part lost or reordered drops what came so far, and the Prepare sent again brings
+    // them all again. Parts of two answers to the same Prepare may join: each reports what was
+    // accepted in its slots, and nothing below this ballot is accepted after the promise.
+    if (this.bugs.countPromisePart) return this.addPromise(m.from, m.chosenPrefix, m.entries);
+    const start = Math.max(this.fromSlot, m.chosenPrefix);
+    let p = this.promiseParts.get(m.from);
+    if (m.coverFrom <= start) p = { coveredTo: start, chosenPrefix: m.chosenPrefix, entries: [] };
+    else if (p === undefined || m.coverFrom > p.coveredTo) {
+      this.promiseParts.delete(m.from);
+      return;
+    }
+    for (const e of m.entries) p.entries.push(e);
+    if (m.chosenPrefix > p.chosenPrefix) p.chosenPrefix = m.chosenPrefix;
+    if (m.more) {
+      const last = m.entries.length > 0 ? m.entries[m.entries.length - 1].slot + 1 : m.coverFrom;
+      if (last > p.coveredTo) p.coveredTo = last;
+      this.promiseParts.set(m.from, p);
+      return;
+    }
+    this.promiseParts.delete(m.from);
+    this.addPromise(m.from, p.chosenPrefix, p.entries);
   }
 
   private addPromise(from: number, chosenPrefix: number, entries: SlotEntry[]): void {
