@@ -614,9 +614,9 @@ export class Raft implements Protocol {
       case MsgType.RequestVote: return this.handleRequestVote(m);
       case MsgType.Vote: return this.handleVote(m);
       case MsgType.AppendEntries:
-        assert.ok(this.state !== State.Leader, `two leaders in term ${this.term}: ${this.cfg.id} and ${m.from}`);
-        assert.ok(this.state !== State.Follower || this.leader === 0 || this.leader === m.from,
-          `two leaders in term ${this.term}: ${this.leader} and ${m.from}`);
+        // A second leader in this term: no correct member sends it (a buggy or hostile peer). Drop it;
+        // a throw here would end the node.
+        if (this.state === State.Leader || (this.state === State.Follower && this.leader !== 0 && this.leader !== m.from)) return;
         if (this.state !== State.Follower || this.leader !== m.from) this.becomeFollower(this.term, m.from);
         return this.handleAppendEntries(m);
       case MsgType.AppendResult:
@@ -693,7 +693,7 @@ export class Raft implements Protocol {
     if (have !== prevTerm) {
       // Fast backtracking: name the conflicting term and where it starts here, so the leader can
       // skip the whole term at once.
-      assert.ok(prevIndex > this.commitIndex, `leader ${m.from} disagrees at committed index ${prevIndex}`);
+      if (prevIndex <= this.commitIndex) return; // disagrees with a committed entry: no correct leader sends it, drop
       const first = this.lastIndexOfTermAtMost(have - 1) + 1;
       this.messagesAfterPersist.push(this.appendResult(m.from, false, first, have));
       return;
@@ -704,6 +704,7 @@ export class Raft implements Protocol {
       const e = entries[i];
       if (e.index > this.lastIndex()) break;
       if (this.termAt(e.index) !== e.term) {
+        if (e.index <= this.commitIndex) return; // would replace a committed entry: drop, as above
         this.truncate(e.index);
         break;
       }
