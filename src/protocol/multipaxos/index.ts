@@ -213,7 +213,7 @@ export class MultiPaxos implements Protocol {
   /** The last slot chosen, or possibly chosen, before this reign; reads wait until it is applied. 0 if none. */
   private recoveryEnd = 0;
   /** Proposed, not yet chosen slots. Invariant: keys in [window.prefix, nextSlot), size <= pipeline. */
-  private readonly inflight = new Map<number, { value: Uint8Array; sentTick: number }>();
+  private readonly inflight = new Map<number, { value: Uint8Array; sentTick: number; gap: number }>();
   /** Slots chosen since the last Commit went out. */
   private chosenUnsent: number[] = [];
   /** The last heartbeat sequence number sent. */
@@ -1234,7 +1234,7 @@ export class MultiPaxos implements Protocol {
       } else if (this.batcher.count > 0) value = this.batcher.cut(this.cfg.batchMax, this.cfg.batchBytesMax);
       else break;
       const s = this.nextSlot++;
-      this.inflight.set(s, { value, sentTick: this.now });
+      this.inflight.set(s, { value, sentTick: this.now, gap: 0 });
       this.acceptLocal(s, this.ballot, value);
       this.selfAccepts.push(s);
       run.push({ slot: s, ballot: this.ballot, value });
@@ -1285,8 +1285,13 @@ export class MultiPaxos implements Protocol {
     const due = Math.max(2, this.cfg.heartbeatTicks * 3);
     const run: SlotEntry[] = [];
     for (const [s, f] of this.inflight) {
-      if (this.now - f.sentTick >= due) {
+      // Each copy waits twice as long as the last (up to an election timeout): a big value's
+      // Accepted can take longer than `due` to come back, and copies sent meanwhile only crowd
+      // the link (heartbeats queue behind them) and the peers' disks.
+      const gap = Math.max(due, f.gap);
+      if (this.now - f.sentTick >= gap) {
         f.sentTick = this.now;
+        f.gap = Math.max(due, Math.min(gap * 2, this.cfg.electionTicksMin));
         run.push({ slot: s, ballot: this.ballot, value: f.value });
       }
     }
