@@ -21,15 +21,20 @@ export interface KvServer {
 }
 
 export async function startKvServer(opts: KvServerOptions, log: Logger): Promise<KvServer> {
+  const self = opts.peers.get(opts.id);
+  const httpPort = opts.httpPort ?? (self !== undefined ? self.port + 1000 : 0);
+  // Past 65535 the listen would wrap the port (66000 listens on 464) and say the number asked for.
+  if (self !== undefined && !(Number.isInteger(httpPort) && httpPort >= 1 && httpPort <= 65535)) {
+    throw new Error(`the client HTTP port ${httpPort} is not in 1..65535` +
+      (opts.httpPort === undefined ? ` (peer port ${self.port} + 1000); give one (serve --http-port)` : ''));
+  }
   const kv = new KvStore();
   const { clientToken, ...nodeOpts } = opts;
   const node = PaxlogNode.open<KvResult>({ ...nodeOpts, stateMachine: kv });
   attachApi(node, kv, { clientToken });
-  const self = opts.peers.get(opts.id)!;
-  const httpPort = opts.httpPort ?? self.port + 1000;
   await node.start([httpPort]);
   const scheme = opts.tls !== undefined ? 'https' : 'http';
-  log.info({ http: `${scheme}://${self.host}:${httpPort}`, peer: `${self.host}:${self.port}`, tls: opts.tls !== undefined,
+  log.info({ http: `${scheme}://${self!.host}:${httpPort}`, peer: `${self!.host}:${self!.port}`, tls: opts.tls !== undefined,
     clientAuth: clientToken !== undefined && clientToken !== '' ? 'bearer token' : 'none' }, 'KV server ready');
   return { node, kv, httpPort, stop: () => node.stop() };
 }
