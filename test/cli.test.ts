@@ -215,3 +215,32 @@ test('serve refuses a default client HTTP port past 65535 (peer port + 1000) ins
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('serve refuses a port another node listens on, instead of sharing its connections', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-cli-portinuse-'));
+  const first = spawn(process.execPath, [bin, 'serve', '--id', '1', '--peers', '1=127.0.0.1:18600', '--data', path.join(dir, 'a'),
+    '--http-port', '18601', '--new-cluster', '--preallocate-mib', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise((r) => first.on('exit', r));
+  try {
+    let up = false;
+    for (let i = 0; i < 100 && !up; i++) {
+      try {
+        up = (await fetch('http://127.0.0.1:18601/status')).ok;
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    assert.ok(up, 'the first node answers');
+    for (const [peerPort, httpPort] of [['18600', '18602'], ['18603', '18601']]) {
+      const r = spawnSync(process.execPath, [bin, 'serve', '--id', '1', '--peers', `1=127.0.0.1:${peerPort}`, '--data', path.join(dir, `b${peerPort}`),
+        '--http-port', httpPort, '--new-cluster', '--preallocate-mib', '0'], { encoding: 'utf8', timeout: 10_000 });
+      const taken = peerPort === '18600' ? peerPort : httpPort;
+      assert.equal(r.status, 1, `peer ${peerPort} http ${httpPort}: exit ${r.status} (0 or null: it was still running after 10 s)\n${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`error: cannot listen on 127\\.0\\.0\\.1:${taken} \\(in use`));
+    }
+  } finally {
+    first.kill('SIGKILL');
+    await exited;
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -436,7 +436,10 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   async start(extraPorts: number[] = []): Promise<void> {
     const self = this.opts.peers.get(this.id)!;
     for (const port of [self.port, ...extraPorts]) {
-      const sock = await new Promise<Uws.us_listen_socket | false>((resolve) => this.app.listen(self.host, port, resolve));
+      // LIBUS_LISTEN_EXCLUSIVE_PORT (1): without it uWS sets SO_REUSEPORT, and a second node on the
+      // same port listens too and takes a share of its connections instead of failing here.
+      const sock = await new Promise<Uws.us_listen_socket | false>((resolve) =>
+        (this.app as unknown as { listen(h: string, p: number, o: number, cb: (s: Uws.us_listen_socket | false) => void): void }).listen(self.host, port, 1, resolve));
       if (sock === false) {
         await this.stop();
         throw new Error(`cannot listen on ${self.host}:${port} (in use, or not an address of this machine)`);
