@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -161,6 +162,18 @@ async function cluster(f: ClusterFlags): Promise<void> {
   // No node has a log yet: the cluster is new, and its nodes vote at once. Otherwise a node without
   // a log lost it (or was added) and rejoins without voting, as `serve` does by default.
   const newCluster = Array.from({ length: f.nodes }, (_, i) => path.join(dataRoot, `n${i + 1}`)).every((dir) => !logExists(dir));
+  // A port taken (another cluster) would let this one's readiness check reach the other's nodes.
+  for (let i = 0; i < f.nodes; i++) {
+    for (const [what, port] of [['peer', f.basePort + i], ['client HTTP', httpBase + i]] as const) {
+      if (port > 65535) throw new UsageError(`node ${i + 1}'s ${what} port ${port} is past 65535 (--base-port, --http-base-port)`);
+      const taken = await new Promise<string | null>((resolve) => {
+        const srv = net.createServer();
+        srv.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+        srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(null)));
+      });
+      if (taken !== null) throw new UsageError(`node ${i + 1}'s ${what} port 127.0.0.1:${port} cannot be used (${taken}): is another cluster running?`);
+    }
+  }
   for (let id = 1; id <= f.nodes; id++) {
     const dir = path.join(dataRoot, `n${id}`);
     fs.mkdirSync(dir, { recursive: true });
@@ -172,7 +185,10 @@ async function cluster(f: ClusterFlags): Promise<void> {
     if (f.pipeline !== undefined) args.push('--pipeline', String(f.pipeline));
     const child = spawn(process.execPath, args, { stdio: ['ignore', logFile, logFile], env: { ...process.env, PAXLOG_SECRET: secret } });
     child.on('exit', (code, signal) => {
-      if (!stopping) process.stderr.write(`node ${id} exited (code ${code}, signal ${signal}); see ${path.join(dir, 'node.log')}\n`);
+      if (stopping) return;
+      process.exitCode = 1;
+      const last = fs.readFileSync(path.join(dir, 'node.log'), 'utf8').trimEnd().split('\n').pop() ?? '';
+      process.stderr.write(`node ${id} exited (code ${code}, signal ${signal}); see ${path.join(dir, 'node.log')}${last !== '' ? `: ${last}` : ''}\n`);
     });
     children.push(child);
   }
@@ -180,17 +196,20 @@ async function cluster(f: ClusterFlags): Promise<void> {
     if (stopping) return;
     stopping = true;
     process.stdout.write('\nstopping the cluster...\n');
+    // Non-zero if a node exited on its own (its exit handler set it).
+    const code = process.exitCode ?? 0;
     let left = children.filter((c) => c.exitCode === null && c.signalCode === null).length;
-    if (left === 0) process.exit(0);
+    if (left === 0) process.exit(code);
     for (const c of children) {
+      if (c.exitCode !== null || c.signalCode !== null) continue;
       c.once('exit', () => {
-        if (--left === 0) process.exit(0);
+        if (--left === 0) process.exit(code);
       });
       c.kill('SIGTERM');
     }
     setTimeout(() => {
       for (const c of children) c.kill('SIGKILL');
-      process.exit(0);
+      process.exit(code);
     }, 5000).unref();
   };
   process.on('SIGINT', stopAll);
@@ -202,6 +221,12 @@ async function cluster(f: ClusterFlags): Promise<void> {
     const url = `http://127.0.0.1:${httpBase + id - 1}/status`;
     for (;;) {
       if (stopping) return;
+      const gone = children.findIndex((c) => c.exitCode !== null || c.signalCode !== null);
+      if (gone >= 0) {
+        process.stderr.write(`node ${gone + 1} did not start; stopping the cluster\n`);
+        stopAll();
+        return;
+      }
       try {
         const r = await fetch(url);
         if (r.ok) break;
@@ -210,6 +235,7 @@ async function cluster(f: ClusterFlags): Promise<void> {
       }
       if (Date.now() > deadline) {
         process.stderr.write(`node ${id} did not come up in 15 s; see ${path.join(dataRoot, `n${id}`, 'node.log')}\n`);
+        process.exitCode = 1;
         stopAll();
         return;
       }

@@ -244,3 +244,40 @@ test('serve refuses a port another node listens on, instead of sharing its conne
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('cluster: a second one on the same data stops its nodes with exit 1 and the reason; one on ports in use or past 65535 refuses with exit 2', { timeout: 90_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-cli-cluster2-'));
+  const ports = ['--base-port', '18610', '--http-base-port', '18620'];
+  const first = spawn(process.execPath, [bin, 'cluster', '--nodes', '3', '--data', path.join(dir, 'a'), ...ports], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  first.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  first.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => first.on('exit', (code) => r(code)));
+  try {
+    for (let i = 0; i < 300 && !out.includes('Ctrl-C stops every node'); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(out, /Ctrl-C stops every node/, out);
+
+    const sameData = spawnSync(process.execPath, [bin, 'cluster', '--nodes', '3', '--data', path.join(dir, 'a'), '--base-port', '18613', '--http-base-port', '18623'],
+      { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(sameData.status, 1, `same data: exit ${sameData.status}\n${sameData.stdout}\n${sameData.stderr}`);
+    assert.match(sameData.stderr, /node \d exited \(code 1, signal null\); see .*node\.log: error: .* is in use by process/);
+    assert.doesNotMatch(sameData.stdout, /Ctrl-C stops every node/);
+
+    const samePorts = spawnSync(process.execPath, [bin, 'cluster', '--nodes', '3', '--data', path.join(dir, 'b'), ...ports], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(samePorts.status, 2, `same ports: exit ${samePorts.status}\n${samePorts.stdout}\n${samePorts.stderr}`);
+    assert.match(samePorts.stderr, /error: node 1's peer port 127\.0\.0\.1:18610 cannot be used \(EADDRINUSE\)/);
+    assert.doesNotMatch(samePorts.stdout, /Ctrl-C stops every node/, 'it never takes the other cluster\'s nodes for its own');
+    assert.equal(fs.existsSync(path.join(dir, 'b', 'n1', 'paxlog.mdb')), false, 'no node was started');
+
+    const past = spawnSync(process.execPath, [bin, 'cluster', '--nodes', '3', '--data', path.join(dir, 'c'), '--base-port', '65000'], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(past.status, 2, `base port 65000: exit ${past.status}\n${past.stderr}`);
+    assert.match(past.stderr, /error: node 1's client HTTP port 66000 is past 65535/);
+
+    // The first cluster was not disturbed.
+    assert.equal((await fetch('http://127.0.0.1:18621/status')).status, 200);
+  } finally {
+    first.kill('SIGTERM');
+    assert.equal(await exited, 0, out);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
