@@ -235,3 +235,27 @@ test('a snapshot whose commit the disk refuses (EIO) does not stop the node: the
   }
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test('bad numeric options are refused by name before the data directory is taken, not run as a node that never elects', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-lib-opts-'));
+  try {
+    const base = { id: 1, peers: '1=127.0.0.1:18650', dataDir: dir, stateMachine: new Journal(), newCluster: true, logger: pino({ level: 'silent' }) };
+    for (const [name, bad] of [['tickMs', -5], ['tickMs', NaN], ['tickMs', 0], ['requestTimeoutMs', -1], ['snapshotSlots', -1], ['snapshotBytes', 1.5]] as const) {
+      await assert.rejects(createNode({ ...base, [name]: bad }), (e: Error) => {
+        assert.ok(e instanceof RangeError, `${name} ${bad}: ${e.name} ${e.message}`);
+        assert.match(e.message, new RegExp(`NodeOptions\\.${name} ${bad} is not a whole number`));
+        return true;
+      }, `${name} ${bad}`);
+      assert.equal(fs.existsSync(path.join(dir, 'paxlog.lock')), false, 'the directory is not taken');
+    }
+    // The same directory then serves with good options.
+    const node = await createNode({ ...base, tickMs: 10 });
+    try {
+      assert.equal(await proposeRetrying(node, 'a'), 1);
+    } finally {
+      await node.stop();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -328,6 +328,12 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   /** Open the log, recover, and build the node (not yet listening: call start()). */
   static open<R>(opts: NodeOptions<R>): PaxlogNode<R> {
     const uws = loadNativeUws(); // refuses to run on uWS's JS fallback
+    // A negative or NaN tick never fires an election, a negative timeout fails every request at
+    // once, a negative snapshot interval means never: each a silently broken node. Refuse them.
+    for (const [name, v, lo] of [['tickMs', opts.tickMs, 1], ['requestTimeoutMs', opts.requestTimeoutMs, 1],
+      ['snapshotSlots', opts.snapshotSlots, 0], ['snapshotBytes', opts.snapshotBytes, 0]] as const) {
+      if (v !== undefined && !(Number.isSafeInteger(v) && v >= lo)) throw new RangeError(`NodeOptions.${name} ${v} is not a whole number >= ${lo}`);
+    }
     if (opts.tls !== undefined) checkTlsFiles(opts.tls); // a bad file fails here, before the data directory is taken
     assert.ok(opts.peers.has(opts.id), `peers must include this node ${opts.id}`);
     const kernels = loadKernels(opts.kernels ?? 'wasm');
