@@ -25,6 +25,8 @@ const runOverheadS = 3;
 const outstandingMax = 200_000;
 /** Runs in one invocation at most. */
 const runsMax = 10_000;
+/** The largest seed `serve --fault-seed` takes. */
+const faultSeedMax = 2 ** 31;
 
 /** Clusters running now (at most one); killed if the harness exits or is interrupted. */
 const live = new Set<BenchCluster>();
@@ -77,6 +79,10 @@ export async function benchMain(o: BenchOptions): Promise<number> {
     });
   }
   if (plan.length > runsMax) throw new Error(`${plan.length} runs planned; at most ${runsMax} (fewer sweep values or repeats)`);
+  // Run i's nodes get --fault-seed seed + i, which serve bounds: past it every such run would fail to start.
+  if (o.seed + plan.length - 1 > faultSeedMax) {
+    throw new Error(`--seed ${o.seed}: the runs use seeds up to ${o.seed + plan.length - 1} (seed + run index), past ${faultSeedMax}; give a smaller --seed`);
+  }
   for (const k of settings) {
     if (k.api === 'http' && k.mode === 'closed' && k.clients > 4096) throw new Error(`--clients ${k.clients} over HTTP opens that many sockets; at most 4096`);
   }
