@@ -259,3 +259,25 @@ test('bad numeric options are refused by name before the data directory is taken
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a second stop() resolves only once the log is closed: the data directory is free for a new node', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-lib-stop2-'));
+  const options = () => ({ id: 1, peers: '1=127.0.0.1:18651', dataDir: dir, stateMachine: new Journal(), newCluster: true, tickMs: 10, logger: pino({ level: 'silent' }) });
+  try {
+    const node = await createNode(options());
+    assert.equal(await proposeRetrying(node, 'a'), 1);
+    const first = node.stop(); // e.g. a signal handler
+    await node.stop(); // and the application's own shutdown
+    assert.equal(fs.existsSync(path.join(dir, 'paxlog.lock')), false, 'the lock is released when the second stop() resolves');
+    const again = await createNode(options());
+    try {
+      assert.equal(await proposeRetrying(again, 'b'), 2);
+    } finally {
+      await again.stop();
+      await first;
+    }
+    await assert.rejects(node.propose(text('c')), (e: RequestError) => e.kind === 'stopped');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -248,6 +248,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private listenSockets: Uws.us_listen_socket[] = [];
   /** Set once by stop(); then nothing is stepped, persisted or answered. */
   private stopped = false;
+  /** stop()'s closing of the log, for a later call to wait on; null until stop() (and after a fatal stop). */
+  private closing: Promise<void> | null = null;
   /** The highest slot applied. Invariant: never decreases; appliedThrough + 1 is the next slot to apply. */
   private appliedThrough = 0;
   /** Slots and bytes of commands between snapshots (opts or their defaults); 0: not by that measure. */
@@ -586,10 +588,14 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   }
 
   /** Stop ticking, close links and the log; pending requests fail with 'stopped'. */
-  async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopNow();
-    await this.store.close();
+  stop(): Promise<void> {
+    // A second call waits for the first one's close: the data directory is free once either resolves.
+    if (this.stopped) return this.closing ?? Promise.resolve();
+    this.closing = (async () => {
+      this.stopNow();
+      await this.store.close();
+    })();
+    return this.closing;
   }
 
   /** Log why at fatal level, stop at once and exit the process with code 1 (after the log is written). */
