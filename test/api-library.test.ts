@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { open as openLmdb } from 'lmdb';
-import { createNode, RequestError, type Applied, type PaxlogNode, type StateMachine } from '../src/index.js';
+import { createNode, PaxlogClient, RequestError, startKvServer, type Applied, type PaxlogNode, type StateMachine } from '../src/index.js';
 import { PaxlogNode as Node } from '../src/node/node.js';
 import type { LogStore } from '../src/storage/log-store.js';
 import { parsePeers } from '../src/transport/addresses.js';
@@ -278,6 +278,31 @@ test('a second stop() resolves only once the log is closed: the data directory i
     }
     await assert.rejects(node.propose(text('c')), (e: RequestError) => e.kind === 'stopped');
   } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('PaxlogClient: a request after the connection closed fails at once instead of never settling', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-lib-client-'));
+  const log = pino({ level: 'silent' });
+  const server = await startKvServer({ id: 1, peers: parsePeers('1=127.0.0.1:18652'), dataDir: dir, logger: log, newCluster: true, httpPort: 18653, tickMs: 10 }, log);
+  try {
+    const client = await PaxlogClient.connect('ws://127.0.0.1:18653/client');
+    let put = 0;
+    for (let i = 0; i < 100 && put !== 200; i++) {
+      put = (await client.put('k', text('v'))).status;
+      if (put !== 200) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(put, 200);
+    client.close();
+    await new Promise((r) => setTimeout(r, 300)); // the closing handshake is over: 'close' has fired
+    for (const late of [() => client.put('k', text('w')), () => client.get('k'), () => client.delete('k'), () => client.cas('k', text('v'), text('w'))]) {
+      const settled = await Promise.race([late().then((a) => `answered ${a.status}`, (e: Error) => `rejected: ${e.message}`),
+        new Promise<string>((r) => setTimeout(() => r('not settled after 2 s'), 2000))]);
+      assert.equal(settled, 'rejected: the connection is closed; the request was not sent');
+    }
+  } finally {
+    await server.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -78,6 +78,9 @@ export class PaxlogClient {
   }
 
   private request(op: ClientOp, key: string, o: { value?: Uint8Array; expect?: Uint8Array; readMode?: ClientReadMode }): Promise<ClientAnswer> {
+    // ws drops a send on a closing or closed socket without a word, and 'close' (which answers
+    // what is waiting) has fired already: the promise would never settle.
+    if (this.ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error('the connection is closed; the request was not sent'));
     const id = this.nextId;
     this.nextId = (this.nextId % 0xffffffff) + 1;
     return new Promise((resolve) => {
