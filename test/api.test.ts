@@ -1,16 +1,12 @@
 // The client API of one KV node (a one-member cluster, in this process): HTTP and /client, their
 // answers to bad input, /status and /metrics; and the KV state machine itself. Ports 17400-17499.
 
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { pino } from 'pino';
 import { PaxlogClient } from '../src/api/client.js';
 import { ClientOp, encodeRequest } from '../src/api/client-protocol.js';
-import { startKvServer, type KvServer } from '../src/api/server.js';
+import { oneNodeKv } from './one-node-kv.js';
 import { decodeOp, encodeOp } from '../src/kv/ops.js';
 import { KvStore } from '../src/kv/store.js';
 
@@ -90,30 +86,13 @@ describe('the KV state machine', () => {
 });
 
 describe('the HTTP and /client API of a one-node cluster', { timeout: 60_000 }, () => {
-  let server: KvServer;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-api-'));
-  const base = 'http://127.0.0.1:17401';
+  const base = oneNodeKv(17400, 'api-test');
   const req = async (method: string, p: string, body?: string | Uint8Array) => {
     const payload = body === undefined || typeof body === 'string' ? body : new Blob([new Uint8Array(body) as Uint8Array<ArrayBuffer>]);
     const r = await fetch(base + p, { method, body: payload });
     return { status: r.status, body: await r.text(), headers: r.headers };
   };
 
-  before(async () => {
-    server = await startKvServer({
-      id: 1, peers: new Map([[1, { host: '127.0.0.1', port: 17400 }]]), dataDir: dir, httpPort: 17401,
-      logger: pino({ level: 'silent' }), secret: 'api-test', tickMs: 10,
-    }, pino({ level: 'silent' }));
-    for (let i = 0; ; i++) {
-      if ((await req('PUT', '/kv/warmup', 'x')).status === 200) break;
-      assert.ok(i < 200, 'the one-node cluster never elected itself');
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  });
-  after(async () => {
-    await server.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
 
   test('keys are percent-decoded UTF-8 and values are bytes', async () => {
     const value = new Uint8Array(256).map((_, i) => i);

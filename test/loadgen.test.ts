@@ -150,6 +150,21 @@ async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Pro
   }
 }
 
+/**
+ * One measured window against a fake server: 'measure' is in before `open` lets the first answer
+ * go, and the last answers are in before 'stop' (once `done` holds). Resolves to the result.
+ */
+async function measure(lg: ReturnType<typeof startLoadgen>, open: () => void, what: string, done: () => boolean): Promise<LoadResult> {
+  await lg.next('ready');
+  lg.child.send({ type: 'measure' });
+  await sleep(200);
+  open();
+  await until(what, done);
+  await sleep(300);
+  lg.child.send({ type: 'stop' });
+  return ((await lg.next('result')) as { result: LoadResult }).result;
+}
+
 const baseConfig: LoadConfig = {
   api: 'ws', host: '127.0.0.1', port: 0, mode: 'closed', clients: 64, connections: 2, rate: 1000, payloadBytes: 40,
   readRatio: 0.3, read: 'lease', keys: 1000, seed: 5, outstandingMax: 1000,
@@ -200,14 +215,7 @@ describe('the load generator against a fake /client server', () => {
     });
     const lg = startLoadgen({ ...baseConfig, port: 26180 });
     try {
-      await lg.next('ready');
-      lg.child.send({ type: 'measure' });
-      await sleep(200); // 'measure' is in before the first answer
-      go = true;
-      await until(`${answersMax} answers`, () => answered === answersMax);
-      await sleep(300); // the last answers are in before 'stop'
-      lg.child.send({ type: 'stop' });
-      const { result } = (await lg.next('result')) as { result: LoadResult };
+      const result = await measure(lg, () => (go = true), `${answersMax} answers`, () => answered === answersMax);
       assert.deepEqual(problems, []);
       const errors = Object.values(result.errors).reduce((a, b) => a + b, 0);
       assert.equal(result.writesOk + result.readsOk + errors, answersMax, `counted ${JSON.stringify(result)}`);
@@ -286,15 +294,10 @@ describe('the load generator against a fake /client server', () => {
     await new Promise<void>((r) => server.listen(26182, '127.0.0.1', r));
     const lg = startLoadgen({ ...baseConfig, port: 26182, api: 'http', clients: 4, read: 'quorum' });
     try {
-      await lg.next('ready');
-      lg.child.send({ type: 'measure' });
-      await sleep(200);
-      go = true;
-      release();
-      await until(`${answersMax} answers`, () => answered === answersMax);
-      await sleep(300);
-      lg.child.send({ type: 'stop' });
-      const { result } = (await lg.next('result')) as { result: LoadResult };
+      const result = await measure(lg, () => {
+        go = true;
+        release();
+      }, `${answersMax} answers`, () => answered === answersMax);
       assert.deepEqual(problems, []);
       assert.deepEqual(result.errors, {});
       assert.equal(result.writesOk + result.readsOk, answersMax);
@@ -349,15 +352,10 @@ describe('the load generator against a fake /client server', () => {
     await new Promise<void>((r) => server.listen(26183, '127.0.0.1', r));
     const lg = startLoadgen({ ...baseConfig, port: 26183, api: 'http', clients: 8, readRatio: 0 });
     try {
-      await lg.next('ready');
-      lg.child.send({ type: 'measure' });
-      await sleep(200);
-      go = true;
-      release();
-      await until(`${answersMax} answers`, () => sent.ok + sent.unavailable === answersMax);
-      await sleep(300);
-      lg.child.send({ type: 'stop' });
-      const { result } = (await lg.next('result')) as { result: LoadResult };
+      const result = await measure(lg, () => {
+        go = true;
+        release();
+      }, `${answersMax} answers`, () => sent.ok + sent.unavailable === answersMax);
       assert.equal(result.writesOk, sent.ok);
       assert.deepEqual(result.errors, { 503: sent.unavailable });
       assert.equal(result.latency.count, sent.ok);
