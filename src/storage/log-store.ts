@@ -360,6 +360,15 @@ export class LogStore {
    * is written from then on (a lower one than the truth is safe: see the header).
    */
   private persistFailed = false;
+  /**
+   * The persists asked for whose success is not yet known, oldest first, each with its Ready's
+   * chosen prefix. A transaction body may run before an earlier transaction's commit is known to
+   * have failed (queued behind it, or batched with it), so it writes its own chosen prefix only when
+   * it is the oldest here; else the highest prefix of persists known durable with all before them.
+   */
+  private readonly unsettled: { chosen: number; durable: boolean }[] = [];
+  /** The chosen prefix of the latest persist that is durable, every earlier one with it. */
+  private chosenDurable = 0;
 
   private constructor(opts: LogStoreOptions) {
     this.kernels = opts.kernels;
@@ -526,7 +535,12 @@ export class LogStore {
     // when chosenPending may already hold a later Ready's prefix, whose records are not in this
     // transaction. Writing that one here could leave a durable prefix above durable records.
     const chosen = this.chosenPending;
-    if (b.snapshot === null && b.hardState === null && b.records.length === 0 && b.truncateFrom === 0 && b.rejoined !== true) return false;
+    const mine = { chosen, durable: false };
+    this.unsettled.push(mine);
+    if (b.snapshot === null && b.hardState === null && b.records.length === 0 && b.truncateFrom === 0 && b.rejoined !== true) {
+      this.settledDurable(mine);
+      return false;
+    }
     const root = this.db();
     try {
       // Persists keep their order: none is queued before an earlier one's snapshot file is written.
@@ -560,17 +574,27 @@ export class LogStore {
           // encodeRecord's view is valid until its next call; putSync copies it into the transaction now.
           this.log.putSync(r.position, this.kernels.encodeRecord(r));
         }
-        this.writeChosenSync(chosen, w);
+        // An earlier persist not yet known durable may still fail: its records are not counted on.
+        this.writeChosenSync(this.unsettled[0] === mine ? chosen : this.chosenDurable, w);
       };
       if (inline) root.transactionSync(write);
       else await this.commit(write);
       this.committed(w);
+      this.settledDurable(mine);
     } catch (err) {
       this.persistFailed = true;
       throw new StorageError(`persist failed: ${(err as Error).message}`);
     }
     if (b.snapshot !== null) this.removeSnapshotFiles(this.snapshotPrefix, false);
     return true;
+  }
+
+  /** A persist is durable: the chosen prefixes of those durable with every earlier one become writable. */
+  private settledDurable(p: { chosen: number; durable: boolean }): void {
+    p.durable = true;
+    while (this.unsettled.length > 0 && this.unsettled[0].durable) {
+      this.chosenDurable = Math.max(this.chosenDurable, this.unsettled.shift()!.chosen);
+    }
   }
 
   /**
