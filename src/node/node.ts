@@ -160,8 +160,12 @@ export interface NodeStatus extends Status {
 function setAside(dataDir: string): string {
   const aside = path.join(dataDir, `damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   fs.mkdirSync(aside);
-  for (const f of fs.readdirSync(dataDir)) {
-    if (f.startsWith('paxlog.mdb')) fs.renameSync(path.join(dataDir, f), path.join(aside, f));
+  // The LMDB file goes last: a crash before it leaves the log in place, damaged still, and set aside
+  // again at the next start. Gone first, the next start would make a new log and remove the files
+  // left beside it as snapshot files a crash left over.
+  const files = fs.readdirSync(dataDir).filter((f) => f.startsWith('paxlog.mdb') && f !== 'paxlog.mdb');
+  for (const f of [...files, 'paxlog.mdb']) {
+    if (f !== 'paxlog.mdb' || fs.existsSync(path.join(dataDir, f))) fs.renameSync(path.join(dataDir, f), path.join(aside, f));
   }
   return aside;
 }
