@@ -253,7 +253,8 @@ interface SimNode {
   installs: number;
   /** The key-value state machine: key -> value. */
   kv: Map<string, string>;
-  /** Per client, the highest op applied: later duplicates of a command are ignored. */
+  /** Per client, the op it applied last. It deduplicates nothing: the real state machine (src/kv)
+   *  applies every command of every chosen slot, so a command chosen twice is applied twice here too. */
   sessions: Map<number, number>;
   /** Reads confirmed by the core, waiting for this node to apply through their index. */
   readsHeld: { id: number; index: number }[];
@@ -824,7 +825,6 @@ export class Simulation {
     if (kind !== 'w') throw new Violation(`node ${n.id} applied an unknown command ${JSON.stringify(cmd)}`);
     const client = Number(cs);
     const op = Number(os);
-    if ((n.sessions.get(client) ?? 0) >= op) return; // a duplicate: applied once already
     n.sessions.set(client, op);
     n.kv.set(key, value);
     const c = this.clients[client - 1];
