@@ -26,7 +26,7 @@ const examples: Message[] = [
   { type: MsgType.HeartbeatAck, from: 2, to: 1, ballot: 131073, chosenPrefix: 13, seq: 99 },
   { type: MsgType.LearnRequest, from: 2, to: 1, firstSlot: 3, count: 4 },
   { type: MsgType.LearnReply, from: 1, to: 2, chosenPrefix: 14, entries: [{ slot: 3, ballot: 65537, value: v(0, 0, 0, 0) }] },
-  { type: MsgType.Propose, from: 2, to: 1, values: [v(1, 2, 3), v(), v(4)] },
+  { type: MsgType.Propose, from: 2, to: 1, ballot: 131073, incarnation: 0xfedcba98, seq: 7, values: [v(1, 2, 3), v(), v(4)] },
   { type: MsgType.ReadIndex, from: 2, to: 1, readId: 42 },
   { type: MsgType.ReadIndexReply, from: 1, to: 2, readId: 42, index: 14, ok: true },
   { type: MsgType.SnapshotRequest, from: 2, to: 1, prefix: 1001, offset: 65536 },

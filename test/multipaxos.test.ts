@@ -1007,3 +1007,22 @@ test('a leader spaces out the copies of an Accept that no Accepted answers (a bi
   }
   assert.ok(copies[copies.length - 1] - copies[copies.length - 2] <= c.electionTicksMax, 'and stay within an election timeout');
 });
+
+test('a leader takes a forwarded Propose once: a duplicate, or one for an earlier reign, is dropped (it would choose its commands twice)', () => {
+  const n = leader();
+  const b = n.status().ballot;
+  const propose: Message = { type: MsgType.Propose, from: 2, to: 1, ballot: b, incarnation: 7, seq: 1, values: [value('once')] };
+  n.step(propose);
+  n.step(propose); // the network delivers it again
+  n.step({ ...propose, ballot: b - 1, seq: 2 }); // meant for an earlier reign
+  const accepts = ofType(sent(cycle(n)), MsgType.Accept).filter((m) => m.to === 2);
+  const commands = accepts.flatMap((m) => (m.type === MsgType.Accept ? m.entries : [])).reduce((n, e) => {
+    const places = k.decodeBatchPlaces(e.value);
+    assert.ok(!('error' in places));
+    return n + places.length / 2;
+  }, 0);
+  assert.equal(commands, 1, `${commands} commands chosen for one forwarded command`);
+  // The same sender restarted (another incarnation) counts from 1 again, and is taken.
+  n.step({ ...propose, incarnation: 8, values: [value('after restart')] });
+  assert.equal(ofType(sent(cycle(n)), MsgType.Accept).filter((m) => m.to === 2).length, 1);
+});

@@ -1013,3 +1013,22 @@ test('pipelined Readys: entries a later truncation replaced do not count as dura
   n.advance(second);
   assert.equal(durable(), 2, 'the replacement at 2 is durable with the second Ready');
 });
+
+test('a Raft leader takes a forwarded Propose once: a duplicate, or one for an earlier term, is dropped', () => {
+  const c = new Pump(3);
+  c.elect(1);
+  const l = c.node(1);
+  const term = l.status().ballot;
+  const propose: Message = { type: MsgType.Propose, from: 2, to: 1, ballot: term, incarnation: 7, seq: 1, values: cmds('once') };
+  l.step(propose);
+  l.step(propose);
+  l.step({ ...propose, ballot: term - 1, seq: 2 });
+  const rd = l.ready();
+  l.advance(rd);
+  const commands = rd.records.reduce((n, r) => {
+    const places = k.decodeBatchPlaces(r.value);
+    assert.ok(!('error' in places));
+    return n + places.length / 2;
+  }, 0);
+  assert.equal(commands, 1, `${commands} commands appended for one forwarded command`);
+});

@@ -94,7 +94,7 @@ export const SHAPES: readonly (FrameShape | undefined)[] = (() => {
   add(shape(MsgType.HeartbeatAck, 'ballot', 'chosenPrefix', 'seq', null, [], EntryKind.None));
   add(shape(MsgType.LearnRequest, null, 'firstSlot', 'count', null, [], EntryKind.None));
   add(shape(MsgType.LearnReply, null, 'chosenPrefix', null, null, [], EntryKind.Slot));
-  add(shape(MsgType.Propose, null, null, null, null, [], EntryKind.Value));
+  add(shape(MsgType.Propose, 'ballot', 'incarnation', 'seq', null, [], EntryKind.Value));
   add(shape(MsgType.ReadIndex, null, 'readId', null, null, [], EntryKind.None));
   add(shape(MsgType.ReadIndexReply, null, 'readId', 'index', null, ['ok'], EntryKind.None));
   add(shape(MsgType.SnapshotRequest, null, 'prefix', 'offset', null, [], EntryKind.None));

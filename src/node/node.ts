@@ -414,7 +414,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     };
     const name = opts.protocol ?? 'multipaxos';
     const make = protocolFactory(name);
-    const core = make({ config, kernels, rng: new Prng(crypto.randomBytes(4).readUInt32LE(0)), restored: loaded.restored });
+    const core = make({ config, kernels, rng: new Prng(crypto.randomBytes(4).readUInt32LE(0)), restored: loaded.restored, incarnation: crypto.randomBytes(4).readUInt32LE(0) });
     const node = new PaxlogNode(opts, store, core, kernels, uws);
     node.appliedThrough = loaded.restored.appliedPrefix - 1;
     node.snapshotPrefixDurable = loaded.restored.snapshot?.prefix ?? 1;

@@ -120,7 +120,23 @@ export interface HeartbeatAck extends Base { type: MsgType.HeartbeatAck; ballot:
 export interface LearnRequest extends Base { type: MsgType.LearnRequest; firstSlot: number; count: number }
 export interface LearnReply extends Base { type: MsgType.LearnReply; chosenPrefix: number; entries: SlotEntry[] }
 
-export interface Propose extends Base { type: MsgType.Propose; values: Uint8Array[] }
+export interface Propose extends Base {
+  type: MsgType.Propose;
+  /**
+   * The reign it is for, as the sender knows it (Multi-Paxos: the leader's ballot; Raft: the
+   * term). A leader takes only its own reign's: a duplicate from an earlier reign, or delivered
+   * after the leader restarted (its dedup memory gone with it), is dropped.
+   */
+  ballot: number;
+  /**
+   * The sending core's instance (different at every start) and the Propose's number in it,
+   * increasing: a leader drops a Propose of an instance whose number it saw already (a duplicate,
+   * which would choose the same commands twice, or one overtaken, whose requests then time out).
+   */
+  incarnation: number;
+  seq: number;
+  values: Uint8Array[];
+}
 export interface ReadIndex extends Base { type: MsgType.ReadIndex; readId: number }
 export interface ReadIndexReply extends Base { type: MsgType.ReadIndexReply; readId: number; index: number; ok: boolean }
 export interface SnapshotRequest extends Base { type: MsgType.SnapshotRequest; prefix: number; offset: number }
@@ -152,3 +168,30 @@ export type PaxosMessage = Prepare | Promise | Accept | Accepted | Nack | Commit
 export type SharedMessage = Propose | ReadIndex | ReadIndexReply | SnapshotRequest | SnapshotChunk | CatchUpRequest | CatchUpReply;
 export type RaftMessage = RequestVote | Vote | AppendEntries | AppendResult;
 export type Message = PaxosMessage | SharedMessage | RaftMessage;
+
+/** Per member, its latest instances (oldest first) and the newest Propose number seen from each. */
+export type ProposesSeen = Map<number, { incarnation: number; seq: number }[]>;
+/**
+ * Instances remembered per member. A duplicate delayed across more restarts of its sender than
+ * this, within one reign, would be taken again (peer links are TCP, which does not duplicate).
+ */
+const proposeIncarnationsMax = 8;
+
+/**
+ * Whether a leader takes a Propose: not when its sender's instance sent one with this number or a
+ * later one already. Notes it in `seen`. Dropping is always safe: those requests time out as
+ * unknown, never applied; taking one twice would choose its commands twice.
+ */
+export function proposeIsNew(seen: ProposesSeen, m: Propose): boolean {
+  let list = seen.get(m.from);
+  if (list === undefined) seen.set(m.from, (list = []));
+  const last = list.find((e) => e.incarnation === m.incarnation);
+  if (last !== undefined) {
+    if (m.seq <= last.seq) return false;
+    last.seq = m.seq;
+    return true;
+  }
+  if (list.length >= proposeIncarnationsMax) list.shift();
+  list.push({ incarnation: m.incarnation, seq: m.seq });
+  return true;
+}

@@ -242,6 +242,11 @@ export interface ProtocolOptions {
   kernels: Kernels;
   rng: Rng;
   restored?: Restored;
+  /**
+   * This core instance's number, different at every start (the node draws a random one, the
+   * simulator counts); the Proposes it forwards carry it. Default 0.
+   */
+  incarnation?: number;
   /** Test-only switches that plant known bugs (the simulator must catch each). */
   bugs?: Partial<Record<PlantedBug, boolean>>;
 }

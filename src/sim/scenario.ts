@@ -112,13 +112,16 @@ export class ScenarioCluster {
     }
   }
 
+  /** Cores started so far: each gets the next as its incarnation (see ProtocolOptions). */
+  private incarnations = 0;
+
   private start(id: number, restore: boolean): void {
     const n = this.nodes.get(id)!;
     const config = this.configs.find((c) => c.id === id)!;
     const restored = restore ? n.durable.restored() : undefined;
     if (restored && n.rejoining) restored.rejoining = true;
     n.core = this.factory({
-      config, kernels: this.k, rng: new Prng(this.seed * 1000 + id + (restore ? 500 : 0)), restored,
+      config, kernels: this.k, rng: new Prng(this.seed * 1000 + id + (restore ? 500 : 0)), restored, incarnation: ++this.incarnations,
     });
     n.applied = restore && n.durable.snapshot ? fromSnapshot(n.durable.snapshot.bytes) : [];
     n.last = n.core.status();

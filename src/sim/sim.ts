@@ -422,6 +422,9 @@ export class Simulation {
 
   // ------------------------------------------------------------------ nodes
 
+  /** Cores started so far: each gets the next as its incarnation. */
+  private incarnations = 0;
+
   private start(n: SimNode, restore: boolean): void {
     const restored = restore ? n.durable.restored() : undefined;
     // The durable mark: until a Ready with `rejoined` was persisted, the node rejoins again.
@@ -430,7 +433,7 @@ export class Simulation {
       this.stats.rejoins++;
     }
     n.core = this.factory({
-      config: this.configs[n.id - 1], kernels: this.k, rng: this.rng.fork(), bugs: this.o.bugs, restored,
+      config: this.configs[n.id - 1], kernels: this.k, rng: this.rng.fork(), bugs: this.o.bugs, restored, incarnation: ++this.incarnations,
     });
     n.persisting = [];
     n.appliedNext = 1;

@@ -28,7 +28,7 @@
 
 import assert from 'node:assert/strict';
 import {
-  MsgType, type Accept, type Accepted, type CatchUpReply, type CatchUpRequest, type Commit, type Heartbeat, type HeartbeatAck, type LearnReply,
+  MsgType, proposeIsNew, type ProposesSeen, type Accept, type Accepted, type CatchUpReply, type CatchUpRequest, type Commit, type Heartbeat, type HeartbeatAck, type LearnReply,
   type LearnRequest, type Message, type Nack, type Prepare, type Promise as PromiseMsg, type Propose,
   type ReadIndex, type ReadIndexReply, type SlotEntry, type SnapshotChunk, type SnapshotRequest,
 } from '../messages.js';
@@ -109,6 +109,13 @@ export class MultiPaxos implements Protocol {
   private readonly rng: Rng;
   /** Test-only planted bugs; empty in every real node. */
   private readonly bugs: Partial<Record<PlantedBug, boolean>>;
+  /** This instance's number (ProtocolOptions.incarnation) and the last Propose number it sent. */
+  private readonly incarnation: number;
+  private proposeSeq = 0;
+  /** The ballot of the leader last heard from (hearFromLeader): the reign a forwarded Propose is for. */
+  private leaderBallot = 0;
+  /** Per member, the newest Propose seen from it: a duplicate must not choose its commands twice. Bounded by the members. */
+  private readonly proposesSeen: ProposesSeen = new Map();
   /** This node's id. */
   private readonly id: number;
   /** The other members' ids. Invariant: does not contain `id`. */
@@ -294,6 +301,7 @@ export class MultiPaxos implements Protocol {
     this.k = o.kernels;
     this.rng = o.rng;
     this.bugs = o.bugs ?? {};
+    this.incarnation = o.incarnation ?? 0;
     this.id = c.id;
     assert.ok(c.peers.includes(c.id), `peers ${c.peers} must include this node ${c.id}`);
     assert.ok(c.peers.length >= 1 && c.peers.length <= 32, 'between 1 and 32 members');
@@ -411,7 +419,7 @@ export class MultiPaxos implements Protocol {
       return 'proposed';
     }
     if (this.role === 'follower' && this.leader !== 0) {
-      this.send({ type: MsgType.Propose, from: this.id, to: this.leader, values: commands });
+      this.send({ type: MsgType.Propose, from: this.id, to: this.leader, ballot: this.leaderBallot, incarnation: this.incarnation, seq: ++this.proposeSeq, values: commands });
       return 'forwarded';
     }
     return 'no-leader';
@@ -1138,6 +1146,7 @@ export class MultiPaxos implements Protocol {
       this.promise(ballot);
     } else if (this.role !== 'follower') this.becomeFollower(from);
     this.leader = from;
+    this.leaderBallot = ballot;
     this.electionElapsed = 0;
     this.quietTicks = 0;
     this.stickyTo = from;
@@ -1321,7 +1330,9 @@ export class MultiPaxos implements Protocol {
   }
 
   private handlePropose(m: Propose): void {
-    if (this.role !== 'leader') return; // dropped: the client's request times out as unknown
+    // Dropped (the client's request times out as unknown): not a leader, another reign's, or
+    // a duplicate (or overtaken) one of this reign.
+    if (this.role !== 'leader' || m.ballot !== this.ballot || !proposeIsNew(this.proposesSeen, m)) return;
     for (const v of m.values) {
       if (this.batcher.count >= this.cfg.pendingMax || !this.batcher.push(v)) break;
     }

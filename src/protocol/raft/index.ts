@@ -54,6 +54,8 @@ import {
   type ReadIndexReply,
   type RequestVote,
   type Vote,
+  proposeIsNew,
+  type ProposesSeen,
 } from '../messages.js';
 import type {
   Config,
@@ -143,6 +145,11 @@ export class Raft implements Protocol {
   private readonly rng: Rng;
   /** Test-only planted bugs (commitOldTerm, leaseWithoutLease); empty in production. */
   private readonly bugs: Partial<Record<PlantedBug, boolean>>;
+  /** This instance's number (ProtocolOptions.incarnation) and the last Propose number it sent. */
+  private readonly incarnation: number;
+  private proposeSeq = 0;
+  /** Per member, the newest Propose seen from it: a duplicate must not commit its commands twice. Bounded by the members. */
+  private readonly proposesSeen: ProposesSeen = new Map();
   /** Every member but this node. */
   private readonly others: number[];
   /** Votes or acknowledgements that make a majority of the members. */
@@ -290,6 +297,7 @@ export class Raft implements Protocol {
     this.kernels = opts.kernels;
     this.rng = opts.rng;
     this.bugs = opts.bugs ?? {};
+    this.incarnation = opts.incarnation ?? 0;
     this.others = cfg.peers.filter((p) => p !== cfg.id);
     this.quorum = Math.floor(cfg.peers.length / 2) + 1;
     this.noop = this.kernels.encodeBatch([]);
@@ -572,7 +580,8 @@ export class Raft implements Protocol {
     assert.equal(m.to, this.cfg.id, `message for ${m.to} stepped into node ${this.cfg.id}`);
     if (m.from === this.cfg.id || !this.cfg.peers.includes(m.from)) return; // not a member: ignore
     switch (m.type) {
-      case MsgType.Propose: return this.handlePropose(m.values);
+      // Only this term's, once (see Propose.ballot): else a duplicate would commit its commands twice.
+      case MsgType.Propose: return m.ballot === this.term && proposeIsNew(this.proposesSeen, m) ? this.handlePropose(m.values) : undefined;
       case MsgType.ReadIndex: return this.handleReadIndex(m);
       case MsgType.ReadIndexReply: return this.handleReadIndexReply(m);
       case MsgType.SnapshotRequest: return this.handleSnapshotRequest(m);
@@ -780,7 +789,7 @@ export class Raft implements Protocol {
       return 'proposed';
     }
     if (this.leader === 0 || this.state !== State.Follower) return 'no-leader';
-    this.messages.push({ type: MsgType.Propose, from: this.cfg.id, to: this.leader, values: commands });
+    this.messages.push({ type: MsgType.Propose, from: this.cfg.id, to: this.leader, ballot: this.term, incarnation: this.incarnation, seq: ++this.proposeSeq, values: commands });
     return 'forwarded';
   }
 
