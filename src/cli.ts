@@ -418,7 +418,8 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (e) {
-    if (e instanceof UsageError) {
+    // InvalidArgumentError: a bad flag found after parsing (bench's resolveOptions), as bad as one found during it.
+    if (e instanceof UsageError || e instanceof InvalidArgumentError) {
       process.stderr.write(`error: ${e.message}\n`);
       process.exit(2);
     }

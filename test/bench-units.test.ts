@@ -39,7 +39,9 @@ describe('knobs', () => {
     const full = resolveOptions({ ...base, quick: false });
     assert.equal(full.durationS, knobDefaults.durationS);
     assert.equal(full.repeat, 3);
-    assert.throws(() => resolveOptions({ ...base, quick: false, sweep: [parseSweep('pipeline=1'), parseSweep('pipeline=2')] }), /given twice/);
+    assert.throws(() => resolveOptions({ ...base, quick: false, sweep: [parseSweep('batch-max=1'), parseSweep('batch-max=2')] }), /--sweep batch-max is given twice/);
+    // A flag and a sweep of the same knob: the sweep would override the flag without a word.
+    assert.throws(() => resolveOptions({ ...base, quick: false, batchMax: 8, sweep: [parseSweep('batch-max=1,2')] }), /--batch-max and --sweep batch-max=\.\.\. both set batch-max/);
   });
 
   test('every knob flag given on the command line reaches the runs\' knobs', () => {

@@ -37,7 +37,12 @@ export function resolveOptions(f: Flags): BenchOptions {
   const knobs: RunKnobs = { ...knobDefaults, ...(f.quick ? quickKnobs : {}), ...given };
   const swept = new Set<string>();
   for (const s of f.sweep) {
-    if (swept.has(s.knob)) throw new InvalidArgumentError(`--sweep ${s.knob} is given twice`);
+    // Named by the flag, as the user wrote it (batch-max), not the knob (batchMax).
+    const flag = knobTable.find((k) => k.key === s.knob)?.flag ?? s.knob;
+    if (swept.has(s.knob)) throw new InvalidArgumentError(`--sweep ${flag} is given twice`);
+    if ((given as Record<string, unknown>)[s.knob] !== undefined) {
+      throw new InvalidArgumentError(`--${flag} and --sweep ${flag}=... both set ${flag}: give one`);
+    }
     swept.add(s.knob);
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
