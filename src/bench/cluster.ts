@@ -27,6 +27,8 @@ export interface NodeSample {
   metrics: Map<string, number>;
   /** utime + stime of the node process, in seconds. */
   cpuS: number;
+  /** When cpuS was read (performance.now(), in seconds): CPU % is over the interval between two samples. */
+  atS: number;
 }
 
 export interface StatusSample {
@@ -115,12 +117,13 @@ export class BenchCluster {
   /** Metrics and CPU time of every node, read as close together as the event loop allows. */
   async sample(): Promise<NodeSample[]> {
     const cpu = this.procs.map((p) => cpuSeconds(p.pid!));
+    const atS = performance.now() / 1000;
     const texts = await Promise.all(this.procs.map(async (_, i) => {
       const r = await fetch(`http://127.0.0.1:${this.httpPort(i + 1)}/metrics`, { signal: AbortSignal.timeout(5000) });
       if (!r.ok) throw new BenchClusterError(`node ${i + 1} answered ${r.status} to GET /metrics`);
       return r.text();
     }));
-    return texts.map((t, i) => ({ metrics: parsePrometheus(t), cpuS: cpu[i] }));
+    return texts.map((t, i) => ({ metrics: parsePrometheus(t), cpuS: cpu[i], atS }));
   }
 
   /** SIGKILL every node and remove the data directories, synchronously (for exit handlers). */

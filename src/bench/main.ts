@@ -214,8 +214,10 @@ function derive(p: PlannedRun, r: LoadResult, before: NodeSample[], after: NodeS
     latencyUncorrected: r.latencyUncorrected,
     leader,
     leaderChanged,
-    cpuPercentByNode: before.map((b, i) => ((after[i].cpuS - b.cpuS) / w) * 100),
-    cpuPercentLeader: ((after[l].cpuS - before[l].cpuS) / w) * 100,
+    // Over the interval between the two samples of the nodes' CPU time, not the load generator's
+    // window: the two are close, not the same.
+    cpuPercentByNode: before.map((b, i) => ((after[i].cpuS - b.cpuS) / (after[i].atS - b.atS)) * 100),
+    cpuPercentLeader: ((after[l].cpuS - before[l].cpuS) / (after[l].atS - before[l].atS)) * 100,
     cpuPercentLoadgen: r.cpuPercent,
     peerBytesPerWrite: r.writesOk > 0 ? sum('paxlog_peer_bytes_sent') / r.writesOk : null,
     fsyncsPerS: sum('paxlog_fsync_latency_seconds_count') / w,
