@@ -306,3 +306,27 @@ test('PaxlogClient: a request after the connection closed fails at once instead 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a state machine that throws stops the node with the slot and the reason, not an uncaught exception', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-throwing-sm-'));
+  const index = new URL('../src/index.js', import.meta.url).href;
+  // A child process: the node ends its process on a fatal stop. Port 18795.
+  const script = `
+    import { createNode } from ${JSON.stringify(index)};
+    const sm = { apply() { throw new Error('boom in apply'); }, snapshot: () => new Uint8Array(0), restore() {} };
+    const node = await createNode({ id: 1, peers: '1=127.0.0.1:18795', dataDir: ${JSON.stringify(dir)}, stateMachine: sm, secret: 's', tickMs: 10, newCluster: true });
+    for (let i = 0; node.status().role !== 'leader'; i++) { if (i > 500) process.exit(3); await new Promise((r) => setTimeout(r, 10)); }
+    node.propose(new TextEncoder().encode('x')).catch(() => {});
+    setTimeout(() => process.exit(4), 10_000);
+  `;
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+  try {
+    assert.equal(r.status, 1, `exit ${r.status}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stdout + r.stderr, /the state machine threw applying a chosen slot/);
+    assert.match(r.stdout + r.stderr, /boom in apply/);
+    assert.doesNotMatch(r.stderr, /Uncaught|at .*node\.js:\d+/, 'an uncaught exception');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -681,6 +681,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       const rd = this.core.ready();
       for (const m of rd.messages) this.transport.send(m);
       this.apply(rd);
+      if (this.stopped) return; // the state machine threw (apply stopped the node)
       const p = { rd, durable: false, startMs: performance.now(), wrote: false };
       // This node's own snapshot is saved in the background, outside the Ready's transaction (see
       // LogStore's header comment); a snapshot installed from a peer is persisted with its Ready.
@@ -754,8 +755,15 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
         ends[n++] = places[2 * i] + places[2 * i + 1];
       }
       const results = this.applyResults;
-      if (this.sm.applyMany !== undefined) this.sm.applyMany(value, starts, ends, n, rec.position, results);
-      else for (let i = 0; i < n; i++) results[i] = this.sm.apply(value.subarray(starts[i], ends[i]), rec.position);
+      try {
+        if (this.sm.applyMany !== undefined) this.sm.applyMany(value, starts, ends, n, rec.position, results);
+        else for (let i = 0; i < n; i++) results[i] = this.sm.apply(value.subarray(starts[i], ends[i]), rec.position);
+      } catch (err) {
+        // A state machine must not throw (StateMachine): its state is now part-applied, and every
+        // node would throw alike on the same chosen bytes. Stop with the slot and the reason.
+        this.stopFatally({ slot: rec.position, err: (err as Error).message }, 'the state machine threw applying a chosen slot (it must not throw); stopping the node');
+        return;
+      }
       const emit = this.listenerCount('applied') > 0;
       const now = performance.now();
       for (let i = 0; i < n; i++) {
