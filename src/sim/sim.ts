@@ -253,9 +253,6 @@ interface SimNode {
   installs: number;
   /** The key-value state machine: key -> value. */
   kv: Map<string, string>;
-  /** Per client, the op it applied last. It deduplicates nothing: the real state machine (src/kv)
-   *  applies every command of every chosen slot, so a command chosen twice is applied twice here too. */
-  sessions: Map<number, number>;
   /** Reads confirmed by the core, waiting for this node to apply through their index. */
   readsHeld: { id: number; index: number }[];
   /** Tick at which a crashed node restarts. */
@@ -306,7 +303,6 @@ interface SnapshotState {
   /** digest over the values of positions 1..prefix-1 (chain()). */
   digest: number;
   kv: [string, string][];
-  sessions: [number, number][];
 }
 
 /** The digest of a log extended by one value: FNV-1a over the value's text and a separator. Order matters. */
@@ -395,7 +391,7 @@ export class Simulation {
       const n: SimNode = {
         id, core: null, durable: new Durable(true),
         persisting: [], appliedNext: 1, digest: DIGEST_EMPTY, snapshotAt: 1, installs: 0,
-        kv: new Map(), sessions: new Map(), readsHeld: [], restartAt: 0, jumps: [], refused: '', rejoining: false,
+        kv: new Map(), readsHeld: [], restartAt: 0, jumps: [], refused: '', rejoining: false,
       };
       this.nodes.push(n);
       this.start(n, false);
@@ -440,7 +436,6 @@ export class Simulation {
     n.digest = DIGEST_EMPTY;
     n.snapshotAt = 1;
     n.kv = new Map();
-    n.sessions = new Map();
     n.readsHeld = [];
     if (restore && n.durable.snapshot) this.restoreSnapshot(n, n.durable.snapshot, 'restored');
   }
@@ -449,7 +444,7 @@ export class Simulation {
 
   /** The state machine's snapshot bytes at its applied prefix. */
   private snapshotBytes(n: SimNode): Uint8Array {
-    const state: SnapshotState = { prefix: n.appliedNext, digest: n.digest, kv: [...n.kv], sessions: [...n.sessions] };
+    const state: SnapshotState = { prefix: n.appliedNext, digest: n.digest, kv: [...n.kv] };
     return enc.encode(JSON.stringify(state));
   }
 
@@ -493,7 +488,6 @@ export class Simulation {
     n.digest = state.digest;
     n.snapshotAt = snap.prefix;
     n.kv = new Map(state.kv);
-    n.sessions = new Map(state.sessions);
   }
 
   /** The digest of the global log's positions below `prefix`, or null if one of them is unknown. */
@@ -828,7 +822,6 @@ export class Simulation {
     if (kind !== 'w') throw new Violation(`node ${n.id} applied an unknown command ${JSON.stringify(cmd)}`);
     const client = Number(cs);
     const op = Number(os);
-    n.sessions.set(client, op);
     n.kv.set(key, value);
     const c = this.clients[client - 1];
     const p = c?.pending;
