@@ -7,12 +7,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { open as openLmdb } from 'lmdb';
 import { createNode, PaxlogClient, RequestError, startKvServer, type Applied, type PaxlogNode, type StateMachine } from '../src/index.js';
 import { PaxlogNode as Node } from '../src/node/node.js';
 import type { LogStore } from '../src/storage/log-store.js';
 import { parsePeers } from '../src/transport/addresses.js';
-import { failCommits } from './lmdb-faults.js';
+import { failCommits, flipStoredBits } from './lmdb-faults.js';
 
 /** Appends every command (as text) to a list; apply returns the list's new length. */
 class Journal implements StateMachine<number> {
@@ -163,12 +162,7 @@ test('a node whose log has a corrupt accepted slot refuses to start, naming the 
   await proposeRetrying(node, 'one');
   await proposeRetrying(node, 'two');
   await node.stop();
-  const root = openLmdb({ path: path.join(dir, 'paxlog.mdb'), maxDbs: 4 });
-  const log = root.openDB<Buffer, number>({ name: 'log', encoding: 'binary' });
-  const b = Buffer.from(log.getBinary(2)!);
-  b[b.length - 1] ^= 0x01;
-  log.putSync(2, b);
-  await root.close();
+  await flipStoredBits(dir, 'log', 2, -1, 0x01);
   await assert.rejects(
     createNode({ id: 1, peers, dataDir: dir, stateMachine: new Journal(), tickMs: 10, logger: pino({ level: 'silent' }) }),
     /corrupt accepted slots \(2\); refusing to start/);

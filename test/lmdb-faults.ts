@@ -1,8 +1,22 @@
-// Disk faults in LMDB's commits, injected in JavaScript: a test must not depend on a compiled
-// LD_PRELOAD shim (CI cannot build one). Used by test/storage.test.ts and test/api-library.test.ts.
+// Disk faults in LMDB, injected in JavaScript: a test must not depend on a compiled LD_PRELOAD
+// shim (CI cannot build one). Failed commits (failCommits) and flipped stored bits (flipStoredBits).
 
-import { ABORT, type RootDatabase } from 'lmdb';
+import path from 'node:path';
+import { ABORT, open, type RootDatabase } from 'lmdb';
 import type { LogStore } from '../src/storage/log-store.js';
+
+/**
+ * Flip the `mask` bits of one stored byte directly in LMDB, as a bad disk would (the log must be
+ * closed): byte `at` of the value under `key`, modulo its length; a negative `at` counts from the end.
+ */
+export async function flipStoredBits(dir: string, db: 'log' | 'meta', key: number | string, at: number, mask: number): Promise<void> {
+  const root = open({ path: path.join(dir, 'paxlog.mdb'), maxDbs: 4 });
+  const d = root.openDB<Buffer, number | string>({ name: db, encoding: 'binary' });
+  const b = Buffer.from(d.getBinary(key)!);
+  b[at < 0 ? b.length + at : at % b.length] ^= mask;
+  d.putSync(key, b);
+  await root.close();
+}
 
 /** The store's LMDB environment (a private field, reached for fault injection only). */
 export const rootOf = (store: LogStore): RootDatabase => (store as unknown as { root: RootDatabase }).root;

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { open as openLmdb } from 'lmdb';
+import { flipStoredBits } from './lmdb-faults.js';
 import { PaxlogNode } from '../src/node/node.js';
 import { loadKernels } from '../src/kernels/index.js';
 import { parsePeers } from '../src/transport/addresses.js';
@@ -29,12 +29,7 @@ test('a crash while a damaged log is set aside loses none of its files', { timeo
   assert.equal(await s.saveSnapshot({ prefix: 3, ballot: 0, bytes: new Uint8Array(8) }), true);
   await s.close();
   // A flipped bit in an accepted slot above the snapshot: damage the node sets aside.
-  const root = openLmdb({ path: path.join(dir, 'paxlog.mdb'), maxDbs: 4 });
-  const log = root.openDB<Buffer, number>({ name: 'log', encoding: 'binary' });
-  const b = Buffer.from(log.getBinary(4)!);
-  b[b.length - 1] ^= 0x04;
-  log.putSync(4, b);
-  await root.close();
+  await flipStoredBits(dir, 'log', 4, -1, 0x04);
   assert.ok(fs.existsSync(path.join(dir, 'paxlog.mdb.snapshot-3')));
 
   // A process that sets the log aside and is killed right after the rename of the LMDB file. Its

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { open as openLmdb } from 'lmdb';
+import { flipStoredBits } from './lmdb-faults.js';
 import { ProcCluster, suiteCluster } from './node-harness.js';
 
 /** Flip one bit in the value of the first record of a stopped node's log, as a bad disk would. */
@@ -18,10 +19,8 @@ async function damageFirstRecord(dataDir: string): Promise<number> {
   const root = openLmdb({ path: path.join(dataDir, 'paxlog.mdb'), maxDbs: 4 });
   const log = root.openDB<Buffer, number>({ name: 'log', encoding: 'binary' });
   const [first] = [...log.getKeys({ limit: 1 })];
-  const b = Buffer.from(log.getBinary(first)!);
-  b[b.length - 1] ^= 0x04;
-  log.putSync(first, b);
   await root.close();
+  await flipStoredBits(dataDir, 'log', first, -1, 0x04);
   return first;
 }
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { open } from 'lmdb';
 import { loadKernels } from '../src/kernels/index.js';
 import { LogStore, StorageError } from '../src/storage/log-store.js';
-import { failCommits } from './lmdb-faults.js';
+import { failCommits, flipStoredBits } from './lmdb-faults.js';
 import type { Snapshot } from '../src/protocol/types.js';
 
 const kernels = loadKernels('js');
@@ -19,14 +19,7 @@ const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 const none = { snapshot: null, hardState: null, truncateFrom: 0, records: [], chosenPrefix: 0 };
 
 /** Damage one stored byte directly in LMDB, as a bad disk would (the LogStore must be closed). */
-async function flipStoredByte(dir: string, db: 'log' | 'meta', key: number | string, at: number): Promise<void> {
-  const root = open({ path: path.join(dir, 'paxlog.mdb'), maxDbs: 4 });
-  const d = root.openDB<Buffer, number | string>({ name: db, encoding: 'binary' });
-  const b = Buffer.from(d.getBinary(key)!);
-  b[at % b.length] ^= 0x10;
-  d.putSync(key, b);
-  await root.close();
-}
+const flipStoredByte = (dir: string, db: 'log' | 'meta', key: number | string, at: number): Promise<void> => flipStoredBits(dir, db, key, at, 0x10);
 
 test('persisted hard state, records and chosen prefix come back after a reopen', async () => {
   const dir = tmp();

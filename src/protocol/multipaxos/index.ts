@@ -1046,8 +1046,9 @@ export class MultiPaxos implements Protocol {
     if (this.role !== 'candidate' || m.ballot !== this.ballot || m.fromSlot !== this.fromSlot) return;
     // An acceptor counts once its parts cover every slot from where its Promise starts, with no
     // gap: a part lost or reordered drops what came so far, and the candidate's next campaign
-    // (an election timeout later, at a higher ballot) brings them all again. Parts of two answers to the same Prepare may join: each reports what was
-    // accepted in its slots, and nothing below this ballot is accepted after the promise.
+    // (an election timeout later, at a higher ballot) brings them all again. Parts of two answers
+    // to the same Prepare may join: each reports what was accepted in its slots, and nothing below
+    // this ballot is accepted after the promise.
     if (this.bugs.countPromisePart) return this.addPromise(m.from, m.chosenPrefix, m.entries);
     const start = Math.max(this.fromSlot, m.chosenPrefix);
     let p = this.promiseParts.get(m.from);
