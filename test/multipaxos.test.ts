@@ -379,6 +379,39 @@ test('a lagging follower pulls an offered snapshot chunk by chunk, installs it, 
   assert.deepEqual([s.snapshotPrefix, s.chosenPrefix, s.appliedPrefix], [7, 8, 8]);
 });
 
+test('a snapshot a peer is pulling stays served when newer ones are taken, until it goes unpulled', () => {
+  const n = follower3(chunkCfg);
+  const b = ballot(1, 1);
+  const first = snapBytes(10);
+  const request = (prefix: number, offset: number): Message => ({ type: MsgType.SnapshotRequest, from: 3, to: 2, prefix, offset });
+  const chunks = (): Message[] => ofType(cycle(n).messages, MsgType.SnapshotChunk);
+  const applyThrough = (slot: number): void => {
+    n.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b, chosenPrefix: slot, entries: [{ slot, ballot: b, value: value(`s${slot}`) }] });
+    n.step({ type: MsgType.Commit, from: 1, to: 2, ballot: b, firstSlot: slot, count: 1, chosenPrefix: slot + 1 });
+    cycle(n);
+  };
+  n.compact(4, first);
+  cycle(n);
+  n.step(request(4, 4));
+  assert.deepEqual(chunks(), [chunk(2, 3, 4, 4, 10, [first.subarray(4, 8)])]);
+  // Two newer snapshots while node 3 pulls the first: its next chunk is still of the first.
+  applyThrough(4);
+  n.compact(5, enc.encode('abcd'));
+  cycle(n);
+  applyThrough(5);
+  n.compact(6, enc.encode('abcde'));
+  cycle(n);
+  n.step(request(4, 8));
+  assert.deepEqual(chunks(), [chunk(2, 3, 4, 8, 10, [first.subarray(8, 10)])]);
+  // The snapshot at 5 was never pulled: it is not held, and a request for it gets an offer of the latest.
+  n.step(request(5, 4));
+  assert.deepEqual(chunks(), [chunk(2, 3, 6, 0, 5, [enc.encode('abcd')])]);
+  // Unpulled for an election timeout, the first is dropped too: an offer of the latest answers.
+  for (let i = 0; i < defaultConfig(2, peers).electionTicksMax + 3; i++) { n.tick(); if (n.hasReady()) cycle(n); }
+  n.step(request(4, 8));
+  assert.deepEqual(chunks(), [chunk(2, 3, 6, 0, 5, [enc.encode('abcd')])]);
+});
+
 test('malformed or unexpected snapshot chunks are dropped without a throw and change nothing', () => {
   const n = nodeWith(2, chunkCfg);
   const bytes = snapBytes(10);

@@ -470,6 +470,35 @@ test('a follower behind the trimmed point installs the leader\'s snapshot in chu
   assert.deepEqual(c.applied.get(3), [...want, 'i'], 'replication resumes above the snapshot');
 });
 
+test('a follower pulling a snapshot finishes it though the leader takes newer ones meanwhile', () => {
+  const c = laggingFollower({ snapshotChunkBytes: 8 });
+  const first = c.node(1).status().snapshotPrefix;
+  c.isolated.clear();
+  const offered: number[] = [];
+  const installs: number[] = [];
+  let taken = 0;
+  // One hop per round. Each round the leader takes a command and, once it applied more, a newer
+  // snapshot: the transfer (one 8-byte chunk per round trip) outlasts several of them.
+  for (let round = 0; round < 200 && installs.length === 0; round++) {
+    for (const core of c.nodes.values()) core.tick();
+    c.node(1).propose(cmds(`x${round}`));
+    c.process();
+    offered.push(...c.queue.flatMap((m) => (m.type === MsgType.SnapshotChunk && m.to === 3 && m.offset === 0 ? [m.prefix] : [])));
+    const before = c.node(3).status().snapshotPrefix;
+    c.deliver();
+    if (c.node(3).status().snapshotPrefix !== before) installs.push(c.node(3).status().snapshotPrefix);
+    const applied = c.node(1).status().appliedPrefix;
+    if (applied > c.node(1).status().snapshotPrefix) { c.compact(1, applied); taken++; }
+  }
+  assert.ok(taken >= 3, `the leader took ${taken} snapshots during the transfer`);
+  assert.deepEqual(installs, [first], 'the first snapshot offered is the one installed');
+  assert.deepEqual(offered, [first], 'no newer offer restarted the transfer');
+  // The leader trimmed past it meanwhile: a second transfer, with no newer snapshots, brings node 3 up.
+  c.stabilize();
+  c.tickAll(2 * defaultConfig(1, [1, 2, 3]).electionTicksMax);
+  assert.deepEqual(c.applied.get(3), c.applied.get(1));
+});
+
 test('a leader offers its snapshot to a follower that needs it at most once per election timeout', () => {
   const c = laggingFollower();
   // Node 3 is still cut off: every heartbeat would reach a trimmed index, but offers are rate-limited.

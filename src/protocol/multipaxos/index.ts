@@ -37,6 +37,7 @@ import {
   type ProtocolOptions, type ReadMode, type ReadState, type Ready, type Rng, type Role, type Snapshot, type Status,
 } from '../types.js';
 import type { Batcher, Kernels, PromiseCounter, SlotWindow } from '../../kernels/types.js';
+import { ServedSnapshots } from '../served-snapshots.js';
 
 /** Slots a learner scans per leader message when marking chosen slots it accepted; the rest it fetches. */
 const LEARN_SCAN_MAX = 1024;
@@ -148,10 +149,10 @@ export class MultiPaxos implements Protocol {
   private learnSentTick = -1e9;
 
   // ---- Snapshots. ----
-  /** The log holds no slot below it. Invariant: >= 1, never decreases, <= applyNext; equals snapshot.prefix when a snapshot exists, else 1. */
+  /** The log holds no slot below it. Invariant: >= 1, never decreases, <= applyNext; equals served.latest.prefix when a snapshot exists, else 1. */
   private snapshotPrefix = 1;
-  /** The latest snapshot (taken here or installed from a peer), served to lagging peers; null before the first. */
-  private snapshot: Snapshot | null = null;
+  /** The latest snapshot (taken here or installed from a peer) and one a peer is still pulling, served to lagging peers. */
+  private readonly served: ServedSnapshots;
   /** The snapshot the next Ready hands out to be persisted, null if none. Invariant: its prefix is snapshotPrefix. */
   private snapshotDue: Snapshot | null = null;
   /** True when snapshotDue came from a peer (the driver must restore its state machine from it). */
@@ -297,6 +298,9 @@ export class MultiPaxos implements Protocol {
   constructor(o: ProtocolOptions) {
     const c = o.config;
     this.cfg = c;
+    // A receiver abandons a transfer after electionTicksMax without a chunk (tickTransfer): past
+    // that, nobody pulls a held snapshot.
+    this.served = new ServedSnapshots(c.electionTicksMax);
     this.promisePartBytes = c.promisePartBytes ?? ACCEPT_BYTES_MAX;
     this.k = o.kernels;
     this.rng = o.rng;
@@ -324,7 +328,7 @@ export class MultiPaxos implements Protocol {
       if (r.snapshot) {
         // The state machine was restored from it: every slot below its prefix is chosen and applied.
         assert.ok(Number.isSafeInteger(r.snapshot.prefix) && r.snapshot.prefix >= 2, `restored snapshot prefix ${r.snapshot.prefix} must be >= 2`);
-        this.snapshot = r.snapshot;
+        this.served.replace(r.snapshot, this.now);
         this.snapshotPrefix = r.snapshot.prefix;
       }
       for (const rec of r.records) {
@@ -364,6 +368,7 @@ export class MultiPaxos implements Protocol {
     this.now++;
     if (this.quietTicks < this.cfg.electionTicksMax * 4) this.quietTicks++;
     this.tickTransfer();
+    this.served.tick(this.now);
     if (this.role === 'leader') this.tickLeader();
     else if (this.rejoinStep < 3) this.tickRejoining();
     else {
@@ -571,7 +576,7 @@ export class MultiPaxos implements Protocol {
     if (this.rejoinStep === 2 && this.promised < this.catchUpFence) assert.fail(`promised ${this.promised} below the fence ${this.catchUpFence}`);
     // Snapshots: spot checks at the edges of the trimmed log (a full scan per step would be O(log)).
     if (this.snapshotPrefix > this.applyNext) assert.fail(`snapshot prefix ${this.snapshotPrefix} above handed ${this.applyNext}`);
-    if ((this.snapshot?.prefix ?? 1) !== this.snapshotPrefix) assert.fail(`snapshot ${this.snapshot?.prefix} disagrees with snapshot prefix ${this.snapshotPrefix}`);
+    if ((this.served.latest?.prefix ?? 1) !== this.snapshotPrefix) assert.fail(`snapshot ${this.served.latest?.prefix} disagrees with snapshot prefix ${this.snapshotPrefix}`);
     if (this.snapshotDue && this.snapshotDue.prefix !== this.snapshotPrefix) assert.fail('the snapshot due is not the latest');
     if (this.accepted.has(this.snapshotPrefix - 1)) assert.fail(`slot ${this.snapshotPrefix - 1} kept below the snapshot prefix`);
     if (this.records.has(this.snapshotPrefix - 1)) assert.fail(`record ${this.snapshotPrefix - 1} due below the snapshot prefix`);
@@ -592,8 +597,8 @@ export class MultiPaxos implements Protocol {
     assert.ok(!this.installDue, 'compact() would hide an install the driver has not seen');
     if (this.role === 'leader') this.settleInflightBelow(prefix);
     this.trimBelow(prefix);
-    this.snapshot = { prefix, ballot: 0, bytes };
-    this.snapshotDue = this.snapshot;
+    this.snapshotDue = { prefix, ballot: 0, bytes };
+    this.served.replace(this.snapshotDue, this.now);
     this.invariants();
   }
 
@@ -625,23 +630,23 @@ export class MultiPaxos implements Protocol {
   /** Offer our snapshot to a peer that needs trimmed slots, at most once per OFFER_GAP_TICKS per peer. */
   private maybeOffer(to: number): void {
     const i = this.memberIndex.get(to)!;
-    if (!this.snapshot || this.now - this.offerTick[i] < OFFER_GAP_TICKS) return;
+    if (this.served.latest === null || this.now - this.offerTick[i] < OFFER_GAP_TICKS) return;
     this.offerTick[i] = this.now;
-    this.sendChunk(to, 0);
+    this.sendChunk(to, this.served.offer(this.now)!, 0);
   }
 
-  private sendChunk(to: number, offset: number): void {
-    const s = this.snapshot!;
+  private sendChunk(to: number, s: Snapshot, offset: number): void {
     const bytes = s.bytes.subarray(offset, offset + this.cfg.snapshotChunkBytes);
     this.send({ type: MsgType.SnapshotChunk, from: this.id, to, ballot: 0, prefix: s.prefix, offset, total: s.bytes.length, values: [bytes] });
   }
 
-  /** Serve a chunk of the snapshot asked for; a peer asking for an older one gets an offer of ours. */
+  /** Serve a chunk of the snapshot asked for (the latest or one still being pulled); a peer asking
+   *  for one no longer served gets an offer of the latest. */
   private handleSnapshotRequest(m: SnapshotRequest): void {
-    const s = this.snapshot;
-    if (!s || !Number.isSafeInteger(m.offset) || m.offset < 0) return;
-    if (m.prefix !== s.prefix) this.maybeOffer(m.from);
-    else if (m.offset < s.bytes.length) this.sendChunk(m.from, m.offset);
+    if (!Number.isSafeInteger(m.offset) || m.offset < 0) return;
+    const s = this.served.pull(m.prefix, this.now);
+    if (s === null) this.maybeOffer(m.from);
+    else if (m.offset < s.bytes.length) this.sendChunk(m.from, s, m.offset);
   }
 
   /**
@@ -708,7 +713,7 @@ export class MultiPaxos implements Protocol {
     if (this.chosenPrefix > this.learnTarget) this.learnTarget = this.chosenPrefix;
     // The state machine restarts from the snapshot; `apply` of the next Ready begins at its prefix.
     this.applyNext = s.prefix;
-    this.snapshot = s;
+    this.served.replace(s, this.now);
     this.snapshotDue = s;
     this.installDue = true;
     this.learnSentTick = -1e9; // fetch what lies above the snapshot at once

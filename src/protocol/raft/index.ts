@@ -74,6 +74,7 @@ import type {
 } from '../types.js';
 import { SNAPSHOT_BYTES_MAX } from '../types.js';
 import { Progress, ReplicaState } from './progress.js';
+import { ServedSnapshots } from '../served-snapshots.js';
 
 const enum State {
   Follower = 0,
@@ -174,9 +175,10 @@ export class Raft implements Protocol {
   private snapIndex = 0;
   /** The term of entry snapIndex (snapshot.ballot), 0 without one. Invariant: <= term. */
   private snapTerm = 0;
-  /** The latest snapshot (taken, installed or restored), served to peers that need trimmed entries.
-   *  Invariant: null iff snapIndex === 0; otherwise prefix === snapIndex + 1, ballot === snapTerm. */
-  private snapshot: Snapshot | null = null;
+  /** The latest snapshot (taken, installed or restored) and one a peer is still pulling, served to
+   *  peers that need trimmed entries. Invariant: latest is null iff snapIndex === 0; otherwise its
+   *  prefix === snapIndex + 1 and ballot === snapTerm. */
+  private readonly served: ServedSnapshots;
   /** A snapshot pulled from a peer, while its chunks come in. At most one. */
   private transfer: Transfer | null = null;
 
@@ -294,6 +296,9 @@ export class Raft implements Protocol {
     assert.ok(cfg.leaseTicks < cfg.electionTicksMin, 'leaseTicks must be < electionTicksMin');
     assert.ok(cfg.pipeline >= 1 && cfg.batchMax >= 1 && cfg.batchBytesMax >= 1 && cfg.pendingMax >= 1 && cfg.readysOutstandingMax >= 1, 'limits must be >= 1');
     this.cfg = cfg;
+    // A receiver abandons a transfer after electionTicksMin without a chunk (tickTransfer); held
+    // for electionTicksMax, a pulled snapshot outlasts that on a node whose ticks run a little fast.
+    this.served = new ServedSnapshots(cfg.electionTicksMax);
     this.kernels = opts.kernels;
     this.rng = opts.rng;
     this.bugs = opts.bugs ?? {};
@@ -333,7 +338,7 @@ export class Raft implements Protocol {
           "restore this node's data from a peer");
       }
       // The state machine was restored from it; the log starts after it.
-      this.snapshot = r.snapshot;
+      this.served.replace(r.snapshot, this.now);
       this.snapIndex = r.snapshot.prefix - 1;
       this.snapTerm = r.snapshot.ballot;
     }
@@ -540,6 +545,7 @@ export class Raft implements Protocol {
     }
     this.expireReads();
     this.tickTransfer();
+    this.served.tick(this.now);
   }
 
   private tickLeader(): void {
@@ -1047,20 +1053,22 @@ export class Raft implements Protocol {
     this.recs = this.recs.slice(index - this.snapIndex);
     this.snapIndex = index;
     this.snapTerm = snap.ballot;
-    this.snapshot = snap;
+    this.served.replace(snap, this.now);
     this.unstableFrom = Math.max(this.unstableFrom, index + 1);
     this.snapshotOut = snap;
     this.installOut = install;
   }
 
   /** Leader: offer the snapshot to a follower that needs trimmed entries, at most once per
-   *  electionTicksMin (a receiver abandons a stalled transfer after as long). An empty
-   *  AppendEntries goes first so that the follower knows its leader, which it requires of an offer. */
+   *  electionTicksMin (a receiver abandons a stalled transfer after as long), and not while it pulls
+   *  one. An empty AppendEntries goes first so that the follower knows its leader, which it
+   *  requires of an offer. */
   private maybeOffer(to: number, pr: Progress): void {
-    if (this.snapshot === null || this.now - pr.offerTick < this.cfg.electionTicksMin) return;
+    if (this.served.latest === null || this.now - pr.offerTick < this.cfg.electionTicksMin || this.now - pr.pullTick < this.cfg.electionTicksMin) return;
+    const snap = this.served.offer(this.now)!;
     pr.offerTick = this.now;
     this.messages.push(this.appendEntries(to, pr, this.snapIndex, this.snapIndex));
-    this.messages.push(this.snapshotChunk(to, this.snapshot, 0));
+    this.messages.push(this.snapshotChunk(to, snap, 0));
   }
 
   private snapshotChunk(to: number, snap: Snapshot, offset: number): SnapshotChunk {
@@ -1071,16 +1079,19 @@ export class Raft implements Protocol {
     };
   }
 
-  /** Any node answers from its current snapshot, keeping no state: the chunk asked for if the prefix
-   *  matches, otherwise an offer of the snapshot it has now. */
+  /** Any node answers: the chunk asked for if it serves that snapshot (the latest, or one the peer
+   *  is still pulling), otherwise an offer of the latest. */
   private handleSnapshotRequest(m: SnapshotRequest): void {
-    const snap = this.snapshot;
-    if (snap === null) return;
-    if (m.prefix !== snap.prefix) {
-      this.messages.push(this.snapshotChunk(m.from, snap, 0));
+    if (!Number.isSafeInteger(m.offset) || m.offset < 0) return; // bad request: drop
+    const pr = this.progress.get(m.from);
+    if (pr !== undefined) pr.pullTick = this.now;
+    const snap = this.served.pull(m.prefix, this.now);
+    if (snap === null) {
+      const latest = this.served.offer(this.now);
+      if (latest !== null) this.messages.push(this.snapshotChunk(m.from, latest, 0));
       return;
     }
-    if (!Number.isSafeInteger(m.offset) || m.offset < 0 || m.offset >= snap.bytes.length) return; // bad request: drop
+    if (m.offset >= snap.bytes.length) return; // bad request: drop
     this.messages.push(this.snapshotChunk(m.from, snap, m.offset));
   }
 
@@ -1142,8 +1153,8 @@ export class Raft implements Protocol {
       this.snapIndex = index;
       this.snapTerm = t.ballot;
       this.unstableFrom = index + 1;
-      this.snapshot = { prefix: t.prefix, ballot: t.ballot, bytes: t.bytes };
-      this.snapshotOut = this.snapshot;
+      this.snapshotOut = { prefix: t.prefix, ballot: t.ballot, bytes: t.bytes };
+      this.served.replace(this.snapshotOut, this.now);
       this.installOut = true;
     } else {
       this.setSnapshot({ prefix: t.prefix, ballot: t.ballot, bytes: t.bytes }, true);
@@ -1384,8 +1395,9 @@ export class Raft implements Protocol {
     assert.ok(this.snapIndex <= this.appliedIndex, `snapshot at ${this.snapIndex} beyond applied ${this.appliedIndex}`);
     assert.ok(this.unstableFrom > this.snapIndex, `unstableFrom ${this.unstableFrom} inside the snapshot at ${this.snapIndex}`);
     assert.ok(this.snapTerm <= this.term, `snapshot term ${this.snapTerm} > term ${this.term}`);
-    if (this.snapshot === null) assert.equal(this.snapIndex, 0, 'a trimmed log without a snapshot');
-    else assert.ok(this.snapshot.prefix === this.snapIndex + 1 && this.snapshot.ballot === this.snapTerm, 'the snapshot disagrees with the log offset');
+    const snap = this.served.latest;
+    if (snap === null) assert.equal(this.snapIndex, 0, 'a trimmed log without a snapshot');
+    else assert.ok(snap.prefix === this.snapIndex + 1 && snap.ballot === this.snapTerm, 'the snapshot disagrees with the log offset');
     const t = this.transfer;
     if (t !== null) {
       assert.ok(t.received <= t.bytes.length && t.bytes.length <= SNAPSHOT_BYTES_MAX, 'transfer out of bounds');

@@ -36,6 +36,9 @@ export class Progress {
   commitSent = 0;
   /** Snapshot: the tick of the last offer (-Infinity: none yet). Rate-limits offers to one per interval. */
   offerTick = -Infinity;
+  /** Snapshot: the tick the follower last asked for a chunk (-Infinity: never). While it pulls one, no
+   *  offer goes out: an offer of a newer snapshot would restart its transfer. */
+  pullTick = -Infinity;
   /** The follower sent a CatchUpRequest in this reign: it may have lost its log, so an acknowledgement
    *  from its earlier life (delayed in the network) may have set `match` above what it holds now.
    *  Its rejections below `match` are then believed, not dropped as stale. */
