@@ -559,3 +559,32 @@ test('a snapshot in the format from before compaction (an 8-byte header) is repo
   assert.deepEqual(loaded.corrupt.map((c) => [c.key, /bad header \(9 bytes/.test(c.reason)]), [['snapshot', true]]);
   await s.close();
 });
+
+test('a new log syncs its directory (fsync on), so that the file itself survives a crash; an existing one does not need to', () => {
+  const dir = tmp();
+  const synced: string[] = [];
+  const opened = new Map<number, string>();
+  const [openSync, fsyncSync] = [fs.openSync, fs.fsyncSync];
+  fs.openSync = ((p: fs.PathLike, ...rest: unknown[]) => {
+    const fd = (openSync as (...a: unknown[]) => number)(p, ...rest);
+    opened.set(fd, String(p));
+    return fd;
+  }) as typeof fs.openSync;
+  fs.fsyncSync = ((fd: number) => {
+    synced.push(opened.get(fd) ?? `fd ${fd}`);
+    fsyncSync(fd);
+  }) as typeof fs.fsyncSync;
+  try {
+    LogStore.open({ dir, fsync: true, kernels }).closeSync();
+    assert.ok(synced.includes(dir), `synced: ${synced.join(', ')}`);
+    synced.length = 0;
+    LogStore.open({ dir, fsync: true, kernels }).closeSync();
+    assert.ok(!synced.includes(dir), 'reopened: the name is durable already');
+    const other = tmp();
+    LogStore.open({ dir: other, fsync: false, kernels }).closeSync();
+    assert.ok(!synced.includes(other), 'fsync off: no sync at all');
+  } finally {
+    fs.openSync = openSync;
+    fs.fsyncSync = fsyncSync;
+  }
+});

@@ -32,7 +32,7 @@ import {
 } from '../protocol/types.js';
 import { protocolFactory } from '../sim/protocols.js';
 import { Prng } from '../sim/prng.js';
-import { LogDamagedError, LogStore, missingListMax, StorageError } from '../storage/log-store.js';
+import { LogDamagedError, LogStore, missingListMax, StorageError, syncDirSync } from '../storage/log-store.js';
 import { PeerTransport, type PeerAddress } from '../transport/peers.js';
 import { faultsNone, LinkFaults, type FaultOptions } from '../transport/faults.js';
 import { checkTlsFiles, createApp, loadNativeUws, type TlsFiles, type UwsModule } from '../transport/uws.js';
@@ -157,7 +157,7 @@ export interface NodeStatus extends Status {
  * Move a damaged log out of the way, into `damaged-<time>/` inside the data directory, so that
  * nothing is lost (it can be examined later) and the next open starts a new, empty log.
  */
-function setAside(dataDir: string): string {
+function setAside(dataDir: string, fsync: boolean): string {
   const aside = path.join(dataDir, `damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   fs.mkdirSync(aside);
   // The LMDB file goes last: a crash before it leaves the log in place, damaged still, and set aside
@@ -166,6 +166,10 @@ function setAside(dataDir: string): string {
   const files = fs.readdirSync(dataDir).filter((f) => f.startsWith('paxlog.mdb') && f !== 'paxlog.mdb');
   for (const f of [...files, 'paxlog.mdb']) {
     if (f !== 'paxlog.mdb' || fs.existsSync(path.join(dataDir, f))) fs.renameSync(path.join(dataDir, f), path.join(aside, f));
+  }
+  if (fsync) {
+    syncDirSync(aside);
+    syncDirSync(dataDir);
   }
   return aside;
 }
@@ -356,7 +360,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     // Damage refuses the start; with --rejoin-without-voting the log is set aside instead.
     const startOver = (damage: StorageError): PaxlogNode<R> => {
       if (opts.rejoinWithoutVoting !== true) throw damage;
-      const aside = setAside(opts.dataDir);
+      const aside = setAside(opts.dataDir, fsync);
       opts.logger.error({ reason: damage.message, setAside: aside }, 'THE LOG IS DAMAGED: set aside; starting from an empty log ' +
         'and rejoining without voting until caught up from the peers (--rejoin-without-voting)');
       return recover(LogStore.open({ dir: opts.dataDir, fsync, kernels, preallocateBytes })); // never newCluster: it lost state

@@ -422,6 +422,8 @@ export class LogStore {
           throw err;
         }
       }
+      // The new file's name must survive a crash as its synced contents do.
+      if (!store.existed && opts.fsync) syncDirSync(opts.dir);
       return store;
     } catch (err) {
       fs.rmSync(lockFile, { force: true });
@@ -882,6 +884,16 @@ export class LogStore {
     const crc = bytes.readUInt32LE(len);
     if ((this.kernels.crc32c(payload) >>> 0) !== crc) return { key, reason: 'CRC32C mismatch' };
     return new DataView(payload.buffer.slice(payload.byteOffset, payload.byteOffset + len) as ArrayBuffer);
+  }
+}
+
+/** Sync a directory, so that a file made or renamed in it survives a crash. */
+export function syncDirSync(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
