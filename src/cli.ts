@@ -15,6 +15,7 @@ import type { KernelKind } from './kernels/types.js';
 import { plantedBugs, type PlantedBug, type ProtocolName } from './protocol/types.js';
 import { parsePeers, PeerListError } from './transport/addresses.js';
 import { LogStore, logExists } from './storage/log-store.js';
+import { makeDirs } from './storage/dirs.js';
 import { loadKernels } from './kernels/index.js';
 import type { PeerAddress } from './transport/peers.js';
 
@@ -176,7 +177,7 @@ async function cluster(f: ClusterFlags): Promise<void> {
   }
   for (let id = 1; id <= f.nodes; id++) {
     const dir = path.join(dataRoot, `n${id}`);
-    fs.mkdirSync(dir, { recursive: true });
+    makeDirs(dir);
     const logFile = fs.openSync(path.join(dir, 'node.log'), 'a');
     const args = [...serveNodeFlags, bin, 'serve', '--id', String(id), '--peers', peers, '--data', dir, '--protocol', f.protocol,
       '--fsync', f.fsync ? 'on' : 'off', '--kernels', f.kernels, '--http-port', String(httpBase + id - 1)];

@@ -216,6 +216,18 @@ test('serve refuses a default client HTTP port past 65535 (peer port + 1000) ins
   }
 });
 
+test('serve and bench refuse a data or results directory that cannot be made, at once and naming it', () => {
+  // Node 20's recursive mkdirSync spun for ever under /proc.
+  const serve = spawnSync(process.execPath, [bin, 'serve', '--id', '1', '--peers', '1=127.0.0.1:18628', '--http-port', '18629', '--data', '/proc/paxlog-x/n1', '--new-cluster'],
+    { encoding: 'utf8', timeout: 10_000 });
+  assert.equal(serve.status, 1, `exit ${serve.status} (null: still running after 10 s)\n${serve.stderr}`);
+  assert.match(serve.stderr, /error: cannot make the data directory \/proc\/paxlog-x\/n1: ENOENT: no such file or directory, mkdir '\/proc\/paxlog-x'/);
+  const bench = spawnSync(process.execPath, [bin, 'bench', '--quick', '--out', '/proc/paxlog-x', '--no-progress'], { encoding: 'utf8', timeout: 10_000 });
+  assert.notEqual(bench.status, 0, `exit ${bench.status}`);
+  assert.notEqual(bench.status, null, 'still running after 10 s');
+  assert.match(bench.stderr, /mkdir '\/proc\/paxlog-x'/);
+});
+
 test('serve refuses a port another node listens on, instead of sharing its connections', { timeout: 30_000 }, async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-cli-portinuse-'));
   const first = spawn(process.execPath, [bin, 'serve', '--id', '1', '--peers', '1=127.0.0.1:18600', '--data', path.join(dir, 'a'),

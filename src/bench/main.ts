@@ -17,6 +17,7 @@ import { expandSweeps, type BenchOptions, type RunKnobs } from './knobs.js';
 import { probeDisk, type DiskProbe } from './probe.js';
 import type { LoadConfig, LoadResult } from './loadgen.js';
 import { labelOf, summarize, writeReport, type RunRecord } from './report.js';
+import { makeDirs } from '../storage/dirs.js';
 
 const loadgenPath = fileURLToPath(new URL('./loadgen.js', import.meta.url));
 /** Seconds a run spends outside its warmup and window (start, election, stop), for the progress bar. */
@@ -87,7 +88,7 @@ export async function benchMain(o: BenchOptions): Promise<number> {
     if (k.api === 'http' && k.mode === 'closed' && k.clients > 4096) throw new Error(`--clients ${k.clients} over HTTP opens that many sockets; at most 4096`);
   }
 
-  fs.mkdirSync(path.join(o.out, 'runs'), { recursive: true });
+  makeDirs(path.join(o.out, 'runs'));
   // Per-run files of an earlier bench into the same directory would read as this one's.
   for (const f of fs.readdirSync(path.join(o.out, 'runs'))) {
     if (/^\d{3,}-(multipaxos|raft)\.json$/.test(f)) fs.rmSync(path.join(o.out, 'runs', f));

@@ -74,6 +74,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { makeDirs } from './dirs.js';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { Kernels } from '../kernels/types.js';
 import { isDecodeError } from '../kernels/types.js';
@@ -374,7 +375,6 @@ export class LogStore {
     this.kernels = opts.kernels;
     this.fsync = opts.fsync;
     this.dir = opts.dir;
-    fs.mkdirSync(opts.dir, { recursive: true });
     const file = logFile(opts.dir);
     this.existed = fs.existsSync(file);
     if (this.existed) checkLmdbFile(file);
@@ -409,7 +409,11 @@ export class LogStore {
   }
 
   static open(opts: LogStoreOptions): LogStore {
-    fs.mkdirSync(opts.dir, { recursive: true });
+    try {
+      makeDirs(opts.dir);
+    } catch (err) {
+      throw new StorageError(`cannot make the data directory ${opts.dir}: ${(err as Error).message}`);
+    }
     const lockFile = takeLock(opts.dir);
     try {
       const store = new LogStore(opts);
