@@ -184,6 +184,8 @@ const pendingReadsMax = 65536;
  * batch header is within the margin). Past it the frame could not be encoded (FRAME_BYTES_MAX).
  */
 const proposeBytesMax = FRAME_BYTES_MAX - HEADER_BYTES - 1024;
+/** NodeOptions.config.batchBytesMax at most: a quarter of a peer frame, as Multi-Paxos splits its Accepts. */
+const batchBytesCeiling = FRAME_BYTES_MAX / 4;
 /** NodeOptions.snapshotSlots and snapshotBytes when not given. */
 const snapshotSlotsDefault = 10_000;
 const snapshotBytesDefault = 64 * 1024 * 1024;
@@ -343,6 +345,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     for (const [name, v, lo] of [['tickMs', opts.tickMs, 1], ['requestTimeoutMs', opts.requestTimeoutMs, 1],
       ['snapshotSlots', opts.snapshotSlots, 0], ['snapshotBytes', opts.snapshotBytes, 0]] as const) {
       if (v !== undefined && !(Number.isSafeInteger(v) && v >= lo)) throw new RangeError(`NodeOptions.${name} ${v} is not a whole number >= ${lo}`);
+    }
+    // A batch is one log entry, carried whole in one peer frame: past this it could not be sent.
+    const bb = opts.config?.batchBytesMax;
+    if (bb !== undefined && !(Number.isSafeInteger(bb) && bb >= 1 && bb <= batchBytesCeiling)) {
+      throw new RangeError(`NodeOptions.config.batchBytesMax ${bb} is not a whole number in 1..${batchBytesCeiling}`);
     }
     if (opts.tls !== undefined) checkTlsFiles(opts.tls); // a bad file fails here, before the data directory is taken
     assert.ok(opts.peers.has(opts.id), `peers must include this node ${opts.id}`);
