@@ -7,7 +7,7 @@ export { ballotPack, ballotRound, ballotNode, ballotCompare, ballotNextAbove } f
 export { crc32c, crc32cSimd, crcFrame } from './crc32c';
 export { rulesPtr, encodeFrame, decodeFrame, encodeRecord, decodeRecord, decodeBatch } from './codec';
 export { batcherCut, batcherMove } from './batch';
-export { windowBytes, windowInit, windowReset, windowAck, windowMark, windowIsChosen, windowAcks } from './window';
+export { windowBytes, windowInit, windowReset, windowAck, windowMark, windowIsChosen, windowAckers } from './window';
 export { promiseReset, promiseAdd, quorumIndex } from './quorum';
 
 /** The first byte the TypeScript face may use for its own regions. */

@@ -130,10 +130,10 @@ export function windowIsChosen(st: usize, slot: f64): i32 {
   return <i32>load<u8>(chosenAt(st, cap, s % cap));
 }
 
-export function windowAcks(st: usize, slot: f64): i32 {
+export function windowAckers(st: usize, slot: f64): u32 {
   const cap = load<u32>(st, 12);
   const prefix = <u64>load<f64>(st);
   const s = <u64>slot;
   if (s < prefix || s >= prefix + cap) return 0;
-  return <i32>popcnt<u32>(load<u32>(ackedAt(st, cap, s % cap)));
+  return load<u32>(ackedAt(st, cap, s % cap));
 }

@@ -213,7 +213,7 @@ test(`slot window: ${CASES} random acks and marks give the same chosen slots and
     assert.equal(ww.chosenAbove, wj.chosenAbove);
     const probe = rng.int(Math.max(0, p - 2), p + capacity + 2);
     assert.equal(ww.isChosen(probe), wj.isChosen(probe));
-    assert.equal(ww.acks(probe), wj.acks(probe));
+    assert.equal(ww.ackers(probe), wj.ackers(probe));
   });
 });
 

@@ -44,7 +44,9 @@ test('a slot run past the window is a programmer error in both faces', () => {
     assert.throws(() => w.markChosen(14), assert.AssertionError);
     assert.throws(() => w.ack(32, 10, 1), assert.AssertionError);
     assert.equal(w.ack(0, 1, 12), 0, 'acks below the prefix are ignored');
-    assert.equal(w.acks(10), 1);
+    assert.equal(w.ackers(10), 0b1, 'member 0 acked slot 10');
+    w.ack(31, 11, 1);
+    assert.equal(w.ackers(11), 2 ** 31 + 1, 'members 0 and 31 (the top bit, unsigned)');
   }
 });
 

@@ -1041,6 +1041,33 @@ test('a leader spaces out the copies of an Accept that no Accepted answers (a bi
   assert.ok(copies[copies.length - 1] - copies[copies.length - 2] <= c.electionTicksMax, 'and stay within an election timeout');
 });
 
+test('a leader sends an overdue Accept again only to the members that have not acked it', () => {
+  const five = [1, 2, 3, 4, 5];
+  const n = new MultiPaxos({ config: { ...defaultConfig(1, five), pendingMax: 16 }, kernels: k, rng: new Prng(1) });
+  while (n.status().role === 'follower') n.tick();
+  const b = n.status().ballot;
+  cycle(n);
+  for (const from of [2, 3]) n.step({ type: MsgType.Promise, from, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, coverFrom: 0, more: false, entries: [] });
+  assert.equal(n.status().role, 'leader');
+  cycle(n);
+  n.propose([value('x')]);
+  const first = ofType(sent(cycle(n)), MsgType.Accept);
+  assert.deepEqual(first.map((m) => m.to), [2, 3, 4, 5]);
+  const slot = first[0].type === MsgType.Accept ? first[0].entries[0].slot : 0;
+  // Node 2 acks; with the leader that is 2 of the 3 a quorum of 5 needs: the slot stays in flight.
+  n.step({ type: MsgType.Accepted, from: 2, to: 1, ballot: b, firstSlot: slot, count: 1 });
+  const copiesTo = new Set<number>();
+  for (let t = 0; t < defaultConfig(1, five).electionTicksMin && copiesTo.size === 0; t++) {
+    n.tick();
+    if (!n.hasReady()) continue;
+    for (const m of sent(cycle(n))) {
+      if (m.type === MsgType.Accept && m.entries.some((e) => e.slot === slot)) copiesTo.add(m.to);
+      if (m.type === MsgType.Heartbeat) n.step({ type: MsgType.HeartbeatAck, from: m.to, to: 1, ballot: b, chosenPrefix: 1, seq: m.seq });
+    }
+  }
+  assert.deepEqual([...copiesTo].sort(), [3, 4, 5], 'not to node 2, which acked');
+});
+
 test('a leader takes a forwarded Propose once: a duplicate, or one for an earlier reign, is dropped (it would choose its commands twice)', () => {
   const n = leader();
   const b = n.status().ballot;

@@ -63,8 +63,8 @@ export interface SlotWindow {
   /** Mark slots chosen directly (learned from elsewhere). */
   markChosen(slot: number): void;
   isChosen(slot: number): boolean;
-  /** Acks recorded for a slot (0 for slots below prefix or never acked). */
-  acks(slot: number): number;
+  /** The members that acked a slot, bit `member` each (0 for slots below the prefix or never acked). */
+  ackers(slot: number): number;
   /** The window's capacity in slots; ack/markChosen beyond prefix + capacity is refused (asserted). */
   readonly capacity: number;
 }

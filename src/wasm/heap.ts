@@ -32,7 +32,7 @@ export interface PaxlogExports {
   windowAck(st: number, member: number, first: number, count: number): number;
   windowMark(st: number, slot: number): number;
   windowIsChosen(st: number, slot: number): number;
-  windowAcks(st: number, slot: number): number;
+  windowAckers(st: number, slot: number): number;
   promiseReset(st: number, quorum: number): void;
   promiseAdd(st: number, member: number): number;
   quorumIndex(p: number, n: number, quorum: number): number;

@@ -498,9 +498,9 @@ class WasmSlotWindow implements SlotWindow {
     return this.heap.x.windowIsChosen(this.st, slot) === 1;
   }
 
-  acks(slot: number): number {
+  ackers(slot: number): number {
     assertSafe(slot, 'slot');
-    return this.heap.x.windowAcks(this.st, slot);
+    return this.heap.x.windowAckers(this.st, slot) >>> 0;
   }
 }
 

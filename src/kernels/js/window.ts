@@ -88,9 +88,9 @@ export class JsSlotWindow implements SlotWindow {
     return this.chosen[slot % this.capacity] === 1;
   }
 
-  acks(slot: number): number {
+  ackers(slot: number): number {
     if (slot < this.first || slot >= this.first + this.capacity) return 0;
-    return popcount32(this.acked[slot % this.capacity]);
+    return this.acked[slot % this.capacity];
   }
 
   /** Move the prefix past chosen slots at the front, freeing their places for slots above. */

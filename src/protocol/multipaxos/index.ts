@@ -1254,15 +1254,16 @@ export class MultiPaxos implements Protocol {
       this.selfAccepts.push(s);
       run.push({ slot: s, ballot: this.ballot, value });
     }
-    if (run.length > 0) this.broadcastAccept(run);
+    if (run.length > 0) this.sendAccept(run, this.others);
     this.flushCommits(run.length > 0);
   }
 
-  private broadcastAccept(entries: SlotEntry[]): void {
+  /** Accepts carrying `entries` to each of `members`, split where one would pass ACCEPT_BYTES_MAX. */
+  private sendAccept(entries: SlotEntry[], members: readonly number[]): void {
     let part: SlotEntry[] = [];
     let bytes = 0;
     const flush = (): void => {
-      for (const to of this.others) {
+      for (const to of members) {
         this.send({ type: MsgType.Accept, from: this.id, to, ballot: this.ballot, chosenPrefix: this.chosenPrefix, entries: part });
       }
       part = [];
@@ -1296,6 +1297,7 @@ export class MultiPaxos implements Protocol {
     }
   }
 
+  /** Send again the slots in flight whose Accepted is overdue, each only to the members that have not acked it. */
   private retransmit(): void {
     const due = Math.max(2, this.cfg.heartbeatTicks * 3);
     const run: SlotEntry[] = [];
@@ -1310,7 +1312,13 @@ export class MultiPaxos implements Protocol {
         run.push({ slot: s, ballot: this.ballot, value: f.value });
       }
     }
-    if (run.length > 0) this.broadcastAccept(run.sort((a, b) => a.slot - b.slot));
+    if (run.length === 0) return;
+    run.sort((a, b) => a.slot - b.slot);
+    for (const to of this.others) {
+      const bit = 1 << this.memberIndex.get(to)!;
+      const lacking = run.filter((e) => (this.window.ackers(e.slot) & bit) === 0);
+      if (lacking.length > 0) this.sendAccept(lacking, [to]);
+    }
   }
 
   private handleAccepted(m: Accepted): void {
