@@ -1,0 +1,68 @@
+// Linearizable reads on their way through a core and a node: read ids that outlive a node's life,
+// and a follower's lease acknowledgement judged by a clock that a pause left behind.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MultiPaxos } from '../src/protocol/multipaxos/index.js';
+import { MsgType, type Message, type ReadIndex } from '../src/protocol/messages.js';
+import { defaultConfig, type Ready, type Restored } from '../src/protocol/types.js';
+import { loadKernels } from '../src/kernels/index.js';
+import { Prng } from '../src/sim/prng.js';
+
+const k = loadKernels('js');
+const peers = [1, 2, 3];
+
+/** Every Ready the core has, advanced at once (an instant disk). */
+const drain = (n: MultiPaxos): Ready[] => {
+  const out: Ready[] = [];
+  while (n.hasReady()) {
+    const rd = n.ready();
+    n.advance(rd);
+    out.push(rd);
+  }
+  return out;
+};
+
+// The node numbers its reads from 1 in every life (src/node: nextReadId). A ReadIndexReply to a read
+// of the life before a restart can arrive after it, and must not answer the new read that took the
+// same id: its index is what the leader had chosen before the new read began.
+test('multipaxos: a ReadIndexReply meant for an earlier life of a follower answers no read of this life', () => {
+  const b = k.ballotPack(1, 1);
+  const restored: Restored = { hardState: { ballot: b, vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1, snapshot: null, rejoining: false };
+  const heartbeat = (to: number, chosenPrefix: number): Message => ({ type: MsgType.Heartbeat, from: 1, to, ballot: b, chosenPrefix, seq: 1 });
+  const askOf = (rds: Ready[]): ReadIndex => {
+    const m = rds.flatMap((rd) => rd.messages).find((x) => x.type === MsgType.ReadIndex);
+    assert.ok(m !== undefined, 'the follower asks the leader');
+    return m as ReadIndex;
+  };
+
+  // First life: node 2 follows node 1 and asks it about its read 1.
+  const first = new MultiPaxos({ config: defaultConfig(2, peers), kernels: k, rng: new Prng(2), restored, incarnation: 1 });
+  first.step(heartbeat(2, 1));
+  drain(first);
+  first.read(1, 'quorum');
+  const old = askOf(drain(first));
+
+  // Followers' requests use even readIds (MsgType.ReadIndex): the node brings its clock up to date
+  // before it steps one, so that it answers from a lease judged by the time as it is.
+  assert.equal(old.readId % 2, 0, `read 1 was asked with the odd readId ${old.readId}`);
+
+  // Second life (another incarnation, as every start of a node draws): its read 1 is a new read,
+  // begun after node 1 chose slots 1..10.
+  const second = new MultiPaxos({ config: defaultConfig(2, peers), kernels: k, rng: new Prng(22), restored, incarnation: 2 });
+  second.step(heartbeat(2, 11));
+  drain(second);
+  second.read(1, 'quorum');
+  const ask = askOf(drain(second));
+
+  // The leader's answer to the first life's read arrives now: nothing was chosen when it was asked.
+  second.step({ type: MsgType.ReadIndexReply, from: 1, to: 2, readId: old.readId, index: 0, ok: true });
+  const answered = drain(second).flatMap((rd) => rd.reads).map((r) => r.id);
+  assert.deepEqual(answered, [], 'read 1 of the second life was answered by the first life\'s reply (index 0), before slots 1..10');
+
+  // The answer to its own request does count.
+  second.step({ type: MsgType.ReadIndexReply, from: 1, to: 2, readId: ask.readId, index: 10, ok: true });
+  drain(second);
+  assert.equal(second.status().appliedPrefix, 1, 'nothing applied yet: the read waits for slots 1..10');
+  assert.deepEqual(drain(second).flatMap((rd) => rd.reads), []);
+});
