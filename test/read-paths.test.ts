@@ -3,6 +3,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { createNode } from '../src/index.js';
 import { MultiPaxos } from '../src/protocol/multipaxos/index.js';
 import { MsgType, type Message, type ReadIndex } from '../src/protocol/messages.js';
 import { defaultConfig, type Ready, type Restored } from '../src/protocol/types.js';
@@ -65,4 +70,36 @@ test('multipaxos: a ReadIndexReply meant for an earlier life of a follower answe
   drain(second);
   assert.equal(second.status().appliedPrefix, 1, 'nothing applied yet: the read waits for slots 1..10');
   assert.deepEqual(drain(second).flatMap((rd) => rd.reads), []);
+});
+
+// A leader's lease runs from when it sent the heartbeat a quorum acknowledged; it rests on each
+// acknowledging follower promising nobody else for an election timeout after it heard that
+// heartbeat (leader stickiness). After its event loop was held up, a follower stepped the
+// heartbeats that waited in its socket before the ticks that fell due while it was held up: those
+// old ticks then counted as quiet time after the heartbeat, and a Prepare that came a moment
+// later was promised at once, while the leader still trusted its lease. Port 27101 (27102-27103
+// are never dialled successfully).
+test('after its loop was held up, a follower that just acknowledged a heartbeat promises no other candidate', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-read-paths-'));
+  const node = await createNode({
+    id: 1, peers: '1=127.0.0.1:27101,2=127.0.0.1:27102,3=127.0.0.1:27103', dataDir: dir, tickMs: 10, newCluster: true,
+    stateMachine: { apply: () => 0, snapshot: () => new Uint8Array(0), restore: () => {} }, logger: pino({ level: 'silent' }),
+  });
+  try {
+    const inner = node as unknown as { onMessage(m: Message): void; catchUpTicks(): void };
+    await new Promise((r) => setTimeout(r, 30));
+    const until = performance.now() + 300;
+    while (performance.now() < until) { /* the event loop is held up (a snapshot, a long GC) */ }
+    // Node 2 leads at a ballot above any node 1 can have reached; its heartbeat waited in the socket.
+    const leaderBallot = k.ballotPack(1000, 2);
+    inner.onMessage({ type: MsgType.Heartbeat, from: 2, to: 1, ballot: leaderBallot, chosenPrefix: 1, seq: 1 });
+    assert.equal(node.status().ballot, leaderBallot, 'node 1 follows node 2');
+    // The tick timer fires at once (the ~30 ticks due), then node 3's Prepare arrives.
+    inner.catchUpTicks();
+    inner.onMessage({ type: MsgType.Prepare, from: 3, to: 1, ballot: k.ballotPack(2000, 3), fromSlot: 1 });
+    assert.equal(node.status().ballot, leaderBallot, 'node 1 promised node 3 within milliseconds of acknowledging node 2\'s heartbeat, inside node 2\'s lease');
+  } finally {
+    await node.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
