@@ -103,3 +103,19 @@ test('after its loop was held up, a follower that just acknowledged a heartbeat 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// A leader without a lease confirms a follower's read with a heartbeat round, keeping at most
+// pendingMax reads waiting. Past that it dropped the request without a word, and the follower's
+// read hung for two election timeouts instead of failing at once (as a leader's own read does).
+test('multipaxos: a leader whose queue of reads to confirm is full refuses a follower\'s read at once', () => {
+  const l = new MultiPaxos({ config: { ...defaultConfig(1, peers), pendingMax: 2 }, kernels: k, rng: new Prng(1) });
+  while (l.status().role === 'follower') l.tick();
+  const b = l.status().ballot;
+  drain(l);
+  for (const from of [2, 3]) l.step({ type: MsgType.Promise, from, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, coverFrom: 0, more: false, entries: [] });
+  assert.equal(l.status().role, 'leader');
+  drain(l); // the first heartbeat goes out; nobody acknowledges it, so there is no lease
+  for (const readId of [2, 4, 6]) l.step({ type: MsgType.ReadIndex, from: 2, to: 1, readId });
+  const replies = drain(l).flatMap((rd) => rd.messages).filter((m) => m.type === MsgType.ReadIndexReply);
+  assert.deepEqual(replies, [{ type: MsgType.ReadIndexReply, from: 1, to: 2, readId: 6, index: 0, ok: false }]);
+});

@@ -1449,11 +1449,10 @@ export class MultiPaxos implements Protocol {
   }
 
   private handleReadIndex(m: ReadIndex): void {
-    if (this.role !== 'leader') {
-      this.send({ type: MsgType.ReadIndexReply, from: this.id, to: m.from, readId: m.readId, index: 0, ok: false });
-    } else if (this.leaseValid()) {
+    if (this.role === 'leader' && this.leaseValid()) {
       this.send({ type: MsgType.ReadIndexReply, from: this.id, to: m.from, readId: m.readId, index: this.readIndex(), ok: true });
-    } else if (this.readsQuorum.length < this.cfg.pendingMax) this.startQuorumRead(m.readId, m.from);
+    } else if (this.role === 'leader' && this.readsQuorum.length < this.cfg.pendingMax) this.startQuorumRead(m.readId, m.from);
+    else this.send({ type: MsgType.ReadIndexReply, from: this.id, to: m.from, readId: m.readId, index: 0, ok: false });
   }
 
   private handleReadIndexReply(m: ReadIndexReply): void {
