@@ -504,8 +504,8 @@ test('reads waiting on a slot below the prefix are answered with the install', (
   n.step({ type: MsgType.Heartbeat, from: 1, to: 2, ballot: ballot(1, 1), chosenPrefix: 7, seq: 1 });
   cycle(n);
   n.read(42, 'quorum');
-  cycle(n);
-  n.step({ type: MsgType.ReadIndexReply, from: 1, to: 2, readId: 42, index: 5, ok: true });
+  const ask = ofType(cycle(n).messages, MsgType.ReadIndex)[0] as Extract<Message, { type: MsgType.ReadIndex }>;
+  n.step({ type: MsgType.ReadIndexReply, from: 1, to: 2, readId: ask.readId, index: 5, ok: true });
   assert.equal(n.hasReady(), false, 'slot 5 is not applied here yet');
   n.step(chunk(1, 2, 7, 0, 3, [enc.encode('abc')]));
   const rd = cycle(n);

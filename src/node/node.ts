@@ -13,8 +13,9 @@
 // Time: one tick every `tickMs` (default 20 ms). With the core's defaults (election timeout
 // 10..20 ticks, heartbeat every tick, lease 8 ticks less 1 for drift) that gives elections after
 // 200..400 ms of leader silence, heartbeats every 20 ms and a 140 ms lease. Ticks follow the wall
-// clock: a late timer (or a read) delivers every tick that passed, so a paused process never
-// trusts a lease that ran out while it slept.
+// clock: a late timer (or a message, or a read) delivers every tick that passed, so a paused
+// process never trusts a lease that ran out while it slept, nor counts its sleep as time after
+// the messages that waited meanwhile.
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -26,7 +27,7 @@ import { ENTRY_HEADER_BYTES, FRAME_BYTES_MAX, HEADER_BYTES } from '../kernels/la
 import { loadKernels } from '../kernels/index.js';
 import type { KernelKind, Kernels } from '../kernels/types.js';
 import { isDecodeError } from '../kernels/types.js';
-import { MsgType, type Message } from '../protocol/messages.js';
+import type { Message } from '../protocol/messages.js';
 import {
   defaultConfig, type Config, type Protocol, type ProtocolName, type ReadMode, type Ready, type Snapshot, type Status,
 } from '../protocol/types.js';
@@ -472,11 +473,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.transport.start();
     const tickMs = this.tickMs;
     this.lastTickAt = performance.now();
-    // Ticks are delivered in the check phase, after the poll phase has stepped every message that
-    // arrived meanwhile: after the loop was held up (a snapshot, a long GC), a follower then counts
-    // the silence only after the leader's heartbeats that waited in its socket, instead of
-    // campaigning against a leader it has in fact heard. (Reads still bring the clock up to date
-    // first, so a lease is never trusted past its time.)
+    // Every message and read brings the clock up to date before it is stepped (onMessage,
+    // readWith); the timer delivers the ticks of quiet times.
     this.ticker = setInterval(() => setImmediate(() => this.catchUpTicks()), tickMs);
     this.log.info({ peerPort: self.port, extraPorts, tickMs }, 'node listening');
   }
@@ -666,10 +664,12 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
 
   private onMessage(m: Message): void {
     if (this.stopped) return;
-    // Messages are stepped before the ticks that fell due meanwhile (see start()), save a follower's
-    // read request: a leader may answer it from its lease, which must be judged by the clock as it
-    // is, not as it was before a pause. (Even read ids are requests; odd ones a leader's rounds.)
-    if (m.type === MsgType.ReadIndex && m.readId % 2 === 0) this.catchUpTicks();
+    // The ticks that fell due while the loop was held up (a snapshot, a long GC) come first. Stepped
+    // after a message, they would count as time since it: a follower would take them for quiet
+    // after the heartbeat it just acknowledged and promise another candidate at once, within the
+    // lease that acknowledgement gave the leader; and a leader would judge its lease, answering a
+    // follower's read, by the clock as it was before the pause.
+    this.catchUpTicks();
     this.core.step(m);
     this.schedule();
   }

@@ -268,8 +268,14 @@ export class MultiPaxos implements Protocol {
   // ---- Reads. ----
   /** Leader: reads waiting for a heartbeat round to confirm leadership. Bounded by pendingMax. */
   private readonly readsQuorum: QuorumRead[] = [];
-  /** Follower reads waiting for ReadIndexReply: id -> deadline tick. */
-  private readonly readsRemote = new Map<number, number>();
+  /** Follower reads waiting for ReadIndexReply, by the readId asked with: the read's id and its deadline tick. */
+  private readonly readsRemote = new Map<number, { id: number; deadline: number }>();
+  /**
+   * The last readId asked with, below 2^21. A readId is it plus the incarnation times 2^21: the
+   * driver numbers its reads anew in every life, and a reply to an earlier life's request must
+   * answer no read of this one. Even, as followers' requests are (see MsgType.ReadIndex).
+   */
+  private readIndexSeq = 0;
   /** Reads confirmed, waiting for applied to reach their index. */
   private readsWaiting: ReadState[] = [];
   /** Reads refused since the last Ready. */
@@ -440,8 +446,10 @@ export class MultiPaxos implements Protocol {
         else this.readsFailed.push(id); // refused for lack of lease
       } else this.startQuorumRead(id, 0);
     } else if (this.role === 'follower' && this.leader !== 0) {
-      this.send({ type: MsgType.ReadIndex, from: this.id, to: this.leader, readId: id });
-      this.readsRemote.set(id, this.now + this.cfg.electionTicksMax * 2);
+      this.readIndexSeq = (this.readIndexSeq + 2) % 2 ** 21;
+      const readId = (this.incarnation % 2 ** 32) * 2 ** 21 + this.readIndexSeq;
+      this.send({ type: MsgType.ReadIndex, from: this.id, to: this.leader, readId });
+      this.readsRemote.set(readId, { id, deadline: this.now + this.cfg.electionTicksMax * 2 });
     } else this.readsFailed.push(id);
     this.invariants();
   }
@@ -1435,24 +1443,24 @@ export class MultiPaxos implements Protocol {
       this.readsQuorum.length = 0;
       this.readsQuorum.push(...live);
     }
-    for (const [id, deadline] of this.readsRemote) {
-      if (deadline <= this.now) { this.readsRemote.delete(id); this.readsFailed.push(id); }
+    for (const [readId, r] of this.readsRemote) {
+      if (r.deadline <= this.now) { this.readsRemote.delete(readId); this.readsFailed.push(r.id); }
     }
   }
 
   private handleReadIndex(m: ReadIndex): void {
-    if (this.role !== 'leader') {
-      this.send({ type: MsgType.ReadIndexReply, from: this.id, to: m.from, readId: m.readId, index: 0, ok: false });
-    } else if (this.leaseValid()) {
+    if (this.role === 'leader' && this.leaseValid()) {
       this.send({ type: MsgType.ReadIndexReply, from: this.id, to: m.from, readId: m.readId, index: this.readIndex(), ok: true });
-    } else if (this.readsQuorum.length < this.cfg.pendingMax) this.startQuorumRead(m.readId, m.from);
+    } else if (this.role === 'leader' && this.readsQuorum.length < this.cfg.pendingMax) this.startQuorumRead(m.readId, m.from);
+    else this.send({ type: MsgType.ReadIndexReply, from: this.id, to: m.from, readId: m.readId, index: 0, ok: false });
   }
 
   private handleReadIndexReply(m: ReadIndexReply): void {
-    if (!this.readsRemote.has(m.readId)) return;
+    const r = this.readsRemote.get(m.readId);
+    if (r === undefined) return; // a duplicate, a read that timed out, or one of an earlier life
     this.readsRemote.delete(m.readId);
-    if (!m.ok) { this.readsFailed.push(m.readId); return; }
-    this.readsWaiting.push({ id: m.readId, index: m.index });
+    if (!m.ok) { this.readsFailed.push(r.id); return; }
+    this.readsWaiting.push({ id: r.id, index: m.index });
     if (m.index + 1 > this.learnTarget) this.learnTarget = m.index + 1;
   }
 
