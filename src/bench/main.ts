@@ -211,6 +211,7 @@ function derive(p: PlannedRun, r: LoadResult, before: NodeSample[], after: NodeS
     readsPerS: r.readsOk / w,
     errors: r.errors,
     shed: r.shed,
+    unanswered: r.unanswered,
     latency: r.latency,
     latencyUncorrected: r.latencyUncorrected,
     leader,

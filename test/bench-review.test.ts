@@ -1,0 +1,115 @@
+// Defects found reviewing `paxlog bench` against its issue, each pinned by a test that failed
+// before its fix. Ports: 27300-27399.
+
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fork, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { decodeRequests, encodeResponse } from '../src/api/client-protocol.js';
+import type { LoadConfig, LoadResult } from '../src/bench/loadgen.js';
+
+const loadgenPath = fileURLToPath(new URL('../src/bench/loadgen.js', import.meta.url));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The load generator as `paxlog bench` runs it: a forked child driven over IPC. */
+function startLoadgen(cfg: LoadConfig): { child: ChildProcess; next(type: string): Promise<unknown> } {
+  const child = fork(loadgenPath, [JSON.stringify(cfg)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const got: { type: string }[] = [];
+  child.on('message', (m: { type: string }) => got.push(m));
+  return {
+    child,
+    async next(type) {
+      for (let i = 0; i < 400; i++) {
+        const j = got.findIndex((m) => m.type === type || m.type === 'error');
+        if (j >= 0) {
+          const m = got.splice(j, 1)[0];
+          if (m.type === 'error') throw new Error(JSON.stringify(m));
+          return m;
+        }
+        await sleep(25);
+      }
+      throw new Error(`no '${type}' from the load generator`);
+    },
+  };
+}
+
+const openLoop: LoadConfig = {
+  api: 'ws', host: '127.0.0.1', port: 0, mode: 'open', clients: 4, connections: 1, rate: 400, payloadBytes: 20,
+  readRatio: 0, read: 'lease', keys: 100, seed: 3, outstandingMax: 100_000,
+};
+
+/**
+ * Runs an open-loop window in which the server answers for `answerMs`, then stalls (answers
+ * nothing) for `stallMs` until 'stop'. Coordinated omission corrected means the stall shows in the
+ * latency: the requests due during it were kept waiting at least until the window's end.
+ */
+async function stallAtEnd(cfg: LoadConfig, setAnswering: (on: boolean) => void, answerMs: number, stallMs: number): Promise<LoadResult> {
+  setAnswering(true);
+  const lg = startLoadgen(cfg);
+  try {
+    await lg.next('ready');
+    await sleep(300);
+    lg.child.send({ type: 'measure' });
+    await sleep(answerMs);
+    setAnswering(false);
+    await sleep(stallMs);
+    lg.child.send({ type: 'stop' });
+    return ((await lg.next('result')) as { result: LoadResult }).result;
+  } finally {
+    lg.child.kill('SIGKILL');
+  }
+}
+
+describe('open loop: a stall at the end of the window shows in the corrected latency', () => {
+  test('WebSocket: requests still unanswered at stop are recorded from when they were due, and counted', { timeout: 60_000 }, async () => {
+    let answering = false;
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 27300, path: '/client' });
+    await new Promise((r) => wss.once('listening', r));
+    wss.on('connection', (ws: WebSocket) => {
+      ws.on('message', (data: Buffer) => {
+        if (!answering) return; // stalled: never answered
+        const { requests } = decodeRequests(data);
+        ws.send(Buffer.concat(requests.map((r) => encodeResponse(r.id, 200))));
+      });
+    });
+    try {
+      const r = await stallAtEnd({ ...openLoop, port: 27300 }, (on) => (answering = on), 500, 1000);
+      assert.ok(r.writesOk > 50, `answered ${r.writesOk}`);
+      // The oldest waited about 1 s, and a third of the window's requests were kept waiting by the
+      // stall: a p90 of a few ms would hide it.
+      assert.ok(r.latency.max >= 800_000, `max ${r.latency.max} us`);
+      assert.ok(r.latency.p90 >= 300_000, `p90 ${r.latency.p90} us`);
+      // About 400 requests were due in the 1 s stall and never answered.
+      assert.ok(r.unanswered > 200, `unanswered ${r.unanswered}`);
+      assert.equal(r.latency.count, r.writesOk + r.readsOk + r.unanswered);
+    } finally {
+      await new Promise((r) => wss.close(r));
+    }
+  });
+
+  test('HTTP: the request in flight and those queued behind it count at stop too', { timeout: 60_000 }, async () => {
+    let answering = false;
+    const held: http.ServerResponse[] = [];
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (answering) res.end();
+        else held.push(res);
+      });
+    });
+    await new Promise<void>((r) => server.listen(27301, '127.0.0.1', r));
+    try {
+      const r = await stallAtEnd({ ...openLoop, api: 'http', port: 27301, clients: 2 }, (on) => (answering = on), 500, 1000);
+      assert.ok(r.writesOk > 50, `answered ${r.writesOk}`);
+      assert.ok(r.latency.max >= 800_000, `max ${r.latency.max} us`);
+      assert.ok(r.unanswered > 200, `unanswered ${r.unanswered}`);
+      assert.equal(r.latency.count, r.writesOk + r.readsOk + r.unanswered);
+    } finally {
+      for (const res of held) res.destroy();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
