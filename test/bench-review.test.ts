@@ -3,14 +3,18 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeRequests, encodeResponse } from '../src/api/client-protocol.js';
 import type { LoadConfig, LoadResult } from '../src/bench/loadgen.js';
 
 const loadgenPath = fileURLToPath(new URL('../src/bench/loadgen.js', import.meta.url));
+const bin = fileURLToPath(new URL('../../bin/paxlog.js', import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The load generator as `paxlog bench` runs it: a forked child driven over IPC. */
@@ -112,4 +116,49 @@ describe('open loop: a stall at the end of the window shows in the corrected lat
       await new Promise((r) => server.close(r));
     }
   });
+});
+
+/** Pids of processes whose command line holds every one of `parts`. */
+function pidsWith(...parts: string[]): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let cmd: string;
+    try {
+      cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').join(' ');
+    } catch {
+      continue;
+    }
+    if (parts.every((p) => cmd.includes(p))) out.push(Number(d));
+  }
+  return out;
+}
+
+test('a node that dies mid-run fails the run with an error naming it, and leaves no process behind', { timeout: 90_000 }, async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-bench-review-'));
+  const child = spawn(process.execPath, [bin, 'bench', '--protocol', 'multipaxos', '--quick', '--warmup', '0', '--duration', '10',
+    '--base-port', '27320', '--out', out, '--no-progress'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  try {
+    // Once the load generator drives the cluster (its config names the leader's port, 27330..27332).
+    for (let i = 0; pidsWith('loadgen.js', '"port":2733').length === 0; i++) {
+      assert.ok(i < 600, `the run never started: ${stderr}`);
+      await sleep(50);
+    }
+    const victim = pidsWith('paxlog.js', 'serve', '--id 2 ', '127.0.0.1:27320');
+    assert.equal(victim.length, 1, `node 2: ${victim}`);
+    process.kill(victim[0], 'SIGKILL');
+    assert.equal(await exited, 1, stderr);
+    const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
+    assert.match(results.runs[0].error ?? '', /^node 2 exited during the run \(signal SIGKILL\)/, results.runs[0].error);
+    assert.match(stderr, /failed: node 2 exited during the run/);
+    assert.deepEqual(pidsWith('127.0.0.1:27320'), [], 'a node is left running');
+    assert.deepEqual(pidsWith('loadgen.js', '"port":2733'), [], 'the load generator is left running');
+  } finally {
+    child.kill('SIGKILL');
+    for (const pid of pidsWith('127.0.0.1:27320')) process.kill(pid, 'SIGKILL');
+    fs.rmSync(out, { recursive: true, force: true });
+  }
 });

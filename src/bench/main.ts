@@ -154,6 +154,8 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
   let lg: ChildProcess | null = null;
   live.add(cluster);
   cluster.start();
+  // Every wait of the run ends at once, with an error naming the node, if a node dies.
+  const unlessDied = <T>(p: Promise<T>): Promise<T> => Promise.race([p, cluster.died]);
   try {
     const leader = await cluster.leader(20_000);
     const cfg: LoadConfig = {
@@ -164,9 +166,9 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
     const child = fork(loadgenPath, [JSON.stringify(cfg)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     lg = child;
     const messages = inbox(child);
-    await messages.next('ready', 20_000);
-    await sleep(k.warmupS * 1000);
-    const before = await cluster.sample();
+    await unlessDied(messages.next('ready', 20_000));
+    await unlessDied(sleep(k.warmupS * 1000));
+    const before = await unlessDied(cluster.sample());
     child.send({ type: 'measure' });
     const inFlight: number[] = [];
     const holes: number[] = [];
@@ -181,11 +183,15 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
         }
       }
     })();
-    await sleep(k.durationS * 1000);
-    sampling = false;
+    try {
+      await unlessDied(sleep(k.durationS * 1000));
+    } finally {
+      sampling = false;
+    }
     child.send({ type: 'stop' });
-    const [after, msg] = await Promise.all([cluster.sample(), messages.next('result', 15_000)]);
+    const [after, msg] = await unlessDied(Promise.all([cluster.sample(), messages.next('result', 15_000)]));
     await sampler;
+    cluster.throwIfDead();
     const result = (msg as { result: LoadResult }).result;
     const leaders = await Promise.all(cluster.procs.map((_, i) => cluster.status(i + 1)));
     return derive(p, result, before, after, leader, leaders.some((s) => s === null || s.leader !== leader), inFlight, holes);
