@@ -11,7 +11,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeRequests, encodeResponse } from '../src/api/client-protocol.js';
-import type { LoadConfig, LoadResult } from '../src/bench/loadgen.js';
+import hdr from 'hdr-histogram-js';
+import { summarize as summarizeLatency, type LoadConfig, type LoadResult } from '../src/bench/loadgen.js';
 
 const loadgenPath = fileURLToPath(new URL('../src/bench/loadgen.js', import.meta.url));
 const bin = fileURLToPath(new URL('../../bin/paxlog.js', import.meta.url));
@@ -161,4 +162,16 @@ test('a node that dies mid-run fails the run with an error naming it, and leaves
     for (const pid of pidsWith('127.0.0.1:27320')) process.kill(pid, 'SIGKILL');
     fs.rmSync(out, { recursive: true, force: true });
   }
+});
+
+test('no latency percentile reads above the largest latency recorded', () => {
+  // Settings as the load generator's: values from 1 us, 3 significant digits.
+  const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
+  h.recordValueWithCount(5000, 998);
+  h.recordValueWithCount(60_529, 2); // p99.9 falls in this value's bucket, whose top is 60,543
+  const s = summarizeLatency(h);
+  assert.equal(s.max, 60_529);
+  for (const q of ['p50', 'p90', 'p99', 'p999'] as const) assert.ok(s[q] <= s.max, `${q} ${s[q]} > max ${s.max}`);
+  assert.equal(s.p999, 60_529);
+  assert.ok(s.p50 >= 5000 && s.p50 <= 5003, `p50 ${s.p50}`);
 });

@@ -82,10 +82,13 @@ type Msg = { type: 'measure' } | { type: 'stop' };
 
 const newHistogram = () => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
 
-function summarize(h: hdr.Histogram): LatencySummary {
+export function summarize(h: hdr.Histogram): LatencySummary {
+  // A percentile is the top of its value's bucket (up to 0.1 % above the value), the max is the
+  // value itself: cap the percentiles there, or p99.9 could read above the max.
+  const at = (q: number): number => Math.min(h.getValueAtPercentile(q), h.maxValue);
   return {
-    count: h.totalCount, mean: h.mean, p50: h.getValueAtPercentile(50), p90: h.getValueAtPercentile(90),
-    p99: h.getValueAtPercentile(99), p999: h.getValueAtPercentile(99.9), max: h.maxValue,
+    count: h.totalCount, mean: h.mean, p50: at(50), p90: at(90),
+    p99: at(99), p999: at(99.9), max: h.maxValue,
     encoded: hdr.encodeIntoCompressedBase64(h),
   };
 }
