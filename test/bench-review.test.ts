@@ -12,6 +12,9 @@ import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeRequests, encodeResponse } from '../src/api/client-protocol.js';
 import hdr from 'hdr-histogram-js';
+import type { NodeSample } from '../src/bench/cluster.js';
+import { knobDefaults } from '../src/bench/knobs.js';
+import { derive, type PlannedRun } from '../src/bench/main.js';
 import { summarize as summarizeLatency, type LoadConfig, type LoadResult } from '../src/bench/loadgen.js';
 
 const loadgenPath = fileURLToPath(new URL('../src/bench/loadgen.js', import.meta.url));
@@ -174,4 +177,22 @@ test('no latency percentile reads above the largest latency recorded', () => {
   for (const q of ['p50', 'p90', 'p99', 'p999'] as const) assert.ok(s[q] <= s.max, `${q} ${s[q]} > max ${s.max}`);
   assert.equal(s.p999, 60_529);
   assert.ok(s.p50 >= 5000 && s.p50 <= 5003, `p50 ${s.p50}`);
+});
+
+test('fsyncs/s is 0 with --fsync off: persists are not synced then (they are still counted, as persistsPerS)', () => {
+  const latency = { count: 1, mean: 1, p50: 1, p90: 1, p99: 1, p999: 1, max: 1, encoded: '' };
+  const result: LoadResult = { windowS: 2, writesOk: 1000, readsOk: 0, errors: {}, shed: 0, unanswered: 0, latency, latencyUncorrected: null, cpuPercent: 1 };
+  const sample = (persists: number, atS: number): NodeSample[] => [1, 2, 3].map(() => ({
+    metrics: new Map([['paxlog_fsync_latency_seconds_count', persists], ['paxlog_fsync_latency_seconds_sum', persists / 1000],
+      ['paxlog_peer_bytes_sent', persists * 100]]),
+    cpuS: atS / 10, atS,
+  }));
+  for (const fsync of [false, true]) {
+    const p: PlannedRun = { index: 0, repeat: 0, setting: 0, protocol: 'raft', knobs: { ...knobDefaults, fsync } };
+    const r = derive(p, result, sample(10, 1), sample(110, 3), 1, false, [], []);
+    assert.equal(r.fsyncsPerS, fsync ? 150 : 0, `fsync ${fsync}: fsyncs/s`);
+    assert.equal(r.fsyncsPerSLeader, fsync ? 50 : 0, `fsync ${fsync}: leader fsyncs/s`);
+    assert.equal(r.persistsPerS, 150, `fsync ${fsync}: persists/s`);
+    assert.equal(r.peerBytesPerWrite, 30);
+  }
 });

@@ -63,7 +63,7 @@ export interface Manifest {
   options: BenchOptions;
 }
 
-interface PlannedRun {
+export interface PlannedRun {
   index: number;
   repeat: number;
   setting: number;
@@ -202,7 +202,7 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
   }
 }
 
-function derive(p: PlannedRun, r: LoadResult, before: NodeSample[], after: NodeSample[], leader: number,
+export function derive(p: PlannedRun, r: LoadResult, before: NodeSample[], after: NodeSample[], leader: number,
   leaderChanged: boolean, inFlight: number[], holes: number[]): RunRecord {
   const w = r.windowS;
   const delta = (i: number, name: string): number => (after[i].metrics.get(name) ?? NaN) - (before[i].metrics.get(name) ?? NaN);
@@ -228,8 +228,10 @@ function derive(p: PlannedRun, r: LoadResult, before: NodeSample[], after: NodeS
     cpuPercentLeader: ((after[l].cpuS - before[l].cpuS) / (after[l].atS - before[l].atS)) * 100,
     cpuPercentLoadgen: r.cpuPercent,
     peerBytesPerWrite: r.writesOk > 0 ? sum('paxlog_peer_bytes_sent') / r.writesOk : null,
-    fsyncsPerS: sum('paxlog_fsync_latency_seconds_count') / w,
-    fsyncsPerSLeader: delta(l, 'paxlog_fsync_latency_seconds_count') / w,
+    persistsPerS: sum('paxlog_fsync_latency_seconds_count') / w,
+    // A persist is synced only with fsync on; with it off nothing is synced (LMDB noSync).
+    fsyncsPerS: p.knobs.fsync ? sum('paxlog_fsync_latency_seconds_count') / w : 0,
+    fsyncsPerSLeader: p.knobs.fsync ? delta(l, 'paxlog_fsync_latency_seconds_count') / w : 0,
     persistMsLeader: delta(l, 'paxlog_fsync_latency_seconds_count') > 0
       ? (delta(l, 'paxlog_fsync_latency_seconds_sum') / delta(l, 'paxlog_fsync_latency_seconds_count')) * 1000 : null,
     meanBatch: delta(l, 'paxlog_batch_commands_count') > 0 ? delta(l, 'paxlog_batch_commands_sum') / delta(l, 'paxlog_batch_commands_count') : null,

@@ -37,7 +37,9 @@ export interface Measured {
   cpuPercentLoadgen: number;
   /** Bytes of peer frames sent by all nodes per successful write. */
   peerBytesPerWrite: number | null;
-  /** Persists (synced LMDB transactions with fsync on) per second, all nodes together. */
+  /** Persists (LMDB write transactions) per second, all nodes together, synced or not. */
+  persistsPerS: number;
+  /** Synced persists per second, all nodes together: persistsPerS with fsync on, 0 with it off. */
   fsyncsPerS: number;
   fsyncsPerSLeader: number;
   /** Mean time of one persist (LMDB write transaction, synced with fsync on) at the leader, in ms. */
@@ -179,7 +181,7 @@ export function markdown(manifest: Manifest, diskSyncEnd: DiskProbe, settings: R
   out.push('', '## Results', '');
   out.push('Medians over repeats, with the spread (min..max) when runs differ. Latency is measured by the load generator ' +
     '(in open loop from when each request was due, requests still unanswered at the end of the window counted at their age then); CPU is percent of one core over the measured window; ' +
-    'peer bytes count every node\'s frames to peers; fsyncs/s counts persists on all nodes (synced transactions when fsync is on); slots in flight is the leader\'s, sampled every 250 ms.', '');
+    'peer bytes count every node\'s frames to peers; fsyncs/s counts synced persists (LMDB write transactions) on all nodes, 0 with fsync off; slots in flight is the leader\'s, sampled every 250 ms.', '');
   for (const s of summary) {
     out.push(`### ${s.label}`, '');
     out.push('| protocol | runs | ops/s | p50 | p90 | p99 | p99.9 | max | leader CPU % | peer bytes/write | fsyncs/s | leader persist | mean batch | slots in flight | errors |');
