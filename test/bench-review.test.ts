@@ -3,7 +3,7 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -194,5 +194,19 @@ test('fsyncs/s is 0 with --fsync off: persists are not synced then (they are sti
     assert.equal(r.fsyncsPerSLeader, fsync ? 50 : 0, `fsync ${fsync}: leader fsyncs/s`);
     assert.equal(r.persistsPerS, 150, `fsync ${fsync}: persists/s`);
     assert.equal(r.peerBytesPerWrite, 30);
+  }
+});
+
+test('too many HTTP clients is a bad flag: one clear error, exit code 2, no run started', { timeout: 60_000 }, () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-bench-review-'));
+  try {
+    for (const args of [['--api', 'http', '--clients', '5000'], ['--api', 'http', '--sweep', 'clients=8,5000'], ['--sweep', 'api=ws,http', '--clients', '4097']]) {
+      const r = spawnSync(process.execPath, [bin, 'bench', ...args, '--out', out, '--base-port', '27390', '--no-progress'], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(r.status, 2, `bench ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+      assert.match(r.stderr, /^error: --clients (5000|4097) over HTTP opens that many sockets; at most 4096\n/, args.join(' '));
+      assert.doesNotMatch(r.stderr, /run 1\//, 'a run started');
+    }
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
   }
 });
