@@ -13,7 +13,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeRequests, encodeResponse } from '../src/api/client-protocol.js';
 import hdr from 'hdr-histogram-js';
 import type { NodeSample } from '../src/bench/cluster.js';
-import { knobDefaults } from '../src/bench/knobs.js';
+import { expandSweeps, knobDefaults, parseSweep } from '../src/bench/knobs.js';
 import { derive, type PlannedRun } from '../src/bench/main.js';
 import { summarize as summarizeLatency, type LoadConfig, type LoadResult } from '../src/bench/loadgen.js';
 
@@ -209,4 +209,11 @@ test('too many HTTP clients is a bad flag: one clear error, exit code 2, no run 
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
   }
+});
+
+test('a run\'s knobs are the knobs only, not the bench\'s other options (its protocols, output directory)', () => {
+  const o = { ...knobDefaults, protocols: ['multipaxos', 'raft'], repeat: 3, sweeps: [], quick: false, out: '/x', basePort: 27200, seed: 1,
+    profileDir: null, progress: false };
+  const settings = expandSweeps(o, [parseSweep('batch-max=1,64')]);
+  assert.deepEqual(settings, [{ ...knobDefaults, batchMax: 1 }, { ...knobDefaults, batchMax: 64 }]);
 });
