@@ -3,7 +3,7 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -14,7 +14,7 @@ import { decodeRequests, encodeResponse } from '../src/api/client-protocol.js';
 import hdr from 'hdr-histogram-js';
 import type { NodeSample } from '../src/bench/cluster.js';
 import { expandSweeps, knobDefaults, parseSweep } from '../src/bench/knobs.js';
-import { derive, type PlannedRun } from '../src/bench/main.js';
+import { derive, makeManifest, type PlannedRun } from '../src/bench/main.js';
 import { summarize as summarizeLatency, type LoadConfig, type LoadResult } from '../src/bench/loadgen.js';
 
 const loadgenPath = fileURLToPath(new URL('../src/bench/loadgen.js', import.meta.url));
@@ -216,4 +216,24 @@ test('a run\'s knobs are the knobs only, not the bench\'s other options (its pro
     profileDir: null, progress: false };
   const settings = expandSweeps(o, [parseSweep('batch-max=1,64')]);
   assert.deepEqual(settings, [{ ...knobDefaults, batchMax: 1 }, { ...knobDefaults, batchMax: 64 }]);
+});
+
+test('the manifest names paxlog\'s own git commit, whatever directory the bench is started from', () => {
+  const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+  const ours = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+  // Started from inside another git repository: its commit is not the code measured.
+  const other = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-bench-review-git-'));
+  const cwd = process.cwd();
+  try {
+    const git = (...args: string[]) => execFileSync('git', ['-c', 'user.email=r@example.org', '-c', 'user.name=r', ...args], { cwd: other, encoding: 'utf8' }).trim();
+    git('init', '-q');
+    git('commit', '-q', '--allow-empty', '-m', 'another project');
+    assert.notEqual(git('rev-parse', 'HEAD'), ours);
+    process.chdir(other);
+    const o = { ...knobDefaults, protocols: ['raft' as const], repeat: 1, sweeps: [], quick: true, out: other, basePort: 27200, seed: 1, profileDir: null, progress: false };
+    assert.equal(makeManifest(o).gitCommit, ours);
+  } finally {
+    process.chdir(cwd);
+    fs.rmSync(other, { recursive: true, force: true });
+  }
 });

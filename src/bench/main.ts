@@ -20,6 +20,8 @@ import { labelOf, summarize, writeReport, type RunRecord } from './report.js';
 import { makeDirs } from '../storage/dirs.js';
 
 const loadgenPath = fileURLToPath(new URL('./loadgen.js', import.meta.url));
+/** paxlog's source tree (this file is dist/src/bench/main.js in it). */
+const packageRoot = fileURLToPath(new URL('../../../', import.meta.url));
 /** Seconds a run spends outside its warmup and window (start, election, stop), for the progress bar. */
 const runOverheadS = 3;
 /** Open-loop requests in flight at most; beyond it requests are shed and counted. */
@@ -281,10 +283,11 @@ function inbox(child: ChildProcess): { next(type: string, timeoutMs: number): Pr
   };
 }
 
-function makeManifest(o: BenchOptions): Manifest {
+export function makeManifest(o: BenchOptions): Manifest {
   const git = (args: string[]): string => {
     try {
-      return execFileSync('git', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+      // In paxlog's own tree, the code measured: not the directory the bench was started from.
+      return execFileSync('git', args, { cwd: packageRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     } catch {
       return 'unknown';
     }
