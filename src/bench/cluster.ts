@@ -49,6 +49,18 @@ export class BenchCluster {
   private readonly tails: string[] = [];
   /** A random cluster secret per run, so a stray process of another run can never join. */
   private readonly secret = crypto.randomBytes(16).toString('hex');
+  /** Set by stop() and killNow(): exits after it are expected. */
+  private stopping = false;
+  /** The first node to exit on its own, as an error naming it; null while every node runs. */
+  private death: BenchClusterError | null = null;
+  private onDeath: ((e: BenchClusterError) => void) | null = null;
+  /**
+   * Rejects with a BenchClusterError naming the node as soon as one exits before stop(): race the
+   * run's waits against it, so a dead node fails the run at once and clearly. Never resolves.
+   */
+  readonly died: Promise<never> = new Promise<never>((_, reject) => {
+    this.onDeath = reject;
+  });
 
   /** Peer port of node i is basePort + i - 1; its client HTTP port is basePort + 10 + i - 1. */
   constructor(readonly protocol: ProtocolName, readonly knobs: RunKnobs, readonly basePort: number, readonly seed: number,
@@ -78,8 +90,20 @@ export class BenchCluster {
       };
       child.stdout!.on('data', keep);
       child.stderr!.on('data', keep);
+      child.once('exit', (code, signal) => {
+        if (this.stopping || this.death !== null) return;
+        const how = signal !== null ? `signal ${signal}` : `code ${code}`;
+        // After its output has drained, so the tail shows why.
+        setImmediate(() => {
+          if (this.death !== null) return;
+          this.death = new BenchClusterError(`node ${id} exited during the run (${how})\n${this.describe()}`);
+          this.onDeath!(this.death);
+        });
+      });
       this.procs.push(child);
     }
+    // Nobody may be racing against `died` yet: an unobserved rejection must not end the process.
+    this.died.catch(() => {});
   }
 
   /** Node output tails, for an error message. */
@@ -116,7 +140,16 @@ export class BenchCluster {
 
   /** Metrics and CPU time of every node, read as close together as the event loop allows. */
   async sample(): Promise<NodeSample[]> {
-    const cpu = this.procs.map((p) => cpuSeconds(p.pid!));
+    this.throwIfDead();
+    let cpu: number[];
+    try {
+      cpu = this.procs.map((p) => cpuSeconds(p.pid!));
+    } catch (e) {
+      // A node that died just now has no /proc entry; say which one.
+      const gone = this.procs.findIndex((p) => p.exitCode !== null || p.signalCode !== null || !fs.existsSync(`/proc/${p.pid}`));
+      if (gone >= 0) throw new BenchClusterError(`node ${gone + 1} exited during the run\n${this.describe()}`);
+      throw e;
+    }
     const atS = performance.now() / 1000;
     const texts = await Promise.all(this.procs.map(async (_, i) => {
       const r = await fetch(`http://127.0.0.1:${this.httpPort(i + 1)}/metrics`, { signal: AbortSignal.timeout(5000) });
@@ -126,14 +159,21 @@ export class BenchCluster {
     return texts.map((t, i) => ({ metrics: parsePrometheus(t), cpuS: cpu[i], atS }));
   }
 
+  /** Throws the error naming the first node that exited on its own, if one did. */
+  throwIfDead(): void {
+    if (this.death !== null) throw this.death;
+  }
+
   /** SIGKILL every node and remove the data directories, synchronously (for exit handlers). */
   killNow(): void {
+    this.stopping = true;
     for (const p of this.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 
   /** SIGTERM, then SIGKILL after 3 s; removes the data directories. */
   async stop(): Promise<void> {
+    this.stopping = true;
     await Promise.all(this.procs.map((p) => new Promise<void>((resolve) => {
       if (p.exitCode !== null || p.signalCode !== null) return resolve();
       const kill = setTimeout(() => p.kill('SIGKILL'), 3000);

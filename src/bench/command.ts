@@ -3,7 +3,7 @@
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { ProtocolName } from '../protocol/types.js';
-import { knobDefaults, knobTable, parseProtocols, parseSweep, quickKnobs, type BenchOptions, type RunKnobs, type Sweep } from './knobs.js';
+import { expandSweeps, knobDefaults, knobTable, parseProtocols, parseSweep, quickKnobs, type BenchOptions, type RunKnobs, type Sweep } from './knobs.js';
 
 const wholeIn = (lo: number, hi: number) => (v: string): number => {
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`"${v}" is not a whole number`);
@@ -11,6 +11,9 @@ const wholeIn = (lo: number, hi: number) => (v: string): number => {
   if (n < lo || n > hi) throw new InvalidArgumentError(`${n} is not in ${lo}..${hi}`);
   return n;
 };
+
+/** Closed-loop HTTP clients at most: each one is a socket of the load generator. */
+export const httpClientsMax = 4096;
 
 /** What commander hands the action: the knobs under their flags' names in camelCase (--duration: duration), and the rest. */
 interface Flags {
@@ -44,6 +47,12 @@ export function resolveOptions(f: Flags): BenchOptions {
       throw new InvalidArgumentError(`--${flag} and --sweep ${flag}=... both set ${flag}: give one`);
     }
     swept.add(s.knob);
+  }
+  // A bad combination of flags is as bad as a bad flag: refused here, before any run, with exit code 2.
+  for (const k of expandSweeps(knobs, f.sweep)) {
+    if (k.api === 'http' && k.mode === 'closed' && k.clients > httpClientsMax) {
+      throw new InvalidArgumentError(`--clients ${k.clients} over HTTP opens that many sockets; at most ${httpClientsMax}`);
+    }
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   return {

@@ -159,9 +159,13 @@ export function parseProtocols(text: string): ProtocolName[] {
   return names as ProtocolName[];
 }
 
-/** Every setting the sweeps give, in order (the last sweep varies fastest). */
+/**
+ * Every setting the sweeps give, in order (the last sweep varies fastest). Each holds the knobs
+ * only, even when `base` is the whole BenchOptions: a run's knobs are what it ran with, not the
+ * bench's protocols, output directory and the like.
+ */
 export function expandSweeps(base: RunKnobs, sweeps: Sweep[]): RunKnobs[] {
-  let out: RunKnobs[] = [{ ...base }];
+  let out: RunKnobs[] = [Object.fromEntries(knobTable.map((k) => [k.key, base[k.key]])) as unknown as RunKnobs];
   for (const s of sweeps) {
     out = out.flatMap((k) => s.values.map((v) => ({ ...k, [s.knob]: v })));
   }

@@ -6,6 +6,9 @@
 // Open loop: requests are due at a fixed `rate`; each one's latency is measured from the moment
 // it was due, not from when it was sent, so a stalled server is charged for the requests it kept
 // waiting (the correction for coordinated omission). The uncorrected figure is kept beside it.
+// Requests still unanswered when the window ends are recorded too, at their age then (from when
+// they were due): a server that stalls near the end of the window has kept them waiting at least
+// that long, and leaving them out would hide the stall just as a closed loop does.
 //
 // The parent drives the phases over IPC: load starts at once (the warmup); 'measure' resets
 // every counter and histogram; 'stop' sends the result back and ends the process.
@@ -59,7 +62,15 @@ export interface LoadResult {
   errors: Record<string, number>;
   /** Open loop: requests due but not sent because outstandingMax were in flight. */
   shed: number;
-  /** Latency of successful requests: from when each was due (open loop) or sent (closed loop). */
+  /**
+   * Open loop: requests still unanswered when the window ended. They are in `latency` at their
+   * age then (a lower bound), not in writesOk or readsOk. Always 0 in closed loop.
+   */
+  unanswered: number;
+  /**
+   * Latency of successful requests: from when each was due (open loop) or sent (closed loop). In
+   * open loop it also holds the requests unanswered at the end of the window, at their age then.
+   */
   latency: LatencySummary;
   /** Open loop only: from when each was actually sent. */
   latencyUncorrected: LatencySummary | null;
@@ -71,10 +82,13 @@ type Msg = { type: 'measure' } | { type: 'stop' };
 
 const newHistogram = () => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
 
-function summarize(h: hdr.Histogram): LatencySummary {
+export function summarize(h: hdr.Histogram): LatencySummary {
+  // A percentile is the top of its value's bucket (up to 0.1 % above the value), the max is the
+  // value itself: cap the percentiles there, or p99.9 could read above the max.
+  const at = (q: number): number => Math.min(h.getValueAtPercentile(q), h.maxValue);
   return {
-    count: h.totalCount, mean: h.mean, p50: h.getValueAtPercentile(50), p90: h.getValueAtPercentile(90),
-    p99: h.getValueAtPercentile(99), p999: h.getValueAtPercentile(99.9), max: h.maxValue,
+    count: h.totalCount, mean: h.mean, p50: at(50), p90: at(90),
+    p99: at(99), p999: at(99.9), max: h.maxValue,
     encoded: hdr.encodeIntoCompressedBase64(h),
   };
 }
@@ -140,6 +154,8 @@ export class Load {
   private readsOk = 0;
   /** Open-loop requests not sent because outstandingMax were in flight. */
   private shed = 0;
+  /** Open-loop requests recorded unanswered at the end of the window (see unanswered()). */
+  private unansweredCount = 0;
   /** Failed answers by status; 0 for a connection that closed under the request. */
   private errors: Record<string, number> = {};
   /**
@@ -201,12 +217,24 @@ export class Load {
     this.shed++;
   }
 
+  /**
+   * Open loop, at the end of the window: a request due at `dueMs` and not yet answered goes into
+   * the corrected histogram at its age now, a lower bound of its latency. Without it, requests kept
+   * waiting by a stall late in the window would not count at all. Closed loop records nothing.
+   */
+  unanswered(dueMs: number, nowMs: number): void {
+    if (this.closedLoop) return;
+    this.unansweredCount++;
+    this.latency.record(Math.max(1, Math.round((nowMs - dueMs) * 1000)));
+  }
+
   measure(): void {
     this.latency.reset();
     this.latencyUncorrected.reset();
     this.writesOk = 0;
     this.readsOk = 0;
     this.shed = 0;
+    this.unansweredCount = 0;
     this.errors = {};
     this.windowStartMs = performance.now();
     this.cpuStart = process.cpuUsage();
@@ -216,7 +244,7 @@ export class Load {
     const windowS = (performance.now() - this.windowStartMs) / 1000;
     const cpu = process.cpuUsage(this.cpuStart);
     return {
-      windowS, writesOk: this.writesOk, readsOk: this.readsOk, errors: this.errors, shed: this.shed,
+      windowS, writesOk: this.writesOk, readsOk: this.readsOk, errors: this.errors, shed: this.shed, unanswered: this.unansweredCount,
       latency: summarize(this.latency.settled()),
       latencyUncorrected: this.cfg.mode === 'open' ? summarize(this.latencyUncorrected.settled()) : null,
       cpuPercent: ((cpu.user + cpu.system) / 1e6 / windowS) * 100,
@@ -232,6 +260,8 @@ interface Conn {
    * the next request on this connection.
    */
   send(dueMs: number): void;
+  /** Calls `f` with when each request still unanswered on this connection was due (open loop). */
+  forEachUnanswered(f: (dueMs: number) => void): void;
   close(): void;
 }
 
@@ -321,6 +351,11 @@ export class FlightTable {
     this.free[this.freeCount++] = slot;
     this.size--;
     return slot;
+  }
+
+  /** Calls `f` with every slot in flight; frees none. */
+  forEachBusy(f: (slot: number) => void): void {
+    for (let slot = 0; slot < this.busy.length; slot++) if (this.busy[slot] === 1) f(slot);
   }
 
   /** Frees every slot in flight, calling `f` with each first (a closed connection fails them all). */
@@ -508,6 +543,11 @@ class WsConn implements Conn {
     }
   }
 
+  forEachUnanswered(f: (dueMs: number) => void): void {
+    const flights = this.flights;
+    flights.forEachBusy((slot) => f(flights.dueMs[slot]));
+  }
+
   close(): void {
     this.ws.terminate();
   }
@@ -641,6 +681,11 @@ class HttpConn implements Conn {
       return;
     }
     this.write(f, key, next);
+  }
+
+  forEachUnanswered(f: (dueMs: number) => void): void {
+    if (this.current !== null) f(this.current.f.dueMs);
+    for (const w of this.waiting) f(w.f.dueMs);
   }
 
   close(): void {
@@ -790,6 +835,8 @@ async function run(cfg: LoadConfig): Promise<void> {
     if (m.type === 'measure') load.measure();
     if (m.type === 'stop') {
       load.stopped = true;
+      const now = performance.now();
+      for (const c of conns) c.forEachUnanswered((dueMs) => load.unanswered(dueMs, now));
       const result = load.result();
       process.send!({ type: 'result', result }, () => {
         for (const c of conns) c.close();

@@ -20,6 +20,8 @@ import { labelOf, summarize, writeReport, type RunRecord } from './report.js';
 import { makeDirs } from '../storage/dirs.js';
 
 const loadgenPath = fileURLToPath(new URL('./loadgen.js', import.meta.url));
+/** paxlog's source tree (this file is dist/src/bench/main.js in it). */
+const packageRoot = fileURLToPath(new URL('../../../', import.meta.url));
 /** Seconds a run spends outside its warmup and window (start, election, stop), for the progress bar. */
 const runOverheadS = 3;
 /** Open-loop requests in flight at most; beyond it requests are shed and counted. */
@@ -63,7 +65,7 @@ export interface Manifest {
   options: BenchOptions;
 }
 
-interface PlannedRun {
+export interface PlannedRun {
   index: number;
   repeat: number;
   setting: number;
@@ -154,6 +156,8 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
   let lg: ChildProcess | null = null;
   live.add(cluster);
   cluster.start();
+  // Every wait of the run ends at once, with an error naming the node, if a node dies.
+  const unlessDied = <T>(p: Promise<T>): Promise<T> => Promise.race([p, cluster.died]);
   try {
     const leader = await cluster.leader(20_000);
     const cfg: LoadConfig = {
@@ -164,9 +168,9 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
     const child = fork(loadgenPath, [JSON.stringify(cfg)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     lg = child;
     const messages = inbox(child);
-    await messages.next('ready', 20_000);
-    await sleep(k.warmupS * 1000);
-    const before = await cluster.sample();
+    await unlessDied(messages.next('ready', 20_000));
+    await unlessDied(sleep(k.warmupS * 1000));
+    const before = await unlessDied(cluster.sample());
     child.send({ type: 'measure' });
     const inFlight: number[] = [];
     const holes: number[] = [];
@@ -181,11 +185,15 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
         }
       }
     })();
-    await sleep(k.durationS * 1000);
-    sampling = false;
+    try {
+      await unlessDied(sleep(k.durationS * 1000));
+    } finally {
+      sampling = false;
+    }
     child.send({ type: 'stop' });
-    const [after, msg] = await Promise.all([cluster.sample(), messages.next('result', 15_000)]);
+    const [after, msg] = await unlessDied(Promise.all([cluster.sample(), messages.next('result', 15_000)]));
     await sampler;
+    cluster.throwIfDead();
     const result = (msg as { result: LoadResult }).result;
     const leaders = await Promise.all(cluster.procs.map((_, i) => cluster.status(i + 1)));
     return derive(p, result, before, after, leader, leaders.some((s) => s === null || s.leader !== leader), inFlight, holes);
@@ -196,7 +204,7 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
   }
 }
 
-function derive(p: PlannedRun, r: LoadResult, before: NodeSample[], after: NodeSample[], leader: number,
+export function derive(p: PlannedRun, r: LoadResult, before: NodeSample[], after: NodeSample[], leader: number,
   leaderChanged: boolean, inFlight: number[], holes: number[]): RunRecord {
   const w = r.windowS;
   const delta = (i: number, name: string): number => (after[i].metrics.get(name) ?? NaN) - (before[i].metrics.get(name) ?? NaN);
@@ -211,6 +219,7 @@ function derive(p: PlannedRun, r: LoadResult, before: NodeSample[], after: NodeS
     readsPerS: r.readsOk / w,
     errors: r.errors,
     shed: r.shed,
+    unanswered: r.unanswered,
     latency: r.latency,
     latencyUncorrected: r.latencyUncorrected,
     leader,
@@ -221,8 +230,10 @@ function derive(p: PlannedRun, r: LoadResult, before: NodeSample[], after: NodeS
     cpuPercentLeader: ((after[l].cpuS - before[l].cpuS) / (after[l].atS - before[l].atS)) * 100,
     cpuPercentLoadgen: r.cpuPercent,
     peerBytesPerWrite: r.writesOk > 0 ? sum('paxlog_peer_bytes_sent') / r.writesOk : null,
-    fsyncsPerS: sum('paxlog_fsync_latency_seconds_count') / w,
-    fsyncsPerSLeader: delta(l, 'paxlog_fsync_latency_seconds_count') / w,
+    persistsPerS: sum('paxlog_fsync_latency_seconds_count') / w,
+    // A persist is synced only with fsync on; with it off nothing is synced (LMDB noSync).
+    fsyncsPerS: p.knobs.fsync ? sum('paxlog_fsync_latency_seconds_count') / w : 0,
+    fsyncsPerSLeader: p.knobs.fsync ? delta(l, 'paxlog_fsync_latency_seconds_count') / w : 0,
     persistMsLeader: delta(l, 'paxlog_fsync_latency_seconds_count') > 0
       ? (delta(l, 'paxlog_fsync_latency_seconds_sum') / delta(l, 'paxlog_fsync_latency_seconds_count')) * 1000 : null,
     meanBatch: delta(l, 'paxlog_batch_commands_count') > 0 ? delta(l, 'paxlog_batch_commands_sum') / delta(l, 'paxlog_batch_commands_count') : null,
@@ -272,10 +283,11 @@ function inbox(child: ChildProcess): { next(type: string, timeoutMs: number): Pr
   };
 }
 
-function makeManifest(o: BenchOptions): Manifest {
+export function makeManifest(o: BenchOptions): Manifest {
   const git = (args: string[]): string => {
     try {
-      return execFileSync('git', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+      // In paxlog's own tree, the code measured: not the directory the bench was started from.
+      return execFileSync('git', args, { cwd: packageRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     } catch {
       return 'unknown';
     }

@@ -20,7 +20,12 @@ export interface Measured {
   readsPerS: number;
   errors: Record<string, number>;
   shed: number;
-  /** Microseconds; corrected for coordinated omission in open loop. */
+  /** Open loop: requests unanswered when the window ended; in `latency` at their age then. */
+  unanswered: number;
+  /**
+   * Microseconds; corrected for coordinated omission in open loop: from when each request was due,
+   * and with the requests still unanswered at the end of the window at their age then.
+   */
   latency: LatencySummary;
   latencyUncorrected: LatencySummary | null;
   leader: number;
@@ -32,7 +37,9 @@ export interface Measured {
   cpuPercentLoadgen: number;
   /** Bytes of peer frames sent by all nodes per successful write. */
   peerBytesPerWrite: number | null;
-  /** Persists (synced LMDB transactions with fsync on) per second, all nodes together. */
+  /** Persists (LMDB write transactions) per second, all nodes together, synced or not. */
+  persistsPerS: number;
+  /** Synced persists per second, all nodes together: persistsPerS with fsync on, 0 with it off. */
   fsyncsPerS: number;
   fsyncsPerSLeader: number;
   /** Mean time of one persist (LMDB write transaction, synced with fsync on) at the leader, in ms. */
@@ -173,8 +180,8 @@ export function markdown(manifest: Manifest, diskSyncEnd: DiskProbe, settings: R
   }
   out.push('', '## Results', '');
   out.push('Medians over repeats, with the spread (min..max) when runs differ. Latency is measured by the load generator ' +
-    '(from when each request was due, in open loop); CPU is percent of one core over the measured window; ' +
-    'peer bytes count every node\'s frames to peers; fsyncs/s counts persists on all nodes (synced transactions when fsync is on); slots in flight is the leader\'s, sampled every 250 ms.', '');
+    '(in open loop from when each request was due, requests still unanswered at the end of the window counted at their age then); CPU is percent of one core over the measured window; ' +
+    'peer bytes count every node\'s frames to peers; fsyncs/s counts synced persists (LMDB write transactions) on all nodes, 0 with fsync off; slots in flight is the leader\'s, sampled every 250 ms.', '');
   for (const s of summary) {
     out.push(`### ${s.label}`, '');
     out.push('| protocol | runs | ops/s | p50 | p90 | p99 | p99.9 | max | leader CPU % | peer bytes/write | fsyncs/s | leader persist | mean batch | slots in flight | errors |');
@@ -195,17 +202,17 @@ export function markdown(manifest: Manifest, diskSyncEnd: DiskProbe, settings: R
   out.push('## Charts', '');
   for (const c of charts) out.push(`![${c}](${c})`, '');
   out.push('## Runs', '', 'In the order they ran. "leader changed" means some node named another leader at the end of the window.', '');
-  out.push('| # | protocol | setting | repeat | ops/s | p50 | p99 | max | CPU % per node | loadgen CPU % | injected drops | holes (mean / max) | leader changed | error |');
-  out.push('| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | --- |');
+  out.push('| # | protocol | setting | repeat | ops/s | p50 | p99 | max | CPU % per node | loadgen CPU % | unanswered at end | injected drops | holes (mean / max) | leader changed | error |');
+  out.push('| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |');
   for (const r of runs) {
     const label = summary[r.setting]?.label ?? '';
     if (r.error !== undefined) {
-      out.push(`| ${r.index + 1} | ${r.protocol} | ${label} | ${r.repeat + 1} | | | | | | | | | | ${r.error.split('\n')[0].replace(/\|/g, '/')} |`);
+      out.push(`| ${r.index + 1} | ${r.protocol} | ${label} | ${r.repeat + 1} | | | | | | | | | | | ${r.error.split('\n')[0].replace(/\|/g, '/')} |`);
       continue;
     }
     out.push(`| ${r.index + 1} | ${r.protocol} | ${label} | ${r.repeat + 1} | ${fmtOps(r.throughput!)} | ${fmtUs(r.latency!.p50)} | ` +
       `${fmtUs(r.latency!.p99)} | ${fmtUs(r.latency!.max)} | ${r.cpuPercentByNode!.map((x) => x.toFixed(0)).join(' / ')} | ` +
-      `${fmtNum(r.cpuPercentLoadgen, 0)} | ${r.framesDroppedInjected} | ${fmtNum(r.holesMean)} / ${r.holesMax ?? 'n/a'} | ${r.leaderChanged ? 'yes' : 'no'} | |`);
+      `${fmtNum(r.cpuPercentLoadgen, 0)} | ${r.unanswered ?? 0} | ${r.framesDroppedInjected} | ${fmtNum(r.holesMean)} / ${r.holesMax ?? 'n/a'} | ${r.leaderChanged ? 'yes' : 'no'} | |`);
   }
   return out.join('\n') + '\n';
 }
