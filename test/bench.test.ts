@@ -108,12 +108,12 @@ test('paxlog bench refuses a bad flag with a clear error and exit code 2', () =>
   }
 });
 
-test('paxlog bench refuses a --seed whose later runs would pass serve\'s --fault-seed bound, before any run', { timeout: 60_000 }, () => {
+test('paxlog bench refuses a --seed whose later runs would pass serve\'s --fault-seed bound as a bad flag (exit 2), before any run', { timeout: 60_000 }, () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-bench-seed-'));
   try {
     const r = spawnSync(process.execPath, [bin, 'bench', '--quick', '--duration', '0.5', '--warmup', '0', '--seed', '2147483648', '--protocol', 'multipaxos,raft',
       '--base-port', '18660', '--out', out, '--no-progress'], { encoding: 'utf8', timeout: 50_000 });
-    assert.equal(r.status, 1, `exit ${r.status}: ${r.stderr}`);
+    assert.equal(r.status, 2, `exit ${r.status}: ${r.stderr}`);
     assert.match(r.stderr, /error: --seed 2147483648: the runs use seeds up to 2147483649 \(seed \+ run index\), past 2147483648; give a smaller --seed/);
     assert.doesNotMatch(r.stderr, /run 1\/2/, 'no run started');
   } finally {

@@ -14,6 +14,10 @@ const wholeIn = (lo: number, hi: number) => (v: string): number => {
 
 /** Closed-loop HTTP clients at most: each one is a socket of the load generator. */
 export const httpClientsMax = 4096;
+/** Runs in one invocation at most. */
+export const runsMax = 10_000;
+/** The largest seed `serve --fault-seed` takes. */
+export const faultSeedMax = 2 ** 31;
 
 /** What commander hands the action: the knobs under their flags' names in camelCase (--duration: duration), and the rest. */
 interface Flags {
@@ -49,10 +53,17 @@ export function resolveOptions(f: Flags): BenchOptions {
     swept.add(s.knob);
   }
   // A bad combination of flags is as bad as a bad flag: refused here, before any run, with exit code 2.
-  for (const k of expandSweeps(knobs, f.sweep)) {
+  const settings = expandSweeps(knobs, f.sweep);
+  for (const k of settings) {
     if (k.api === 'http' && k.mode === 'closed' && k.clients > httpClientsMax) {
       throw new InvalidArgumentError(`--clients ${k.clients} over HTTP opens that many sockets; at most ${httpClientsMax}`);
     }
+  }
+  const runs = settings.length * f.protocol.length * (f.repeat ?? (f.quick ? 1 : 3));
+  if (runs > runsMax) throw new InvalidArgumentError(`${runs} runs planned; at most ${runsMax} (fewer sweep values or repeats)`);
+  // Run i's nodes get --fault-seed seed + i, which serve bounds: past it every such run would fail to start.
+  if (f.seed + runs - 1 > faultSeedMax) {
+    throw new InvalidArgumentError(`--seed ${f.seed}: the runs use seeds up to ${f.seed + runs - 1} (seed + run index), past ${faultSeedMax}; give a smaller --seed`);
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   return {

@@ -5,6 +5,7 @@
 // falls on both protocols alike. Each run starts a new cluster on empty data directories.
 // The report gives medians with their spread (min..max) and the ratio of the medians.
 
+import assert from 'node:assert/strict';
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -18,6 +19,7 @@ import { probeDisk, type DiskProbe } from './probe.js';
 import type { LoadConfig, LoadResult } from './loadgen.js';
 import { labelOf, summarize, writeReport, type RunRecord } from './report.js';
 import { makeDirs } from '../storage/dirs.js';
+import { faultSeedMax, httpClientsMax, runsMax } from './command.js';
 
 const loadgenPath = fileURLToPath(new URL('./loadgen.js', import.meta.url));
 /** paxlog's source tree (this file is dist/src/bench/main.js in it). */
@@ -26,10 +28,6 @@ const packageRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const runOverheadS = 3;
 /** Open-loop requests in flight at most; beyond it requests are shed and counted. */
 const outstandingMax = 200_000;
-/** Runs in one invocation at most. */
-const runsMax = 10_000;
-/** The largest seed `serve --fault-seed` takes. */
-const faultSeedMax = 2 ** 31;
 
 /** Clusters running now (at most one); killed if the harness exits or is interrupted. */
 const live = new Set<BenchCluster>();
@@ -81,14 +79,9 @@ export async function benchMain(o: BenchOptions): Promise<number> {
       for (const protocol of o.protocols) plan.push({ index: plan.length, repeat, setting, protocol, knobs });
     });
   }
-  if (plan.length > runsMax) throw new Error(`${plan.length} runs planned; at most ${runsMax} (fewer sweep values or repeats)`);
-  // Run i's nodes get --fault-seed seed + i, which serve bounds: past it every such run would fail to start.
-  if (o.seed + plan.length - 1 > faultSeedMax) {
-    throw new Error(`--seed ${o.seed}: the runs use seeds up to ${o.seed + plan.length - 1} (seed + run index), past ${faultSeedMax}; give a smaller --seed`);
-  }
-  for (const k of settings) {
-    if (k.api === 'http' && k.mode === 'closed' && k.clients > 4096) throw new Error(`--clients ${k.clients} over HTTP opens that many sockets; at most 4096`);
-  }
+  // resolveOptions refused these as bad flags.
+  assert.ok(plan.length <= runsMax && o.seed + plan.length - 1 <= faultSeedMax, 'runs and seeds within bounds');
+  assert.ok(settings.every((k) => !(k.api === 'http' && k.mode === 'closed' && k.clients > httpClientsMax)), 'HTTP clients within bounds');
 
   makeDirs(path.join(o.out, 'runs'));
   // Per-run files of an earlier bench into the same directory would read as this one's.
