@@ -65,6 +65,7 @@ const makeLogger = (level: string, id?: number): Logger =>
 
 interface ServeFlags {
   id: number;
+  stopWithStdin: boolean;
   peers: Map<number, PeerAddress>;
   data: string;
   httpPort?: number;
@@ -136,6 +137,13 @@ async function serve(f: ServeFlags): Promise<void> {
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  if (f.stopWithStdin) {
+    // The harness that started this node holds the other end: if it dies, even by SIGKILL, the
+    // pipe closes and the node stops rather than run on as an orphan holding its ports.
+    process.stdin.once('end', () => stop('stdin closed'));
+    process.stdin.once('error', () => stop('stdin closed'));
+    process.stdin.resume();
+  }
 }
 
 interface ClusterFlags {
@@ -184,7 +192,8 @@ async function cluster(f: ClusterFlags): Promise<void> {
     if (newCluster) args.push('--new-cluster');
     if (f.batchMax !== undefined) args.push('--batch-max', String(f.batchMax));
     if (f.pipeline !== undefined) args.push('--pipeline', String(f.pipeline));
-    const child = spawn(process.execPath, args, { stdio: ['ignore', logFile, logFile], env: { ...process.env, PAXLOG_SECRET: secret } });
+    args.push('--stop-with-stdin');
+    const child = spawn(process.execPath, args, { stdio: ['pipe', logFile, logFile], env: { ...process.env, PAXLOG_SECRET: secret } });
     child.on('exit', (code, signal) => {
       if (stopping) return;
       process.exitCode = 1;
@@ -336,6 +345,7 @@ export function buildProgram(): Command {
     .option('--fault-delay-ms <ms>', 'benchmarks only: hold each outbound peer message this long', intIn(0, 10_000), 0)
     .option('--fault-seed <n>', 'seed of the injected loss', intIn(0, 2 ** 31), 1)
     .option('--fault-control', 'TESTS ONLY: serve POST /fault/partition (a JSON list of peer ids to cut off, both directions; [] heals)', false)
+    .option('--stop-with-stdin', 'stop when standard input ends: a harness keeps a pipe open, so its nodes stop if it dies', false)
     .action((f: ServeFlags) => serve(f));
 
   program.command('cluster')

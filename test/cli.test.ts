@@ -216,6 +216,31 @@ test('serve refuses a default client HTTP port past 65535 (peer port + 1000) ins
   }
 });
 
+test('cluster: nodes stop by themselves when the cluster process is killed with SIGKILL (no orphans holding ports)', { timeout: 60_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-cli-orphans-'));
+  const nodes = (): number[] => fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try {
+      const cmd = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      return cmd.includes('serve') && cmd.includes('--data') && cmd.some((a) => a.startsWith(dir));
+    } catch {
+      return false; // gone meanwhile
+    }
+  }).map(Number);
+  try {
+    const c = await startCluster(dir);
+    assert.equal(nodes().length, 3, 'three nodes run');
+    c.child.kill('SIGKILL');
+    await c.exited;
+    for (let i = 0; nodes().length > 0; i++) {
+      assert.ok(i < 200, `nodes still running 20 s after the cluster died: ${nodes().join(', ')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    for (const pid of nodes()) process.kill(pid, 'SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('serve and bench refuse a data or results directory that cannot be made, at once and naming it', () => {
   // Node 20's recursive mkdirSync spun for ever under /proc.
   const serve = spawnSync(process.execPath, [bin, 'serve', '--id', '1', '--peers', '1=127.0.0.1:18628', '--http-port', '18629', '--data', '/proc/paxlog-x/n1', '--new-cluster'],

@@ -80,9 +80,11 @@ export class ProcCluster {
     const args = [...serveNodeFlags, bin, 'serve', '--id', String(id), '--peers', this.peers, '--data', this.dataDir(id),
       '--http-port', String(this.httpPort(id)), '--tick-ms', String(this.tickMs), '--log-level', 'warn',
       // No 128 MiB of zeros per new test node (the suite starts hundreds); test/cli.test.ts covers the default.
-      '--preallocate-mib', '0', ...(this.o.extraArgs ?? []), ...moreArgs];
+      '--preallocate-mib', '0', ...(this.o.extraArgs ?? []), ...moreArgs,
+      // If the test process dies (a runner timeout), its nodes stop rather than hold their ports.
+      '--stop-with-stdin'];
     const secret = this.o.secretOf?.(id) ?? 'test-secret';
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PAXLOG_SECRET: secret } });
+    const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PAXLOG_SECRET: secret } });
     const keep = (d: Buffer) => {
       const s = (this.output.get(id) ?? '') + d.toString();
       this.output.set(id, s.slice(-outputBytesMax));

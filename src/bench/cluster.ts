@@ -83,7 +83,8 @@ export class BenchCluster {
         '--fault-loss', String(k.loss), '--fault-delay-ms', String(k.delayMs), '--fault-seed', String(this.seed),
         // Every run starts from empty data directories: a new cluster.
         '--new-cluster'];
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PAXLOG_SECRET: this.secret } });
+      // --stop-with-stdin: if this process dies, even by SIGKILL, its nodes stop too.
+      const child = spawn(process.execPath, [...args, '--stop-with-stdin'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PAXLOG_SECRET: this.secret } });
       this.tails.push('');
       const keep = (d: Buffer): void => {
         this.tails[id - 1] = (this.tails[id - 1] + d.toString()).slice(-outputTailBytes);

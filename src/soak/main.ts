@@ -116,7 +116,8 @@ class Cluster {
     const args = [...serveNodeFlags, bin, 'serve', '--id', String(id), '--peers', peers, '--data', path.join(this.dir, `n${id}`),
       '--http-port', String(this.o.basePort + 10 + id - 1), '--protocol', this.o.protocol, '--tick-ms', String(tickMs),
       '--request-timeout-ms', '2000', '--log-level', 'warn', '--snapshot-slots', String(this.o.snapshotSlots)];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PAXLOG_SECRET: 'soak-secret' } });
+    // --stop-with-stdin: if the soak dies, even by SIGKILL, its nodes stop too.
+    const child = spawn(process.execPath, [...args, '--stop-with-stdin'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PAXLOG_SECRET: 'soak-secret' } });
     const keep = (d: Buffer) => this.output.set(id, ((this.output.get(id) ?? '') + d.toString()).slice(-nodeOutputBytesMax));
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
