@@ -833,6 +833,10 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
    */
   private maybeSnapshot(): void {
     assert.ok(this.persisting.length === 0, 'a snapshot is taken only with no Ready outstanding');
+    // One snapshot is saved at a time: one serialized meanwhile waits for the save's end, which
+    // calls here again. (Its serialization may have begun before the save did: between a compact()
+    // and the pump that hands its Ready out, a snapshot() request starts the next one.)
+    if (this.snapshotSaving) return;
     const ready = this.snapshotSerialized;
     if (ready !== null) {
       this.snapshotSerialized = null;
@@ -840,7 +844,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       this.schedule();
       return;
     }
-    if (this.snapshotSerializing || this.snapshotSaving || !this.snapshotDue()) return;
+    if (this.snapshotSerializing || !this.snapshotDue()) return;
     const prefix = this.appliedThrough + 1;
     if (prefix <= this.snapshotPrefixDurable) {
       // Nothing applied since the last durable snapshot: that one is the answer.
