@@ -740,7 +740,10 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   }
 
   private apply(rd: Ready): void {
-    if (rd.install && rd.snapshot !== null) this.install(rd.snapshot);
+    if (rd.install && rd.snapshot !== null) {
+      this.install(rd.snapshot);
+      if (this.stopped) return; // the state machine could not restore it (install stopped the node)
+    }
     for (const rec of rd.apply) {
       assert.ok(rec.position === this.appliedThrough + 1, `apply ${rec.position} after ${this.appliedThrough}`);
       this.appliedThrough = rec.position;
@@ -938,7 +941,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       this.sm.restore(snap.bytes);
     } catch (err) {
       this.stopFatally({ prefix: snap.prefix, err: (err as Error).message }, 'the state machine cannot restore a peer\'s snapshot; stopping the node');
-      throw err;
+      return;
     }
     this.appliedThrough = snap.prefix - 1;
     this.slotsSinceSnapshot = 0;
