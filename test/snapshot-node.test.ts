@@ -1,6 +1,7 @@
 // Snapshots on real nodes: how snapshot() requests, the state machine's asynchronous serialization
-// and the background save interleave (one member, in this process), and a peer's snapshot the
-// state machine refuses (a child process). Ports: 27000 and 27010-27012.
+// and the background save interleave (one member, in this process), a peer's snapshot the state
+// machine refuses (a child process), and an own save answered after an install (three members in
+// this process). Ports: 27000, 27010-27012 and 27020-27022.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +11,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { createNode } from '../src/index.js';
 import type { StateMachine } from '../src/node/state-machine.js';
+import type { LogStore } from '../src/storage/log-store.js';
 
 /** A counter whose snapshotAsync the test settles by hand, one call at a time. */
 class ManualSnapshots implements StateMachine<number> {
@@ -24,9 +26,9 @@ class ManualSnapshots implements StateMachine<number> {
   restore(bytes: Uint8Array): void { this.count = Number(new TextDecoder().decode(bytes)); }
 }
 
-const until = async (what: string, ok: () => boolean): Promise<void> => {
+const until = async (what: string | (() => string), ok: () => boolean): Promise<void> => {
   for (let i = 0; !ok(); i++) {
-    assert.ok(i < 500, `timed out waiting for ${what}`);
+    assert.ok(i < 500, `timed out waiting for ${typeof what === 'string' ? what : what()}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 };
@@ -100,6 +102,59 @@ test('a peer\'s snapshot the state machine cannot restore stops the node with th
     assert.match(r.stdout, /boom in restore/);
     assert.doesNotMatch(r.stderr, /Uncaught|boom in restore|at .*node\.js:\d+/, 'an uncaught exception');
   } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a snapshot of its own saved after a peer\'s newer one was installed does not take the node back: snapshot() answers', { timeout: 60_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-snap-order-'));
+  const peers = '1=127.0.0.1:27020,2=127.0.0.1:27021,3=127.0.0.1:27022';
+  const counter = (): StateMachine<number> => ({
+    n: 0, apply() { return ++this.n; }, snapshot() { return new Uint8Array([this.n]); }, restore(b: Uint8Array) { this.n = b[0]; },
+  } as StateMachine<number> & { n: number });
+  const nodes = await Promise.all([1, 2, 3].map((id) => createNode({
+    id, peers, dataDir: path.join(dir, String(id)), stateMachine: counter(), secret: 's', tickMs: 10, newCluster: true,
+    faultControl: true, snapshotSlots: 0, snapshotBytes: 0, logger: pino({ level: 'silent' }),
+  })));
+  const [, , third] = nodes;
+  const leaderOf = async (among: typeof nodes): Promise<(typeof nodes)[number]> => {
+    for (let i = 0; ; i++) {
+      const l = among.find((n) => n.status().role === 'leader');
+      if (l !== undefined) return l;
+      assert.ok(i < 1000, 'no leader');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  const durablePrefix = (): number => (third as unknown as { snapshotPrefixDurable: number }).snapshotPrefixDurable;
+  try {
+    for (let i = 0; i < 2; i++) await (await leaderOf(nodes)).propose(new Uint8Array([i]));
+    await until('node 3 to apply', () => third.status().applied >= 2);
+    third.partition([1, 2]);
+    const rest = nodes.slice(0, 2);
+    for (let i = 0; i < 5; i++) await (await leaderOf(rest)).propose(new Uint8Array([i]));
+    await until('nodes 1 and 2 to apply', () => rest.every((n) => n.status().applied === 7));
+    for (const n of rest) assert.equal(await n.snapshot(), 8);
+    // Node 3 saves a snapshot of its own; the save commits, but its answer comes late (the
+    // moment a commit is known and the node hears of it are apart: other work runs between).
+    const store = (third as unknown as { store: LogStore }).store;
+    const save = store.saveSnapshot.bind(store);
+    let release = (): void => {};
+    const gate = new Promise<void>((r) => { release = r; });
+    let saved = false;
+    store.saveSnapshot = (s) => save(s).then(async (v) => { saved = true; await gate; return v; });
+    const own = third.snapshot();
+    await until('the own snapshot to be saved', () => saved);
+    // Node 3 comes back, installs the leader's newer snapshot; then the answer of its own save comes.
+    third.partition([]);
+    const installed = 8;
+    await until(() => `the install to be durable (${JSON.stringify(third.status())})`, () => durablePrefix() === installed);
+    release();
+    await own;
+    assert.equal(third.status().applied + 1, installed, 'nothing applied since the install (the case under test)');
+    const again = await Promise.race([third.snapshot(), new Promise<string>((r) => setTimeout(() => r('not answered in 3 s'), 3000))]);
+    assert.equal(again, installed, 'snapshot() answers with the installed snapshot, which covers everything applied');
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()));
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

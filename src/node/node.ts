@@ -916,7 +916,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       this.metrics.snapshotsTaken.inc();
       this.log.debug({ prefix: snap.prefix, bytes: snap.bytes.byteLength }, 'snapshot saved, log trimmed below it');
     }
-    this.snapshotPrefixDurable = snap.prefix;
+    // The answer of an own snapshot's save may come after a newer one installed from a peer was
+    // durable (its commit came first; the answers' order is not the commits'). Going back to it
+    // would send the next snapshot() to compact() at the installed prefix, which the core ignores
+    // as not newer: nothing would be saved, and the request would wait for the next slot applied.
+    this.snapshotPrefixDurable = Math.max(this.snapshotPrefixDurable, snap.prefix);
     this.settleSnapshotWaiters(snap.prefix);
   }
 
