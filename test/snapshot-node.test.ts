@@ -47,7 +47,13 @@ test('a snapshot serialized while the one before is still being saved waits for 
   });
   try {
     await until('leadership', () => node.status().role === 'leader');
-    const put = (): Promise<number> => node.propose(new Uint8Array([1]));
+    // A write resolves once applied, before its persist is durable; snapshots wait for no persist in flight.
+    const idle = (): Promise<void> => until('no persist in flight', () => (node as unknown as { persisting: unknown[] }).persisting.length === 0);
+    const put = async (): Promise<number> => {
+      const r = await node.propose(new Uint8Array([1]));
+      await idle();
+      return r;
+    };
     await put();
     // A is serialized from the state after one write; a second write is applied meanwhile.
     const first = node.snapshot();
