@@ -740,7 +740,10 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   }
 
   private apply(rd: Ready): void {
-    if (rd.install && rd.snapshot !== null) this.install(rd.snapshot);
+    if (rd.install && rd.snapshot !== null) {
+      this.install(rd.snapshot);
+      if (this.stopped) return; // the state machine could not restore it (install stopped the node)
+    }
     for (const rec of rd.apply) {
       assert.ok(rec.position === this.appliedThrough + 1, `apply ${rec.position} after ${this.appliedThrough}`);
       this.appliedThrough = rec.position;
@@ -833,6 +836,10 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
    */
   private maybeSnapshot(): void {
     assert.ok(this.persisting.length === 0, 'a snapshot is taken only with no Ready outstanding');
+    // One snapshot is saved at a time: one serialized meanwhile waits for the save's end, which
+    // calls here again. (Its serialization may have begun before the save did: between a compact()
+    // and the pump that hands its Ready out, a snapshot() request starts the next one.)
+    if (this.snapshotSaving) return;
     const ready = this.snapshotSerialized;
     if (ready !== null) {
       this.snapshotSerialized = null;
@@ -840,7 +847,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       this.schedule();
       return;
     }
-    if (this.snapshotSerializing || this.snapshotSaving || !this.snapshotDue()) return;
+    if (this.snapshotSerializing || !this.snapshotDue()) return;
     const prefix = this.appliedThrough + 1;
     if (prefix <= this.snapshotPrefixDurable) {
       // Nothing applied since the last durable snapshot: that one is the answer.
@@ -909,7 +916,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       this.metrics.snapshotsTaken.inc();
       this.log.debug({ prefix: snap.prefix, bytes: snap.bytes.byteLength }, 'snapshot saved, log trimmed below it');
     }
-    this.snapshotPrefixDurable = snap.prefix;
+    // The answer of an own snapshot's save may come after a newer one installed from a peer was
+    // durable (its commit came first; the answers' order is not the commits'). Going back to it
+    // would send the next snapshot() to compact() at the installed prefix, which the core ignores
+    // as not newer: nothing would be saved, and the request would wait for the next slot applied.
+    this.snapshotPrefixDurable = Math.max(this.snapshotPrefixDurable, snap.prefix);
     this.settleSnapshotWaiters(snap.prefix);
   }
 
@@ -934,7 +945,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       this.sm.restore(snap.bytes);
     } catch (err) {
       this.stopFatally({ prefix: snap.prefix, err: (err as Error).message }, 'the state machine cannot restore a peer\'s snapshot; stopping the node');
-      throw err;
+      return;
     }
     this.appliedThrough = snap.prefix - 1;
     this.slotsSinceSnapshot = 0;
