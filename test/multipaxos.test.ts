@@ -412,6 +412,21 @@ test('a snapshot a peer is pulling stays served when newer ones are taken, until
   assert.deepEqual(chunks(), [chunk(2, 3, 6, 0, 5, [enc.encode('abcd')])]);
 });
 
+test('a follower takes chunks longer than its own snapshotChunkBytes: a peer configured apart still finishes its transfer', () => {
+  const n = nodeWith(2, chunkCfg);
+  const b = ballot(1, 1);
+  const bytes = snapBytes(10);
+  n.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b, chosenPrefix: 1, entries: [{ slot: 7, ballot: b, value: value('g') }] });
+  n.step({ type: MsgType.Commit, from: 1, to: 2, ballot: b, firstSlot: 7, count: 1, chosenPrefix: 8 });
+  cycle(n);
+  n.step(chunk(1, 2, 7, 0, 10, [bytes.subarray(0, 8)]));
+  assert.deepEqual(cycle(n).messages, [{ type: MsgType.SnapshotRequest, from: 2, to: 1, prefix: 7, offset: 8 }]);
+  n.step(chunk(1, 2, 7, 8, 10, [bytes.subarray(8, 10)]));
+  const rd = cycle(n);
+  assert.equal(rd.install, true);
+  assert.deepEqual(rd.snapshot, { prefix: 7, ballot: 0, bytes });
+});
+
 test('malformed or unexpected snapshot chunks are dropped without a throw and change nothing', () => {
   const n = nodeWith(2, chunkCfg);
   const bytes = snapBytes(10);
@@ -420,7 +435,7 @@ test('malformed or unexpected snapshot chunks are dropped without a throw and ch
     chunk(1, 2, 7, 0, 10, []),                                           // no value
     chunk(1, 2, 7, 4, 10, [bytes.subarray(4, 8)]),                       // a later chunk of no transfer (unknown prefix)
     chunk(1, 2, 7, 0, 1024 * 1024 * 1024 + 1, [bytes.subarray(0, 4)]),  // total above SNAPSHOT_BYTES_MAX
-    chunk(1, 2, 7, 0, 10, [bytes.subarray(0, 5)]),                       // longer than snapshotChunkBytes
+    chunk(1, 2, 7, 0, 2 ** 24 + 1, [new Uint8Array(2 ** 24 + 1)]),       // longer than SNAPSHOT_CHUNK_BYTES_MAX
     chunk(1, 2, 7, 0, 3, [bytes.subarray(0, 4)]),                        // longer than total
     chunk(1, 2, 1, 0, 10, [bytes.subarray(0, 4)]),                       // prefix 1 covers nothing
     chunk(1, 2, 7, 0, 10, [new Uint8Array(0)]),                          // empty chunk of a non-empty snapshot
@@ -442,7 +457,7 @@ test('malformed or unexpected snapshot chunks are dropped without a throw and ch
     chunk(3, 2, 7, 4, 10, [bytes.subarray(4, 8)]),   // from a peer that did not offer it
     chunk(1, 2, 9, 4, 10, [bytes.subarray(4, 8)]),   // unknown prefix
     chunk(1, 2, 7, 4, 12, [bytes.subarray(4, 8)]),   // another total
-    chunk(1, 2, 7, 4, 10, [snapBytes(5)]),           // too long
+    chunk(1, 2, 7, 4, 10, [snapBytes(7)]),           // past the total
   ];
   for (const m of running) assert.doesNotThrow(() => n.step(m));
   assert.equal(n.hasReady(), false);

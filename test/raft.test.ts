@@ -523,7 +523,7 @@ test('malformed or unneeded snapshot chunks are dropped without a throw and with
     ['two values', { ...base, values: [new Uint8Array(4), new Uint8Array(4)] }],
     ['no value', { ...base, values: [] }],
     ['total above the max', { ...base, total: SNAPSHOT_BYTES_MAX + 1 }],
-    ['chunk longer than snapshotChunkBytes', { ...base, values: [new Uint8Array(9)] }],
+    ['chunk longer than SNAPSHOT_CHUNK_BYTES_MAX', { ...base, total: 2 ** 24 + 1, values: [new Uint8Array(2 ** 24 + 1)] }],
     ['chunk past the total', { ...base, total: 4 }],
     ['empty chunk of a non-empty snapshot', { ...base, values: [new Uint8Array(0)] }],
     ['negative offset', { ...base, offset: -8 }],

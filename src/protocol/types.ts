@@ -75,6 +75,10 @@ export interface Snapshot {
 /** The largest snapshot a node takes in from a peer (the receiver allocates it whole). */
 export const SNAPSHOT_BYTES_MAX = 1024 * 1024 * 1024;
 
+/** The longest SnapshotChunk a node takes in, whatever its own snapshotChunkBytes: members may be
+ *  configured apart, and a receiver that held senders to its own size would never finish a transfer. */
+export const SNAPSHOT_CHUNK_BYTES_MAX = 16 * 1024 * 1024;
+
 export interface Ready {
   /**
    * Persist if set: save it as the node's snapshot (replacing the one before) and drop every
@@ -134,7 +138,7 @@ export interface Config {
   leaseDriftTicks: number;
   /** Pending client commands at most (the batcher's bound); propose beyond it is refused. */
   pendingMax: number;
-  /** Snapshot bytes one SnapshotChunk carries at most. */
+  /** Snapshot bytes one SnapshotChunk this node sends carries at most; 1..SNAPSHOT_CHUNK_BYTES_MAX. */
   snapshotChunkBytes: number;
   /** Multi-Paxos: value bytes one part of a Promise carries at most (at least one entry a part); default 16 MiB. */
   promisePartBytes?: number;

@@ -33,7 +33,7 @@ import {
   type ReadIndex, type ReadIndexReply, type SlotEntry, type SnapshotChunk, type SnapshotRequest,
 } from '../messages.js';
 import {
-  SNAPSHOT_BYTES_MAX, type Config, type LogRecord, type PlantedBug, type Protocol, type ProposeResult,
+  SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX, type Config, type LogRecord, type PlantedBug, type Protocol, type ProposeResult,
   type ProtocolOptions, type ReadMode, type ReadState, type Ready, type Rng, type Role, type Snapshot, type Status,
 } from '../types.js';
 import type { Batcher, Kernels, PromiseCounter, SlotWindow } from '../../kernels/types.js';
@@ -317,6 +317,7 @@ export class MultiPaxos implements Protocol {
     assert.ok(c.peers.length >= 1 && c.peers.length <= 32, 'between 1 and 32 members');
     assert.ok(c.electionTicksMin >= 2 && c.electionTicksMax > c.electionTicksMin, 'electionTicksMin >= 2 and < electionTicksMax');
     assert.ok(c.leaseTicks < c.electionTicksMin, 'leaseTicks must be below electionTicksMin');
+    assert.ok(c.snapshotChunkBytes >= 1 && c.snapshotChunkBytes <= SNAPSHOT_CHUNK_BYTES_MAX, `snapshotChunkBytes must be in 1..${SNAPSHOT_CHUNK_BYTES_MAX}`);
     assert.ok(c.pipeline >= 1 && c.batchMax >= 1 && c.batchBytesMax >= 8 && c.pendingMax >= 1 && c.readysOutstandingMax >= 1, 'positive bounds');
     [...c.peers].sort((a, b) => a - b).forEach((p, i) => this.memberIndex.set(p, i));
     this.others = c.peers.filter((p) => p !== c.id);
@@ -665,7 +666,7 @@ export class MultiPaxos implements Protocol {
     if (m.values.length !== 1 || m.ballot !== 0) return;
     const chunk = m.values[0];
     if (!Number.isSafeInteger(m.prefix) || !Number.isSafeInteger(m.offset) || !Number.isSafeInteger(m.total)) return;
-    if (m.prefix < 2 || m.total > SNAPSHOT_BYTES_MAX || chunk.length > this.cfg.snapshotChunkBytes) return;
+    if (m.prefix < 2 || m.total > SNAPSHOT_BYTES_MAX || chunk.length > SNAPSHOT_CHUNK_BYTES_MAX) return;
     if (m.offset < 0 || m.offset + chunk.length > m.total) return;
     // Every chunk but an empty snapshot's moves the transfer on, so a transfer always ends.
     if (chunk.length === 0 && m.total > 0) return;

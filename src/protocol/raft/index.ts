@@ -72,7 +72,7 @@ import type {
   Snapshot,
   Status,
 } from '../types.js';
-import { SNAPSHOT_BYTES_MAX } from '../types.js';
+import { SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX } from '../types.js';
 import { Progress, ReplicaState } from './progress.js';
 import { ServedSnapshots } from '../served-snapshots.js';
 
@@ -294,6 +294,7 @@ export class Raft implements Protocol {
     assert.ok(cfg.electionTicksMin < cfg.electionTicksMax, 'electionTicksMin must be < electionTicksMax');
     assert.ok(cfg.heartbeatTicks >= 1 && cfg.heartbeatTicks < cfg.electionTicksMin, 'heartbeatTicks must be in [1, electionTicksMin)');
     assert.ok(cfg.leaseTicks < cfg.electionTicksMin, 'leaseTicks must be < electionTicksMin');
+    assert.ok(cfg.snapshotChunkBytes >= 1 && cfg.snapshotChunkBytes <= SNAPSHOT_CHUNK_BYTES_MAX, `snapshotChunkBytes must be in 1..${SNAPSHOT_CHUNK_BYTES_MAX}`);
     assert.ok(cfg.pipeline >= 1 && cfg.batchMax >= 1 && cfg.batchBytesMax >= 1 && cfg.pendingMax >= 1 && cfg.readysOutstandingMax >= 1, 'limits must be >= 1');
     this.cfg = cfg;
     // A receiver abandons a transfer after electionTicksMin without a chunk (tickTransfer); held
@@ -1102,7 +1103,7 @@ export class Raft implements Protocol {
     const total = m.total;
     if (!Number.isSafeInteger(m.prefix) || m.prefix < 2 || !Number.isSafeInteger(m.ballot) || m.ballot < 0 || m.ballot > this.term ||
       !Number.isSafeInteger(total) || total < 0 || total > SNAPSHOT_BYTES_MAX || !Number.isSafeInteger(m.offset) || m.offset < 0 ||
-      chunk.length > this.cfg.snapshotChunkBytes || m.offset + chunk.length > total || (chunk.length === 0 && total > 0)) {
+      chunk.length > SNAPSHOT_CHUNK_BYTES_MAX || m.offset + chunk.length > total || (chunk.length === 0 && total > 0)) {
       return;
     }
     let t = this.transfer;
