@@ -193,7 +193,9 @@ test('fsyncs/s is 0 with --fsync off: persists are not synced then (they are sti
     assert.equal(r.fsyncsPerS, fsync ? 150 : 0, `fsync ${fsync}: fsyncs/s`);
     assert.equal(r.fsyncsPerSLeader, fsync ? 50 : 0, `fsync ${fsync}: leader fsyncs/s`);
     assert.equal(r.persistsPerS, 150, `fsync ${fsync}: persists/s`);
-    assert.equal(r.peerBytesPerWrite, 30);
+    assert.equal(r.peerBytesPerCommand, 30);
+    const withReads = derive(p, { ...result, readsOk: 1000 }, sample(10, 1), sample(110, 3), 1, false, [], []);
+    assert.equal(withReads.peerBytesPerCommand, 15, 'reads are commands too');
   }
 });
 

@@ -60,7 +60,7 @@ test('paxlog bench --quick writes a manifest, per-run JSON, a Markdown report an
       assert.ok(run.latency.p50 > 0 && run.latency.p50 <= run.latency.p99 && run.latency.p99 <= run.latency.max,
         `${run.protocol}: percentiles out of order: ${JSON.stringify(run.latency)}`);
       assert.equal(run.cpuPercentByNode.length, 3);
-      assert.ok(run.peerBytesPerWrite > 0, `${run.protocol}: no peer bytes counted`);
+      assert.ok(run.peerBytesPerCommand > 0, `${run.protocol}: no peer bytes counted`);
       assert.ok(run.fsyncsPerS > 0, `${run.protocol}: no persist counted`);
       assert.ok(run.meanBatch >= 1, `${run.protocol}: mean batch ${run.meanBatch}`);
     }

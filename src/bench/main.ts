@@ -222,7 +222,8 @@ export function derive(p: PlannedRun, r: LoadResult, before: NodeSample[], after
     cpuPercentByNode: before.map((b, i) => ((after[i].cpuS - b.cpuS) / (after[i].atS - b.atS)) * 100),
     cpuPercentLeader: ((after[l].cpuS - before[l].cpuS) / (after[l].atS - before[l].atS)) * 100,
     cpuPercentLoadgen: r.cpuPercent,
-    peerBytesPerWrite: r.writesOk > 0 ? sum('paxlog_peer_bytes_sent') / r.writesOk : null,
+    // Per command, as the issue asks: reads (a quorum read's heartbeat round) cost peer bytes too.
+    peerBytesPerCommand: r.writesOk + r.readsOk > 0 ? sum('paxlog_peer_bytes_sent') / (r.writesOk + r.readsOk) : null,
     persistsPerS: sum('paxlog_fsync_latency_seconds_count') / w,
     // A persist is synced only with fsync on; with it off nothing is synced (LMDB noSync).
     fsyncsPerS: p.knobs.fsync ? sum('paxlog_fsync_latency_seconds_count') / w : 0,

@@ -36,7 +36,7 @@ export interface Measured {
   cpuPercentLeader: number;
   cpuPercentLoadgen: number;
   /** Bytes of peer frames sent by all nodes per successful write. */
-  peerBytesPerWrite: number | null;
+  peerBytesPerCommand: number | null;
   /** Persists (LMDB write transactions) per second, all nodes together, synced or not. */
   persistsPerS: number;
   /** Synced persists per second, all nodes together: persistsPerS with fsync on, 0 with it off. */
@@ -83,7 +83,7 @@ export interface ProtocolSummary {
   p999: Spread;
   max: Spread;
   cpuPercentLeader: Spread;
-  peerBytesPerWrite: Spread | null;
+  peerBytesPerCommand: Spread | null;
   fsyncsPerS: Spread;
   persistMsLeader: Spread | null;
   meanBatch: Spread | null;
@@ -134,7 +134,7 @@ export function summarize(o: BenchOptions, settings: RunKnobs[], runs: RunRecord
         p999: spreadOf(ok.map((r) => r.latency.p999)) ?? nan,
         max: spreadOf(ok.map((r) => r.latency.max)) ?? nan,
         cpuPercentLeader: spreadOf(ok.map((r) => r.cpuPercentLeader)) ?? nan,
-        peerBytesPerWrite: spreadOf(ok.map((r) => r.peerBytesPerWrite)),
+        peerBytesPerCommand: spreadOf(ok.map((r) => r.peerBytesPerCommand)),
         fsyncsPerS: spreadOf(ok.map((r) => r.fsyncsPerS)) ?? nan,
         persistMsLeader: spreadOf(ok.map((r) => r.persistMsLeader)),
         meanBatch: spreadOf(ok.map((r) => r.meanBatch)),
@@ -184,13 +184,13 @@ export function markdown(manifest: Manifest, diskSyncEnd: DiskProbe, settings: R
     'peer bytes count every node\'s frames to peers; fsyncs/s counts synced persists (LMDB write transactions) on all nodes, 0 with fsync off; slots in flight is the leader\'s, sampled every 250 ms.', '');
   for (const s of summary) {
     out.push(`### ${s.label}`, '');
-    out.push('| protocol | runs | ops/s | p50 | p90 | p99 | p99.9 | max | leader CPU % | peer bytes/write | fsyncs/s | leader persist | mean batch | slots in flight | errors |');
+    out.push('| protocol | runs | ops/s | p50 | p90 | p99 | p99.9 | max | leader CPU % | peer bytes/command | fsyncs/s | leader persist | mean batch | slots in flight | errors |');
     out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const p of s.protocols) {
       out.push(`| ${p.protocol} | ${p.runs}${p.failed > 0 ? ` (+${p.failed} failed)` : ''} | ${fmtSpread(p.throughput, fmtOps)} | ` +
         `${fmtSpread(p.p50, fmtUs)} | ${fmtSpread(p.p90, fmtUs)} | ${fmtSpread(p.p99, fmtUs)} | ${fmtSpread(p.p999, fmtUs)} | ` +
         `${fmtSpread(p.max, fmtUs)} | ${fmtSpread(p.cpuPercentLeader, (x) => x.toFixed(0))} | ` +
-        `${fmtSpread(p.peerBytesPerWrite, (x) => x.toFixed(0))} | ${fmtSpread(p.fsyncsPerS, (x) => x.toFixed(0))} | ` +
+        `${fmtSpread(p.peerBytesPerCommand, (x) => x.toFixed(0))} | ${fmtSpread(p.fsyncsPerS, (x) => x.toFixed(0))} | ` +
         `${fmtSpread(p.persistMsLeader, (x) => `${x.toFixed(2)} ms`)} | ` +
         `${fmtSpread(p.meanBatch, (x) => x.toFixed(1))} | ${fmtSpread(p.slotsInFlightMean, (x) => x.toFixed(1))} | ${p.errors} |`);
     }
