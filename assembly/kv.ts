@@ -16,7 +16,9 @@
 // probing, deletion by backward shift (no tombstones). Invariant: count * 2 <= capacity.
 //
 // Everything results depend on (count, bytesHeld) is a function of the keys and values held, never
-// of the layout: two replicas, one restored from a snapshot, refuse the same writes.
+// of the layout: two replicas, one restored from a snapshot, refuse the same writes. So the hash
+// is seeded at random per instance (init): without a seed, anyone could build keys of one hash
+// (FNV-1a multicollisions take seconds) and make every insert probe them all, on every replica.
 
 const KEY_BYTES_MAX: u32 = 1024;
 const VALUE_BYTES_MAX: u32 = 1 << 20;
@@ -62,12 +64,15 @@ let bytesHeld: u32 = 0;
 let liveBytes: usize = 0;
 let keysMax: u32 = 0;
 let bytesMax: u32 = 0;
+/** The hash's starting state: random, so that no one can choose keys that collide. */
+let seed: u32 = 0;
 
 /** Sets up an empty store; returns where the face copies commands (IO_BYTES bytes). */
-export function init(keysLimit: u32, bytesLimit: u32): usize {
+export function init(keysLimit: u32, bytesLimit: u32, hashSeed: u32): usize {
   assert(io == 0, 'init twice');
   keysMax = keysLimit;
   bytesMax = bytesLimit;
+  seed = hashSeed;
   io = (__heap_base + 15) & ~15;
   heads = io + IO_BYTES;
   arenaBase = (heads + CLASSES * 4 + 15) & ~15;
@@ -247,9 +252,9 @@ function find(key: usize, keyLen: u32, h: u32): i32 {
   }
 }
 
-/** FNV-1a over the key, then murmur3's finalizer so that the low bits (the home entry) mix well. */
+/** FNV-1a over the key from the seeded state, then murmur3's finalizer so that the low bits (the home entry) mix well. */
 function hash(p: usize, n: u32): u32 {
-  let h: u32 = 0x811c9dc5;
+  let h: u32 = 0x811c9dc5 ^ seed;
   for (let k: u32 = 0; k < n; k++) h = (h ^ load<u8>(p + k)) * 0x01000193;
   h ^= h >> 16;
   h *= 0x85ebca6b;

@@ -10,6 +10,7 @@
 // reads values and snapshots out of the instance's memory.
 
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import type { StateMachine } from '../node/state-machine.js';
 import { SNAPSHOT_BYTES_MAX } from '../protocol/types.js';
 import { instantiate, wasmModule } from '../wasm/heap.js';
@@ -43,7 +44,7 @@ const snapshotSliceEntries = 16 * 1024;
 /** The exports of build/kv.wasm (see assembly/kv.ts). Pointers are u32 and may read negative: use >>> 0. */
 interface KvExports {
   memory: WebAssembly.Memory;
-  init(keysMax: number, bytesMax: number): number;
+  init(keysMax: number, bytesMax: number, hashSeed: number): number;
   ioBytes(): number;
   keys(): number;
   bytes(): number;
@@ -76,7 +77,9 @@ class KvInstance {
 
   constructor(readonly keysMax: number, readonly bytesMax: number) {
     this.x = instantiate(wasmModule('kv.wasm'), 'KV store') as unknown as KvExports;
-    this.io = this.x.init(keysMax, bytesMax) >>> 0;
+    // A seed of its own per instance: the table's layout (and so a snapshot's order) differs
+    // between replicas, which no result depends on (assembly/kv.ts).
+    this.io = this.x.init(keysMax, bytesMax, crypto.randomBytes(4).readUInt32LE(0)) >>> 0;
     this.ioBytes = this.x.ioBytes();
     this.view = Buffer.from(this.x.memory.buffer);
   }
@@ -184,7 +187,8 @@ export class KvStore implements StateMachine<KvResult> {
   }
 
   /**
-   * [count u32] then per entry [keyLen u16][key][valueLen u32][value], in table order: written by
+   * [count u32] then per entry [keyLen u16][key][valueLen u32][value], in table order (which differs
+   * between instances holding the same data: see KvInstance): written by
    * WebAssembly into io a chunk at a time, each chunk copied out at once.
    */
   snapshot(): Uint8Array {
