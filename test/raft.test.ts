@@ -1061,3 +1061,25 @@ test('a Raft leader takes a forwarded Propose once: a duplicate, or one for an e
   }, 0);
   assert.equal(commands, 1, `${commands} commands appended for one forwarded command`);
 });
+
+test('a follower learns the commit index at once though a heartbeat to it (which carries only up to its match) went out after the commit moved', () => {
+  const c = new Pump(3);
+  c.elect(1);
+  c.tickAll(1);
+  const l = c.node(1);
+  assert.equal(c.node(3).status().chosenPrefix, 2, 'the no-op is committed everywhere');
+  l.propose(cmds('x'));
+  c.process(); // the leader hands out entry 2: AppendEntries to 2 and 3
+  c.deliver(); // the followers append, persist and answer
+  const replies = c.queue;
+  c.queue = [];
+  for (const m of replies) if (m.from === 2) l.step(m);
+  assert.equal(l.status().chosenPrefix, 3, 'entry 2 is committed with node 2');
+  // A tick before the leader's next Ready: the heartbeat to node 3 checks its match (1) and so
+  // can tell it only that entry 1 is committed.
+  l.tick();
+  for (const m of replies) if (m.from === 3) l.step(m);
+  c.stabilize();
+  assert.equal(c.node(3).status().chosenPrefix, 3, 'node 3 learns entry 2 is committed without waiting for another heartbeat');
+  assert.deepEqual(c.applied.get(3), ['noop', 'x']);
+});

@@ -995,7 +995,9 @@ export class Raft implements Protocol {
   }
 
   private appendEntries(to: number, pr: Progress, prevIndex: number, end: number): AppendEntries {
-    pr.commitSent = this.commitIndex;
+    // The follower takes the commit index only up to the message's last index (a heartbeat's is the
+    // match): that is all it learns from it. The transport delivers in order, so it never unlearns.
+    pr.commitSent = Math.max(pr.commitSent, Math.min(this.commitIndex, end));
     return {
       type: MsgType.AppendEntries, from: this.cfg.id, to, term: this.term,
       prevIndex, prevTerm: this.termAt(prevIndex), commitIndex: this.commitIndex,
@@ -1026,7 +1028,7 @@ export class Raft implements Protocol {
         pr.addInflight(end);
         pr.next = end + 1;
       }
-      if (pr.commitSent < this.commitIndex) {
+      if (pr.commitSent < Math.min(this.commitIndex, pr.next - 1)) {
         // Announce the commit index right after everything sent so far (as etcd-io/raft does): a
         // follower applies committed entries as soon as it has them, not one batch late. The
         // transport delivers in order; after a reordering this is rejected and the follower probed.

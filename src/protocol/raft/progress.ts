@@ -32,7 +32,7 @@ export class Progress {
   active = false;
   /** The highest read-confirmation round this follower acknowledged in this reign (0: none). */
   ackedRound = 0;
-  /** The commit index the last AppendEntries to this follower carried. */
+  /** The highest commit index the AppendEntries sent to this follower told it (each tells it at most its last index). */
   commitSent = 0;
   /** Snapshot: the tick of the last offer (-Infinity: none yet). Rate-limits offers to one per interval. */
   offerTick = -Infinity;
