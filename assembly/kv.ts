@@ -347,8 +347,8 @@ function release(b: usize): void {
 function reserve(size: u32): bool {
   const end: u64 = <u64>arenaTop + size;
   const have: u64 = <u64>memory.size() << 16;
+  if (end >= (<u64>1 << 32)) return false; // arenaTop would wrap to 0
   if (end <= have) return true;
-  if (end > (<u64>1 << 32)) return false;
   const pages = <i32>((end - have + 0xffff) >> 16);
   return memory.grow(pages) >= 0;
 }
