@@ -13,8 +13,8 @@ import { readFileSync } from 'node:fs';
 
 const k = loadKernels('js');
 const peers = [1, 2, 3];
-const node = (id: number, restored?: Restored, pendingMax = 16): MultiPaxos =>
-  new MultiPaxos({ config: { ...defaultConfig(id, peers), pendingMax }, kernels: k, rng: new Prng(id), restored });
+const node = (id: number, restored?: Restored, pendingMax = 16, members = peers): MultiPaxos =>
+  new MultiPaxos({ config: { ...defaultConfig(id, members), pendingMax }, kernels: k, rng: new Prng(id), restored });
 const ballot = (round: number, id: number): number => k.ballotPack(round, id);
 const value = (...cmds: string[]): Uint8Array => k.encodeBatch(cmds.map((c) => new TextEncoder().encode(c)));
 
@@ -31,8 +31,9 @@ const ofType = (ms: Message[], t: MsgType): Message[] => ms.filter((m) => m.type
 const sent = (rd: Ready): Message[] => [...rd.messages, ...rd.messagesAfterPersist];
 
 /** Make node 1 leader at round 1 with Promises from 2 and 3 reporting nothing. */
-const leader = (pendingMax = 16): MultiPaxos => {
-  const n = node(1, undefined, pendingMax);
+/** Node 1, leader at its first ballot by the Promises of nodes 2 and 3 (a majority of 3 or 5 members). */
+const leader = (pendingMax = 16, members = peers): MultiPaxos => {
+  const n = node(1, undefined, pendingMax, members);
   while (n.status().role === 'follower') n.tick();
   const b = n.status().ballot;
   cycle(n);
@@ -356,14 +357,19 @@ test('a restart from a snapshot ignores records below it and applies from its pr
   assert.ok(offer.type === MsgType.SnapshotChunk && offer.prefix === 4 && offer.offset === 0);
 });
 
-test('a lagging follower pulls an offered snapshot chunk by chunk, installs it, then applies above it', () => {
+/** Node 2 (chunks of 4 bytes) with slot 7 accepted and known chosen, slots 1..6 trimmed at the leader: a snapshot at 7 covers them. */
+const laggingTo7 = (): MultiPaxos => {
   const n = nodeWith(2, chunkCfg);
   const b = ballot(1, 1);
-  const bytes = snapBytes(10);
-  // Slot 7 accepted and known chosen, slots 1..6 trimmed at the leader: the snapshot covers them.
   n.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b, chosenPrefix: 1, entries: [{ slot: 7, ballot: b, value: value('g') }] });
   n.step({ type: MsgType.Commit, from: 1, to: 2, ballot: b, firstSlot: 7, count: 1, chosenPrefix: 8 });
   cycle(n);
+  return n;
+};
+
+test('a lagging follower pulls an offered snapshot chunk by chunk, installs it, then applies above it', () => {
+  const n = laggingTo7();
+  const bytes = snapBytes(10);
   n.step(chunk(1, 2, 7, 0, 10, [bytes.subarray(0, 4)]));
   let rd = cycle(n);
   assert.deepEqual(rd.messages, [{ type: MsgType.SnapshotRequest, from: 2, to: 1, prefix: 7, offset: 4 }]);
@@ -413,12 +419,8 @@ test('a snapshot a peer is pulling stays served when newer ones are taken, until
 });
 
 test('a follower takes chunks longer than its own snapshotChunkBytes: a peer configured apart still finishes its transfer', () => {
-  const n = nodeWith(2, chunkCfg);
-  const b = ballot(1, 1);
+  const n = laggingTo7();
   const bytes = snapBytes(10);
-  n.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b, chosenPrefix: 1, entries: [{ slot: 7, ballot: b, value: value('g') }] });
-  n.step({ type: MsgType.Commit, from: 1, to: 2, ballot: b, firstSlot: 7, count: 1, chosenPrefix: 8 });
-  cycle(n);
   n.step(chunk(1, 2, 7, 0, 10, [bytes.subarray(0, 8)]));
   assert.deepEqual(cycle(n).messages, [{ type: MsgType.SnapshotRequest, from: 2, to: 1, prefix: 7, offset: 8 }]);
   n.step(chunk(1, 2, 7, 8, 10, [bytes.subarray(8, 10)]));
@@ -1058,13 +1060,8 @@ test('a leader spaces out the copies of an Accept that no Accepted answers (a bi
 
 test('a leader sends an overdue Accept again only to the members that have not acked it', () => {
   const five = [1, 2, 3, 4, 5];
-  const n = new MultiPaxos({ config: { ...defaultConfig(1, five), pendingMax: 16 }, kernels: k, rng: new Prng(1) });
-  while (n.status().role === 'follower') n.tick();
+  const n = leader(16, five);
   const b = n.status().ballot;
-  cycle(n);
-  for (const from of [2, 3]) n.step({ type: MsgType.Promise, from, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, coverFrom: 0, more: false, entries: [] });
-  assert.equal(n.status().role, 'leader');
-  cycle(n);
   n.propose([value('x')]);
   const first = ofType(sent(cycle(n)), MsgType.Accept);
   assert.deepEqual(first.map((m) => m.to), [2, 3, 4, 5]);
