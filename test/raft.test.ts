@@ -514,6 +514,26 @@ test('a leader offers its snapshot to a follower that needs it at most once per 
   assert.ok(offers >= 2 && offers <= Math.ceil(40 / cfg.electionTicksMin) + 1, `${offers} offers in 40 ticks`);
 });
 
+test('a term near 2^53 from a peer is dropped: the cluster keeps its leader and its later elections do not throw', () => {
+  const c = new Pump(3);
+  c.elect(1);
+  const term = c.node(1).status().ballot;
+  for (const to of [2, 3]) {
+    c.node(to).step({ type: MsgType.AppendEntries, from: 1, to, term: 2 ** 53 - 1, prevIndex: 0, prevTerm: 0, commitIndex: 0, entries: [] });
+  }
+  c.stabilize();
+  assert.deepEqual([1, 2, 3].map((id) => c.node(id).status().ballot), [term, term, term], 'no node took the term');
+  // Three elections after it, each one's leader cut off in turn.
+  const leaderNow = (): number | undefined => [1, 2, 3].find((id) => c.node(id).status().role === 'leader');
+  for (let round = 0; round < 3; round++) {
+    c.isolated.add(leaderNow() ?? 0);
+    assert.doesNotThrow(() => c.tickAll(3 * defaultConfig(1, [1, 2, 3]).electionTicksMax));
+    c.isolated.clear();
+    c.tickAll(2);
+  }
+  assert.ok(leaderNow() !== undefined, 'a leader');
+});
+
 test('malformed or unneeded snapshot chunks are dropped without a throw and without changing state', () => {
   const c = laggingFollower({ snapshotChunkBytes: 8 });
   const f = c.node(3);

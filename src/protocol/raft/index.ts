@@ -101,6 +101,12 @@ const BACKOFF_MAX = 4;
 
 /** How many read-confirmation rounds remember their send tick; older rounds give no lease. */
 const ROUND_TICKS_RING = 256;
+/**
+ * A peer's term above this is dropped. A node that took 2^53 - 1 (the codec carries any safe
+ * integer) would throw at its second campaign after it, where term + 1 no longer exceeds the term.
+ * An election a millisecond would take 8,900 years to get here.
+ */
+const TERM_MAX = 2 ** 48;
 
 /** A linearizable read waiting at the leader, for this node's client (from = 0) or a follower's. */
 interface LeaderRead {
@@ -607,6 +613,7 @@ export class Raft implements Protocol {
 
   /** Terms first, then the message's own handler. */
   private stepRaft(m: RequestVote | Vote | AppendEntries | AppendResult): void {
+    if (!(m.term <= TERM_MAX)) return;
     if (m.term > this.term) {
       if (m.type === MsgType.RequestVote) {
         if (this.inLease()) return; // stickiness: do not even raise the term
@@ -1221,7 +1228,7 @@ export class Raft implements Protocol {
    *  entries never go down. */
   private handleCatchUpReply(m: CatchUpReply): void {
     if (this.rejoin !== Rejoin.Asking || m.nonce !== this.catchUpNonce) return;
-    if (!isCount(m.ballot) || !isCount(m.lastPosition) || !isCount(m.chosenPrefix)) return;
+    if (!isCount(m.ballot) || m.ballot > TERM_MAX || !isCount(m.lastPosition) || !isCount(m.chosenPrefix)) return;
     this.catchUpAnswered.add(m.from);
     this.catchUpTermMax = Math.max(this.catchUpTermMax, m.ballot);
     this.catchUpLastMax = Math.max(this.catchUpLastMax, m.lastPosition);
