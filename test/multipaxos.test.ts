@@ -1098,3 +1098,23 @@ test('a leader takes a forwarded Propose once: a duplicate, or one for an earlie
   n.step({ ...propose, incarnation: 8, values: [value('after restart')] });
   assert.equal(ofType(sent(cycle(n)), MsgType.Accept).filter((m) => m.to === 2).length, 1);
 });
+
+test('a peer message with a ballot near 2^53 (no ballot above it can be packed) is dropped: the node still campaigns', () => {
+  const top = Number.MAX_SAFE_INTEGER;
+  for (const kind of ['js', 'wasm'] as const) {
+    const kk = loadKernels(kind);
+    const hostile: Message[] = [
+      { type: MsgType.Nack, from: 3, to: 2, ballot: top, slot: 0 },
+      { type: MsgType.Prepare, from: 3, to: 2, ballot: top - 65535 - 2, fromSlot: 1 },
+      { type: MsgType.Heartbeat, from: 3, to: 2, ballot: top - 65535 - 2, chosenPrefix: 1, seq: 1 },
+    ];
+    for (const m of hostile) {
+      const n = new MultiPaxos({ config: defaultConfig(2, peers), kernels: kk, rng: new Prng(2) });
+      n.step(m);
+      while (n.hasReady()) cycle(n);
+      for (let i = 0; i < 100 && n.status().role === 'follower'; i++) n.tick();
+      assert.equal(n.status().role, 'candidate', `${kind}: type ${m.type}`);
+      assert.ok(Number.isSafeInteger(n.status().ballot) && kk.ballotNode(n.status().ballot) === 2, `${kind}: type ${m.type}`);
+    }
+  }
+});

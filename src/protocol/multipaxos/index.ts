@@ -125,6 +125,8 @@ export class MultiPaxos implements Protocol {
   private readonly memberIndex = new Map<number, number>();
   /** Promises or Accepteds that make a majority (one short with the planted bug). */
   private readonly quorum: number;
+  /** The highest ballot a message may carry: the ballot packing has room for one above it. */
+  private readonly ballotMax: number;
 
   // ---- Acceptor state (durable). ----
   /** The highest ballot promised. Invariant: never decreases; persisted before any reply that reports it. */
@@ -323,6 +325,7 @@ export class MultiPaxos implements Protocol {
     this.others = c.peers.filter((p) => p !== c.id);
     const majority = Math.floor(c.peers.length / 2) + 1;
     this.quorum = this.bugs.quorumOneShort ? Math.max(1, majority - 1) : majority;
+    this.ballotMax = this.k.ballotPack(this.k.ballotRound(Number.MAX_SAFE_INTEGER) - 1, 0) - 1;
     this.window = this.k.newSlotWindow(c.pipeline);
     this.batcher = this.k.newBatcher(c.pendingMax, PENDING_BYTES_MAX);
     this.promises = this.k.newPromiseCounter();
@@ -390,6 +393,8 @@ export class MultiPaxos implements Protocol {
   step(m: Message): void {
     // Messages not for us, or from strangers, are dropped: bad input never crashes a node.
     if (m.to !== this.id || m.from === this.id || !this.memberIndex.has(m.from)) return;
+    // A ballot no campaign can go above would make the next one throw (or, seen once, every one).
+    if ('ballot' in m && m.ballot > this.ballotMax) return;
     switch (m.type) {
       case MsgType.Prepare: this.handlePrepare(m); break;
       case MsgType.Promise: this.handlePromise(m); break;
