@@ -1118,3 +1118,20 @@ test('a peer message with a ballot near 2^53 (no ballot above it can be packed) 
     }
   }
 });
+
+test('a Promise reporting a slot near 2^53 costs the new leader no map entry per hole: it leads and proposes no-ops from its start', () => {
+  const n = node(1);
+  while (n.status().role === 'follower') n.tick();
+  const b = n.status().ballot;
+  cycle(n);
+  const far = Number.MAX_SAFE_INTEGER;
+  // Before, becomeLeader filled a no-op into a Map for every slot up to `far` and threw (Map maximum size exceeded).
+  n.step({ type: MsgType.Promise, from: 2, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, coverFrom: 0, more: false, entries: [{ slot: 3, ballot: ballot(0, 2), value: value('x') }, { slot: far, ballot: ballot(0, 2), value: value('y') }] });
+  assert.equal(n.status().role, 'leader');
+  const rd = cycle(n);
+  const accept = ofType(rd.messages, MsgType.Accept).find((m) => m.to === 2);
+  assert.ok(accept && accept.type === MsgType.Accept);
+  const pipeline = defaultConfig(1, peers).pipeline;
+  assert.deepEqual(accept.entries.map((e) => e.slot), Array.from({ length: pipeline }, (_, i) => i + 1));
+  assert.deepEqual(accept.entries.slice(0, 4).map((e) => e.value), [value(), value(), value('x'), value()]);
+});
