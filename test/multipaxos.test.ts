@@ -1135,3 +1135,22 @@ test('a Promise reporting a slot near 2^53 costs the new leader no map entry per
   assert.deepEqual(accept.entries.map((e) => e.slot), Array.from({ length: pipeline }, (_, i) => i + 1));
   assert.deepEqual(accept.entries.slice(0, 4).map((e) => e.value), [value(), value(), value('x'), value()]);
 });
+
+test('a learner whose fetch comes back empty asks again only after the usual gap, not on every tick', () => {
+  const n = node(2);
+  const b = ballot(1, 1);
+  n.step({ type: MsgType.Heartbeat, from: 1, to: 2, ballot: b, chosenPrefix: 5, seq: 1 });
+  cycle(n);
+  let requests = 0;
+  for (let i = 0; i < 10; i++) {
+    n.tick();
+    if (!n.hasReady()) continue;
+    for (const m of ofType(cycle(n).messages, MsgType.LearnRequest)) {
+      requests++;
+      // The leader lacks the slots too (it is fetching them itself): an empty reply.
+      n.step({ type: MsgType.LearnReply, from: 1, to: 2, chosenPrefix: 1, entries: [] });
+      assert.equal(m.to, 1);
+    }
+  }
+  assert.equal(requests, 5);
+});

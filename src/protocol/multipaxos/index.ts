@@ -935,10 +935,13 @@ export class MultiPaxos implements Protocol {
     // A leader chooses by counting Accepteds at its ballot; learning a slot of its reign behind
     // its back would break the promise its chosen prefix makes to learners (see learnFromLeader).
     // Below its reign it fetches like any learner.
+    const prefix = this.chosenPrefix;
     for (const e of m.entries) {
       if (this.role !== 'leader' || e.slot < this.reignStart) this.learnValue(e.slot, e.ballot, e.value);
     }
-    this.learnSentTick = -1e9; // fetch the next part at once
+    // Fetch the next part at once; a reply that filled nothing (the peer lacks the slot too) is
+    // asked again only after the usual gap, not on every tick.
+    if (this.chosenPrefix > prefix) this.learnSentTick = -1e9;
   }
 
   // ------------------------------------------------------------------ rejoining without voting
