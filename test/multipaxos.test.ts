@@ -1098,3 +1098,59 @@ test('a leader takes a forwarded Propose once: a duplicate, or one for an earlie
   n.step({ ...propose, incarnation: 8, values: [value('after restart')] });
   assert.equal(ofType(sent(cycle(n)), MsgType.Accept).filter((m) => m.to === 2).length, 1);
 });
+
+test('a peer message with a ballot near 2^53 (no ballot above it can be packed) is dropped: the node still campaigns', () => {
+  const top = Number.MAX_SAFE_INTEGER;
+  for (const kind of ['js', 'wasm'] as const) {
+    const kk = loadKernels(kind);
+    const hostile: Message[] = [
+      { type: MsgType.Nack, from: 3, to: 2, ballot: top, slot: 0 },
+      { type: MsgType.Prepare, from: 3, to: 2, ballot: top - 65535 - 2, fromSlot: 1 },
+      { type: MsgType.Heartbeat, from: 3, to: 2, ballot: top - 65535 - 2, chosenPrefix: 1, seq: 1 },
+    ];
+    for (const m of hostile) {
+      const n = new MultiPaxos({ config: defaultConfig(2, peers), kernels: kk, rng: new Prng(2) });
+      n.step(m);
+      while (n.hasReady()) cycle(n);
+      for (let i = 0; i < 100 && n.status().role === 'follower'; i++) n.tick();
+      assert.equal(n.status().role, 'candidate', `${kind}: type ${m.type}`);
+      assert.ok(Number.isSafeInteger(n.status().ballot) && kk.ballotNode(n.status().ballot) === 2, `${kind}: type ${m.type}`);
+    }
+  }
+});
+
+test('a Promise reporting a slot near 2^53 costs the new leader no map entry per hole: it leads and proposes no-ops from its start', () => {
+  const n = node(1);
+  while (n.status().role === 'follower') n.tick();
+  const b = n.status().ballot;
+  cycle(n);
+  const far = Number.MAX_SAFE_INTEGER;
+  // Before, becomeLeader filled a no-op into a Map for every slot up to `far` and threw (Map maximum size exceeded).
+  n.step({ type: MsgType.Promise, from: 2, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, coverFrom: 0, more: false, entries: [{ slot: 3, ballot: ballot(0, 2), value: value('x') }, { slot: far, ballot: ballot(0, 2), value: value('y') }] });
+  assert.equal(n.status().role, 'leader');
+  const rd = cycle(n);
+  const accept = ofType(rd.messages, MsgType.Accept).find((m) => m.to === 2);
+  assert.ok(accept && accept.type === MsgType.Accept);
+  const pipeline = defaultConfig(1, peers).pipeline;
+  assert.deepEqual(accept.entries.map((e) => e.slot), Array.from({ length: pipeline }, (_, i) => i + 1));
+  assert.deepEqual(accept.entries.slice(0, 4).map((e) => e.value), [value(), value(), value('x'), value()]);
+});
+
+test('a learner whose fetch comes back empty asks again only after the usual gap, not on every tick', () => {
+  const n = node(2);
+  const b = ballot(1, 1);
+  n.step({ type: MsgType.Heartbeat, from: 1, to: 2, ballot: b, chosenPrefix: 5, seq: 1 });
+  cycle(n);
+  let requests = 0;
+  for (let i = 0; i < 10; i++) {
+    n.tick();
+    if (!n.hasReady()) continue;
+    for (const m of ofType(cycle(n).messages, MsgType.LearnRequest)) {
+      requests++;
+      // The leader lacks the slots too (it is fetching them itself): an empty reply.
+      n.step({ type: MsgType.LearnReply, from: 1, to: 2, chosenPrefix: 1, entries: [] });
+      assert.equal(m.to, 1);
+    }
+  }
+  assert.equal(requests, 5);
+});

@@ -125,6 +125,8 @@ export class MultiPaxos implements Protocol {
   private readonly memberIndex = new Map<number, number>();
   /** Promises or Accepteds that make a majority (one short with the planted bug). */
   private readonly quorum: number;
+  /** The highest ballot a message may carry: the ballot packing has room for one above it. */
+  private readonly ballotMax: number;
 
   // ---- Acceptor state (durable). ----
   /** The highest ballot promised. Invariant: never decreases; persisted before any reply that reports it. */
@@ -214,8 +216,10 @@ export class MultiPaxos implements Protocol {
   private readonly batcher: Batcher;
   /** The next slot to propose. Invariant (leader): window.prefix <= nextSlot <= window.prefix + pipeline. */
   private nextSlot = 1;
-  /** Values to re-propose after phase 1, for slots [nextSlot, recoveryEnd]. */
+  /** Values to re-propose after phase 1, for slots [nextSlot, recoveryEnd]; a slot not here gets `noop`. Bounded by the reports. */
   private readonly recovery = new Map<number, Uint8Array>();
+  /** The empty batch, proposed for a hole. */
+  private readonly noop: Uint8Array;
   /** The first slot of this leader's reign: everything below it was chosen before it (fetched, not proposed). */
   private reignStart = 1;
   /** The last slot chosen, or possibly chosen, before this reign; reads wait until it is applied. 0 if none. */
@@ -323,6 +327,8 @@ export class MultiPaxos implements Protocol {
     this.others = c.peers.filter((p) => p !== c.id);
     const majority = Math.floor(c.peers.length / 2) + 1;
     this.quorum = this.bugs.quorumOneShort ? Math.max(1, majority - 1) : majority;
+    this.noop = this.k.encodeBatch([]);
+    this.ballotMax = this.k.ballotPack(this.k.ballotRound(Number.MAX_SAFE_INTEGER) - 1, 0) - 1;
     this.window = this.k.newSlotWindow(c.pipeline);
     this.batcher = this.k.newBatcher(c.pendingMax, PENDING_BYTES_MAX);
     this.promises = this.k.newPromiseCounter();
@@ -390,6 +396,8 @@ export class MultiPaxos implements Protocol {
   step(m: Message): void {
     // Messages not for us, or from strangers, are dropped: bad input never crashes a node.
     if (m.to !== this.id || m.from === this.id || !this.memberIndex.has(m.from)) return;
+    // A ballot no campaign can go above would make the next one throw (or, seen once, every one).
+    if ('ballot' in m && m.ballot > this.ballotMax) return;
     switch (m.type) {
       case MsgType.Prepare: this.handlePrepare(m); break;
       case MsgType.Promise: this.handlePromise(m); break;
@@ -927,10 +935,13 @@ export class MultiPaxos implements Protocol {
     // A leader chooses by counting Accepteds at its ballot; learning a slot of its reign behind
     // its back would break the promise its chosen prefix makes to learners (see learnFromLeader).
     // Below its reign it fetches like any learner.
+    const prefix = this.chosenPrefix;
     for (const e of m.entries) {
       if (this.role !== 'leader' || e.slot < this.reignStart) this.learnValue(e.slot, e.ballot, e.value);
     }
-    this.learnSentTick = -1e9; // fetch the next part at once
+    // Fetch the next part at once; a reply that filled nothing (the peer lacks the slot too) is
+    // asked again only after the usual gap, not on every tick.
+    if (this.chosenPrefix > prefix) this.learnSentTick = -1e9;
   }
 
   // ------------------------------------------------------------------ rejoining without voting
@@ -1113,14 +1124,12 @@ export class MultiPaxos implements Protocol {
     if (start > this.learnTarget) this.learnTarget = start;
     let end = this.reportMax;
     for (const s of this.chosenValues.keys()) if (s > end) end = s;
+    // The highest-ballot rule: a value that may have been chosen must be proposed again. Only
+    // those are kept; a hole gets a no-op when flushProposals reaches it, so a far report (up to
+    // 2^53 from a faulty peer) costs no entry per slot.
     this.recovery.clear();
-    const noop = this.k.encodeBatch([]);
-    for (let s = start; s <= end; s++) {
-      // The highest-ballot rule: a value that may have been chosen must be proposed again.
-      let value = this.chosenValues.get(s) ?? (this.bugs.skipHighestBallot ? undefined : this.reports.get(s)?.value);
-      if (!value && !this.bugs.skipNoop) value = noop;
-      if (value) this.recovery.set(s, value);
-    }
+    if (!this.bugs.skipHighestBallot) for (const [s, r] of this.reports) if (s >= start) this.recovery.set(s, r.value);
+    for (const [s, v] of this.chosenValues) if (s >= start) this.recovery.set(s, v);
     this.recoveryEnd = Math.max(end, start - 1);
     this.reports.clear();
     this.window.reset(start, this.quorum);
@@ -1243,7 +1252,7 @@ export class MultiPaxos implements Protocol {
     while (this.nextSlot - this.window.prefix < this.cfg.pipeline) {
       let value: Uint8Array | undefined;
       if (this.nextSlot <= this.recoveryEnd) {
-        value = this.recovery.get(this.nextSlot);
+        value = this.recovery.get(this.nextSlot) ?? (this.bugs.skipNoop ? undefined : this.noop);
         this.recovery.delete(this.nextSlot);
         if (!value) { this.nextSlot++; continue; } // only with the planted skipNoop bug
         // A slot already known chosen needs no proposal; the window counted it at election.
