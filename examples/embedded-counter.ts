@@ -40,8 +40,11 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-example-'));
 const peers = '1=127.0.0.1:7401,2=127.0.0.1:7402,3=127.0.0.1:7403';
 const counters = [new Counter(), new Counter(), new Counter()];
 const nodes: PaxlogNode<number>[] = [];
+// newCluster: these data directories are new and belong to a new cluster, so the nodes vote at once.
+// Without it a new directory might be a wiped one: each node would warn and rejoin without voting
+// (see "Known limits of rejoining" in the README). Never pass it to restart a node whose disk was wiped.
 for (let id = 1; id <= 3; id++) {
-  nodes.push(await createNode({ id, peers, dataDir: path.join(dir, `n${id}`), stateMachine: counters[id - 1], secret: 'example-secret' }));
+  nodes.push(await createNode({ id, peers, dataDir: path.join(dir, `n${id}`), stateMachine: counters[id - 1], secret: 'example-secret', newCluster: true }));
 }
 nodes[2].on('applied', ({ slot, result }) => console.log(`node 3 applied slot ${slot}: total ${result}`));
 

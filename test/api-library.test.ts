@@ -259,6 +259,31 @@ test('bad numeric options are refused by name before the data directory is taken
   }
 });
 
+test('a batch or pipeline bound below 1 or not whole is refused by name, not by an assertion of the core', { timeout: 30_000 }, async () => {
+  // It failed inside the core with "positive bounds" (Raft: "limits must be >= 1"), naming no option.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-lib-bounds-'));
+  try {
+    // Refused before anything listens: the peer port is never opened.
+    const base = { id: 1, peers: '1=127.0.0.1:18650', dataDir: dir, stateMachine: new Journal(), newCluster: true, logger: pino({ level: 'silent' }) };
+    for (const protocol of ['multipaxos', 'raft'] as const) {
+      for (const [name, bad] of [['batchMax', 0], ['batchMax', NaN], ['pipeline', 0], ['pipeline', -1], ['pipeline', 1.5]] as const) {
+        await assert.rejects(createNode({ ...base, protocol, [name]: bad }), (e: Error) => {
+          assert.ok(e instanceof RangeError, `${protocol} ${name} ${bad}: ${e.name} ${e.message}`);
+          assert.match(e.message, new RegExp(`NodeOptions\\.${name} ${bad} is not a whole number >= 1`));
+          return true;
+        }, `${protocol} ${name} ${bad}`);
+        assert.equal(fs.existsSync(path.join(dir, 'paxlog.lock')), false, 'the directory is not taken');
+      }
+      for (const name of ['batchMax', 'pipeline'] as const) {
+        await assert.rejects(createNode({ ...base, protocol, config: { [name]: 0 } }),
+          new RangeError(`NodeOptions.config.${name} 0 is not a whole number >= 1`));
+      }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a second stop() resolves only once the log is closed: the data directory is free for a new node', { timeout: 30_000 }, async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-lib-stop2-'));
   const options = () => ({ id: 1, peers: '1=127.0.0.1:18651', dataDir: dir, stateMachine: new Journal(), newCluster: true, tickMs: 10, logger: pino({ level: 'silent' }) });

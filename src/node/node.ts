@@ -343,8 +343,12 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     const uws = loadNativeUws(); // refuses to run on uWS's JS fallback
     // A negative or NaN tick never fires an election, a negative timeout fails every request at
     // once, a negative snapshot interval means never: each a silently broken node. Refuse them.
+    // A batch or pipeline bound below 1 (or not whole) failed an assertion of the core ("positive
+    // bounds") that named neither option.
     for (const [name, v, lo] of [['tickMs', opts.tickMs, 1], ['requestTimeoutMs', opts.requestTimeoutMs, 1],
-      ['snapshotSlots', opts.snapshotSlots, 0], ['snapshotBytes', opts.snapshotBytes, 0]] as const) {
+      ['snapshotSlots', opts.snapshotSlots, 0], ['snapshotBytes', opts.snapshotBytes, 0],
+      ['batchMax', opts.batchMax, 1], ['pipeline', opts.pipeline, 1],
+      ['config.batchMax', opts.config?.batchMax, 1], ['config.pipeline', opts.config?.pipeline, 1]] as const) {
       if (v !== undefined && !(Number.isSafeInteger(v) && v >= lo)) throw new RangeError(`NodeOptions.${name} ${v} is not a whole number >= ${lo}`);
     }
     // A batch is one log entry, carried whole in one peer frame: past this it could not be sent.
