@@ -269,15 +269,18 @@ test('a batch or pipeline bound below 1 or not whole is refused by name, not by 
       for (const [name, bad] of [['batchMax', 0], ['batchMax', NaN], ['pipeline', 0], ['pipeline', -1], ['pipeline', 1.5]] as const) {
         await assert.rejects(createNode({ ...base, protocol, [name]: bad }), (e: Error) => {
           assert.ok(e instanceof RangeError, `${protocol} ${name} ${bad}: ${e.name} ${e.message}`);
-          assert.match(e.message, new RegExp(`NodeOptions\\.${name} ${bad} is not a whole number >= 1`));
+          assert.match(e.message, new RegExp(`NodeOptions\\.${name} ${bad} is not a whole number >= 1 and <= `));
           return true;
         }, `${protocol} ${name} ${bad}`);
         assert.equal(fs.existsSync(path.join(dir, 'paxlog.lock')), false, 'the directory is not taken');
       }
       for (const name of ['batchMax', 'pipeline'] as const) {
         await assert.rejects(createNode({ ...base, protocol, config: { [name]: 0 } }),
-          new RangeError(`NodeOptions.config.${name} 0 is not a whole number >= 1`));
+          new RangeError(`NodeOptions.config.${name} 0 is not a whole number >= 1 and <= ${name === 'batchMax' ? 65536 : 4096}`));
       }
+      // Above the CLI's bounds: a pipeline of 2^30 would allocate rings of that size per follower.
+      await assert.rejects(createNode({ ...base, protocol, pipeline: 2 ** 30 }), new RangeError(`NodeOptions.pipeline ${2 ** 30} is not a whole number >= 1 and <= 4096`));
+      await assert.rejects(createNode({ ...base, protocol, batchMax: 65537 }), new RangeError('NodeOptions.batchMax 65537 is not a whole number >= 1 and <= 65536'));
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -185,6 +185,9 @@ const pendingReadsMax = 65536;
  * batch header is within the margin). Past it the frame could not be encoded (FRAME_BYTES_MAX).
  */
 const proposeBytesMax = FRAME_BYTES_MAX - HEADER_BYTES - 1024;
+/** NodeOptions.batchMax and pipeline at most, as `serve --batch-max` and `--pipeline` take them. */
+const batchMaxCeiling = 65536;
+const pipelineCeiling = 4096;
 /** NodeOptions.config.batchBytesMax at most: a quarter of a peer frame, as Multi-Paxos splits its Accepts. */
 const batchBytesCeiling = FRAME_BYTES_MAX / 4;
 /** NodeOptions.snapshotSlots and snapshotBytes when not given. */
@@ -344,12 +347,15 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     // A negative or NaN tick never fires an election, a negative timeout fails every request at
     // once, a negative snapshot interval means never: each a silently broken node. Refuse them.
     // A batch or pipeline bound below 1 (or not whole) failed an assertion of the core ("positive
-    // bounds") that named neither option.
-    for (const [name, v, lo] of [['tickMs', opts.tickMs, 1], ['requestTimeoutMs', opts.requestTimeoutMs, 1],
-      ['snapshotSlots', opts.snapshotSlots, 0], ['snapshotBytes', opts.snapshotBytes, 0],
-      ['batchMax', opts.batchMax, 1], ['pipeline', opts.pipeline, 1],
-      ['config.batchMax', opts.config?.batchMax, 1], ['config.pipeline', opts.config?.pipeline, 1]] as const) {
-      if (v !== undefined && !(Number.isSafeInteger(v) && v >= lo)) throw new RangeError(`NodeOptions.${name} ${v} is not a whole number >= ${lo}`);
+    // bounds") that named neither option; above the CLI's bounds, a leader's window and each
+    // follower's in-flight ring are allocated at that size.
+    for (const [name, v, lo, hi] of [['tickMs', opts.tickMs, 1, Infinity], ['requestTimeoutMs', opts.requestTimeoutMs, 1, Infinity],
+      ['snapshotSlots', opts.snapshotSlots, 0, Infinity], ['snapshotBytes', opts.snapshotBytes, 0, Infinity],
+      ['batchMax', opts.batchMax, 1, batchMaxCeiling], ['pipeline', opts.pipeline, 1, pipelineCeiling],
+      ['config.batchMax', opts.config?.batchMax, 1, batchMaxCeiling], ['config.pipeline', opts.config?.pipeline, 1, pipelineCeiling]] as const) {
+      if (v !== undefined && !(Number.isSafeInteger(v) && v >= lo && v <= hi)) {
+        throw new RangeError(`NodeOptions.${name} ${v} is not a whole number >= ${lo}${hi === Infinity ? '' : ` and <= ${hi}`}`);
+      }
     }
     // A batch is one log entry, carried whole in one peer frame: past this it could not be sent.
     const bb = opts.config?.batchBytesMax;
@@ -439,7 +445,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
         'a power cut or kernel crash can lose acknowledged writes. For experiments only.');
     }
     if ((opts.secret ?? '') === '') {
-      opts.logger.warn('NO CLUSTER SECRET (--secret or PAXLOG_SECRET): any process that reaches the peer port can join ' +
+      opts.logger.warn('NO CLUSTER SECRET (--secret-file, PAXLOG_SECRET or --secret): any process that reaches the peer port can join ' +
         'the protocol. Set a secret outside of local experiments.');
     }
     if (loaded.restored.rejoining) {
