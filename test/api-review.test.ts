@@ -30,6 +30,10 @@ describe('the client API of a one-node cluster, under review', { timeout: 60_000
     assert.equal((await req('POST', '/kv/cas-bad-expect?expect=a+b', 'c')).status, 200);
     assert.equal((await req('POST', `/kv/cas-bad-expect?expect=${encodeURIComponent('é')}`, 'd')).status, 412);
     assert.equal((await req('GET', '/kv/cas-bad-expect')).body.toString(), 'c');
+    // On a key that is absent, the 412 says so: "differs" alone misled.
+    const absent = await req('POST', '/kv/cas-never-written?expect=a', 'b');
+    assert.equal(absent.status, 412);
+    assert.match((JSON.parse(absent.body.toString()) as { error: string }).error, /the key is absent or its value differs from expect/);
   });
 
   test('/client GETs of large values in one message are answered within a bound per turn (the rest 503), not in one message of every value', async () => {

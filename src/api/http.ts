@@ -60,7 +60,7 @@ const tagOp = (tag: number): ClientOp => Math.floor(tag / 2 ** 32);
 const tagId = (tag: number): number => tag % 2 ** 32;
 const opCodes = { put: KvOpCode.Put, delete: KvOpCode.Delete, cas: KvOpCode.Cas } as const;
 const resultReasons: Record<KvResult, string> = {
-  ok: '', 'not-found': 'no such key', mismatch: 'the current value differs from expect', full: 'the store is full', bad: 'bad command',
+  ok: '', 'not-found': 'no such key', mismatch: 'the key is absent or its value differs from expect', full: 'the store is full', bad: 'bad command',
 };
 
 /**
