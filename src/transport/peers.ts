@@ -319,6 +319,14 @@ export class PeerTransport {
       this.pending.delete(ws);
       if (data.deadline !== null) clearTimeout(data.deadline);
       data.deadline = null;
+      // One link in per peer: its dialer gave up on an older one (or restarted), whose unread tail
+      // was sent before this link's frames and must not be read after or between them.
+      for (const other of this.inbound) {
+        const d = other.getUserData();
+        if (other === ws || d.peerId !== data.peerId || d.closed) continue;
+        d.closed = true;
+        other.end(4003, 'superseded by a newer link from the same peer');
+      }
       this.opts.logger.info({ peer: data.peerId }, 'peer link in: authenticated');
       return;
     }

@@ -1,0 +1,89 @@
+// Peer links across reconnects: what one peer sends reaches the listener in the order it was
+// sent, and an outbound link that is not answered is given up and redialed. In-process, ports
+// 27900-27919.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+import { pino } from 'pino';
+import { loadKernels } from '../src/kernels/index.js';
+import { MsgType, type Message } from '../src/protocol/messages.js';
+import { PeerTransport, type PeerTransportOptions } from '../src/transport/peers.js';
+import { loadNativeUws } from '../src/transport/uws.js';
+import { newProof, readChallenge } from '../src/transport/handshake.js';
+
+const secret = 'links';
+const kernels = loadKernels('js');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function options(port: number, extra: Partial<PeerTransportOptions>): PeerTransportOptions {
+  return {
+    id: 1,
+    peers: new Map([[1, { host: '127.0.0.1', port }], [2, { host: '127.0.0.1', port: port + 1 }], [3, { host: '127.0.0.1', port: port + 2 }]]),
+    secret, kernels, logger: pino({ level: 'silent' }), onMessage: () => {},
+    ...extra,
+  };
+}
+
+/** Dial /peer as node `id` and prove the secret; resolves once the proof is sent. */
+async function authenticated(port: number, id: number): Promise<{ ws: WebSocket; closed: Promise<number> }> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/peer`, { perMessageDeflate: false });
+  ws.on('error', () => {});
+  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+  const challenge = await new Promise<Buffer>((resolve, reject) => {
+    ws.once('message', (data: Buffer) => resolve(data));
+    ws.once('close', () => reject(new Error('closed before the challenge')));
+  });
+  const c = readChallenge(challenge);
+  assert.ok('nonce' in c, 'a challenge');
+  ws.send(newProof(secret, c.nonce, id, c.listenerId));
+  return { ws, closed };
+}
+
+const ack = (from: number, seq: number) =>
+  kernels.encode({ type: MsgType.HeartbeatAck, from, to: 1, ballot: 1, chosenPrefix: 1, seq });
+
+test('once a newer link from a peer is read, nothing more is read from its older link', { timeout: 20_000 }, async () => {
+  const uws = loadNativeUws();
+  const app = uws.App();
+  const got: [number, number][] = [];
+  const t = new PeerTransport(options(27900, {
+    onMessage: (m: Message) => got.push([m.from, (m as { seq: number }).seq]),
+  }));
+  t.attach(app, uws);
+  const sock = await new Promise<unknown>((resolve) => app.listen('127.0.0.1', 27900, resolve));
+  assert.ok(sock, 'listening on 27900');
+  const links: WebSocket[] = [];
+  const waitFor = async (n: number) => {
+    for (let i = 0; i < 100 && got.length < n; i++) await sleep(20);
+  };
+  try {
+    // Node 2's link A, and node 3's link.
+    const a = await authenticated(27900, 2);
+    const three = await authenticated(27900, 3);
+    links.push(a.ws, three.ws);
+    a.ws.send(ack(2, 1));
+    await waitFor(1);
+    // Node 2 gave up on A (its keepalive found the listener silent, say) and dialed B. What was
+    // still on its way on A was sent before anything on B: read after B's frames, it would come
+    // out of order on node 2's link.
+    const b = await authenticated(27900, 2);
+    links.push(b.ws);
+    b.ws.send(ack(2, 2));
+    await waitFor(2);
+    a.ws.send(ack(2, 3)); // the stale tail of A
+    three.ws.send(ack(3, 1));
+    await waitFor(3);
+    await sleep(200);
+    assert.deepEqual(got, [[2, 1], [2, 2], [3, 1]], 'nothing from the older link after the newer link\'s frames; node 3 unaffected');
+    const code = await Promise.race([a.closed, sleep(2000).then(() => 'still open' as const)]);
+    assert.equal(code, 4003, 'the superseded link was closed');
+    b.ws.send(ack(2, 4));
+    await waitFor(4);
+    assert.deepEqual(got.at(-1), [2, 4], 'the newer link still delivers');
+  } finally {
+    for (const ws of links) ws.terminate();
+    t.close();
+    uws.us_listen_socket_close(sock as never);
+  }
+});
