@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import WebSocket from 'ws';
+import WebSocket, { WebSocketServer } from 'ws';
 import { pino } from 'pino';
 import { loadKernels } from '../src/kernels/index.js';
 import { MsgType, type Message } from '../src/protocol/messages.js';
@@ -85,5 +85,27 @@ test('once a newer link from a peer is read, nothing more is read from its older
     for (const ws of links) ws.terminate();
     t.close();
     uws.us_listen_socket_close(sock as never);
+  }
+});
+
+test('an outbound link whose listener never sends its challenge is given up and redialed', { timeout: 20_000 }, async () => {
+  // Not a paxlog listener at node 2's address: it accepts the upgrade and answers pings, but never
+  // challenges; the link cannot come up, and must not be held open for ever.
+  let connections = 0;
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 27911, path: '/peer' });
+  wss.on('connection', (ws) => {
+    connections++;
+    ws.on('error', () => {});
+  });
+  const t = new PeerTransport(options(27910, { keepaliveMs: 600, peers: new Map([[1, { host: '127.0.0.1', port: 27910 }], [2, { host: '127.0.0.1', port: 27911 }]]) }));
+  t.start();
+  try {
+    for (let i = 0; i < 250 && connections < 2; i++) await sleep(20);
+    assert.ok(connections >= 2, `dialed ${connections} time(s) in 5 s: a link that never got its challenge was kept`);
+    assert.deepEqual(t.connected, [], 'no link counts as up without a challenge');
+  } finally {
+    t.close();
+    for (const c of wss.clients) c.terminate();
+    wss.close();
   }
 });

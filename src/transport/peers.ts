@@ -88,7 +88,7 @@ interface Outbound {
   refusalLogged: boolean;
   /** The pending redial; null when connected or connecting. */
   timer: NodeJS.Timeout | null;
-  /** When the current link last heard from the listener (performance.now()): a message or a pong. */
+  /** When the current link last heard from the listener (performance.now()): a message or a pong; when dialed, before that. */
   heardMs: number;
 }
 
@@ -370,6 +370,7 @@ export class PeerTransport {
       ...(tls?.ca !== undefined ? { ca: tls.ca } : {}),
     });
     o.ws = ws;
+    o.heardMs = performance.now();
     ws.binaryType = 'nodebuffer';
     ws.on('message', (data: Buffer) => {
       if (o.ready) return; // the listener sends nothing after its challenge
@@ -421,15 +422,19 @@ export class PeerTransport {
     });
   }
 
-  /** Close the outbound links that heard nothing for keepaliveMs (their 'close' redials); ping the rest. */
+  /**
+   * Close the outbound links that heard nothing for keepaliveMs (their 'close' redials), a link
+   * still waiting for its challenge too; ping the links that are up.
+   */
   private keepalive(): void {
     const now = performance.now();
     for (const o of this.out.values()) {
-      if (o.ws === null || !o.ready) continue;
+      if (o.ws === null) continue;
       if (now - o.heardMs > this.keepaliveMs) {
-        this.opts.logger.warn({ peer: o.id, ms: Math.round(now - o.heardMs) }, 'peer link out: nothing heard, not even a pong; closing it to redial');
+        this.opts.logger.warn({ peer: o.id, ms: Math.round(now - o.heardMs), up: o.ready },
+          o.ready ? 'peer link out: nothing heard, not even a pong; closing it to redial' : 'peer link out: no challenge from the listener; closing it to redial');
         o.ws.terminate();
-      } else {
+      } else if (o.ready) {
         o.ws.ping();
       }
     }
