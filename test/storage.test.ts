@@ -494,6 +494,24 @@ test('one process per data directory: a live holder is refused, a dead one\'s lo
   await again.close();
 });
 
+test('a lock naming this process\'s pid that this process does not hold (left by an earlier one with the same pid: a container restarted as pid 1) is taken over', async () => {
+  const dir = tmp();
+  const lock = path.join(dir, 'paxlog.lock');
+  fs.writeFileSync(lock, `${process.pid}\n`); // as a process killed with this pid left it
+  const s = LogStore.open({ dir, fsync: true, kernels });
+  // The one this process holds is still refused, by any path to the directory.
+  const alias = path.join(tmp(), 'alias');
+  fs.symlinkSync(dir, alias);
+  for (const d of [dir, alias]) {
+    assert.throws(() => LogStore.open({ dir: d, fsync: true, kernels }),
+      (e: Error) => e instanceof StorageError && new RegExp(`in use by process ${process.pid}`).test(e.message), d);
+  }
+  await s.close();
+  assert.equal(fs.existsSync(lock), false, 'close() releases the lock');
+  const again = LogStore.open({ dir: alias, fsync: true, kernels });
+  await again.close();
+});
+
 test('a new log rejoins without voting until a Ready says rejoined; the mark survives reopening until then', async () => {
   const dir = tmp();
   let s = LogStore.open({ dir, fsync: true, kernels });

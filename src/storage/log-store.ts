@@ -437,7 +437,7 @@ export class LogStore {
       if (!store.existed && opts.fsync) syncDirSync(opts.dir);
       return store;
     } catch (err) {
-      fs.rmSync(lockFile, { force: true });
+      releaseLock(lockFile);
       if (err instanceof LogDamagedError) throw err; // names the file: the node tells it from other failures
       throw new StorageError(`cannot open the log in ${opts.dir}: ${(err as Error).message}`);
     }
@@ -786,7 +786,7 @@ export class LogStore {
       return { bytesBefore, bytesAfter: fs.statSync(file).size };
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
-      fs.rmSync(lockFile, { force: true });
+      releaseLock(lockFile);
     }
   }
 
@@ -821,7 +821,7 @@ export class LogStore {
     }
     this.root = null;
     await root.close();
-    if (this.lockFile !== '') fs.rmSync(this.lockFile, { force: true });
+    if (this.lockFile !== '') releaseLock(this.lockFile);
   }
 
   /** Close at once without writing the pending chosen prefix (after a failed recovery); idempotent. */
@@ -830,7 +830,7 @@ export class LogStore {
     if (root === null) return;
     this.root = null;
     void root.close();
-    if (this.lockFile !== '') fs.rmSync(this.lockFile, { force: true });
+    if (this.lockFile !== '') releaseLock(this.lockFile);
   }
 
   /**
@@ -919,6 +919,14 @@ async function syncDir(dir: string): Promise<void> {
 }
 
 /**
+ * The lock files this process holds, by device and inode (whatever path reached them). A lock
+ * naming this process's pid that is not here was left by an earlier process with the same pid: a
+ * node in a container is pid 1 again after a restart.
+ */
+const locksHeld = new Set<string>();
+const fileId = (st: fs.Stats): string => `${st.dev}:${st.ino}`;
+
+/**
  * Claim the data directory for this process. Two live processes on one log would be two
  * acceptors sharing one set of promises, which breaks agreement; a lock left by a process that
  * died (kill -9) is taken over.
@@ -928,6 +936,7 @@ function takeLock(dir: string): string {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+      locksHeld.add(fileId(fs.statSync(file)));
       return file;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
@@ -935,12 +944,23 @@ function takeLock(dir: string): string {
       }
     }
     const holder = Number(fs.readFileSync(file, 'utf8').trim());
-    if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) {
+    const live = holder === process.pid ? locksHeld.has(fileId(fs.statSync(file))) : isAlive(holder);
+    if (Number.isInteger(holder) && holder > 0 && live) {
       throw new StorageError(`${dir} is in use by process ${holder} (${file}); one node per data directory`);
     }
     fs.rmSync(file, { force: true }); // left by a process that is gone
   }
   throw new StorageError(`cannot lock ${dir}: another process keeps taking ${file}`);
+}
+
+/** Give up the lock takeLock() took. */
+function releaseLock(file: string): void {
+  try {
+    locksHeld.delete(fileId(fs.statSync(file)));
+  } catch {
+    // gone already
+  }
+  fs.rmSync(file, { force: true });
 }
 
 function isAlive(pid: number): boolean {
