@@ -943,12 +943,36 @@ function takeLock(dir: string): string {
         throw new StorageError(`cannot lock ${dir}: ${(err as Error).message}`);
       }
     }
-    const holder = Number(fs.readFileSync(file, 'utf8').trim());
-    const live = holder === process.pid ? locksHeld.has(fileId(fs.statSync(file))) : isAlive(holder);
+    let text: string;
+    let id: string;
+    try {
+      const fd = fs.openSync(file, 'r');
+      try {
+        id = fileId(fs.fstatSync(fd));
+        text = fs.readFileSync(fd, 'utf8');
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // released meanwhile
+      throw new StorageError(`cannot lock ${dir}: ${(err as Error).message}`);
+    }
+    const holder = Number(text.trim());
+    const live = holder === process.pid ? locksHeld.has(id) : isAlive(holder);
     if (Number.isInteger(holder) && holder > 0 && live) {
       throw new StorageError(`${dir} is in use by process ${holder} (${file}); one node per data directory`);
     }
-    fs.rmSync(file, { force: true }); // left by a process that is gone
+    // Left by a process that is gone. Another process that found it so too may have removed it and
+    // taken the directory meanwhile: only the lock found stale goes (moved aside, then read again:
+    // a new file may have the old one's inode, but names its own process), and another's is put back.
+    const aside = `${file}.stale-${process.pid}`;
+    try {
+      fs.renameSync(file, aside);
+      if (fs.readFileSync(aside, 'utf8') !== text) fs.linkSync(aside, file);
+      fs.rmSync(aside, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(`cannot lock ${dir}: ${(err as Error).message}`);
+    }
   }
   throw new StorageError(`cannot lock ${dir}: another process keeps taking ${file}`);
 }
