@@ -12,6 +12,7 @@
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -52,6 +53,9 @@ async function proposeRetrying(node: PaxlogNode<number>, command: Uint8Array): P
     }
   }
 }
+
+/** An LMDB leaf node's header: lo u16, hi u16 (the value's size), flags u16, key size u16. */
+const lmdbNodeBytes = 8;
 
 /** One stored record as the LMDB file holds it. */
 interface Stored {
@@ -323,6 +327,43 @@ test('an LMDB file cut short, or overwritten with zeros or random bytes, is refu
     assert.equal(fs.statSync(path.join(dir, aside[0], 'paxlog.mdb')).size, Math.floor(size / 2 / 4096) * 4096, 'kept as it was');
   } finally {
     await node.stop();
+  }
+});
+
+test('a B-tree page whose node says it reaches past the page (a flipped size or index bound) is refused as damaged, not a SIGBUS', { timeout: 60_000 }, async () => {
+  const { image, stored } = await theReplica();
+  const file0 = fs.readFileSync(path.join(image, 'paxlog.mdb'));
+  const pageSize = file0.readUInt32LE(48);
+  // The small record stored furthest into the file: its node (lo u16, hi u16, flags u16, key size
+  // u16, the key, then the value) sits in one of the last leaf pages.
+  const victim = stored.filter((r) => r.bytes.length < 1000).reduce((a, b) => (b.fileOffset > a.fileOffset ? b : a));
+  const node = [...Array(16).keys()].map((k) => victim.fileOffset - lmdbNodeBytes - k)
+    .find((at) => file0.readUInt16LE(at) === victim.bytes.length && file0.readUInt16LE(at + 6) === victim.fileOffset - at - lmdbNodeBytes)!;
+  assert.ok(node !== undefined, 'the record\'s node header was found');
+  const leaf = Math.floor(node / pageSize) * pageSize;
+  const damage: [string, (f: Buffer) => void, RegExp][] = [
+    // A flipped bit in the size's high half: 16 MiB more, past the end of the file.
+    ['a value 16 MiB longer', (f) => f.writeUInt16LE(f.readUInt16LE(node + 2) | 0x100, node + 2), new RegExp(`page ${leaf / pageSize} holds a node past its end`)],
+    ['a node index past the page', (f) => f.writeUInt16LE(0xfff0, leaf + 20), new RegExp(`page ${leaf / pageSize} indexes a node past its end`)],
+  ];
+  for (const [i, [what, harm, reason]] of damage.entries()) {
+    const dir = copyImage(image, `lmdb-node-damaged-${i}`);
+    const f = Buffer.from(file0);
+    harm(f);
+    fs.writeFileSync(path.join(dir, 'paxlog.mdb'), f);
+    // In a child: LMDB following such a node reads past the end of the mapped file (SIGBUS).
+    const child = `
+      import { LogStore } from ${JSON.stringify(new URL('../src/storage/log-store.js', import.meta.url).href)};
+      import { loadKernels } from ${JSON.stringify(new URL('../src/kernels/index.js', import.meta.url).href)};
+      try {
+        const s = LogStore.open({ dir: ${JSON.stringify(dir)}, fsync: false, kernels: loadKernels('js') });
+        console.log('opened: ' + JSON.stringify(s.load().corrupt));
+      } catch (e) { console.log(e.name + ': ' + e.message); }
+    `;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', child], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(run.signal, null, `${what}: the process ended with ${run.signal}`);
+    assert.match(run.stdout, /^LogDamagedError: the log file .* is damaged: /, `${what}: ${run.stdout}${run.stderr}`);
+    assert.match(run.stdout, reason, what);
   }
 });
 

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -492,6 +492,51 @@ test('one process per data directory: a live holder is refused, a dead one\'s lo
   const again = LogStore.open({ dir, fsync: true, kernels });
   assert.equal(fs.readFileSync(path.join(dir, 'paxlog.lock'), 'utf8').trim(), String(process.pid));
   await again.close();
+});
+
+test('a lock naming this process\'s pid that this process does not hold (left by an earlier one with the same pid: a container restarted as pid 1) is taken over', async () => {
+  const dir = tmp();
+  const lock = path.join(dir, 'paxlog.lock');
+  fs.writeFileSync(lock, `${process.pid}\n`); // as a process killed with this pid left it
+  const s = LogStore.open({ dir, fsync: true, kernels });
+  // The one this process holds is still refused, by any path to the directory.
+  const alias = path.join(tmp(), 'alias');
+  fs.symlinkSync(dir, alias);
+  for (const d of [dir, alias]) {
+    assert.throws(() => LogStore.open({ dir: d, fsync: true, kernels }),
+      (e: Error) => e instanceof StorageError && new RegExp(`in use by process ${process.pid}`).test(e.message), d);
+  }
+  await s.close();
+  assert.equal(fs.existsSync(lock), false, 'close() releases the lock');
+  const again = LogStore.open({ dir: alias, fsync: true, kernels });
+  await again.close();
+});
+
+test('two processes that find the same stale lock cannot both take it over: one removes only the file it found stale', async () => {
+  const dir = tmp();
+  const lock = path.join(dir, 'paxlog.lock');
+  const stalePid = 4194000; // a pid far above any in use
+  fs.writeFileSync(lock, `${stalePid}\n`);
+  const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)'], { stdio: 'ignore' });
+  const kill = process.kill;
+  try {
+    // The other process found the lock stale at the same moment, and took it over first: while
+    // this one asks whether the stale holder lives, it removes the file and writes its own.
+    process.kill = ((pid: number, signal?: string | number) => {
+      if (pid === stalePid && fs.readFileSync(lock, 'utf8') === `${stalePid}\n`) {
+        fs.rmSync(lock);
+        fs.writeFileSync(lock, `${other.pid}\n`, { flag: 'wx' });
+      }
+      return kill.call(process, pid, signal);
+    }) as typeof process.kill;
+    assert.throws(() => LogStore.open({ dir, fsync: true, kernels }),
+      (e: Error) => e instanceof StorageError && new RegExp(`in use by process ${other.pid}`).test(e.message));
+    assert.equal(fs.readFileSync(lock, 'utf8'), `${other.pid}\n`, 'the other process keeps its lock');
+    assert.deepEqual(fs.readdirSync(dir), ['paxlog.lock']);
+  } finally {
+    process.kill = kill;
+    other.kill();
+  }
 });
 
 test('a new log rejoins without voting until a Ready says rejoined; the mark survives reopening until then', async () => {

@@ -221,7 +221,8 @@ const damaged = (file: string, reason: string): LogDamagedError =>
  * and one cut short (a copy or restore that stopped early) with SIGBUS, in open(), openDB() or a
  * later read. So both meta pages must carry LMDB's magic and data version, and every page the
  * latest one reaches (the pages of each database's B-tree, and the overflow pages of large values)
- * must lie inside the file, a B-tree page saying so in its header. (The file's size against the
+ * must lie inside the file, a B-tree page saying so in its header, and each node of a page (its key,
+ * and its value unless that has overflow pages) inside that page. (The file's size against the
  * meta's last page would not do: a transaction may take pages at the end and free them again
  * unwritten, which leaves a whole log shorter than that, as lmdb-js 3.5.6 does here.) This reads
  * each B-tree page once (a 626 MB log: 0.2 s here, against 2 s for load()); what a page holds past
@@ -268,6 +269,7 @@ function checkLmdbFile(file: string): void {
         throw damaged(file, `page ${pgno} is not the B-tree page LMDB points to`);
       }
       const nodes = page.readUInt16LE(lmdbPage.lowerAt) >> 1;
+      if (lmdbPage.headerBytes + 2 * nodes > pageSize) throw damaged(file, `page ${pgno} indexes a node past its end`);
       for (let i = 0; i < nodes; i++) {
         const at = lmdbPage.headerBytes + page.readUInt16LE(lmdbPage.headerBytes + 2 * i);
         if (at + lmdbNode.bytes > pageSize) throw damaged(file, `page ${pgno} indexes a node past its end`);
@@ -275,9 +277,14 @@ function checkLmdbFile(file: string): void {
         const hi = page.readUInt16LE(at + 2);
         const nodeFlags = page.readUInt16LE(at + 4);
         const data = at + lmdbNode.bytes + page.readUInt16LE(at + 6);
+        // A key, or a value held in the page, past the page's end: LMDB would read on past it
+        // (past the end of the file, from the last page: SIGBUS).
+        if (data > pageSize) throw damaged(file, `page ${pgno} holds a node past its end`);
         if (flags & lmdbPage.branch) {
           todo.push(lo + hi * 0x10000 + nodeFlags * 0x100000000);
-        } else if (nodeFlags & (lmdbNode.subData | lmdbNode.bigData)) {
+        } else if ((nodeFlags & (lmdbNode.subData | lmdbNode.bigData)) === 0) {
+          if (data + lo + hi * 0x10000 > pageSize) throw damaged(file, `page ${pgno} holds a node past its end`);
+        } else {
           if (data + (nodeFlags & lmdbNode.subData ? lmdbDb.bytes : 8) > pageSize) throw damaged(file, `page ${pgno} holds a node past its end`);
           if (nodeFlags & lmdbNode.subData) database(page, data);
           else {
@@ -430,7 +437,7 @@ export class LogStore {
       if (!store.existed && opts.fsync) syncDirSync(opts.dir);
       return store;
     } catch (err) {
-      fs.rmSync(lockFile, { force: true });
+      releaseLock(lockFile);
       if (err instanceof LogDamagedError) throw err; // names the file: the node tells it from other failures
       throw new StorageError(`cannot open the log in ${opts.dir}: ${(err as Error).message}`);
     }
@@ -779,7 +786,7 @@ export class LogStore {
       return { bytesBefore, bytesAfter: fs.statSync(file).size };
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
-      fs.rmSync(lockFile, { force: true });
+      releaseLock(lockFile);
     }
   }
 
@@ -814,7 +821,7 @@ export class LogStore {
     }
     this.root = null;
     await root.close();
-    if (this.lockFile !== '') fs.rmSync(this.lockFile, { force: true });
+    if (this.lockFile !== '') releaseLock(this.lockFile);
   }
 
   /** Close at once without writing the pending chosen prefix (after a failed recovery); idempotent. */
@@ -823,7 +830,7 @@ export class LogStore {
     if (root === null) return;
     this.root = null;
     void root.close();
-    if (this.lockFile !== '') fs.rmSync(this.lockFile, { force: true });
+    if (this.lockFile !== '') releaseLock(this.lockFile);
   }
 
   /**
@@ -912,6 +919,14 @@ async function syncDir(dir: string): Promise<void> {
 }
 
 /**
+ * The lock files this process holds, by device and inode (whatever path reached them). A lock
+ * naming this process's pid that is not here was left by an earlier process with the same pid: a
+ * node in a container is pid 1 again after a restart.
+ */
+const locksHeld = new Set<string>();
+const fileId = (st: fs.Stats): string => `${st.dev}:${st.ino}`;
+
+/**
  * Claim the data directory for this process. Two live processes on one log would be two
  * acceptors sharing one set of promises, which breaks agreement; a lock left by a process that
  * died (kill -9) is taken over.
@@ -921,19 +936,55 @@ function takeLock(dir: string): string {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+      locksHeld.add(fileId(fs.statSync(file)));
       return file;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
         throw new StorageError(`cannot lock ${dir}: ${(err as Error).message}`);
       }
     }
-    const holder = Number(fs.readFileSync(file, 'utf8').trim());
-    if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) {
+    let text: string;
+    let id: string;
+    try {
+      const fd = fs.openSync(file, 'r');
+      try {
+        id = fileId(fs.fstatSync(fd));
+        text = fs.readFileSync(fd, 'utf8');
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // released meanwhile
+      throw new StorageError(`cannot lock ${dir}: ${(err as Error).message}`);
+    }
+    const holder = Number(text.trim());
+    const live = holder === process.pid ? locksHeld.has(id) : isAlive(holder);
+    if (Number.isInteger(holder) && holder > 0 && live) {
       throw new StorageError(`${dir} is in use by process ${holder} (${file}); one node per data directory`);
     }
-    fs.rmSync(file, { force: true }); // left by a process that is gone
+    // Left by a process that is gone. Another process that found it so too may have removed it and
+    // taken the directory meanwhile: only the lock found stale goes (moved aside, then read again:
+    // a new file may have the old one's inode, but names its own process), and another's is put back.
+    const aside = `${file}.stale-${process.pid}`;
+    try {
+      fs.renameSync(file, aside);
+      if (fs.readFileSync(aside, 'utf8') !== text) fs.linkSync(aside, file);
+      fs.rmSync(aside, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(`cannot lock ${dir}: ${(err as Error).message}`);
+    }
   }
   throw new StorageError(`cannot lock ${dir}: another process keeps taking ${file}`);
+}
+
+/** Give up the lock takeLock() took. */
+function releaseLock(file: string): void {
+  try {
+    locksHeld.delete(fileId(fs.statSync(file)));
+  } catch {
+    // gone already
+  }
+  fs.rmSync(file, { force: true });
 }
 
 function isAlive(pid: number): boolean {
