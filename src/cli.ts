@@ -339,7 +339,7 @@ export function buildProgram(): Command {
       'without it a new directory (maybe a wiped one) rejoins without voting until every other member answered once. ' +
       'Never use it to restart a node whose disk was wiped', false)
     .option('--snapshot-bytes <n>', '... or once the slots applied since the last snapshot hold n bytes (0: never)', intIn(0, 2 ** 40), 64 * 1024 * 1024)
-    .option('--preallocate-mib <n>', 'a new log file is written full of zeros to n MiB first, so that its syncs need not grow it (0: no)', intIn(0, 1024 * 1024), 128)
+    .option('--preallocate-mib <n>', 'a log file shorter than n MiB (a new one, or one paxlog compact left) is filled with zeros to n MiB first, so that its syncs need not grow it (0: no)', intIn(0, 1024 * 1024), 128)
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'))
     .option('--fault-loss <p>', 'benchmarks only: drop each outbound peer frame with this probability', (v: string) => {
       const p = Number(v);

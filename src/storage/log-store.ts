@@ -425,7 +425,9 @@ export class LogStore {
     try {
       const store = new LogStore(opts);
       store.lockFile = lockFile;
-      if (!store.existed && (opts.preallocateBytes ?? 0) > 0) {
+      // A new log, and one shorter than that (`paxlog compact` writes a file only as long as its
+      // data): LMDB takes the pages past its last one as free, and syncs then need not grow the file.
+      if ((opts.preallocateBytes ?? 0) > fs.statSync(logFile(opts.dir)).size) {
         try {
           preallocate(logFile(opts.dir), opts.preallocateBytes!, opts.fsync);
         } catch (err) {
