@@ -474,6 +474,12 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       // same port listens too and takes a share of its connections instead of failing here.
       const sock = await new Promise<Uws.us_listen_socket | false>((resolve) =>
         (this.app as unknown as { listen(h: string, p: number, o: number, cb: (s: Uws.us_listen_socket | false) => void): void }).listen(self.host, port, 1, resolve));
+      // stop() ran meanwhile: it closed the ports listened on so far; this one, the links and the
+      // ticker would be left open for good.
+      if (this.stopped) {
+        if (sock !== false) this.uws.us_listen_socket_close(sock);
+        throw new RequestError('stopped', 'the node was stopped while starting');
+      }
       if (sock === false) {
         await this.stop();
         throw new Error(`cannot listen on ${self.host}:${port} (in use, or not an address of this machine)`);

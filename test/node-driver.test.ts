@@ -1,0 +1,63 @@
+// The node driver's edges: stop() racing start(), and callbacks that settle after stop().
+// Embedded one-node clusters in this process, ports 28100-28109.
+
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { PaxlogNode, type StateMachine } from '../src/index.js';
+import { parsePeers } from '../src/transport/addresses.js';
+
+class Counter implements StateMachine<number> {
+  n = 0;
+  apply(): number { return ++this.n; }
+  snapshot(): Uint8Array { return new TextEncoder().encode(String(this.n)); }
+  restore(bytes: Uint8Array): void { this.n = Number(new TextDecoder().decode(bytes)); }
+}
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-driver-'));
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function openNode(port: number, name: string, sm: StateMachine<number> = new Counter()): PaxlogNode<number> {
+  return PaxlogNode.open<number>({
+    id: 1, peers: parsePeers(`1=127.0.0.1:${port}`), dataDir: path.join(dir, name), stateMachine: sm,
+    secret: 's', tickMs: 10, newCluster: true, logger: pino({ level: 'silent' }),
+  });
+}
+
+/** What stop() should have closed, closed by hand, so that a failing test does not hold the process open. */
+function forceClose(node: PaxlogNode<number>): void {
+  const n = node as unknown as { ticker: NodeJS.Timeout | null; listenSockets: unknown[]; uws: { us_listen_socket_close(s: unknown): void }; transport: { close(): void } };
+  if (n.ticker !== null) clearInterval(n.ticker);
+  for (const s of n.listenSockets) n.uws.us_listen_socket_close(s);
+  n.listenSockets = [];
+  n.transport.close();
+}
+
+/** Whether a plain TCP server can listen on 127.0.0.1:port (nothing else listens there). */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+describe('stop() called while start() is listening', { timeout: 30_000 }, () => {
+  test('leaves no port listening and no ticker running', async (t) => {
+    const node = openNode(28100, 'race');
+    t.after(() => forceClose(node));
+    const started = node.start([28101]);
+    await node.stop();
+    const outcome = await started.then(() => 'started', (e: Error) => e.message);
+    // start() went on after stop(): it listened on the ports and set the tick timer, which nothing
+    // would ever clear (the process could not exit).
+    assert.ok(await portFree(28100), 'the peer port is still listened on');
+    assert.ok(await portFree(28101), 'the extra port is still listened on');
+    assert.equal((node as unknown as { ticker: unknown }).ticker, null, 'the tick timer runs after stop()');
+    assert.match(outcome, /stopped while starting/);
+  });
+});
