@@ -61,3 +61,38 @@ describe('stop() called while start() is listening', { timeout: 30_000 }, () => 
     assert.match(outcome, /stopped while starting/);
   });
 });
+
+describe('a snapshotAsync that fails after stop()', { timeout: 30_000 }, () => {
+  test('does not end the process', async () => {
+    let fail: ((e: Error) => void) | null = null;
+    class Slow extends Counter {
+      snapshotAsync(): Promise<Uint8Array> {
+        return new Promise((_resolve, reject) => { fail = reject; });
+      }
+    }
+    const node = openNode(28102, 'snap-after-stop', new Slow());
+    await node.start();
+    for (let i = 0; i < 500 && node.status().role !== 'leader'; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(await node.propose(new Uint8Array(1)), 1);
+    const snap = assert.rejects(node.snapshot(), /stopped/);
+    for (let i = 0; i < 500 && fail === null; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(fail !== null, 'snapshotAsync was called');
+    await node.stop();
+    await snap;
+    // A state machine shut down with the node may well refuse the snapshot it was serializing: the
+    // node had stopped fatally, calling process.exit(1).
+    const exit = process.exit;
+    const exitCode = process.exitCode;
+    let exited: unknown = null;
+    process.exit = ((code?: number) => { exited = code; }) as typeof process.exit;
+    try {
+      fail!(new Error('the state machine is closed'));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(exited, null, 'process.exit was called');
+      assert.equal(process.exitCode, exitCode, 'process.exitCode was set');
+    } finally {
+      process.exit = exit;
+      process.exitCode = exitCode;
+    }
+  });
+});

@@ -895,6 +895,9 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       this.snapshotSerialized = { prefix, bytes };
       if (this.persisting.length === 0) this.maybeSnapshot();
     }, (err: Error) => {
+      this.snapshotSerializing = false;
+      // Once stopped, nothing waits on it (a state machine shut down with the node may refuse it).
+      if (this.stopped) return;
       // Every node runs the same state machine: a snapshot it cannot write is a bug. Stop with it.
       this.stopFatally({ prefix, err: err.message }, 'the state machine could not snapshot its state; stopping the node');
     });
