@@ -109,3 +109,24 @@ test('an outbound link whose listener never sends its challenge is given up and 
     wss.close();
   }
 });
+
+test('a transport that closes ends its inbound links with 1001, so their dialers can tell a node that stops from a failure', { timeout: 20_000 }, async () => {
+  const uws = loadNativeUws();
+  const app = uws.App();
+  let heard = 0;
+  const t = new PeerTransport(options(27912, { onMessage: () => heard++ }));
+  t.attach(app, uws);
+  const sock = await new Promise<unknown>((resolve) => app.listen('127.0.0.1', 27912, resolve));
+  assert.ok(sock, 'listening on 27912');
+  try {
+    const link = await authenticated(27912, 2);
+    link.ws.send(ack(2, 1));
+    for (let i = 0; i < 100 && heard === 0; i++) await sleep(20);
+    assert.equal(heard, 1, 'the link is up');
+    t.close();
+    assert.equal(await link.closed, 1001);
+  } finally {
+    t.close();
+    uws.us_listen_socket_close(sock as never);
+  }
+});

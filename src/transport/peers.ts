@@ -266,8 +266,9 @@ export class PeerTransport {
       o.ws = null;
       o.ready = false;
     }
+    // Closed with a close frame, 1001: the dialer tells a node that stops from a link that failed.
     for (const ws of this.inbound) {
-      if (!ws.getUserData().closed) ws.close();
+      if (!ws.getUserData().closed) ws.end(1001, 'the node is stopping');
     }
     this.inbound.clear();
     this.pending.clear();
@@ -404,6 +405,8 @@ export class PeerTransport {
           this.opts.logger.warn({ peer: o.id, code, reason: reason.toString() }, 'peer link out: refused (is the cluster secret the same on both nodes?)');
         }
         o.refusalLogged = true;
+      } else if (o.ready && code === 1001) {
+        this.opts.logger.info({ peer: o.id, code, reason: reason.toString() }, 'peer link out: closed, the peer is stopping');
       } else if (o.ready) {
         this.opts.logger.warn({ peer: o.id, code, reason: reason.toString() }, 'peer link out: closed');
       }
