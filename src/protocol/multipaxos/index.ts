@@ -51,6 +51,25 @@ const HEARTBEAT_RING = 256;
 const PENDING_BYTES_MAX = 64 * 1024 * 1024;
 /** Entry bytes one Accept carries at most; a longer run is split over several Accepts. */
 const ACCEPT_BYTES_MAX = 16 * 1024 * 1024;
+
+/**
+ * `entries` in order, cut into parts whose values hold at most `bytesMax` bytes (a part of one
+ * entry may hold more). At least one part: an empty one for no entries.
+ */
+function partsWithin(entries: SlotEntry[], bytesMax: number): SlotEntry[][] {
+  const parts: SlotEntry[][] = [[]];
+  let bytes = 0;
+  for (const e of entries) {
+    let part = parts[parts.length - 1];
+    if (part.length > 0 && bytes + e.value.length > bytesMax) {
+      parts.push((part = []));
+      bytes = 0;
+    }
+    part.push(e);
+    bytes += e.value.length;
+  }
+  return parts;
+}
 /** Backoff steps after Nacks at most: the election timeout grows by up to electionTicksMin per step. */
 const BACKOFF_MAX = 4;
 /** A sender offers its snapshot to one peer at most once per this many ticks (a lagging learner asks every 2). */
@@ -759,26 +778,16 @@ export class MultiPaxos implements Protocol {
     // In parts of at most promisePartBytes of values: a log with a hole that no peer can fill
     // grows above it, and one Promise of it all could pass a frame's bound.
     let coverFrom = Math.max(m.fromSlot, this.chosenPrefix);
-    let part: SlotEntry[] = [];
-    let bytes = 0;
-    const sendPart = (more: boolean): void => {
+    const parts = partsWithin(this.ownEntriesFrom(coverFrom), this.promisePartBytes);
+    parts.forEach((entries, i) => {
+      const more = i < parts.length - 1;
       const reply: PromiseMsg = {
         type: MsgType.Promise, from: this.id, to: m.from, ballot: m.ballot, fromSlot: m.fromSlot,
-        chosenPrefix: this.chosenPrefix, coverFrom, more, entries: part,
+        chosenPrefix: this.chosenPrefix, coverFrom, more, entries,
       };
       this.sendAfterPersist(reply);
-    };
-    for (const e of this.ownEntriesFrom(coverFrom)) {
-      if (part.length > 0 && bytes + e.value.length > this.promisePartBytes) {
-        sendPart(true);
-        coverFrom = part[part.length - 1].slot + 1;
-        part = [];
-        bytes = 0;
-      }
-      part.push(e);
-      bytes += e.value.length;
-    }
-    sendPart(false);
+      if (more) coverFrom = entries[entries.length - 1].slot + 1;
+    });
   }
 
   private handleAccept(m: Accept): void {
@@ -1278,21 +1287,12 @@ export class MultiPaxos implements Protocol {
 
   /** Accepts carrying `entries` to each of `members`, split where one would pass ACCEPT_BYTES_MAX. */
   private sendAccept(entries: SlotEntry[], members: readonly number[]): void {
-    let part: SlotEntry[] = [];
-    let bytes = 0;
-    const flush = (): void => {
+    assert.ok(entries.length > 0, 'an Accept carries entries');
+    for (const part of partsWithin(entries, ACCEPT_BYTES_MAX)) {
       for (const to of members) {
         this.send({ type: MsgType.Accept, from: this.id, to, ballot: this.ballot, chosenPrefix: this.chosenPrefix, entries: part });
       }
-      part = [];
-      bytes = 0;
-    };
-    for (const e of entries) {
-      if (part.length > 0 && bytes + e.value.length > ACCEPT_BYTES_MAX) flush();
-      part.push(e);
-      bytes += e.value.length;
     }
-    if (part.length > 0) flush();
   }
 
   /** Announce newly chosen slots: riding on an Accept's prefix where it covers them, else in Commits. */
