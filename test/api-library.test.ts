@@ -244,7 +244,7 @@ test('bad numeric options are refused by name before the data directory is taken
     }
     for (const bad of [0, 1.5, 16 * 1024 * 1024 + 1, Infinity]) {
       await assert.rejects(createNode({ ...base, config: { batchBytesMax: bad } }),
-        new RangeError(`NodeOptions.config.batchBytesMax ${bad} is not a whole number in 1..16777216`));
+        new RangeError(`NodeOptions.config.batchBytesMax ${bad} is not a whole number >= 1 and <= 16777216`));
       assert.equal(fs.existsSync(path.join(dir, 'paxlog.lock')), false, 'the directory is not taken');
     }
     // The same directory then serves with good options.

@@ -188,7 +188,7 @@ const proposeBytesMax = FRAME_BYTES_MAX - HEADER_BYTES - 1024;
 /** NodeOptions.batchMax and pipeline at most, as `serve --batch-max` and `--pipeline` take them. */
 const batchMaxCeiling = 65536;
 const pipelineCeiling = 4096;
-/** NodeOptions.config.batchBytesMax at most: a quarter of a peer frame, as Multi-Paxos splits its Accepts. */
+/** NodeOptions.config.batchBytesMax at most: a batch is one log entry, sent whole in one peer frame (a quarter of one, as Multi-Paxos splits its Accepts). */
 const batchBytesCeiling = FRAME_BYTES_MAX / 4;
 /** NodeOptions.snapshotSlots and snapshotBytes when not given. */
 const snapshotSlotsDefault = 10_000;
@@ -352,15 +352,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     for (const [name, v, lo, hi] of [['tickMs', opts.tickMs, 1, Infinity], ['requestTimeoutMs', opts.requestTimeoutMs, 1, Infinity],
       ['snapshotSlots', opts.snapshotSlots, 0, Infinity], ['snapshotBytes', opts.snapshotBytes, 0, Infinity],
       ['batchMax', opts.batchMax, 1, batchMaxCeiling], ['pipeline', opts.pipeline, 1, pipelineCeiling],
-      ['config.batchMax', opts.config?.batchMax, 1, batchMaxCeiling], ['config.pipeline', opts.config?.pipeline, 1, pipelineCeiling]] as const) {
+      ['config.batchMax', opts.config?.batchMax, 1, batchMaxCeiling], ['config.pipeline', opts.config?.pipeline, 1, pipelineCeiling],
+      ['config.batchBytesMax', opts.config?.batchBytesMax, 1, batchBytesCeiling]] as const) {
       if (v !== undefined && !(Number.isSafeInteger(v) && v >= lo && v <= hi)) {
         throw new RangeError(`NodeOptions.${name} ${v} is not a whole number >= ${lo}${hi === Infinity ? '' : ` and <= ${hi}`}`);
       }
-    }
-    // A batch is one log entry, carried whole in one peer frame: past this it could not be sent.
-    const bb = opts.config?.batchBytesMax;
-    if (bb !== undefined && !(Number.isSafeInteger(bb) && bb >= 1 && bb <= batchBytesCeiling)) {
-      throw new RangeError(`NodeOptions.config.batchBytesMax ${bb} is not a whole number in 1..${batchBytesCeiling}`);
     }
     if (opts.tls !== undefined) checkTlsFiles(opts.tls); // a bad file fails here, before the data directory is taken
     assert.ok(opts.peers.has(opts.id), `peers must include this node ${opts.id}`);
