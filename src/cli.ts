@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino, type Logger } from 'pino';
-import { startKvServer } from './api/server.js';
+import { httpPortProblem, startKvServer } from './api/server.js';
 import { missingNodeFlags, serveNodeFlags } from './node/v8-flags.js';
 import { benchCommand } from './bench/command.js';
 import type { KernelKind } from './kernels/types.js';
@@ -115,10 +115,8 @@ function readSecret(what: string, flag: string | undefined, file: string | undef
 
 async function serve(f: ServeFlags): Promise<void> {
   if (!f.peers.has(f.id)) throw new UsageError(`--id ${f.id} is not in --peers (${[...f.peers.keys()].join(', ')})`);
-  const peerPort = f.peers.get(f.id)!.port;
-  if (f.httpPort === undefined && peerPort + 1000 > 65535) {
-    throw new UsageError(`the client HTTP port ${peerPort + 1000} is not in 1..65535 (peer port ${peerPort} + 1000); give one (serve --http-port)`);
-  }
+  const portProblem = httpPortProblem(f.httpPort, f.peers.get(f.id)!.port);
+  if (portProblem !== null) throw new UsageError(portProblem);
   const secret = readSecret('cluster secret', f.secret, f.secretFile, process.env.PAXLOG_SECRET, '--secret') ?? '';
   const clientToken = readSecret('client token', f.clientToken, f.clientTokenFile, process.env.PAXLOG_CLIENT_TOKEN, '--client-token');
   if ((f.tlsCert === undefined) !== (f.tlsKey === undefined)) throw new UsageError('TLS needs both --tls-cert and --tls-key');

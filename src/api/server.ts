@@ -20,14 +20,21 @@ export interface KvServer {
   stop(): Promise<void>;
 }
 
+/**
+ * Why a node's client HTTP port (given, else its peer port + 1000) cannot be listened on, or null.
+ * Past 65535 the listen would wrap the port (66000 listens on 464) and say the number asked for.
+ */
+export function httpPortProblem(httpPort: number | undefined, peerPort: number): string | null {
+  const port = httpPort ?? peerPort + 1000;
+  if (Number.isInteger(port) && port >= 1 && port <= 65535) return null;
+  return `the client HTTP port ${port} is not in 1..65535` + (httpPort === undefined ? ` (peer port ${peerPort} + 1000); give one (serve --http-port)` : '');
+}
+
 export async function startKvServer(opts: KvServerOptions, log: Logger): Promise<KvServer> {
   const self = opts.peers.get(opts.id);
   const httpPort = opts.httpPort ?? (self !== undefined ? self.port + 1000 : 0);
-  // Past 65535 the listen would wrap the port (66000 listens on 464) and say the number asked for.
-  if (self !== undefined && !(Number.isInteger(httpPort) && httpPort >= 1 && httpPort <= 65535)) {
-    throw new Error(`the client HTTP port ${httpPort} is not in 1..65535` +
-      (opts.httpPort === undefined ? ` (peer port ${self.port} + 1000); give one (serve --http-port)` : ''));
-  }
+  const problem = self !== undefined ? httpPortProblem(opts.httpPort, self.port) : null;
+  if (problem !== null) throw new Error(problem);
   const kv = new KvStore();
   const { clientToken, ...nodeOpts } = opts;
   const node = PaxlogNode.open<KvResult>({ ...nodeOpts, stateMachine: kv });
