@@ -7,7 +7,14 @@ const url = process.argv[2] ?? 'ws://127.0.0.1:8001/client';
 const text = (b: Uint8Array): string => new TextDecoder().decode(b);
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 
-const client = await PaxlogClient.connect(url);
+let client: PaxlogClient;
+try {
+  client = await PaxlogClient.connect(url);
+} catch (err) {
+  // A wrong URL or no node there: say which and how to start one, without a stack trace.
+  console.error(`kv-client: cannot reach a node at ${url}: ${(err as Error).message} (start a cluster with \`npm start\`, or pass its ws://host:port/client URL)`);
+  process.exit(1);
+}
 // 100 writes in flight at once: the node batches them into a few slots.
 const started = performance.now();
 const puts = await Promise.all(Array.from({ length: 100 }, (_, i) => client.put(`example-${i}`, bytes(`value ${i}`))));
