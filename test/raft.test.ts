@@ -1103,3 +1103,35 @@ test('a follower learns the commit index at once though a heartbeat to it (which
   assert.equal(c.node(3).status().chosenPrefix, 3, 'node 3 learns entry 2 is committed without waiting for another heartbeat');
   assert.deepEqual(c.applied.get(3), ['noop', 'x']);
 });
+
+test('a restart with 100,000 committed entries applies them 1024 per Ready, and a read asked meanwhile waits for the Ready that applies through its index', () => {
+  const entries = 100_000;
+  const records: LogRecord[] = Array.from({ length: entries }, (_, i) => ({ position: i + 1, ballot: 1, value: enc.encode('x') }));
+  const n = new Raft({ config: defaultConfig(1, [1]), kernels: k, rng: new Prng(1), restored: {
+    hardState: { ballot: 1, vote: 1 }, records, chosenPrefix: entries + 1, appliedPrefix: 1, snapshot: null, rejoining: false } });
+  let applied = 0;
+  let readIndex = 0;
+  let appliedWhenAsked = 0;
+  let answeredAt = 0;
+  // One Ready a tick, so that the replay is still under way when the node has become leader.
+  for (let round = 0; round < 1000 && answeredAt === 0; round++) {
+    n.tick();
+    if (readIndex === 0 && n.status().role === 'leader') {
+      n.read(7, 'quorum');
+      readIndex = n.status().chosenPrefix - 1; // answerable once this index is applied
+      appliedWhenAsked = applied;
+    }
+    if (!n.hasReady()) continue;
+    const rd = n.ready();
+    assert.ok(rd.apply.length <= 1024, `one Ready applied ${rd.apply.length} entries`);
+    for (const r of rd.apply) assert.equal(r.position, ++applied);
+    if (rd.reads.some((r) => r.id === 7)) {
+      assert.ok(applied >= readIndex, `the read at ${readIndex} was answered with ${applied} applied`);
+      answeredAt = applied;
+    }
+    n.advance(rd);
+  }
+  assert.ok(readIndex > 0 && appliedWhenAsked < readIndex, `the read was asked mid-replay (${appliedWhenAsked} applied, index ${readIndex})`);
+  assert.ok(answeredAt >= readIndex, `the read was answered (applied through ${answeredAt})`);
+  assert.ok(applied >= entries, 'every entry applied');
+});

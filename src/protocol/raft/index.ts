@@ -107,6 +107,8 @@ const ROUND_TICKS_RING = 256;
  * An election a millisecond would take 8,900 years to get here.
  */
 const TERM_MAX = 2 ** 48;
+/** Entries handed to the state machine per Ready at most, so one Ready stays small (as Multi-Paxos's APPLY_MAX). */
+const APPLY_MAX = 1024;
 
 /** A linearizable read waiting at the leader, for this node's client (from = 0) or a follower's. */
 interface LeaderRead {
@@ -217,7 +219,7 @@ export class Raft implements Protocol {
   private messages: Message[] = [];
   /** To send after the next Ready's persist: Vote, AppendResult, and a candidate's RequestVote. */
   private messagesAfterPersist: Message[] = [];
-  /** Reads answerable once the next Ready's apply is done. */
+  /** Reads answerable once a Ready applies through their index (each index <= commitIndex). */
   private readsReady: ReadState[] = [];
   /** Reads refused (no leader, no lease, no confirmation in time). */
   private readsFailed: number[] = [];
@@ -1310,6 +1312,17 @@ export class Raft implements Protocol {
     assert.ok(this.outstanding.length < this.cfg.readysOutstandingMax, 'ready() called with readysOutstandingMax Readys not yet advanced');
     this.flush();
     const hardState: HardState | null = this.hardStateDirty ? { ballot: this.term, vote: this.vote } : null;
+    // At most APPLY_MAX entries per Ready: a restart hands the whole log since the snapshot to the
+    // state machine, and in one Ready that held the event loop 131 ms at 100,000 entries. A read
+    // is answered in the Ready that applies through its index, not before.
+    const applyTo = Math.min(this.commitIndex, this.appliedIndex + APPLY_MAX);
+    let reads = this.readsReady;
+    if (applyTo < this.commitIndex) {
+      reads = this.readsReady.filter((r) => r.index <= applyTo);
+      this.readsReady = this.readsReady.filter((r) => r.index > applyTo);
+    } else {
+      this.readsReady = [];
+    }
     const rd: Ready = {
       snapshot: this.snapshotOut,
       install: this.installOut,
@@ -1319,8 +1332,8 @@ export class Raft implements Protocol {
       chosenPrefix: this.commitDirty ? this.commitIndex + 1 : 0,
       messages: this.messages,
       messagesAfterPersist: this.messagesAfterPersist,
-      apply: this.appliedIndex < this.commitIndex ? this.recs.slice(this.appliedIndex - this.snapIndex, this.commitIndex - this.snapIndex) : [],
-      reads: this.readsReady,
+      apply: applyTo > this.appliedIndex ? this.recs.slice(this.appliedIndex - this.snapIndex, applyTo - this.snapIndex) : [],
+      reads,
       readsFailed: this.readsFailed,
       rejoined: this.rejoinedOut,
     };
@@ -1331,10 +1344,9 @@ export class Raft implements Protocol {
     this.truncateFrom = 0;
     this.unstableFrom = this.lastIndex() + 1;
     this.commitDirty = false;
-    this.appliedIndex = this.commitIndex;
+    this.appliedIndex = applyTo;
     this.messages = [];
     this.messagesAfterPersist = [];
-    this.readsReady = [];
     this.readsFailed = [];
     this.outstanding.push({ rd, truncatedSince: Infinity });
     return rd;
