@@ -415,11 +415,13 @@ export function buildProgram(): Command {
     .option('--nodes <n>', 'cluster size: 3 or 5', '3')
     .option('--seed <s>', 'seeds the kill times and the clients\' keys', '1')
     .option('--base-port <port>', 'peer port of node 1; client HTTP ports start at base + 10', '23700')
-    .action(async (f: { minutes: string; protocol: string; nodes: string; seed: string; basePort: string }) => {
+    .option('--snapshot-slots <n>', 'every node snapshots every n applied slots (small, so that snapshots and their transfers happen under the kills)', '500')
+    .action(async (f: { minutes: string; protocol: string; nodes: string; seed: string; basePort: string; snapshotSlots: string }) => {
       // The soak lives in src/soak/main.ts (which checks these flags); load it only when asked.
       const modulePath = './soak/main.js';
       const mod = (await import(modulePath)) as { soakMain: (argv: string[]) => Promise<number> };
-      process.exitCode = await mod.soakMain(['--minutes', f.minutes, '--protocol', f.protocol, '--nodes', f.nodes, '--seed', f.seed, '--base-port', f.basePort]);
+      process.exitCode = await mod.soakMain(['--minutes', f.minutes, '--protocol', f.protocol, '--nodes', f.nodes, '--seed', f.seed, '--base-port', f.basePort,
+        '--snapshot-slots', f.snapshotSlots]);
     });
 
   program.addCommand(benchCommand());

@@ -379,7 +379,7 @@ export async function soakMain(argv: string[]): Promise<number> {
     o = parseSoakArgs(argv);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    process.stderr.write(`error: ${e.message}\nusage: npm run soak -- --minutes M [--protocol multipaxos|raft] [--nodes 3|5] [--seed S] [--base-port N]\n`);
+    process.stderr.write(`error: ${e.message}\nusage: npm run soak -- --minutes M [--protocol multipaxos|raft] [--nodes 3|5] [--seed S] [--base-port N] [--snapshot-slots N]\n`);
     return 2;
   }
   const print = (line: string) => process.stdout.write(line + '\n');
