@@ -1135,3 +1135,188 @@ test('a restart with 100,000 committed entries applies them 1024 per Ready, and 
   assert.ok(answeredAt >= readIndex, `the read was answered (applied through ${answeredAt})`);
   assert.ok(applied >= entries, 'every entry applied');
 });
+
+// ---------------------------------------------------------------- replays applied 1024 entries per Ready
+
+/** A member of [1, 2, 3] (or `peers`) restarted with `entries` records of term `term` (then `tail` more,
+ *  uncommitted), `committed` of them known committed, nothing applied: it replays them over many Readys. */
+const replaying = (id: number, entries: number, committed: number, opts: { term?: number; tail?: number; peers?: number[] } = {}): Raft => {
+  const term = opts.term ?? 1;
+  const total = entries + (opts.tail ?? 0);
+  const records: LogRecord[] = Array.from({ length: total }, (_, i) => ({ position: i + 1, ballot: term, value: k.encodeBatch(cmds(`v${i + 1}`)) }));
+  return new Raft({ config: defaultConfig(id, opts.peers ?? [1, 2, 3]), kernels: k, rng: new Prng(id), restored: {
+    hardState: { ballot: term, vote: 0 }, records, chosenPrefix: committed + 1, appliedPrefix: 1, snapshot: null, rejoining: false } });
+};
+
+/** Drives a core as src/node/node.ts's pump does (install, then apply in order, then answer the reads;
+ *  persists are immediate), and checks on every Ready what the state machine and the clients see. */
+class Replayer {
+  /** The state machine applied every index up to here (an install jumps it forward). */
+  applied = 0;
+  /** Read id -> what was applied when it was answered. */
+  readonly answered = new Map<number, number>();
+  readonly failed: number[] = [];
+  readonly installs: number[] = [];
+  /** The command applied at each index (the install's range stays empty). */
+  readonly values = new Map<number, string>();
+  readys = 0;
+
+  constructor(readonly core: Raft) {}
+
+  one(): Ready {
+    const rd = this.core.ready();
+    this.readys++;
+    assert.ok(rd.apply.length <= 1024, `one Ready applied ${rd.apply.length} entries`);
+    if (rd.install && rd.snapshot) {
+      assert.ok(rd.snapshot.prefix > this.applied + 1, `install at ${rd.snapshot.prefix} after applying through ${this.applied}: the state would go back`);
+      this.applied = rd.snapshot.prefix - 1;
+      this.installs.push(rd.snapshot.prefix);
+    }
+    for (const a of rd.apply) {
+      assert.equal(a.position, this.applied + 1, `applied ${a.position} after ${this.applied} (in order, exactly once)`);
+      assert.ok(!this.values.has(a.position), `index ${a.position} applied twice`);
+      const c = k.decodeBatch(a.value);
+      assert.ok(Array.isArray(c));
+      this.values.set(a.position, c.map((x) => dec.decode(x)).join(' '));
+      this.applied = a.position;
+    }
+    assert.equal(this.core.status().appliedPrefix, this.applied + 1, 'the core counts as applied exactly what the Readys handed out');
+    for (const r of rd.reads) {
+      assert.ok(!this.answered.has(r.id) && !this.failed.includes(r.id), `read ${r.id} answered twice`);
+      assert.ok(this.applied >= r.index, `read ${r.id} at index ${r.index} answered with ${this.applied} applied`);
+      this.answered.set(r.id, this.applied);
+    }
+    for (const id of rd.readsFailed) {
+      assert.ok(!this.answered.has(id) && !this.failed.includes(id), `read ${id} failed after an answer, or twice`);
+      this.failed.push(id);
+    }
+    this.core.advance(rd);
+    this.core.invariants();
+    return rd;
+  }
+
+  /** Take Readys until there is none; each must make progress (hasReady never spins). */
+  drain(): Ready[] {
+    const out: Ready[] = [];
+    for (let i = 0; this.core.hasReady(); i++) {
+      assert.ok(i < 1000, 'hasReady() stays true without progress');
+      out.push(this.one());
+    }
+    assert.equal(this.core.status().appliedPrefix, this.core.status().chosenPrefix, 'drained: everything committed is applied');
+    return out;
+  }
+}
+
+const readIndexTo = (rd: Ready, to: number): number => {
+  const m = rd.messages.find((x) => x.type === MsgType.ReadIndex && x.to === to);
+  assert.ok(m && m.type === MsgType.ReadIndex, `a ReadIndex to ${to}`);
+  return m.readId;
+};
+
+for (const keep of [false, true]) {
+  test(`a follower mid-replay installs a snapshot (${keep ? 'keeping the log after it' : 'discarding its log'}): its state never goes back, no index is applied twice, and a read held for its index is answered once, after the install`, () => {
+    // 5,000 (or 8,000) entries of term 1 on disk, 4,000 known committed, none applied.
+    const f = replaying(3, keep ? 8000 : 5000, 4000);
+    const d = new Replayer(f);
+    d.one();
+    assert.equal(d.applied, 1024);
+    // Leader 1 of term 2 (whose log agrees at 4,000) is heard; a read is asked of it and confirmed at 4,000.
+    f.step({ type: MsgType.AppendEntries, from: 1, to: 3, term: 2, prevIndex: 4000, prevTerm: 1, commitIndex: 4000, entries: [] });
+    f.read(9, 'quorum');
+    const readId = readIndexTo(d.one(), 1);
+    assert.equal(d.applied, 2048);
+    f.step({ type: MsgType.ReadIndexReply, from: 1, to: 3, readId, index: 4000, ok: true });
+    d.one();
+    assert.equal(d.applied, 3072);
+    assert.equal(d.answered.has(9), false, 'the read waits: 3,072 applied, its index is 4,000');
+    // The leader's snapshot through 6,000 (term 1 when the log after it is kept, else term 2, which this log lacks).
+    const bytes = enc.encode('state through 6000');
+    f.step({ type: MsgType.SnapshotChunk, from: 1, to: 3, ballot: keep ? 1 : 2, prefix: 6001, offset: 0, total: bytes.length, values: [bytes] });
+    const rd = d.one();
+    assert.equal(rd.install, true);
+    assert.equal(rd.truncateFrom, keep ? 0 : 6001);
+    assert.deepEqual(d.installs, [6001]);
+    assert.equal(d.answered.get(9), 6000, 'the read is answered in the Ready that installs the state past its index');
+    if (keep) {
+      // The rest of the kept log is committed: applied from 6,001 on, 1024 per Ready.
+      f.step({ type: MsgType.AppendEntries, from: 1, to: 3, term: 2, prevIndex: 8000, prevTerm: 1, commitIndex: 8000, entries: [] });
+    }
+    const rest = d.drain();
+    assert.ok(rest.length <= 3, `${rest.length} more Readys`);
+    assert.equal(d.applied, keep ? 8000 : 6000);
+    const applied = [...d.values.keys()];
+    assert.deepEqual(applied, [...Array.from({ length: 3072 }, (_, i) => i + 1), ...(keep ? Array.from({ length: 2000 }, (_, i) => 6001 + i) : [])]);
+    assert.equal(d.values.get(keep ? 8000 : 3072), `v${keep ? 8000 : 3072}`);
+    assert.deepEqual(d.failed, []);
+    assert.equal(f.status().snapshotPrefix, 6001);
+  });
+}
+
+test('a leader mid-replay that steps down answers the read it confirmed once its index is applied, fails the one it had not, and answers a follower\'s at once', () => {
+  const n = replaying(1, 20_000, 20_000);
+  const d = new Replayer(n);
+  // Win term 2 with node 2's pre-vote and vote, before any Ready: the replay has not begun.
+  for (let i = 0; n.status().role === 'follower'; i++) {
+    assert.ok(i < 1000, 'node 1 never campaigned');
+    n.tick();
+  }
+  n.step({ type: MsgType.Vote, from: 2, to: 1, term: 2, granted: true, preVote: true });
+  n.step({ type: MsgType.Vote, from: 2, to: 1, term: 2, granted: true, preVote: false });
+  assert.equal(n.status().role, 'leader');
+  d.one(); // persists the no-op at 20,001 and applies 1..1024
+  n.step({ type: MsgType.AppendResult, from: 2, to: 1, term: 2, success: true, index: 20_001, hintTerm: 0 });
+  assert.equal(n.status().chosenPrefix, 20_002, 'the no-op of term 2 is committed');
+  n.read(7, 'quorum');
+  const round = readIndexTo(d.one(), 2);
+  n.step({ type: MsgType.ReadIndexReply, from: 2, to: 1, readId: round, index: 0, ok: true });
+  n.read(8, 'quorum'); // waits for the next round, which no one will confirm
+  n.step({ type: MsgType.ReadIndex, from: 3, to: 1, readId: 42 }); // a follower's read: answered by message, now
+  const rd = d.one();
+  const reply = rd.messages.filter((m) => m.type === MsgType.ReadIndexReply && m.to === 3 && m.readId === 42);
+  assert.ok(reply.length === 1 && reply[0].type === MsgType.ReadIndexReply && reply[0].ok && reply[0].index === 20_001, 'the follower\'s read is answered at 20,001');
+  assert.equal(d.answered.has(7), false, `read 7 (index 20,001) waits: ${d.applied} applied`);
+  // Node 3 leads term 3: node 1 steps down with read 7 confirmed but not answerable yet.
+  n.step({ type: MsgType.AppendEntries, from: 3, to: 1, term: 3, prevIndex: 20_001, prevTerm: 2, commitIndex: 20_001, entries: [] });
+  assert.equal(n.status().role, 'follower');
+  d.drain();
+  assert.deepEqual(d.failed, [8], 'the unconfirmed read fails, once');
+  assert.equal(d.answered.get(7), 20_001, 'the confirmed read is answered once, with everything through its index applied');
+  assert.equal(d.answered.has(8), false);
+  assert.ok(d.readys <= 25, `${d.readys} Readys for 20,001 entries`);
+});
+
+test('compact() mid-replay trims only what is applied: the replay goes on from the applied prefix, and a snapshot past it throws', () => {
+  const n = replaying(1, 5000, 5000, { peers: [1] });
+  const d = new Replayer(n);
+  d.one();
+  assert.equal(n.status().appliedPrefix, 1025);
+  assert.throws(() => n.compact(1026, enc.encode('ahead')), { name: 'AssertionError' });
+  n.compact(1025, enc.encode('through 1024'));
+  const rd = d.one();
+  assert.equal(rd.snapshot?.prefix, 1025);
+  assert.equal(rd.install, false);
+  assert.deepEqual([rd.apply[0].position, rd.apply.at(-1)!.position], [1025, 2048], 'the Ready with the snapshot applies from its prefix on');
+  n.compact(2000, enc.encode('through 1999')); // below the applied prefix: allowed
+  d.drain();
+  assert.equal(d.applied, 5000);
+  assert.equal(d.values.size, 5000);
+  assert.equal(d.values.get(5000), 'v5000');
+  assert.equal(n.status().snapshotPrefix, 2000);
+});
+
+test('a truncation of uncommitted entries mid-replay cuts above the applied prefix and the entries applied are the leader\'s', () => {
+  // 3,000 committed entries of term 1, then 500 of term 1 that no majority holds.
+  const f = replaying(3, 3000, 3000, { tail: 500 });
+  const d = new Replayer(f);
+  d.one();
+  const mine = k.encodeBatch(cmds('leader2'));
+  f.step({ type: MsgType.AppendEntries, from: 1, to: 3, term: 2, prevIndex: 3000, prevTerm: 1, commitIndex: 3001,
+    entries: [{ index: 3001, term: 2, value: mine }] });
+  const rd = d.one();
+  assert.equal(rd.truncateFrom, 3001);
+  assert.deepEqual(rd.records.map((r) => r.position), [3001]);
+  d.drain();
+  assert.equal(d.applied, 3001);
+  assert.equal(d.values.get(3000), 'v3000');
+  assert.equal(d.values.get(3001), 'leader2', 'the replaced entry is never applied');
+});
