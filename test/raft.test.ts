@@ -1320,3 +1320,28 @@ test('a truncation of uncommitted entries mid-replay cuts above the applied pref
   assert.equal(d.values.get(3000), 'v3000');
   assert.equal(d.values.get(3001), 'leader2', 'the replaced entry is never applied');
 });
+
+test('reads confirmed and waiting for a replay count against pendingMax: the read past it is refused', () => {
+  const entries = 20_000;
+  const records: LogRecord[] = Array.from({ length: entries }, (_, i) => ({ position: i + 1, ballot: 1, value: enc.encode('x') }));
+  const n = new Raft({ config: { ...defaultConfig(1, [1]), pendingMax: 4 }, kernels: k, rng: new Prng(1), restored: {
+    hardState: { ballot: 1, vote: 1 }, records, chosenPrefix: entries + 1, appliedPrefix: 1, snapshot: null, rejoining: false } });
+  // One Ready a tick until the node leads, the replay still under way.
+  for (let round = 0; round < 200 && n.status().role !== 'leader'; round++) {
+    n.tick();
+    if (n.hasReady()) n.advance(n.ready());
+  }
+  assert.equal(n.status().role, 'leader');
+  assert.ok(n.status().appliedPrefix < n.status().chosenPrefix, 'the replay is still under way');
+  for (let id = 1; id <= 4; id++) n.read(id, 'quorum');
+  // Confirmed (a cluster of one is its own quorum), they wait for the replay, not in a Ready yet.
+  let rd = n.ready();
+  assert.deepEqual(rd.reads, []);
+  assert.deepEqual(rd.readsFailed, []);
+  n.advance(rd);
+  assert.ok(n.status().appliedPrefix < n.status().chosenPrefix, 'the replay is still under way');
+  n.read(5, 'quorum');
+  rd = n.ready();
+  assert.deepEqual(rd.readsFailed, [5], 'four reads held for the replay, the fifth refused');
+  n.advance(rd);
+});

@@ -812,7 +812,8 @@ export class Raft implements Protocol {
   // ---------------------------------------------------------------- reads
 
   read(id: number, mode: ReadMode): void {
-    if (this.leaderReads.length + this.remoteReads.size + this.readsWaiting.length >= this.cfg.pendingMax) {
+    // readsReady counts too: confirmed reads wait there for a replay to apply through their index.
+    if (this.leaderReads.length + this.remoteReads.size + this.readsWaiting.length + this.readsReady.length >= this.cfg.pendingMax) {
       this.readsFailed.push(id);
       return;
     }
