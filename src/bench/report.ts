@@ -35,7 +35,7 @@ export interface Measured {
   cpuPercentByNode: number[];
   cpuPercentLeader: number;
   cpuPercentLoadgen: number;
-  /** Bytes of peer frames sent by all nodes per successful write. */
+  /** Bytes of peer frames sent by all nodes per successful command (writes and reads). */
   peerBytesPerCommand: number | null;
   /** Persists (LMDB write transactions) per second, all nodes together, synced or not. */
   persistsPerS: number;
