@@ -86,7 +86,9 @@ describe('a short soak of real processes', { timeout: 180_000 }, () => {
       const code = await new Promise<number | null>((r) => child.once('exit', r));
       const line = out.split('\n').find((l) => l.startsWith('soak summary: '));
       t.diagnostic(line ?? '(no summary)');
-      assert.equal(code, 0, out);
+      // The reasons first: a report that shows only the start of a long message still shows why.
+      const reasons = out.split('\n').filter((l) => l.startsWith('soak FAILED: ') || l.startsWith('soak summary: '));
+      assert.equal(code, 0, `${reasons.join('\n')}\n${out}`);
       const s = JSON.parse(line!.slice('soak summary: '.length)) as Record<string, unknown>;
       assert.ok((s.kills as number) >= 2, `only ${s.kills} kills in 30 s`);
       assert.equal(s.linearizable, true);
