@@ -416,12 +416,13 @@ export function buildProgram(): Command {
     .option('--seed <s>', 'seeds the kill times and the clients\' keys', '1')
     .option('--base-port <port>', 'peer port of node 1; client HTTP ports start at base + 10', '23700')
     .option('--snapshot-slots <n>', 'every node snapshots every n applied slots (small, so that snapshots and their transfers happen under the kills)', '500')
-    .action(async (f: { minutes: string; protocol: string; nodes: string; seed: string; basePort: string; snapshotSlots: string }) => {
+    .option('--recovery-bound-ms <ms>', 'fail if the p99 time from a kill to the first acknowledged write is over this (default: two election timeouts)', '800')
+    .action(async (f: { minutes: string; protocol: string; nodes: string; seed: string; basePort: string; snapshotSlots: string; recoveryBoundMs: string }) => {
       // The soak lives in src/soak/main.ts (which checks these flags); load it only when asked.
       const modulePath = './soak/main.js';
       const mod = (await import(modulePath)) as { soakMain: (argv: string[]) => Promise<number> };
       process.exitCode = await mod.soakMain(['--minutes', f.minutes, '--protocol', f.protocol, '--nodes', f.nodes, '--seed', f.seed, '--base-port', f.basePort,
-        '--snapshot-slots', f.snapshotSlots]);
+        '--snapshot-slots', f.snapshotSlots, '--recovery-bound-ms', f.recoveryBoundMs]);
     });
 
   program.addCommand(benchCommand());

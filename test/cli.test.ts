@@ -43,6 +43,7 @@ test('bad flags give one clear error line and exit code 2', () => {
     [['status', '--endpoint', 'http://127.0.0.1:17599'], /cannot reach/],
     [['launch'], /unknown command 'launch'/],
     [['soak', '--snapshot-slots', 'many'], /--snapshot-slots many is not a whole number/],
+    [['soak', '--recovery-bound-ms', 'x'], /--recovery-bound-ms x is not in 1..60000/],
   ];
   for (const [args, want] of cases) {
     const r = run(args);

@@ -1,6 +1,6 @@
 // The soak: its end-of-run checks on histories made by hand (each one must catch what it is for),
 // its flags, and a short soak of real processes for each protocol (30 s each, 3 nodes, the leader
-// killed with SIGKILL every 10 +- 5 s). Ports: 23800-23814 (multipaxos), 23850-23864 (raft).
+// killed with SIGKILL every 10 +- 5 s; recovery within 2 s, see below). Ports: 23800-23814 (multipaxos), 23850-23864 (raft).
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -67,7 +67,9 @@ describe('the soak checks', () => {
 
   test('bad flags are refused with a message that names them', () => {
     assert.deepEqual(parseSoakArgs(['--minutes', '0.5', '--protocol', 'raft', '--nodes', '5']),
-      { minutes: 0.5, protocol: 'raft', nodes: 5, seed: 1, basePort: 23700, snapshotSlots: 500 });
+      { minutes: 0.5, protocol: 'raft', nodes: 5, seed: 1, basePort: 23700, snapshotSlots: 500, recoveryBoundMs: 800 });
+    assert.equal(parseSoakArgs(['--recovery-bound-ms', '2000']).recoveryBoundMs, 2000);
+    assert.throws(() => parseSoakArgs(['--recovery-bound-ms', '0']), /--recovery-bound-ms 0/);
     assert.throws(() => parseSoakArgs(['--minutes', '0']), /--minutes 0/);
     assert.throws(() => parseSoakArgs(['--nodes', '4']), /--nodes 4/);
     assert.throws(() => parseSoakArgs(['--protocol', 'zab']), /--protocol zab/);
@@ -77,8 +79,13 @@ describe('the soak checks', () => {
 
 describe('a short soak of real processes', { timeout: 180_000 }, () => {
   for (const [protocol, basePort] of [['multipaxos', 23800], ['raft', 23850]] as const) {
-    test(`${protocol}: 30 s with the leader killed every 10 +- 5 s is linearizable, loses no acknowledged write and recovers within two election timeouts`, async (t) => {
-      const child = spawn(process.execPath, [soakMain, '--minutes', '0.5', '--protocol', protocol, '--nodes', '3', '--seed', '7', '--base-port', String(basePort)],
+    // Two kills in 30 s, so the p99 recovery is their maximum. A split vote (both survivors
+    // campaign in the same tick, each votes for itself, both back off) is a legal outcome that
+    // costs another election timeout or more, so this run bounds recovery at 2 s (five election
+    // timeouts): a cluster that fails to elect a leader still fails it. The long soaks keep 800 ms.
+    test(`${protocol}: 30 s with the leader killed every 10 +- 5 s is linearizable, loses no acknowledged write and serves again within 2 s of a kill`, async (t) => {
+      const child = spawn(process.execPath, [soakMain, '--minutes', '0.5', '--protocol', protocol, '--nodes', '3', '--seed', '7', '--base-port', String(basePort),
+        '--recovery-bound-ms', '2000'],
         { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       child.stdout.on('data', (d: Buffer) => { out = (out + d.toString()).slice(-64 * 1024); });

@@ -1,11 +1,12 @@
-// `npm run soak -- --minutes M [--protocol P] [--nodes 3|5] [--seed S] [--base-port N] [--snapshot-slots N]`: a cluster
+// `npm run soak -- --minutes M [--protocol P] [--nodes 3|5] [--seed S] [--base-port N] [--snapshot-slots N]
+// [--recovery-bound-ms MS]`: a cluster
 // of real `paxlog serve` processes under load from 16 clients (unique values on shared keys, some
 // linearizable reads), whose leader is killed with SIGKILL every 10 +- 5 s (drawn from the seed) and
 // restarted a second or two later. Every operation's call, response and outcome is recorded. At the
 // end the load stops, every node is brought up and must converge, every key is read back, and the
 // soak checks: the history is linearizable (src/sim/linearizability.ts), no acknowledged write was
 // lost, every node holds the same values, and the p99 time from a kill to the first acknowledged
-// write called after it is at most two election timeouts. Exit 0 if all hold, 1 if not, 2 for bad flags.
+// write called after it is at most two election timeouts (--recovery-bound-ms). Exit 0 if all hold, 1 if not, 2 for bad flags.
 //
 // Clients give up on a request after clientTimeoutMs (its outcome is then unknown) so that a write
 // forwarded to a dead leader does not hold a client for the node's whole request timeout. A
@@ -49,6 +50,10 @@ export interface SoakOptions {
   /** Nodes snapshot and trim their logs every this many applied slots, so a restarted node often
    *  lags behind its peers' trimmed point and catches up by snapshot transfer. */
   snapshotSlots: number;
+  /** The soak fails if the p99 recovery after a kill exceeds this (ms). Default: two election
+   *  timeouts. With few kills the p99 is their maximum, and one split vote (both survivors
+   *  campaigning in the same tick, then backing off) is a legal outcome that costs more. */
+  recoveryBoundMs: number;
 }
 
 export interface SoakResult {
@@ -70,6 +75,7 @@ export function parseSoakArgs(argv: string[]): SoakOptions {
         seed: { type: 'string', default: '1' },
         'base-port': { type: 'string', default: '23700' },
         'snapshot-slots': { type: 'string', default: '500' },
+        'recovery-bound-ms': { type: 'string', default: String(2 * electionTimeoutMs) },
       },
     }).values;
   } catch (e) {
@@ -85,7 +91,11 @@ export function parseSoakArgs(argv: string[]): SoakOptions {
   if (!Number.isInteger(basePort) || basePort < 1024 || basePort > 65000) throw new UsageError(`--base-port ${v['base-port']} is not in 1024..65000`);
   const snapshotSlots = Number(v['snapshot-slots']);
   if (!Number.isInteger(snapshotSlots) || snapshotSlots < 0) throw new UsageError(`--snapshot-slots ${v['snapshot-slots']} is not a whole number`);
-  return { minutes, protocol: v.protocol, nodes: Number(v.nodes) as 3 | 5, seed, basePort, snapshotSlots };
+  const recoveryBoundMs = Number(v['recovery-bound-ms']);
+  if (!Number.isInteger(recoveryBoundMs) || recoveryBoundMs < 1 || recoveryBoundMs > 60_000) {
+    throw new UsageError(`--recovery-bound-ms ${v['recovery-bound-ms']} is not in 1..60000`);
+  }
+  return { minutes, protocol: v.protocol, nodes: Number(v.nodes) as 3 | 5, seed, basePort, snapshotSlots, recoveryBoundMs };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -348,15 +358,15 @@ export async function runSoak(o: SoakOptions, print: (line: string) => void): Pr
     for (const w of lost.slice(0, 10)) problems.push(`acknowledged write lost: ${w.key}=${w.value}`);
     const recoveries = recoveryTimesMs(h.ops, kills.map((k) => k.atMs)).map((ms) => Math.round(ms));
     const p99 = percentile(recoveries, 99);
-    if (kills.length > 0 && !(p99 <= 2 * electionTimeoutMs)) {
-      problems.push(`p99 recovery ${p99} ms after a kill is over two election timeouts (${2 * electionTimeoutMs} ms)`);
+    if (kills.length > 0 && !(p99 <= o.recoveryBoundMs)) {
+      problems.push(`p99 recovery ${p99} ms after a kill (of ${recoveries.join(', ')} ms) is over the bound (${o.recoveryBoundMs} ms; an election timeout is ${electionTimeoutMs} ms)`);
     }
     problems.push(...c.unexpectedExits);
 
     const summary = {
       protocol: o.protocol, nodes: o.nodes, minutes: o.minutes, seed: o.seed,
       operations: h.ops.length, writes: counts.write, reads: counts.read,
-      kills: kills.length, recoveryMs: recoveries, recoveryP99Ms: p99, recoveryBoundMs: 2 * electionTimeoutMs,
+      kills: kills.length, recoveryMs: recoveries, recoveryP99Ms: p99, recoveryBoundMs: o.recoveryBoundMs,
       keysChecked: lin.keys, linearizable: lin.violations.length === 0 && lin.undecided.length === 0, checkMs,
       acknowledgedWritesLost: lost.length, convergedAppliedSlot: converged ?? null,
       snapshotSlots: o.snapshotSlots, snapshotsTaken: snapshots.taken, snapshotsInstalled: snapshots.installed,
@@ -379,7 +389,7 @@ export async function soakMain(argv: string[]): Promise<number> {
     o = parseSoakArgs(argv);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    process.stderr.write(`error: ${e.message}\nusage: npm run soak -- --minutes M [--protocol multipaxos|raft] [--nodes 3|5] [--seed S] [--base-port N] [--snapshot-slots N]\n`);
+    process.stderr.write(`error: ${e.message}\nusage: npm run soak -- --minutes M [--protocol multipaxos|raft] [--nodes 3|5] [--seed S] [--base-port N] [--snapshot-slots N] [--recovery-bound-ms MS]\n`);
     return 2;
   }
   const print = (line: string) => process.stdout.write(line + '\n');
