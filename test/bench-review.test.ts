@@ -44,7 +44,7 @@ function startLoadgen(cfg: LoadConfig): { child: ChildProcess; next(type: string
 }
 
 const openLoop: LoadConfig = {
-  api: 'ws', host: '127.0.0.1', port: 0, mode: 'open', clients: 4, connections: 1, rate: 400, payloadBytes: 20,
+  api: 'ws', host: '127.0.0.1', ports: [0], mode: 'open', clients: 4, connections: 1, rate: 400, payloadBytes: 20,
   readRatio: 0, read: 'lease', keys: 100, seed: 3, outstandingMax: 100_000,
 };
 
@@ -83,7 +83,7 @@ describe('open loop: a stall at the end of the window shows in the corrected lat
       });
     });
     try {
-      const r = await stallAtEnd({ ...openLoop, port: 27300 }, (on) => (answering = on), 500, 1000);
+      const r = await stallAtEnd({ ...openLoop, ports: [27300] }, (on) => (answering = on), 500, 1000);
       assert.ok(r.writesOk > 50, `answered ${r.writesOk}`);
       // The oldest waited about 1 s, and a third of the window's requests were kept waiting by the
       // stall: a p90 of a few ms would hide it.
@@ -109,7 +109,7 @@ describe('open loop: a stall at the end of the window shows in the corrected lat
     });
     await new Promise<void>((r) => server.listen(27301, '127.0.0.1', r));
     try {
-      const r = await stallAtEnd({ ...openLoop, api: 'http', port: 27301, clients: 2 }, (on) => (answering = on), 500, 1000);
+      const r = await stallAtEnd({ ...openLoop, api: 'http', ports: [27301], clients: 2 }, (on) => (answering = on), 500, 1000);
       assert.ok(r.writesOk > 50, `answered ${r.writesOk}`);
       assert.ok(r.latency.max >= 800_000, `max ${r.latency.max} us`);
       assert.ok(r.unanswered > 200, `unanswered ${r.unanswered}`);
@@ -147,7 +147,7 @@ test('a node that dies mid-run fails the run with an error naming it, and leaves
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   try {
     // Once the load generator drives the cluster (its config names the leader's port, 27330..27332).
-    for (let i = 0; pidsWith('loadgen.js', '"port":2733').length === 0; i++) {
+    for (let i = 0; pidsWith('loadgen.js', '"ports":[2733').length === 0; i++) {
       assert.ok(i < 600, `the run never started: ${stderr}`);
       await sleep(50);
     }
@@ -159,7 +159,7 @@ test('a node that dies mid-run fails the run with an error naming it, and leaves
     assert.match(results.runs[0].error ?? '', /^node 2 exited during the run \(signal SIGKILL\)/, results.runs[0].error);
     assert.match(stderr, /failed: node 2 exited during the run/);
     assert.deepEqual(pidsWith('127.0.0.1:27320'), [], 'a node is left running');
-    assert.deepEqual(pidsWith('loadgen.js', '"port":2733'), [], 'the load generator is left running');
+    assert.deepEqual(pidsWith('loadgen.js', '"ports":[2733'), [], 'the load generator is left running');
   } finally {
     child.kill('SIGKILL');
     for (const pid of pidsWith('127.0.0.1:27320')) process.kill(pid, 'SIGKILL');

@@ -166,7 +166,7 @@ async function measure(lg: ReturnType<typeof startLoadgen>, open: () => void, wh
 }
 
 const baseConfig: LoadConfig = {
-  api: 'ws', host: '127.0.0.1', port: 0, mode: 'closed', clients: 64, connections: 2, rate: 1000, payloadBytes: 40,
+  api: 'ws', host: '127.0.0.1', ports: [0], mode: 'closed', clients: 64, connections: 2, rate: 1000, payloadBytes: 40,
   readRatio: 0.3, read: 'lease', keys: 1000, seed: 5, outstandingMax: 1000,
 };
 
@@ -213,7 +213,7 @@ describe('the load generator against a fake /client server', () => {
       const timer = setInterval(answer, 5);
       ws.on('close', () => clearInterval(timer));
     });
-    const lg = startLoadgen({ ...baseConfig, port: 26180 });
+    const lg = startLoadgen({ ...baseConfig, ports: [26180] });
     try {
       const result = await measure(lg, () => (go = true), `${answersMax} answers`, () => answered === answersMax);
       assert.deepEqual(problems, []);
@@ -243,7 +243,7 @@ describe('the load generator against a fake /client server', () => {
         received += decodeRequests(data).requests.length;
       });
     });
-    const lg = startLoadgen({ ...baseConfig, port: 26181, mode: 'open', rate: 400, connections: 1, outstandingMax });
+    const lg = startLoadgen({ ...baseConfig, ports: [26181], mode: 'open', rate: 400, connections: 1, outstandingMax });
     try {
       await lg.next('ready');
       lg.child.send({ type: 'measure' });
@@ -292,7 +292,7 @@ describe('the load generator against a fake /client server', () => {
       }
     };
     await new Promise<void>((r) => server.listen(26182, '127.0.0.1', r));
-    const lg = startLoadgen({ ...baseConfig, port: 26182, api: 'http', clients: 4, read: 'quorum' });
+    const lg = startLoadgen({ ...baseConfig, ports: [26182], api: 'http', clients: 4, read: 'quorum' });
     try {
       const result = await measure(lg, () => {
         go = true;
@@ -307,6 +307,38 @@ describe('the load generator against a fake /client server', () => {
       lg.child.kill('SIGKILL');
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
+    }
+  });
+
+  test('--connect all: connections are spread over every node\'s port, the first (the leader) first', { timeout: 60_000 }, async () => {
+    const ports = [26184, 26185];
+    const conns = [0, 0];
+    const requests = [0, 0];
+    const servers = ports.map((port, i) => {
+      const server = http.createServer((req, res) => {
+        req.resume();
+        req.on('end', () => {
+          requests[i]++;
+          res.statusCode = 200;
+          res.end();
+        });
+      });
+      server.on('connection', () => conns[i]++);
+      return server;
+    });
+    for (const [i, server] of servers.entries()) await new Promise<void>((r) => server.listen(ports[i], '127.0.0.1', r));
+    const lg = startLoadgen({ ...baseConfig, ports, api: 'http', clients: 5, readRatio: 0 });
+    try {
+      const result = await measure(lg, () => {}, '200 answers on each port', () => requests[0] >= 200 && requests[1] >= 200);
+      assert.deepEqual(conns, [3, 2], 'clients 0, 2, 4 on the first port; 1, 3 on the second');
+      assert.deepEqual(result.errors, {});
+      assert.ok(result.writesOk > 0);
+    } finally {
+      lg.child.kill('SIGKILL');
+      for (const server of servers) {
+        server.closeAllConnections();
+        await new Promise((r) => server.close(r));
+      }
     }
   });
 
@@ -350,7 +382,7 @@ describe('the load generator against a fake /client server', () => {
       while (go && sent.ok + sent.unavailable < answersMax && held.length > 0) held.shift()!();
     };
     await new Promise<void>((r) => server.listen(26183, '127.0.0.1', r));
-    const lg = startLoadgen({ ...baseConfig, port: 26183, api: 'http', clients: 8, readRatio: 0 });
+    const lg = startLoadgen({ ...baseConfig, ports: [26183], api: 'http', clients: 8, readRatio: 0 });
     try {
       const result = await measure(lg, () => {
         go = true;

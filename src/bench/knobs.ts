@@ -35,6 +35,9 @@ export interface RunKnobs {
   read: 'lease' | 'quorum';
   /** ws: the binary /client WebSocket; http: PUT/GET /kv/{key} over keep-alive HTTP/1.1. */
   api: 'ws' | 'http';
+  /** leader: every connection goes to the leader; all: connections are spread over every node,
+   *  and followers forward writes to the leader (as etcd's benchmark does with several endpoints). */
+  connect: 'leader' | 'all';
   /** The nodes' hot-path kernels. */
   kernels: 'wasm' | 'js';
   /** Probability that a node drops each outbound peer frame (the node's --fault-loss). */
@@ -123,6 +126,7 @@ export const knobTable: Knob[] = [
   { key: 'readRatio', flag: 'read-ratio', arg: '<0..1>', parse: realIn(0, 1), describe: 'fraction of requests that are reads' },
   { key: 'read', flag: 'read', arg: '<lease|quorum>', parse: oneOf('lease', 'quorum'), describe: 'how reads are served' },
   { key: 'api', flag: 'api', arg: '<ws|http>', parse: oneOf('ws', 'http'), describe: 'binary WebSocket /client, or HTTP /kv' },
+  { key: 'connect', flag: 'connect', arg: '<leader|all>', parse: oneOf('leader', 'all'), describe: 'connect to the leader only, or spread connections over every node' },
   { key: 'kernels', flag: 'kernels', arg: '<wasm|js>', parse: oneOf('wasm', 'js'), describe: 'the nodes\' hot-path kernels' },
   { key: 'loss', flag: 'loss', arg: '<p>', parse: realIn(0, 1, true), describe: 'drop probability of each outbound peer frame' },
   { key: 'delayMs', flag: 'delay', arg: '<ms>', parse: wholeIn(0, 10_000), describe: 'milliseconds added to each outbound peer message' },
@@ -131,7 +135,7 @@ export const knobTable: Knob[] = [
 
 export const knobDefaults: RunKnobs = {
   nodes: 3, clients: 256, connections: 0, mode: 'closed', rate: 10_000, durationS: 10, warmupS: 3, payloadBytes: 100,
-  batchMax: 256, pipeline: 32, fsync: true, readRatio: 0, read: 'lease', api: 'ws', kernels: 'wasm', loss: 0, delayMs: 0,
+  batchMax: 256, pipeline: 32, fsync: true, readRatio: 0, read: 'lease', api: 'ws', connect: 'leader', kernels: 'wasm', loss: 0, delayMs: 0,
   keys: 100_000,
 };
 

@@ -1,5 +1,5 @@
 // The load generator: a child process of `paxlog bench` (forked with an IPC channel) that drives
-// one cluster node over the binary /client WebSocket or over HTTP/1.1, and measures latency in
+// the cluster (its leader, or every node: --connect) over the binary /client WebSocket or over HTTP/1.1, and measures latency in
 // HDR histograms (microseconds).
 //
 // Closed loop: `clients` requests are kept in flight; each answer sends the next request.
@@ -24,8 +24,8 @@ import { Prng } from '../sim/prng.js';
 export interface LoadConfig {
   api: 'ws' | 'http';
   host: string;
-  /** The node's client HTTP port (also serves /client). */
-  port: number;
+  /** The nodes' client HTTP ports (they also serve /client); connection i goes to ports[i % length]. Invariant: >= 1. */
+  ports: number[];
   mode: 'closed' | 'open';
   clients: number;
   /** WebSocket connections (ws only). Invariant: >= 1. */
@@ -796,8 +796,8 @@ async function run(cfg: LoadConfig): Promise<void> {
   const count = cfg.api === 'ws' ? cfg.connections : cfg.clients;
   for (let i = 0; i < count; i++) {
     conns.push(cfg.api === 'ws'
-      ? await WsConn.open(`ws://${cfg.host}:${cfg.port}/client`, load)
-      : await HttpConn.open(cfg.host, cfg.port, load));
+      ? await WsConn.open(`ws://${cfg.host}:${cfg.ports[i % cfg.ports.length]}/client`, load)
+      : await HttpConn.open(cfg.host, cfg.ports[i % cfg.ports.length], load));
   }
 
   if (cfg.mode === 'closed') {
