@@ -120,3 +120,51 @@ describe('the partition control without --fault-control', { timeout: 30_000 }, (
     assert.equal((await c.put(1, 'k', 'v')).status, 200);
   });
 });
+
+// A follower's requests that went to a leader it then loses: they fail within about an election
+// timeout of its leaving that leader, not after the whole request timeout (10 s here).
+// Ports: 24300-24352 (multipaxos), 24400-24452 (raft).
+for (const [protocol, basePort] of [['multipaxos', 24300], ['raft', 24400]] as const) describe(`${protocol}: requests pending when the leader changes`, { timeout: 60_000 }, () => {
+  const requestTimeoutMs = 10_000;
+  const c = suiteCluster({
+    nodes: 3, basePort, tickMs,
+    extraArgs: ['--protocol', protocol, '--request-timeout-ms', String(requestTimeoutMs), '--fault-control'],
+  });
+  const partition = (id: number, peers: number[]) => c.http(id, 'POST', '/fault/partition', JSON.stringify(peers));
+
+  test('a write and a read forwarded to a leader cut off fail soon after the others elect a new one', async (t) => {
+    const oldLeader = await c.leader();
+    const [f1, f2] = [1, 2, 3].filter((id) => id !== oldLeader);
+    assert.equal((await c.put(f1, 'warm', 'w')).status, 200);
+    await Promise.all([partition(oldLeader, [f1, f2]), partition(f1, [oldLeader]), partition(f2, [oldLeader])]);
+    // f1 still follows the old leader (no election timeout has passed): both are forwarded into the cut.
+    const sentAt = Date.now();
+    const [w, g] = await Promise.all([
+      c.http(f1, 'PUT', '/kv/cut', 'x', 2 * requestTimeoutMs).then((r) => ({ ...r, ms: Date.now() - sentAt })),
+      c.http(f1, 'GET', '/kv/warm', undefined, 2 * requestTimeoutMs).then((r) => ({ ...r, ms: Date.now() - sentAt })),
+    ]);
+    t.diagnostic(`write ${w.status} after ${w.ms} ms, read ${g.status} after ${g.ms} ms`);
+    assert.equal(w.status, 504, `the write: ${w.status} ${w.body}`);
+    assert.match(JSON.parse(w.body).error as string, /leader change/);
+    assert.equal(g.status, 503, `the read: ${g.status} ${g.body}`);
+    assert.ok(w.ms < requestTimeoutMs / 2 && g.ms < requestTimeoutMs / 2, `answered after ${w.ms} and ${g.ms} ms; the request timeout is ${requestTimeoutMs} ms`);
+    await c.waitFor('f1 following a new leader', async () => {
+      const l = (await c.status(f1))?.leader;
+      return l !== undefined && l !== 0 && l !== oldLeader ? l : undefined;
+    }, 10_000);
+    // The majority serves; after healing every node holds the same answer for the write in doubt.
+    assert.equal((await c.put(f2, 'after', 'a')).status, 200);
+    await Promise.all([1, 2, 3].map((id) => partition(id, [])));
+    await c.leader();
+    assert.equal((await c.put(f1, 'healed', 'h')).status, 200);
+    const seen = await c.waitFor('every node agreeing on the write in doubt', async () => {
+      const m = await Promise.all([1, 2, 3].map(async (id) => {
+        const r = await c.http(id, 'GET', '/kv/healed?read=local');
+        const d = await c.http(id, 'GET', '/kv/cut?read=local');
+        return r.status === 200 ? `${d.status} ${d.body}` : undefined;
+      }));
+      return m.every((x) => x !== undefined) && new Set(m).size === 1 ? m[0] : undefined;
+    }, 15_000);
+    t.diagnostic(`the write in doubt reads ${seen} everywhere`);
+  });
+});

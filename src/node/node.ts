@@ -301,6 +301,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private readonly requestTimeoutMs: number;
   /** The leader and role last logged by noteLeader() (at most a tick old; pump reads the role for its inline persists). */
   private seenLeader = 0;
+  /** After the leader changes, writes pending here get this long (an election timeout) before
+   *  they fail, not the whole request timeout: those that went to the old leader are likely lost,
+   *  and what the new one keeps it commits in its first round. (The cores fail reads they cannot
+   *  confirm within an election timeout themselves.) Set by open(). */
+  private leaderChangeGraceMs = 0;
   private seenRole = '';
   /** When the core's clock was last brought up to date (performance.now()). Advances by whole ticks. */
   private lastTickAt = 0;
@@ -444,6 +449,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     const core = make({ config, kernels, rng: new Prng(crypto.randomBytes(4).readUInt32LE(0)), restored: loaded.restored, incarnation: crypto.randomBytes(4).readUInt32LE(0) });
     const node = new PaxlogNode(opts, store, core, kernels, uws);
     node.appliedThrough = loaded.restored.appliedPrefix - 1;
+    node.leaderChangeGraceMs = config.electionTicksMin * node.tickMs;
     node.snapshotPrefixDurable = loaded.restored.snapshot?.prefix ?? 1;
     if (!fsync) {
       opts.logger.warn('FSYNC IS OFF (--fsync off): writes are acknowledged before they are on disk; ' +
@@ -568,7 +574,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
 
   /** Fail the requests whose deadline passed (the oldest first; the rest are younger). */
   private expireRequests(now: number): void {
-    this.writes.expire(now, () => new RequestError('timeout', 'the outcome is unknown: no answer within the request timeout (the leader may have failed)'));
+    this.writes.expire(now, () => new RequestError('timeout', 'the outcome is unknown: no answer within the request timeout, or within an election timeout of a leader change (the leader may have failed)'));
     for (const [id, r] of this.reads) {
       if (r.deadlineMs > now) break;
       this.reads.delete(id);
@@ -678,6 +684,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private noteLeader(): void {
     const s = this.core.status();
     if (s.leader === this.seenLeader && s.role === this.seenRole) return;
+    if (this.seenLeader !== 0 && s.leader !== this.seenLeader) this.writes.shortenDeadlines(performance.now() + this.leaderChangeGraceMs);
     this.log.info({ role: s.role, leader: s.leader, ballot: s.ballot, was: { role: this.seenRole, leader: this.seenLeader } }, 'leader or role changed');
     this.seenLeader = s.leader;
     this.seenRole = s.role;

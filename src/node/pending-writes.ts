@@ -80,6 +80,14 @@ export class PendingWrites<R> {
     }
   }
 
+  /** Moves every pending write's deadline to `deadlineMs` if that is sooner (deadlines keep their order). */
+  shortenDeadlines(deadlineMs: number): void {
+    for (let seq = this.head; seq !== this.next; seq = (seq + 1) >>> 0) {
+      const i = seq & (this.capacity - 1);
+      if (this.dones[i] !== undefined && this.deadlineMs[i] > deadlineMs) this.deadlineMs[i] = deadlineMs;
+    }
+  }
+
   /** Answers every pending write with `err`. */
   failAll(err: RequestError): void {
     this.expire(Infinity, () => err);

@@ -10,8 +10,9 @@
 //
 // Clients give up on a request after clientTimeoutMs (its outcome is then unknown) so that a write
 // forwarded to a dead leader does not hold a client for the node's whole request timeout. A
-// recovery prober, active only between a kill and the first acknowledged write after it, writes
-// every 10 ms with a short timeout so the recovery time is measured, not sampled.
+// recovery prober, active only between a kill and the first acknowledged write after it, starts a
+// write every 10 ms (not waiting for the last) with a short timeout, so the recovery time is
+// measured, not sampled.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -33,6 +34,8 @@ const keyCount = 64;
 const readFraction = 0.2;
 const clientTimeoutMs = 1000;
 const proberTimeoutMs = 300;
+/** Probes in flight at most (one leaves every 10 ms while recovering, each waits proberTimeoutMs at most). */
+const probesInFlightMax = 32;
 const killIntervalMs = { min: 5_000, max: 15_000 };
 const restartDelayMs = { min: 1_000, max: 2_000 };
 /** How long the end of the soak waits for every node to converge. */
@@ -271,17 +274,26 @@ export async function runSoak(o: SoakOptions, print: (line: string) => void): Pr
         if (op.outcome !== 'ok') await sleep(10); // a node that refused us is likely still down
       }
     };
+    // A probe leaves every 10 ms while recovering, without waiting for the last one: a probe that a
+    // follower forwarded to the dead leader waits out its timeout, and a prober that waited on it
+    // would add up to that timeout to the recovery it measures.
     const prober = async (): Promise<void> => {
       const r = rng.fork();
+      const probes = new Set<Promise<void>>();
       while (!stop && !h.full) {
-        if (recovering) {
+        if (recovering && probes.size < probesInFlightMax) {
+          const kill = kills.length;
           const node = [...c.procs.keys()][r.int(0, c.procs.size)];
-          const op = await perform(c, h, node, 'write', `k${r.int(0, keyCount)}`, `p-${valueSeq++}`, proberTimeoutMs);
-          counts.write[op.outcome]++;
-          if (op.outcome === 'ok') recovering = false;
+          const probe = perform(c, h, node, 'write', `k${r.int(0, keyCount)}`, `p-${valueSeq++}`, proberTimeoutMs).then((op) => {
+            counts.write[op.outcome]++;
+            if (op.outcome === 'ok' && kills.length === kill) recovering = false;
+          });
+          probes.add(probe);
+          void probe.finally(() => probes.delete(probe));
         }
         await sleep(10);
       }
+      await Promise.all(probes);
     };
     const killer = async (): Promise<void> => {
       const r = rng.fork();
