@@ -329,7 +329,7 @@ export function buildProgram(): Command {
     .option('--tls-ca <file>', 'PEM CA that outbound peer links trust (default: the system trust store)')
     .addOption(kernelsOption())
     .option('--tick-ms <ms>', 'milliseconds per protocol tick', intIn(1, 1000), 20)
-    .option('--request-timeout-ms <ms>', 'a write with no answer after this long gets 504', intIn(100, 600_000), 5000)
+    .option('--request-timeout-ms <ms>', 'a write with no answer after this long gets 504 (or an election timeout after a leader change, if sooner)', intIn(100, 600_000), 5000)
     .option('--snapshot-slots <n>', 'snapshot the state machine and trim the log below it every n applied slots (0: never)', intIn(0, 1e9), 100_000)
     .option('--rejoin-without-voting', 'if the log is damaged (corrupt or missing state), set it aside in the data directory and ' +
       'rejoin without voting until caught up from the peers, instead of refusing to start', false)

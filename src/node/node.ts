@@ -64,7 +64,8 @@ export interface NodeOptions<R> {
   pipeline?: number;
   /** Milliseconds per tick. */
   tickMs?: number;
-  /** A proposed command whose outcome is still unknown after this long fails with 'timeout'. */
+  /** A proposed command whose outcome is still unknown after this long fails with 'timeout'; after
+   *  a leader change, one still pending fails an election timeout later if that is sooner. */
   requestTimeoutMs?: number;
   /** Snapshot the state machine and trim the log below it every this many applied slots (0: never). Default 100,000. */
   snapshotSlots?: number;
@@ -301,12 +302,12 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private readonly requestTimeoutMs: number;
   /** The leader and role last logged by noteLeader() (at most a tick old; pump reads the role for its inline persists). */
   private seenLeader = 0;
+  private seenRole = '';
   /** After the leader changes, writes pending here get this long (an election timeout) before
    *  they fail, not the whole request timeout: those that went to the old leader are likely lost,
-   *  and what the new one keeps it commits in its first round. (The cores fail reads they cannot
-   *  confirm within an election timeout themselves.) Set by open(). */
+   *  and what the new one keeps it commits in its first round. (The cores fail the reads they
+   *  cannot confirm within one or two election timeouts themselves.) Set by open(). */
   private leaderChangeGraceMs = 0;
-  private seenRole = '';
   /** When the core's clock was last brought up to date (performance.now()). Advances by whole ticks. */
   private lastTickAt = 0;
 
