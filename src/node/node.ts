@@ -500,7 +500,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     }
     this.transport.start();
     const tickMs = this.tickMs;
-    this.lastTickAt = performance.now();
+    // A random phase: members started together tick in step, so two followers that drew the same
+    // election timeout campaign in the same millisecond after losing their leader and split the
+    // vote (a soak saw both candidates within 1 ms, and 719 ms to recover). Apart, they still can
+    // when their ticks fall within a message's delay of each other.
+    this.lastTickAt = performance.now() - Math.random() * tickMs;
     // Every message and read brings the clock up to date before it is stepped (onMessage,
     // readWith); the timer delivers the ticks of quiet times.
     this.ticker = setInterval(() => setImmediate(() => this.catchUpTicks()), tickMs);
