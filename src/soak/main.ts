@@ -280,6 +280,8 @@ export async function runSoak(o: SoakOptions, print: (line: string) => void): Pr
     const prober = async (): Promise<void> => {
       const r = rng.fork();
       const probes = new Set<Promise<void>>();
+      /** The first probe that failed the soak (an answer no node should give), rethrown at the end. */
+      let failure: unknown = null;
       while (!stop && !h.full) {
         if (recovering && probes.size < probesInFlightMax) {
           const kill = kills.length;
@@ -287,13 +289,16 @@ export async function runSoak(o: SoakOptions, print: (line: string) => void): Pr
           const probe = perform(c, h, node, 'write', `k${r.int(0, keyCount)}`, `p-${valueSeq++}`, proberTimeoutMs).then((op) => {
             counts.write[op.outcome]++;
             if (op.outcome === 'ok' && kills.length === kill) recovering = false;
+          }, (e: unknown) => {
+            failure ??= e;
           });
           probes.add(probe);
-          void probe.finally(() => probes.delete(probe));
+          void probe.then(() => probes.delete(probe));
         }
         await sleep(10);
       }
       await Promise.all(probes);
+      if (failure !== null) throw failure;
     };
     const killer = async (): Promise<void> => {
       const r = rng.fork();
