@@ -1,6 +1,6 @@
 // The load generator: a child process of `paxlog bench` (forked with an IPC channel) that drives
-// the cluster (its leader, or every node: --connect) over the binary /client WebSocket or over HTTP/1.1, and measures latency in
-// HDR histograms (microseconds).
+// the cluster (its leader, or every node: --connect) over the binary /client WebSocket or over
+// HTTP/1.1, and measures latency in HDR histograms (microseconds).
 //
 // Closed loop: `clients` requests are kept in flight; each answer sends the next request.
 // Open loop: requests are due at a fixed `rate`; each one's latency is measured from the moment

@@ -153,10 +153,10 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
   const unlessDied = <T>(p: Promise<T>): Promise<T> => Promise.race([p, cluster.died]);
   try {
     const leader = await cluster.leader(20_000);
+    // The leader first: with fewer connections than nodes, it still gets one.
+    const targets = k.connect === 'all' ? [leader, ...cluster.procs.map((_, i) => i + 1).filter((id) => id !== leader)] : [leader];
     const cfg: LoadConfig = {
-      api: k.api, host: '127.0.0.1', mode: k.mode, clients: k.clients,
-      // The leader first: with fewer connections than nodes, it still gets one.
-      ports: [leader, ...cluster.procs.map((_, i) => i + 1).filter((id) => k.connect === 'all' && id !== leader)].map((id) => cluster.httpPort(id)),
+      api: k.api, host: '127.0.0.1', mode: k.mode, clients: k.clients, ports: targets.map((id) => cluster.httpPort(id)),
       connections: k.connections > 0 ? k.connections : Math.min(k.clients, 8), rate: k.rate, payloadBytes: k.payloadBytes,
       readRatio: k.readRatio, read: k.read, keys: k.keys, seed: o.seed + p.index, outstandingMax,
     };
