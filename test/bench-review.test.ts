@@ -233,7 +233,8 @@ test('the manifest names paxlog\'s own git commit, whatever directory the bench 
     assert.notEqual(git('rev-parse', 'HEAD'), ours);
     process.chdir(other);
     const o = { ...knobDefaults, protocols: ['raft' as const], repeat: 1, sweeps: [], quick: true, out: other, basePort: 27200, seed: 1, profileDir: null, progress: false };
-    assert.equal(makeManifest(o).gitCommit, ours);
+    const probe = { diskSync: { dir: other, rounds: 1, p50Ms: 0.1, p99Ms: 0.1 }, cpu: { crcMBps: 1000, rounds: 1 }, loopback: { rounds: 1, p50Us: 50, p99Us: 50 } };
+    assert.equal(makeManifest(o, probe).gitCommit, ours);
   } finally {
     process.chdir(cwd);
     fs.rmSync(other, { recursive: true, force: true });

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { benchCommand, resolveOptions } from '../src/bench/command.js';
 import { cpuSeconds, parsePrometheus } from '../src/bench/cluster.js';
 import { expandSweeps, knobDefaults, parseSweep, type BenchOptions } from '../src/bench/knobs.js';
-import { probeDisk, probeRoundsMax } from '../src/bench/probe.js';
+import { probeCpu, probeDisk, probeLoopback, probeRoundsMax } from '../src/bench/probe.js';
 import { spread } from '../src/bench/report.js';
 import { LinkFaults } from '../src/transport/faults.js';
 
@@ -89,6 +89,26 @@ test('CPU time of a process grows as it works', () => {
   assert.ok(x > 0);
   const grew = cpuSeconds(process.pid) - before;
   assert.ok(grew >= 0.05, `/proc says ${grew} s of CPU over 100 ms of busy work`);
+});
+
+test('the CPU probe reads a CRC rate in the range a processor can do, and refuses a bad round count', () => {
+  const c = probeCpu(3);
+  assert.equal(c.rounds, 3);
+  // WebAssembly's CRC32C on any machine this runs on: above 10 MB/s, below 100 GB/s.
+  assert.ok(c.crcMBps > 10 && c.crcMBps < 100_000, `probe ${JSON.stringify(c)}`);
+  for (const bad of [0, -1, 1.5, probeRoundsMax + 1, NaN]) assert.throws(() => probeCpu(bad), RangeError);
+});
+
+test('the loopback probe times round trips, closes what it opened and refuses a bad round count', async () => {
+  const tcp = (): number => process.getActiveResourcesInfo().filter((r) => r.startsWith('TCP')).length;
+  const before = tcp();
+  const l = await probeLoopback(200);
+  assert.equal(l.rounds, 200);
+  assert.ok(l.p50Us > 0 && l.p50Us <= l.p99Us && l.p99Us < 1_000_000, `probe ${JSON.stringify(l)}`);
+  // A closed server's handle is released at the loop's next close phase, after its 'close'.
+  for (let i = 0; i < 100 && tcp() > before; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(tcp(), before, 'the probe left a socket or its server open');
+  for (const bad of [0, -1, 1.5, probeRoundsMax + 1, NaN]) await assert.rejects(probeLoopback(bad), RangeError);
 });
 
 test('the disk probe times its syncs, leaves nothing behind and refuses a bad round count', () => {

@@ -47,9 +47,13 @@ test('paxlog bench --quick writes a manifest, per-run JSON, a Markdown report an
     assert.equal(m.options.quick, true);
     assert.deepEqual(m.options.protocols, ['multipaxos', 'raft']);
     // The disk's sync time, probed at the start and at the end, where the runs keep their data.
-    for (const d of [m.diskSync, results.diskSyncEnd]) {
+    // So are the processor's speed and a loopback round trip.
+    for (const p of [m, results.machineEnd]) {
+      const d = p.diskSync;
       assert.equal(d.dir, os.tmpdir());
       assert.ok(d.rounds > 0 && d.p50Ms > 0 && d.p50Ms <= d.p99Ms, `disk probe ${JSON.stringify(d)}`);
+      assert.ok(p.cpu.rounds > 0 && p.cpu.crcMBps > 0, `CPU probe ${JSON.stringify(p.cpu)}`);
+      assert.ok(p.loopback.rounds > 0 && p.loopback.p50Us > 0 && p.loopback.p50Us <= p.loopback.p99Us, `loopback probe ${JSON.stringify(p.loopback)}`);
     }
 
     // Interleaved: one run of each protocol, Multi-Paxos first, both measured.
@@ -81,6 +85,8 @@ test('paxlog bench --quick writes a manifest, per-run JSON, a Markdown report an
     assert.match(md, /\n\| raft \| 1 \| [\d,]+ \|/);
     assert.match(md, /Multi-Paxos \/ Raft: throughput \d+\.\d\dx/);
     assert.match(md, /\| disk sync \(4 KiB write \+ fdatasync in .*\) \| at start p50 \d+\.\d{3} ms, p99 \d+\.\d{3} ms; at end p50 /);
+    assert.match(md, /\| CPU speed \(CRC32C over 4 KiB in WebAssembly.*\) \| at start \d+ MB\/s; at end \d+ MB\/s \|/);
+    assert.match(md, /\| loopback TCP round trip \(.*\) \| at start p50 [\d.]+ us, p99 [\d.]+ us; at end p50 /);
 
     for (const svg of ['latency-throughput.svg', 'throughput-batch.svg', 'throughput-pipeline.svg']) {
       const text = fs.readFileSync(path.join(out, svg), 'utf8');

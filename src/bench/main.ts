@@ -15,7 +15,7 @@ import cliProgress from 'cli-progress';
 import type { ProtocolName } from '../protocol/types.js';
 import { BenchCluster, type NodeSample } from './cluster.js';
 import { expandSweeps, type BenchOptions, type RunKnobs } from './knobs.js';
-import { probeDisk, type DiskProbe } from './probe.js';
+import { probeMachine, type MachineProbe } from './probe.js';
 import type { LoadConfig, LoadResult } from './loadgen.js';
 import { labelOf, summarize, writeReport, type RunRecord } from './report.js';
 import { makeDirs } from '../storage/dirs.js';
@@ -46,7 +46,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-export interface Manifest {
+/** What a bench ran, where and when; the machine's probes (diskSync, cpu, loopback) as they read at the start. */
+export interface Manifest extends MachineProbe {
   tool: 'paxlog bench';
   date: string;
   gitCommit: string;
@@ -57,8 +58,6 @@ export interface Manifest {
   cores: number;
   /** 1-, 5- and 15-minute load averages when the bench started: a busy machine reads slow. */
   loadAverage: number[];
-  /** The disk's sync time when the bench started, where the runs keep their data (see probe.ts). */
-  diskSync: DiskProbe;
   argv: string[];
   options: BenchOptions;
 }
@@ -88,7 +87,7 @@ export async function benchMain(o: BenchOptions): Promise<number> {
   for (const f of fs.readdirSync(path.join(o.out, 'runs'))) {
     if (/^\d{3,}-(multipaxos|raft)\.json$/.test(f)) fs.rmSync(path.join(o.out, 'runs', f));
   }
-  const manifest = makeManifest(o);
+  const manifest = makeManifest(o, await probeMachine(os.tmpdir()));
   const estimateS = plan.reduce((s, r) => s + r.knobs.warmupS + r.knobs.durationS + runOverheadS, 0);
   process.stderr.write(`paxlog bench: ${plan.length} runs (${settings.length} settings x ${o.protocols.length} protocols x ${o.repeat} repeats), ` +
     `about ${Math.ceil(estimateS)} s; results in ${o.out}\n`);
@@ -130,10 +129,10 @@ export async function benchMain(o: BenchOptions): Promise<number> {
   }
 
   const summary = summarize(o, settings, records);
-  // Probed again at the end: a disk that slowed down during a long sweep shows here.
-  const diskSyncEnd = probeDisk(os.tmpdir());
-  fs.writeFileSync(path.join(o.out, 'results.json'), JSON.stringify({ manifest, diskSyncEnd, summary, runs: records }, null, 2) + '\n');
-  const files = await writeReport(o.out, manifest, diskSyncEnd, settings, summary, records);
+  // Probed again at the end: a disk or host that slowed down during a long sweep shows here.
+  const machineEnd = await probeMachine(os.tmpdir());
+  fs.writeFileSync(path.join(o.out, 'results.json'), JSON.stringify({ manifest, machineEnd, summary, runs: records }, null, 2) + '\n');
+  const files = await writeReport(o.out, manifest, machineEnd, settings, summary, records);
   process.stdout.write(`wrote ${['results.json', ...files].map((f) => path.join(o.out, f)).join(', ')}\n`);
   for (const s of summary) if (s.line !== '') process.stdout.write(s.line + '\n');
   if (failed > 0) process.stderr.write(`${failed} of ${plan.length} runs failed; see their errors in results.json\n`);
@@ -279,7 +278,8 @@ function inbox(child: ChildProcess): { next(type: string, timeoutMs: number): Pr
   };
 }
 
-export function makeManifest(o: BenchOptions): Manifest {
+/** The manifest of a bench of `o`, on a machine that read `probe` (probeMachine) at the start. */
+export function makeManifest(o: BenchOptions, probe: MachineProbe): Manifest {
   const git = (args: string[]): string => {
     try {
       // In paxlog's own tree, the code measured: not the directory the bench was started from.
@@ -293,8 +293,7 @@ export function makeManifest(o: BenchOptions): Manifest {
     tool: 'paxlog bench', date: new Date().toISOString(), gitCommit: git(['rev-parse', 'HEAD']),
     gitDirty: git(['status', '--porcelain', '--untracked-files=no']) !== '', node: process.version,
     cpuModel: cpus[0]?.model ?? 'unknown', cores: cpus.length, loadAverage: os.loadavg().map((x) => Math.round(x * 100) / 100),
-    // Where BenchCluster makes the runs' data directories.
-    diskSync: probeDisk(os.tmpdir()),
+    ...probe,
     argv: process.argv.slice(2), options: o,
   };
 }

@@ -4,9 +4,12 @@
 // slower build. It mimics the log: 4 KiB written at the end of an already-written file, then
 // fdatasync, with nothing else of the benchmark running.
 
+import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { loadKernels } from '../kernels/index.js';
 
 export interface DiskProbe {
   /** The directory probed (where the benchmark's data directories are made). */
@@ -48,4 +51,111 @@ export function probeDisk(dir: string, rounds = 300): DiskProbe {
     fs.closeSync(fd);
     fs.rmSync(file, { recursive: true, force: true });
   }
+}
+
+// The same for the processor and the loopback network, the other two things every figure of a run
+// depends on: a day whose host is slower reads slower with the same build, and these tell that
+// apart. The CPU probe times the WASM CRC32C kernel (the nodes' own hot loop, single-threaded);
+// the loopback probe times 100-byte TCP round trips on 127.0.0.1 within one process, which costs
+// what a request over HTTP costs the kernel (a send and a receive on each side).
+
+export interface CpuProbe {
+  /** Megabytes (10^6) per second of CRC32C over a 4 KiB buffer in WebAssembly, the best of `rounds` 20 ms rounds. */
+  crcMBps: number;
+  rounds: number;
+}
+
+/** Time CRC32C over 4 KiB in the WASM kernels: `rounds` rounds of 20 ms; the best round counts (the least disturbed). */
+export function probeCpu(rounds = 10): CpuProbe {
+  if (!Number.isSafeInteger(rounds) || rounds < 1 || rounds > probeRoundsMax) {
+    throw new RangeError(`rounds must be an integer in 1..${probeRoundsMax}, not ${rounds}`);
+  }
+  const k = loadKernels('wasm');
+  const block = new Uint8Array(blockBytes).fill(0x5a);
+  let best = 0;
+  for (let r = 0; r < rounds; r++) {
+    const t = performance.now();
+    let n = 0;
+    while (performance.now() - t < 20) {
+      // A call into WebAssembly is never optimized away, its result used or not.
+      for (let i = 0; i < 16; i++) k.crc32c(block, i);
+      n += 16;
+    }
+    best = Math.max(best, (n * blockBytes) / 1e6 / ((performance.now() - t) / 1000));
+  }
+  return { crcMBps: Math.round(best), rounds };
+}
+
+export interface LoopbackProbe {
+  rounds: number;
+  /** Microseconds for one 100-byte message to 127.0.0.1 and its 100-byte answer, both ends in this process. */
+  p50Us: number;
+  p99Us: number;
+}
+
+const messageBytes = 100;
+
+/** Time `rounds` 100-byte TCP round trips over 127.0.0.1 (an echo server and a client in this process). */
+export async function probeLoopback(rounds = 1000): Promise<LoopbackProbe> {
+  if (!Number.isSafeInteger(rounds) || rounds < 1 || rounds > probeRoundsMax) {
+    throw new RangeError(`rounds must be an integer in 1..${probeRoundsMax}, not ${rounds}`);
+  }
+  // Every socket's 'close', watched from its start: all are awaited before the probe returns.
+  const closing: Promise<void>[] = [];
+  const watch = (s: net.Socket): net.Socket => {
+    closing.push(new Promise((resolve) => s.once('close', () => resolve())));
+    return s;
+  };
+  const served = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    served.add(watch(s));
+    s.setNoDelay(true);
+    s.on('data', (d) => s.write(d));
+    s.on('error', () => {});
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  const client = watch(net.connect({ host: '127.0.0.1', port, noDelay: true }));
+  try {
+    await new Promise<void>((resolve, reject) => client.once('error', reject).once('connect', resolve));
+    const us = new Float64Array(rounds);
+    const message = Buffer.alloc(messageBytes, 0x5a);
+    await new Promise<void>((resolve, reject) => {
+      let round = 0;
+      let got = 0;
+      let t = performance.now();
+      client.on('error', reject);
+      client.on('data', (d) => {
+        got += d.byteLength;
+        if (got < messageBytes) return;
+        assert.equal(got, messageBytes, 'the echo answered more than was sent');
+        us[round++] = (performance.now() - t) * 1000;
+        got = 0;
+        if (round === rounds) return resolve();
+        t = performance.now();
+        client.write(message);
+      });
+      client.write(message);
+    });
+    us.sort();
+    const at = (q: number): number => us[Math.min(rounds - 1, Math.floor(q * rounds))];
+    return { rounds, p50Us: Math.round(at(0.5) * 10) / 10, p99Us: Math.round(at(0.99) * 10) / 10 };
+  } finally {
+    for (const s of [client, ...served]) s.destroy();
+    await Promise.all([...closing, new Promise<void>((resolve) => server.close(() => resolve()))]);
+  }
+}
+
+/** All three, as the manifest keeps them (probed at the start) and results.json's `machineEnd` (at the end). */
+export interface MachineProbe {
+  diskSync: DiskProbe;
+  cpu: CpuProbe;
+  loopback: LoopbackProbe;
+}
+
+/** Probe the disk in `dir` (where the runs keep their data), the processor and the loopback network, one after the other. */
+export async function probeMachine(dir: string): Promise<MachineProbe> {
+  const diskSync = probeDisk(dir);
+  const cpu = probeCpu();
+  return { diskSync, cpu, loopback: await probeLoopback() };
 }

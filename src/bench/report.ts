@@ -10,7 +10,7 @@ import type { ProtocolName } from '../protocol/types.js';
 import { formatKnob, knobByKey, knobTable, type BenchOptions, type RunKnobs } from './knobs.js';
 import type { LatencySummary } from './loadgen.js';
 import type { Manifest } from './main.js';
-import type { DiskProbe } from './probe.js';
+import type { DiskProbe, MachineProbe } from './probe.js';
 
 export interface Measured {
   windowS: number;
@@ -160,7 +160,7 @@ const fmtNum = (x: number | undefined | null, digits = 1): string => (typeof x =
 const fmtSpread = (s: Spread | null, f: (x: number) => string): string =>
   s === null || !Number.isFinite(s.median) ? 'n/a' : s.min === s.max ? f(s.median) : `${f(s.median)} (${f(s.min)}..${f(s.max)})`;
 
-export function markdown(manifest: Manifest, diskSyncEnd: DiskProbe, settings: RunKnobs[], summary: SettingSummary[], runs: RunRecord[], charts: string[]): string {
+export function markdown(manifest: Manifest, end: MachineProbe, settings: RunKnobs[], summary: SettingSummary[], runs: RunRecord[], charts: string[]): string {
   const o = manifest.options;
   const swept = new Set<string>(o.sweeps.map((s) => s.knob));
   const out: string[] = [];
@@ -171,7 +171,12 @@ export function markdown(manifest: Manifest, diskSyncEnd: DiskProbe, settings: R
   out.push(`| load average at start | ${manifest.loadAverage.join(', ')} |`, `| command | \`paxlog ${manifest.argv.join(' ')}\` |`);
   const sync = (d: DiskProbe): string => `p50 ${d.p50Ms.toFixed(3)} ms, p99 ${d.p99Ms.toFixed(3)} ms`;
   out.push(`| disk sync (4 KiB write + fdatasync in ${manifest.diskSync.dir}, ${manifest.diskSync.rounds} rounds) | ` +
-    `at start ${sync(manifest.diskSync)}; at end ${sync(diskSyncEnd)} |`);
+    `at start ${sync(manifest.diskSync)}; at end ${sync(end.diskSync)} |`);
+  out.push(`| CPU speed (CRC32C over 4 KiB in WebAssembly, one thread, best of ${manifest.cpu.rounds} rounds of 20 ms) | ` +
+    `at start ${manifest.cpu.crcMBps} MB/s; at end ${end.cpu.crcMBps} MB/s |`);
+  const rtt = (l: MachineProbe['loopback']): string => `p50 ${l.p50Us} us, p99 ${l.p99Us} us`;
+  out.push(`| loopback TCP round trip (100 B each way on 127.0.0.1, one process, ${manifest.loopback.rounds} rounds) | ` +
+    `at start ${rtt(manifest.loopback)}; at end ${rtt(end.loopback)} |`);
   out.push(`| protocols | ${o.protocols.join(', ')} (interleaved, ${o.repeat} repeat${o.repeat === 1 ? '' : 's'} each) |`, '');
   out.push('## Knobs', '', '| knob | value |', '| --- | --- |');
   for (const k of knobTable) {
@@ -274,7 +279,7 @@ function knobChart(summary: SettingSummary[], x: 'batchMax' | 'pipeline'): vl.To
 }
 
 /** Writes report.md and the charts; returns the file names written. */
-export async function writeReport(out: string, manifest: Manifest, diskSyncEnd: DiskProbe, settings: RunKnobs[], summary: SettingSummary[], runs: RunRecord[]): Promise<string[]> {
+export async function writeReport(out: string, manifest: Manifest, end: MachineProbe, settings: RunKnobs[], summary: SettingSummary[], runs: RunRecord[]): Promise<string[]> {
   const charts: [string, vl.TopLevelSpec][] = [
     ['latency-throughput.svg', latencyChart(runs)],
     ['throughput-batch.svg', knobChart(summary, 'batchMax')],
@@ -282,6 +287,6 @@ export async function writeReport(out: string, manifest: Manifest, diskSyncEnd: 
   ];
   for (const [name, spec] of charts) fs.writeFileSync(path.join(out, name), await renderSvg(spec));
   const names = charts.map(([n]) => n);
-  fs.writeFileSync(path.join(out, 'report.md'), markdown(manifest, diskSyncEnd, settings, summary, runs, names));
+  fs.writeFileSync(path.join(out, 'report.md'), markdown(manifest, end, settings, summary, runs, names));
   return ['report.md', ...names];
 }
