@@ -18,6 +18,7 @@ import { LogStore, logExists } from './storage/log-store.js';
 import { makeDirs } from './storage/dirs.js';
 import { loadKernels } from './kernels/index.js';
 import type { PeerAddress } from './transport/peers.js';
+import { soakDefaults } from './soak/defaults.js';
 
 /** A user's mistake in flags: printed as one line, exit code 2. */
 class UsageError extends Error {}
@@ -410,13 +411,13 @@ export function buildProgram(): Command {
 
   program.command('soak')
     .description('kill the leader of a local cluster with SIGKILL every 10 +- 5 s under load, then check the history is linearizable and no acknowledged write was lost')
-    .option('--minutes <m>', 'how long the load runs', '1')
-    .option('--protocol <name>', 'multipaxos or raft', 'multipaxos')
-    .option('--nodes <n>', 'cluster size: 3 or 5', '3')
-    .option('--seed <s>', 'seeds the kill times and the clients\' keys', '1')
-    .option('--base-port <port>', 'peer port of node 1; client HTTP ports start at base + 10', '23700')
-    .option('--snapshot-slots <n>', 'every node snapshots every n applied slots (small, so that snapshots and their transfers happen under the kills)', '500')
-    .option('--recovery-bound-ms <ms>', 'fail if the p99 time from a kill to the first acknowledged write is over this (default: two election timeouts)', '800')
+    .option('--minutes <m>', 'how long the load runs', soakDefaults.minutes)
+    .option('--protocol <name>', 'multipaxos or raft', soakDefaults.protocol)
+    .option('--nodes <n>', 'cluster size: 3 or 5', soakDefaults.nodes)
+    .option('--seed <s>', 'seeds the kill times and the clients\' keys', soakDefaults.seed)
+    .option('--base-port <port>', 'peer port of node 1; client HTTP ports start at base + 10', soakDefaults['base-port'])
+    .option('--snapshot-slots <n>', 'every node snapshots every n applied slots (small, so that snapshots and their transfers happen under the kills)', soakDefaults['snapshot-slots'])
+    .option('--recovery-bound-ms <ms>', 'fail if the p99 time from a kill to the first acknowledged write is over this (default: two election timeouts)', soakDefaults['recovery-bound-ms'])
     .action(async (f: { minutes: string; protocol: string; nodes: string; seed: string; basePort: string; snapshotSlots: string; recoveryBoundMs: string }) => {
       // The soak lives in src/soak/main.ts (which checks these flags); load it only when asked.
       const modulePath = './soak/main.js';

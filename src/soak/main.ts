@@ -22,12 +22,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { serveNodeFlags } from '../node/v8-flags.js';
 import { Prng } from '../sim/prng.js';
+import { soakDefaults, soakElectionTimeoutMs, soakTickMs } from './defaults.js';
 import { checkHistory, History, lostWrites, percentile, recoveryTimesMs, type Operation } from './history.js';
 
 const bin = fileURLToPath(new URL('../../../bin/paxlog.js', import.meta.url));
-const tickMs = 20;
-/** The core's default electionTicksMax (src/protocol/types.ts defaultConfig). */
-const electionTimeoutMs = 20 * tickMs;
 const clients = 16;
 /** Keys the clients share; values are unique, so a read names the write it saw. */
 const keyCount = 64;
@@ -72,13 +70,13 @@ export function parseSoakArgs(argv: string[]): SoakOptions {
   try {
     v = parseArgs({
       args: argv, strict: true, allowPositionals: false, options: {
-        minutes: { type: 'string', default: '1' },
-        protocol: { type: 'string', default: 'multipaxos' },
-        nodes: { type: 'string', default: '3' },
-        seed: { type: 'string', default: '1' },
-        'base-port': { type: 'string', default: '23700' },
-        'snapshot-slots': { type: 'string', default: '500' },
-        'recovery-bound-ms': { type: 'string', default: String(2 * electionTimeoutMs) },
+        minutes: { type: 'string', default: soakDefaults.minutes },
+        protocol: { type: 'string', default: soakDefaults.protocol },
+        nodes: { type: 'string', default: soakDefaults.nodes },
+        seed: { type: 'string', default: soakDefaults.seed },
+        'base-port': { type: 'string', default: soakDefaults['base-port'] },
+        'snapshot-slots': { type: 'string', default: soakDefaults['snapshot-slots'] },
+        'recovery-bound-ms': { type: 'string', default: soakDefaults['recovery-bound-ms'] },
       },
     }).values;
   } catch (e) {
@@ -127,7 +125,7 @@ class Cluster {
   start(id: number): void {
     const peers = this.ids.map((i) => `${i}=127.0.0.1:${this.o.basePort + i - 1}`).join(',');
     const args = [...serveNodeFlags, bin, 'serve', '--id', String(id), '--peers', peers, '--data', path.join(this.dir, `n${id}`),
-      '--http-port', String(this.o.basePort + 10 + id - 1), '--protocol', this.o.protocol, '--tick-ms', String(tickMs),
+      '--http-port', String(this.o.basePort + 10 + id - 1), '--protocol', this.o.protocol, '--tick-ms', String(soakTickMs),
       '--request-timeout-ms', '2000', '--log-level', 'warn', '--snapshot-slots', String(this.o.snapshotSlots)];
     // --stop-with-stdin: if the soak dies, even by SIGKILL, its nodes stop too.
     const child = spawn(process.execPath, [...args, '--stop-with-stdin'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PAXLOG_SECRET: 'soak-secret' } });
@@ -376,7 +374,7 @@ export async function runSoak(o: SoakOptions, print: (line: string) => void): Pr
     const recoveries = recoveryTimesMs(h.ops, kills.map((k) => k.atMs)).map((ms) => Math.round(ms));
     const p99 = percentile(recoveries, 99);
     if (kills.length > 0 && !(p99 <= o.recoveryBoundMs)) {
-      problems.push(`p99 recovery ${p99} ms after a kill (of ${recoveries.join(', ')} ms) is over the bound (${o.recoveryBoundMs} ms; an election timeout is ${electionTimeoutMs} ms)`);
+      problems.push(`p99 recovery ${p99} ms after a kill (of ${recoveries.join(', ')} ms) is over the bound (${o.recoveryBoundMs} ms; an election timeout is ${soakElectionTimeoutMs} ms)`);
     }
     problems.push(...c.unexpectedExits);
 
