@@ -189,13 +189,15 @@ test('fsyncs/s is 0 with --fsync off: persists are not synced then (they are sti
   }));
   for (const fsync of [false, true]) {
     const p: PlannedRun = { index: 0, repeat: 0, setting: 0, protocol: 'raft', knobs: { ...knobDefaults, fsync } };
-    const r = derive(p, result, sample(10, 1), sample(110, 3), 1, false, [], []);
+    const r = derive(p, result, sample(10, 1), sample(110, 3), 1, false, [], [], []);
     assert.equal(r.fsyncsPerS, fsync ? 150 : 0, `fsync ${fsync}: fsyncs/s`);
     assert.equal(r.fsyncsPerSLeader, fsync ? 50 : 0, `fsync ${fsync}: leader fsyncs/s`);
     assert.equal(r.persistsPerS, 150, `fsync ${fsync}: persists/s`);
     assert.equal(r.peerBytesPerCommand, 30);
-    const withReads = derive(p, { ...result, readsOk: 1000 }, sample(10, 1), sample(110, 3), 1, false, [], []);
+    assert.equal(r.hostCpuMBps, null, 'no host CPU sample, no figure');
+    const withReads = derive(p, { ...result, readsOk: 1000 }, sample(10, 1), sample(110, 3), 1, false, [], [], [900.4, 1500, 1000.2]);
     assert.equal(withReads.peerBytesPerCommand, 15, 'reads are commands too');
+    assert.equal(withReads.hostCpuMBps, 1000, 'the median host CPU sample');
   }
 });
 

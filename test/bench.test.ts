@@ -67,6 +67,7 @@ test('paxlog bench --quick writes a manifest, per-run JSON, a Markdown report an
       assert.ok(run.peerBytesPerCommand > 0, `${run.protocol}: no peer bytes counted`);
       assert.ok(run.fsyncsPerS > 0, `${run.protocol}: no persist counted`);
       assert.ok(run.meanBatch >= 1, `${run.protocol}: mean batch ${run.meanBatch}`);
+      assert.ok(run.hostCpuMBps > 0, `${run.protocol}: host CPU ${run.hostCpuMBps}`);
     }
     assert.equal(results.summary.length, 1);
     assert.ok(results.summary[0].ratio.throughput > 0, 'no Multi-Paxos / Raft ratio');

@@ -15,9 +15,9 @@ import cliProgress from 'cli-progress';
 import type { ProtocolName } from '../protocol/types.js';
 import { BenchCluster, type NodeSample } from './cluster.js';
 import { expandSweeps, type BenchOptions, type RunKnobs } from './knobs.js';
-import { probeMachine, type MachineProbe } from './probe.js';
+import { cpuBurst, probeMachine, type MachineProbe } from './probe.js';
 import type { LoadConfig, LoadResult } from './loadgen.js';
-import { labelOf, summarize, writeReport, type RunRecord } from './report.js';
+import { labelOf, spread, summarize, writeReport, type RunRecord } from './report.js';
 import { makeDirs } from '../storage/dirs.js';
 import { faultSeedMax, httpClientsMax, runsMax } from './command.js';
 
@@ -168,10 +168,12 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
     child.send({ type: 'measure' });
     const inFlight: number[] = [];
     const holes: number[] = [];
+    const hostCpu: number[] = [];
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
         await sleep(250);
+        hostCpu.push(cpuBurst(3));
         const s = await cluster.status(leader);
         if (s !== null && sampling) {
           inFlight.push(s.inFlight);
@@ -190,7 +192,7 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
     cluster.throwIfDead();
     const result = (msg as { result: LoadResult }).result;
     const leaders = await Promise.all(cluster.procs.map((_, i) => cluster.status(i + 1)));
-    return derive(p, result, before, after, leader, leaders.some((s) => s === null || s.leader !== leader), inFlight, holes);
+    return derive(p, result, before, after, leader, leaders.some((s) => s === null || s.leader !== leader), inFlight, holes, hostCpu);
   } finally {
     if (lg !== null && lg.exitCode === null) lg.kill('SIGKILL');
     await cluster.stop();
@@ -199,7 +201,7 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
 }
 
 export function derive(p: PlannedRun, r: LoadResult, before: NodeSample[], after: NodeSample[], leader: number,
-  leaderChanged: boolean, inFlight: number[], holes: number[]): RunRecord {
+  leaderChanged: boolean, inFlight: number[], holes: number[], hostCpu: number[]): RunRecord {
   const w = r.windowS;
   const delta = (i: number, name: string): number => (after[i].metrics.get(name) ?? NaN) - (before[i].metrics.get(name) ?? NaN);
   const sum = (name: string): number => before.reduce((s, _, i) => s + delta(i, name), 0);
@@ -236,6 +238,7 @@ export function derive(p: PlannedRun, r: LoadResult, before: NodeSample[], after
     slotsInFlightMax: inFlight.length > 0 ? Math.max(...inFlight) : null,
     holesMean: holes.length > 0 ? holes.reduce((a, b) => a + b, 0) / holes.length : null,
     holesMax: holes.length > 0 ? Math.max(...holes) : null,
+    hostCpuMBps: hostCpu.length > 0 ? Math.round(spread(hostCpu).median) : null,
     framesDroppedInjected: sum('paxlog_peer_frames_dropped_injected'),
     framesDroppedTransport: sum('paxlog_peer_frames_dropped'),
   };

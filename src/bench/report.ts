@@ -52,6 +52,8 @@ export interface Measured {
   /** The leader's chosen slots above its chosen prefix (Multi-Paxos holes), sampled with slots in flight. */
   holesMean: number | null;
   holesMax: number | null;
+  /** The host's speed over the window: the median MB/s of the bench process's CPU bursts (probe.ts cpuBurst), every 250 ms. */
+  hostCpuMBps: number | null;
   framesDroppedInjected: number;
   framesDroppedTransport: number;
 }
@@ -206,18 +208,19 @@ export function markdown(manifest: Manifest, end: MachineProbe, settings: RunKno
   }
   out.push('## Charts', '');
   for (const c of charts) out.push(`![${c}](${c})`, '');
-  out.push('## Runs', '', 'In the order they ran. "leader changed" means some node named another leader at the end of the window.', '');
-  out.push('| # | protocol | setting | repeat | ops/s | p50 | p99 | max | CPU % per node | loadgen CPU % | unanswered at end | injected drops | holes (mean / max) | leader changed | error |');
-  out.push('| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |');
+  out.push('## Runs', '', 'In the order they ran. "leader changed" means some node named another leader at the end of the window. ' +
+    '"host CPU" is the median speed of a 3 ms CRC32C burst the bench process ran every 250 ms of the window: on a shared host it moves between runs, and a slow run with a slow host reads so.', '');
+  out.push('| # | protocol | setting | repeat | ops/s | p50 | p99 | max | CPU % per node | loadgen CPU % | host CPU MB/s | unanswered at end | injected drops | holes (mean / max) | leader changed | error |');
+  out.push('| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |');
   for (const r of runs) {
     const label = summary[r.setting]?.label ?? '';
     if (r.error !== undefined) {
-      out.push(`| ${r.index + 1} | ${r.protocol} | ${label} | ${r.repeat + 1} | | | | | | | | | | | ${r.error.split('\n')[0].replace(/\|/g, '/')} |`);
+      out.push(`| ${r.index + 1} | ${r.protocol} | ${label} | ${r.repeat + 1} | | | | | | | | | | | | ${r.error.split('\n')[0].replace(/\|/g, '/')} |`);
       continue;
     }
     out.push(`| ${r.index + 1} | ${r.protocol} | ${label} | ${r.repeat + 1} | ${fmtOps(r.throughput!)} | ${fmtUs(r.latency!.p50)} | ` +
       `${fmtUs(r.latency!.p99)} | ${fmtUs(r.latency!.max)} | ${r.cpuPercentByNode!.map((x) => x.toFixed(0)).join(' / ')} | ` +
-      `${fmtNum(r.cpuPercentLoadgen, 0)} | ${r.unanswered ?? 0} | ${r.framesDroppedInjected} | ${fmtNum(r.holesMean)} / ${r.holesMax ?? 'n/a'} | ${r.leaderChanged ? 'yes' : 'no'} | |`);
+      `${fmtNum(r.cpuPercentLoadgen, 0)} | ${r.hostCpuMBps ?? 'n/a'} | ${r.unanswered ?? 0} | ${r.framesDroppedInjected} | ${fmtNum(r.holesMean)} / ${r.holesMax ?? 'n/a'} | ${r.leaderChanged ? 'yes' : 'no'} | |`);
   }
   return out.join('\n') + '\n';
 }
