@@ -1,9 +1,9 @@
 // The table of a node's pending writes (a ring by request seq): answers, timeouts in seq order,
-// growth, its limits, and seqs wrapping past 2^32. No ports.
+// growth, its limits, and seqs wrapping past 2^32; and when a leader change gives up on them. No ports.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PendingWrites } from '../src/node/pending-writes.js';
+import { LeaderChanges, PendingWrites } from '../src/node/pending-writes.js';
 import { RequestError } from '../src/node/node.js';
 
 type Heard = [number, string, string | undefined];
@@ -62,4 +62,16 @@ test('seqs wrap past 2^32', () => {
   assert.equal(t.settle(first + 1, null, 'x'), 0);
   t.failAll(new RequestError('stopped', 'bye'));
   assert.deepEqual(heard.map((h) => h[0]), [1, first + 1, first, first + 2, 0, 2]);
+});
+
+test('a leader change counts only when another leader is known, not a spell with none or the same one back', () => {
+  const changes = (leaders: number[]): boolean[] => {
+    const c = new LeaderChanges();
+    return leaders.map((l) => c.seen(l));
+  };
+  // The first leader known is no change; nor is losing it, nor having it back.
+  assert.deepEqual(changes([0, 1, 0, 0, 1, 1]), [false, false, false, false, false, false]);
+  // Another one is, straight away or after a spell with none (an election it lost).
+  assert.deepEqual(changes([1, 2]), [false, true]);
+  assert.deepEqual(changes([1, 0, 2, 0, 2, 1]), [false, false, true, false, false, true]);
 });

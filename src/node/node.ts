@@ -39,7 +39,7 @@ import { faultsNone, LinkFaults, type FaultOptions } from '../transport/faults.j
 import { checkTlsFiles, createApp, loadNativeUws, type TlsFiles, type UwsModule } from '../transport/uws.js';
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
 import { envelopeBytes, envelopeIncarnation, envelopeOrigin, envelopeSeq, seal } from './envelope.js';
-import { PendingWrites } from './pending-writes.js';
+import { LeaderChanges, PendingWrites } from './pending-writes.js';
 import { NodeMetrics } from './metrics.js';
 import type { StateMachine } from './state-machine.js';
 
@@ -303,10 +303,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   /** The leader and role last logged by noteLeader() (at most a tick old; pump reads the role for its inline persists). */
   private seenLeader = 0;
   private seenRole = '';
-  /** After the leader changes, writes pending here get this long (an election timeout) before
-   *  they fail, not the whole request timeout: those that went to the old leader are likely lost,
-   *  and what the new one keeps it commits in its first round. (The cores fail the reads they
-   *  cannot confirm within one or two election timeouts themselves.) Set by open(). */
+  private readonly leaderChanges = new LeaderChanges();
+  /** Once another leader is known (leaderChanges), writes pending here get this long (an election
+   *  timeout) before they fail, not the whole request timeout: those that went to the old leader
+   *  are likely lost, and what the new one keeps it commits in its first round. (The cores fail the
+   *  reads they cannot confirm within one or two election timeouts themselves.) Set by open(). */
   private leaderChangeGraceMs = 0;
   /** When the core's clock was last brought up to date (performance.now()). Advances by whole ticks. */
   private lastTickAt = 0;
@@ -689,7 +690,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private noteLeader(): void {
     const s = this.core.status();
     if (s.leader === this.seenLeader && s.role === this.seenRole) return;
-    if (this.seenLeader !== 0 && s.leader !== this.seenLeader) this.writes.shortenDeadlines(performance.now() + this.leaderChangeGraceMs);
+    if (this.leaderChanges.seen(s.leader)) this.writes.shortenDeadlines(performance.now() + this.leaderChangeGraceMs);
     this.log.info({ role: s.role, leader: s.leader, ballot: s.ballot, was: { role: this.seenRole, leader: this.seenLeader } }, 'leader or role changed');
     this.seenLeader = s.leader;
     this.seenRole = s.role;

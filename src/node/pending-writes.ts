@@ -117,3 +117,21 @@ export class PendingWrites<R> {
     }
   }
 }
+
+/**
+ * When a node's pending writes are to be given up on sooner: once it knows another leader than the
+ * last it knew. A spell with no leader known (an election under way) is no change by itself: if
+ * the same leader comes back, the writes are still in its hands.
+ */
+export class LeaderChanges {
+  /** The last leader known: 0 until one is, then never 0 again. */
+  private lastKnown = 0;
+
+  /** Note the leader as now seen (0: none known); true if it is another than the last one known. */
+  seen(leader: number): boolean {
+    if (leader === 0) return false;
+    const changed = this.lastKnown !== 0 && leader !== this.lastKnown;
+    this.lastKnown = leader;
+    return changed;
+  }
+}
