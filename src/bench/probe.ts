@@ -60,12 +60,12 @@ export function probeDisk(dir: string, rounds = 300): DiskProbe {
 // what a request over HTTP costs the kernel (a send and a receive on each side).
 
 export interface CpuProbe {
-  /** Megabytes (10^6) per second of CRC32C over a 4 KiB buffer in WebAssembly, the best of `rounds` 20 ms rounds. */
+  /** Megabytes (10^6) per second of CRC32C over a 4 KiB buffer in WebAssembly, the best of `rounds` rounds of 20 ms of CPU time (cpuBurst). */
   crcMBps: number;
   rounds: number;
 }
 
-/** Time CRC32C over 4 KiB in the WASM kernels: `rounds` rounds of 20 ms; the best round counts (the least disturbed). */
+/** Time CRC32C over 4 KiB in the WASM kernels: `rounds` bursts of 20 ms; the best counts (the least disturbed). */
 export function probeCpu(rounds = 10): CpuProbe {
   if (!Number.isSafeInteger(rounds) || rounds < 1 || rounds > probeRoundsMax) {
     throw new RangeError(`rounds must be an integer in 1..${probeRoundsMax}, not ${rounds}`);
@@ -85,7 +85,8 @@ let burstInput: { k: Kernels; block: Uint8Array } | null = null;
  * each run (about 1 % of a core, the same for every protocol): on a shared host the speed moves
  * within a run (this one switched between about 1,500 and 900 MB/s from one 50 ms window to the
  * next, with no steal time in /proc/stat), and the runs' readings tell a slow run on a slow host
- * from a slow run of the code.
+ * from a slow run of the code. The CPU time is the whole process's: a burst while another of its
+ * threads works (V8 compiling or collecting) reads low, so a run keeps the median of its bursts.
  */
 export function cpuBurst(ms: number): number {
   burstInput ??= { k: loadKernels('wasm'), block: new Uint8Array(blockBytes).fill(0x5a) };
