@@ -60,7 +60,9 @@ test('paxlog bench --quick writes a manifest, per-run JSON, a Markdown report an
     assert.deepEqual(results.runs.map((x: { protocol: string }) => x.protocol), ['multipaxos', 'raft']);
     for (const run of results.runs) {
       assert.equal(run.error, undefined, `the ${run.protocol} run failed: ${run.error}`);
-      assert.ok(run.throughput > 0, `${run.protocol}: no successful request was measured`);
+      const seen = { errors: run.errors, shed: run.shed, unanswered: run.unanswered, leader: run.leader, leaderChanged: run.leaderChanged,
+        cpuPercentByNode: run.cpuPercentByNode, cpuPercentLoadgen: run.cpuPercentLoadgen, hostCpuMBps: run.hostCpuMBps, windowS: run.windowS };
+      assert.ok(run.throughput > 0, `${run.protocol}: no successful request was measured: ${JSON.stringify(seen)}\nstderr:\n${r.stderr}`);
       assert.ok(run.latency.p50 > 0 && run.latency.p50 <= run.latency.p99 && run.latency.p99 <= run.latency.max,
         `${run.protocol}: percentiles out of order: ${JSON.stringify(run.latency)}`);
       assert.equal(run.cpuPercentByNode.length, 3);
