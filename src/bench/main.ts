@@ -173,7 +173,8 @@ async function runOne(o: BenchOptions, p: PlannedRun): Promise<RunRecord> {
     const sampler = (async () => {
       while (sampling) {
         await sleep(250);
-        hostCpu.push(cpuBurst(3));
+        // Only inside the window, as the leader's samples below.
+        if (sampling) hostCpu.push(cpuBurst(3));
         const s = await cluster.status(leader);
         if (s !== null && sampling) {
           inFlight.push(s.inFlight);

@@ -24,11 +24,16 @@ const blockBytes = 4096;
 /** Rounds at most: the probe's file is rounds blocks, written once before the timed writes. */
 export const probeRoundsMax = 10_000;
 
-/** Time `rounds` writes + fdatasyncs of 4 KiB in a temporary file in `dir` (removed after). */
-export function probeDisk(dir: string, rounds = 300): DiskProbe {
+/** Every probe's round count: a whole number in 1..probeRoundsMax, else a RangeError. */
+function checkRounds(rounds: number): void {
   if (!Number.isSafeInteger(rounds) || rounds < 1 || rounds > probeRoundsMax) {
     throw new RangeError(`rounds must be an integer in 1..${probeRoundsMax}, not ${rounds}`);
   }
+}
+
+/** Time `rounds` writes + fdatasyncs of 4 KiB in a temporary file in `dir` (removed after). */
+export function probeDisk(dir: string, rounds = 300): DiskProbe {
+  checkRounds(rounds);
   const file = fs.mkdtempSync(path.join(dir, 'paxlog-probe-'));
   const fd = fs.openSync(path.join(file, 'probe'), 'w+');
   try {
@@ -60,18 +65,19 @@ export function probeDisk(dir: string, rounds = 300): DiskProbe {
 // what a request over HTTP costs the kernel (a send and a receive on each side).
 
 export interface CpuProbe {
-  /** Megabytes (10^6) per second of CRC32C over a 4 KiB buffer in WebAssembly, the best of `rounds` rounds of 20 ms of CPU time (cpuBurst). */
+  /** Megabytes (10^6) per second of CRC32C over a 4 KiB buffer in WebAssembly, the best of `rounds` rounds of cpuRoundMs of CPU time (cpuBurst). */
   crcMBps: number;
   rounds: number;
 }
 
-/** Time CRC32C over 4 KiB in the WASM kernels: `rounds` bursts of 20 ms; the best counts (the least disturbed). */
+/** Milliseconds of CPU time of one round of probeCpu. */
+export const cpuRoundMs = 20;
+
+/** Time CRC32C over 4 KiB in the WASM kernels: `rounds` bursts of cpuRoundMs; the best counts (the least disturbed). */
 export function probeCpu(rounds = 10): CpuProbe {
-  if (!Number.isSafeInteger(rounds) || rounds < 1 || rounds > probeRoundsMax) {
-    throw new RangeError(`rounds must be an integer in 1..${probeRoundsMax}, not ${rounds}`);
-  }
+  checkRounds(rounds);
   let best = 0;
-  for (let r = 0; r < rounds; r++) best = Math.max(best, cpuBurst(20));
+  for (let r = 0; r < rounds; r++) best = Math.max(best, cpuBurst(cpuRoundMs));
   return { crcMBps: Math.round(best), rounds };
 }
 
@@ -117,9 +123,7 @@ const warmupRounds = 3000;
 
 /** Time `rounds` 100-byte TCP round trips over 127.0.0.1 (an echo server and a client in this process), after warmupRounds untimed. */
 export async function probeLoopback(rounds = 1000): Promise<LoopbackProbe> {
-  if (!Number.isSafeInteger(rounds) || rounds < 1 || rounds > probeRoundsMax) {
-    throw new RangeError(`rounds must be an integer in 1..${probeRoundsMax}, not ${rounds}`);
-  }
+  checkRounds(rounds);
   // Every socket's 'close', watched from its start: all are awaited before the probe returns.
   const closing: Promise<void>[] = [];
   const watch = (s: net.Socket): net.Socket => {

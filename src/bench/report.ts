@@ -10,7 +10,7 @@ import type { ProtocolName } from '../protocol/types.js';
 import { formatKnob, knobByKey, knobTable, type BenchOptions, type RunKnobs } from './knobs.js';
 import type { LatencySummary } from './loadgen.js';
 import type { Manifest } from './main.js';
-import type { DiskProbe, MachineProbe } from './probe.js';
+import { cpuRoundMs, type DiskProbe, type MachineProbe } from './probe.js';
 
 export interface Measured {
   windowS: number;
@@ -174,7 +174,7 @@ export function markdown(manifest: Manifest, end: MachineProbe, settings: RunKno
   const sync = (d: DiskProbe): string => `p50 ${d.p50Ms.toFixed(3)} ms, p99 ${d.p99Ms.toFixed(3)} ms`;
   out.push(`| disk sync (4 KiB write + fdatasync in ${manifest.diskSync.dir}, ${manifest.diskSync.rounds} rounds) | ` +
     `at start ${sync(manifest.diskSync)}; at end ${sync(end.diskSync)} |`);
-  out.push(`| CPU speed (CRC32C over 4 KiB in WebAssembly, one thread, best of ${manifest.cpu.rounds} rounds of 20 ms of CPU time) | ` +
+  out.push(`| CPU speed (CRC32C over 4 KiB in WebAssembly, one thread, best of ${manifest.cpu.rounds} rounds of ${cpuRoundMs} ms of CPU time) | ` +
     `at start ${manifest.cpu.crcMBps} MB/s; at end ${end.cpu.crcMBps} MB/s |`);
   const rtt = (l: MachineProbe['loopback']): string => `p50 ${l.p50Us} us, p99 ${l.p99Us} us`;
   out.push(`| loopback TCP round trip (100 B each way on 127.0.0.1, one process, ${manifest.loopback.rounds} rounds) | ` +

@@ -1,10 +1,12 @@
 // The soak's flag defaults, in one place: `paxlog soak` (src/cli.ts) shows them in its help, and
 // parseSoakArgs (main.ts) applies them. Kept apart from main.ts so the CLI need not load the soak.
 
+import { defaultConfig } from '../protocol/types.js';
+
 /** The nodes' tick in the soak (serve --tick-ms). */
 export const soakTickMs = 20;
-/** The core's default electionTicksMax (src/protocol/types.ts defaultConfig), in ms at soakTickMs. */
-export const soakElectionTimeoutMs = 20 * soakTickMs;
+/** The core's default electionTicksMax, in ms at soakTickMs. */
+export const soakElectionTimeoutMs = defaultConfig(1, [1]).electionTicksMax * soakTickMs;
 
 /** Each flag's default, as its text. */
 export const soakDefaults = {
