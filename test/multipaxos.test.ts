@@ -96,6 +96,40 @@ test('a Commit marks a slot chosen only where the learner accepted it at the Com
   assert.equal(rd.chosenPrefix, 2);
 });
 
+test('a chosen slot keeps its value: a delayed Accept of another value from an older leader is refused; the chosen value is still accepted', () => {
+  // Node 2 heard leader 1 at b1 (its promise), missed slot 1, and fetched it as chosen (y, chosen
+  // at b2 by others): fetching raises no promise. Leader 1's Accept of x for slot 1, delayed past
+  // all that, is at a ballot node 2 has not promised against.
+  const n = node(2);
+  const b1 = ballot(1, 1);
+  const b2 = ballot(2, 3);
+  n.step({ type: MsgType.Heartbeat, from: 1, to: 2, ballot: b1, chosenPrefix: 1, seq: 1 });
+  cycle(n);
+  n.step({ type: MsgType.LearnReply, from: 3, to: 2, chosenPrefix: 2, entries: [{ slot: 1, ballot: b2, value: value('y') }] });
+  let rd = cycle(n);
+  assert.deepEqual(rd.apply.map((a) => [a.position, a.value]), [[1, value('y')]]);
+  assert.equal(n.status().ballot, b1, 'the fetch raised no promise');
+
+  n.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b1, chosenPrefix: 1, entries: [{ slot: 1, ballot: b1, value: value('x') }, { slot: 2, ballot: b1, value: value('z') }] });
+  rd = cycle(n);
+  assert.deepEqual(rd.records.map((r) => [r.position, r.value]), [[2, value('z')]], 'slot 1 keeps y; slot 2, not chosen, takes z');
+  const acks = ofType(sent(rd), MsgType.Accepted);
+  assert.deepEqual(acks.map((m) => m.type === MsgType.Accepted && [m.firstSlot, m.count]), [[2, 1]]);
+
+  // A learner asking node 2 gets y, the chosen value.
+  n.step({ type: MsgType.LearnRequest, from: 3, to: 2, firstSlot: 1, count: 1 });
+  rd = cycle(n);
+  const reply = ofType(rd.messages, MsgType.LearnReply);
+  assert.deepEqual(reply.map((m) => m.type === MsgType.LearnReply && m.entries.map((e) => [e.slot, e.value])), [[[1, value('y')]]]);
+
+  // A later leader re-proposing the chosen value (its recovery) is answered as before.
+  const b3 = ballot(3, 3);
+  n.step({ type: MsgType.Accept, from: 3, to: 2, ballot: b3, chosenPrefix: 1, entries: [{ slot: 1, ballot: b3, value: value('y') }] });
+  rd = cycle(n);
+  assert.deepEqual(rd.records.map((r) => [r.position, r.ballot, r.value]), [[1, b3, value('y')]]);
+  assert.deepEqual(ofType(sent(rd), MsgType.Accepted).map((m) => m.type === MsgType.Accepted && [m.firstSlot, m.count]), [[1, 1]]);
+});
+
 test('a Commit at the ballot the learner accepted at applies the chosen prefix in order', () => {
   const n = node(2);
   const b = ballot(1, 1);

@@ -810,6 +810,12 @@ export class MultiPaxos implements Protocol {
     let runCount = 0;
     for (const e of m.entries) {
       if (e.slot < this.snapshotPrefix) continue; // trimmed (chosen and applied here): refused silently
+      // A slot known chosen here: its record is what this node applies and serves to learners, so
+      // only the chosen value may be written over it. Paxos lets no ballot at or above the one it was
+      // chosen at propose another; another value comes from an older leader's Accept, delayed past
+      // the election (a value learned by fetching raised no promise, so its ballot may pass here):
+      // refused silently, as that proposal can never be chosen.
+      if (this.isChosen(e.slot) && !this.isChosenValue(e.slot, e.value)) continue;
       this.acceptLocal(e.slot, m.ballot, e.value);
       if (runCount > 0 && e.slot === runFirst + runCount) runCount++;
       else {
@@ -894,6 +900,13 @@ export class MultiPaxos implements Protocol {
 
   private isChosen(slot: number): boolean {
     return slot < this.chosenPrefix || this.chosenValues.has(slot);
+  }
+
+  /** Whether `value` is the chosen value of `slot`, a slot known chosen here and not trimmed. */
+  private isChosenValue(slot: number, value: Uint8Array): boolean {
+    const chosen = slot < this.applyNext ? this.accepted.get(slot)?.value : this.chosenValues.get(slot);
+    assert.ok(chosen !== undefined, `no value kept for chosen slot ${slot}`);
+    return chosen.byteLength === value.byteLength && Buffer.compare(chosen, value) === 0;
   }
 
   private markChosen(slot: number, value: Uint8Array): void {
