@@ -7,7 +7,8 @@
 // back byte for byte, and the node refuses to start with a message naming the slot.
 // Missing state is refused too: a lost hard state (Multi-Paxos promise, Raft term and vote), and
 // a lost record below the persisted chosen prefix (an error, never a gap). So is an LMDB file cut
-// short or overwritten, which LMDB itself would crash on (SIGBUS, SIGSEGV) rather than report.
+// short or overwritten, which LMDB itself would crash on (SIGBUS, SIGSEGV) rather than report, and
+// a damaged key, which a record's CRC does not cover.
 // The same for a Raft replica. Ports 24000-24019.
 
 import { after, test } from 'node:test';
@@ -364,6 +365,51 @@ test('a B-tree page whose node says it reaches past the page (a flipped size or 
     assert.equal(run.signal, null, `${what}: the process ended with ${run.signal}`);
     assert.match(run.stdout, /^LogDamagedError: the log file .* is damaged: /, `${what}: ${run.stdout}${run.stderr}`);
     assert.match(run.stdout, reason, what);
+  }
+});
+
+test('a damaged key (a record\'s CRC covers its value, not the key it is stored under) is refused as a damaged index, never skipped', { timeout: 60_000 }, async () => {
+  const { image, stored } = await theReplica();
+  const file0 = fs.readFileSync(path.join(image, 'paxlog.mdb'));
+  // Small records in the middle of the log: each one's LMDB node (lo u16, hi u16, flags u16, key
+  // size u16, the key, then the value) sits right before its value.
+  const keyOf = (r: Stored): { at: number; size: number } => {
+    const node = [...Array(16).keys()].map((k) => r.fileOffset - lmdbNodeBytes - k)
+      .find((at) => file0.readUInt16LE(at) === r.bytes.length && file0.readUInt16LE(at + 6) === r.fileOffset - at - lmdbNodeBytes);
+    assert.ok(node !== undefined, `the node header of record ${r.position} was found`);
+    return { at: node + lmdbNodeBytes, size: r.fileOffset - node - lmdbNodeBytes };
+  };
+  const small = stored.filter((r) => r.bytes.length < 1000);
+  const [victim, next] = [small[Math.floor(small.length / 2)], small[Math.floor(small.length / 2) + 1]];
+  const k = keyOf(victim);
+  const damage: [string, (f: Buffer) => void][] = [
+    // Before the fix, these two loaded without the record, and a search from slot 1 skipped its
+    // intact neighbours too: the node started and voted without slots it had accepted.
+    ['the key zeroed', (f) => f.fill(0, k.at, k.at + k.size)],
+    ['the key\'s first byte 0xff', (f) => { f[k.at] = 0xff; }],
+    ['the next record\'s key copied over it', (f) => { const n = keyOf(next); assert.equal(n.size, k.size); file0.copy(f, k.at, n.at, n.at + n.size); }],
+  ];
+  for (const [i, [what, harm]] of damage.entries()) {
+    const dir = copyImage(image, `lmdb-key-damaged-${i}`);
+    const f = Buffer.from(file0);
+    harm(f);
+    assert.notDeepEqual(f, file0, `${what}: the file changed`);
+    fs.writeFileSync(path.join(dir, 'paxlog.mdb'), f);
+    const s = LogStore.open({ dir, fsync: false, kernels });
+    try {
+      assert.throws(() => s.load(), (e: Error) => e instanceof LogDamagedError && /^the log's index is damaged: .*; refusing to start$/.test(e.message), `${what}: not refused`);
+    } finally {
+      await s.close();
+    }
+    assert.match((await startError(dir, 'multipaxos'))!, /the log's index is damaged/, `${what}: the node refuses to start`);
+  }
+  // With --rejoin-without-voting the damaged log is set aside and the node starts from an empty one.
+  const dir = path.join(base, 'lmdb-key-damaged-0');
+  const node = Node.open({ id: 1, peers: parsePeers(peersMultiPaxos), dataDir: dir, stateMachine: new Counter(), logger: silent, kernels: 'js', rejoinWithoutVoting: true });
+  try {
+    assert.equal(fs.readdirSync(dir).filter((f) => f.startsWith('damaged-')).length, 1, 'set aside');
+  } finally {
+    await node.stop();
   }
 });
 

@@ -486,11 +486,17 @@ export class LogStore {
     const appliedPrefix = snapshot?.prefix ?? 1;
     this.snapshotPrefix = appliedPrefix;
 
+    const keysFromApplied = this.checkKeys(appliedPrefix);
     const records: LogRecord[] = [];
+    let scanned = 0;
     for (const { key, value } of this.log.getRange({ start: appliedPrefix })) {
+      scanned++;
       const r = this.decode(key, value);
       if ('reason' in r) corrupt.push(r);
       else records.push(r);
+    }
+    if (scanned !== keysFromApplied) {
+      throw new LogDamagedError(`the log's index is damaged: a search from position ${appliedPrefix} found ${scanned} records, a walk of every key ${keysFromApplied}; refusing to start`);
     }
     this.corruptCount += corrupt.length;
     // A snapshot covers applied, hence chosen, slots; the written prefix may lag it (see above).
@@ -510,6 +516,35 @@ export class LogStore {
     // A damaged mark errs on the safe side: the node rejoins again, which costs one round trip.
     const rejoining = this.meta.getBinary('rejoin') !== undefined;
     return { restored: { hardState, records, chosenPrefix, appliedPrefix, snapshot, rejoining }, corrupt, missing };
+  }
+
+  /**
+   * Walk every key of the log in LMDB's order and return how many are at or above `from`. LMDB's
+   * pages carry no checksum, and a record's CRC covers its value, not the key it is stored under: a
+   * damaged key can hide a record under a key that is no position, or break the order a search
+   * from a position relies on, so that it passes intact records by, unreported. A walk follows
+   * the pages, not the keys: every key must be a position, each above the one before, and there
+   * must be as many as LMDB counts; else the log is refused as damaged (LogDamagedError).
+   */
+  private checkKeys(from: number): number {
+    const damaged = (what: string): LogDamagedError => new LogDamagedError(`the log's index is damaged: ${what}; refusing to start`);
+    let prev = 0;
+    let count = 0;
+    let fromCount = 0;
+    try {
+      for (const key of this.log.getKeys({}) as Iterable<unknown>) {
+        if (!(typeof key === 'number' && Number.isSafeInteger(key) && key > prev)) throw damaged(`key ${JSON.stringify(key)} follows ${prev === 0 ? 'nothing' : `position ${prev}`}`);
+        prev = key;
+        count++;
+        if (key >= from) fromCount++;
+      }
+    } catch (err) {
+      if (err instanceof LogDamagedError) throw err;
+      throw damaged(`its keys cannot be read (${(err as Error).message})`);
+    }
+    const entries = (this.log.getStats() as { entryCount?: number }).entryCount;
+    if (entries !== count) throw damaged(`LMDB counts ${entries} records, a walk of its keys ${count}`);
+    return fromCount;
   }
 
   /** One record, CRC-checked; a corrupt one is counted and reported as null, never served. */
