@@ -134,9 +134,14 @@ async function serve(f: ServeFlags): Promise<void> {
     faults: f.faultLoss > 0 || f.faultDelayMs > 0 ? { lossProbability: f.faultLoss, delayMs: f.faultDelayMs, seed: f.faultSeed } : undefined,
     faultControl: f.faultControl,
   }, log);
-  const stop = (signal: string): void => {
-    log.info({ signal }, 'stopping');
-    server.stop().then(() => process.exit(0), () => process.exit(1));
+  const stop = (why: string): void => {
+    // A signal is how an operator stops a node; standard input closing means the harness that
+    // started it is gone, which whoever reads the log should see.
+    log[why.startsWith('SIG') ? 'info' : 'warn']({ why }, 'stopping');
+    server.stop().then(() => process.exit(0), (err: Error) => {
+      log.error({ err: err.message }, 'the node did not stop cleanly');
+      process.exit(1);
+    });
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
@@ -347,7 +352,7 @@ export function buildProgram(): Command {
     }, 0)
     .option('--fault-delay-ms <ms>', 'benchmarks only: hold each outbound peer message this long', intIn(0, 10_000), 0)
     .option('--fault-seed <n>', 'seed of the injected loss', intIn(0, 2 ** 31), 1)
-    .option('--fault-control', 'TESTS ONLY: serve POST /fault/partition (a JSON list of peer ids to cut off, both directions; [] heals)', false)
+    .option('--fault-control', 'TESTS ONLY: serve POST /fault/partition (a JSON list of peer ids to cut off, both directions; [] heals) and POST /fault/disk ({"delayMs": N}: a slow disk, N ms more per log transaction; 0 heals)', false)
     .option('--stop-with-stdin', 'stop when standard input ends: a harness keeps a pipe open, so its nodes stop if it dies', false)
     .action((f: ServeFlags) => serve(f));
 

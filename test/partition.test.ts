@@ -111,12 +111,16 @@ for (const [protocol, basePort] of [['multipaxos', 23500], ['raft', 23600]] as c
 describe('the partition control without --fault-control', { timeout: 30_000 }, () => {
   const c = suiteCluster({ nodes: 1, basePort: 23900, tickMs });
 
-  test('does not exist: POST /fault/partition answers 404 and cuts nothing', async () => {
+  test('does not exist: POST /fault/partition and POST /fault/disk answer 404 and change nothing', async () => {
     const r = await c.http(1, 'POST', '/fault/partition', '[2]');
     assert.equal(r.status, 404, r.body);
     assert.match(JSON.parse(r.body).error as string, /--fault-control/);
+    const d = await c.http(1, 'POST', '/fault/disk', '{"delayMs": 5000}');
+    assert.equal(d.status, 404, d.body);
+    assert.match(JSON.parse(d.body).error as string, /--fault-control/);
     const s = (await c.status(1))!;
     assert.equal(s.partitioned, undefined);
+    assert.equal(s.diskDelayMs, undefined);
     assert.equal((await c.put(1, 'k', 'v')).status, 200);
   });
 });

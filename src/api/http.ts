@@ -16,6 +16,7 @@ import { envelopeBytes } from '../node/envelope.js';
 import type { PaxlogNode, ProposeDone, RequestError } from '../node/node.js';
 import type { ReadMode } from '../protocol/types.js';
 import { partitionPeersMax } from '../transport/faults.js';
+import { diskDelayMsMax } from '../storage/log-store.js';
 import { ClientOp, encodeResponse, forEachRequest, ResponseWriter, type ClientReadMode, type RequestView } from './client-protocol.js';
 
 const statusText: Record<number, string> = {
@@ -285,6 +286,21 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, o: ApiOptions
     });
   });
 
+  // Tests only (serve --fault-control): the body is {"delayMs": N}, the slow disk's delay per log
+  // transaction; 0 heals. Without the flag the route does not exist.
+  app.post('/fault/disk', (res, req) => {
+    if (!node.faultControl) {
+      res.onAborted(() => {});
+      return send(res, error(404, 'no route POST /fault/disk (it exists only with serve --fault-control, for tests)'), true);
+    }
+    withBody(res, req, '', (body, done) => {
+      const ms = parseDiskDelay(Buffer.from(body).toString('utf8'));
+      if (typeof ms === 'string') return done(error(400, ms));
+      node.slowDisk(ms);
+      done({ status: 200, body: JSON.stringify({ diskDelayMs: ms }), contentType: 'application/json' });
+    });
+  });
+
   app.any('/kv/*', (res, req) => {
     if (!refused(res, req)) send(res, error(405, 'use GET, PUT, DELETE or POST on /kv/{key}'));
   });
@@ -312,6 +328,21 @@ export function bearerCheck(token: string | undefined): (header: string) => bool
 }
 
 /** A partition request's body: a JSON list of distinct other members' ids; a string says what is wrong. */
+/** The body of POST /fault/disk, {"delayMs": N}: N, or what is wrong with it. */
+export function parseDiskDelay(text: string): number | string {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return 'the body is not JSON: expected {"delayMs": N}';
+  }
+  const ms = (v as { delayMs?: unknown } | null)?.delayMs;
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || !Number.isSafeInteger(ms) || (ms as number) < 0 || (ms as number) > diskDelayMsMax) {
+    return `expected {"delayMs": N} with N a whole number of ms from 0 to ${diskDelayMsMax}`;
+  }
+  return ms as number;
+}
+
 export function parsePartition(text: string, isPeer: (id: number) => boolean): number[] | string {
   let v: unknown;
   try {

@@ -150,6 +150,8 @@ export interface NodeStatus extends Status {
   corruptRecords: number;
   /** Tests only (faultControl): the peers this node is cut off from. */
   partitioned?: number[];
+  /** Tests only (faultControl): the slow disk's delay per log transaction, in ms (0: none). */
+  diskDelayMs?: number;
   /** Raft names for the same figures. */
   term?: number;
   commitIndex?: number;
@@ -609,6 +611,16 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     return this.faults?.partitioned ?? [];
   }
 
+  /**
+   * Tests only: make this node's disk slow, `ms` more per log transaction (0 heals); see
+   * LogStore.slowDisk. The caller checks that the node has faultControl and the range.
+   */
+  slowDisk(ms: number): void {
+    assert.ok(this.faultControl, 'slowDisk() needs faultControl');
+    this.store.slowDisk(ms);
+    this.log.warn({ diskDelayMs: ms }, 'test slow disk set: every log transaction waits this long before its commit');
+  }
+
   /** Whether `id` is another member of the cluster. */
   isPeer(id: number): boolean {
     return id !== this.id && this.opts.peers.has(id);
@@ -625,7 +637,10 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       corruptRecords: this.store.corruptCount,
     };
     if (!this.store.fsync) out.warning = 'FSYNC IS OFF: acknowledged writes can be lost on a power cut';
-    if (this.faultControl) out.partitioned = this.partitioned;
+    if (this.faultControl) {
+      out.partitioned = this.partitioned;
+      out.diskDelayMs = this.store.diskDelay;
+    }
     if (s.protocol === 'raft') {
       out.term = s.ballot;
       out.commitIndex = s.chosenPrefix - 1;

@@ -168,6 +168,8 @@ const mapBytesDefault = 64 * 1024 * 1024 * 1024;
  * record): 256 in every transaction put 0.7 ms on each of some 40 one-record writes per snapshot
  * at one client; at 256 clients (117 records per transaction) this is 266, as before.
  */
+/** The longest wait slowDisk() may set: a test's slow disk, not a stopped one. */
+export const diskDelayMsMax = 10_000;
 const trimPerTransaction = 32;
 const trimPerRecord = 2;
 const crcBytes = 4;
@@ -368,6 +370,15 @@ export class LogStore {
    * is written from then on (a lower one than the truth is safe: see the header).
    */
   private persistFailed = false;
+  /**
+   * Tests only (slowDisk()): every transaction waits this long before its commit, and the waits run
+   * one after another, as writes queue at a slow disk. Invariant: 0 <= diskDelayMs <= diskDelayMsMax.
+   */
+  private diskDelayMs = 0;
+  /** The end of the last wait asked for: each transaction waits behind every earlier one, so none overtakes another whatever the delay was when each was asked for. */
+  private diskQueue: Promise<void> = Promise.resolve();
+  /** Transactions in diskQueue. While any is, no persist is written inline: it would overtake them. Invariant: >= 0. */
+  private diskWaiting = 0;
   /**
    * The persists asked for whose success is not yet known, oldest first, each with its Ready's
    * chosen prefix. A transaction body may run before an earlier transaction's commit is known to
@@ -572,7 +583,7 @@ export class LogStore {
    */
   persist(b: PersistBatch, inline = false): Promise<boolean> {
     if (this.closing !== null) return Promise.reject(new LogClosingError(`the log in ${this.dir} is closing: persist refused, nothing written`));
-    const p = this.persistNow(b, inline);
+    const p = this.persistNow(b, inline && !this.diskSlow);
     this.persisting.add(p);
     const settled = (): void => void this.persisting.delete(p);
     p.then(settled, settled);
@@ -879,6 +890,7 @@ export class LogStore {
    * awaited here (which handles it) and thrown as a StorageError that names it.
    */
   private async commit<T>(body: () => T): Promise<T> {
+    if (this.diskSlow) await this.diskTurn();
     try {
       return await this.db().transaction(body);
     } catch (err) {
@@ -887,6 +899,37 @@ export class LogStore {
       const cause = await commitError.then(() => err, (e: unknown) => e);
       throw new StorageError(`the commit failed: ${(cause as Error).message}`, { cause });
     }
+  }
+
+  /**
+   * Tests only: make this log a slow disk. From now on every transaction waits `ms` before its
+   * commit, behind the waits of those asked for earlier (0 heals: transactions already waiting keep
+   * their turns). A process killed meanwhile loses what waited, as a slow disk loses what it had
+   * not written yet.
+   */
+  slowDisk(ms: number): void {
+    assert.ok(Number.isSafeInteger(ms) && ms >= 0 && ms <= diskDelayMsMax, `a disk delay of 0 to ${diskDelayMsMax} ms, not ${ms}`);
+    this.diskDelayMs = ms;
+  }
+
+  /** The delay slowDisk() set (0: none). */
+  get diskDelay(): number {
+    return this.diskDelayMs;
+  }
+
+  private get diskSlow(): boolean {
+    return this.diskDelayMs > 0 || this.diskWaiting > 0;
+  }
+
+  /** This transaction's turn at the slow disk: after every earlier one's, then the delay as it is now. */
+  private diskTurn(): Promise<void> {
+    const ms = this.diskDelayMs;
+    this.diskWaiting++;
+    const turn = this.diskQueue.then(() => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+    this.diskQueue = turn;
+    return turn.finally(() => {
+      this.diskWaiting--;
+    });
   }
 
   private db(): RootDatabase {
