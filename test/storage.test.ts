@@ -10,6 +10,7 @@ import path from 'node:path';
 import { open } from 'lmdb';
 import { loadKernels } from '../src/kernels/index.js';
 import { LogStore, StorageError } from '../src/storage/log-store.js';
+import { makeDirs } from '../src/storage/dirs.js';
 import { failCommits, flipStoredBits } from './lmdb-faults.js';
 import type { Snapshot } from '../src/protocol/types.js';
 
@@ -20,6 +21,18 @@ const none = { snapshot: null, hardState: null, truncateFrom: 0, records: [], ch
 
 /** Damage one stored byte directly in LMDB, as a bad disk would (the LogStore must be closed). */
 const flipStoredByte = (dir: string, db: 'log' | 'meta', key: number | string, at: number): Promise<void> => flipStoredBits(dir, db, key, at, 0x10);
+
+test('makeDirs makes the missing directories and names them, outermost first (a new log syncs each one\'s parent); a file in the way fails', () => {
+  const dir = tmp();
+  assert.deepEqual(makeDirs(path.join(dir, 'a', 'b', 'c')), [path.join(dir, 'a'), path.join(dir, 'a', 'b'), path.join(dir, 'a', 'b', 'c')]);
+  assert.ok(fs.statSync(path.join(dir, 'a', 'b', 'c')).isDirectory());
+  assert.deepEqual(makeDirs(path.join(dir, 'a', 'b')), []);
+  fs.writeFileSync(path.join(dir, 'f'), '');
+  assert.throws(() => makeDirs(path.join(dir, 'f', 'g')), /ENOTDIR/);
+  const s = LogStore.open({ dir: path.join(dir, 'x', 'y'), fsync: true, kernels });
+  assert.equal(s.load().restored.chosenPrefix, 1);
+  return s.close();
+});
 
 test('persisted hard state, records and chosen prefix come back after a reopen', async () => {
   const dir = tmp();

@@ -89,8 +89,6 @@ export interface LogStoreOptions {
   /** True: every persist is synced before it resolves. False: never synced (experiments only). */
   fsync: boolean;
   kernels: Kernels;
-  /** The LMDB map size in bytes: the upper bound on the log's size on disk. */
-  mapBytesMax?: number;
   /**
    * A new log is a member of a new cluster and votes at once (`--new-cluster`). False (the
    * default): a new log may be a wiped one, so it is marked rejoining (see the header).
@@ -160,7 +158,11 @@ export class LogClosingError extends StorageError {
   override name = 'LogClosingError';
 }
 
-const mapBytesDefault = 64 * 1024 * 1024 * 1024;
+/**
+ * LMDB's map: address space reserved for the file, not disk. It bounds nothing: lmdb-js grows the
+ * map when a write needs more. What bounds the log is the snapshots (the log is trimmed below each).
+ */
+const mapBytes = 64 * 1024 * 1024 * 1024;
 /**
  * Records below the snapshot that a transaction deletes, oldest first (see trimSync): this many,
  * plus trimPerRecord per record it writes, so that a small transaction carries a small share. A
@@ -412,7 +414,7 @@ export class LogStore {
       eventTurnBatching: false,
       compression: false,
       maxDbs: 4,
-      mapSize: opts.mapBytesMax ?? mapBytesDefault,
+      mapSize: mapBytes,
     } as Parameters<typeof open>[0]);
     this.log = this.root.openDB<Buffer, number>({ name: 'log', encoding: 'binary' });
     this.meta = this.root.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' });
@@ -427,8 +429,9 @@ export class LogStore {
   }
 
   static open(opts: LogStoreOptions): LogStore {
+    let made: string[];
     try {
-      makeDirs(opts.dir);
+      made = makeDirs(opts.dir);
     } catch (err) {
       throw new StorageError(`cannot make the data directory ${opts.dir}: ${(err as Error).message}`);
     }
@@ -446,8 +449,13 @@ export class LogStore {
           throw err;
         }
       }
-      // The new file's name must survive a crash as its synced contents do.
-      if (!store.existed && opts.fsync) syncDirSync(opts.dir);
+      // The new file's name must survive a crash as its synced contents do, and so must the name of
+      // each directory made for it: a node started with --new-cluster votes from its first start,
+      // and a directory lost with its log would bring it back voting with nothing.
+      if (!store.existed && opts.fsync) {
+        syncDirSync(opts.dir);
+        for (const d of made) syncDirSync(path.dirname(d));
+      }
       return store;
     } catch (err) {
       releaseLock(lockFile);
