@@ -108,7 +108,9 @@ describe('bootstrapping: new data directories rejoin until every member answered
   test('two new nodes with the third down elect nobody; the third arriving completes the bootstrap', async () => {
     c.start(1);
     c.start(2);
-    // Give them many election timeouts: a new directory may be a wiped one, so they must not vote.
+    // Once both serve (a start took over 1.5 s in a loaded suite run), give them many election
+    // timeouts: a new directory may be a wiped one, so they must not vote.
+    for (const id of [1, 2]) await c.waitFor(`node ${id} to answer /status`, async () => (await c.status(id)) ?? undefined);
     await new Promise((r) => setTimeout(r, 1500));
     for (const id of [1, 2]) {
       const s = await c.status(id);
