@@ -82,6 +82,11 @@ describe('the KV state machine', () => {
     }
     assert.ok('error' in decodeOp(new Uint8Array([1, 0, 0])), 'empty key');
     assert.ok('error' in decodeOp(new Uint8Array([1, 1, 0, 0xff])), 'key not UTF-8');
+    // A key that opens with U+FEFF keeps it, as the store does (it keys by bytes).
+    const bom = encodeOp({ op: 'put', key: '\uFEFFa', value: bytes('v') });
+    const d = decodeOp(bom);
+    assert.ok(!('error' in d) && d.key === '\uFEFFa', JSON.stringify(d));
+    assert.deepEqual(encodeOp(d), bom);
   });
 });
 

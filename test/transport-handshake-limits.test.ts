@@ -1,6 +1,7 @@
 // Inbound peer links that never prove the cluster secret: each one is closed after a deadline,
 // and only a bounded number may wait in the handshake at once (before its proof, one link can make
-// uWS buffer up to a whole frame's bound of one message). In-process, ports 18100-18109.
+// uWS buffer up to a whole frame's bound of one message); a newer dial takes the oldest one's slot,
+// so strangers cannot keep the members out. In-process, ports 18100-18109.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -62,22 +63,30 @@ test('an inbound peer link that never answers the challenge is closed after the 
   }
 });
 
-test('only a bounded number of unauthenticated peer links are held at once; a member still gets in once they are gone', { timeout: 20_000 }, async () => {
-  const { stop } = await listener(18103, { handshakeTimeoutMs: 60_000 });
+test('only a bounded number of unauthenticated peer links are held at once, the oldest making room: strangers who hold every slot do not keep a member out', { timeout: 20_000 }, async () => {
+  const { t, stop } = await listener(18103, { handshakeTimeoutMs: 60_000 });
   const held: WebSocket[] = [];
   try {
     const attempts = 40;
-    const dials = await Promise.all(Array.from({ length: attempts }, () => dial(18103)));
-    for (const d of dials) if (d !== null) held.push(d.ws);
-    // Let the listener close what it refuses.
+    for (let i = 0; i < attempts; i++) {
+      const d = await dial(18103);
+      assert.ok(d !== null, `dial ${i}: the upgrade was accepted`);
+      held.push(d.ws);
+    }
+    // Let the listener's closes arrive.
     await new Promise((r) => setTimeout(r, 300));
-    const open = held.filter((ws) => ws.readyState === WebSocket.OPEN).length;
-    assert.ok(open <= 8, `${open} of ${attempts} unauthenticated links held open by the listener (bound: 8 for 3 members)`);
-    assert.ok(open >= 1, 'some handshakes may wait');
-    for (const ws of held) ws.terminate();
-    await new Promise((r) => setTimeout(r, 200));
+    const open = held.filter((ws) => ws.readyState === WebSocket.OPEN);
+    assert.equal(open.length, 8, `unauthenticated links held open by the listener (bound: 8 for 3 members)`);
+    assert.deepEqual(open, held.slice(-8), 'the newest are held, the oldest were closed');
+    assert.equal(t.stats.authFailures, attempts - 8);
+    // Every slot held by a stranger, a member dials and proves itself: it gets in and stays.
     const good = await dial(18103);
-    assert.ok(good !== null, 'once the idle links are gone, a member dials in again');
+    assert.ok(good !== null, 'a member dials in while strangers hold every slot');
+    const c = readChallenge(good.challenge);
+    assert.ok('nonce' in c);
+    good.ws.send(newProof('limits', c.nonce, 2, 1));
+    assert.equal(await within(good.closed, 1000), 'timeout', 'the member\'s link stays up');
+    assert.equal(held.filter((ws) => ws.readyState === WebSocket.OPEN).length, 7, 'the oldest stranger made room for it');
     good.ws.terminate();
   } finally {
     for (const ws of held) ws.terminate();

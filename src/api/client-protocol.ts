@@ -44,7 +44,8 @@ export interface ClientResponse {
 }
 
 const utf8 = new TextEncoder();
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a key's leading U+FEFF is part of the key (the store keeps its bytes as they are).
+const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export function encodeRequest(r: Omit<ClientRequest, 'expect' | 'value' | 'readMode'> &
   Partial<Pick<ClientRequest, 'expect' | 'value' | 'readMode'>>): Uint8Array {

@@ -26,7 +26,8 @@ export type KvOp =
   | { op: 'delete'; key: string }
   | { op: 'cas'; key: string; expect: Uint8Array; value: Uint8Array };
 
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a key's leading U+FEFF is part of the key (the store keeps its bytes as they are).
+const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** A user-caused problem with an operation; `status` is the HTTP status it maps to. */
 export class KvInputError extends Error {

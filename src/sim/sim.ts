@@ -754,14 +754,21 @@ export class Simulation {
       this.stats.rejoined++;
     }
     if (rd.snapshot) this.snapshotCrcs.set(n.id, this.k.crc32c(rd.snapshot.bytes));
-    if (this.o.protocol === 'multipaxos') for (const r of rd.records) this.recordAccept(n.id, r);
+    if (this.o.protocol === 'multipaxos') for (const r of rd.records) this.recordAccept(n, r);
   }
 
   /** Multi-Paxos ground truth: a value durably accepted by a majority at one ballot is chosen. */
-  private recordAccept(node: number, r: LogRecord): void {
+  private recordAccept(n: SimNode, r: LogRecord): void {
+    const node = n.id;
     let byBallot = this.accepts.get(r.position);
     if (!byBallot) { byBallot = new Map(); this.accepts.set(r.position, byBallot); }
     const value = this.text(r.value);
+    // A node's record of a slot it applied is what it serves to learners and applies again after a
+    // restart: it must hold the value applied there, whatever arrives later.
+    const applied = r.position < n.appliedNext ? this.log.get(r.position) : undefined;
+    if (applied !== undefined && applied !== value) {
+      throw new Violation(`node ${node} wrote ${JSON.stringify(value)} at ballot ${r.ballot} over slot ${r.position}, which it applied as ${JSON.stringify(applied)}`);
+    }
     let a = byBallot.get(r.ballot);
     if (!a) { a = { value, nodes: new Set() }; byBallot.set(r.ballot, a); }
     if (a.value !== value) {

@@ -9,6 +9,7 @@
 // has a bound on buffered bytes: past it, frames are dropped and counted, which the protocols
 // tolerate like any message loss, and the link's backlog drains by itself.
 
+import assert from 'node:assert/strict';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import type { Kernels } from '../kernels/types.js';
@@ -181,11 +182,11 @@ export class PeerTransport {
       idleTimeout: Math.max(idleTimeoutSecondsMin, Math.ceil(this.keepaliveMs / 1000)),
       sendPingsAutomatically: true,
       upgrade: (res, req, context) => {
-        if (this.pending.size >= this.pendingHandshakesMax) {
-          this.stats.authFailures++;
-          res.writeStatus('503 Service Unavailable').end('too many peer handshakes in progress', true);
-          return;
-        }
+        // Full: the oldest unproven link makes room. Refusing the newcomer instead let anyone who
+        // redials every few seconds, without the secret, hold every slot and shut the members out;
+        // a member proves itself within a round trip of its dial, so to keep it out now a stranger
+        // must dial pendingHandshakesMax times within that round trip.
+        if (this.pending.size >= this.pendingHandshakesMax) this.dropUnproven(this.pending.values().next().value!);
         const nonce = newNonce();
         const data: Inbound = { nonce, peerId: 0, reader: this.opts.kernels.newFrameReader(this.frameBytesMax), closed: false, deadline: null };
         res.upgrade(data, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'),
@@ -216,6 +217,19 @@ export class PeerTransport {
         this.pending.delete(ws);
       },
     });
+  }
+
+  /** Close an inbound link that has not proven the secret, to make room for a newer one. */
+  private dropUnproven(ws: Uws.WebSocket<Inbound>): void {
+    const data = ws.getUserData();
+    assert.ok(data.peerId === 0 && !data.closed, 'only an open, unproven link is dropped');
+    this.stats.authFailures++;
+    data.closed = true;
+    if (data.deadline !== null) clearTimeout(data.deadline);
+    data.deadline = null;
+    this.pending.delete(ws);
+    this.inbound.delete(ws);
+    ws.end(4001, 'handshake slot taken by a newer dial');
   }
 
   /** Dial every peer (and keep redialing until close()). */
@@ -302,6 +316,8 @@ export class PeerTransport {
 
   private onInbound(ws: Uws.WebSocket<Inbound>, message: ArrayBuffer): void {
     const data = ws.getUserData();
+    // A link this side closed (refused, superseded, its slot taken) is read no further.
+    if (data.closed) return;
     // The ArrayBuffer is only valid during this callback: everything below decodes or copies now.
     const bytes = new Uint8Array(message);
     if (data.peerId === 0) {
