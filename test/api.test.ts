@@ -4,6 +4,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import WebSocket from 'ws';
 import { PaxlogClient } from '../src/api/client.js';
 import { ClientOp, encodeRequest } from '../src/api/client-protocol.js';
 import { oneNodeKv } from './one-node-kv.js';
@@ -98,6 +99,24 @@ describe('the HTTP and /client API of a one-node cluster', { timeout: 60_000 }, 
     return { status: r.status, body: await r.text(), headers: r.headers };
   };
 
+
+  test('each port serves its own routes: the peer port only /peer, the client port never /peer', async () => {
+    const onPeerPort = await fetch('http://127.0.0.1:17400/status');
+    assert.equal(onPeerPort.status, 404);
+    assert.match(await onPeerPort.text(), /peer port: it serves \/peer only/);
+    assert.equal((await fetch('http://127.0.0.1:17400/kv/k', { method: 'PUT', body: 'v' })).status, 404);
+    // A WebSocket upgrade to /peer on the client port is not taken (before, one app listened on
+    // both ports, so a firewalled peer port left /peer open on the client port).
+    const ws = new WebSocket(`${base.replace('http', 'ws')}/peer`);
+    const outcome = await new Promise<string | number>((resolve) => {
+      ws.on('open', () => resolve('open'));
+      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on('error', () => resolve('error'));
+    });
+    ws.terminate();
+    assert.equal(outcome, 404);
+    assert.equal((await req('GET', '/status')).status, 200, 'the client port serves the API');
+  });
 
   test('keys are percent-decoded UTF-8 and values are bytes', async () => {
     const value = new Uint8Array(256).map((_, i) => i);

@@ -228,8 +228,14 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   readonly kernelKind: KernelKind;
   /** This node's Prometheus registry and the figures the driver records. */
   readonly metrics: NodeMetrics;
-  /** The uWS App serving peers (/peer) and, when the API attaches, clients. */
+  /**
+   * The uWS App for clients: the API attaches here (src/api/http.ts) and it listens on the ports
+   * given to start(). The peer port has an App of its own (peerApp), so that what reaches one port
+   * cannot reach the other's routes: firewalling the peer port closes /peer.
+   */
   readonly app: Uws.TemplatedApp;
+  /** The uWS App on the peer port: /peer only. */
+  private readonly peerApp: Uws.TemplatedApp;
   /** The native uWS module (never the package's JS fallback). */
   readonly uws: UwsModule;
   private readonly log: Logger;
@@ -340,6 +346,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.bytesSinceSnapshot = Math.floor(place * this.snapshotBytes);
     // TLS files were checked in open(); read again here for the CA that outbound links trust.
     this.app = createApp(uws, opts.tls);
+    this.peerApp = createApp(uws, opts.tls);
     this.faults = opts.faults !== undefined || opts.faultControl === true ? new LinkFaults(opts.id, { ...faultsNone, ...opts.faults }) : null;
     this.transport = new PeerTransport({
       id: opts.id, peers: opts.peers, secret: opts.secret ?? '', kernels, logger: this.log,
@@ -347,7 +354,10 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       faults: this.faults ?? undefined,
       tls: opts.tls !== undefined ? checkTlsFiles(opts.tls) : undefined,
     });
-    this.transport.attach(this.app, uws);
+    this.transport.attach(this.peerApp, uws);
+    this.peerApp.any('/*', (res) => {
+      res.writeStatus('404 Not Found').end('this is the peer port: it serves /peer only (clients use the HTTP port)', true);
+    });
     this.metrics = new NodeMetrics(() => this.core.status(), () => ({
       fsync: this.store.fsync,
       framesDropped: this.transport.stats.framesDropped,
@@ -484,11 +494,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   /** Listen on the peer port (and any extra ports, e.g. the client HTTP port), dial peers, start ticking. */
   async start(extraPorts: number[] = []): Promise<void> {
     const self = this.opts.peers.get(this.id)!;
-    for (const port of [self.port, ...extraPorts]) {
+    for (const [app, port] of [[this.peerApp, self.port], ...extraPorts.map((p) => [this.app, p] as const)] as const) {
       // LIBUS_LISTEN_EXCLUSIVE_PORT (1): without it uWS sets SO_REUSEPORT, and a second node on the
       // same port listens too and takes a share of its connections instead of failing here.
       const sock = await new Promise<Uws.us_listen_socket | false>((resolve) =>
-        (this.app as unknown as { listen(h: string, p: number, o: number, cb: (s: Uws.us_listen_socket | false) => void): void }).listen(self.host, port, 1, resolve));
+        (app as unknown as { listen(h: string, p: number, o: number, cb: (s: Uws.us_listen_socket | false) => void): void }).listen(self.host, port, 1, resolve));
       // stop() ran meanwhile: it closed the ports listened on so far; this one, the links and the
       // ticker would be left open for good.
       if (this.stopped) {
