@@ -327,7 +327,6 @@ export function bearerCheck(token: string | undefined): (header: string) => bool
   return (header) => crypto.timingSafeEqual(want, crypto.createHash('sha256').update(header).digest());
 }
 
-/** A partition request's body: a JSON list of distinct other members' ids; a string says what is wrong. */
 /** The body of POST /fault/disk, {"delayMs": N}: N, or what is wrong with it. */
 export function parseDiskDelay(text: string): number | string {
   let v: unknown;
@@ -343,6 +342,7 @@ export function parseDiskDelay(text: string): number | string {
   return ms as number;
 }
 
+/** A partition request's body: a JSON list of distinct other members' ids; a string says what is wrong. */
 export function parsePartition(text: string, isPeer: (id: number) => boolean): number[] | string {
   let v: unknown;
   try {

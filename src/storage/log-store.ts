@@ -163,6 +163,8 @@ export class LogClosingError extends StorageError {
  * map when a write needs more. What bounds the log is the snapshots (the log is trimmed below each).
  */
 const mapBytes = 64 * 1024 * 1024 * 1024;
+/** The longest wait slowDisk() may set: a test's slow disk, not a stopped one. */
+export const diskDelayMsMax = 10_000;
 /**
  * Records below the snapshot that a transaction deletes, oldest first (see trimSync): this many,
  * plus trimPerRecord per record it writes, so that a small transaction carries a small share. A
@@ -170,8 +172,6 @@ const mapBytes = 64 * 1024 * 1024 * 1024;
  * record): 256 in every transaction put 0.7 ms on each of some 40 one-record writes per snapshot
  * at one client; at 256 clients (117 records per transaction) this is 266, as before.
  */
-/** The longest wait slowDisk() may set: a test's slow disk, not a stopped one. */
-export const diskDelayMsMax = 10_000;
 const trimPerTransaction = 32;
 const trimPerRecord = 2;
 const crcBytes = 4;
