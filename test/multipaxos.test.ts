@@ -96,7 +96,7 @@ test('a Commit marks a slot chosen only where the learner accepted it at the Com
   assert.equal(rd.chosenPrefix, 2);
 });
 
-test('a chosen slot keeps its value: a delayed Accept of another value from an older leader is refused; the chosen value is still accepted', () => {
+test('a chosen slot keeps its value and its ballot: a delayed Accept of another value from an older leader is refused; one of the chosen value is answered without lowering the record', () => {
   // Node 2 heard leader 1 at b1 (its promise), missed slot 1, and fetched it as chosen (y, chosen
   // at b2 by others): fetching raises no promise. Leader 1's Accept of x for slot 1, delayed past
   // all that, is at a ballot node 2 has not promised against.
@@ -116,11 +116,19 @@ test('a chosen slot keeps its value: a delayed Accept of another value from an o
   const acks = ofType(sent(rd), MsgType.Accepted);
   assert.deepEqual(acks.map((m) => m.type === MsgType.Accepted && [m.firstSlot, m.count]), [[2, 1]]);
 
-  // A learner asking node 2 gets y, the chosen value.
+  // The same leader's Accept of y itself (it proposed y first; a later leader chose it): answered,
+  // but the record stays at b2. Lowered to b1, it would tell a learner holding its own accept of
+  // another value at a ballot between b1 and b2 to keep that value as chosen.
+  n.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b1, chosenPrefix: 1, entries: [{ slot: 1, ballot: b1, value: value('y') }] });
+  rd = cycle(n);
+  assert.deepEqual(rd.records, []);
+  assert.deepEqual(ofType(sent(rd), MsgType.Accepted).map((m) => m.type === MsgType.Accepted && [m.ballot, m.firstSlot, m.count]), [[b1, 1, 1]]);
+
+  // A learner asking node 2 gets y, the chosen value, at the ballot it was chosen at.
   n.step({ type: MsgType.LearnRequest, from: 3, to: 2, firstSlot: 1, count: 1 });
   rd = cycle(n);
   const reply = ofType(rd.messages, MsgType.LearnReply);
-  assert.deepEqual(reply.map((m) => m.type === MsgType.LearnReply && m.entries.map((e) => [e.slot, e.value])), [[[1, value('y')]]]);
+  assert.deepEqual(reply.map((m) => m.type === MsgType.LearnReply && m.entries.map((e) => [e.slot, e.ballot, e.value])), [[[1, b2, value('y')]]]);
 
   // A later leader re-proposing the chosen value (its recovery) is answered as before.
   const b3 = ballot(3, 3);

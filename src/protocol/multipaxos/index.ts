@@ -815,8 +815,13 @@ export class MultiPaxos implements Protocol {
       // chosen at propose another; another value comes from an older leader's Accept, delayed past
       // the election (a value learned by fetching raised no promise, so its ballot may pass here):
       // refused silently, as that proposal can never be chosen.
-      if (this.isChosen(e.slot) && !this.isChosenValue(e.slot, e.value)) continue;
-      this.acceptLocal(e.slot, m.ballot, e.value);
+      if (this.isChosen(e.slot)) {
+        if (!this.isChosenValue(e.slot, e.value)) continue;
+        // The chosen value is answered, but its record never goes to a lower ballot: a learner
+        // whose own accept is above the ballot a LearnReply names keeps its own value (learnValue),
+        // which is safe only while a chosen slot's record is at or above the ballot it was chosen at.
+        if (this.accepted.get(e.slot)!.ballot < m.ballot) this.acceptLocal(e.slot, m.ballot, e.value);
+      } else this.acceptLocal(e.slot, m.ballot, e.value);
       if (runCount > 0 && e.slot === runFirst + runCount) runCount++;
       else {
         if (runCount > 0) this.replyAccepted(m, runFirst, runCount);
