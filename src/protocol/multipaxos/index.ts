@@ -820,7 +820,7 @@ export class MultiPaxos implements Protocol {
         // The chosen value is answered, but its record never goes to a lower ballot: a learner
         // whose own accept is above the ballot a LearnReply names keeps its own value (learnValue),
         // which is safe only while a chosen slot's record is at or above the ballot it was chosen at.
-        if (this.accepted.get(e.slot)!.ballot < m.ballot) this.acceptLocal(e.slot, m.ballot, e.value);
+        if ((this.accepted.get(e.slot)?.ballot ?? 0) < m.ballot) this.acceptLocal(e.slot, m.ballot, e.value);
       } else this.acceptLocal(e.slot, m.ballot, e.value);
       if (runCount > 0 && e.slot === runFirst + runCount) runCount++;
       else {
