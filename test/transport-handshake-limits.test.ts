@@ -1,14 +1,17 @@
 // Inbound peer links that never prove the cluster secret: each one is closed after a deadline,
 // and only a bounded number may wait in the handshake at once (before its proof, one link can make
 // uWS buffer up to a whole frame's bound of one message); a newer dial takes the oldest one's slot,
-// so strangers cannot keep the members out. In-process, ports 18100-18109.
+// so strangers cannot keep the members out. A message is at most peerMessageBytesMax (a frame
+// longer than that goes as several), so that is all one such link can park. In-process, ports
+// 18100-18109.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { pino } from 'pino';
 import { loadKernels } from '../src/kernels/index.js';
-import { PeerTransport, type PeerTransportOptions } from '../src/transport/peers.js';
+import { PeerTransport, peerMessageBytesMax, type PeerTransportOptions } from '../src/transport/peers.js';
+import { MsgType, type Message } from '../src/protocol/messages.js';
 import { loadNativeUws } from '../src/transport/uws.js';
 import { newProof, readChallenge } from '../src/transport/handshake.js';
 
@@ -90,6 +93,39 @@ test('only a bounded number of unauthenticated peer links are held at once, the 
     good.ws.terminate();
   } finally {
     for (const ws of held) ws.terminate();
+    stop();
+  }
+});
+
+test('a message before the proof holds at most peerMessageBytesMax; a member\'s frame longer than that crosses in several', { timeout: 30_000 }, async () => {
+  const got: Message[] = [];
+  const { stop } = await listener(18106, { handshakeTimeoutMs: 60_000, onMessage: (m: Message) => got.push(m) });
+  const peers = new Map([[1, { host: '127.0.0.1', port: 18106 }], [2, { host: '127.0.0.1', port: 18107 }], [3, { host: '127.0.0.1', port: 18108 }]]);
+  const member = new PeerTransport({ id: 2, peers, secret: 'limits', kernels: loadKernels('js'), logger: pino({ level: 'silent' }), onMessage: () => {} } as PeerTransportOptions);
+  try {
+    // A stranger's message one byte over the bound: uWS closes the link rather than buffer it.
+    const stranger = await dial(18106);
+    assert.ok(stranger !== null);
+    stranger.ws.send(Buffer.alloc(peerMessageBytesMax + 1));
+    // uWS drops it unread (1006 here); a message within the bound would have been read as a
+    // proof and refused with 4001.
+    const code = await within(stranger.closed, 3000);
+    assert.ok(code !== 'timeout' && code !== 4001, `closed by uWS for its size, not read: ${code}`);
+
+    // A member's Accept of 3 MiB (three times the bound) arrives whole.
+    member.start();
+    for (let i = 0; i < 200 && !member.connected.includes(1); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(member.connected.includes(1), 'the member\'s link is up');
+    const value = Uint8Array.from({ length: 3 * peerMessageBytesMax }, (_, i) => (i * 31) & 0xff);
+    member.send({ type: MsgType.Accept, from: 2, to: 1, ballot: 5, chosenPrefix: 1, entries: [{ slot: 1, ballot: 5, value }] });
+    member.flush();
+    for (let i = 0; i < 200 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(got.length, 1, 'the Accept arrived');
+    const m = got[0];
+    assert.ok(m.type === MsgType.Accept && m.entries.length === 1);
+    assert.ok(Buffer.from(m.entries[0].value).equals(Buffer.from(value)), 'byte for byte');
+  } finally {
+    member.close();
     stop();
   }
 });

@@ -111,6 +111,14 @@ const linkBufferBytesDefault = 64 * 1024 * 1024;
 /** A link up this long counts as healthy: its next drop redials quickly again. */
 const linkUpStableMs = 2000;
 const frameBytesDefault = 64 * 1024 * 1024;
+/**
+ * The most one WebSocket message on a peer link holds. Frames are a byte stream here: a sender
+ * splits what it sends into messages of at most this, and the receiver's frame reader joins them.
+ * Before its proof a link can make uWS buffer one whole message, so this, not frameBytesMax,
+ * bounds what a stranger can park in memory: pendingHandshakesMax of these (8 MiB for 3 members),
+ * where whole frames in one message made it 8 x 64 MiB.
+ */
+export const peerMessageBytesMax = 1024 * 1024;
 /** A dialer answers the challenge in one round trip; one that does not within this is closed. */
 const handshakeTimeoutMsDefault = 5000;
 /**
@@ -149,7 +157,7 @@ export class PeerTransport {
     this.delayMsMin = opts.reconnectDelayMsMin ?? 50;
     this.delayMsMax = opts.reconnectDelayMsMax ?? 1000;
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? handshakeTimeoutMsDefault;
-    // Before its proof, a link may make uWS buffer up to frameBytesMax of one message: bound how
+    // Before its proof, a link may make uWS buffer one message (peerMessageBytesMax): bound how
     // many such links there are, with room for every member to redial at once.
     this.pendingHandshakesMax = opts.pendingHandshakesMax ?? Math.max(8, 2 * opts.peers.size);
     this.keepaliveMs = opts.keepaliveMs ?? keepaliveMsDefault;
@@ -175,7 +183,7 @@ export class PeerTransport {
   attach(app: Uws.TemplatedApp, uws: UwsModule): void {
     app.ws<Inbound>('/peer', {
       compression: uws.DISABLED,
-      maxPayloadLength: this.frameBytesMax,
+      maxPayloadLength: peerMessageBytesMax,
       maxBackpressure: 1024 * 1024,
       // A dialer sends only when it has something to say: uWS pings a link idle this long, and
       // closes it when the next such wait passes with nothing heard, not even the pong.
@@ -304,8 +312,8 @@ export class PeerTransport {
         continue;
       }
       const ws = o.ws;
-      if (this.opts.faults === undefined) ws.send(data, { binary: true });
-      else if (!this.opts.faults.deliver(data.byteLength, () => ws.readyState === WebSocket.OPEN && ws.send(data, { binary: true }))) {
+      if (this.opts.faults === undefined) sendInMessages(ws, data);
+      else if (!this.opts.faults.deliver(data.byteLength, () => ws.readyState === WebSocket.OPEN && sendInMessages(ws, data))) {
         this.stats.framesDropped += count;
         continue;
       }
@@ -464,5 +472,12 @@ export class PeerTransport {
     const delay = o.delayMs * (0.5 + Math.random() / 2);
     o.delayMs = Math.min(o.delayMs * 2, this.delayMsMax);
     o.timer = setTimeout(() => this.dial(o), delay);
+  }
+}
+
+/** Send bytes of the frame stream as messages of at most peerMessageBytesMax (the receiver joins them). */
+function sendInMessages(ws: WebSocket, data: Buffer): void {
+  for (let at = 0; at < data.byteLength; at += peerMessageBytesMax) {
+    ws.send(data.subarray(at, Math.min(at + peerMessageBytesMax, data.byteLength)), { binary: true });
   }
 }
