@@ -59,7 +59,7 @@ for (const [protocol, basePort] of [['multipaxos', 17200], ['raft', 17700]] as c
     assert.equal(new Set(prefixes).size, 3, `snapshot prefixes ${prefixes}`);
   });
 
-  test('kill -9 of the leader under load loses no acknowledged write, and a new leader serves within two election timeouts', async (t) => {
+  test('kill -9 of the leader under load loses no acknowledged write, and a new leader serves within two election timeouts (Raft: three, for one split vote)', async (t) => {
     const oldLeader = await c.leader();
     const survivors = [1, 2, 3].filter((id) => id !== oldLeader);
     let stop = false;
@@ -121,8 +121,13 @@ for (const [protocol, basePort] of [['multipaxos', 17200], ['raft', 17700]] as c
 
     t.diagnostic(`writes before the kill ${okBefore}; served again ${servedAfterKillMs} ms after it; outcomes ${JSON.stringify(outcomes)}; acked ${acked.size}`);
     assert.ok(okBefore > 20, `the load made ${okBefore} writes before the kill`);
-    assert.ok(servedAfterKillMs <= 2 * electionTimeoutMs,
-      `the cluster served a write ${servedAfterKillMs} ms after the kill; two election timeouts are ${2 * electionTimeoutMs} ms`);
+    // Two election timeouts; Raft gets one more: two followers that time out within a message's
+    // delay of each other each vote for themselves, the term fails, and another timeout follows
+    // (Raft gives one vote per term; two Paxos candidates carry different ballots and the higher
+    // wins in that round). A CI run at abf5967 saw Raft serve again 943 ms after the kill.
+    const boundMs = (protocol === 'raft' ? 3 : 2) * electionTimeoutMs;
+    assert.ok(servedAfterKillMs <= boundMs,
+      `the cluster served a write ${servedAfterKillMs} ms after the kill; the bound is ${boundMs} ms (${boundMs / electionTimeoutMs} election timeouts)`);
     const newLeader = await c.leader();
     assert.notEqual(newLeader, oldLeader);
     for (const [key, value] of acked) {
