@@ -13,15 +13,15 @@ const tickMs = 20;
 /** Each transaction of a slow disk waits this long: many times a real sync, and a write waits for several. */
 const diskDelayMs = 150;
 
-/** Writers PUT unique keys to `target()` until `stop()`; every 200 is recorded in `acked`. */
-async function writeWhile(c: ProcCluster, target: () => number, prefix: string, acked: Map<string, string>, stop: () => boolean, counts: Map<number, number>): Promise<void> {
+/** Writers PUT unique keys to node `target` until `stop()`; every 200 is recorded in `acked`. */
+async function writeWhile(c: ProcCluster, target: number, prefix: string, acked: Map<string, string>, stop: () => boolean, counts: Map<number, number>): Promise<void> {
   const writer = async (w: number): Promise<void> => {
     for (let i = 0; !stop(); i++) {
       const key = `${prefix}-${w}-${i}`;
       const value = `v-${key}`;
       let status = 0;
       try {
-        status = (await c.http(target(), 'PUT', `/kv/${key}`, value, 5_000)).status;
+        status = (await c.http(target, 'PUT', `/kv/${key}`, value, 5_000)).status;
       } catch {
         // A node killed under the request: its outcome is unknown, as a 504 says.
       }
@@ -68,7 +68,7 @@ for (const [protocol, basePort] of [['multipaxos', 28200], ['raft', 28300]] as c
     // A follower's disk slows down, and it is killed while transactions wait at it.
     assert.equal((await slow(follower, diskDelayMs)).status, 200);
     let stop = false;
-    const writing = writeWhile(c, () => leader, 'f', acked, () => stop, counts);
+    const writing = writeWhile(c, leader, 'f', acked, () => stop, counts);
     await sleep(1_000);
     await c.kill(follower);
     await sleep(500);
@@ -81,7 +81,7 @@ for (const [protocol, basePort] of [['multipaxos', 28200], ['raft', 28300]] as c
     // The leader's disk slows down: the two others still make a quorum, so writes are answered.
     assert.equal((await slow(leader, diskDelayMs)).status, 200);
     stop = false;
-    const writingAtLeader = writeWhile(c, () => leader, 'l', acked, () => stop, counts);
+    const writingAtLeader = writeWhile(c, leader, 'l', acked, () => stop, counts);
     await sleep(1_500);
     const beforeKill = acked.size;
     await c.kill(leader);
@@ -109,7 +109,7 @@ for (const [protocol, basePort] of [['multipaxos', 28200], ['raft', 28300]] as c
     const leader = await c.leader();
     await Promise.all([1, 2, 3].map((id) => slow(id, diskDelayMs)));
     let stop = false;
-    const writing = writeWhile(c, () => leader, 'q', acked, () => stop, counts);
+    const writing = writeWhile(c, leader, 'q', acked, () => stop, counts);
     await sleep(1_500);
     await Promise.all([1, 2, 3].map((id) => c.kill(id)));
     stop = true;

@@ -272,33 +272,16 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, o: ApiOptions
   });
 
   // Tests only (serve --fault-control): the body is a JSON list of peer ids to cut this node off
-  // from, both directions; [] heals. Without the flag the route does not exist.
-  app.post('/fault/partition', (res, req) => {
-    if (!node.faultControl) {
-      res.onAborted(() => {});
-      return send(res, error(404, 'no route POST /fault/partition (it exists only with serve --fault-control, for tests)'), true);
-    }
-    withBody(res, req, '', (body, done) => {
-      const peers = parsePartition(Buffer.from(body).toString('utf8'), (id) => node.isPeer(id));
-      if (typeof peers === 'string') return done(error(400, peers));
-      node.partition(peers);
-      done({ status: 200, body: JSON.stringify({ partitioned: node.partitioned }), contentType: 'application/json' });
-    });
+  // from, both directions; [] heals.
+  faultRoute(app, node, '/fault/partition', 'a list of peer ids such as [2, 3]', (v) => checkPartition(v, (id) => node.isPeer(id)), (peers) => {
+    node.partition(peers);
+    return { partitioned: node.partitioned };
   });
-
   // Tests only (serve --fault-control): the body is {"delayMs": N}, the slow disk's delay per log
-  // transaction; 0 heals. Without the flag the route does not exist.
-  app.post('/fault/disk', (res, req) => {
-    if (!node.faultControl) {
-      res.onAborted(() => {});
-      return send(res, error(404, 'no route POST /fault/disk (it exists only with serve --fault-control, for tests)'), true);
-    }
-    withBody(res, req, '', (body, done) => {
-      const ms = parseDiskDelay(Buffer.from(body).toString('utf8'));
-      if (typeof ms === 'string') return done(error(400, ms));
-      node.slowDisk(ms);
-      done({ status: 200, body: JSON.stringify({ diskDelayMs: ms }), contentType: 'application/json' });
-    });
+  // transaction; 0 heals.
+  faultRoute(app, node, '/fault/disk', '{"delayMs": N}', checkDiskDelay, (ms) => {
+    node.slowDisk(ms);
+    return { diskDelayMs: ms };
   });
 
   app.any('/kv/*', (res, req) => {
@@ -327,14 +310,34 @@ export function bearerCheck(token: string | undefined): (header: string) => bool
   return (header) => crypto.timingSafeEqual(want, crypto.createHash('sha256').update(header).digest());
 }
 
+/**
+ * A test-only fault control (serve --fault-control) at POST `path`, its body JSON: `check` gives the
+ * fault asked for or what is wrong with it (400), `apply` sets it and gives the answer's JSON.
+ * Without the flag the route does not exist (404).
+ */
+function faultRoute<T>(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, path: string, expected: string,
+  check: (v: unknown) => T | string, apply: (fault: T) => unknown): void {
+  app.post(path, (res, req) => {
+    if (!node.faultControl) {
+      res.onAborted(() => {});
+      return send(res, error(404, `no route POST ${path} (it exists only with serve --fault-control, for tests)`), true);
+    }
+    withBody(res, req, '', (body, done) => {
+      let v: unknown;
+      try {
+        v = JSON.parse(Buffer.from(body).toString('utf8'));
+      } catch {
+        return done(error(400, `the body is not JSON: expected ${expected}`));
+      }
+      const fault = check(v);
+      if (typeof fault === 'string') return done(error(400, fault));
+      done({ status: 200, body: JSON.stringify(apply(fault)), contentType: 'application/json' });
+    });
+  });
+}
+
 /** The body of POST /fault/disk, {"delayMs": N}: N, or what is wrong with it. */
-export function parseDiskDelay(text: string): number | string {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return 'the body is not JSON: expected {"delayMs": N}';
-  }
+function checkDiskDelay(v: unknown): number | string {
   const ms = (v as { delayMs?: unknown } | null)?.delayMs;
   if (typeof v !== 'object' || v === null || Array.isArray(v) || !Number.isSafeInteger(ms) || (ms as number) < 0 || (ms as number) > diskDelayMsMax) {
     return `expected {"delayMs": N} with N a whole number of ms from 0 to ${diskDelayMsMax}`;
@@ -342,14 +345,8 @@ export function parseDiskDelay(text: string): number | string {
   return ms as number;
 }
 
-/** A partition request's body: a JSON list of distinct other members' ids; a string says what is wrong. */
-export function parsePartition(text: string, isPeer: (id: number) => boolean): number[] | string {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return 'the body is not JSON: expected a list of peer ids such as [2, 3]';
-  }
+/** A partition request's body: a list of distinct other members' ids; a string says what is wrong. */
+function checkPartition(v: unknown, isPeer: (id: number) => boolean): number[] | string {
   if (!Array.isArray(v) || v.length > partitionPeersMax) return `expected a JSON list of at most ${partitionPeersMax} peer ids`;
   for (const id of v) {
     if (!Number.isSafeInteger(id) || !isPeer(id as number)) return `${JSON.stringify(id)} is not the id of another member`;

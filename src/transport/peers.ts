@@ -194,7 +194,7 @@ export class PeerTransport {
         // redials every few seconds, without the secret, hold every slot and shut the members out;
         // a member proves itself within a round trip of its dial, so to keep it out now a stranger
         // must dial pendingHandshakesMax times within that round trip.
-        if (this.pending.size >= this.pendingHandshakesMax) this.dropUnproven(this.pending.values().next().value!);
+        if (this.pending.size >= this.pendingHandshakesMax) this.closeUnproven(this.pending.values().next().value!, 'handshake slot taken by a newer dial');
         const nonce = newNonce();
         const data: Inbound = { nonce, peerId: 0, reader: this.opts.kernels.newFrameReader(this.frameBytesMax), closed: false, deadline: null };
         res.upgrade(data, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'),
@@ -207,11 +207,8 @@ export class PeerTransport {
         data.deadline = setTimeout(() => {
           data.deadline = null;
           if (data.closed || data.peerId !== 0) return;
-          this.stats.authFailures++;
           this.opts.logger.warn({ ms: this.handshakeTimeoutMs }, 'peer refused at handshake: no proof in time');
-          data.closed = true;
-          this.pending.delete(ws);
-          ws.end(4001, 'handshake timeout');
+          this.closeUnproven(ws, 'handshake timeout');
         }, this.handshakeTimeoutMs);
         ws.send(encodeChallenge(this.opts.id, data.nonce), true);
       },
@@ -227,17 +224,16 @@ export class PeerTransport {
     });
   }
 
-  /** Close an inbound link that has not proven the secret, to make room for a newer one. */
-  private dropUnproven(ws: Uws.WebSocket<Inbound>): void {
+  /** Close an inbound link that has not proven the secret (refused, too slow, or its slot taken), counted as a failed handshake. */
+  private closeUnproven(ws: Uws.WebSocket<Inbound>, reason: string): void {
     const data = ws.getUserData();
-    assert.ok(data.peerId === 0 && !data.closed, 'only an open, unproven link is dropped');
+    assert.ok(data.peerId === 0 && !data.closed, 'only an open, unproven link is closed as unproven');
     this.stats.authFailures++;
     data.closed = true;
     if (data.deadline !== null) clearTimeout(data.deadline);
     data.deadline = null;
     this.pending.delete(ws);
-    this.inbound.delete(ws);
-    ws.end(4001, 'handshake slot taken by a newer dial');
+    ws.end(4001, reason);
   }
 
   /** Dial every peer (and keep redialing until close()). */
@@ -332,12 +328,9 @@ export class PeerTransport {
       const proof = checkProof(this.opts.secret, data.nonce, this.opts.id, bytes);
       const known = 'dialerId' in proof && this.opts.peers.has(proof.dialerId) && proof.dialerId !== this.opts.id;
       if (!known) {
-        this.stats.authFailures++;
         const reason = 'error' in proof ? proof.error : `node ${proof.dialerId} is not a member`;
         this.opts.logger.warn({ reason }, 'peer refused at handshake');
-        data.closed = true;
-        this.pending.delete(ws);
-        ws.end(4001, 'handshake refused');
+        this.closeUnproven(ws, 'handshake refused');
         return;
       }
       data.peerId = proof.dialerId;
