@@ -119,7 +119,9 @@ test('a snapshot of its own saved after a peer\'s newer one was installed does n
     n: 0, apply() { return ++this.n; }, snapshot() { return new Uint8Array([this.n]); }, restore(b: Uint8Array) { this.n = b[0]; },
   } as StateMachine<number> & { n: number });
   const nodes = await Promise.all([1, 2, 3].map((id) => createNode({
-    id, peers, dataDir: path.join(dir, String(id)), stateMachine: counter(), secret: 's', tickMs: 10, newCluster: true,
+    // tickMs 50 (election timeouts of 0.5 to 1 s): the three share one event loop, and with 10 a
+    // fresh-clone CI run saw a write fail as unknown, its leader deposed while the loop was held up.
+    id, peers, dataDir: path.join(dir, String(id)), stateMachine: counter(), secret: 's', tickMs: 50, newCluster: true,
     faultControl: true, snapshotSlots: 0, snapshotBytes: 0, logger: pino({ level: 'silent' }),
   })));
   const [, , third] = nodes;
