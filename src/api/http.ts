@@ -267,7 +267,7 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, o: ApiOptions
     node.snapshot().then((prefix) => {
       if (!aborted.value) send(res, { status: 200, body: JSON.stringify({ snapshotPrefix: prefix }), contentType: 'application/json' });
     }, (e: Error) => {
-      if (!aborted.value) send(res, error(503, `snapshot not taken: ${e.message}`));
+      if (!aborted.value) send(res, error(503, `snapshot not taken: ${e.message}`, 1));
     });
   });
 
