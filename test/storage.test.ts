@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { open } from 'lmdb';
 import { loadKernels } from '../src/kernels/index.js';
-import { LogStore, StorageError } from '../src/storage/log-store.js';
+import { LogDamagedError, LogStore, StorageError, type LogIdentity } from '../src/storage/log-store.js';
 import { makeDirs } from '../src/storage/dirs.js';
 import { failCommits, flipStoredBits } from './lmdb-faults.js';
 import type { Snapshot } from '../src/protocol/types.js';
@@ -121,6 +121,39 @@ test('a record that fails its CRC is reported at load and never served', async (
   assert.equal(Buffer.from(s.get(1)!.value).toString(), 'a value that will be damaged');
   assert.ok(s.corruptCount >= 2);
   await s.close();
+});
+
+test('a log keeps the identity it was made with: another node id, member set or protocol is refused, the lock released; the members\' order and a log from before identities are not', async () => {
+  const dir = tmp();
+  const me: LogIdentity = { id: 1, protocol: 'multipaxos', members: [1, 2, 3] };
+  let s = LogStore.open({ dir, fsync: true, kernels, identity: me });
+  await s.persist({ ...none, hardState: { ballot: 7, vote: 0 } });
+  await s.close();
+  const refused = (other: LogIdentity, says: RegExp): void => {
+    assert.throws(() => LogStore.open({ dir, fsync: true, kernels, identity: other }), (e: Error) =>
+      e instanceof StorageError && !(e instanceof LogDamagedError) &&
+      e.message.includes('belongs to node 1 of members 1,2,3 running multipaxos') && says.test(e.message));
+  };
+  refused({ ...me, id: 2 }, /this start is node 2 of members 1,2,3 running multipaxos/);
+  refused({ ...me, members: [1] }, /this start is node 1 of members 1 running multipaxos/);
+  refused({ ...me, members: [1, 2, 3, 4, 5] }, /members 1,2,3,4,5/);
+  refused({ ...me, protocol: 'raft' }, /running raft/);
+  // Each refusal let the directory go, and the log is as it was.
+  s = LogStore.open({ dir, fsync: true, kernels, identity: { ...me, members: [3, 1, 2] } });
+  assert.equal(s.load().restored.hardState.ballot, 7);
+  await s.close();
+  // A log made without one (as before identities) takes the first one it is opened with, then keeps it.
+  const old = tmp();
+  s = LogStore.open({ dir: old, fsync: true, kernels });
+  await s.close();
+  s = LogStore.open({ dir: old, fsync: true, kernels, identity: { id: 2, protocol: 'raft', members: [1, 2, 3] } });
+  await s.close();
+  assert.throws(() => LogStore.open({ dir: old, fsync: true, kernels, identity: { id: 1, protocol: 'raft', members: [1, 2, 3] } }),
+    /belongs to node 2 of members 1,2,3 running raft/);
+  // A damaged identity record is damage (set aside with --rejoin-without-voting), not a mismatch.
+  await flipStoredByte(dir, 'meta', 'identity', 9);
+  assert.throws(() => LogStore.open({ dir, fsync: true, kernels, identity: me }),
+    (e: Error) => e instanceof LogDamagedError && /identity record is damaged \(CRC32C mismatch\)/.test(e.message));
 });
 
 test('a corrupt hard state refuses to start with a clear error', async () => {

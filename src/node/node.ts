@@ -33,7 +33,7 @@ import {
 } from '../protocol/types.js';
 import { protocolFactory } from '../sim/protocols.js';
 import { Prng } from '../sim/prng.js';
-import { LogDamagedError, LogStore, missingListMax, StorageError, syncDirSync } from '../storage/log-store.js';
+import { LogDamagedError, LogStore, missingListMax, StorageError, syncDirSync, type LogIdentity } from '../storage/log-store.js';
 import { PeerTransport, type PeerAddress } from '../transport/peers.js';
 import { faultsNone, LinkFaults, type FaultOptions } from '../transport/faults.js';
 import { checkTlsFiles, createApp, loadNativeUws, type TlsFiles, type UwsModule } from '../transport/uws.js';
@@ -391,6 +391,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     const kernels = loadKernels(opts.kernels ?? 'wasm');
     const fsync = opts.fsync ?? true;
     const preallocateBytes = opts.preallocateBytes;
+    const identity: LogIdentity = { id: opts.id, protocol: opts.protocol ?? 'multipaxos', members: [...opts.peers.keys()] };
     const recover = (store: LogStore): PaxlogNode<R> => {
       try {
         return PaxlogNode.recover(opts, store, kernels, uws);
@@ -405,11 +406,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       const aside = setAside(opts.dataDir, fsync);
       opts.logger.error({ reason: damage.message, setAside: aside }, 'THE LOG IS DAMAGED: set aside; starting from an empty log ' +
         'and rejoining without voting until caught up from the peers (--rejoin-without-voting)');
-      return recover(LogStore.open({ dir: opts.dataDir, fsync, kernels, preallocateBytes })); // never newCluster: it lost state
+      return recover(LogStore.open({ dir: opts.dataDir, fsync, kernels, preallocateBytes, identity })); // never newCluster: it lost state
     };
     let store: LogStore;
     try {
-      store = LogStore.open({ dir: opts.dataDir, fsync, kernels, newCluster: opts.newCluster, preallocateBytes });
+      store = LogStore.open({ dir: opts.dataDir, fsync, kernels, newCluster: opts.newCluster, preallocateBytes, identity });
     } catch (err) {
       // An LMDB file refused as damaged is damage like what recovery refuses; a directory in use,
       // or a disk that will not open the log, is not.

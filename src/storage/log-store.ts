@@ -15,6 +15,11 @@
 //                                             `bytes` long with CRC32C `crc`. (A log written
 //                                             before snapshot files holds prefix f64, ballot f64,
 //                                             then the state itself; it is still read.)
+//   identity  version f64 (1), id f64,        whose log this is: the node id, the protocol
+//             protocol f64, member ids f64... (1 Multi-Paxos, 2 Raft) and the sorted ids of the
+//                                             members, written with a new log (or at the first
+//                                             open of a log from before it) and checked at
+//                                             every open (LogStoreOptions.identity)
 //   rejoin    createdMs f64                   present while the node rejoins without voting: it
 //                                             may have lost state (a new log: maybe a wiped one;
 //                                             or a damaged log set aside), so its core must catch
@@ -78,7 +83,7 @@ import { makeDirs } from './dirs.js';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { Kernels } from '../kernels/types.js';
 import { isDecodeError } from '../kernels/types.js';
-import type { HardState, LogRecord, Ready, Restored, Snapshot } from '../protocol/types.js';
+import type { HardState, LogRecord, ProtocolName, Ready, Restored, Snapshot } from '../protocol/types.js';
 
 /** The parts of a Ready that storage writes. */
 export type PersistBatch = Pick<Ready, 'snapshot' | 'hardState' | 'truncateFrom' | 'records' | 'chosenPrefix'> & Partial<Pick<Ready, 'rejoined'>>;
@@ -102,7 +107,31 @@ export interface LogStoreOptions {
    * LMDB fills the zeros as it would grow the file (compactDir shrinks it to its live pages).
    */
   preallocateBytes?: number;
+  /**
+   * Whose log this is. An acceptor's promises and accepts are only safe under the identity they
+   * were made under: the same directory started as another node id, in another member set (a
+   * member list of itself alone makes a second cluster) or under the other protocol (which reads
+   * the hard state as something else) breaks agreement. A new log records it; an open of a log
+   * with another one is refused (StorageError). Addresses are not part of it: a member may move.
+   * Absent (tools, tests of the store alone): nothing is written or checked.
+   */
+  identity?: LogIdentity;
 }
+
+/** See LogStoreOptions.identity. */
+export interface LogIdentity {
+  /** This node's id. Invariant: one of members. */
+  id: number;
+  protocol: ProtocolName;
+  /** Every member's id. */
+  members: number[];
+}
+
+/** The identity meta value's format version, and each protocol's code in it. */
+const identityVersion = 1;
+const protocolCodes: Record<ProtocolName, number> = { multipaxos: 1, raft: 2 };
+
+const describeIdentity = (x: LogIdentity): string => `node ${x.id} of members ${x.members.join(',')} running ${x.protocol}`;
 
 /** A record that failed its CRC or could not be decoded: reported, never served. */
 export interface CorruptRecord {
@@ -423,6 +452,7 @@ export class LogStore {
     if (!this.existed) {
       this.root.transactionSync(() => {
         this.putMetaSync('hard', [0, 0]);
+        if (opts.identity !== undefined) this.putMetaSync('identity', identityNumbers(opts.identity));
         if (opts.newCluster !== true) this.putMetaSync('rejoin', [Date.now()]);
       });
     }
@@ -439,6 +469,14 @@ export class LogStore {
     try {
       const store = new LogStore(opts);
       store.lockFile = lockFile;
+      if (opts.identity !== undefined) {
+        try {
+          store.checkIdentity(opts.identity);
+        } catch (err) {
+          store.closeSync();
+          throw err;
+        }
+      }
       // A new log, and one shorter than that (`paxlog compact` writes a file only as long as its
       // data): LMDB takes the pages past its last one as free, and syncs then need not grow the file.
       if ((opts.preallocateBytes ?? 0) > fs.statSync(logFile(opts.dir)).size) {
@@ -964,6 +1002,31 @@ export class LogStore {
     return r;
   }
 
+  /**
+   * Refuse a log recorded under another identity (LogStoreOptions.identity); a log from before
+   * identities were recorded takes this one.
+   */
+  private checkIdentity(want: LogIdentity): void {
+    const got = this.readMeta('identity', -1);
+    if (isFailure(got)) throw new LogDamagedError(`the log's identity record is damaged (${got.reason})`);
+    if (got === null) {
+      this.root!.transactionSync(() => this.putMetaSync('identity', identityNumbers(want)));
+      return;
+    }
+    const n = got.byteLength / 8;
+    const numbers = Array.from({ length: n }, (_, i) => got.getFloat64(i * 8, true));
+    const protocol = (Object.keys(protocolCodes) as ProtocolName[]).find((p) => protocolCodes[p] === numbers[2]);
+    if (numbers[0] !== identityVersion || n < 4 || protocol === undefined) {
+      throw new LogDamagedError(`the log's identity record is not one this version reads (${numbers.slice(0, 4).join(', ')})`);
+    }
+    const was: LogIdentity = { id: numbers[1], protocol, members: numbers.slice(3) };
+    if (identityNumbers(was).join() !== identityNumbers(want).join()) {
+      throw new StorageError(`this log belongs to ${describeIdentity(was)}, and this start is ${describeIdentity(want)}: ` +
+        'a data directory keeps the identity it was made with (its promises and accepts count for that node only); ' +
+        'start it with that --id, those member ids in --peers and that --protocol, or give this node a new directory');
+    }
+  }
+
   private putMetaSync(key: string, numbers: number[]): void {
     // The numbers as f64, then their CRC32C (see the top of the file).
     const payloadBytes = numbers.length * 8;
@@ -984,6 +1047,11 @@ export class LogStore {
     if ((this.kernels.crc32c(payload) >>> 0) !== crc) return { key, reason: 'CRC32C mismatch' };
     return new DataView(payload.buffer.slice(payload.byteOffset, payload.byteOffset + len) as ArrayBuffer);
   }
+}
+
+/** The identity meta value's numbers (see the top of the file): members sorted, so their order in --peers does not matter. */
+function identityNumbers(x: LogIdentity): number[] {
+  return [identityVersion, x.id, protocolCodes[x.protocol], ...[...x.members].sort((a, b) => a - b)];
 }
 
 /** Sync a directory, so that a file made or renamed in it survives a crash. */
