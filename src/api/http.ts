@@ -420,18 +420,24 @@ function send(res: HttpResponse, a: Answer, closeConnection = false): void {
     if (a.contentType !== undefined) res.writeHeader('content-type', a.contentType);
     if (a.retryAfter !== undefined) res.writeHeader('retry-after', String(a.retryAfter));
     const body = a.body ?? '';
-    if (typeof body === 'string' || body.byteLength <= streamedBodyBytes) return void res.end(body, closeConnection);
-    // A large value goes out as the client reads it (the caller's onAborted guards `res`): with
-    // end(), uWS buffered every answer of a client that sends pipelined GETs and never reads.
-    // While it is pending, uWS closes the connection on the next pipelined request.
+    // A refusal that closes the connection ends it at once: nothing else is read from it.
+    if (closeConnection) return void res.end(body, true);
+    // Every other answer goes out only as the client reads it. With end(), uWS buffered every
+    // answer of a client that pipelines requests and never reads: gigabytes of 64 KiB values, and
+    // about 5 MiB a second of small answers (404s, /status). While one is pending, uWS closes the
+    // connection on the next pipelined request.
+    const bytes = typeof body !== 'string' ? body : body === '' ? noBody : Buffer.from(body);
     const start = res.getWriteOffset();
-    const [ok, done] = res.tryEnd(body, body.byteLength);
-    if (!ok && !done) res.onWritable((offset) => res.tryEnd(body.subarray(offset - start), body.byteLength)[0]);
+    const [ok, done] = res.tryEnd(bytes, bytes.byteLength);
+    if (ok || done) return;
+    res.onWritable((offset) => res.tryEnd(bytes.subarray(offset - start), bytes.byteLength)[0]);
+    // uWS requires an abort handler on a response still pending when its handler returns; the
+    // caller's, if any, is done with `res` once it sent (send is a request's last use of it).
+    res.onAborted(() => {});
   });
 }
 
-/** Bodies above this are written with tryEnd/onWritable, as the socket takes them. */
-const streamedBodyBytes = 64 * 1024;
+const noBody = new Uint8Array(0);
 
 /** Per /client connection (uWS user data). */
 interface ClientConn {
