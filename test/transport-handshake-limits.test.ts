@@ -2,8 +2,8 @@
 // and only a bounded number may wait in the handshake at once (before its proof, one link can make
 // uWS buffer up to a whole frame's bound of one message); a newer dial takes the oldest one's slot,
 // so strangers cannot keep the members out. A message is at most peerMessageBytesMax (a frame
-// longer than that goes as several), so that is all one such link can park. In-process, ports
-// 18100-18109.
+// longer than that goes as several), so that is all one such link can park. Refusals are logged
+// at most once per 10 s. In-process, ports 18100-18109.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -126,6 +126,27 @@ test('a message before the proof holds at most peerMessageBytesMax; a member\'s 
     assert.ok(Buffer.from(m.entries[0].value).equals(Buffer.from(value)), 'byte for byte');
   } finally {
     member.close();
+    stop();
+  }
+});
+
+test('refused handshakes are logged at most once per 10 s, with the count of the others: a stranger cannot fill the log', { timeout: 20_000 }, async () => {
+  const lines: { msg: string; refusalsSinceLastLine?: number }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (s: string) => void lines.push(JSON.parse(s)) });
+  const { t, stop } = await listener(18109, { handshakeTimeoutMs: 60_000, logger });
+  try {
+    const dials = 30;
+    for (let i = 0; i < dials; i++) {
+      const d = await dial(18109);
+      assert.ok(d !== null, `dial ${i}: the upgrade was accepted`);
+      d.ws.send(Buffer.alloc(38, 7)); // not a proof
+      assert.equal(await within(d.closed, 3000), 4001, `dial ${i} refused`);
+    }
+    assert.equal(t.stats.authFailures, dials, 'every refusal is counted');
+    const refusals = lines.filter((l) => l.msg === 'peer refused at handshake');
+    assert.equal(refusals.length, 1, `${refusals.length} lines for ${dials} refusals`);
+    assert.equal(refusals[0].refusalsSinceLastLine, 0);
+  } finally {
     stop();
   }
 });

@@ -110,6 +110,12 @@ interface Inbound {
 const linkBufferBytesDefault = 64 * 1024 * 1024;
 /** A link up this long counts as healthy: its next drop redials quickly again. */
 const linkUpStableMs = 2000;
+/**
+ * An inbound link refused at the handshake is logged at most once per this many ms (the count of
+ * the others goes in the next line, and all are in stats.authFailures): anyone who can reach the
+ * peer port can make them, and a line per dial grew the log by about 96 KiB a second.
+ */
+const refusalLogMs = 10_000;
 const frameBytesDefault = 64 * 1024 * 1024;
 /**
  * The most one WebSocket message on a peer link holds. Frames are a byte stream here: a sender
@@ -147,6 +153,9 @@ export class PeerTransport {
   private readonly pendingHandshakesMax: number;
   /** Inbound links that have not proven the secret yet. Invariant: size <= pendingHandshakesMax. */
   private readonly pending = new Set<Uws.WebSocket<Inbound>>();
+  /** When an inbound refusal was last logged (performance.now), and the refusals since, not logged. */
+  private refusalLoggedMs = -Infinity;
+  private refusalsUnlogged = 0;
   private readonly keepaliveMs: number;
   /** Pings every outbound link at half the keepalive and closes those that stopped answering. */
   private keepaliveTimer: NodeJS.Timeout | null = null;
@@ -207,7 +216,7 @@ export class PeerTransport {
         data.deadline = setTimeout(() => {
           data.deadline = null;
           if (data.closed || data.peerId !== 0) return;
-          this.opts.logger.warn({ ms: this.handshakeTimeoutMs }, 'peer refused at handshake: no proof in time');
+          this.logRefusal({ ms: this.handshakeTimeoutMs }, 'peer refused at handshake: no proof in time');
           this.closeUnproven(ws, 'handshake timeout');
         }, this.handshakeTimeoutMs);
         ws.send(encodeChallenge(this.opts.id, data.nonce), true);
@@ -222,6 +231,18 @@ export class PeerTransport {
         this.pending.delete(ws);
       },
     });
+  }
+
+  /** Log an inbound refusal, at most once per refusalLogMs. */
+  private logRefusal(fields: Record<string, unknown>, msg: string): void {
+    const now = performance.now();
+    if (now - this.refusalLoggedMs < refusalLogMs) {
+      this.refusalsUnlogged++;
+      return;
+    }
+    this.opts.logger.warn({ ...fields, refusalsSinceLastLine: this.refusalsUnlogged }, msg);
+    this.refusalLoggedMs = now;
+    this.refusalsUnlogged = 0;
   }
 
   /** Close an inbound link that has not proven the secret (refused, too slow, or its slot taken), counted as a failed handshake. */
@@ -329,7 +350,7 @@ export class PeerTransport {
       const known = 'dialerId' in proof && this.opts.peers.has(proof.dialerId) && proof.dialerId !== this.opts.id;
       if (!known) {
         const reason = 'error' in proof ? proof.error : `node ${proof.dialerId} is not a member`;
-        this.opts.logger.warn({ reason }, 'peer refused at handshake');
+        this.logRefusal({ reason }, 'peer refused at handshake');
         this.closeUnproven(ws, 'handshake refused');
         return;
       }
