@@ -6,6 +6,7 @@
 // proposed (no leader known, queue full, read not confirmed); 504 when the outcome is unknown
 // (no answer in time: the write may or may not be applied). Never a 200 that did not happen.
 
+import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import type { HttpRequest, HttpResponse } from '@trufflesuite/uws-js-unofficial';
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
@@ -27,6 +28,14 @@ const statusText: Record<number, string> = {
 
 /** Body bytes accepted at most: the largest value plus room for nothing else. */
 const bodyBytesMax = valueBytesMax;
+/**
+ * Bytes of bodies still arriving (copied out of their chunks, see withBody) that this process holds
+ * at most, over all connections; a request whose next chunk would pass it gets 503 and its
+ * connection is closed. Without it, 2,000 connections each sending most of a 1 MiB body held 2 GB.
+ * Invariant: 0 <= bodyBytesHeld <= bodyBytesHeldMax.
+ */
+const bodyBytesHeldMax = 64 * 1024 * 1024;
+let bodyBytesHeld = 0;
 /** Requests in flight per /client connection at most; beyond it requests get 503. */
 const clientInFlightMax = 4096;
 /**
@@ -387,7 +396,20 @@ function onAbort(res: HttpResponse): { value: boolean } {
  * not a copy): `handle` copies what it keeps.
  */
 function withBody(res: HttpResponse, req: HttpRequest, key: string | null, handle: (body: Uint8Array, done: Answered) => void): void {
-  const aborted = onAbort(res);
+  let chunks: Buffer[] | null = null;
+  let size = 0;
+  let refused = false;
+  /** Give back what this request's copies hold of bodyBytesHeld (once: at its end, refusal or abort). */
+  const release = (): void => {
+    if (chunks !== null) bodyBytesHeld -= chunks.reduce((n, c) => n + c.byteLength, 0);
+    chunks = null;
+    assert.ok(bodyBytesHeld >= 0, `bodyBytesHeld ${bodyBytesHeld}`);
+  };
+  const aborted = { value: false };
+  res.onAborted(() => {
+    aborted.value = true;
+    release();
+  });
   if (key === null) return send(res, error(400, 'the key is not valid percent-encoded UTF-8'), true);
   const declared = req.getHeader('content-length');
   if (declared !== '' && Number(declared) > bodyBytesMax) {
@@ -396,21 +418,28 @@ function withBody(res: HttpResponse, req: HttpRequest, key: string | null, handl
   const done = (a: Answer): void => {
     if (!aborted.value) send(res, a);
   };
-  let chunks: Buffer[] | null = null;
-  let size = 0;
-  let refused = false;
   res.onData((chunk, isLast) => {
     if (refused) return;
     size += chunk.byteLength;
     if (size > bodyBytesMax) {
       refused = true;
+      release();
       return send(res, error(413, `the value is over ${bodyBytesMax} bytes`), true);
     }
     // The usual body comes in one chunk, handled during this callback, while its memory is valid.
     if (isLast && chunks === null) return handle(new Uint8Array(chunk), done);
     // Otherwise each chunk is copied: its memory is only valid during this callback.
+    if (bodyBytesHeld + chunk.byteLength > bodyBytesHeldMax) {
+      refused = true;
+      release();
+      return send(res, error(503, `the node holds ${bodyBytesHeldMax} bytes of bodies still arriving; retry`, 1), true);
+    }
+    bodyBytesHeld += chunk.byteLength;
     (chunks ??= []).push(Buffer.from(new Uint8Array(chunk)));
-    if (isLast) handle(Buffer.concat(chunks, size), done);
+    if (!isLast) return;
+    const body = Buffer.concat(chunks, size);
+    release();
+    handle(body, done);
   });
 }
 
