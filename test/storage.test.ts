@@ -593,6 +593,49 @@ test('two processes that find the same stale lock cannot both take it over: one 
   }
 });
 
+test('a node the lock file cannot see (another PID namespace: its pid names nobody here) is found by its LMDB reader slot and refused; once it died, the log opens', { timeout: 30_000 }, async () => {
+  const dir = tmp();
+  let s = LogStore.open({ dir, fsync: true, kernels });
+  await s.persist({ ...none, hardState: { ballot: 3, vote: 0 } });
+  await s.close();
+  // The other node: a process that has the log open and has read it, as a running node has. Its
+  // lock file names a pid that is nobody in this namespace.
+  const holder = spawn(process.execPath, ['--input-type=module', '-e', `
+    import { open } from 'lmdb';
+    const root = open({ path: ${JSON.stringify(path.join(dir, 'paxlog.mdb'))}, maxDbs: 4 });
+    root.openDB({ name: 'meta', encoding: 'binary' }).get('hard');
+    process.stdout.write('reading\\n');
+    setTimeout(() => {}, 60_000);`], { stdio: ['ignore', 'pipe', 'inherit'], cwd: process.cwd() });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout.once('data', () => resolve());
+      holder.once('exit', (code) => reject(new Error(`the reader process exited (${code}) before it read`)));
+    });
+    fs.writeFileSync(path.join(dir, 'paxlog.lock'), '4194000\n');
+    assert.throws(() => LogStore.open({ dir, fsync: true, kernels }), (e: Error) =>
+      e instanceof StorageError && new RegExp(`in use by another process \\(LMDB lists a reader with pid ${holder.pid}`).test(e.message));
+    assert.equal(fs.existsSync(path.join(dir, 'paxlog.lock')), false, 'the lock it found stale and took is given back');
+  } finally {
+    holder.kill('SIGKILL');
+  }
+  await new Promise<void>((resolve) => (holder.exitCode !== null || holder.signalCode !== null ? resolve() : holder.once('exit', () => resolve())));
+  s = LogStore.open({ dir, fsync: true, kernels });
+  assert.equal(s.load().restored.hardState.ballot, 3, 'the dead reader\'s slot is cleared, and the log opens');
+  await s.close();
+});
+
+test('closing a log removes its own lock file only: one another process put in its place stays', async () => {
+  const dir = tmp();
+  const lock = path.join(dir, 'paxlog.lock');
+  const s = LogStore.open({ dir, fsync: true, kernels });
+  // Another process (in another PID namespace) took the lock over as stale, then stopped at the
+  // reader check: its own file is in place of ours.
+  fs.renameSync(lock, `${lock}.aside`);
+  fs.writeFileSync(lock, '4194000\n');
+  await s.close();
+  assert.equal(fs.readFileSync(lock, 'utf8'), '4194000\n');
+});
+
 test('a new log rejoins without voting until a Ready says rejoined; the mark survives reopening until then', async () => {
   const dir = tmp();
   let s = LogStore.open({ dir, fsync: true, kernels });

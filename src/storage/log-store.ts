@@ -447,6 +447,20 @@ export class LogStore {
     } as Parameters<typeof open>[0]);
     this.log = this.root.openDB<Buffer, number>({ name: 'log', encoding: 'binary' });
     this.meta = this.root.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' });
+    // The lock file (takeLock) knows processes by pid, so it cannot see a node in another PID
+    // namespace (another container on the same volume): there the holder's pid names nobody, and
+    // the lock was taken over while that node ran. LMDB's reader table can: every process that has
+    // read this log holds a slot (a running node always does), kept live by a byte-range lock on the
+    // LMDB lock file, which readerCheck() tests and clears if its holder died. This process has read
+    // nothing yet, so any slot is another process's.
+    this.root.readerCheck();
+    const readers = [...this.root.readerList().matchAll(/^\s*(\d+)\s+\S+\s+\S+\s*$/gm)].map((m) => m[1]);
+    if (readers.length > 0) {
+      this.root.close();
+      this.root = null;
+      throw new StorageError(`${opts.dir} is in use by another process (LMDB lists a reader with pid ${[...new Set(readers)].join(', ')} ` +
+        'in its own PID namespace: a node in another container on this volume?); one node per data directory');
+    }
     // A new log's first write: from here on, a log without a hard state lost it (see load()).
     // A new directory cannot tell a first start from a wiped disk: it rejoins without voting.
     if (!this.existed) {
@@ -1136,11 +1150,12 @@ function takeLock(dir: string): string {
 /** Give up the lock takeLock() took. */
 function releaseLock(file: string): void {
   try {
-    locksHeld.delete(fileId(fs.statSync(file)));
+    // Only our own: a process in another PID namespace may have taken a lock it found stale (then
+    // refused to start, see the LogStore constructor) and left its own file there meanwhile.
+    if (locksHeld.delete(fileId(fs.statSync(file)))) fs.rmSync(file, { force: true });
   } catch {
     // gone already
   }
-  fs.rmSync(file, { force: true });
 }
 
 function isAlive(pid: number): boolean {
