@@ -1,5 +1,6 @@
 // The node driver's edges: stop() racing start(), and callbacks that settle after stop().
-// Embedded one-node clusters in this process, ports 28100-28109.
+// Embedded one-node clusters in this process, ports 28100-28109. And the fatal line of a write
+// the disk refuses on a nearly full disk.
 
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +11,8 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { PaxlogNode, type StateMachine } from '../src/index.js';
 import { parsePeers } from '../src/transport/addresses.js';
+import type { LogStore } from '../src/storage/log-store.js';
+import { failCommits } from './lmdb-faults.js';
 
 class Counter implements StateMachine<number> {
   n = 0;
@@ -93,6 +96,49 @@ describe('a snapshotAsync that fails after stop()', { timeout: 30_000 }, () => {
     } finally {
       process.exit = exit;
       process.exitCode = exitCode;
+    }
+  });
+});
+
+describe('a write the disk refuses while the disk is nearly full', { timeout: 30_000 }, () => {
+  test('stops the node with a fatal line that says the disk is probably full, not only "Input/output error"', async () => {
+    const lines: { level: number; msg: string; freeBytes?: number; err?: string }[] = [];
+    const node = PaxlogNode.open<number>({
+      id: 1, peers: parsePeers('1=127.0.0.1:28104'), dataDir: path.join(dir, 'full'), stateMachine: new Counter(),
+      secret: 's', tickMs: 10, newCluster: true, logger: pino({ level: 'warn' }, { write: (s: string) => void lines.push(JSON.parse(s)) }),
+    });
+    const exit = process.exit;
+    const exitCode = process.exitCode;
+    const statfs = fs.statfsSync;
+    let exited: unknown = null;
+    let heal = (): void => {};
+    try {
+      await node.start();
+      for (let i = 0; i < 500 && node.status().role !== 'leader'; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(await node.propose(new Uint8Array(1)), 1);
+      process.exit = ((code?: number) => { exited = code; }) as typeof process.exit;
+      // LMDB's answer to a write the disk cut short, on a disk with 4 KiB left of 20 MiB.
+      const store = (node as unknown as { store: LogStore }).store;
+      const root = (store as unknown as { root: { transactionSync: unknown } }).root;
+      const transactionSync = root.transactionSync;
+      root.transactionSync = (): never => { throw Object.assign(new Error('Input/output error'), { code: 5 }); };
+      const healCommits = failCommits(store);
+      heal = () => { root.transactionSync = transactionSync; healCommits(); };
+      fs.statfsSync = ((p: string) => ({ ...statfs(p), bsize: 4096, blocks: 5120, bavail: 1, bfree: 1 })) as typeof fs.statfsSync;
+      await assert.rejects(node.propose(new Uint8Array(16 * 1024)), /stopped/);
+      for (let i = 0; i < 100 && exited === null; i++) await new Promise((r) => setTimeout(r, 10));
+      const fatal = lines.find((l) => l.level === 60);
+      assert.ok(fatal, 'a fatal line');
+      assert.match(fatal.msg, /the log could not be written \(its disk has 4096 bytes free: it is probably full\); stopping the node/);
+      assert.equal(fatal.freeBytes, 4096);
+      assert.match(fatal.err ?? '', /Input\/output error/);
+      assert.equal(exited, 1);
+    } finally {
+      heal();
+      fs.statfsSync = statfs;
+      process.exit = exit;
+      process.exitCode = exitCode;
+      await node.stop();
     }
   });
 });

@@ -212,6 +212,22 @@ const lateTicksLogged = 5;
 /** Ticks delivered at most in one catch-up; far more than any election timeout or lease. */
 const catchUpTicksMax = 1000;
 
+/**
+ * The free space of the disk holding `dir`, for a failed write's fatal line, with a hint when it is
+ * under 1 % (at least 64 MiB): LMDB reports a write the disk cut short, a full disk, as an
+ * "Input/output error", which reads like failing hardware.
+ */
+function diskFree(dir: string): { freeBytes?: number; hint: string } {
+  try {
+    const st = fs.statfsSync(dir);
+    const free = st.bavail * st.bsize;
+    const low = free < Math.max(64 * 1024 * 1024, (st.blocks * st.bsize) / 100);
+    return { freeBytes: free, hint: low ? ` (its disk has ${free} bytes free: it is probably full)` : '' };
+  } catch {
+    return { hint: '' };
+  }
+}
+
 /** The bytes of a Ready's record values. */
 function recordBytes(rd: Ready): number {
   let n = 0;
@@ -781,7 +797,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
           return;
         }
         // The disk refused a write: going on could break a promise made to peers. Stop with context.
-        this.stopFatally({ err: err.message }, 'the log could not be written; stopping the node');
+        const disk = diskFree(this.opts.dataDir);
+        this.stopFatally({ err: err.message, freeBytes: disk.freeBytes }, `the log could not be written${disk.hint}; stopping the node`);
       });
       if (own !== null) this.saveOwnSnapshot(own);
     }
