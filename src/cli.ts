@@ -234,7 +234,7 @@ async function cluster(f: ClusterFlags): Promise<void> {
   process.on('SIGTERM', stopAll);
 
   // Wait until every node answers /status (bounded), then say how to talk to the cluster.
-  const deadline = Date.now() + 15_000;
+  const deadline = performance.now() + 15_000;
   for (let id = 1; id <= f.nodes; id++) {
     const url = `http://127.0.0.1:${httpBase + id - 1}/status`;
     for (;;) {
@@ -251,7 +251,7 @@ async function cluster(f: ClusterFlags): Promise<void> {
       } catch {
         // not up yet
       }
-      if (Date.now() > deadline) {
+      if (performance.now() > deadline) {
         process.stderr.write(`node ${id} did not come up in 15 s; see ${path.join(dataRoot, `n${id}`, 'node.log')}\n`);
         process.exitCode = 1;
         stopAll();

@@ -123,7 +123,7 @@ export class BenchCluster {
 
   /** Waits until every node names one leader and the leader's links to all peers are up. */
   async leader(timeoutMs: number): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     for (;;) {
       const exited = this.procs.findIndex((p) => p.exitCode !== null || p.signalCode !== null);
       if (exited >= 0) throw new BenchClusterError(`node ${exited + 1} exited while starting\n${this.describe()}`);
@@ -134,7 +134,7 @@ export class BenchCluster {
         const ls = ss[l - 1];
         if (leaders.size === 1 && l !== 0 && ls !== undefined && ls!.role === 'leader' && ls!.peersConnected.length === this.procs.length - 1) return l;
       }
-      if (Date.now() > deadline) throw new BenchClusterError(`no leader within ${timeoutMs} ms\n${this.describe()}`);
+      if (performance.now() > deadline) throw new BenchClusterError(`no leader within ${timeoutMs} ms\n${this.describe()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -97,8 +97,8 @@ export async function benchMain(o: BenchOptions): Promise<number> {
       cliProgress.Presets.shades_classic)
     : null;
   bar?.start(Math.ceil(estimateS), 0, { run: 0, runs: plan.length, label: '' });
-  const t0 = Date.now();
-  const ticker = bar !== null ? setInterval(() => bar.update(Math.min(Math.ceil(estimateS), (Date.now() - t0) / 1000)), 250) : null;
+  const t0 = performance.now();
+  const ticker = bar !== null ? setInterval(() => bar.update(Math.min(Math.ceil(estimateS), (performance.now() - t0) / 1000)), 250) : null;
 
   const records: RunRecord[] = [];
   let failed = 0;
@@ -260,14 +260,14 @@ function inbox(child: ChildProcess): { next(type: string, timeoutMs: number): Pr
   });
   return {
     async next(type, timeoutMs) {
-      const deadline = Date.now() + timeoutMs;
+      const deadline = performance.now() + timeoutMs;
       for (;;) {
         const err = got.find((m) => m.type === 'error') as { message?: string } | undefined;
         if (err !== undefined) throw new Error(`load generator: ${err.message}`);
         const i = got.findIndex((m) => m.type === type);
         if (i >= 0) return got.splice(i, 1)[0];
         if (exited !== null) throw new Error(exited);
-        const left = deadline - Date.now();
+        const left = deadline - performance.now();
         if (left <= 0) throw new Error(`no '${type}' from the load generator within ${timeoutMs} ms`);
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, left);

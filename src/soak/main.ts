@@ -187,10 +187,10 @@ class Cluster {
 
   /** Polls until `check` gives a value, or returns undefined after timeoutMs. */
   async waitFor<T>(check: () => Promise<T | undefined>, timeoutMs: number): Promise<T | undefined> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     for (;;) {
       const v = await check();
-      if (v !== undefined || Date.now() > deadline) return v;
+      if (v !== undefined || performance.now() > deadline) return v;
       await sleep(50);
     }
   }
@@ -300,10 +300,10 @@ export async function runSoak(o: SoakOptions, print: (line: string) => void): Pr
     };
     const killer = async (): Promise<void> => {
       const r = rng.fork();
-      const endAt = Date.now() + durationMs;
+      const endAt = performance.now() + durationMs;
       for (;;) {
         const wait = r.int(killIntervalMs.min, killIntervalMs.max + 1);
-        if (Date.now() + wait >= endAt) break;
+        if (performance.now() + wait >= endAt) break;
         await sleep(wait);
         // Kill only a leader that every node agrees on, with every node up: a kill must cost one node, not a quorum.
         const leader = await c.waitFor(async () => (c.procs.size === o.nodes ? (await c.leader()) || undefined : undefined), 10_000);
@@ -316,11 +316,11 @@ export async function runSoak(o: SoakOptions, print: (line: string) => void): Pr
         recovering = true;
         await c.kill(leader);
         kills.push({ atMs, node: leader });
-        print(`  ${(Date.now() - (endAt - durationMs)) / 1000}s: killed leader ${leader} (kill ${kills.length})`);
+        print(`  ${(performance.now() - (endAt - durationMs)) / 1000}s: killed leader ${leader} (kill ${kills.length})`);
         await sleep(r.int(restartDelayMs.min, restartDelayMs.max + 1));
         c.start(leader);
       }
-      await sleep(Math.max(0, endAt - Date.now()));
+      await sleep(Math.max(0, endAt - performance.now()));
     };
 
     const load = [...Array.from({ length: clients }, (_, n) => client(n)), prober()];
