@@ -130,3 +130,25 @@ test('a transport that closes ends its inbound links with 1001, so their dialers
     uws.us_listen_socket_close(sock as never);
   }
 });
+
+test('a peer whose host name does not resolve is said once, naming the host, while it is redialed', { timeout: 20_000 }, async () => {
+  const lines: { msg: string; peer?: number; host?: string }[] = [];
+  let dials = 0;
+  const logger = pino({ level: 'warn' }, { write: (s: string) => void lines.push(JSON.parse(s)) });
+  const t = new PeerTransport(options(27912, {
+    logger, peers: new Map([[1, { host: '127.0.0.1', port: 27912 }], [2, { host: 'no-such-peer.invalid', port: 27913 }]]),
+  }));
+  const dial = (t as unknown as { dial(o: unknown): void }).dial.bind(t);
+  (t as unknown as { dial(o: unknown): void }).dial = (o: unknown) => { dials++; dial(o); };
+  t.start();
+  try {
+    for (let i = 0; i < 400 && dials < 3; i++) await sleep(20);
+    assert.ok(dials >= 3, `dialed ${dials} times`);
+    const said = lines.filter((l) => /does not resolve/.test(l.msg));
+    assert.equal(said.length, 1, `${said.length} lines for ${dials} dials`);
+    assert.equal(said[0].peer, 2);
+    assert.equal(said[0].host, 'no-such-peer.invalid');
+  } finally {
+    t.close();
+  }
+});

@@ -87,6 +87,8 @@ interface Outbound {
   upSince: number;
   /** A refusal of our proof was logged; further ones are not, until a link stays up. */
   refusalLogged: boolean;
+  /** The peer's host did not resolve, and that was logged; again only once a link stayed up. */
+  unresolvedLogged: boolean;
   /** The pending redial; null when connected or connecting. */
   timer: NodeJS.Timeout | null;
   /** When the current link last heard from the listener (performance.now()): a message or a pong; when dialed, before that. */
@@ -173,7 +175,7 @@ export class PeerTransport {
     for (const [id, address] of opts.peers) {
       if (id === opts.id) continue;
       this.out.set(id, {
-        id, address, ws: null, ready: false, queue: [], queueBytes: 0, delayMs: this.delayMsMin, upSince: 0, refusalLogged: false, timer: null, heardMs: 0,
+        id, address, ws: null, ready: false, queue: [], queueBytes: 0, delayMs: this.delayMsMin, upSince: 0, refusalLogged: false, unresolvedLogged: false, timer: null, heardMs: 0,
       });
     }
   }
@@ -437,6 +439,7 @@ export class PeerTransport {
       if (stable) {
         o.delayMs = this.delayMsMin;
         o.refusalLogged = false;
+        o.unresolvedLogged = false;
       }
       if (code === 4001) {
         if (!o.refusalLogged) {
@@ -459,6 +462,11 @@ export class PeerTransport {
       if (tls !== undefined && /CERT|SELF_SIGNED|VERIFY|ISSUER|ERR_TLS|ERR_SSL|EPROTO/.test(err.code ?? '') && !o.refusalLogged) {
         o.refusalLogged = true;
         this.opts.logger.warn({ peer: o.id, reason: err.message }, 'peer link out: TLS refused the peer (is --tls-ca the CA that signed its certificate?)');
+      }
+      // Nor is a host name that does not resolve (a typo in --peers, or DNS down): said once.
+      if ((err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') && !o.unresolvedLogged) {
+        o.unresolvedLogged = true;
+        this.opts.logger.warn({ peer: o.id, host: o.address.host, reason: err.message }, 'peer link out: the peer\'s host name does not resolve (check --peers); redialing');
       }
     });
   }
