@@ -35,6 +35,7 @@ import { protocolFactory } from '../sim/protocols.js';
 import { Prng } from '../sim/prng.js';
 import { LogDamagedError, LogStore, missingListMax, StorageError, syncDirSync, type LogIdentity } from '../storage/log-store.js';
 import { PeerTransport, type PeerAddress } from '../transport/peers.js';
+import { clusterShape } from '../transport/handshake.js';
 import { faultsNone, LinkFaults, type FaultOptions } from '../transport/faults.js';
 import { checkTlsFiles, createApp, loadNativeUws, type TlsFiles, type UwsModule } from '../transport/uws.js';
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
@@ -365,7 +366,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.peerApp = createApp(uws, opts.tls);
     this.faults = opts.faults !== undefined || opts.faultControl === true ? new LinkFaults(opts.id, { ...faultsNone, ...opts.faults }) : null;
     this.transport = new PeerTransport({
-      id: opts.id, peers: opts.peers, secret: opts.secret ?? '', kernels, logger: this.log,
+      id: opts.id, peers: opts.peers, secret: opts.secret ?? '', shape: clusterShape(opts.protocol ?? 'multipaxos', opts.peers.keys()), kernels, logger: this.log,
       onMessage: (m) => this.onMessage(m),
       faults: this.faults ?? undefined,
       tls: opts.tls !== undefined ? checkTlsFiles(opts.tls) : undefined,

@@ -4,8 +4,11 @@
 //   listener -> dialer   challenge: [magic 'PXC1'][listener id u16][nonce 32 bytes]
 //   dialer -> listener   proof:     [magic 'PXP1'][dialer id u16][HMAC-SHA256 32 bytes]
 //
-// The HMAC key is the cluster secret; the HMAC covers a label, the nonce and both ids, so a
-// proof cannot be replayed to another listener, another connection or with another claimed id.
+// The HMAC key is the cluster secret; the HMAC covers a label, the cluster's shape (the protocol
+// and every member's id, as each node was started with), the nonce and both ids, so a proof cannot
+// be replayed to another listener, another connection or with another claimed id, and two nodes
+// started with different member lists or protocols never link (a member list of itself alone
+// would be a cluster of its own; Raft and Multi-Paxos messages are not each other's).
 // Without a secret the key is empty: the handshake still runs (it checks ids), but anyone can
 // pass it, and the node logs a loud warning at start.
 
@@ -37,29 +40,35 @@ export function readChallenge(frame: Uint8Array): { listenerId: number; nonce: B
   return { listenerId: b.readUInt16LE(4), nonce: Buffer.from(b.subarray(6)) };
 }
 
-function mac(secret: string, nonce: Uint8Array, dialerId: number, listenerId: number): Buffer {
+/** The cluster's shape for the handshake: the protocol and the sorted member ids ('' in transport tests). */
+export const clusterShape = (protocol: string, members: Iterable<number>): string =>
+  `${protocol}:${[...members].sort((a, b) => a - b).join(',')}`;
+
+function mac(secret: string, nonce: Uint8Array, dialerId: number, listenerId: number, shape: string): Buffer {
   const ids = Buffer.allocUnsafe(4);
   ids.writeUInt16LE(dialerId, 0);
   ids.writeUInt16LE(listenerId, 2);
-  return crypto.createHmac('sha256', secret).update('paxlog-peer-v1').update(nonce).update(ids).digest();
+  return crypto.createHmac('sha256', secret).update('paxlog-peer-v2\0').update(shape).update('\0').update(nonce).update(ids).digest();
 }
 
-export function newProof(secret: string, nonce: Uint8Array, dialerId: number, listenerId: number): Buffer {
+export function newProof(secret: string, nonce: Uint8Array, dialerId: number, listenerId: number, shape = ''): Buffer {
   const frame = Buffer.allocUnsafe(proofBytes);
   frame.writeUInt32LE(proofMagic, 0);
   frame.writeUInt16LE(dialerId, 4);
-  mac(secret, nonce, dialerId, listenerId).copy(frame, 6);
+  mac(secret, nonce, dialerId, listenerId, shape).copy(frame, 6);
   return frame;
 }
 
 /** The dialer's id if the proof is good; otherwise why it is refused. */
 export function checkProof(
-  secret: string, nonce: Uint8Array, listenerId: number, frame: Uint8Array,
+  secret: string, nonce: Uint8Array, listenerId: number, frame: Uint8Array, shape = '',
 ): { dialerId: number } | { error: string } {
   const b = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
   if (b.byteLength !== proofBytes || b.readUInt32LE(0) !== proofMagic) return { error: 'not a paxlog proof frame' };
   const dialerId = b.readUInt16LE(4);
-  const want = mac(secret, nonce, dialerId, listenerId);
-  if (!crypto.timingSafeEqual(want, b.subarray(6))) return { error: `node ${dialerId} does not know the cluster secret` };
+  const want = mac(secret, nonce, dialerId, listenerId, shape);
+  if (!crypto.timingSafeEqual(want, b.subarray(6))) {
+    return { error: `node ${dialerId} does not know the cluster secret, or was started with another protocol or member list` };
+  }
   return { dialerId };
 }

@@ -31,6 +31,8 @@ export interface PeerTransportOptions {
   peers: Map<number, PeerAddress>;
   /** The cluster secret; '' runs without one (a loud warning is logged). */
   secret: string;
+  /** The cluster's shape (handshake.ts clusterShape): links come up only between nodes started with the same. Default ''. */
+  shape?: string;
   kernels: Kernels;
   logger: Logger;
   /** Called for every decoded message from an authenticated peer, addressed to this node. */
@@ -348,7 +350,7 @@ export class PeerTransport {
     // The ArrayBuffer is only valid during this callback: everything below decodes or copies now.
     const bytes = new Uint8Array(message);
     if (data.peerId === 0) {
-      const proof = checkProof(this.opts.secret, data.nonce, this.opts.id, bytes);
+      const proof = checkProof(this.opts.secret, data.nonce, this.opts.id, bytes, this.opts.shape);
       const known = 'dialerId' in proof && this.opts.peers.has(proof.dialerId) && proof.dialerId !== this.opts.id;
       if (!known) {
         const reason = 'error' in proof ? proof.error : `node ${proof.dialerId} is not a member`;
@@ -422,7 +424,7 @@ export class PeerTransport {
         ws.terminate();
         return;
       }
-      ws.send(newProof(this.opts.secret, c.nonce, this.opts.id, o.id));
+      ws.send(newProof(this.opts.secret, c.nonce, this.opts.id, o.id, this.opts.shape));
       o.ready = true;
       o.upSince = performance.now();
       o.heardMs = o.upSince;
@@ -443,7 +445,7 @@ export class PeerTransport {
       }
       if (code === 4001) {
         if (!o.refusalLogged) {
-          this.opts.logger.warn({ peer: o.id, code, reason: reason.toString() }, 'peer link out: refused (is the cluster secret the same on both nodes?)');
+          this.opts.logger.warn({ peer: o.id, code, reason: reason.toString() }, 'peer link out: refused (were both nodes started with the same cluster secret, protocol and member ids?)');
         }
         o.refusalLogged = true;
       } else if (o.ready && code === 1001) {
