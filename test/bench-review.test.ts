@@ -13,7 +13,8 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeRequests, encodeResponse } from '../src/api/client-protocol.js';
 import hdr from 'hdr-histogram-js';
 import type { NodeSample } from '../src/bench/cluster.js';
-import { expandSweeps, knobDefaults, parseSweep } from '../src/bench/knobs.js';
+import { expandSweeps, knobDefaults, parseSweep, type BenchOptions } from '../src/bench/knobs.js';
+import { summarize } from '../src/bench/report.js';
 import { derive, makeManifest, type PlannedRun } from '../src/bench/main.js';
 import { summarize as summarizeLatency, type LoadConfig, type LoadResult } from '../src/bench/loadgen.js';
 
@@ -93,6 +94,45 @@ describe('open loop: a stall at the end of the window shows in the corrected lat
       assert.ok(r.unanswered > 200, `unanswered ${r.unanswered}`);
       assert.equal(r.latency.count, r.writesOk + r.readsOk + r.unanswered);
     } finally {
+      await new Promise((r) => wss.close(r));
+    }
+  });
+
+  test('WebSocket: a stall that ends in errors shows in the corrected latency too (the errors counted from when they were due)', { timeout: 60_000 }, async () => {
+    // The server holds every request for 1 s, then answers those 503 (as a node does for the
+    // requests an election kept waiting) and the later ones 200 at once.
+    let mode: 'answer' | 'hold' | 'fail' = 'answer';
+    const heldBack: { ws: WebSocket; ids: number[] }[] = [];
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 27302, path: '/client' });
+    await new Promise((r) => wss.once('listening', r));
+    wss.on('connection', (ws: WebSocket) => {
+      ws.on('message', (data: Buffer) => {
+        const ids = decodeRequests(data).requests.map((r) => r.id);
+        if (mode === 'hold') heldBack.push({ ws, ids });
+        else ws.send(Buffer.concat(ids.map((id) => encodeResponse(id, 200))));
+      });
+    });
+    const lg = startLoadgen({ ...openLoop, ports: [27302] });
+    try {
+      await lg.next('ready');
+      await sleep(300);
+      lg.child.send({ type: 'measure' });
+      await sleep(500);
+      mode = 'hold';
+      await sleep(1000);
+      mode = 'fail';
+      for (const h of heldBack.splice(0)) h.ws.send(Buffer.concat(h.ids.map((id) => encodeResponse(id, 503, 'no leader'))));
+      await sleep(1000);
+      lg.child.send({ type: 'stop' });
+      const r = ((await lg.next('result')) as { result: LoadResult }).result;
+      const failed = Object.values(r.errors).reduce((a, b) => a + b, 0);
+      assert.ok(failed > 200, `${failed} answered 503`);
+      assert.equal(r.latency.count, r.writesOk + r.readsOk + failed + r.unanswered, 'every request due is in the latency');
+      // A sixth of the window's requests waited up to 1 s: p90 and max must say so.
+      assert.ok(r.latency.max >= 800_000, `max ${r.latency.max} us`);
+      assert.ok(r.latency.p90 >= 200_000, `p90 ${r.latency.p90} us`);
+    } finally {
+      lg.child.kill('SIGKILL');
       await new Promise((r) => wss.close(r));
     }
   });
@@ -179,19 +219,19 @@ test('no latency percentile reads above the largest latency recorded', () => {
   assert.ok(s.p50 >= 5000 && s.p50 <= 5003, `p50 ${s.p50}`);
 });
 
-test('fsyncs/s is 0 with --fsync off: persists are not synced then (they are still counted, as persistsPerS)', () => {
+test('fsyncs/s counts LMDB commits, not persists (lmdb-js commits queued persists together as one), and is 0 with --fsync off (persists are still counted, as persistsPerS)', () => {
   const latency = { count: 1, mean: 1, p50: 1, p90: 1, p99: 1, p999: 1, max: 1, encoded: '' };
   const result: LoadResult = { windowS: 2, writesOk: 1000, readsOk: 0, errors: {}, shed: 0, unanswered: 0, latency, latencyUncorrected: null, cpuPercent: 1 };
   const sample = (persists: number, atS: number): NodeSample[] => [1, 2, 3].map(() => ({
     metrics: new Map([['paxlog_fsync_latency_seconds_count', persists], ['paxlog_fsync_latency_seconds_sum', persists / 1000],
-      ['paxlog_peer_bytes_sent', persists * 100]]),
+      ['paxlog_log_commits', persists * 0.6], ['paxlog_peer_bytes_sent', persists * 100]]),
     cpuS: atS / 10, atS,
   }));
   for (const fsync of [false, true]) {
     const p: PlannedRun = { index: 0, repeat: 0, setting: 0, protocol: 'raft', knobs: { ...knobDefaults, fsync } };
     const r = derive(p, result, sample(10, 1), sample(110, 3), 1, false, [], [], []);
-    assert.equal(r.fsyncsPerS, fsync ? 150 : 0, `fsync ${fsync}: fsyncs/s`);
-    assert.equal(r.fsyncsPerSLeader, fsync ? 50 : 0, `fsync ${fsync}: leader fsyncs/s`);
+    assert.equal(r.fsyncsPerS, fsync ? 90 : 0, `fsync ${fsync}: fsyncs/s`);
+    assert.equal(r.fsyncsPerSLeader, fsync ? 30 : 0, `fsync ${fsync}: leader fsyncs/s`);
     assert.equal(r.persistsPerS, 150, `fsync ${fsync}: persists/s`);
     assert.equal(r.peerBytesPerCommand, 30);
     assert.equal(r.hostCpuMBps, null, 'no host CPU sample, no figure');
@@ -199,6 +239,16 @@ test('fsyncs/s is 0 with --fsync off: persists are not synced then (they are sti
     assert.equal(withReads.peerBytesPerCommand, 15, 'reads are commands too');
     assert.equal(withReads.hostCpuMBps, 1000, 'the median host CPU sample');
   }
+});
+
+test('the report\'s errors count failed answers and the requests shed unsent', () => {
+  const latency = { count: 1, mean: 1, p50: 1, p90: 1, p99: 1, p999: 1, max: 1, encoded: '' };
+  const result: LoadResult = { windowS: 2, writesOk: 1000, readsOk: 0, errors: { 503: 2, 504: 1 }, shed: 5, unanswered: 0, latency, latencyUncorrected: null, cpuPercent: 1 };
+  const sample = (atS: number): NodeSample[] => [1, 2, 3].map(() => ({ metrics: new Map(), cpuS: atS / 10, atS }));
+  const p: PlannedRun = { index: 0, repeat: 0, setting: 0, protocol: 'raft', knobs: { ...knobDefaults } };
+  const run = derive(p, result, sample(1), sample(3), 1, false, [], [], []);
+  const o = { ...knobDefaults, protocols: ['raft'], repeat: 1, sweeps: [], quick: false, out: '', basePort: 0, seed: 1, profileDir: null, progress: false } as BenchOptions;
+  assert.equal(summarize(o, [knobDefaults], [run])[0].protocols[0].errors, 8);
 });
 
 test('too many HTTP clients is a bad flag: one clear error, exit code 2, no run started', { timeout: 60_000 }, () => {

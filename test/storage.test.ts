@@ -156,6 +156,19 @@ test('a log keeps the identity it was made with: another node id, member set or 
     (e: Error) => e instanceof LogDamagedError && /identity record is damaged \(CRC32C mismatch\)/.test(e.message));
 });
 
+test('commits counts LMDB commits (the syncs): an inline persist is one, persists queued together share one', async () => {
+  const s = LogStore.open({ dir: tmp(), fsync: true, kernels });
+  s.load();
+  const before = s.commits;
+  await s.persist({ ...none, hardState: { ballot: 1, vote: 0 } }, true);
+  assert.equal(s.commits, before + 1, 'an inline persist is a commit');
+  const queued = Array.from({ length: 20 }, (_, i) => s.persist({ ...none, records: [{ position: i + 1, ballot: 1, value: bytes(`v${i}`) }] }));
+  await Promise.all(queued);
+  const shared = s.commits - before - 1;
+  assert.ok(shared >= 1 && shared < 20, `20 queued persists made ${shared} commits`);
+  await s.close();
+});
+
 test('a corrupt hard state refuses to start with a clear error', async () => {
   const dir = tmp();
   let s = LogStore.open({ dir, fsync: true, kernels });

@@ -205,6 +205,10 @@ export class Load {
     const ok = status === 200 || (read && status === 404);
     if (!ok) {
       this.errors[status] = (this.errors[status] ?? 0) + 1;
+      // Open loop, every request due is in the corrected latency: a stall that ends in errors (the
+      // requests kept waiting through an election answered 503) must show there as one that ends in
+      // answers does, or p99 would describe only the requests that did not wait.
+      if (!this.closedLoop) this.latency.record(Math.max(1, Math.round((nowMs - dueMs) * 1000)));
       return;
     }
     if (read) this.readsOk++;

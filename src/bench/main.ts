@@ -230,8 +230,8 @@ export function derive(p: PlannedRun, r: LoadResult, before: NodeSample[], after
     peerBytesPerCommand: r.writesOk + r.readsOk > 0 ? sum('paxlog_peer_bytes_sent') / (r.writesOk + r.readsOk) : null,
     persistsPerS: sum('paxlog_fsync_latency_seconds_count') / w,
     // A persist is synced only with fsync on; with it off nothing is synced (LMDB noSync).
-    fsyncsPerS: p.knobs.fsync ? sum('paxlog_fsync_latency_seconds_count') / w : 0,
-    fsyncsPerSLeader: p.knobs.fsync ? delta(l, 'paxlog_fsync_latency_seconds_count') / w : 0,
+    fsyncsPerS: p.knobs.fsync ? sum('paxlog_log_commits') / w : 0,
+    fsyncsPerSLeader: p.knobs.fsync ? delta(l, 'paxlog_log_commits') / w : 0,
     persistMsLeader: delta(l, 'paxlog_fsync_latency_seconds_count') > 0
       ? (delta(l, 'paxlog_fsync_latency_seconds_sum') / delta(l, 'paxlog_fsync_latency_seconds_count')) * 1000 : null,
     meanBatch: delta(l, 'paxlog_batch_commands_count') > 0 ? delta(l, 'paxlog_batch_commands_sum') / delta(l, 'paxlog_batch_commands_count') : null,

@@ -37,9 +37,12 @@ export interface Measured {
   cpuPercentLoadgen: number;
   /** Bytes of peer frames sent by all nodes per successful command (writes and reads). */
   peerBytesPerCommand: number | null;
-  /** Persists (LMDB write transactions) per second, all nodes together, synced or not. */
+  /** Persists (a Ready's write, each a transaction asked of lmdb-js) per second, all nodes together, synced or not. */
   persistsPerS: number;
-  /** Synced persists per second, all nodes together: persistsPerS with fsync on, 0 with it off. */
+  /**
+   * Syncs per second, all nodes together: LMDB commits with fsync on (lmdb-js commits the persists
+   * queued together as one, so a leader under load syncs fewer times than it persists), 0 with it off.
+   */
   fsyncsPerS: number;
   fsyncsPerSLeader: number;
   /** Mean time of one persist (LMDB write transaction, synced with fsync on) at the leader, in ms. */
@@ -141,7 +144,7 @@ export function summarize(o: BenchOptions, settings: RunKnobs[], runs: RunRecord
         persistMsLeader: spreadOf(ok.map((r) => r.persistMsLeader)),
         meanBatch: spreadOf(ok.map((r) => r.meanBatch)),
         slotsInFlightMean: spreadOf(ok.map((r) => r.slotsInFlightMean)),
-        errors: ok.reduce((s, r) => s + Object.values(r.errors).reduce((a, b) => a + b, 0), 0),
+        errors: ok.reduce((s, r) => s + Object.values(r.errors).reduce((a, b) => a + b, 0) + r.shed, 0),
       };
     });
     const mp = protocols.find((p) => p.protocol === 'multipaxos');
@@ -187,8 +190,9 @@ export function markdown(manifest: Manifest, end: MachineProbe, settings: RunKno
   }
   out.push('', '## Results', '');
   out.push('Medians over repeats, with the spread (min..max) when runs differ. Latency is measured by the load generator ' +
-    '(in open loop from when each request was due, requests still unanswered at the end of the window counted at their age then); CPU is percent of one core over the measured window; ' +
-    'peer bytes count every node\'s frames to peers; fsyncs/s counts synced persists (LMDB write transactions) on all nodes, 0 with fsync off; slots in flight is the leader\'s, sampled every 250 ms.', '');
+    '(of answered requests in closed loop; in open loop of every request due, from when it was due: answered, failed, or still unanswered at the end of the window at its age then); ' +
+    'errors counts failed answers and, in open loop, requests shed unsent (over the outstanding bound); CPU is percent of one core over the measured window; ' +
+    'peer bytes count every node\'s frames to peers; fsyncs/s counts LMDB commits on all nodes, each one sync of the log (lmdb-js commits the persists queued together as one), 0 with fsync off; slots in flight is the leader\'s, sampled every 250 ms.', '');
   for (const s of summary) {
     out.push(`### ${s.label}`, '');
     out.push('| protocol | runs | ops/s | p50 | p90 | p99 | p99.9 | max | leader CPU % | peer bytes/command | fsyncs/s | leader persist | mean batch | slots in flight | errors |');

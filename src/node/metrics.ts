@@ -74,7 +74,7 @@ export class NodeMetrics {
   /** Snapshots this node received from a peer and installed. */
   readonly snapshotsInstalled: Counter;
 
-  constructor(status: () => Status, extra: () => { fsync: boolean; framesDropped: number; bytesSent: number; faultFramesDropped: number; decodeErrors: number; authFailures: number; corruptRecords: number }) {
+  constructor(status: () => Status, extra: () => { fsync: boolean; framesDropped: number; bytesSent: number; faultFramesDropped: number; decodeErrors: number; authFailures: number; corruptRecords: number; logCommits: number }) {
     const r = this.registry;
     const gauge = (name: string, help: string, read: () => number) =>
       new Gauge({ name, help, registers: [r], collect() { this.set(read()); } });
@@ -92,6 +92,7 @@ export class NodeMetrics {
     gauge('paxlog_peer_decode_errors', 'Peer links closed for a frame that did not decode.', () => extra().decodeErrors);
     gauge('paxlog_peer_auth_failures', 'Peers refused at the handshake.', () => extra().authFailures);
     gauge('paxlog_corrupt_records', 'Log records that failed their CRC (never served).', () => extra().corruptRecords);
+    gauge('paxlog_log_commits', 'LMDB write transactions committed, each one sync with fsync on: lmdb-js commits persists queued together as one.', () => extra().logCommits);
     this.batchCommands = new Histogram({
       name: 'paxlog_batch_commands', help: 'Commands per applied slot.', registers: [r],
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],

@@ -383,6 +383,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       decodeErrors: this.transport.stats.decodeErrors,
       authFailures: this.transport.stats.authFailures,
       corruptRecords: this.store.corruptCount,
+      logCommits: this.store.commits,
     }));
   }
 

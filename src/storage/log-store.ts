@@ -370,6 +370,12 @@ export class LogStore {
   /** Records refused since open (load and get); reported in /status and /metrics. */
   corruptCount = 0;
   /**
+   * LMDB write transactions committed since open: each is one sync (fsync on). Not the persists:
+   * lmdb-js commits the transactions queued together as one (counted by its aftercommit event),
+   * and an inline persist is a transaction of its own.
+   */
+  commits = 0;
+  /**
    * The prefix of the latest snapshot loaded or named by a committed transaction (1: none). Records
    * below it are never served. Moved only by committed(): see the header.
    */
@@ -447,6 +453,10 @@ export class LogStore {
     } as Parameters<typeof open>[0]);
     this.log = this.root.openDB<Buffer, number>({ name: 'log', encoding: 'binary' });
     this.meta = this.root.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' });
+    // A failed commit is reported without a transaction id.
+    this.root.on('aftercommit', ({ txnId }: { txnId?: number }) => {
+      if (txnId !== undefined) this.commits++;
+    });
     // The lock file (takeLock) knows processes by pid, so it cannot see a node in another PID
     // namespace (another container on the same volume): there the holder's pid names nobody, and
     // the lock was taken over while that node ran. LMDB's reader table can: every process that has
@@ -698,8 +708,10 @@ export class LogStore {
         // An earlier persist not yet known durable may still fail: its records are not counted on.
         this.writeChosenSync(this.unsettled[0] === mine ? chosen : this.chosenDurable, w);
       };
-      if (inline) root.transactionSync(write);
-      else await this.commit(write);
+      if (inline) {
+        root.transactionSync(write);
+        this.commits++;
+      } else await this.commit(write);
       this.committed(w);
       this.settledDurable(mine);
     } catch (err) {
