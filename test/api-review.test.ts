@@ -8,6 +8,15 @@ import WebSocket from 'ws';
 import { ClientOp, encodeRequest } from '../src/api/client-protocol.js';
 import { oneNodeKv } from './one-node-kv.js';
 
+/** A connection to the node that never reads what it is sent (its `closed` says whether the node closed it). */
+async function connectNeverReading(): Promise<net.Socket> {
+  const s = net.connect(18201, '127.0.0.1');
+  s.on('error', () => {});
+  s.pause();
+  await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+  return s;
+}
+
 describe('the client API of a one-node cluster, under review', { timeout: 60_000 }, () => {
   const base = oneNodeKv(18200, 'api-review-test');
   const req = async (method: string, p: string, body?: string | Uint8Array) => {
@@ -75,18 +84,11 @@ describe('the client API of a one-node cluster, under review', { timeout: 60_000
     // uWS buffered every answer given with end(): 1,000 such GETs held 1 GB in the node.
     const value = Buffer.alloc(1024 * 1024, 9);
     assert.equal((await req('PUT', '/kv/big-pipelined', value)).status, 200);
-    const s = net.connect(18201, '127.0.0.1');
-    s.on('error', () => {});
-    s.pause(); // never reads
-    let closed = false;
-    s.on('close', () => {
-      closed = true;
-    });
-    await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+    const s = await connectNeverReading();
     const rss0 = process.memoryUsage().rss;
     const one = 'GET /kv/big-pipelined?read=local HTTP/1.1\r\nHost: x\r\n\r\n';
     let peak = 0;
-    for (let k = 0; k < 30 && !closed; k++) {
+    for (let k = 0; k < 30 && !s.closed; k++) {
       s.write(one.repeat(10));
       await new Promise((r) => setTimeout(r, 50));
       peak = Math.max(peak, process.memoryUsage().rss - rss0);
@@ -149,20 +151,13 @@ describe('the client API of a one-node cluster, under review', { timeout: 60_000
   test('an HTTP client that pipelines small requests and never reads is cut off, not buffered for', async () => {
     // Small answers were given with end() and buffered without bound too: a 404 of about 150 bytes
     // per GET, at about 5 MiB a second of the node's memory while the client kept sending.
-    const s = net.connect(18201, '127.0.0.1');
-    s.on('error', () => {});
-    s.pause(); // never reads
-    let closed = false;
-    s.on('close', () => {
-      closed = true;
-    });
-    await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+    const s = await connectNeverReading();
     const rss0 = process.memoryUsage().rss;
     const many = 'GET /kv/never-written?read=local HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(2000);
     let sent = 0;
     let peak = 0;
     // 400,000 requests at most: their answers (about 60 MB) are far more than the socket buffers hold.
-    for (let k = 0; k < 200 && !closed; k++) {
+    for (let k = 0; k < 200 && !s.closed; k++) {
       if (!s.write(many)) await new Promise((r) => setTimeout(r, 20));
       sent += 2000;
       if (k % 10 === 9) {
@@ -171,9 +166,9 @@ describe('the client API of a one-node cluster, under review', { timeout: 60_000
       }
     }
     const deadline = Date.now() + 10_000;
-    while (!closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (!s.closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     s.destroy();
-    assert.ok(closed, `the node kept a connection open that sent ${sent} requests and read no answer`);
+    assert.ok(s.closed, `the node kept a connection open that sent ${sent} requests and read no answer`);
     assert.ok(peak < 128 * 1024 * 1024, `the node grew by ${(peak / 2 ** 20).toFixed(0)} MiB`);
     assert.equal((await req('GET', '/kv/never-written?read=local')).status, 404, 'the node keeps serving');
   });
