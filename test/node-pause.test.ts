@@ -1,6 +1,6 @@
 // A leader that is paused (SIGSTOP: a long GC, a stalled VM) is replaced, and when it wakes it
 // serves no stale read: its lease ran out in wall-clock time even though its timers did not fire.
-// Real processes on loopback, ports 17210-17212 and 17260-17262; one embedded node on 17263.
+// Real processes on loopback, ports 17210-17212 and 17260-17262; embedded nodes on 17263 and 17266.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -89,6 +89,31 @@ test('after the loop was held up, every message meets a clock brought up to date
       inner.onMessage(m);
       assert.ok(ticksAtStep >= before + 15, `message type ${m.type} was stepped after ${ticksAtStep - before} of the ~20 late ticks`);
     }
+  } finally {
+    await node.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a pause longer than the catch-up bound of 1,000 ticks still delivers two election timeouts, however long they are', async () => {
+  // With an election timeout of 1,500 ticks and a lease of 1,200 (the library takes any config),
+  // 1,000 ticks after a long pause left a leader that other nodes had replaced still trusting its
+  // lease, and it served a stale lease read (found by the simulator-fidelity review, on the cores).
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-pause-'));
+  const node = await createNode({
+    id: 1, peers: '1=127.0.0.1:17266,2=127.0.0.1:17267,3=127.0.0.1:17268', dataDir: dir, tickMs: 10, newCluster: true,
+    config: { electionTicksMin: 1500, electionTicksMax: 1600, leaseTicks: 1200 },
+    stateMachine: { apply: () => 0, snapshot: () => new Uint8Array(0), restore: () => {} }, logger: pino({ level: 'silent' }),
+  });
+  try {
+    const inner = node as unknown as { core: { tick(): void }; lastTickAt: number; catchUpTicks(): void };
+    let ticks = 0;
+    const tick = inner.core.tick.bind(inner.core);
+    inner.core.tick = () => { ticks++; tick(); };
+    // A pause of 5,000 ticks (50 s), as a SIGSTOP would leave it.
+    inner.lastTickAt -= 5000 * 10;
+    inner.catchUpTicks();
+    assert.ok(ticks >= 3200 && ticks <= 5001, `${ticks} ticks delivered after a pause of 5,000`);
   } finally {
     await node.stop();
     fs.rmSync(dir, { recursive: true, force: true });

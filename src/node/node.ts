@@ -210,8 +210,12 @@ const snapshotBytesDefault = 64 * 1024 * 1024;
 const inlinePersistBytesMax = { leader: 8 * 1024, other: 1024 * 1024 };
 /** A catch-up of this many ticks or more is logged: the event loop was held up that long. */
 const lateTicksLogged = 5;
-/** Ticks delivered at most in one catch-up; far more than any election timeout or lease. */
-const catchUpTicksMax = 1000;
+/**
+ * Ticks delivered at most in one catch-up: this, or two of the longest election timeouts if that is
+ * more (catchUpTicksMax). Fewer than an election timeout would leave a leader paused longer than
+ * one believing in its lease on waking, and serving stale lease reads.
+ */
+const catchUpTicksMin = 1000;
 
 /**
  * The free space of the disk holding `dir`, for a failed write's fatal line, with a hint when it is
@@ -334,6 +338,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
    *  are likely lost, and what the new one keeps it commits in its first round. (The cores fail the
    *  reads they cannot confirm within one or two election timeouts themselves.) Set by open(). */
   private leaderChangeGraceMs = 0;
+  /** Ticks one catch-up delivers at most (see catchUpTicksMin): set from the config at open. Invariant: >= 2 * electionTicksMax. */
+  private catchUpTicksMax = catchUpTicksMin;
   /** When the core's clock was last brought up to date (performance.now()). Advances by whole ticks. */
   private lastTickAt = 0;
 
@@ -483,6 +489,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     const node = new PaxlogNode(opts, store, core, kernels, uws);
     node.appliedThrough = loaded.restored.appliedPrefix - 1;
     node.leaderChangeGraceMs = config.electionTicksMin * node.tickMs;
+    node.catchUpTicksMax = Math.max(catchUpTicksMin, 2 * config.electionTicksMax);
     node.snapshotPrefixDurable = loaded.restored.snapshot?.prefix ?? 1;
     if (!fsync) {
       opts.logger.warn('FSYNC IS OFF (--fsync off): writes are acknowledged before they are on disk; ' +
@@ -722,7 +729,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     if (due <= 0) return;
     this.lastTickAt += due * this.tickMs;
     // Beyond a few election timeouts every timer in the core has fired anyway; bound the work.
-    const ticks = Math.min(due, catchUpTicksMax);
+    const ticks = Math.min(due, this.catchUpTicksMax);
     if (ticks >= lateTicksLogged) this.log.warn({ ticks, ms: Math.round(ticks * this.tickMs) }, 'the event loop was held up: ticks delivered late at once');
     for (let i = 0; i < ticks; i++) this.core.tick();
     this.expireRequests(now);
