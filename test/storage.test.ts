@@ -557,7 +557,7 @@ test('one process per data directory: a live holder is refused, a dead one\'s lo
   // A lock left by a process that no longer exists (a pid far above any in use).
   fs.writeFileSync(path.join(dir, 'paxlog.lock'), '4194000\n');
   const again = LogStore.open({ dir, fsync: true, kernels });
-  assert.equal(fs.readFileSync(path.join(dir, 'paxlog.lock'), 'utf8').trim(), String(process.pid));
+  assert.equal(fs.readFileSync(path.join(dir, 'paxlog.lock'), 'utf8').split('\n')[0], String(process.pid));
   await again.close();
 });
 
@@ -637,6 +637,18 @@ test('a node the lock file cannot see (another PID namespace: its pid names nobo
   await s.close();
 });
 
+test('a log this process reads through another LMDB handle is refused as open here already, not as another process\'s', async () => {
+  const dir = tmp();
+  await LogStore.open({ dir, fsync: true, kernels }).close();
+  const root = open({ path: path.join(dir, 'paxlog.mdb'), maxDbs: 4 });
+  root.openDB({ name: 'meta', encoding: 'binary' }).get('hard');
+  try {
+    assert.throws(() => LogStore.open({ dir, fsync: true, kernels }), /is open in this process already, through another LMDB handle/);
+  } finally {
+    await root.close();
+  }
+});
+
 test('closing a log removes its own lock file only: one another process put in its place stays', async () => {
   const dir = tmp();
   const lock = path.join(dir, 'paxlog.lock');
@@ -647,6 +659,13 @@ test('closing a log removes its own lock file only: one another process put in i
   fs.writeFileSync(lock, '4194000\n');
   await s.close();
   assert.equal(fs.readFileSync(lock, 'utf8'), '4194000\n');
+  // The same with the inode ours had: a file system gives a freed inode number out again, and the
+  // other process's file may well get it (written here into our very file, which keeps it).
+  const t = LogStore.open({ dir: tmp(), fsync: true, kernels });
+  const lock2 = path.join((t as unknown as { dir: string }).dir, 'paxlog.lock');
+  fs.writeFileSync(lock2, '4194001\n');
+  await t.close();
+  assert.equal(fs.readFileSync(lock2, 'utf8'), '4194001\n', 'a lock file at our inode, written by another, stays');
 });
 
 test('a new log rejoins without voting until a Ready says rejoined; the mark survives reopening until then', async () => {

@@ -77,6 +77,7 @@
 // may count on what the failed one held.
 
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { makeDirs } from './dirs.js';
@@ -468,6 +469,9 @@ export class LogStore {
     if (readers.length > 0) {
       this.root.close();
       this.root = null;
+      if (readers.includes(String(process.pid))) {
+        throw new StorageError(`${opts.dir} is open in this process already, through another LMDB handle that read it; one node per data directory`);
+      }
       throw new StorageError(`${opts.dir} is in use by another process (LMDB lists a reader with pid ${[...new Set(readers)].join(', ')} ` +
         'in its own PID namespace: a node in another container on this volume?); one node per data directory');
     }
@@ -1101,12 +1105,15 @@ async function syncDir(dir: string): Promise<void> {
 }
 
 /**
- * The lock files this process holds, by device and inode (whatever path reached them). A lock
+ * The lock files this process holds, by device and inode (whatever path reached them), with the
+ * text each was written with (an inode number freed by another process's takeover comes back). A lock
  * naming this process's pid that is not here was left by an earlier process with the same pid: a
  * node in a container is pid 1 again after a restart.
  */
-const locksHeld = new Set<string>();
+const locksHeld = new Map<string, string>();
 const fileId = (st: fs.Stats): string => `${st.dev}:${st.ino}`;
+/** What a lock file says: its holder's pid on the first line, then a token of this take (an inode number comes back once freed). */
+const lockText = (): string => `${process.pid}\n${crypto.randomBytes(8).toString('hex')}\n`;
 
 /**
  * Claim the data directory for this process. Two live processes on one log would be two
@@ -1117,8 +1124,9 @@ function takeLock(dir: string): string {
   const file = path.join(dir, 'paxlog.lock');
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
-      locksHeld.add(fileId(fs.statSync(file)));
+      const text = lockText();
+      fs.writeFileSync(file, text, { flag: 'wx' });
+      locksHeld.set(fileId(fs.statSync(file)), text);
       return file;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
@@ -1139,8 +1147,8 @@ function takeLock(dir: string): string {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // released meanwhile
       throw new StorageError(`cannot lock ${dir}: ${(err as Error).message}`);
     }
-    const holder = Number(text.trim());
-    const live = holder === process.pid ? locksHeld.has(id) : isAlive(holder);
+    const holder = Number(text.split('\n')[0].trim());
+    const live = holder === process.pid ? locksHeld.get(id) === text : isAlive(holder);
     if (Number.isInteger(holder) && holder > 0 && live) {
       throw new StorageError(`${dir} is in use by process ${holder} (${file}); one node per data directory`);
     }
@@ -1164,7 +1172,9 @@ function releaseLock(file: string): void {
   try {
     // Only our own: a process in another PID namespace may have taken a lock it found stale (then
     // refused to start, see the LogStore constructor) and left its own file there meanwhile.
-    if (locksHeld.delete(fileId(fs.statSync(file)))) fs.rmSync(file, { force: true });
+    const id = fileId(fs.statSync(file));
+    if (locksHeld.get(id) === fs.readFileSync(file, 'utf8')) fs.rmSync(file, { force: true });
+    locksHeld.delete(id);
   } catch {
     // gone already
   }
