@@ -9,7 +9,8 @@
 // After every step it checks that no slot has two chosen values, that all applied logs are
 // prefixes of one another (both checked as values are applied, against one global log), and,
 // for Multi-Paxos, that no slot was ever accepted by a majority at two ballots with different
-// values (the ground truth of "chosen", from durable records). At the end it heals everything and
+// values (the ground truth of "chosen", from durable records) and that no value is applied before
+// a majority durably accepted it. At the end it heals everything and
 // requires the cluster to converge on a fresh write (liveness), checks that no acknowledged
 // write is lost, and checks the clients' history for linearizability, key by key. With snapshots
 // on, the liveness phase first keeps one node down while the others write and compact past its
@@ -807,6 +808,12 @@ export class Simulation {
       const chosen = this.trulyChosen.get(a.position);
       if (chosen !== undefined && chosen !== text) {
         throw new Violation(`node ${n.id} applied ${JSON.stringify(text)} at slot ${a.position}, but a majority accepted ${JSON.stringify(chosen)}`);
+      }
+      // Multi-Paxos chooses a value by a majority's durable accepts at one ballot, so one is applied
+      // only once they exist: a value applied first was never chosen (a reply sent before its write
+      // was durable shows here at once, without waiting for a crash to lose the write).
+      if (chosen === undefined && this.o.protocol === 'multipaxos') {
+        throw new Violation(`node ${n.id} applied ${JSON.stringify(text)} at slot ${a.position}, which no majority has durably accepted`);
       }
       const cmds = this.k.decodeBatch(a.value);
       if (!Array.isArray(cmds)) throw new Violation(`node ${n.id} applied a malformed batch at ${a.position}: ${cmds.error}`);
