@@ -80,6 +80,36 @@ describe('the client API of a one-node cluster, under review', { timeout: 60_000
     }
   });
 
+  test('one /client message of tiny writes past the in-flight bound, whose 503s would come to several times its size, gets its connection closed with a reason', async () => {
+    // About 240,000 empty PUTs in 4 MiB: 4,096 are taken, each of the rest drew a 503 text of about
+    // 80 bytes, 19 MB of answers gathered for one turn before uWS's backpressure limit dropped the link.
+    const ws = new WebSocket('ws://127.0.0.1:18201/client', { perMessageDeflate: false });
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    ws.on('message', () => {});
+    const one = encodeRequest({ id: 1, op: ClientOp.Put, key: 'w' });
+    const n = Math.floor((4 * 1024 * 1024 - 64) / one.byteLength);
+    const message = Buffer.alloc(n * one.byteLength);
+    for (let i = 0; i < n; i++) {
+      message.set(one, i * one.byteLength);
+      message.writeUInt32LE(i + 1, i * one.byteLength + 4);
+    }
+    ws.send(message);
+    const r = await Promise.race([closed, new Promise<null>((resolve) => setTimeout(() => resolve(null), 15_000))]);
+    ws.terminate();
+    assert.ok(r !== null, 'the connection stayed open');
+    assert.equal(r.code, 1008, `closed with ${r.code} ${r.reason}`);
+    assert.match(r.reason, /bytes of answers asked for at once/);
+    // The 4,096 writes it took are still being chosen: a write may get 503 (retry) meanwhile.
+    let status = 0;
+    for (let i = 0; i < 100 && status !== 200; i++) {
+      status = (await req('PUT', '/kv/after-tiny-writes', 'ok')).status;
+      if (status === 503) await new Promise((res) => setTimeout(res, 100));
+      else break;
+    }
+    assert.equal(status, 200, 'the node keeps serving');
+  });
+
   test('an HTTP client that pipelines GETs of a large value and never reads cannot grow the node\'s memory without bound', async () => {
     // uWS buffered every answer given with end(): 1,000 such GETs held 1 GB in the node.
     const value = Buffer.alloc(1024 * 1024, 9);

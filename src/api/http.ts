@@ -507,6 +507,7 @@ function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, s
       // The message dies with this callback; writes copy what they keep when queued, reads copy the key.
       const writeDone = (conn.writeDone ??= (err, result, tag) => answer(ws, conn, tagId(tag), service.writeAnswer(writeOp(tagOp(tag)), err, result)));
       const bad = forEachRequest(new Uint8Array(message), (r) => {
+        if (conn.closed) return; // cut off by its answers (see answer): the rest is not taken
         conn.inFlight++;
         if (conn.inFlight > clientInFlightMax) return answer(ws, conn, r.id, error(503, `more than ${clientInFlightMax} requests in flight on this connection`, 1));
         if (r.op === ClientOp.Get) {
@@ -518,7 +519,7 @@ function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, s
         }
       });
       service.flushWrites();
-      if (bad !== null) ws.send(encodeResponse(bad.id, 400, bad.reason), true);
+      if (bad !== null && !conn.closed) ws.send(encodeResponse(bad.id, 400, bad.reason), true);
     },
     close: (ws) => {
       ws.getUserData().closed = true;
@@ -528,12 +529,25 @@ function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, s
 
 const turnFull = error(503, `over ${clientTurnBytesMax} bytes of answers on this connection at once; read them, then retry`, 1);
 
+/**
+ * Answer bytes past clientTurnBytesMax a turn may still gather (its 503s, each about 100 bytes)
+ * before the connection is closed: one message of a few MiB of tiny writes, each past the in-flight
+ * bound answered with a 503 text, asked for answers several times its size.
+ */
+const clientTurnSlackBytes = 1024 * 1024;
+
 /** Queue one answer on a /client connection; the first of a turn schedules the send. */
 function answer(ws: Uws.WebSocket<ClientConn>, conn: ClientConn, id: number, a: Answer): void {
   conn.inFlight--;
   if (conn.closed) return;
+  if (conn.out.length > clientTurnBytesMax + clientTurnSlackBytes) {
+    conn.closed = true;
+    ws.end(1008, `over ${clientTurnBytesMax + clientTurnSlackBytes} bytes of answers asked for at once`);
+    return;
+  }
   if (conn.out.length === 0) setImmediate(() => sendAnswers(ws, conn));
-  if (typeof a.body === 'object' && conn.out.length + a.body.byteLength > clientTurnBytesMax) a = turnFull;
+  const bytes = typeof a.body === 'string' ? Buffer.byteLength(a.body) : a.body?.byteLength ?? 0;
+  if (conn.out.length + bytes > clientTurnBytesMax) a = turnFull;
   conn.out.write(id, a.status, a.body ?? '');
 }
 
