@@ -57,9 +57,9 @@ test('bad flags give one clear error line and exit code 2', () => {
 });
 
 /** `paxlog cluster` of 3 nodes on `dir`, once it says it is ready: its process, its output so far, and its exit. */
-async function startCluster(dir: string): Promise<{ child: ChildProcess; out: () => string; exited: Promise<number | null> }> {
-  const child = spawn(process.execPath, [bin, 'cluster', '--nodes', '3', '--data', dir, '--base-port', '17510', '--http-base-port', '17520'],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
+async function startCluster(dir: string, args = ['--nodes', '3', '--base-port', '17510', '--http-base-port', '17520'], env: NodeJS.ProcessEnv = {}):
+  Promise<{ child: ChildProcess; out: () => string; exited: Promise<number | null> }> {
+  const child = spawn(process.execPath, [bin, 'cluster', '--data', dir, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -136,6 +136,29 @@ test('cluster starts the nodes, prints their endpoints and curl lines, serves, a
     assert.equal(await again.exited, 0, again.out());
   }
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('cluster waits for its nodes by the monotonic clock: a wall clock that jumps or runs fast does not make it give up', { timeout: 60_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-cli-clock-'));
+  // Every process of the cluster sees the wall clock run 30 times too fast: its 15 s would pass
+  // in half a second, before a node answers.
+  const step = path.join(dir, 'fast-clock.mjs');
+  fs.writeFileSync(step, 'const real = Date.now; const t0 = real(); Date.now = () => t0 + (real() - t0) * 30;\n');
+  const { child, out, exited } = await startCluster(path.join(dir, 'data'), ['--nodes', '1', '--base-port', '17560', '--http-base-port', '17565'],
+    { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${step}` });
+  try {
+    assert.doesNotMatch(out(), /did not come up/);
+    let put = 0;
+    for (let i = 0; i < 100 && put !== 200; i++) {
+      put = (await fetch('http://127.0.0.1:17565/kv/clock', { method: 'PUT', body: 'stepped' })).status;
+      if (put !== 200) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(put, 200);
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('--fsync off says so loudly in the log and in /status', { timeout: 30_000 }, async () => {
