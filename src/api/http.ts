@@ -382,10 +382,12 @@ function keyOf(req: HttpRequest): string | null {
   }
 }
 
-function onAbort(res: HttpResponse): { value: boolean } {
+/** Whether the client went away before its answer; `then` runs when it does. */
+function onAbort(res: HttpResponse, then?: () => void): { value: boolean } {
   const aborted = { value: false };
   res.onAborted(() => {
     aborted.value = true;
+    then?.();
   });
   return aborted;
 }
@@ -405,11 +407,7 @@ function withBody(res: HttpResponse, req: HttpRequest, key: string | null, handl
     chunks = null;
     assert.ok(bodyBytesHeld >= 0, `bodyBytesHeld ${bodyBytesHeld}`);
   };
-  const aborted = { value: false };
-  res.onAborted(() => {
-    aborted.value = true;
-    release();
-  });
+  const aborted = onAbort(res, release);
   if (key === null) return send(res, error(400, 'the key is not valid percent-encoded UTF-8'), true);
   const declared = req.getHeader('content-length');
   if (declared !== '' && Number(declared) > bodyBytesMax) {

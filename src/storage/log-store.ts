@@ -1049,8 +1049,8 @@ export class LogStore {
     if (numbers[0] !== identityVersion || n < 4 || protocol === undefined) {
       throw new LogDamagedError(`the log's identity record is not one this version reads (${numbers.slice(0, 4).join(', ')})`);
     }
-    const was: LogIdentity = { id: numbers[1], protocol, members: numbers.slice(3) };
-    if (identityNumbers(was).join() !== identityNumbers(want).join()) {
+    if (numbers.join() !== identityNumbers(want).join()) {
+      const was: LogIdentity = { id: numbers[1], protocol, members: numbers.slice(3) };
       throw new StorageError(`this log belongs to ${describeIdentity(was)}, and this start is ${describeIdentity(want)}: ` +
         'a data directory keeps the identity it was made with (its promises and accepts count for that node only); ' +
         'start it with that --id, those member ids in --peers and that --protocol, or give this node a new directory');
