@@ -627,7 +627,8 @@ test('a node the lock file cannot see (another PID namespace: its pid names nobo
     fs.writeFileSync(path.join(dir, 'paxlog.lock'), '4194000\n');
     assert.throws(() => LogStore.open({ dir, fsync: true, kernels }), (e: Error) =>
       e instanceof StorageError && new RegExp(`in use by another process \\(LMDB lists a reader with pid ${holder.pid}`).test(e.message));
-    assert.equal(fs.existsSync(path.join(dir, 'paxlog.lock')), false, 'the lock it found stale and took is given back');
+    assert.equal(fs.readFileSync(path.join(dir, 'paxlog.lock'), 'utf8'), '4194000\n', 'the lock it found stale and took is put back as it was');
+    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('paxlog.lock')), ['paxlog.lock'], 'nothing is left aside');
   } finally {
     holder.kill('SIGKILL');
   }

@@ -493,10 +493,14 @@ export class LogStore {
     } catch (err) {
       throw new StorageError(`cannot make the data directory ${opts.dir}: ${(err as Error).message}`);
     }
-    const lockFile = takeLock(opts.dir);
+    const lock = takeLock(opts.dir);
+    const lockFile = lock.file;
     try {
       const store = new LogStore(opts);
       store.lockFile = lockFile;
+      // No other process reads the log (the constructor checked): a stale lock replaced was stale.
+      if (lock.aside !== null) fs.rmSync(lock.aside, { force: true });
+      lock.aside = null;
       if (opts.identity !== undefined) {
         try {
           store.checkIdentity(opts.identity);
@@ -524,7 +528,7 @@ export class LogStore {
       }
       return store;
     } catch (err) {
-      releaseLock(lockFile);
+      releaseLock(lockFile, lock.aside);
       if (err instanceof LogDamagedError) throw err; // names the file: the node tells it from other failures
       throw new StorageError(`cannot open the log in ${opts.dir}: ${(err as Error).message}`);
     }
@@ -1120,18 +1124,21 @@ const lockText = (): string => `${process.pid}\n${crypto.randomBytes(8).toString
  * acceptors sharing one set of promises, which breaks agreement; a lock left by a process that
  * died (kill -9) is taken over.
  */
-function takeLock(dir: string): string {
+function takeLock(dir: string): Lock {
   const file = path.join(dir, 'paxlog.lock');
+  let aside: string | null = null;
+  function refuse(message: string): never {
+    if (aside !== null) fs.rmSync(aside, { force: true });
+    throw new StorageError(message);
+  }
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const text = lockText();
       fs.writeFileSync(file, text, { flag: 'wx' });
       locksHeld.set(fileId(fs.statSync(file)), text);
-      return file;
+      return { file, aside };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new StorageError(`cannot lock ${dir}: ${(err as Error).message}`);
-      }
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') refuse(`cannot lock ${dir}: ${(err as Error).message}`);
     }
     let text: string;
     let id: string;
@@ -1145,39 +1152,59 @@ function takeLock(dir: string): string {
       }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // released meanwhile
-      throw new StorageError(`cannot lock ${dir}: ${(err as Error).message}`);
+      refuse(`cannot lock ${dir}: ${(err as Error).message}`);
     }
     const holder = Number(text.split('\n')[0].trim());
     const live = holder === process.pid ? locksHeld.get(id) === text : isAlive(holder);
     if (Number.isInteger(holder) && holder > 0 && live) {
-      throw new StorageError(`${dir} is in use by process ${holder} (${file}); one node per data directory`);
+      refuse(`${dir} is in use by process ${holder} (${file}); one node per data directory`);
     }
-    // Left by a process that is gone. Another process that found it so too may have removed it and
-    // taken the directory meanwhile: only the lock found stale goes (moved aside, then read again:
-    // a new file may have the old one's inode, but names its own process), and another's is put back.
-    const aside = `${file}.stale-${process.pid}`;
+    // Left by a process that is gone, as far as this PID namespace can tell. Another process that
+    // found it so too may have removed it and taken the directory meanwhile: only the lock found
+    // stale goes (moved aside, then read again: a new file may have the old one's inode, but names
+    // its own process), and another's is put back. The stale one is kept aside until the open
+    // succeeds: its holder may be alive in another PID namespace, and then it goes back.
+    const moved = `${file}.stale-${process.pid}`;
     try {
-      fs.renameSync(file, aside);
-      if (fs.readFileSync(aside, 'utf8') !== text) fs.linkSync(aside, file);
-      fs.rmSync(aside, { force: true });
+      fs.renameSync(file, moved);
+      if (fs.readFileSync(moved, 'utf8') !== text) {
+        fs.linkSync(moved, file);
+        fs.rmSync(moved, { force: true });
+      } else {
+        if (aside !== null) fs.rmSync(aside, { force: true });
+        aside = moved;
+      }
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(`cannot lock ${dir}: ${(err as Error).message}`);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') refuse(`cannot lock ${dir}: ${(err as Error).message}`);
     }
   }
-  throw new StorageError(`cannot lock ${dir}: another process keeps taking ${file}`);
+  return refuse(`cannot lock ${dir}: another process keeps taking ${file}`);
 }
 
-/** Give up the lock takeLock() took. */
-function releaseLock(file: string): void {
+/** A lock takeLock() took: its file, and the stale lock it replaced (kept aside until the open succeeds), if any. */
+interface Lock {
+  file: string;
+  aside: string | null;
+}
+
+/**
+ * Give up the lock takeLock() took, putting back the stale lock it replaced if one is kept aside
+ * (an open refused because that lock's holder runs in another PID namespace leaves its lock as it was).
+ */
+function releaseLock(file: string, aside: string | null = null): void {
   try {
     // Only our own: a process in another PID namespace may have taken a lock it found stale (then
     // refused to start, see the LogStore constructor) and left its own file there meanwhile.
     const id = fileId(fs.statSync(file));
-    if (locksHeld.get(id) === fs.readFileSync(file, 'utf8')) fs.rmSync(file, { force: true });
+    if (locksHeld.get(id) === fs.readFileSync(file, 'utf8')) {
+      if (aside !== null) fs.renameSync(aside, file);
+      else fs.rmSync(file, { force: true });
+    }
     locksHeld.delete(id);
   } catch {
     // gone already
   }
+  if (aside !== null) fs.rmSync(aside, { force: true });
 }
 
 function isAlive(pid: number): boolean {
