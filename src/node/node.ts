@@ -372,7 +372,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.peerApp = createApp(uws, opts.tls);
     this.faults = opts.faults !== undefined || opts.faultControl === true ? new LinkFaults(opts.id, { ...faultsNone, ...opts.faults }) : null;
     this.transport = new PeerTransport({
-      id: opts.id, peers: opts.peers, secret: opts.secret ?? '', shape: clusterShape(opts.protocol ?? 'multipaxos', opts.peers.keys()), kernels, logger: this.log,
+      id: opts.id, peers: opts.peers, secret: opts.secret ?? '', shape: clusterShape(core.name, opts.peers.keys()), kernels, logger: this.log,
       onMessage: (m) => this.onMessage(m),
       faults: this.faults ?? undefined,
       tls: opts.tls !== undefined ? checkTlsFiles(opts.tls) : undefined,
@@ -415,7 +415,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     const kernels = loadKernels(opts.kernels ?? 'wasm');
     const fsync = opts.fsync ?? true;
     const preallocateBytes = opts.preallocateBytes;
-    const identity: LogIdentity = { id: opts.id, protocol: opts.protocol ?? 'multipaxos', members: [...opts.peers.keys()] };
+    const protocol = opts.protocol ?? 'multipaxos';
+    const identity: LogIdentity = { id: opts.id, protocol, members: [...opts.peers.keys()] };
     const recover = (store: LogStore): PaxlogNode<R> => {
       try {
         return PaxlogNode.recover(opts, store, kernels, uws);
@@ -483,8 +484,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       ...(opts.pipeline !== undefined ? { pipeline: opts.pipeline } : {}),
       ...opts.config,
     };
-    const name = opts.protocol ?? 'multipaxos';
-    const make = protocolFactory(name);
+    const make = protocolFactory(opts.protocol ?? 'multipaxos');
     const core = make({ config, kernels, rng: new Prng(crypto.randomBytes(4).readUInt32LE(0)), restored: loaded.restored, incarnation: crypto.randomBytes(4).readUInt32LE(0) });
     const node = new PaxlogNode(opts, store, core, kernels, uws);
     node.appliedThrough = loaded.restored.appliedPrefix - 1;
