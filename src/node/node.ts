@@ -503,7 +503,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       opts.logger.warn('rejoining without voting: this log is new (a first start, or a wiped or damaged one) and may have ' +
         'forgotten promises and accepts; the node catches up from every other member before it votes');
     }
-    opts.logger.info({ id: opts.id, protocol: name, kernels: kernels.kind, fsync, restored: {
+    opts.logger.info({ id: opts.id, protocol: core.name, kernels: kernels.kind, fsync, restored: {
       ballot: loaded.restored.hardState.ballot, records: loaded.restored.records.length,
       chosenPrefix: loaded.restored.chosenPrefix, appliedPrefix: loaded.restored.appliedPrefix,
     } }, 'node recovered from its log');
