@@ -399,9 +399,10 @@ export function buildProgram(): Command {
     .option('--storage-faults <p>', 'probability a restart finds the node\'s storage damaged (it refuses and stays down; a minority at most)', probability)
     .option('--rejoin-share <p>', 'share of damaged restarts that set the log aside and rejoin without voting instead', probability)
     .option('--wipes <p>', 'probability a restart finds an empty disk and rejoins without voting', probability)
+    .option('--pauses <p>', 'per-tick, per-node probability that a node pauses (as under SIGSTOP) for 1 to 4 election timeouts', probability)
     .action(async (f: {
       seeds: number; start: number; nodes: number; steps: number; protocol: ProtocolName; bug?: Partial<Record<PlantedBug, boolean>>;
-      storageFaults?: number; rejoinShare?: number; wipes?: number;
+      storageFaults?: number; rejoinShare?: number; wipes?: number; pauses?: number;
     }) => {
       // The simulator lives in src/sim/main.ts; load it only when asked.
       const modulePath = './sim/main.js';
@@ -409,7 +410,7 @@ export function buildProgram(): Command {
       const mod = (await import(modulePath)) as { simMain: SimMain };
       const code = await mod.simMain({
         seeds: f.seeds, start: f.start, nodes: Number(f.nodes), steps: f.steps, protocol: f.protocol, bugs: f.bug,
-        storageFaults: f.storageFaults, rejoinShare: f.rejoinShare, wipes: f.wipes,
+        storageFaults: f.storageFaults, rejoinShare: f.rejoinShare, wipes: f.wipes, pauses: f.pauses,
       });
       if (typeof code === 'number') process.exitCode = code;
     });

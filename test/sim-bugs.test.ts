@@ -101,3 +101,24 @@ for (const protocol of ['multipaxos', 'raft'] as const) {
     console.log(`# replay: ${replay}`);
   });
 }
+
+// A process pause (SIGSTOP, a long collection): the woken node must bring its clock up to date
+// before it handles anything that waited, as node.ts does before it steps a message or serves a
+// read. A driver that does not (staleClockOnWake) lets a woken leader, whose links broke while it
+// slept, believe in its lease and serve a stale read: the history is not linearizable.
+for (const protocol of ['multipaxos', 'raft'] as const) {
+  test(`the simulator catches a ${protocol} node that handles what waited during a pause before its clock catches up (staleClockOnWake) within 1,000 seeds`, () => {
+    const pauses = 0.002;
+    let found: { seed: number; violation: string } | null = null;
+    for (let seed = 1; seed <= 1000 && found === null; seed++) {
+      const r = simulate({ seed, nodes: 3, steps: 3000, protocol, pauses, staleClockOnWake: true });
+      if (r.violation) found = { seed, violation: r.violation };
+    }
+    assert.ok(found, `staleClockOnWake (${protocol}) was not caught in 1,000 seeds with pauses=${pauses}`);
+    assert.match(found.violation, /not linearizable/, `seed ${found.seed}: ${found.violation}`);
+    const clean = simulate({ seed: found.seed, nodes: 3, steps: 3000, protocol, pauses });
+    assert.equal(clean.violation, null, `seed ${found.seed} fails with the clock caught up too: the catch proves nothing`);
+    assert.ok(clean.stats.pauses > 0);
+    console.log(`# staleClockOnWake (${protocol}) caught at seed ${found.seed}: ${found.violation.split('\n')[0]}`);
+  });
+}

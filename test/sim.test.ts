@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeFaults, drawFaults, drawRunFaults, simulate } from '../src/sim/sim.js';
-import { simMain } from '../src/sim/main.js';
+import { replayCommand, simMain } from '../src/sim/main.js';
 import { Prng } from '../src/sim/prng.js';
 import { protocolFactory, type ProtocolFactory } from '../src/sim/protocols.js';
 import { loadKernels } from '../src/kernels/index.js';
@@ -182,12 +182,39 @@ test('the disk decisions come from a side stream: with no wipe or damage drawn, 
   for (let seed = 1; seed <= 10; seed++) {
     const plain = simulate({ seed, nodes: 3, steps: 1000, protocol: 'multipaxos' });
     // rejoinShare is drawn only when a restart finds damage, which storageFaults=0 never does.
-    assert.deepEqual(simulate({ seed, nodes: 3, steps: 1000, protocol: 'multipaxos', rejoinShare: 1, wipes: 0 }), plain);
+    assert.deepEqual(simulate({ seed, nodes: 3, steps: 1000, protocol: 'multipaxos', rejoinShare: 1, wipes: 0, pauses: 0 }), plain);
   }
   // With wipes on, the seed's faults are the same ones; only its history after the first wipe differs.
   const wiped = simulate({ seed: 3, nodes: 3, steps: 1000, protocol: 'raft', wipes: 1 });
   assert.deepEqual(wiped.faults, simulate({ seed: 3, nodes: 3, steps: 1000, protocol: 'raft' }).faults);
   assert.ok(wiped.stats.wipes > 0 && wiped.stats.crashes > 0, JSON.stringify(wiped.stats));
+});
+
+test('process pauses: both protocols stay safe and live over 100 seeds each while nodes pause for up to 4 election timeouts', () => {
+  for (const protocol of ['multipaxos', 'raft'] as const) {
+    let pauses = 0;
+    let reads = 0;
+    for (let seed = 1; seed <= 100; seed++) {
+      const r = simulate({ seed, nodes: 3, steps: 2000, protocol, pauses: 0.005 });
+      assert.equal(r.violation, null, `${protocol} seed ${seed}: ${r.violation}`);
+      pauses += r.stats.pauses;
+      reads += r.stats.readsOk;
+    }
+    assert.ok(pauses > 1000 && reads > 1000, `${protocol}: ${pauses} pauses, ${reads} reads answered`);
+  }
+});
+
+test('paxlog sim takes --pauses, counts them, and its replay line carries it', async () => {
+  const lines: string[] = [];
+  assert.equal(await simMain({ seeds: 2, start: 1, nodes: 3, steps: 1000, protocol: 'multipaxos', pauses: 0.01, print: (l) => lines.push(l) }), 0, lines.join('\n'));
+  const perSeed = lines.filter((l) => l.startsWith('  delivered=')).map((l) => Number(/ pauses=(\d+) ok$/.exec(l)?.[1]));
+  assert.equal(perSeed.length, 2);
+  assert.ok(perSeed.every((n) => n > 0), lines.join('\n'));
+  assert.ok(lines.includes(`pauses: ${perSeed[0] + perSeed[1]}`), lines.join('\n'));
+  assert.equal(replayCommand({ seed: 7, nodes: 3, steps: 1000, protocol: 'raft', pauses: 0.01 }), 'paxlog sim --seeds 1 --start 7 --nodes 3 --steps 1000 --protocol raft --pauses 0.01');
+  const bad: string[] = [];
+  assert.equal(await simMain({ seeds: 1, start: 1, nodes: 3, steps: 10, protocol: 'raft', pauses: -0.1, print: (l) => bad.push(l) }), 2);
+  assert.match(bad[0], /--pauses must be a probability between 0 and 1, got -0.1/);
 });
 
 test('a bad disk option is refused with a clear error', () => {

@@ -1,7 +1,8 @@
 // `paxlog sim`: run seeds start..start+seeds-1, print each seed's fault settings first, stop at
 // the first violation with the one command that replays it, and report seeds per second and how
-// many snapshots were taken, installed and sent in chunks over the run, and (with storage faults or
-// wipes on) how many restarts found damaged or empty disks and how many rejoins completed.
+// many snapshots were taken, installed and sent in chunks over the run, (with storage faults or
+// wipes on) how many restarts found damaged or empty disks and how many rejoins completed, and (with
+// pauses on) how many times a node was paused.
 
 import { plantedBugs, type ProtocolName } from '../protocol/types.js';
 import { describeFaults, simulate, type Bugs, type SimResult } from './sim.js';
@@ -19,6 +20,8 @@ export interface SimMainOptions {
   rejoinShare?: number;
   /** Probability a restart finds an empty disk and rejoins (SimOptions.wipes). */
   wipes?: number;
+  /** Per-tick, per-node probability of a process pause (SimOptions.pauses). */
+  pauses?: number;
   /** Print only failures and the summary. */
   quiet?: boolean;
   /** Where lines go (default: stdout). */
@@ -26,11 +29,11 @@ export interface SimMainOptions {
 }
 
 export const replayCommand = (o: {
-  seed: number; nodes: number; steps: number; protocol: string; bugs?: Bugs; storageFaults?: number; rejoinShare?: number; wipes?: number;
+  seed: number; nodes: number; steps: number; protocol: string; bugs?: Bugs; storageFaults?: number; rejoinShare?: number; wipes?: number; pauses?: number;
 }): string => {
   const bugs = Object.entries(o.bugs ?? {}).filter(([, on]) => on).map(([b]) => ` --bug ${b}`).join('');
-  // Only the disk options that are on, so a replay line without them reads as it always did.
-  const disk = ([['--storage-faults', o.storageFaults], ['--rejoin-share', o.rejoinShare], ['--wipes', o.wipes]] as const)
+  // Only the fault options that are on, so a replay line without them reads as it always did.
+  const disk = ([['--storage-faults', o.storageFaults], ['--rejoin-share', o.rejoinShare], ['--wipes', o.wipes], ['--pauses', o.pauses]] as const)
     .filter(([, x]) => (x ?? 0) > 0).map(([flag, x]) => ` ${flag} ${x}`).join('');
   return `paxlog sim --seeds 1 --start ${o.seed} --nodes ${o.nodes} --steps ${o.steps} --protocol ${o.protocol}${disk}${bugs}`;
 };
@@ -45,8 +48,8 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
   let failed: SimResult | null = null;
   let ran = 0;
   /** Snapshot counts summed over the seeds run. */
-  const totals = { snapshots: 0, installs: 0, chunks: 0, storageFaults: 0, refused: 0, wipes: 0, rejoins: 0, rejoined: 0 };
-  const disk = { storageFaults: opts.storageFaults, rejoinShare: opts.rejoinShare, wipes: opts.wipes };
+  const totals = { snapshots: 0, installs: 0, chunks: 0, storageFaults: 0, refused: 0, wipes: 0, rejoins: 0, rejoined: 0, pauses: 0 };
+  const disk = { storageFaults: opts.storageFaults, rejoinShare: opts.rejoinShare, wipes: opts.wipes, pauses: opts.pauses };
   for (let seed = opts.start; seed < opts.start + opts.seeds; seed++) {
     const r = simulate({ seed, nodes: opts.nodes, steps: opts.steps, protocol: opts.protocol, bugs: opts.bugs, ...disk });
     ran++;
@@ -59,6 +62,7 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
     totals.wipes += r.stats.wipes;
     totals.rejoins += r.stats.rejoins;
     totals.rejoined += r.stats.rejoined;
+    totals.pauses += r.stats.pauses;
     if (!opts.quiet || r.violation) {
       const s = r.stats;
       print(`seed ${seed}: ${opts.protocol} nodes=${opts.nodes} steps=${opts.steps} ${describeFaults(r.faults)}`);
@@ -66,7 +70,7 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
         print(`  delivered=${s.delivered} dropped=${s.dropped} crashes=${s.crashes} partitions=${s.partitions} ` +
           `writesAcked=${s.writesAcked} readsOk=${s.readsOk} unknown=${s.unknown} applied=${s.applied} ` +
           `snapshots=${s.snapshots} installs=${s.installs} chunks=${s.chunks} ` +
-          `storageFaults=${s.storageFaults} wipes=${s.wipes} rejoins=${s.rejoins} rejoined=${s.rejoined} ${r.violation ? 'FAIL' : 'ok'}`);
+          `storageFaults=${s.storageFaults} wipes=${s.wipes} rejoins=${s.rejoins} rejoined=${s.rejoined}${(opts.pauses ?? 0) > 0 ? ` pauses=${s.pauses}` : ''} ${r.violation ? 'FAIL' : 'ok'}`);
       }
     }
     if (r.violation) {
@@ -82,6 +86,7 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
   print(`snapshots: ${totals.snapshots} taken, ${totals.installs} installed from a peer, ${totals.chunks} chunks delivered`);
   print(`disks: ${totals.storageFaults} found damaged (${totals.refused} refused), ${totals.wipes} wiped; ` +
     `${totals.rejoins} rejoining starts, ${totals.rejoined} rejoins completed`);
+  if ((opts.pauses ?? 0) > 0) print(`pauses: ${totals.pauses}`);
   print(`${ran} seeds (${ticks} ticks) in ${seconds.toFixed(1)} s: ${(ran / seconds).toFixed(1)} seeds/s; ` +
     `${failed ? `violation at seed ${failed.seed}` : 'no violation'}`);
   return failed ? 1 : 0;
@@ -93,7 +98,7 @@ const checkOptions = (o: SimMainOptions): string | null => {
   if (!Number.isSafeInteger(o.start) || o.start < 0) return `--start must be a non-negative integer, got ${o.start}`;
   if (o.nodes !== 3 && o.nodes !== 5) return `--nodes must be 3 or 5, got ${o.nodes}`;
   if (!Number.isSafeInteger(o.steps) || o.steps < 1) return `--steps must be a positive integer, got ${o.steps}`;
-  for (const [flag, x] of [['--storage-faults', o.storageFaults], ['--rejoin-share', o.rejoinShare], ['--wipes', o.wipes]] as const) {
+  for (const [flag, x] of [['--storage-faults', o.storageFaults], ['--rejoin-share', o.rejoinShare], ['--wipes', o.wipes], ['--pauses', o.pauses]] as const) {
     if (x !== undefined && !(typeof x === 'number' && x >= 0 && x <= 1)) return `${flag} must be a probability between 0 and 1, got ${x}`;
   }
   for (const b of Object.keys(o.bugs ?? {})) if (!(plantedBugs as readonly string[]).includes(b)) return `unknown bug ${b}: expected one of ${plantedBugs.join(', ')}`;

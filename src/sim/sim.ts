@@ -16,6 +16,9 @@
 // on, the liveness phase first keeps one node down while the others write and compact past its
 // log, so that node can only converge by installing a snapshot.
 //
+// Process pauses (off by default, SimOptions.pauses): a node stops, clock and all, and on waking
+// catches its clock up before it handles what waited, as node.ts does.
+//
 // Storage faults (off by default): a restart may find the node's disk damaged (it refuses and stays
 // down, as a real node stops with a clear message, or on a share of such restarts sets the damaged
 // log aside and rejoins without voting, as --rejoin-without-voting does) or empty (a replaced disk:
@@ -72,6 +75,18 @@ export interface SimOptions {
    * without voting. 0 (the default) draws nothing; drawn from the disk side stream.
    */
   wipes?: number;
+  /**
+   * Process pauses (SIGSTOP, a long garbage collection, a VM descheduled): the per-tick, per-node
+   * probability that a running node stops for 1 to 4 election timeouts. A paused node's clock stops
+   * and nothing it does moves on: messages and client requests to it wait, its persists do not
+   * complete. On waking, as node.ts brings the core's clock up to date before it steps a message or
+   * serves a read, its clock catches up first (by at most 2 election timeouts, as node.ts's
+   * catch-up is bounded), then what waited is handled. 0 (the default) draws nothing; drawn from a
+   * side stream of its own.
+   */
+  pauses?: number;
+  /** TEST ONLY: a driver that handles what waited at a woken node before its clock catches up. */
+  staleClockOnWake?: boolean;
   /** TEST ONLY: builds the cores instead of the protocol's own factory (a test wraps a core to make it misbehave). */
   factory?: ProtocolFactory;
 }
@@ -153,6 +168,8 @@ export interface SimResult {
     installs: number;
     /** SnapshotChunk messages delivered. */
     chunks: number;
+    /** Process pauses (SimOptions.pauses). */
+    pauses: number;
   };
 }
 
@@ -174,6 +191,8 @@ const enum SideStream {
   Disk = 1,
   /** Readys in flight at most (drawFaults). */
   Readys = 2,
+  /** Process pauses (Sim.pauseRng). */
+  Pauses = 3,
 }
 
 const sideStream = (seed: number, which: SideStream): Prng => {
@@ -258,6 +277,14 @@ interface SimNode {
   readsHeld: { id: number; index: number }[];
   /** Tick at which a crashed node restarts. */
   restartAt: number;
+  /** Tick at which a paused node wakes (SimOptions.pauses); <= now when it runs. */
+  pausedUntil: number;
+  /** Ticks the node's clock fell behind while paused, paid when it wakes. */
+  ticksOwed: number;
+  /** Peer messages that arrived while the node was paused, in arrival order. Bounded by what is in flight. */
+  heldMessages: Message[];
+  /** Client requests that arrived while the node was paused, in arrival order. Invariant: at most one per client. */
+  heldRequests: PendingOp[];
   /** Ticks at which this node's clock jumped, to keep jumps within the drift bound. */
   jumps: number[];
   /** '' while the node may run; else why it refused to restore damaged storage (it never runs again). */
@@ -274,8 +301,12 @@ interface PendingOp {
   /** The value written (writes). */
   value: string;
   op: number;
+  /** The client that issued it. */
+  client: number;
   node: number;
   readId: number;
+  /** How a read is made (reads). */
+  mode: ReadMode;
   /** Logical event time of the call. */
   call: number;
   deadline: number;
@@ -323,6 +354,8 @@ export class Simulation {
   /** The disk side stream: every wipe and set-aside decision, so that with those options at 0 the
    *  main stream, and so each seed's history, is what it always was. */
   private readonly diskRng: Prng;
+  /** The pause side stream: whether and how long a node pauses (SimOptions.pauses). */
+  private readonly pauseRng: Prng;
   private readonly k: Kernels;
   private readonly nodes: SimNode[] = [];
   private readonly configs: Config[];
@@ -357,16 +390,17 @@ export class Simulation {
   private readonly heldBack = new Set<number>();
   readonly stats = {
     delivered: 0, dropped: 0, crashes: 0, partitions: 0, writesAcked: 0, readsOk: 0, unknown: 0, applied: 0,
-    storageFaults: 0, wipes: 0, rejoins: 0, rejoined: 0, snapshots: 0, installs: 0, chunks: 0,
+    storageFaults: 0, wipes: 0, rejoins: 0, rejoined: 0, snapshots: 0, installs: 0, chunks: 0, pauses: 0,
   };
 
   constructor(private readonly o: SimOptions) {
     this.rng = new Prng(o.seed);
     this.faults = drawFaults(this.rng, o.seed);
-    for (const [name, x] of [['storageFaults', o.storageFaults], ['rejoinShare', o.rejoinShare], ['wipes', o.wipes]] as const) {
+    for (const [name, x] of [['storageFaults', o.storageFaults], ['rejoinShare', o.rejoinShare], ['wipes', o.wipes], ['pauses', o.pauses]] as const) {
       if (x !== undefined && !(x >= 0 && x <= 1)) throw new RangeError(`${name} must be a probability in [0, 1], got ${x}`);
     }
     this.diskRng = sideStream(o.seed, SideStream.Disk);
+    this.pauseRng = sideStream(o.seed, SideStream.Pauses);
     this.k = o.kernels ?? loadKernels('js');
     this.factory = o.factory ?? protocolFactory(o.protocol);
     const peers = Array.from({ length: o.nodes }, (_, i) => i + 1);
@@ -392,7 +426,8 @@ export class Simulation {
       const n: SimNode = {
         id, core: null, durable: new Durable(true),
         persisting: [], appliedNext: 1, digest: DIGEST_EMPTY, snapshotAt: 1, installs: 0,
-        kv: new Map(), readsHeld: [], restartAt: 0, jumps: [], refused: '', rejoining: false,
+        kv: new Map(), readsHeld: [], restartAt: 0, pausedUntil: 0, ticksOwed: 0, heldMessages: [], heldRequests: [],
+        jumps: [], refused: '', rejoining: false,
       };
       this.nodes.push(n);
       this.start(n, false);
@@ -501,6 +536,10 @@ export class Simulation {
   private crash(n: SimNode): void {
     n.core = null;
     n.persisting = []; // whatever was not yet durable is lost
+    n.pausedUntil = 0; // a paused process can be killed; what waited for it is gone with it
+    n.ticksOwed = 0;
+    n.heldMessages = [];
+    n.heldRequests = [];
     n.durable.crash();
     n.restartAt = this.now + this.rng.int(5, 150);
     this.stats.crashes++;
@@ -514,6 +553,10 @@ export class Simulation {
     this.deliverDue();
     for (const n of this.nodes) {
       if (!n.core) continue;
+      if (this.paused(n)) {
+        n.ticksOwed++;
+        continue;
+      }
       n.core.tick();
       if (this.faultsOn && this.rng.chance(this.faults.clockJump) && this.mayJump(n)) {
         n.jumps.push(this.now);
@@ -522,6 +565,75 @@ export class Simulation {
     }
     this.clientsAct();
     this.processReadys();
+  }
+
+  /** The node is stopped (SimOptions.pauses): it neither ticks, nor handles messages, nor completes persists. */
+  private paused(n: SimNode): boolean {
+    return this.now < n.pausedUntil;
+  }
+
+  /** Pause a running node for 1 to 4 election timeouts (SimOptions.pauses). */
+  private pause(n: SimNode): void {
+    const c = this.configs[n.id - 1];
+    n.pausedUntil = this.now + this.pauseRng.int(1, 4 * c.electionTicksMax + 1);
+    this.stats.pauses++;
+  }
+
+  /**
+   * Wake a paused node as a node's event loop runs after SIGCONT: its clock catches up, by at most
+   * 2 election timeouts (as node.ts's catch-up, which runs before a message is stepped or a read
+   * served); then each socket with something waiting is read in one go, in an order of the
+   * kernel's choosing (every message from one peer together, in arrival order; each client
+   * request on its own). A peer's link may have broken meanwhile (the peer gave up on a silent
+   * link, or a partition cut it): on half the links, what waited is lost.
+   */
+  private wake(n: SimNode): void {
+    const c = this.configs[n.id - 1];
+    n.pausedUntil = 0;
+    const sockets: (Message[] | PendingOp)[] = [...n.heldRequests];
+    for (const peer of this.nodes) {
+      const from = n.heldMessages.filter((m) => m.from === peer.id);
+      if (from.length === 0) continue;
+      if (this.pauseRng.chance(0.5)) sockets.push(from);
+      else this.stats.dropped += from.length;
+    }
+    n.heldMessages = [];
+    n.heldRequests = [];
+    const catchUp = (): void => {
+      const owed = Math.min(n.ticksOwed, 2 * c.electionTicksMax);
+      n.ticksOwed = 0;
+      for (let i = 0; i < owed && n.core; i++) n.core.tick();
+    };
+    if (this.o.staleClockOnWake !== true) catchUp();
+    while (sockets.length > 0 && n.core) {
+      const next = sockets.splice(this.pauseRng.int(0, sockets.length), 1)[0];
+      if (!Array.isArray(next)) {
+        this.serveHeld(n, next);
+        continue;
+      }
+      for (const m of next) {
+        if (!n.core) break;
+        this.stats.delivered++;
+        n.core.step(m);
+      }
+    }
+    catchUp();
+  }
+
+  /** A client request that waited at a paused node reaches its core (its client may have given up on it meanwhile). */
+  private serveHeld(n: SimNode, p: PendingOp): void {
+    if (!n.core) return;
+    const c = this.clients.find((x) => x.pending === p);
+    if (p.kind === 'write') {
+      // Sent, so it may take effect whether or not its client still waits (then it is recorded unknown).
+      const r = n.core.propose([enc.encode(`w:${p.client}:${p.op}:${p.key}:${p.value}`)]);
+      if ((r === 'no-leader' || r === 'full') && c !== undefined) {
+        c.pending = null; // surely not proposed
+        c.nextAt = this.now + this.rng.int(1, 10);
+      }
+    } else if (c !== undefined) {
+      n.core.read(p.readId, p.mode);
+    }
   }
 
   /** A clock may run at most leaseDriftTicks ahead over any election timeout. */
@@ -538,6 +650,14 @@ export class Simulation {
     for (const n of this.nodes) {
       if (n.core && (this.rng.chance(f.crash) || this.killsLeader(n.core))) this.crash(n);
       else if (!n.core && n.refused === '' && this.now >= n.restartAt) this.restart(n);
+    }
+    const pauses = this.o.pauses ?? 0;
+    if (pauses > 0) {
+      for (const n of this.nodes) {
+        if (!n.core) continue;
+        if (n.pausedUntil !== 0 && !this.paused(n)) this.wake(n);
+        else if (n.pausedUntil === 0 && this.pauseRng.chance(pauses)) this.pause(n);
+      }
     }
   }
 
@@ -672,6 +792,7 @@ export class Simulation {
       const { m } = this.pop();
       const target = this.nodes[m.to - 1];
       if (!target?.core || this.cuts.has(m.from * 1000 + m.to)) { this.stats.dropped++; continue; }
+      if (this.paused(target)) { target.heldMessages.push(m); continue; }
       this.stats.delivered++;
       if (m.type === MsgType.SnapshotChunk) this.stats.chunks++;
       target.core.step(m);
@@ -715,6 +836,7 @@ export class Simulation {
 
   private processReadys(): void {
     for (const n of this.nodes) {
+      if (this.paused(n)) continue;
       for (;;) {
         const core = n.core;
         if (!core) break;
@@ -884,14 +1006,20 @@ export class Simulation {
 
   private issue(c: SimClient, n: SimNode, kind: 'read' | 'write', key: string): void {
     const op = ++c.op;
-    const p: PendingOp = { kind, key, value: `${c.id}.${op}`, op, node: n.id, readId: 0, call: ++this.eventTime, deadline: this.now + 100 + this.rng.int(0, 100) };
-    if (kind === 'write') {
+    const p: PendingOp = {
+      kind, key, value: `${c.id}.${op}`, op, client: c.id, node: n.id, readId: 0, mode: 'lease', call: ++this.eventTime, deadline: this.now + 100 + this.rng.int(0, 100),
+    };
+    if (kind === 'read') {
+      p.readId = ++this.readId;
+      p.mode = this.rng.chance(0.5) ? 'lease' : 'quorum';
+    }
+    if (this.paused(n)) {
+      n.heldRequests.push(p); // sent; the node serves it when it wakes
+    } else if (kind === 'write') {
       const r = n.core!.propose([enc.encode(`w:${c.id}:${op}:${key}:${p.value}`)]);
       if (r === 'no-leader' || r === 'full') { c.nextAt = this.now + this.rng.int(1, 10); return; } // surely not proposed
     } else {
-      p.readId = ++this.readId;
-      const mode: ReadMode = this.rng.chance(0.5) ? 'lease' : 'quorum';
-      n.core!.read(p.readId, mode);
+      n.core!.read(p.readId, p.mode);
     }
     c.pending = p;
   }
@@ -923,6 +1051,7 @@ export class Simulation {
   private liveness(): void {
     this.faultsOn = false;
     this.cuts = new Set();
+    for (const n of this.nodes) if (n.core && n.pausedUntil !== 0) this.wake(n);
     // A node still rejoining while another refused for good can never finish (it needs every
     // member's answer; a Raft node does not even learn meanwhile): it runs, but nothing is asked of it.
     if (!this.rejoinsCanFinish()) {
