@@ -30,11 +30,15 @@ export interface CreateNodeOptions<R> extends Omit<NodeOptions<R>, 'peers' | 'lo
   logger?: Logger;
 }
 
-/** Open (recovering from dataDir), listen on this node's peer port, dial the others. */
+/**
+ * Open (recovering from dataDir), listen on this node's peer port, dial the others; resolves once
+ * the state machine has applied everything the log held as chosen (PaxlogNode.replayed()).
+ */
 export async function createNode<R>(opts: CreateNodeOptions<R>): Promise<PaxlogNode<R>> {
   const peers = typeof opts.peers === 'string' ? parsePeers(opts.peers) : opts.peers;
   const logger = opts.logger ?? pino({ level: 'warn', base: { node: opts.id } });
   const node = PaxlogNode.open<R>({ ...opts, peers, logger });
   await node.start();
+  await node.replayed();
   return node;
 }

@@ -357,3 +357,134 @@ test('a state machine that throws stops the node with the slot and the reason, n
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('options a caller can get wrong are refused by name before the data directory is taken: a bad protocol no longer marks a new log for good', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-lib-checks-'));
+  try {
+    const base = { id: 1, peers: '1=127.0.0.1:18760', dataDir: dir, stateMachine: new Journal(), newCluster: true, tickMs: 10, logger: pino({ level: 'silent' }) };
+    const refused: [Record<string, unknown>, RegExp][] = [
+      [{ protocol: 'zab' }, /NodeOptions\.protocol "zab" is not one of multipaxos, raft/],
+      [{ protocol: 'constructor' }, /NodeOptions\.protocol "constructor" is not one of/],
+      [{ kernels: 'gpu' }, /NodeOptions\.kernels "gpu" is not "wasm" or "js"/],
+      [{ id: 4 }, /NodeOptions\.peers must include this node's id 4 \(it has 1\)/],
+      [{ config: { electionTicksMin: 0 } }, /NodeOptions\.config\.electionTicksMin 0 is not a whole number in 2\.\./],
+      [{ config: { electionTicksMin: 20, electionTicksMax: 20 } }, /NodeOptions\.config\.electionTicksMax 20 is not a whole number in 21\.\./],
+      [{ config: { leaseTicks: 500 } }, /NodeOptions\.config\.leaseTicks 500 is not a whole number in 0\.\./],
+      [{ config: { heartbeatTicks: 0 } }, /NodeOptions\.config\.heartbeatTicks 0 is not a whole number in 1\.\./],
+      [{ config: { snapshotChunkBytes: 0 } }, /NodeOptions\.config\.snapshotChunkBytes 0 is not a whole number in 1\.\./],
+      [{ preallocateBytes: -1 }, /NodeOptions\.preallocateBytes -1 is not a whole number >= 0/],
+      [{ fsync: 'off' }, /NodeOptions\.fsync must be true or false, got "off"/],
+      [{ newCluster: 1 }, /NodeOptions\.newCluster must be true or false, got 1/],
+      [{ stateMachine: undefined }, /NodeOptions\.stateMachine must have apply, snapshot and restore methods/],
+      [{ stateMachine: { apply() {} } }, /NodeOptions\.stateMachine must have apply, snapshot and restore methods/],
+      [{ dataDir: '' }, /NodeOptions\.dataDir must be a directory path/],
+    ];
+    for (const [change, message] of refused) {
+      await assert.rejects(createNode({ ...base, ...change } as Parameters<typeof createNode<number>>[0]), (e: Error) => {
+        assert.ok(e instanceof RangeError, `${JSON.stringify(change)}: ${e.name} ${e.message}`);
+        assert.match(e.message, message);
+        return true;
+      });
+      assert.deepEqual(fs.readdirSync(dir), [], `${JSON.stringify(change)}: nothing is written to the data directory`);
+    }
+    // The directory then serves with good options, as the protocol it is first opened with.
+    const node = await createNode({ ...base, protocol: 'raft' });
+    try {
+      assert.equal(await proposeRetrying(node, 'a'), 1);
+    } finally {
+      await node.stop();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('whenLeader() resolves once a leader is known and times out by name when no majority is up; propose right after it succeeds', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-lib-leader-'));
+  const nodes: PaxlogNode<number>[] = [];
+  try {
+    // One member of three: no majority, no leader.
+    const alone = await createNode({ id: 1, peers: '1=127.0.0.1:18761,2=127.0.0.1:18762,3=127.0.0.1:18763', dataDir: path.join(dir, 'alone'),
+      stateMachine: new Journal(), newCluster: true, tickMs: 10, logger: pino({ level: 'silent' }) });
+    nodes.push(alone);
+    const t0 = performance.now();
+    await assert.rejects(alone.whenLeader(300), (e: Error) => e instanceof RequestError && e.kind === 'timeout' && /is a majority of the members up/.test(e.message));
+    assert.ok(performance.now() - t0 >= 290, 'it waited for its timeout');
+    await assert.rejects(alone.whenLeader(-1), RangeError);
+    const pending = alone.whenLeader(60_000);
+    await alone.stop();
+    await assert.rejects(pending, (e: Error) => e instanceof RequestError && e.kind === 'stopped', 'stop() settles who waits');
+
+    // A cluster of one elects itself: whenLeader gives its id, and a propose right after it is taken.
+    const one = await createNode({ id: 7, peers: '7=127.0.0.1:18764', dataDir: path.join(dir, 'one'), stateMachine: new Journal(), newCluster: true,
+      tickMs: 10, logger: pino({ level: 'silent' }) });
+    nodes.push(one);
+    assert.equal(one.status().leader, 0, 'no leader yet when createNode resolves');
+    assert.equal(await one.whenLeader(), 7);
+    assert.equal(await one.propose(text('x')), 1);
+    assert.equal(await one.whenLeader(0), 7, 'known already: at once');
+  } finally {
+    for (const n of nodes) await n.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('createNode resolves once the log is replayed, and status().applied counts what propose() saw applied', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-lib-replay-'));
+  const options = (j: Journal) => ({ id: 1, peers: '1=127.0.0.1:18765', dataDir: dir, stateMachine: j, newCluster: true, tickMs: 10,
+    snapshotSlots: 1_000_000, logger: pino({ level: 'silent' }) });
+  try {
+    const first = new Journal();
+    let node = await createNode(options(first));
+    let applied = 0;
+    try {
+      await node.whenLeader();
+      let slot = 0;
+      node.on('applied', (a) => (slot = a.slot));
+      for (let i = 1; i <= 5; i++) {
+        assert.equal(await node.propose(text(`c${i}`)), i);
+        assert.equal(node.status().applied, slot, `right after the write that made ${i} lines`);
+      }
+      await node.snapshot();
+      assert.equal(await node.propose(text('c6')), 6);
+      applied = node.status().applied;
+    } finally {
+      await node.stop();
+    }
+    // Reopened: the snapshot is restored, and the slot after it replayed from the log, before createNode resolves.
+    const second = new Journal();
+    node = await createNode(options(second));
+    try {
+      assert.deepEqual(second.lines, ['c1', 'c2', 'c3', 'c4', 'c5', 'c6'], 'the whole log is applied when createNode resolves');
+      assert.equal(node.status().applied, applied);
+    } finally {
+      await node.stop();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a state machine whose snapshot() throws stops the node with the reason, not an unhandled rejection', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-throwing-snapshot-'));
+  const index = new URL('../src/index.js', import.meta.url).href;
+  // A child process: the node ends its process on a fatal stop. Port 18766.
+  const script = `
+    import { createNode } from ${JSON.stringify(index)};
+    const sm = { apply: () => 1, snapshot() { throw new Error('boom in snapshot'); }, restore() {} };
+    const node = await createNode({ id: 1, peers: '1=127.0.0.1:18766', dataDir: ${JSON.stringify(dir)}, stateMachine: sm, secret: 's', tickMs: 10, newCluster: true, snapshotSlots: 2 });
+    await node.whenLeader();
+    for (let i = 0; i < 5; i++) await node.propose(new TextEncoder().encode('x')).catch(() => {});
+    setTimeout(() => process.exit(4), 10_000);
+  `;
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+  try {
+    assert.equal(r.status, 1, `exit ${r.status}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stdout + r.stderr, /the state machine could not snapshot its state; stopping the node/);
+    assert.match(r.stdout + r.stderr, /boom in snapshot/);
+    assert.doesNotMatch(r.stderr, /Uncaught|unhandled|at .*node\.js:\d+/i, 'an unhandled error');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -29,9 +29,9 @@ import type { KernelKind, Kernels } from '../kernels/types.js';
 import { isDecodeError } from '../kernels/types.js';
 import type { Message } from '../protocol/messages.js';
 import {
-  defaultConfig, type Config, type Protocol, type ProtocolName, type ReadMode, type Ready, type Snapshot, type Status,
+  defaultConfig, SNAPSHOT_CHUNK_BYTES_MAX, type Config, type Protocol, type ProtocolName, type ReadMode, type Ready, type Snapshot, type Status,
 } from '../protocol/types.js';
-import { protocolFactory } from '../sim/protocols.js';
+import { protocolFactory, protocols } from '../sim/protocols.js';
 import { Prng } from '../sim/prng.js';
 import { LogDamagedError, LogStore, missingListMax, StorageError, syncDirSync, type LogIdentity } from '../storage/log-store.js';
 import { PeerTransport, type PeerAddress } from '../transport/peers.js';
@@ -233,6 +233,56 @@ function diskFree(dir: string): { freeBytes?: number; hint: string } {
   }
 }
 
+/** The core's config: the defaults for these members, then the node's knobs, then `opts.config`. */
+function nodeConfig(opts: NodeOptions<unknown>): Config {
+  return {
+    ...defaultConfig(opts.id, [...opts.peers.keys()].sort((a, b) => a - b)),
+    ...(opts.batchMax !== undefined ? { batchMax: opts.batchMax } : {}),
+    ...(opts.pipeline !== undefined ? { pipeline: opts.pipeline } : {}),
+    ...opts.config,
+  };
+}
+
+/**
+ * Refuse what a caller (the library's users, from JavaScript too) can get wrong, naming the option:
+ * the cores assert the same rules, but an assertion is a bug's report, not an answer to a caller.
+ */
+function checkOptions(opts: NodeOptions<unknown>): void {
+  const bad = (what: string): never => {
+    throw new RangeError(`NodeOptions.${what}`);
+  };
+  if (!(opts.peers instanceof Map) || opts.peers.size < 1 || opts.peers.size > 32) bad('peers must be a Map of 1 to 32 members');
+  if (!opts.peers.has(opts.id)) bad(`peers must include this node's id ${opts.id} (it has ${[...opts.peers.keys()].join(', ')})`);
+  if (typeof opts.dataDir !== 'string' || opts.dataDir === '') bad('dataDir must be a directory path');
+  if (typeof opts.stateMachine?.apply !== 'function' || typeof opts.stateMachine.snapshot !== 'function' || typeof opts.stateMachine.restore !== 'function') {
+    bad('stateMachine must have apply, snapshot and restore methods');
+  }
+  for (const [name, v] of [['fsync', opts.fsync], ['newCluster', opts.newCluster], ['rejoinWithoutVoting', opts.rejoinWithoutVoting]] as const) {
+    if (v !== undefined && typeof v !== 'boolean') bad(`${name} must be true or false, got ${JSON.stringify(v)}`);
+  }
+  if (opts.preallocateBytes !== undefined && !(Number.isSafeInteger(opts.preallocateBytes) && opts.preallocateBytes >= 0)) {
+    bad(`preallocateBytes ${opts.preallocateBytes} is not a whole number >= 0`);
+  }
+  const protocol = opts.protocol ?? 'multipaxos';
+  if (!Object.hasOwn(protocols, protocol)) bad(`protocol ${JSON.stringify(protocol)} is not one of ${Object.keys(protocols).join(', ')}`);
+  const kernels = opts.kernels ?? 'wasm';
+  if (kernels !== 'wasm' && kernels !== 'js') bad(`kernels ${JSON.stringify(kernels)} is not "wasm" or "js"`);
+  const c = nodeConfig(opts);
+  const whole = (name: keyof Config, lo: number, hi = Number.MAX_SAFE_INTEGER): void => {
+    const v = c[name];
+    if (!(Number.isSafeInteger(v) && (v as number) >= lo && (v as number) <= hi)) bad(`config.${name} ${v} is not a whole number in ${lo}..${hi}`);
+  };
+  whole('electionTicksMin', 2);
+  whole('electionTicksMax', c.electionTicksMin + 1);
+  whole('heartbeatTicks', 1, c.electionTicksMin - 1);
+  whole('leaseDriftTicks', 0);
+  whole('leaseTicks', 0, c.electionTicksMin - 1);
+  whole('pendingMax', 1);
+  whole('readysOutstandingMax', 1);
+  whole('snapshotChunkBytes', 1, SNAPSHOT_CHUNK_BYTES_MAX);
+  if (c.promisePartBytes !== undefined) whole('promisePartBytes', 1);
+}
+
 /** The bytes of a Ready's record values. */
 function recordBytes(rd: Ready): number {
   let n = 0;
@@ -305,6 +355,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private closing: Promise<void> | null = null;
   /** The highest slot applied. Invariant: never decreases; appliedThrough + 1 is the next slot to apply. */
   private appliedThrough = 0;
+  /** The last slot the log held as chosen when it was opened: replayed() resolves once it is applied. */
+  private replayThrough = 0;
+  /** Resolves replayed()'s promise; null once it has. */
+  private replayDone: (() => void) | null = null;
+  private readonly replay = new Promise<void>((resolve) => (this.replayDone = resolve));
   /** Slots and bytes of commands between snapshots (opts or their defaults); 0: not by that measure. */
   private readonly snapshotSlots: number;
   private readonly snapshotBytes: number;
@@ -315,6 +370,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   /** Callers of snapshot() waiting for a durable snapshot of this node's own at or past `need`
    *  (the applied prefix when they asked). Bounded by pendingReadsMax. */
   private snapshotWaiters: { need: number; resolve: (prefix: number) => void; reject: (e: Error) => void }[] = [];
+  /** Callers of whenLeader(), in deadline order (one timeout for all). Invariant: length <= pendingReadsMax. */
+  private leaderWaiters: { deadlineMs: number; resolve: (leader: number) => void; reject: (e: Error) => void }[] = [];
   /** An asynchronous snapshot (StateMachine.snapshotAsync) is being serialized. */
   private snapshotSerializing = false;
   /** A serialized snapshot of the state at `prefix`, waiting for a moment with no Ready outstanding. */
@@ -411,7 +468,10 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       }
     }
     if (opts.tls !== undefined) checkTlsFiles(opts.tls); // a bad file fails here, before the data directory is taken
-    assert.ok(opts.peers.has(opts.id), `peers must include this node ${opts.id}`);
+    // Everything else a caller passes is checked before the data directory is taken too: a log's
+    // first write records its identity (protocol included), so a bad option must not get that far.
+    checkOptions(opts);
+    const config = nodeConfig(opts);
     const kernels = loadKernels(opts.kernels ?? 'wasm');
     const fsync = opts.fsync ?? true;
     const preallocateBytes = opts.preallocateBytes;
@@ -419,7 +479,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     const identity: LogIdentity = { id: opts.id, protocol, members: [...opts.peers.keys()] };
     const recover = (store: LogStore): PaxlogNode<R> => {
       try {
-        return PaxlogNode.recover(opts, store, kernels, uws);
+        return PaxlogNode.recover(opts, config, store, kernels, uws);
       } catch (err) {
         store.closeSync(); // release the directory; the error (or broken invariant) goes on up
         throw err;
@@ -450,7 +510,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     }
   }
 
-  private static recover<R>(opts: NodeOptions<R>, store: LogStore, kernels: Kernels, uws: UwsModule): PaxlogNode<R> {
+  private static recover<R>(opts: NodeOptions<R>, config: Config, store: LogStore, kernels: Kernels, uws: UwsModule): PaxlogNode<R> {
     const fsync = store.fsync;
     const loaded = store.load();
     for (const c of loaded.corrupt) opts.logger.error({ key: c.key, reason: c.reason }, 'corrupt log record refused; it will not be served');
@@ -478,12 +538,6 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
           `${(err as Error).message}; refusing to start, since the log below it was trimmed`);
       }
     }
-    const config: Config = {
-      ...defaultConfig(opts.id, [...opts.peers.keys()].sort((a, b) => a - b)),
-      ...(opts.batchMax !== undefined ? { batchMax: opts.batchMax } : {}),
-      ...(opts.pipeline !== undefined ? { pipeline: opts.pipeline } : {}),
-      ...opts.config,
-    };
     const make = protocolFactory(opts.protocol ?? 'multipaxos');
     const core = make({ config, kernels, rng: new Prng(crypto.randomBytes(4).readUInt32LE(0)), restored: loaded.restored, incarnation: crypto.randomBytes(4).readUInt32LE(0) });
     const node = new PaxlogNode(opts, store, core, kernels, uws);
@@ -491,6 +545,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     node.leaderChangeGraceMs = config.electionTicksMin * node.tickMs;
     node.catchUpTicksMax = Math.max(catchUpTicksMin, 2 * config.electionTicksMax);
     node.snapshotPrefixDurable = loaded.restored.snapshot?.prefix ?? 1;
+    node.replayThrough = loaded.restored.chosenPrefix - 1;
+    node.checkReplayed();
     if (!fsync) {
       opts.logger.warn('FSYNC IS OFF (--fsync off): writes are acknowledged before they are on disk; ' +
         'a power cut or kernel crash can lose acknowledged writes. For experiments only.');
@@ -666,7 +722,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     const s = this.core.status();
     const out: NodeStatus = {
       ...s,
-      applied: s.appliedPrefix - 1,
+      applied: this.appliedThrough,
       fsync: this.store.fsync ? 'on' : 'off',
       kernels: this.kernelKind,
       peersConnected: this.transport.connected,
@@ -705,6 +761,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
 
   private stopNow(): void {
     this.stopped = true;
+    this.checkReplayed();
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
     this.transport.close();
@@ -713,6 +770,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.writes.failAll(new RequestError('stopped', 'the node stopped; the outcome is unknown'));
     for (const w of this.snapshotWaiters) w.reject(new RequestError('stopped', 'the node stopped before the snapshot was saved'));
     this.snapshotWaiters = [];
+    for (const w of this.leaderWaiters) w.reject(new RequestError('stopped', 'the node stopped before it knew a leader'));
+    this.leaderWaiters = [];
     for (const [, r] of this.reads) r.done(new RequestError('stopped', 'the node stopped'));
     this.reads.clear();
   }
@@ -734,7 +793,40 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     for (let i = 0; i < ticks; i++) this.core.tick();
     this.expireRequests(now);
     this.noteLeader();
+    if (this.leaderWaiters.length > 0) this.settleLeaderWaiters(now);
     this.schedule();
+  }
+
+  /**
+   * Resolves with the leader's id once this node knows one (itself or a peer): a new cluster has
+   * none until a majority is up and has voted, and propose() refuses meanwhile ('no-leader').
+   * Rejects with RequestError 'timeout' after `timeoutMs` (default: the request timeout), 'stopped'
+   * if the node stops first.
+   */
+  whenLeader(timeoutMs: number = this.requestTimeoutMs): Promise<number> {
+    if (!(Number.isFinite(timeoutMs) && timeoutMs >= 0)) return Promise.reject(new RangeError(`whenLeader: timeoutMs ${timeoutMs} is not a number >= 0`));
+    if (this.stopped) return Promise.reject(new RequestError('stopped', 'the node is stopping'));
+    const leader = this.core.status().leader;
+    if (leader !== 0) return Promise.resolve(leader);
+    if (this.leaderWaiters.length >= pendingReadsMax) return Promise.reject(new RequestError('full', 'too many callers waiting for a leader'));
+    return new Promise<number>((resolve, reject) => {
+      const w = { deadlineMs: performance.now() + timeoutMs, resolve, reject };
+      let at = this.leaderWaiters.length;
+      while (at > 0 && this.leaderWaiters[at - 1].deadlineMs > w.deadlineMs) at--;
+      this.leaderWaiters.splice(at, 0, w);
+    });
+  }
+
+  private settleLeaderWaiters(now: number): void {
+    const leader = this.core.status().leader;
+    if (leader !== 0) {
+      for (const w of this.leaderWaiters) w.resolve(leader);
+      this.leaderWaiters = [];
+      return;
+    }
+    while (this.leaderWaiters.length > 0 && this.leaderWaiters[0].deadlineMs <= now) {
+      this.leaderWaiters.shift()!.reject(new RequestError('timeout', 'no leader became known within the timeout: is a majority of the members up and reachable?'));
+    }
   }
 
   /** Log a change of leader or role as this node sees it (checked once per tick). */
@@ -887,6 +979,23 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     }
     for (const r of rd.reads) this.settleRead(r.id, null);
     for (const id of rd.readsFailed) this.settleRead(id, new RequestError('read-failed', 'the read could not be confirmed (no leader, or the lease lapsed); retry'));
+    this.checkReplayed();
+  }
+
+  /**
+   * Resolves once the state machine has applied every slot the log held as chosen when it was
+   * opened (at once for a new log), or the node stopped: then the state reflects at least what this
+   * node knew before it stopped. createNode waits for it. For the latest writes, read() as always.
+   */
+  replayed(): Promise<void> {
+    return this.replay;
+  }
+
+  private checkReplayed(): void {
+    if (this.replayDone !== null && (this.appliedThrough >= this.replayThrough || this.stopped)) {
+      this.replayDone();
+      this.replayDone = null;
+    }
   }
 
   private settleRead(id: number, err: RequestError | null): void {
@@ -958,7 +1067,15 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     }
     const t0 = performance.now();
     if (this.sm.snapshotAsync === undefined) {
-      this.core.compact(prefix, this.sm.snapshot());
+      let bytes: Uint8Array;
+      try {
+        bytes = this.sm.snapshot();
+      } catch (err) {
+        // As for snapshotAsync below: every node runs the same state machine, so it is a bug. Stop with it.
+        this.stopFatally({ prefix, err: (err as Error).message }, 'the state machine could not snapshot its state; stopping the node');
+        return;
+      }
+      this.core.compact(prefix, bytes);
       const ms = performance.now() - t0;
       if (ms >= 50) this.log.info({ prefix, ms: Math.round(ms) }, 'snapshot of the state machine taken (it held up the event loop)');
       this.schedule();
