@@ -1223,3 +1223,60 @@ test('a restart with 100,000 chosen slots to replay checks invariants in linear 
   assert.equal(n.status().appliedPrefix, slots + 1);
   assert.ok(scanned < slots, `invariants() scanned ${scanned} keys of chosenValues to replay ${slots} slots`);
 });
+
+test('a leader Nacked by a member that returns with a higher ballot runs phase 1 again sticky to itself: the returner\'s still higher Prepare is not promised, and the leader leads again', () => {
+  const n = leader();
+  const b = n.status().ballot;
+  // Node 3 was cut off and campaigned alone, raising its promise; back, it Nacks the leader.
+  n.step({ type: MsgType.Nack, from: 3, to: 1, ballot: ballot(5, 3), slot: 0 });
+  assert.equal(n.status().role, 'candidate', 'phase 1 again, at once');
+  const c = n.status().ballot;
+  assert.ok(c > ballot(5, 3));
+  const prepares = ofType(sent(cycle(n)), MsgType.Prepare);
+  assert.deepEqual(prepares.map((m) => m.to).sort(), [2, 3]);
+  // Before the leader's Prepare reaches it, node 3 campaigns again, above the leader's new ballot.
+  // Node 2 is sticky to the leader and ignores it; the leader must too, or 3 wins with its vote.
+  n.step({ type: MsgType.Prepare, from: 3, to: 1, ballot: ballot(9, 3), fromSlot: 1 });
+  const rd = n.hasReady() ? cycle(n) : null;
+  assert.equal(rd === null ? 0 : ofType(sent(rd), MsgType.Promise).length, 0, 'the returner\'s Prepare is promised');
+  assert.equal(n.status().ballot, c);
+  n.step({ type: MsgType.Promise, from: 2, to: 1, ballot: c, fromSlot: 1, chosenPrefix: 1, coverFrom: 0, more: false, entries: [] });
+  assert.equal(n.status().role, 'leader', 'itself and node 2: a quorum');
+  assert.ok(c > b);
+});
+
+test('a Propose a follower forwarded to the leader\'s earlier ballot of this life is taken after it ran phase 1 again; a duplicate and another life\'s are not', () => {
+  // Node 1 in a later life: it led at ballot(2, 1) before its restart, and promised ballot(3, 2) since.
+  const n = node(1, { hardState: { ballot: ballot(3, 2), vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1, snapshot: null, rejoining: false });
+  while (n.status().role === 'follower') n.tick();
+  const b = n.status().ballot;
+  assert.ok(b > ballot(3, 2));
+  cycle(n);
+  for (const from of [2, 3]) n.step({ type: MsgType.Promise, from, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, coverFrom: 0, more: false, entries: [] });
+  assert.equal(n.status().role, 'leader');
+  cycle(n);
+  const text = (x: string): Uint8Array => new TextEncoder().encode(x);
+  const propose: Message = { type: MsgType.Propose, from: 2, to: 1, ballot: b, incarnation: 7, seq: 1, values: [text('first')] };
+  n.step(propose);
+  cycle(n);
+  n.step({ type: MsgType.Nack, from: 3, to: 1, ballot: ballot(5, 3), slot: 0 });
+  const c = n.status().ballot;
+  cycle(n);
+  n.step({ type: MsgType.Promise, from: 2, to: 1, ballot: c, fromSlot: 1, chosenPrefix: 1, coverFrom: 0, more: false, entries: [] });
+  assert.equal(n.status().role, 'leader');
+  cycle(n);
+  // Node 2 forwarded these before it heard of ballot c: the first again (a duplicate), then a new one.
+  n.step(propose);
+  n.step({ ...propose, seq: 2, values: [text('second')] });
+  // To its ballot of the earlier life: this life cannot know that life's duplicates.
+  n.step({ ...propose, ballot: ballot(2, 1), seq: 3, values: [text('old life')] });
+  const commands = ofType(sent(cycle(n)), MsgType.Accept).filter((m) => m.to === 2)
+    .flatMap((m) => (m.type === MsgType.Accept ? m.entries : []))
+    .flatMap((e) => {
+      const cmds = k.decodeBatch(e.value);
+      assert.ok(Array.isArray(cmds));
+      return cmds.map((x) => new TextDecoder().decode(x));
+    });
+  assert.deepEqual(commands.filter((x) => x !== 'first'), ['second'], `forwarded to ballot ${b}, taken at ${c}; the earlier life's dropped: ${JSON.stringify(commands)}`);
+  assert.ok(commands.filter((x) => x === 'first').length <= 1, `the duplicate is dropped: ${JSON.stringify(commands)}`);
+});

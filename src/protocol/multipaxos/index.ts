@@ -138,6 +138,12 @@ export class MultiPaxos implements Protocol {
   private leaderBallot = 0;
   /** Per member, the newest Propose seen from it: a duplicate must not choose its commands twice. Bounded by the members. */
   private readonly proposesSeen: ProposesSeen = new Map();
+  /**
+   * The first ballot this node campaigned at in this life (0: none yet). Its own ballots from here
+   * up are this life's (a new life campaigns above its durable promise), and proposesSeen has seen
+   * every Propose sent to them: a Propose to one of them is taken in a later reign of this life.
+   */
+  private lifeFirstBallot = 0;
   /** This node's id. */
   private readonly id: number;
   /** The other members' ids. Invariant: does not contain `id`. */
@@ -1092,6 +1098,7 @@ export class MultiPaxos implements Protocol {
     this.selfPromise = this.ballot;
     this.selfPromiseDurable = false;
     this.fromSlot = this.chosenPrefix;
+    if (this.lifeFirstBallot === 0) this.lifeFirstBallot = this.ballot;
     this.promises.reset(this.quorum);
     this.reports.clear();
     this.reportChosenPrefixMax = 1;
@@ -1219,6 +1226,11 @@ export class MultiPaxos implements Protocol {
     // runs phase 1 again at once rather than leaving the cluster leaderless for a timeout.
     if (this.role === 'leader' && this.now - this.contactTick() < this.cfg.electionTicksMin) {
       this.campaign();
+      // Sticky to itself, as the others are to it: it was leading a quorum a moment ago, so a
+      // Prepare from the returning node (which may campaign again, above this ballot) is not
+      // promised meanwhile, or the least up-to-date member would take over with this node's vote.
+      this.stickyTo = this.id;
+      this.quietTicks = 0;
       return;
     }
     this.becomeFollower(0);
@@ -1387,9 +1399,13 @@ export class MultiPaxos implements Protocol {
   }
 
   private handlePropose(m: Propose): void {
-    // Dropped (the client's request times out as unknown): not a leader, another reign's, or
-    // a duplicate (or overtaken) one of this reign.
-    if (this.role !== 'leader' || m.ballot !== this.ballot || !proposeIsNew(this.proposesSeen, m)) return;
+    // Dropped (the client's request times out as unknown): not a leader, another node's reign or
+    // an earlier life's, or a duplicate (or overtaken) one. A Propose to an earlier reign of this
+    // node in this life is taken: the node ran phase 1 again at a higher ballot (a member came back
+    // with a higher promise) and stayed leader, and proposesSeen knows every Propose of this life.
+    const mine = m.ballot === this.ballot ||
+      (this.lifeFirstBallot !== 0 && m.ballot >= this.lifeFirstBallot && m.ballot < this.ballot && this.k.ballotNode(m.ballot) === this.id);
+    if (this.role !== 'leader' || !mine || !proposeIsNew(this.proposesSeen, m)) return;
     for (const v of m.values) {
       if (this.batcher.count >= this.cfg.pendingMax || !this.batcher.push(v)) break;
     }
