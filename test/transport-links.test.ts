@@ -152,3 +152,42 @@ test('a peer whose host name does not resolve is said once, naming the host, whi
     t.close();
   }
 });
+
+test('a peer that links in (it is up again) is dialed at once, not when the backed-off redial comes due', { timeout: 20_000 }, async () => {
+  const uws = loadNativeUws();
+  const app = uws.App();
+  const t = new PeerTransport(options(27914, {
+    reconnectDelayMsMin: 5000, reconnectDelayMsMax: 5000,
+    peers: new Map([[1, { host: '127.0.0.1', port: 27914 }], [2, { host: '127.0.0.1', port: 27915 }]]),
+  }));
+  const dials: number[] = [];
+  const dial = (t as unknown as { dial(o: unknown): void }).dial.bind(t);
+  (t as unknown as { dial(o: unknown): void }).dial = (o: unknown) => { dials.push(performance.now()); dial(o); };
+  t.attach(app, uws);
+  const sock = await new Promise<unknown>((resolve) => app.listen('127.0.0.1', 27914, resolve));
+  assert.ok(sock, 'listening on 27914');
+  let wss: WebSocketServer | null = null;
+  try {
+    t.start(); // node 2 is down: the dial fails, and the next waits 2.5 to 5 s
+    for (let i = 0; i < 100 && dials.length < 1; i++) await sleep(20);
+    await sleep(300);
+    assert.equal(dials.length as number, 1, 'one dial, then a backed-off wait');
+    // Node 2 comes up: it listens, and its own link to node 1 proves the secret.
+    let connections = 0;
+    wss = new WebSocketServer({ host: '127.0.0.1', port: 27915, path: '/peer' });
+    wss.on('connection', (ws) => { connections++; ws.on('error', () => {}); });
+    const linkedIn = performance.now();
+    const link = await authenticated(27914, 2);
+    for (let i = 0; i < 50 && connections === 0; i++) await sleep(20);
+    assert.equal(connections, 1, 'node 1 dialed node 2 back');
+    assert.ok(dials.length === 2 && dials[1] - linkedIn < 1000, `dialed ${Math.round(dials[1] - linkedIn)} ms after the link in`);
+    link.ws.terminate();
+  } finally {
+    t.close();
+    uws.us_listen_socket_close(sock as never);
+    if (wss !== null) {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+    }
+  }
+});

@@ -371,6 +371,15 @@ export class PeerTransport {
         other.end(4003, 'superseded by a newer link from the same peer');
       }
       this.opts.logger.info({ peer: data.peerId }, 'peer link in: authenticated');
+      // The peer is up (it proved the secret just now): a link out to it that waits for its redial
+      // (backing off up to reconnectDelayMsMax while the peer was down) is dialed now. Left to the
+      // timer, a restarted peer heard nothing from its leader for up to that long, and campaigned.
+      const o = this.out.get(data.peerId);
+      if (o !== undefined && o.timer !== null && !this.closed) {
+        clearTimeout(o.timer);
+        o.delayMs = this.delayMsMin;
+        this.dial(o);
+      }
       return;
     }
     data.reader.push(bytes);
