@@ -1280,3 +1280,56 @@ test('a Propose a follower forwarded to the leader\'s earlier ballot of this lif
   assert.deepEqual(commands.filter((x) => x !== 'first'), ['second'], `forwarded to ballot ${b}, taken at ${c}; the earlier life's dropped: ${JSON.stringify(commands)}`);
   assert.ok(commands.filter((x) => x === 'first').length <= 1, `the duplicate is dropped: ${JSON.stringify(commands)}`);
 });
+
+test('a leader that runs phase 1 again after a Nack keeps its pending commands and takes new ones: they go out once it leads again, and are dropped if it loses', () => {
+  const commandsTo2 = (rd: Ready): string[] => ofType(sent(rd), MsgType.Accept).filter((m) => m.to === 2)
+    .flatMap((m) => (m.type === MsgType.Accept ? m.entries : []))
+    .flatMap((e) => {
+      const cmds = k.decodeBatch(e.value);
+      assert.ok(Array.isArray(cmds));
+      return cmds.map((x) => new TextDecoder().decode(x));
+    });
+  const text = (x: string): Uint8Array => new TextEncoder().encode(x);
+  for (const outcome of ['wins', 'loses'] as const) {
+    const n = leader(64);
+    assert.equal(n.propose([text('pending')]), 'proposed'); // batched, not yet in a slot
+    n.step({ type: MsgType.Nack, from: 3, to: 1, ballot: ballot(5, 3), slot: 0 });
+    assert.equal(n.status().role, 'candidate');
+    const c = n.status().ballot;
+    assert.equal(n.propose([text('meanwhile')]), 'proposed', 'taken while it runs phase 1 again, not refused as no-leader');
+    assert.deepEqual(commandsTo2(cycle(n)), [], 'nothing is proposed before phase 1 completes');
+    if (outcome === 'wins') {
+      n.step({ type: MsgType.Promise, from: 2, to: 1, ballot: c, fromSlot: 1, chosenPrefix: 1, coverFrom: 0, more: false, entries: [] });
+      assert.equal(n.status().role, 'leader');
+      assert.deepEqual(commandsTo2(cycle(n)).sort(), ['meanwhile', 'pending']);
+    } else {
+      // Another candidate's higher ballot, from a leader that won: its word makes this node a follower.
+      n.step({ type: MsgType.Heartbeat, from: 2, to: 1, ballot: ballot(9, 2), chosenPrefix: 1, seq: 1 });
+      assert.equal(n.status().role, 'follower');
+      assert.equal(n.propose([text('later')]), 'forwarded');
+      assert.equal((n as unknown as { batcher: { count: number } }).batcher.count, 0, 'the kept commands are dropped with the campaign');
+    }
+  }
+});
+
+test('a follower stays sticky to its leader while that leader runs phase 1 again, however long the phase takes; a retry an election timeout later extends nothing', () => {
+  const n = node(2);
+  const b1 = ballot(1, 1);
+  n.step({ type: MsgType.Heartbeat, from: 1, to: 2, ballot: b1, chosenPrefix: 1, seq: 1 });
+  cycle(n);
+  const min = defaultConfig(2, peers).electionTicksMin;
+  for (let i = 0; i < min - 2; i++) n.tick();
+  // Its leader re-runs phase 1 (a member came back Nacking): promised, and the stickiness starts over.
+  n.step({ type: MsgType.Prepare, from: 1, to: 2, ballot: ballot(6, 1), fromSlot: 1 });
+  cycle(n);
+  for (let i = 0; i < min - 2; i++) n.tick();
+  // The returning member's next Prepare, above: ignored, the leader's phase 1 is still running.
+  n.step({ type: MsgType.Prepare, from: 3, to: 2, ballot: ballot(7, 3), fromSlot: 1 });
+  assert.equal(n.hasReady() ? ofType(sent(cycle(n)), MsgType.Promise).length : 0, 0, 'the returner won this node\'s vote during its leader\'s phase 1');
+  // The leader's phase 1 did not complete; its retry comes an election timeout later and extends nothing.
+  for (let i = 0; i < 2; i++) n.tick();
+  n.step({ type: MsgType.Prepare, from: 1, to: 2, ballot: ballot(8, 1), fromSlot: 1 });
+  cycle(n);
+  n.step({ type: MsgType.Prepare, from: 3, to: 2, ballot: ballot(9, 3), fromSlot: 1 });
+  assert.equal(ofType(sent(cycle(n)), MsgType.Promise).length, 1, 'another candidate is promised once the leader\'s stickiness ran out');
+});

@@ -144,6 +144,12 @@ export class MultiPaxos implements Protocol {
    * every Propose sent to them: a Propose to one of them is taken in a later reign of this life.
    */
   private lifeFirstBallot = 0;
+  /**
+   * A leader Nacked by a returning member runs phase 1 again keeping its pending commands (never
+   * proposed, so in no slot), and takes new ones meanwhile: they go out once it leads again, or are
+   * dropped (their clients time out, outcome unknown) if another wins. Invariant: only while candidate.
+   */
+  private pendingKept = false;
   /** This node's id. */
   private readonly id: number;
   /** The other members' ids. Invariant: does not contain `id`. */
@@ -458,7 +464,7 @@ export class MultiPaxos implements Protocol {
 
   private proposeUnchecked(commands: Uint8Array[]): ProposeResult {
     if (commands.length === 0) return 'proposed';
-    if (this.role === 'leader') {
+    if (this.role === 'leader' || this.pendingKept) {
       let bytes = 0;
       for (const c of commands) bytes += c.length;
       if (this.batcher.count + commands.length > this.cfg.pendingMax || this.batcher.bytes + bytes > PENDING_BYTES_MAX) return 'full';
@@ -617,6 +623,8 @@ export class MultiPaxos implements Protocol {
     } else {
       assert.equal(this.inflight.size, 0, 'only a leader has slots in flight');
       assert.equal(this.readsQuorum.length, 0, 'only a leader confirms reads');
+      if (this.batcher.count > 0 && !this.pendingKept) assert.fail(`a ${this.role} holds ${this.batcher.count} pending commands`);
+      if (this.pendingKept && this.role !== 'candidate') assert.fail(`a ${this.role} keeps pending commands`);
     }
     assert.ok(this.backoff <= BACKOFF_MAX, 'backoff bounded');
     if (this.rejoinStep < 3 && this.role !== 'follower') assert.fail(`a ${this.role} is still rejoining (step ${this.rejoinStep})`);
@@ -778,9 +786,16 @@ export class MultiPaxos implements Protocol {
     if (m.ballot > this.promised) {
       // Leader stickiness: while a live leader is heard (or just after a restart), ignore others.
       if (this.isSticky(m.from)) return;
+      // The leader this node follows runs phase 1 again (a member came back with a higher promise):
+      // it is alive, so the stickiness its heartbeats gave runs on from here, or a long phase 1
+      // (a Promise of many slots under load) outlasts it and the returning member's next Prepare
+      // wins this node's vote. Only within the stickiness: a leader's retry, an election timeout
+      // later, extends nothing.
+      const leaderAgain = m.from === this.stickyTo && this.quietTicks < this.cfg.electionTicksMin;
       this.becomeFollower(0);
       this.promise(m.ballot);
       this.electionElapsed = 0;
+      if (leaderAgain) this.quietTicks = 0;
     } else if (!(m.ballot === this.promised && this.k.ballotNode(m.ballot) === m.from)) {
       this.send({ type: MsgType.Nack, from: this.id, to: m.from, ballot: this.promised, slot: m.fromSlot });
       return;
@@ -1089,9 +1104,10 @@ export class MultiPaxos implements Protocol {
 
   // ------------------------------------------------------------------ elections
 
-  private campaign(): void {
-    this.becomeFollower(0);
+  private campaign(keepPending = false): void {
+    this.becomeFollower(0, keepPending);
     this.role = 'candidate';
+    this.pendingKept = keepPending;
     this.ballot = this.k.ballotNextAbove(Math.max(this.promised, this.ballotSeenMax), this.id);
     this.observe(this.ballot);
     this.promise(this.ballot);
@@ -1188,12 +1204,15 @@ export class MultiPaxos implements Protocol {
     this.heartbeatDue = true;
   }
 
-  private becomeFollower(leader: number): void {
+  private becomeFollower(leader: number, keepPending = false): void {
+    // Pending commands a candidate kept (pendingKept) are dropped with its campaign, unless kept again.
+    if (this.pendingKept && !keepPending) this.batcher.clear();
+    this.pendingKept = false;
     if (this.role === 'leader') {
       this.inflight.clear();
       this.recovery.clear();
       this.chosenUnsent = [];
-      this.batcher.clear(); // their clients learn the outcome is unknown by timing out
+      if (!keepPending) this.batcher.clear(); // their clients learn the outcome is unknown by timing out
       for (const r of this.readsQuorum) this.failRead(r);
       this.readsQuorum.length = 0;
       this.heartbeatDue = false;
@@ -1225,7 +1244,7 @@ export class MultiPaxos implements Protocol {
     // while it was cut off. The others are sticky to this leader, so it takes a ballot above and
     // runs phase 1 again at once rather than leaving the cluster leaderless for a timeout.
     if (this.role === 'leader' && this.now - this.contactTick() < this.cfg.electionTicksMin) {
-      this.campaign();
+      this.campaign(true);
       // Sticky to itself, as the others are to it: it was leading a quorum a moment ago, so a
       // Prepare from the returning node (which may campaign again, above this ballot) is not
       // promised meanwhile, or the least up-to-date member would take over with this node's vote.
@@ -1405,7 +1424,7 @@ export class MultiPaxos implements Protocol {
     // with a higher promise) and stayed leader, and proposesSeen knows every Propose of this life.
     const mine = m.ballot === this.ballot ||
       (this.lifeFirstBallot !== 0 && m.ballot >= this.lifeFirstBallot && m.ballot < this.ballot && this.k.ballotNode(m.ballot) === this.id);
-    if (this.role !== 'leader' || !mine || !proposeIsNew(this.proposesSeen, m)) return;
+    if ((this.role !== 'leader' && !this.pendingKept) || !mine || !proposeIsNew(this.proposesSeen, m)) return;
     for (const v of m.values) {
       if (this.batcher.count >= this.cfg.pendingMax || !this.batcher.push(v)) break;
     }
