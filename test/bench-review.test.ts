@@ -13,7 +13,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeRequests, encodeResponse } from '../src/api/client-protocol.js';
 import hdr from 'hdr-histogram-js';
 import type { NodeSample } from '../src/bench/cluster.js';
-import { expandSweeps, knobDefaults, parseSweep, type BenchOptions } from '../src/bench/knobs.js';
+import { expandSweeps, knobDefaults, parseSweep, tickMsFor, type BenchOptions } from '../src/bench/knobs.js';
 import { summarize } from '../src/bench/report.js';
 import { derive, makeManifest, type PlannedRun } from '../src/bench/main.js';
 import { summarize as summarizeLatency, type LoadConfig, type LoadResult } from '../src/bench/loadgen.js';
@@ -291,4 +291,19 @@ test('the manifest names paxlog\'s own git commit, whatever directory the bench 
     process.chdir(cwd);
     fs.rmSync(other, { recursive: true, force: true });
   }
+});
+
+test('a protocol that completed nothing gets no ratio (it printed as Infinityx) and is named; with an injected delay the nodes\' tick grows to twice it', () => {
+  const latency = { count: 1, mean: 1, p50: 1, p90: 1, p99: 1, p999: 1, max: 1, encoded: '' };
+  const sample = (atS: number): NodeSample[] => [1, 2, 3].map(() => ({ metrics: new Map(), cpuS: atS / 10, atS }));
+  const runOf = (protocol: 'raft' | 'multipaxos', writesOk: number) => derive({ index: 0, repeat: 0, setting: 0, protocol, knobs: { ...knobDefaults } },
+    { windowS: 2, writesOk, readsOk: 0, errors: {}, shed: 0, unanswered: 0, latency, latencyUncorrected: null, cpuPercent: 1 }, sample(1), sample(3), 1, false, [], [], []);
+  const o = { ...knobDefaults, protocols: ['multipaxos', 'raft'], repeat: 1, sweeps: [], quick: false, out: '', basePort: 0, seed: 1, profileDir: null, progress: false } as BenchOptions;
+  const none = summarize(o, [knobDefaults], [runOf('multipaxos', 1000), runOf('raft', 0)])[0];
+  assert.equal(none.ratio, null);
+  assert.match(none.line, /raft completed no request/);
+  assert.doesNotMatch(none.line, /Infinity/);
+  const both = summarize(o, [knobDefaults], [runOf('multipaxos', 1000), runOf('raft', 500)])[0];
+  assert.equal(both.ratio?.throughput, 2);
+  assert.deepEqual([0, 5, 10, 100, 1000].map(tickMsFor), [20, 20, 20, 200, 2000]);
 });

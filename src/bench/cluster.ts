@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ProtocolName } from '../protocol/types.js';
-import type { RunKnobs } from './knobs.js';
+import { tickMsFor, type RunKnobs } from './knobs.js';
 import { serveNodeFlags } from '../node/v8-flags.js';
 
 const bin = fileURLToPath(new URL('../../../bin/paxlog.js', import.meta.url));
@@ -80,7 +80,7 @@ export class BenchCluster {
       const args = [...serveNodeFlags, ...prof, bin, 'serve', '--id', String(id), '--peers', peers, '--data', path.join(this.dir, `n${id}`),
         '--http-port', String(this.httpPort(id)), '--protocol', this.protocol, '--fsync', k.fsync ? 'on' : 'off',
         '--batch-max', String(k.batchMax), '--pipeline', String(k.pipeline), '--kernels', k.kernels, '--log-level', 'warn',
-        '--fault-loss', String(k.loss), '--fault-delay-ms', String(k.delayMs), '--fault-seed', String(this.seed),
+        '--fault-loss', String(k.loss), '--fault-delay-ms', String(k.delayMs), '--fault-seed', String(this.seed), '--tick-ms', String(tickMsFor(k.delayMs)),
         // Every run starts from empty data directories: a new cluster.
         '--new-cluster'];
       // --stop-with-stdin: if this process dies, even by SIGKILL, its nodes stop too.

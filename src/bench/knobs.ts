@@ -129,9 +129,17 @@ export const knobTable: Knob[] = [
   { key: 'connect', flag: 'connect', arg: '<leader|all>', parse: oneOf('leader', 'all'), describe: 'connect to the leader only, or spread connections over every node' },
   { key: 'kernels', flag: 'kernels', arg: '<wasm|js>', parse: oneOf('wasm', 'js'), describe: 'the nodes\' hot-path kernels' },
   { key: 'loss', flag: 'loss', arg: '<p>', parse: realIn(0, 1, true), describe: 'drop probability of each outbound peer frame' },
-  { key: 'delayMs', flag: 'delay', arg: '<ms>', parse: wholeIn(0, 10_000), describe: 'milliseconds added to each outbound peer message' },
+  { key: 'delayMs', flag: 'delay', arg: '<ms>', parse: wholeIn(0, 10_000), describe: 'milliseconds added to each outbound peer message (the nodes\' tick grows to twice it, at least 20 ms: an election timeout stays 10 round trips or more)' },
   { key: 'keys', flag: 'keys', arg: '<n>', parse: wholeIn(1, 10_000_000), describe: 'distinct keys' },
 ];
+
+/**
+ * The nodes' milliseconds per tick for a run: the default 20, or twice the injected delay. An
+ * election timeout is 10 to 20 ticks and a lease 8: at 20 ms a delay of 100 ms each way made a
+ * heartbeat's round trip as long as the shortest election timeout, and Raft never kept a leader.
+ * etcd's guidance likewise sets the election timeout at 10 round trips or more.
+ */
+export const tickMsFor = (delayMs: number): number => Math.max(20, 2 * delayMs);
 
 export const knobDefaults: RunKnobs = {
   nodes: 3, clients: 256, connections: 0, mode: 'closed', rate: 10_000, durationS: 10, warmupS: 3, payloadBytes: 100,

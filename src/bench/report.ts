@@ -149,12 +149,14 @@ export function summarize(o: BenchOptions, settings: RunKnobs[], runs: RunRecord
     });
     const mp = protocols.find((p) => p.protocol === 'multipaxos');
     const raft = protocols.find((p) => p.protocol === 'raft');
-    const ratio = mp !== undefined && raft !== undefined && mp.runs > 0 && raft.runs > 0
+    // No ratio against a protocol that completed nothing (it printed as Infinityx).
+    const ratio = mp !== undefined && raft !== undefined && mp.runs > 0 && raft.runs > 0 && mp.throughput.median > 0 && raft.throughput.median > 0
       ? { throughput: mp.throughput.median / raft.throughput.median, p50: mp.p50.median / raft.p50.median, p99: mp.p99.median / raft.p99.median }
       : null;
     const label = labelOf(o, knobs);
     const parts = protocols.map((p) => `${p.protocol} ${fmtOps(p.throughput.median)} ops/s p99 ${fmtUs(p.p99.median)}`);
     if (ratio !== null) parts.push(`ratio ${ratio.throughput.toFixed(2)}x`);
+    for (const p of protocols) if (p.runs > 0 && p.throughput.median === 0) parts.push(`${p.protocol} completed no request`);
     return { setting, label, knobs, protocols, ratio, line: `${label}: ${parts.join(' | ')}` };
   });
 }
