@@ -179,6 +179,7 @@ async function cluster(f: ClusterFlags): Promise<void> {
   // No node has a log yet: the cluster is new, and its nodes vote at once. Otherwise a node without
   // a log lost it (or was added) and rejoins without voting, as `serve` does by default.
   const newCluster = Array.from({ length: f.nodes }, (_, i) => path.join(dataRoot, `n${i + 1}`)).every((dir) => !logExists(dir));
+  if (f.nodes === 2) process.stderr.write('paxlog cluster: 2 nodes survive no failure (a majority of 2 is 2); 3 survive one\n');
   // A port taken (another cluster) would let this one's readiness check reach the other's nodes.
   for (let i = 0; i < f.nodes; i++) {
     for (const [what, port] of [['peer', f.basePort + i], ['client HTTP', httpBase + i]] as const) {
@@ -296,7 +297,9 @@ async function status(f: StatusFlags): Promise<void> {
   try {
     r = await fetch(url, { signal: AbortSignal.timeout(5000), headers: token !== undefined ? { authorization: `Bearer ${token}` } : {} });
   } catch (e) {
-    throw new UsageError(`cannot reach ${url.href}: ${(e as Error).message}`);
+    // fetch says only "fetch failed"; the cause (refused, a certificate not trusted, ...) is the news.
+    const cause = (e as Error & { cause?: unknown }).cause;
+    throw new UsageError(`cannot reach ${url.href}: ${(e as Error).message}${cause instanceof Error ? ` (${cause.message})` : ''}`);
   }
   const body = await r.text();
   if (!r.ok) throw new UsageError(`${url.href} answered ${r.status}: ${body}`);
@@ -423,7 +426,7 @@ export function buildProgram(): Command {
     .option('--seed <s>', 'seeds the kill times and the clients\' keys', soakDefaults.seed)
     .option('--base-port <port>', 'peer port of node 1; client HTTP ports start at base + 10', soakDefaults['base-port'])
     .option('--snapshot-slots <n>', 'every node snapshots every n applied slots (small, so that snapshots and their transfers happen under the kills)', soakDefaults['snapshot-slots'])
-    .option('--recovery-bound-ms <ms>', 'fail if the p99 time from a kill to the first acknowledged write is over this (default: two election timeouts)', soakDefaults['recovery-bound-ms'])
+    .option('--recovery-bound-ms <ms>', 'fail if the p99 time from a kill to the first acknowledged write is over this; the default is two election timeouts', soakDefaults['recovery-bound-ms'])
     .action(async (f: { minutes: string; protocol: string; nodes: string; seed: string; basePort: string; snapshotSlots: string; recoveryBoundMs: string }) => {
       // The soak lives in src/soak/main.ts (which checks these flags); load it only when asked.
       const modulePath = './soak/main.js';

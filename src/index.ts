@@ -19,6 +19,7 @@ export { startKvServer } from './api/server.js';
 export type { KvServer, KvServerOptions } from './api/server.js';
 export { PaxlogClient } from './api/client.js';
 export type { ClientAnswer } from './api/client.js';
+export type { ClientReadMode } from './api/client-protocol.js';
 export type { PeerAddress } from './transport/peers.js';
 export { parsePeers, PeerListError } from './transport/addresses.js';
 export type { ProtocolName, ReadMode } from './protocol/types.js';

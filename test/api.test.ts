@@ -207,6 +207,8 @@ describe('the HTTP and /client API of a one-node cluster', { timeout: 60_000 }, 
       assert.equal(text((await c.get('p1', 'local')).body), 'x');
       assert.equal((await c.delete('p1')).status, 200);
       assert.equal((await c.get('p1', 'quorum')).status, 404);
+      // A read mode the protocol has no code for is refused here, not sent as mode 255.
+      await assert.rejects(c.get('p1', 'bogus' as 'local'), new RangeError('read mode "bogus" is not one of linearizable, lease, quorum, local'));
     } finally {
       c.close();
     }

@@ -81,8 +81,8 @@ test('with --client-token-file, HTTP needs the bearer token: 401 with a JSON rea
 });
 
 test('/client needs the bearer token too', async () => {
-  await assert.rejects(PaxlogClient.connect(`ws://127.0.0.1:${c.httpPort(2)}/client`), /401/);
-  await assert.rejects(PaxlogClient.connect(`ws://127.0.0.1:${c.httpPort(2)}/client`, { token: 'wrong' }), /401/);
+  await assert.rejects(PaxlogClient.connect(`ws://127.0.0.1:${c.httpPort(2)}/client`), /refused the connection \(401\): the node requires a client token; pass \{ token \}/);
+  await assert.rejects(PaxlogClient.connect(`ws://127.0.0.1:${c.httpPort(2)}/client`, { token: 'wrong' }), /\(401\): the token is not the node's client token/);
   const client = await PaxlogClient.connect(`ws://127.0.0.1:${c.httpPort(2)}/client`, { token });
   try {
     let a = await client.put('b', new TextEncoder().encode('ws'));

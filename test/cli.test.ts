@@ -40,7 +40,7 @@ test('bad flags give one clear error line and exit code 2', () => {
     [['serve', '--id', '1', '--peers', peers, '--data', dir, '--kernels', 'gpu'], /Allowed choices are wasm, js/],
     [['cluster', '--nodes', '99'], /99 is not in 1\.\.9/],
     [['status', '--endpoint', 'not a url'], /is not a URL/],
-    [['status', '--endpoint', 'http://127.0.0.1:17599'], /cannot reach/],
+    [['status', '--endpoint', 'http://127.0.0.1:17599'], /cannot reach http:\/\/127\.0\.0\.1:17599\/status: fetch failed \(connect ECONNREFUSED 127\.0\.0\.1:17599\)/],
     [['launch'], /unknown command 'launch'/],
     [['soak', '--snapshot-slots', 'many'], /--snapshot-slots many is not a whole number/],
     [['soak', '--recovery-bound-ms', 'x'], /--recovery-bound-ms x is not in 1..60000/],

@@ -1,7 +1,7 @@
 // A client of the binary /client WebSocket protocol: pipelined requests, each answered by id.
 
 import WebSocket from 'ws';
-import { ClientOp, decodeResponses, encodeRequest, type ClientReadMode } from './client-protocol.js';
+import { ClientOp, decodeResponses, encodeRequest, readModes, type ClientReadMode } from './client-protocol.js';
 
 export interface ClientAnswer {
   /** An HTTP status: 200, 404, 412, 400, 413, 503, 504. */
@@ -48,6 +48,13 @@ export class PaxlogClient {
       });
       ws.binaryType = 'nodebuffer';
       ws.once('open', () => resolve(new PaxlogClient(ws)));
+      // A refusal for want of the node's client token says so (ws says only "Unexpected server response: 401").
+      ws.once('unexpected-response', (_req, res) => {
+        ws.terminate();
+        reject(new Error(res.statusCode === 401
+          ? `${url} refused the connection (401): ${o.token === undefined ? 'the node requires a client token; pass { token }' : 'the token is not the node\'s client token'}`
+          : `${url} refused the connection (${res.statusCode} ${res.statusMessage ?? ''})`.trimEnd()));
+      });
       ws.once('error', reject);
     });
   }
@@ -57,6 +64,7 @@ export class PaxlogClient {
   }
 
   get(key: string, readMode: ClientReadMode = 'linearizable'): Promise<ClientAnswer> {
+    if (!(readModes as readonly string[]).includes(readMode)) return Promise.reject(new RangeError(`read mode ${JSON.stringify(readMode)} is not one of ${readModes.join(', ')}`));
     return this.request(ClientOp.Get, key, { readMode });
   }
 

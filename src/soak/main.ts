@@ -316,7 +316,7 @@ export async function runSoak(o: SoakOptions, print: (line: string) => void): Pr
         recovering = true;
         await c.kill(leader);
         kills.push({ atMs, node: leader });
-        print(`  ${(performance.now() - (endAt - durationMs)) / 1000}s: killed leader ${leader} (kill ${kills.length})`);
+        print(`  ${((performance.now() - (endAt - durationMs)) / 1000).toFixed(1)}s: killed leader ${leader} (kill ${kills.length})`);
         await sleep(r.int(restartDelayMs.min, restartDelayMs.max + 1));
         c.start(leader);
       }
