@@ -33,6 +33,8 @@ const examples: Message[] = [
   { type: MsgType.SnapshotChunk, from: 1, to: 2, ballot: 7, prefix: 1001, offset: 65536, total: 65539, values: [v(9, 8, 7)] },
   { type: MsgType.CatchUpRequest, from: 3, to: 1, nonce: 0x7654321 },
   { type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 131073, lastPosition: 120, chosenPrefix: 118, nonce: 0x7654321 },
+  { type: MsgType.PrePrepare, from: 2, to: 3, ballot: 196610 },
+  { type: MsgType.PrePromise, from: 3, to: 2, ballot: 196610, promised: 131073, granted: true },
   { type: MsgType.RequestVote, from: 1, to: 2, term: 5, lastIndex: 100, lastTerm: 4, preVote: true },
   { type: MsgType.Vote, from: 2, to: 1, term: 5, granted: true, preVote: false },
   { type: MsgType.AppendEntries, from: 1, to: 2, term: 5, prevIndex: 100, prevTerm: 4, commitIndex: 99,

@@ -18,6 +18,21 @@ const node = (id: number, restored?: Restored, pendingMax = 16, members = peers)
 const ballot = (round: number, id: number): number => k.ballotPack(round, id);
 const value = (...cmds: string[]): Uint8Array => k.encodeBatch(cmds.map((c) => new TextEncoder().encode(c)));
 
+/**
+ * Tick `n` until its election timeout fires, then grant its pre-vote as every peer would: it then
+ * campaigns (a candidate, its Prepares queued). `each` runs after every tick.
+ */
+const electionNow = (n: MultiPaxos, each: () => void = () => {}): void => {
+  const inner = n as unknown as { preBallot: number; others: number[] };
+  while (n.status().role === 'follower' && inner.preBallot === 0) { n.tick(); each(); }
+  const to = n.status().id;
+  for (const from of inner.others) {
+    if (n.status().role !== 'follower') break;
+    n.step({ type: MsgType.PrePromise, from, to, ballot: inner.preBallot, promised: 0, granted: true });
+  }
+  assert.notEqual(n.status().role, 'follower', 'the pre-vote was granted, and it campaigned');
+};
+
 /** Take the Ready (there must be one) and advance it, as a driver whose persist is instant. */
 const cycle = (n: MultiPaxos): Ready => {
   assert.ok(n.hasReady(), 'expected a Ready');
@@ -34,7 +49,7 @@ const sent = (rd: Ready): Message[] => [...rd.messages, ...rd.messagesAfterPersi
 /** Node 1, leader at its first ballot by the Promises of nodes 2 and 3 (a majority of 3 or 5 members). */
 const leader = (pendingMax = 16, members = peers): MultiPaxos => {
   const n = node(1, undefined, pendingMax, members);
-  while (n.status().role === 'follower') n.tick();
+  electionNow(n)
   const b = n.status().ballot;
   cycle(n);
   for (const from of [2, 3]) n.step({ type: MsgType.Promise, from, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, coverFrom: 0, more: false, entries: [] });
@@ -155,7 +170,7 @@ test('a new leader re-proposes the highest-ballot value reported and a no-op for
   // Node 1 itself accepted "new" at slot 1 at a higher ballot than the "old" node 2 reports.
   const restored: Restored = { hardState: { ballot: ballot(0, 3), vote: 0 }, records: [{ position: 1, ballot: ballot(0, 3), value: value('new') }], chosenPrefix: 1, appliedPrefix: 1, snapshot: null, rejoining: false };
   const n = node(1, restored);
-  while (n.status().role === 'follower') n.tick();
+  electionNow(n)
   const b = n.status().ballot;
   cycle(n);
   n.step({
@@ -256,7 +271,7 @@ test('a restarted follower promises nobody for an election timeout, even after a
     return ms;
   };
   // 1. Node 1 leads at b0 with node 3's promise. A Heartbeat 1->3 at b0 is held in the network.
-  while (n1.status().role === 'follower') n1.tick();
+  electionNow(n1)
   const b0 = n1.status().ballot;
   for (const m of out(n1)) if (m.to === 3) n3.step(m);
   for (const m of out(n3)) if (m.to === 1) n1.step(m);
@@ -267,7 +282,7 @@ test('a restarted follower promises nobody for an election timeout, even after a
   for (let i = 0; i < 25 && n1.status().role === 'leader'; i++) { n1.tick(); out(n1); }
   assert.equal(n1.status().role, 'follower');
   // 3. Node 2 campaigns at b1 and is elected with node 1's promise (node 3 does not hear it).
-  while (n2.status().role === 'follower') { n2.tick(); }
+  electionNow(n2)
   const b1 = n2.status().ballot;
   assert.ok(b1 > b0);
   for (const m of out(n2)) if (m.to === 1 && m.type === MsgType.Prepare) n1.step(m);
@@ -276,7 +291,7 @@ test('a restarted follower promises nobody for an election timeout, even after a
   out(n2); // its first heartbeats are lost
   // 4. Node 1 hears nothing more from node 2 (2->1 cut), times out, campaigns at b2 > b1.
   //    Its Prepare to node 2 is lost (1->2 cut); the one to node 3 is delayed.
-  while (n1.status().role === 'follower') { n1.tick(); n2.tick(); out(n2); }
+  electionNow(n1, () => { n2.tick(); out(n2); });
   const b2 = n1.status().ballot;
   assert.ok(b2 > b1);
   for (const m of out(n1)) if (m.to === 3 && m.type === MsgType.Prepare) held.push(m);
@@ -310,7 +325,7 @@ test('a restarted follower promises nobody for an election timeout, even after a
 
 test('a lagging node elected leader proposes only above the chosen prefix a Promise reported, and fetches below it', () => {
   const n = node(1);
-  while (n.status().role === 'follower') n.tick();
+  electionNow(n)
   const b = n.status().ballot;
   cycle(n);
   // Node 2 knows slots 1..4 chosen and reports only what lies above: slot 5, accepted at an old ballot.
@@ -574,7 +589,7 @@ test('reads waiting on a slot below the prefix are answered with the install', (
 
 test('a leader whose chosen prefix stays below its reign (nobody answers its fetches) runs phase 1 again after an election timeout', () => {
   const n = node(1);
-  while (n.status().role === 'follower') n.tick();
+  electionNow(n)
   const b = n.status().ballot;
   cycle(n);
   // Node 2 reports slots 1..4 chosen; then it goes silent for fetches (it crashed, say) while node 3 acks heartbeats.
@@ -624,7 +639,7 @@ test('a leader runs phase 1 again when a peer reports a chosen prefix above its 
 
 test('a candidate counts its own promise only once it is durable (a rejoining peer relies on it)', () => {
   const n = node(1);
-  while (n.status().role === 'follower') n.tick();
+  electionNow(n)
   const b = n.status().ballot;
   const rd = n.ready();
   assert.deepEqual(rd.hardState, { ballot: b, vote: 0 });
@@ -638,7 +653,7 @@ test('a candidate leads only once its own promise is durable, even when its peer
   // Else it could send Accepts at its ballot, crash before the promise was durable, and restart to
   // pick the same ballot again for a different value: two values accepted at one ballot, one slot.
   const n = node(1);
-  while (n.status().role === 'follower') n.tick();
+  electionNow(n)
   const b = n.status().ballot;
   const rd = n.ready();
   assert.deepEqual(rd.hardState, { ballot: b, vote: 0 });
@@ -651,7 +666,7 @@ test('a candidate leads only once its own promise is durable, even when its peer
   // A candidate that restarted before its promise was durable may pick the same ballot again:
   // nobody saw more of it than a Prepare, and a Prepare sent again is answered alike.
   const restarted = node(1, { hardState: { ballot: 0, vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1, snapshot: null, rejoining: false });
-  for (let t = 0; t < defaultConfig(1, peers).electionTicksMax * 3 && restarted.status().role === 'follower'; t++) restarted.tick();
+  electionNow(restarted);
   assert.equal(restarted.status().ballot, b);
   const peer = node(2);
   for (let i = 0; i < 2; i++) {
@@ -747,7 +762,7 @@ test('once every member answered it raises its promise to the highest ballot rep
   assert.deepEqual(ofType(rd.messagesAfterPersist, MsgType.Accepted).map((m) => m.type === MsgType.Accepted && [m.firstSlot, m.count]), [[1, 3]]);
   assert.equal(ofType(rd.messages, MsgType.HeartbeatAck).length, 1);
   // Still no Promise: slots 1..3 may hold values it accepted and forgot.
-  assert.equal(tickQuiet(n).filter((m) => m.type === MsgType.Prepare).length, 0, 'it never campaigns');
+  assert.equal(tickQuiet(n).filter((m) => m.type === MsgType.Prepare || m.type === MsgType.PrePrepare).length, 0, 'it never campaigns');
   n.step({ type: MsgType.Prepare, from: 3, to: 2, ballot: ballot(9, 3), fromSlot: 1 });
   assert.equal(votes(n.hasReady() ? sent(cycle(n)) : []).length, 0, 'no Promise in step 2');
   // Chosen prefix 3 does not pass lastPosition 3: still rejoining.
@@ -767,7 +782,7 @@ test('once every member answered it raises its promise to the highest ballot rep
   assert.equal(rd.rejoined, true, 'the Ready that ends rejoining says so');
   assert.ok(rd.hardState !== null, 'with the hard state');
   assert.equal(n.status().rejoining, false);
-  assert.ok(tickQuiet(n).some((m) => m.type === MsgType.Prepare), 'without a leader it campaigns again');
+  assert.ok(tickQuiet(n).some((m) => m.type === MsgType.PrePrepare), 'without a leader it campaigns again');
   n.step({ type: MsgType.Prepare, from: 3, to: 2, ballot: ballot(20, 3), fromSlot: 1 });
   rd = cycle(n);
   const promise = ofType(rd.messagesAfterPersist, MsgType.Promise)[0];
@@ -1039,7 +1054,7 @@ test('a Promise comes in parts within promisePartBytes; the candidate counts the
   acceptor.step({ type: MsgType.Accept, from: 1, to: 2, ballot: b1, chosenPrefix: 1, entries: [...values].map(([slot, v]) => ({ slot, ballot: b1, value: v })) });
   cycle(acceptor);
   const candidate = withParts(1);
-  while (candidate.status().role === 'follower') candidate.tick();
+  electionNow(candidate)
   const b3 = candidate.status().ballot;
   const prepare = ofType(sent(cycle(candidate)), MsgType.Prepare).find((m) => m.to === 2)!;
   acceptor.step(prepare);
@@ -1058,7 +1073,7 @@ test('a Promise comes in parts within promisePartBytes; the candidate counts the
   // A part lost on the way: the acceptor does not count, and the candidate (whose own promise is
   // durable) still needs it for a quorum of 2.
   const lossy = withParts(1);
-  while (lossy.status().role === 'follower') lossy.tick();
+  electionNow(lossy)
   cycle(lossy);
   const again = parts.map((p) => ({ ...p, ballot: lossy.status().ballot }));
   for (const p of again.filter((_, i) => i !== 1)) lossy.step(p);
@@ -1154,7 +1169,7 @@ test('a peer message with a ballot near 2^53 (no ballot above it can be packed) 
       const n = new MultiPaxos({ config: defaultConfig(2, peers), kernels: kk, rng: new Prng(2) });
       n.step(m);
       while (n.hasReady()) cycle(n);
-      for (let i = 0; i < 100 && n.status().role === 'follower'; i++) n.tick();
+      electionNow(n);
       assert.equal(n.status().role, 'candidate', `${kind}: type ${m.type}`);
       assert.ok(Number.isSafeInteger(n.status().ballot) && kk.ballotNode(n.status().ballot) === 2, `${kind}: type ${m.type}`);
     }
@@ -1163,7 +1178,7 @@ test('a peer message with a ballot near 2^53 (no ballot above it can be packed) 
 
 test('a Promise reporting a slot near 2^53 costs the new leader no map entry per hole: it leads and proposes no-ops from its start', () => {
   const n = node(1);
-  while (n.status().role === 'follower') n.tick();
+  electionNow(n)
   const b = n.status().ballot;
   cycle(n);
   const far = Number.MAX_SAFE_INTEGER;
@@ -1248,7 +1263,7 @@ test('a leader Nacked by a member that returns with a higher ballot runs phase 1
 test('a Propose a follower forwarded to the leader\'s earlier ballot of this life is taken after it ran phase 1 again; a duplicate and another life\'s are not', () => {
   // Node 1 in a later life: it led at ballot(2, 1) before its restart, and promised ballot(3, 2) since.
   const n = node(1, { hardState: { ballot: ballot(3, 2), vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1, snapshot: null, rejoining: false });
-  while (n.status().role === 'follower') n.tick();
+  electionNow(n)
   const b = n.status().ballot;
   assert.ok(b > ballot(3, 2));
   cycle(n);

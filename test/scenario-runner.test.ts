@@ -12,13 +12,32 @@ ok
 
 campaign 1
 ----
+ok
+
+stabilize
+----
+1->2 PrePrepare ballot=0.1
+1->3 PrePrepare ballot=0.1
+2->1 PrePromise ballot=0.1 promised=0 granted=true
+3->1 PrePromise ballot=0.1 promised=0 granted=true
 1 is candidate (leader=0 ballot=0.1)
+1->2 Prepare ballot=0.1 fromSlot=1
+1->3 Prepare ballot=0.1 fromSlot=1
+2->1 Promise ballot=0.1 fromSlot=1 chosenPrefix=1 coverFrom=1 more=false entries=[]
+3->1 Promise ballot=0.1 fromSlot=1 chosenPrefix=1 coverFrom=1 more=false entries=[]
+1 is leader (leader=1 ballot=0.1)
+1->2 Heartbeat ballot=0.1 chosenPrefix=1 seq=1
+1->3 Heartbeat ballot=0.1 chosenPrefix=1 seq=1
+2 is follower (leader=1 ballot=0.1)
+3 is follower (leader=1 ballot=0.1)
+2->1 HeartbeatAck ballot=0.1 chosenPrefix=1 seq=1
+3->1 HeartbeatAck ballot=0.1 chosenPrefix=1 seq=1
 `;
 
 test('a scenario parses into its opening paragraph and blocks, and formats back unchanged', () => {
   const f = parseScenario(file);
   assert.equal(f.header, '# What this shows.');
-  assert.deepEqual(f.blocks.map((b) => [b.command, b.line]), [['cluster nodes=3', 3], ['campaign 1', 7]]);
+  assert.deepEqual(f.blocks.map((b) => [b.command, b.line]), [['cluster nodes=3', 3], ['campaign 1', 7], ['stabilize', 11]]);
   assert.equal(formatScenario(f, f.blocks.map((b) => b.expected)), file);
 });
 

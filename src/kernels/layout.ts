@@ -105,6 +105,8 @@ export const SHAPES: readonly (FrameShape | undefined)[] = (() => {
   add(shape(MsgType.AppendResult, 'term', 'index', 'hintTerm', null, ['success'], EntryKind.None));
   add(shape(MsgType.CatchUpRequest, null, 'nonce', null, null, [], EntryKind.None));
   add(shape(MsgType.CatchUpReply, 'ballot', 'lastPosition', 'chosenPrefix', 'nonce', [], EntryKind.None));
+  add(shape(MsgType.PrePrepare, 'ballot', null, null, null, [], EntryKind.None));
+  add(shape(MsgType.PrePromise, 'ballot', 'promised', null, null, ['granted'], EntryKind.None));
   return t;
 })();
 

@@ -70,6 +70,14 @@ export const enum MsgType {
    *  asker (delayed in the network) is told apart and ignored, since it may predate what the asker
    *  forgot. */
   CatchUpReply = 21,
+
+  // Multi-Paxos's pre-vote, as Raft's: a node whose election timeout fired asks first, changing
+  // nothing at either end, so that one cut off (or behind a slow link) does not raise its promise
+  // alone and come back Nacking a healthy leader.
+  /** Would the receiver take part in an election now (it hears no live leader and is not rejoining)? `ballot` names the round. */
+  PrePrepare = 22,
+  /** The answer: `granted` if it would; `promised` its promised ballot, so the campaign that follows goes above it. */
+  PrePromise = 23,
 }
 
 /** An accepted slot as Promise and Accept and LearnReply carry it. */
@@ -163,8 +171,11 @@ export interface AppendResult extends Base {
 export interface CatchUpRequest extends Base { type: MsgType.CatchUpRequest; nonce: number }
 export interface CatchUpReply extends Base { type: MsgType.CatchUpReply; ballot: number; lastPosition: number; chosenPrefix: number; nonce: number }
 
+export interface PrePrepare extends Base { type: MsgType.PrePrepare; ballot: number }
+export interface PrePromise extends Base { type: MsgType.PrePromise; ballot: number; promised: number; granted: boolean }
+
 export type PaxosMessage = Prepare | Promise | Accept | Accepted | Nack | Commit | Heartbeat | HeartbeatAck |
-  LearnRequest | LearnReply;
+  LearnRequest | LearnReply | PrePrepare | PrePromise;
 export type SharedMessage = Propose | ReadIndex | ReadIndexReply | SnapshotRequest | SnapshotChunk | CatchUpRequest | CatchUpReply;
 export type RaftMessage = RequestVote | Vote | AppendEntries | AppendResult;
 export type Message = PaxosMessage | SharedMessage | RaftMessage;

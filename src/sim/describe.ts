@@ -14,7 +14,7 @@ const TYPE_NAMES: Record<number, string> = {
   [MsgType.SnapshotRequest]: 'SnapshotRequest', [MsgType.SnapshotChunk]: 'SnapshotChunk',
   [MsgType.CatchUpRequest]: 'CatchUpRequest', [MsgType.CatchUpReply]: 'CatchUpReply',
   [MsgType.RequestVote]: 'RequestVote', [MsgType.Vote]: 'Vote', [MsgType.AppendEntries]: 'AppendEntries',
-  [MsgType.AppendResult]: 'AppendResult',
+  [MsgType.AppendResult]: 'AppendResult', [MsgType.PrePrepare]: 'PrePrepare', [MsgType.PrePromise]: 'PrePromise',
 };
 
 /** A ballot as round.node (1.2 is round 1 of node 2); Raft terms print as plain numbers. */

@@ -10,7 +10,7 @@
 // separated by blank lines. Commands:
 //
 //   cluster nodes=3 [seed=1] [pipeline=4 batchMax=8 heartbeatTicks=3 ...]   fresh cluster
-//   campaign N              tick node N until it leaves the follower role
+//   campaign N              tick node N until it leaves the follower role (Multi-Paxos: until it asks for a pre-vote)
 //   tick N|all K            tick K times
 //   advance K               K rounds of (tick all, deliver all once), printing no messages
 //   propose N cmd...        propose commands at node N (each word one command)
@@ -181,7 +181,9 @@ export class ScenarioCluster {
         const id = num(args[0]);
         const core = this.core(id);
         let ticks = 0;
-        while (core.status().role === 'follower') {
+        // Multi-Paxos asks first (pre-vote): its PrePrepares are queued, and it campaigns once
+        // they are granted (deliver them). Raft's pre-candidate is not a follower.
+        while (core.status().role === 'follower' && !(core.name === 'multipaxos' && core.hasReady())) {
           assert.ok(ticks++ < 10_000, `node ${id} never campaigned`);
           core.tick();
         }

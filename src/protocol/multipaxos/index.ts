@@ -29,7 +29,7 @@
 import assert from 'node:assert/strict';
 import {
   MsgType, proposeIsNew, type ProposesSeen, type Accept, type Accepted, type CatchUpReply, type CatchUpRequest, type Commit, type Heartbeat, type HeartbeatAck, type LearnReply,
-  type LearnRequest, type Message, type Nack, type Prepare, type Promise as PromiseMsg, type Propose,
+  type LearnRequest, type Message, type Nack, type Prepare, type PrePrepare, type PrePromise, type Promise as PromiseMsg, type Propose,
   type ReadIndex, type ReadIndexReply, type SlotEntry, type SnapshotChunk, type SnapshotRequest,
 } from '../messages.js';
 import {
@@ -150,6 +150,13 @@ export class MultiPaxos implements Protocol {
    * dropped (their clients time out, outcome unknown) if another wins. Invariant: only while candidate.
    */
   private pendingKept = false;
+  /**
+   * Follower: the round of the pre-vote it runs (0: none), named by the ballot it would campaign
+   * at. It campaigns once a quorum (itself included) would take part. Invariant: 0 unless follower.
+   */
+  private preBallot = 0;
+  /** The members, this node included, that granted preBallot's round. */
+  private readonly preGranted = new Set<number>();
   /** This node's id. */
   private readonly id: number;
   /** The other members' ids. Invariant: does not contain `id`. */
@@ -419,7 +426,7 @@ export class MultiPaxos implements Protocol {
     else if (this.rejoinStep < 3) this.tickRejoining();
     else {
       this.electionElapsed++;
-      if (this.electionElapsed >= this.electionTimeout) this.campaign();
+      if (this.electionElapsed >= this.electionTimeout) this.preCampaign();
       else this.maybeFetch();
     }
     this.expireReads();
@@ -449,6 +456,8 @@ export class MultiPaxos implements Protocol {
       case MsgType.SnapshotChunk: this.handleSnapshotChunk(m); break;
       case MsgType.CatchUpRequest: this.handleCatchUpRequest(m); break;
       case MsgType.CatchUpReply: this.handleCatchUpReply(m); break;
+      case MsgType.PrePrepare: this.handlePrePrepare(m); break;
+      case MsgType.PrePromise: this.handlePrePromise(m); break;
       default: break; // Raft's messages mean nothing here.
     }
     // Learning may have moved the chosen prefix past the positions this node may have forgotten.
@@ -625,6 +634,7 @@ export class MultiPaxos implements Protocol {
       assert.equal(this.readsQuorum.length, 0, 'only a leader confirms reads');
       if (this.batcher.count > 0 && !this.pendingKept) assert.fail(`a ${this.role} holds ${this.batcher.count} pending commands`);
       if (this.pendingKept && this.role !== 'candidate') assert.fail(`a ${this.role} keeps pending commands`);
+      if (this.preBallot !== 0 && this.role !== 'follower') assert.fail(`a ${this.role} runs a pre-vote`);
     }
     assert.ok(this.backoff <= BACKOFF_MAX, 'backoff bounded');
     if (this.rejoinStep < 3 && this.role !== 'follower') assert.fail(`a ${this.role} is still rejoining (step ${this.rejoinStep})`);
@@ -1104,6 +1114,35 @@ export class MultiPaxos implements Protocol {
 
   // ------------------------------------------------------------------ elections
 
+  /**
+   * An election timeout fired (a follower's, or a candidate's whose phase 1 did not complete): ask
+   * first whether a quorum would take part (pre-vote, as Raft's), raising nothing. A node cut off
+   * from the others, or behind a link too slow for heartbeats, then keeps its promise where it was,
+   * and is no Nack to a healthy leader when it comes back. Retried every election timeout.
+   */
+  private preCampaign(): void {
+    this.becomeFollower(0);
+    this.preBallot = this.k.ballotNextAbove(Math.max(this.promised, this.ballotSeenMax), this.id);
+    this.preGranted.clear();
+    this.preGranted.add(this.id);
+    if (this.preGranted.size >= this.quorum) return this.campaign(); // a cluster of one
+    for (const to of this.others) this.send({ type: MsgType.PrePrepare, from: this.id, to, ballot: this.preBallot });
+  }
+
+  /** Grant when a Prepare now would not be ignored: no live leader heard (isSticky), and not rejoining. Nothing changes here. */
+  private handlePrePrepare(m: PrePrepare): void {
+    const granted = this.rejoinStep >= 3 && !this.isSticky(m.from);
+    this.send({ type: MsgType.PrePromise, from: this.id, to: m.from, ballot: m.ballot, promised: this.promised, granted });
+  }
+
+  private handlePrePromise(m: PrePromise): void {
+    if (this.preBallot === 0 || m.ballot !== this.preBallot || m.promised > this.ballotMax) return; // another round's, or no round
+    this.observe(m.promised); // the campaign goes above every granter's promise
+    if (!m.granted) return;
+    this.preGranted.add(m.from);
+    if (this.preGranted.size >= this.quorum) this.campaign();
+  }
+
   private campaign(keepPending = false): void {
     this.becomeFollower(0, keepPending);
     this.role = 'candidate';
@@ -1205,6 +1244,7 @@ export class MultiPaxos implements Protocol {
   }
 
   private becomeFollower(leader: number, keepPending = false): void {
+    this.preBallot = 0;
     // Pending commands a candidate kept (pendingKept) are dropped with its campaign, unless kept again.
     if (this.pendingKept && !keepPending) this.batcher.clear();
     this.pendingKept = false;
@@ -1235,6 +1275,7 @@ export class MultiPaxos implements Protocol {
     this.quietTicks = 0;
     this.stickyTo = from;
     this.backoff = 0;
+    this.preBallot = 0; // a live leader: no election
   }
 
   private handleNack(m: Nack): void {
