@@ -1348,3 +1348,40 @@ test('a follower stays sticky to its leader while that leader runs phase 1 again
   n.step({ type: MsgType.Prepare, from: 3, to: 2, ballot: ballot(9, 3), fromSlot: 1 });
   assert.equal(ofType(sent(cycle(n)), MsgType.Promise).length, 1, 'another candidate is promised once the leader\'s stickiness ran out');
 });
+
+test('pre-vote: a timed-out follower asks first and raises nothing until a quorum would take part; a node hearing a live leader refuses, changing nothing; the campaign goes above the promises reported', () => {
+  const n = node(1);
+  const inner = n as unknown as { preBallot: number };
+  while (inner.preBallot === 0) n.tick();
+  assert.equal(n.status().role, 'follower');
+  let rd = cycle(n);
+  assert.equal(rd.hardState, null, 'nothing raised, nothing persisted');
+  assert.deepEqual(ofType(rd.messages, MsgType.PrePrepare).map((m) => m.to).sort(), [2, 3]);
+  assert.equal(ofType(rd.messages, MsgType.Prepare).length, 0);
+  const pre = inner.preBallot;
+  // Node 2 refuses (it hears a leader) and reports its promise; node 3 grants: a quorum with itself.
+  n.step({ type: MsgType.PrePromise, from: 2, to: 1, ballot: pre, promised: ballot(7, 2), granted: false });
+  assert.equal(n.status().role, 'follower', 'its own grant and a refusal are not a quorum');
+  n.step({ type: MsgType.PrePromise, from: 3, to: 1, ballot: pre + 1, promised: 0, granted: true });
+  assert.equal(n.status().role, 'follower', 'a grant for another round does not count');
+  n.step({ type: MsgType.PrePromise, from: 3, to: 1, ballot: pre, promised: 0, granted: true });
+  assert.equal(n.status().role, 'candidate');
+  assert.ok(n.status().ballot > ballot(7, 2), 'above the promise the refusal reported');
+  rd = cycle(n);
+  assert.deepEqual(ofType(sent(rd), MsgType.Prepare).map((m) => m.to).sort(), [2, 3]);
+
+  // A follower of a live leader refuses, and its state is untouched; once the leader is silent for an election timeout, it grants.
+  const f = node(2);
+  f.step({ type: MsgType.Heartbeat, from: 1, to: 2, ballot: ballot(1, 1), chosenPrefix: 1, seq: 1 });
+  cycle(f);
+  f.step({ type: MsgType.PrePrepare, from: 3, to: 2, ballot: ballot(2, 3) });
+  rd = cycle(f);
+  assert.equal(rd.hardState, null);
+  assert.deepEqual(ofType(rd.messages, MsgType.PrePromise), [{ type: MsgType.PrePromise, from: 2, to: 3, ballot: ballot(2, 3), promised: ballot(1, 1), granted: false }]);
+  assert.equal(f.status().leader, 1);
+  for (let i = 0; i < defaultConfig(2, peers).electionTicksMin; i++) f.tick();
+  while (f.hasReady()) cycle(f);
+  f.step({ type: MsgType.PrePrepare, from: 3, to: 2, ballot: ballot(2, 3) });
+  assert.deepEqual(ofType(cycle(f).messages, MsgType.PrePromise).map((m) => m.type === MsgType.PrePromise && m.granted), [true]);
+  assert.equal(f.status().ballot, ballot(1, 1), 'granting promises nothing');
+});
