@@ -48,6 +48,16 @@ async function proposeRetrying(node: PaxlogNode<number>, command: string): Promi
   }
 }
 
+/** Open a node on `opts`, and check that its first write is applied as the first command; then stop it. */
+async function servesOneWrite(opts: Parameters<typeof createNode<number>>[0]): Promise<void> {
+  const node = await createNode(opts);
+  try {
+    assert.equal(await proposeRetrying(node, 'a'), 1);
+  } finally {
+    await node.stop();
+  }
+}
+
 describe('embedding paxlog with your own state machine', { timeout: 60_000 }, () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-lib-'));
   const peers = '1=127.0.0.1:17450,2=127.0.0.1:17451,3=127.0.0.1:17452';
@@ -248,12 +258,7 @@ test('bad numeric options are refused by name before the data directory is taken
       assert.equal(fs.existsSync(path.join(dir, 'paxlog.lock')), false, 'the directory is not taken');
     }
     // The same directory then serves with good options.
-    const node = await createNode({ ...base, tickMs: 10 });
-    try {
-      assert.equal(await proposeRetrying(node, 'a'), 1);
-    } finally {
-      await node.stop();
-    }
+    await servesOneWrite({ ...base, tickMs: 10 });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -388,12 +393,7 @@ test('options a caller can get wrong are refused by name before the data directo
       assert.deepEqual(fs.readdirSync(dir), [], `${JSON.stringify(change)}: nothing is written to the data directory`);
     }
     // The directory then serves with good options, as the protocol it is first opened with.
-    const node = await createNode({ ...base, protocol: 'raft' });
-    try {
-      assert.equal(await proposeRetrying(node, 'a'), 1);
-    } finally {
-      await node.stop();
-    }
+    await servesOneWrite({ ...base, protocol: 'raft' });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
