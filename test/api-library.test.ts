@@ -488,3 +488,24 @@ test('a state machine whose snapshot() throws stops the node with the reason, no
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the README\'s key-value server in a process: startKvServer takes peers as a string and a default logger; PaxlogClient puts and gets', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-lib-kvserver-'));
+  const server = await startKvServer({ id: 1, peers: '1=127.0.0.1:18767', dataDir: dir, secret: 's', newCluster: true, httpPort: 18768, tickMs: 10 });
+  try {
+    assert.equal(server.httpPort, 18768);
+    await server.node.whenLeader();
+    const client = await PaxlogClient.connect(`ws://127.0.0.1:${server.httpPort}/client`);
+    try {
+      assert.equal((await client.put('greeting', text('hello'))).status, 200);
+      const { status, body } = await client.get('greeting', 'quorum');
+      assert.deepEqual([status, new TextDecoder().decode(body)], [200, 'hello']);
+      assert.equal(new TextDecoder().decode(server.kv.get('greeting') ?? new Uint8Array()), 'hello', 'the store in this process has it');
+    } finally {
+      client.close();
+    }
+  } finally {
+    await server.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,12 +1,18 @@
 // A ready-made KV server: a paxlog node with the KV state machine and the client API on its
 // uWS App, listening on the peer port and on the client HTTP port.
 
-import type { Logger } from 'pino';
+import { pino, type Logger } from 'pino';
 import { KvStore, type KvResult } from '../kv/store.js';
 import { PaxlogNode, type NodeOptions } from '../node/node.js';
+import { parsePeers } from '../transport/addresses.js';
+import type { PeerAddress } from '../transport/peers.js';
 import { attachApi } from './http.js';
 
-export interface KvServerOptions extends Omit<NodeOptions<KvResult>, 'stateMachine'> {
+export interface KvServerOptions extends Omit<NodeOptions<KvResult>, 'stateMachine' | 'peers' | 'logger'> {
+  /** Every member's peer address, this node's included: a map, or '1=127.0.0.1:7001,2=...' (as createNode). */
+  peers: Map<number, PeerAddress> | string;
+  /** Default: pino at level 'warn' on stdout (as createNode). */
+  logger?: Logger;
   /** The client HTTP port (default: the peer port + 1000). */
   httpPort?: number;
   /** When set, every HTTP request and /client upgrade needs `Authorization: Bearer <clientToken>`. Never logged. */
@@ -30,7 +36,12 @@ export function httpPortProblem(httpPort: number | undefined, peerPort: number):
   return `the client HTTP port ${port} is not in 1..65535` + (httpPort === undefined ? ` (peer port ${peerPort} + 1000); give one (serve --http-port)` : '');
 }
 
-export async function startKvServer(opts: KvServerOptions, log: Logger): Promise<KvServer> {
+/** Open a node with the key-value store as its state machine, and serve the client API (HTTP and /client) on its client port. */
+export async function startKvServer(options: KvServerOptions, log?: Logger): Promise<KvServer> {
+  const peers = typeof options.peers === 'string' ? parsePeers(options.peers) : options.peers;
+  const logger = options.logger ?? log ?? pino({ level: 'warn', base: { node: options.id } });
+  const opts = { ...options, peers, logger };
+  log ??= logger;
   const self = opts.peers.get(opts.id);
   const httpPort = opts.httpPort ?? (self !== undefined ? self.port + 1000 : 0);
   const problem = self !== undefined ? httpPortProblem(opts.httpPort, self.port) : null;
