@@ -322,7 +322,7 @@ export function buildProgram(): Command {
   program.command('serve')
     .description('run one node')
     .requiredOption('--id <n>', 'this node\'s id (1..65535)', intIn(1, 65535))
-    .requiredOption('--peers <list>', 'every node\'s peer address: 1=127.0.0.1:7001,2=127.0.0.1:7002,...', peersOption)
+    .requiredOption('--peers <list>', 'every node\'s peer address: 1=127.0.0.1:7001,2=127.0.0.1:7002,... (IPv6 in brackets: 1=[::1]:7001); the node listens on its own', peersOption)
     .requiredOption('--data <dir>', 'the node\'s data directory (its LMDB log)')
     .option('--http-port <port>', 'the client HTTP port (default: peer port + 1000)', intIn(1, 65535))
     .addOption(protocolOption())

@@ -1,9 +1,17 @@
 // The peer list: a host that would make the dialed ws:// URL name another host, port or path than
-// the one written is refused with the entry named, instead of dialing somewhere else.
+// the one written is refused with the entry named, instead of dialing somewhere else. IPv6 over
+// [::1], port 27916-27917.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parsePeers, PeerListError } from '../src/transport/addresses.js';
+import { pino } from 'pino';
+import { loadKernels } from '../src/kernels/index.js';
+import { MsgType } from '../src/protocol/messages.js';
+import { hostInUrl, parsePeers, PeerListError } from '../src/transport/addresses.js';
+import { PeerTransport } from '../src/transport/peers.js';
+import { loadNativeUws } from '../src/transport/uws.js';
+
+const kernels = loadKernels('js');
 
 test('parsePeers takes host names and IPv4 addresses', () => {
   const p = parsePeers('1=127.0.0.1:7001, 2=node-2.example.com:7002,3=paxlog_3:7003');
@@ -17,5 +25,40 @@ test('parsePeers refuses a host with URL syntax in it (it would be dialed at ano
   for (const bad of ['10.0.0.2/24', 'user@evil', 'host?x', 'host#x', '[', 'a%2fb']) {
     assert.throws(() => parsePeers(`1=127.0.0.1:7001,2=${bad}:7002`),
       (e: Error) => e instanceof PeerListError && e.message.includes(`2=${bad}:7002`), bad);
+  }
+});
+
+test('parsePeers takes IPv6 addresses in brackets, and only addresses there', () => {
+  const p = parsePeers('1=[::1]:7001,2=[fd00::2]:7002,3=127.0.0.1:7003');
+  assert.deepEqual([...p.entries()], [[1, { host: '::1', port: 7001 }], [2, { host: 'fd00::2', port: 7002 }], [3, { host: '127.0.0.1', port: 7003 }]]);
+  assert.equal(hostInUrl('::1'), '[::1]');
+  assert.equal(hostInUrl('127.0.0.1'), '127.0.0.1');
+  for (const bad of ['[::1', '::1', '[:::1:]', '[1.2.3.4]', '[host]']) {
+    assert.throws(() => parsePeers(`1=127.0.0.1:7001,2=${bad}:7002`), (e: Error) => e instanceof PeerListError && e.message.includes(`2=${bad}:7002`), bad);
+  }
+});
+
+test('two peers link over IPv6 loopback ([::1])', { timeout: 20_000 }, async () => {
+  const uws = loadNativeUws();
+  const app = uws.App();
+  const peers = parsePeers('1=[::1]:27916,2=[::1]:27917');
+  const heard: number[] = [];
+  const listener = new PeerTransport({ id: 1, peers, secret: 'v6', kernels, logger: pino({ level: 'silent' }), onMessage: (m) => heard.push(m.from) });
+  listener.attach(app, uws);
+  const sock = await new Promise<unknown>((resolve) => app.listen('::1', 27916, resolve));
+  assert.ok(sock, 'listening on [::1]:27916');
+  const dialer = new PeerTransport({ id: 2, peers, secret: 'v6', kernels, logger: pino({ level: 'silent' }), onMessage: () => {} });
+  try {
+    dialer.start();
+    for (let i = 0; i < 250 && !dialer.connected.includes(1); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(dialer.connected, [1], 'the link over [::1] came up');
+    dialer.send({ type: MsgType.HeartbeatAck, from: 2, to: 1, ballot: 1, chosenPrefix: 1, seq: 1 });
+    dialer.flush();
+    for (let i = 0; i < 100 && heard.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(heard, [2]);
+  } finally {
+    dialer.close();
+    listener.close();
+    uws.us_listen_socket_close(sock as never);
   }
 });

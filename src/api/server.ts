@@ -4,7 +4,7 @@
 import { pino, type Logger } from 'pino';
 import { KvStore, type KvResult } from '../kv/store.js';
 import { PaxlogNode, type NodeOptions } from '../node/node.js';
-import { parsePeers } from '../transport/addresses.js';
+import { hostInUrl, parsePeers } from '../transport/addresses.js';
 import type { PeerAddress } from '../transport/peers.js';
 import { attachApi } from './http.js';
 
@@ -52,7 +52,7 @@ export async function startKvServer(options: KvServerOptions, log?: Logger): Pro
   attachApi(node, kv, { clientToken });
   await node.start([httpPort]);
   const scheme = opts.tls !== undefined ? 'https' : 'http';
-  log.info({ http: `${scheme}://${self!.host}:${httpPort}`, peer: `${self!.host}:${self!.port}`, tls: opts.tls !== undefined,
+  log.info({ http: `${scheme}://${hostInUrl(self!.host)}:${httpPort}`, peer: `${hostInUrl(self!.host)}:${self!.port}`, tls: opts.tls !== undefined,
     clientAuth: clientToken !== undefined && clientToken !== '' ? 'bearer token' : 'none' }, 'KV server ready');
   return { node, kv, httpPort, stop: () => node.stop() };
 }

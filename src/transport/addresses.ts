@@ -1,6 +1,10 @@
-// The peer list as users write it: `1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003`.
+// The peer list as users write it: `1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003` (IPv6: `1=[::1]:7001`).
 
+import net from 'node:net';
 import type { PeerAddress } from './peers.js';
+
+/** A host as a URL's authority writes it: an IPv6 address in brackets. */
+export const hostInUrl = (host: string): string => (host.includes(':') ? `[${host}]` : host);
 
 /** A peer list that does not parse; the message says which entry and why. */
 export class PeerListError extends Error {
@@ -11,16 +15,17 @@ export class PeerListError extends Error {
 export function parsePeers(text: string): Map<number, PeerAddress> {
   const peers = new Map<number, PeerAddress>();
   for (const part of text.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
-    // A host name or IPv4 address only: the host goes into a ws:// URL as it is, where '/', '@',
-    // '?', '#' or '[' would name another host, port or path than the one written.
-    const m = /^(\d+)=([A-Za-z0-9._-]+):(\d+)$/.exec(part);
-    if (m === null) throw new PeerListError(`"${part}" is not ID=HOST:PORT (e.g. 1=127.0.0.1:7001)`);
+    // A host name, an IPv4 address, or an IPv6 address in brackets: the host goes into a ws:// URL
+    // (hostInUrl), where '/', '@', '?' or '#' would name another host, port or path than the one written.
+    const m = /^(\d+)=(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]+)):(\d+)$/.exec(part);
+    if (m === null) throw new PeerListError(`"${part}" is not ID=HOST:PORT (e.g. 1=127.0.0.1:7001, or 1=[::1]:7001)`);
+    if (m[2] !== undefined && !net.isIPv6(m[2])) throw new PeerListError(`"${part}": [${m[2]}] is not an IPv6 address`);
     const id = Number(m[1]);
-    const port = Number(m[3]);
+    const port = Number(m[4]);
     if (!Number.isInteger(id) || id < 1 || id > 65535) throw new PeerListError(`node id ${m[1]} is not in 1..65535`);
-    if (port < 1 || port > 65535) throw new PeerListError(`port ${m[3]} is not in 1..65535`);
+    if (port < 1 || port > 65535) throw new PeerListError(`port ${m[4]} is not in 1..65535`);
     if (peers.has(id)) throw new PeerListError(`node id ${id} appears twice`);
-    peers.set(id, { host: m[2], port });
+    peers.set(id, { host: m[2] ?? m[3], port });
   }
   if (peers.size === 0) throw new PeerListError('no peers given');
   // The slot window's ack bitsets cover 32 members.

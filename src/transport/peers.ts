@@ -19,6 +19,7 @@ import type { UwsModule } from './uws.js';
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
 import type { LinkFaults } from './faults.js';
 import { checkProof, encodeChallenge, newNonce, newProof, readChallenge } from './handshake.js';
+import { hostInUrl } from './addresses.js';
 
 export interface PeerAddress {
   host: string;
@@ -411,7 +412,7 @@ export class PeerTransport {
     if (this.closed) return;
     o.timer = null;
     const tls = this.opts.tls;
-    const ws = new WebSocket(`${tls !== undefined ? 'wss' : 'ws'}://${o.address.host}:${o.address.port}/peer`, {
+    const ws = new WebSocket(`${tls !== undefined ? 'wss' : 'ws'}://${hostInUrl(o.address.host)}:${o.address.port}/peer`, {
       perMessageDeflate: false,
       maxPayload: 1024,
       handshakeTimeout: 2000,
