@@ -41,7 +41,6 @@ export async function startKvServer(options: KvServerOptions, log?: Logger): Pro
   const peers = typeof options.peers === 'string' ? parsePeers(options.peers) : options.peers;
   const logger = options.logger ?? log ?? pino({ level: 'warn', base: { node: options.id } });
   const opts = { ...options, peers, logger };
-  log ??= logger;
   const self = opts.peers.get(opts.id);
   const httpPort = opts.httpPort ?? (self !== undefined ? self.port + 1000 : 0);
   const problem = self !== undefined ? httpPortProblem(opts.httpPort, self.port) : null;
@@ -52,7 +51,7 @@ export async function startKvServer(options: KvServerOptions, log?: Logger): Pro
   attachApi(node, kv, { clientToken });
   await node.start([httpPort]);
   const scheme = opts.tls !== undefined ? 'https' : 'http';
-  log.info({ http: `${scheme}://${hostInUrl(self!.host)}:${httpPort}`, peer: `${hostInUrl(self!.host)}:${self!.port}`, tls: opts.tls !== undefined,
+  (log ?? logger).info({ http: `${scheme}://${hostInUrl(self!.host)}:${httpPort}`, peer: `${hostInUrl(self!.host)}:${self!.port}`, tls: opts.tls !== undefined,
     clientAuth: clientToken !== undefined && clientToken !== '' ? 'bearer token' : 'none' }, 'KV server ready');
   return { node, kv, httpPort, stop: () => node.stop() };
 }

@@ -246,8 +246,9 @@ function nodeConfig(opts: NodeOptions<unknown>): Config {
 /**
  * Refuse what a caller (the library's users, from JavaScript too) can get wrong, naming the option:
  * the cores assert the same rules, but an assertion is a bug's report, not an answer to a caller.
+ * Returns the core's config it checked (nodeConfig, built once the peers are known to be a Map).
  */
-function checkOptions(opts: NodeOptions<unknown>): void {
+function checkedConfig(opts: NodeOptions<unknown>): Config {
   const bad = (what: string): never => {
     throw new RangeError(`NodeOptions.${what}`);
   };
@@ -281,6 +282,7 @@ function checkOptions(opts: NodeOptions<unknown>): void {
   whole('readysOutstandingMax', 1);
   whole('snapshotChunkBytes', 1, SNAPSHOT_CHUNK_BYTES_MAX);
   if (c.promisePartBytes !== undefined) whole('promisePartBytes', 1);
+  return c;
 }
 
 /** The bytes of a Ready's record values. */
@@ -470,8 +472,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     if (opts.tls !== undefined) checkTlsFiles(opts.tls); // a bad file fails here, before the data directory is taken
     // Everything else a caller passes is checked before the data directory is taken too: a log's
     // first write records its identity (protocol included), so a bad option must not get that far.
-    checkOptions(opts);
-    const config = nodeConfig(opts);
+    const config = checkedConfig(opts);
     const kernels = loadKernels(opts.kernels ?? 'wasm');
     const fsync = opts.fsync ?? true;
     const preallocateBytes = opts.preallocateBytes;

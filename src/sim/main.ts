@@ -33,9 +33,9 @@ export const replayCommand = (o: {
 }): string => {
   const bugs = Object.entries(o.bugs ?? {}).filter(([, on]) => on).map(([b]) => ` --bug ${b}`).join('');
   // Only the fault options that are on, so a replay line without them reads as it always did.
-  const disk = ([['--storage-faults', o.storageFaults], ['--rejoin-share', o.rejoinShare], ['--wipes', o.wipes], ['--pauses', o.pauses]] as const)
+  const faults = ([['--storage-faults', o.storageFaults], ['--rejoin-share', o.rejoinShare], ['--wipes', o.wipes], ['--pauses', o.pauses]] as const)
     .filter(([, x]) => (x ?? 0) > 0).map(([flag, x]) => ` ${flag} ${x}`).join('');
-  return `paxlog sim --seeds 1 --start ${o.seed} --nodes ${o.nodes} --steps ${o.steps} --protocol ${o.protocol}${disk}${bugs}`;
+  return `paxlog sim --seeds 1 --start ${o.seed} --nodes ${o.nodes} --steps ${o.steps} --protocol ${o.protocol}${faults}${bugs}`;
 };
 
 /** Returns the exit code: 0 when every seed passed, 1 at the first violation, 2 for bad options. */
@@ -49,9 +49,9 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
   let ran = 0;
   /** Snapshot counts summed over the seeds run. */
   const totals = { snapshots: 0, installs: 0, chunks: 0, storageFaults: 0, refused: 0, wipes: 0, rejoins: 0, rejoined: 0, pauses: 0 };
-  const disk = { storageFaults: opts.storageFaults, rejoinShare: opts.rejoinShare, wipes: opts.wipes, pauses: opts.pauses };
+  const faults = { storageFaults: opts.storageFaults, rejoinShare: opts.rejoinShare, wipes: opts.wipes, pauses: opts.pauses };
   for (let seed = opts.start; seed < opts.start + opts.seeds; seed++) {
-    const r = simulate({ seed, nodes: opts.nodes, steps: opts.steps, protocol: opts.protocol, bugs: opts.bugs, ...disk });
+    const r = simulate({ seed, nodes: opts.nodes, steps: opts.steps, protocol: opts.protocol, bugs: opts.bugs, ...faults });
     ran++;
     ticks += opts.steps;
     totals.snapshots += r.stats.snapshots;
@@ -76,7 +76,7 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
     if (r.violation) {
       failed = r;
       print(`VIOLATION at seed ${seed}: ${r.violation}`);
-      print(`replay: ${replayCommand({ seed, nodes: opts.nodes, steps: opts.steps, protocol: opts.protocol, bugs: opts.bugs, ...disk })}`);
+      print(`replay: ${replayCommand({ seed, nodes: opts.nodes, steps: opts.steps, protocol: opts.protocol, bugs: opts.bugs, ...faults })}`);
       break;
     }
     // Yield now and then so a long run does not starve the event loop of the process embedding it.

@@ -329,6 +329,9 @@ interface InFlight {
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
+/** A write's command, "w:<client>:<op>:<key>:<value>" (applyCommand reads it back). */
+const commandOf = (p: PendingOp): Uint8Array => enc.encode(`w:${p.client}:${p.op}:${p.key}:${p.value}`);
+
 /** A node's snapshot bytes: its state machine after applying every position below `prefix`. */
 interface SnapshotState {
   prefix: number;
@@ -626,7 +629,7 @@ export class Simulation {
     const c = this.clients.find((x) => x.pending === p);
     if (p.kind === 'write') {
       // Sent, so it may take effect whether or not its client still waits (then it is recorded unknown).
-      const r = n.core.propose([enc.encode(`w:${p.client}:${p.op}:${p.key}:${p.value}`)]);
+      const r = n.core.propose([commandOf(p)]);
       if ((r === 'no-leader' || r === 'full') && c !== undefined) {
         c.pending = null; // surely not proposed
         c.nextAt = this.now + this.rng.int(1, 10);
@@ -1016,7 +1019,7 @@ export class Simulation {
     if (this.paused(n)) {
       n.heldRequests.push(p); // sent; the node serves it when it wakes
     } else if (kind === 'write') {
-      const r = n.core!.propose([enc.encode(`w:${c.id}:${op}:${key}:${p.value}`)]);
+      const r = n.core!.propose([commandOf(p)]);
       if (r === 'no-leader' || r === 'full') { c.nextAt = this.now + this.rng.int(1, 10); return; } // surely not proposed
     } else {
       n.core!.read(p.readId, p.mode);

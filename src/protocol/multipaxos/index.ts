@@ -1122,7 +1122,7 @@ export class MultiPaxos implements Protocol {
    */
   private preCampaign(): void {
     this.becomeFollower(0);
-    this.preBallot = this.k.ballotNextAbove(Math.max(this.promised, this.ballotSeenMax), this.id);
+    this.preBallot = this.nextBallot();
     this.preGranted.clear();
     this.preGranted.add(this.id);
     if (this.preGranted.size >= this.quorum) return this.campaign(); // a cluster of one
@@ -1143,11 +1143,16 @@ export class MultiPaxos implements Protocol {
     if (this.preGranted.size >= this.quorum) this.campaign();
   }
 
+  /** The ballot this node's next campaign takes: its own, above every ballot promised or seen. */
+  private nextBallot(): number {
+    return this.k.ballotNextAbove(Math.max(this.promised, this.ballotSeenMax), this.id);
+  }
+
   private campaign(keepPending = false): void {
     this.becomeFollower(0, keepPending);
     this.role = 'candidate';
     this.pendingKept = keepPending;
-    this.ballot = this.k.ballotNextAbove(Math.max(this.promised, this.ballotSeenMax), this.id);
+    this.ballot = this.nextBallot();
     this.observe(this.ballot);
     this.promise(this.ballot);
     this.selfPromise = this.ballot;
@@ -1463,8 +1468,8 @@ export class MultiPaxos implements Protocol {
     // an earlier life's, or a duplicate (or overtaken) one. A Propose to an earlier reign of this
     // node in this life is taken: the node ran phase 1 again at a higher ballot (a member came back
     // with a higher promise) and stayed leader, and proposesSeen knows every Propose of this life.
-    const mine = m.ballot === this.ballot ||
-      (this.lifeFirstBallot !== 0 && m.ballot >= this.lifeFirstBallot && m.ballot < this.ballot && this.k.ballotNode(m.ballot) === this.id);
+    // (A leader or a candidate keeping its commands has campaigned in this life: lifeFirstBallot <= ballot.)
+    const mine = this.lifeFirstBallot !== 0 && m.ballot >= this.lifeFirstBallot && m.ballot <= this.ballot && this.k.ballotNode(m.ballot) === this.id;
     if ((this.role !== 'leader' && !this.pendingKept) || !mine || !proposeIsNew(this.proposesSeen, m)) return;
     for (const v of m.values) {
       if (this.batcher.count >= this.cfg.pendingMax || !this.batcher.push(v)) break;
