@@ -10,6 +10,7 @@ import { loadKernels } from '../src/kernels/index.js';
 import { Prng } from '../src/sim/prng.js';
 import { AppliedValues, clusterFromCommand, parseScenario } from '../src/sim/scenario.js';
 import { readFileSync } from 'node:fs';
+import { electionNow } from './multipaxos-election.js';
 
 const k = loadKernels('js');
 const peers = [1, 2, 3];
@@ -17,21 +18,6 @@ const node = (id: number, restored?: Restored, pendingMax = 16, members = peers)
   new MultiPaxos({ config: { ...defaultConfig(id, members), pendingMax }, kernels: k, rng: new Prng(id), restored });
 const ballot = (round: number, id: number): number => k.ballotPack(round, id);
 const value = (...cmds: string[]): Uint8Array => k.encodeBatch(cmds.map((c) => new TextEncoder().encode(c)));
-
-/**
- * Tick `n` until its election timeout fires, then grant its pre-vote as every peer would: it then
- * campaigns (a candidate, its Prepares queued). `each` runs after every tick.
- */
-const electionNow = (n: MultiPaxos, each: () => void = () => {}): void => {
-  const inner = n as unknown as { preBallot: number; others: number[] };
-  while (n.status().role === 'follower' && inner.preBallot === 0) { n.tick(); each(); }
-  const to = n.status().id;
-  for (const from of inner.others) {
-    if (n.status().role !== 'follower') break;
-    n.step({ type: MsgType.PrePromise, from, to, ballot: inner.preBallot, promised: 0, granted: true });
-  }
-  assert.notEqual(n.status().role, 'follower', 'the pre-vote was granted, and it campaigned');
-};
 
 /** Take the Ready (there must be one) and advance it, as a driver whose persist is instant. */
 const cycle = (n: MultiPaxos): Ready => {

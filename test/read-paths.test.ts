@@ -13,6 +13,7 @@ import { MsgType, type Message, type ReadIndex } from '../src/protocol/messages.
 import { defaultConfig, type Ready, type Restored } from '../src/protocol/types.js';
 import { loadKernels } from '../src/kernels/index.js';
 import { Prng } from '../src/sim/prng.js';
+import { electionNow } from './multipaxos-election.js';
 
 const k = loadKernels('js');
 const peers = [1, 2, 3];
@@ -109,9 +110,7 @@ test('after its loop was held up, a follower that just acknowledged a heartbeat 
 // read hung for two election timeouts instead of failing at once (as a leader's own read does).
 test('multipaxos: a leader whose queue of reads to confirm is full refuses a follower\'s read at once', () => {
   const l = new MultiPaxos({ config: { ...defaultConfig(1, peers), pendingMax: 2 }, kernels: k, rng: new Prng(1) });
-  const inner = l as unknown as { preBallot: number };
-  while (inner.preBallot === 0) l.tick();
-  for (const from of [2, 3]) if (l.status().role === 'follower') l.step({ type: MsgType.PrePromise, from, to: 1, ballot: inner.preBallot, promised: 0, granted: true });
+  electionNow(l);
   const b = l.status().ballot;
   drain(l);
   for (const from of [2, 3]) l.step({ type: MsgType.Promise, from, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, coverFrom: 0, more: false, entries: [] });
