@@ -10,7 +10,7 @@ import { parsePeers } from './transport/addresses.js';
 import { PaxlogNode, type NodeOptions } from './node/node.js';
 import type { PeerAddress } from './transport/peers.js';
 
-export { PaxlogNode, RequestError } from './node/node.js';
+export { FatalError, PaxlogNode, RequestError } from './node/node.js';
 export type { Applied, NodeOptions, NodeStatus } from './node/node.js';
 export type { StateMachine } from './node/state-machine.js';
 export { KvStore } from './kv/store.js';

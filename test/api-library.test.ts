@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { createNode, PaxlogClient, RequestError, startKvServer, type Applied, type PaxlogNode, type StateMachine } from '../src/index.js';
+import { createNode, FatalError, PaxlogClient, RequestError, startKvServer, type Applied, type PaxlogNode, type StateMachine } from '../src/index.js';
 import { PaxlogNode as Node } from '../src/node/node.js';
 import type { LogStore } from '../src/storage/log-store.js';
 import { parsePeers } from '../src/transport/addresses.js';
@@ -359,6 +359,52 @@ test('a state machine that throws stops the node with the slot and the reason, n
     assert.match(r.stdout + r.stderr, /boom in apply/);
     assert.doesNotMatch(r.stderr, /Uncaught|at .*node\.js:\d+/, 'an uncaught exception');
   } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('with a \'fatal\' listener, a state machine that throws stops the node and tells the application; the process lives on', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-lib-fatal-'));
+  class Throwing extends Journal {
+    override apply(command: Uint8Array): number {
+      if (new TextDecoder().decode(command) === 'poison') throw new Error('boom in apply');
+      return super.apply(command);
+    }
+  }
+  const options = (sm: Journal) => ({ id: 1, peers: '1=127.0.0.1:18796', dataDir: dir, stateMachine: sm, newCluster: true, tickMs: 10, logger: pino({ level: 'silent' }) });
+  const exit = process.exit;
+  const exitCode = process.exitCode;
+  let exited: unknown = null;
+  process.exit = ((code?: number) => { exited = code; }) as typeof process.exit;
+  try {
+    const node = await createNode(options(new Throwing()));
+    const fatal = new Promise<FatalError>((resolve) => node.once('fatal', resolve));
+    assert.equal(await proposeRetrying(node, 'a'), 1);
+    const poisoned = assert.rejects(node.propose(text('poison')), (e: RequestError) => e.kind === 'stopped');
+    const err = await fatal;
+    assert.ok(err instanceof FatalError);
+    assert.match(err.message, /the state machine threw applying a chosen slot/);
+    assert.equal(err.details.slot, 2);
+    assert.equal(err.details.err, 'boom in apply');
+    await poisoned;
+    await assert.rejects(node.propose(text('b')), (e: RequestError) => e.kind === 'stopped');
+    await node.stop();
+    assert.equal(exited, null, 'process.exit was called');
+    assert.equal(process.exitCode, exitCode, 'process.exitCode was set');
+    assert.equal(fs.existsSync(path.join(dir, 'paxlog.lock')), false, 'the lock is released once stop() resolves');
+    // The slot that threw is chosen and durable: a node opened again (with a state machine that
+    // takes it) applies it.
+    const journal = new Journal();
+    const again = await createNode(options(journal));
+    try {
+      assert.equal(await proposeRetrying(again, 'c'), 3);
+      assert.deepEqual(journal.lines, ['a', 'poison', 'c']);
+    } finally {
+      await again.stop();
+    }
+  } finally {
+    process.exit = exit;
+    process.exitCode = exitCode;
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

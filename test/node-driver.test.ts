@@ -9,7 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { PaxlogNode, type StateMachine } from '../src/index.js';
+import { FatalError, PaxlogNode, type StateMachine } from '../src/index.js';
 import { parsePeers } from '../src/transport/addresses.js';
 import type { LogStore } from '../src/storage/log-store.js';
 import { failCommits } from './lmdb-faults.js';
@@ -136,6 +136,46 @@ describe('a write the disk refuses while the disk is nearly full', { timeout: 30
     } finally {
       heal();
       fs.statfsSync = statfs;
+      process.exit = exit;
+      process.exitCode = exitCode;
+      await node.stop();
+    }
+  });
+
+  test('with a \'fatal\' listener: the application is told why, the process lives on, and stop() frees the data directory', async () => {
+    const data = path.join(dir, 'full-listened');
+    const node = PaxlogNode.open<number>({
+      id: 1, peers: parsePeers('1=127.0.0.1:28105'), dataDir: data, stateMachine: new Counter(),
+      secret: 's', tickMs: 10, newCluster: true, logger: pino({ level: 'silent' }),
+    });
+    const exit = process.exit;
+    const exitCode = process.exitCode;
+    let exited: unknown = null;
+    let heal = (): void => {};
+    try {
+      const fatal = new Promise<FatalError>((resolve) => node.on('fatal', resolve));
+      await node.start();
+      for (let i = 0; i < 500 && node.status().role !== 'leader'; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(await node.propose(new Uint8Array(1)), 1);
+      process.exit = ((code?: number) => { exited = code; }) as typeof process.exit;
+      const store = (node as unknown as { store: LogStore }).store;
+      const root = (store as unknown as { root: { transactionSync: unknown } }).root;
+      const transactionSync = root.transactionSync;
+      root.transactionSync = (): never => { throw Object.assign(new Error('Input/output error'), { code: 5 }); };
+      const healCommits = failCommits(store);
+      heal = () => { root.transactionSync = transactionSync; healCommits(); };
+      await assert.rejects(node.propose(new Uint8Array(16 * 1024)), /stopped/);
+      const err = await fatal;
+      assert.ok(err instanceof FatalError);
+      assert.match(err.message, /the log could not be written/);
+      assert.match(String(err.details.err), /Input\/output error/);
+      heal();
+      await node.stop();
+      assert.equal(fs.existsSync(path.join(data, 'paxlog.lock')), false, 'the lock is released once stop() resolves');
+      assert.equal(exited, null, 'process.exit was called');
+      assert.equal(process.exitCode, exitCode, 'process.exitCode was set');
+    } finally {
+      heal();
       process.exit = exit;
       process.exitCode = exitCode;
       await node.stop();

@@ -113,6 +113,17 @@ export class RequestError extends Error {
   }
 }
 
+/**
+ * Why a node stopped by itself, as the 'fatal' event gives it: a write its disk refused, or a state
+ * machine that threw (apply, snapshot, restore). `details` are the fatal log line's fields.
+ */
+export class FatalError extends Error {
+  override name = 'FatalError';
+  constructor(message: string, readonly details: Readonly<Record<string, unknown>>) {
+    super(message);
+  }
+}
+
 /** An applied command, as the 'applied' event gives it. */
 export interface Applied<R> {
   slot: number;
@@ -353,7 +364,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private listenSockets: Uws.us_listen_socket[] = [];
   /** Set once by stop(); then nothing is stepped, persisted or answered. */
   private stopped = false;
-  /** stop()'s closing of the log, for a later call to wait on; null until stop() (and after a fatal stop). */
+  /** The closing of the log, for a later stop() to wait on; null until stop() or a fatal stop with a 'fatal' listener. */
   private closing: Promise<void> | null = null;
   /** The highest slot applied. Invariant: never decreases; appliedThrough + 1 is the next slot to apply. */
   private appliedThrough = 0;
@@ -569,6 +580,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
 
   /** 'applied': every command this node applies (on every node, not only the proposer's). */
   override on(event: 'applied', listener: (a: Applied<R>) => void): this;
+  /**
+   * 'fatal': the node stopped by itself (see FatalError); it is stopped and its log is closing, and
+   * stop() resolves once it is closed. Without a listener a fatal stop ends the process (code 1).
+   */
+  override on(event: 'fatal', listener: (err: FatalError) => void): this;
   override on(event: string | symbol, listener: (...args: any[]) => void): this;
   override on(event: string | symbol, listener: (...args: any[]) => void): this {
     return super.on(event, listener);
@@ -752,12 +768,26 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     return this.closing;
   }
 
-  /** Log why at fatal level, stop at once and exit the process with code 1 (after the log is written). */
+  /**
+   * Log why at fatal level and stop at once. With a 'fatal' listener the node closes its log (stop()
+   * waits for that) and tells the listener, outside the call that failed; without one it ends the
+   * process with code 1 once the log line is written, as an 'error' event nobody listens to would.
+   * Either way nothing more is applied or acknowledged: going on past a refused write or a
+   * half-applied slot could lose or fork what the node has acknowledged.
+   */
   private stopFatally(fields: Record<string, unknown>, why: string): void {
     this.log.fatal(fields, why);
-    process.exitCode = 1;
     this.stopNow();
-    setImmediate(() => process.exit(1));
+    if (this.listenerCount('fatal') === 0) {
+      process.exitCode = 1;
+      setImmediate(() => process.exit(1));
+      return;
+    }
+    this.closing = this.store.close().catch((err: Error) => {
+      this.log.error({ err: err.message }, 'the log did not close cleanly after the fatal stop');
+    });
+    const err = new FatalError(why, fields);
+    setImmediate(() => this.emit('fatal', err));
   }
 
   private stopNow(): void {
