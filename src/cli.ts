@@ -13,7 +13,7 @@ import { missingNodeFlags, serveNodeFlags } from './node/v8-flags.js';
 import { benchCommand } from './bench/command.js';
 import type { KernelKind } from './kernels/types.js';
 import { plantedBugs, type PlantedBug, type ProtocolName } from './protocol/types.js';
-import { parsePeers, PeerListError } from './transport/addresses.js';
+import { isListenHost, parsePeers, PeerListError } from './transport/addresses.js';
 import { LogStore, logExists } from './storage/log-store.js';
 import { makeDirs } from './storage/dirs.js';
 import { loadKernels } from './kernels/index.js';
@@ -69,6 +69,7 @@ interface ServeFlags {
   stopWithStdin: boolean;
   peers: Map<number, PeerAddress>;
   data: string;
+  listenHost?: string;
   httpPort?: number;
   protocol: ProtocolName;
   fsync: boolean;
@@ -127,7 +128,7 @@ async function serve(f: ServeFlags): Promise<void> {
   const missing = missingNodeFlags();
   if (missing.length > 0) log.warn({ missing }, `node was started without ${missing.join(' ')}: expect frequent full garbage collections and less throughput (run bin/paxlog.js directly, or pass the flags to node)`);
   const server = await startKvServer({
-    id: f.id, peers: f.peers, dataDir: f.data, logger: log, protocol: f.protocol, kernels: f.kernels, fsync: f.fsync,
+    id: f.id, peers: f.peers, listenHost: f.listenHost, dataDir: f.data, logger: log, protocol: f.protocol, kernels: f.kernels, fsync: f.fsync,
     secret, clientToken, tls, batchMax: f.batchMax, pipeline: f.pipeline, tickMs: f.tickMs,
     requestTimeoutMs: f.requestTimeoutMs, httpPort: f.httpPort, snapshotSlots: f.snapshotSlots, snapshotBytes: f.snapshotBytes, rejoinWithoutVoting: f.rejoinWithoutVoting, newCluster: f.newCluster,
     preallocateBytes: f.preallocateMib * 1024 * 1024,
@@ -324,6 +325,11 @@ export function buildProgram(): Command {
     .requiredOption('--id <n>', 'this node\'s id (1..65535)', intIn(1, 65535))
     .requiredOption('--peers <list>', 'every node\'s peer address: 1=127.0.0.1:7001,2=127.0.0.1:7002,... (IPv6 in brackets: 1=[::1]:7001); the node listens on its own', peersOption)
     .requiredOption('--data <dir>', 'the node\'s data directory (its LMDB log)')
+    .option('--listen-host <addr>', 'bind the peer and client ports on this address (0.0.0.0 or :: for every interface) ' +
+      'while peers dial the one in --peers; default: this node\'s own host in --peers', (v: string) => {
+      if (!isListenHost(v)) throw new InvalidArgumentError(`"${v}" is not an IP address (no brackets) or a host name`);
+      return v;
+    })
     .option('--http-port <port>', 'the client HTTP port (default: peer port + 1000)', intIn(1, 65535))
     .addOption(protocolOption())
     .addOption(fsyncOption())

@@ -233,7 +233,7 @@ test('a disk that refuses the preallocation: a clear error, the file cut back, t
   }
 });
 
-// Ports 18600-18629 below.
+// Ports 18600-18630 below.
 
 test('serve refuses a default client HTTP port past 65535 (peer port + 1000) as a bad flag (exit 2) instead of listening on a wrapped one', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-cli-httpport-'));
@@ -242,6 +242,19 @@ test('serve refuses a default client HTTP port past 65535 (peer port + 1000) as 
       { encoding: 'utf8', timeout: 10_000 });
     assert.equal(r.status, 2, `exit ${r.status} (0 or null: it was still running after 10 s)\n${r.stderr}`);
     assert.match(r.stderr, /error: the client HTTP port 66000 is not in 1\.\.65535 \(peer port 65000 \+ 1000\); give one \(serve --http-port\)/);
+    assert.equal(fs.existsSync(path.join(dir, 'n1', 'paxlog.mdb')), false, 'refused before the log is opened');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('serve refuses a --listen-host that is not an address or a host name (exit 2), before the log is opened', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-cli-listen-'));
+  try {
+    const r = spawnSync(process.execPath, [bin, 'serve', '--id', '1', '--peers', '1=127.0.0.1:18630', '--listen-host', '[::]', '--data', path.join(dir, 'n1'), '--new-cluster'],
+      { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(r.status, 2, `exit ${r.status}\n${r.stderr}`);
+    assert.match(r.stderr, /error: option '--listen-host <addr>' argument '\[::\]' is invalid\. "\[::\]" is not an IP address \(no brackets\) or a host name/);
     assert.equal(fs.existsSync(path.join(dir, 'n1', 'paxlog.mdb')), false, 'refused before the log is opened');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -1,10 +1,15 @@
 // The peer list: a host that would make the dialed ws:// URL name another host, port or path than
 // the one written is refused with the entry named, instead of dialing somewhere else. IPv6 over
-// [::1], port 27916-27917.
+// [::1], port 27916-27917; listenHost, ports 27450-27453.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { pino } from 'pino';
+import { createNode, startKvServer } from '../src/index.js';
 import { loadKernels } from '../src/kernels/index.js';
 import { MsgType } from '../src/protocol/messages.js';
 import { hostInUrl, parsePeers, PeerListError } from '../src/transport/addresses.js';
@@ -60,5 +65,58 @@ test('two peers link over IPv6 loopback ([::1])', { timeout: 20_000 }, async () 
     dialer.close();
     listener.close();
     uws.us_listen_socket_close(sock as never);
+  }
+});
+
+// listenHost (serve --listen-host): a node behind a NAT or in a container is dialed at an address
+// that is not its machine's. Ports 27450-27453.
+test('listenHost binds the node\'s ports on another address than the one peers dial; without it, an address not of this machine cannot be listened on', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-listen-host-'));
+  const log = pino({ level: 'silent' });
+  // 192.0.2.1 is TEST-NET-1: no machine's address.
+  const options = { id: 1, peers: '1=192.0.2.1:27450', dataDir: dir, logger: log, newCluster: true, httpPort: 27451, tickMs: 10 };
+  try {
+    await assert.rejects(startKvServer(options), /cannot listen on 192\.0\.2\.1:27450 \(in use, or not an address of this machine\)/);
+    const server = await startKvServer({ ...options, listenHost: '127.0.0.1' });
+    try {
+      let status = 0;
+      for (let i = 0; i < 200 && status !== 200; i++) {
+        status = (await fetch('http://127.0.0.1:27451/kv/a', { method: 'PUT', body: 'x' })).status;
+        if (status !== 200) await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(status, 200);
+      assert.equal(await (await fetch('http://127.0.0.1:27451/kv/a')).text(), 'x');
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('listenHost 0.0.0.0 listens on every interface; by default a node listens on its own peer address only', { timeout: 30_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'paxlog-listen-any-'));
+  const connects = (host: string, port: number): Promise<boolean> => new Promise((resolve) => {
+    const s = net.connect(port, host, () => { s.destroy(); resolve(true); });
+    s.on('error', () => resolve(false));
+  });
+  const log = pino({ level: 'silent' });
+  try {
+    for (const [listenHost, elsewhere] of [[undefined, false], ['0.0.0.0', true]] as const) {
+      const node = await createNode({ id: 1, peers: '1=127.0.0.1:27452', listenHost, dataDir: dir, newCluster: true, tickMs: 10, logger: log,
+        stateMachine: { apply: () => 0, snapshot: () => new Uint8Array(0), restore: () => {} } });
+      try {
+        assert.equal(await connects('127.0.0.1', 27452), true, 'the peer address');
+        // 127.0.0.2 is this machine too (all of 127/8), but not the address in peers.
+        assert.equal(await connects('127.0.0.2', 27452), elsewhere, `127.0.0.2 with listenHost ${listenHost}`);
+      } finally {
+        await node.stop();
+      }
+    }
+    await assert.rejects(createNode({ id: 1, peers: '1=127.0.0.1:27453', listenHost: '[::]', dataDir: dir, logger: log,
+      stateMachine: { apply: () => 0, snapshot: () => new Uint8Array(0), restore: () => {} } }),
+      new RangeError('NodeOptions.listenHost "[::]" is not an IP address (no brackets) or a host name'));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });

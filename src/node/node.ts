@@ -36,6 +36,7 @@ import { Prng } from '../sim/prng.js';
 import { LogDamagedError, LogStore, missingListMax, StorageError, syncDirSync, type LogIdentity } from '../storage/log-store.js';
 import { PeerTransport, type PeerAddress } from '../transport/peers.js';
 import { clusterShape } from '../transport/handshake.js';
+import { hostInUrl, isListenHost } from '../transport/addresses.js';
 import { faultsNone, LinkFaults, type FaultOptions } from '../transport/faults.js';
 import { checkTlsFiles, createApp, loadNativeUws, type TlsFiles, type UwsModule } from '../transport/uws.js';
 import type * as Uws from '@trufflesuite/uws-js-unofficial';
@@ -49,6 +50,13 @@ export interface NodeOptions<R> {
   id: number;
   /** Every member's peer address, this node's included. */
   peers: Map<number, PeerAddress>;
+  /**
+   * The address this node's ports are bound on: an IP address ('0.0.0.0' or '::' for every
+   * interface) or a host name. Default: the host of its own address in `peers`. Peers still dial
+   * that address: set this when it is not an address of this machine (a NAT, a container's
+   * published port, a load balancer).
+   */
+  listenHost?: string;
   /** The node's data directory (its LMDB log). */
   dataDir: string;
   stateMachine: StateMachine<R>;
@@ -265,6 +273,9 @@ function checkedConfig(opts: NodeOptions<unknown>): Config {
   };
   if (!(opts.peers instanceof Map) || opts.peers.size < 1 || opts.peers.size > 32) bad('peers must be a Map of 1 to 32 members');
   if (!opts.peers.has(opts.id)) bad(`peers must include this node's id ${opts.id} (it has ${[...opts.peers.keys()].join(', ')})`);
+  if (opts.listenHost !== undefined && !isListenHost(opts.listenHost)) {
+    bad(`listenHost ${JSON.stringify(opts.listenHost)} is not an IP address (no brackets) or a host name`);
+  }
   if (typeof opts.dataDir !== 'string' || opts.dataDir === '') bad('dataDir must be a directory path');
   if (typeof opts.stateMachine?.apply !== 'function' || typeof opts.stateMachine.snapshot !== 'function' || typeof opts.stateMachine.restore !== 'function') {
     bad('stateMachine must have apply, snapshot and restore methods');
@@ -593,11 +604,12 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   /** Listen on the peer port (and any extra ports, e.g. the client HTTP port), dial peers, start ticking. */
   async start(extraPorts: number[] = []): Promise<void> {
     const self = this.opts.peers.get(this.id)!;
+    const host = this.opts.listenHost ?? self.host;
     for (const [app, port] of [[this.peerApp, self.port], ...extraPorts.map((p) => [this.app, p] as const)] as const) {
       // LIBUS_LISTEN_EXCLUSIVE_PORT (1): without it uWS sets SO_REUSEPORT, and a second node on the
       // same port listens too and takes a share of its connections instead of failing here.
       const sock = await new Promise<Uws.us_listen_socket | false>((resolve) =>
-        (app as unknown as { listen(h: string, p: number, o: number, cb: (s: Uws.us_listen_socket | false) => void): void }).listen(self.host, port, 1, resolve));
+        (app as unknown as { listen(h: string, p: number, o: number, cb: (s: Uws.us_listen_socket | false) => void): void }).listen(host, port, 1, resolve));
       // stop() ran meanwhile: it closed the ports listened on so far; this one, the links and the
       // ticker would be left open for good.
       if (this.stopped) {
@@ -606,7 +618,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       }
       if (sock === false) {
         await this.stop();
-        throw new Error(`cannot listen on ${self.host}:${port} (in use, or not an address of this machine)`);
+        throw new Error(`cannot listen on ${hostInUrl(host)}:${port} (in use, or not an address of this machine)`);
       }
       this.listenSockets.push(sock);
     }
@@ -620,7 +632,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     // Every message and read brings the clock up to date before it is stepped (onMessage,
     // readWith); the timer delivers the ticks of quiet times.
     this.ticker = setInterval(() => setImmediate(() => this.catchUpTicks()), tickMs);
-    this.log.info({ peerPort: self.port, extraPorts, tickMs }, 'node listening');
+    this.log.info({ host, peerPort: self.port, extraPorts, tickMs }, 'node listening');
   }
 
   /** Propose a command; resolves with the state machine's result once it is applied here. */

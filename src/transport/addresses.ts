@@ -32,3 +32,10 @@ export function parsePeers(text: string): Map<number, PeerAddress> {
   if (peers.size > 32) throw new PeerListError(`${peers.size} peers; at most 32`);
   return peers;
 }
+
+/**
+ * Whether `host` is an address a node may listen on: an IPv4 or IPv6 address (no brackets; '0.0.0.0'
+ * or '::' for every interface) or a host name, as a peer address's host is written.
+ */
+export const isListenHost = (host: unknown): host is string =>
+  typeof host === 'string' && (net.isIP(host) !== 0 || /^[A-Za-z0-9._-]{1,253}$/.test(host));
