@@ -26,19 +26,33 @@ describe('the client API of a one-node cluster, under review', { timeout: 60_000
   };
 
 
-  test('a compare-and-set whose expect is not percent-encoded UTF-8 gets 400 and swaps nothing', async () => {
-    // The value is U+FFFD's bytes; the client expects the single byte 0xFF, which differs.
+  test('a compare-and-set\'s expect is bytes: %XX is one byte, so any value can be swapped; a bad escape gets 400 and swaps nothing', async () => {
+    // The value is U+FFFD's bytes; the client expects the single byte 0xFF, which differs. Before
+    // expect was read as bytes, %FF was decoded as U+FFFD and this swap answered 200.
     const replacement = Buffer.from([0xef, 0xbf, 0xbd]);
     assert.equal((await req('PUT', '/kv/cas-bad-expect', replacement)).status, 200);
-    const r = await req('POST', '/kv/cas-bad-expect?expect=%FF', 'swapped');
-    assert.equal(r.status, 400, `a CAS expecting byte 0xFF of a value EF BF BD answered ${r.status}`);
-    assert.match((JSON.parse(r.body.toString()) as { error: string }).error, /percent-encoded/);
+    assert.equal((await req('POST', '/kv/cas-bad-expect?expect=%FF', 'swapped')).status, 412);
     assert.deepEqual((await req('GET', '/kv/cas-bad-expect')).body, replacement, 'the value was not swapped');
-    // A well-formed expect still works, '+' still a space as before.
+    assert.equal((await req('POST', '/kv/cas-bad-expect?expect=%EF%bf%BD', 'swapped')).status, 200);
+    // A value that is not UTF-8 (it could not be expected over HTTP before).
+    const binary = Buffer.from([0x00, 0xff, 0x80, 0x41]);
+    assert.equal((await req('PUT', '/kv/cas-binary', binary)).status, 200);
+    assert.equal((await req('POST', '/kv/cas-binary?expect=%00%FF%80', 'no')).status, 412);
+    assert.equal((await req('POST', '/kv/cas-binary?read=x&expect=%00%ff%80A', 'yes')).status, 200);
+    assert.equal((await req('GET', '/kv/cas-binary')).body.toString(), 'yes');
+    for (const bad of ['%', '%F', '%Z1', 'a%%41', '%G0']) {
+      const r = await req('POST', `/kv/cas-binary?expect=${bad}`, 'swapped');
+      assert.equal(r.status, 400, bad);
+      assert.match((JSON.parse(r.body.toString()) as { error: string }).error, /\?expect= has a % not followed by two hex digits/);
+    }
+    assert.equal((await req('GET', '/kv/cas-binary')).body.toString(), 'yes', 'nothing was swapped');
+    // Text still works, '+' still a space as before, and UTF-8 escapes are its bytes.
     assert.equal((await req('PUT', '/kv/cas-bad-expect', 'a b')).status, 200);
     assert.equal((await req('POST', '/kv/cas-bad-expect?expect=a+b', 'c')).status, 200);
     assert.equal((await req('POST', `/kv/cas-bad-expect?expect=${encodeURIComponent('é')}`, 'd')).status, 412);
     assert.equal((await req('GET', '/kv/cas-bad-expect')).body.toString(), 'c');
+    assert.equal((await req('PUT', '/kv/cas-utf8', 'é ü')).status, 200);
+    assert.equal((await req('POST', `/kv/cas-utf8?expect=${encodeURIComponent('é ü')}`, 'e')).status, 200);
     // On a key that is absent, the 412 says so: "differs" alone misled.
     const absent = await req('POST', '/kv/cas-never-written?expect=a', 'b');
     assert.equal(absent.status, 412);

@@ -253,19 +253,12 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, o: ApiOptions
   app.post('/kv/*', (res, req) => {
     if (refused(res, req)) return;
     const key = keyOf(req);
-    const query = req.getQuery() ?? '';
-    // URLSearchParams decodes a bad escape (%FF) as U+FFFD: the swap would compare other bytes than the client's.
-    if (!percentDecodes(query.replace(/\+/g, ' '))) {
+    const expect = expectOf(req.getQuery() ?? '');
+    if (typeof expect === 'string') {
       res.onAborted(() => {});
-      return send(res, error(400, 'the query is not valid percent-encoded UTF-8'), true);
+      return send(res, error(400, expect), true);
     }
-    const expect = new URLSearchParams(query).get('expect');
-    if (expect === null) {
-      res.onAborted(() => {});
-      return send(res, error(400, 'POST /kv/{key} needs ?expect={old value} (compare-and-set)'), true);
-    }
-    const expectBytes = Buffer.from(expect, 'utf8');
-    withBody(res, req, key, (value, done) => service.write({ op: 'cas', key: key!, expect: expectBytes, value }, done));
+    withBody(res, req, key, (value, done) => service.write({ op: 'cas', key: key!, expect, value }, done));
   });
 
   // Take a snapshot now and trim the log below it (also taken every --snapshot-slots or
@@ -363,14 +356,38 @@ function checkPartition(v: unknown, isPeer: (id: number) => boolean): number[] |
   return [...new Set(v as number[])];
 }
 
-/** Whether `s` is valid percent-encoded UTF-8. */
-function percentDecodes(s: string): boolean {
-  try {
-    decodeURIComponent(s);
-    return true;
-  } catch {
-    return false;
+/**
+ * The old value of a compare-and-set, `?expect=`, as bytes: each %XX is one byte (RFC 3986), so any
+ * value can be expected, not only UTF-8 text; '+' is a space, as in a form. A string says what is
+ * wrong (no expect, or a % not followed by two hex digits).
+ */
+export function expectOf(query: string): Buffer | string {
+  for (const part of query.split('&')) {
+    const eq = part.indexOf('=');
+    if ((eq < 0 ? part : part.slice(0, eq)) !== 'expect') continue;
+    const text = eq < 0 ? '' : part.slice(eq + 1);
+    const out = Buffer.allocUnsafe(Buffer.byteLength(text, 'utf8'));
+    let n = 0;
+    let from = 0; // text[from..i) is copied as UTF-8 at the next escape or the end
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c !== 0x25 && c !== 0x2b) continue;
+      n += out.write(text.slice(from, i), n, 'utf8');
+      if (c === 0x2b) {
+        out[n++] = 0x20;
+        from = i + 1;
+        continue;
+      }
+      const hex = text.slice(i + 1, i + 3);
+      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return `?expect= has a % not followed by two hex digits at character ${i + 1}`;
+      out[n++] = parseInt(hex, 16);
+      i += 2;
+      from = i + 1;
+    }
+    n += out.write(text.slice(from), n, 'utf8');
+    return out.subarray(0, n);
   }
+  return 'POST /kv/{key} needs ?expect={old value} (compare-and-set)';
 }
 
 /** The key of /kv/{key}, percent-decoded; null if it does not decode. */
