@@ -283,27 +283,43 @@ function checkedConfig(opts: NodeOptions<unknown>): Config {
   for (const [name, v] of [['fsync', opts.fsync], ['newCluster', opts.newCluster], ['rejoinWithoutVoting', opts.rejoinWithoutVoting]] as const) {
     if (v !== undefined && typeof v !== 'boolean') bad(`${name} must be true or false, got ${JSON.stringify(v)}`);
   }
-  if (opts.preallocateBytes !== undefined && !(Number.isSafeInteger(opts.preallocateBytes) && opts.preallocateBytes >= 0)) {
-    bad(`preallocateBytes ${opts.preallocateBytes} is not a whole number >= 0`);
-  }
+  /** A whole number in lo..hi ("lo.." when unbounded), or absent. */
+  const whole = (name: string, v: unknown, lo: number, hi = Number.MAX_SAFE_INTEGER): void => {
+    if (v !== undefined && !(Number.isSafeInteger(v) && (v as number) >= lo && (v as number) <= hi)) {
+      bad(`${name} ${v} is not a whole number in ${lo}..${hi === Number.MAX_SAFE_INTEGER ? '' : hi}`);
+    }
+  };
+  // A negative or NaN tick never fires an election, a negative timeout fails every request at
+  // once, a negative snapshot interval means never: each a silently broken node. A batch or
+  // pipeline bound below 1 (or not whole) failed an assertion of the core ("positive bounds") that
+  // named neither option; above the CLI's bounds, a leader's window and each follower's in-flight
+  // ring are allocated at that size.
+  whole('tickMs', opts.tickMs, 1);
+  whole('requestTimeoutMs', opts.requestTimeoutMs, 1);
+  whole('snapshotSlots', opts.snapshotSlots, 0);
+  whole('snapshotBytes', opts.snapshotBytes, 0);
+  whole('batchMax', opts.batchMax, 1, batchMaxCeiling);
+  whole('pipeline', opts.pipeline, 1, pipelineCeiling);
+  whole('config.batchMax', opts.config?.batchMax, 1, batchMaxCeiling);
+  whole('config.pipeline', opts.config?.pipeline, 1, pipelineCeiling);
+  whole('config.batchBytesMax', opts.config?.batchBytesMax, 1, batchBytesCeiling);
+  whole('preallocateBytes', opts.preallocateBytes, 0);
   const protocol = opts.protocol ?? 'multipaxos';
   if (!Object.hasOwn(protocols, protocol)) bad(`protocol ${JSON.stringify(protocol)} is not one of ${Object.keys(protocols).join(', ')}`);
   const kernels = opts.kernels ?? 'wasm';
   if (kernels !== 'wasm' && kernels !== 'js') bad(`kernels ${JSON.stringify(kernels)} is not "wasm" or "js"`);
   const c = nodeConfig(opts);
-  const whole = (name: keyof Config, lo: number, hi = Number.MAX_SAFE_INTEGER): void => {
-    const v = c[name];
-    if (!(Number.isSafeInteger(v) && (v as number) >= lo && (v as number) <= hi)) bad(`config.${name} ${v} is not a whole number in ${lo}..${hi}`);
-  };
-  whole('electionTicksMin', 2);
-  whole('electionTicksMax', c.electionTicksMin + 1);
-  whole('heartbeatTicks', 1, c.electionTicksMin - 1);
-  whole('leaseDriftTicks', 0);
-  whole('leaseTicks', 0, c.electionTicksMin - 1);
-  whole('pendingMax', 1);
-  whole('readysOutstandingMax', 1);
-  whole('snapshotChunkBytes', 1, SNAPSHOT_CHUNK_BYTES_MAX);
-  if (c.promisePartBytes !== undefined) whole('promisePartBytes', 1);
+  // The config as the core gets it (defaults filled in), so every field is present but promisePartBytes.
+  const field = (name: keyof Config, lo: number, hi?: number): void => whole(`config.${name}`, c[name] ?? NaN, lo, hi);
+  field('electionTicksMin', 2);
+  field('electionTicksMax', c.electionTicksMin + 1);
+  field('heartbeatTicks', 1, c.electionTicksMin - 1);
+  field('leaseDriftTicks', 0);
+  field('leaseTicks', 0, c.electionTicksMin - 1);
+  field('pendingMax', 1);
+  field('readysOutstandingMax', 1);
+  field('snapshotChunkBytes', 1, SNAPSHOT_CHUNK_BYTES_MAX);
+  if (c.promisePartBytes !== undefined) field('promisePartBytes', 1);
   return c;
 }
 
@@ -477,20 +493,6 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   /** Open the log, recover, and build the node (not yet listening: call start()). */
   static open<R>(opts: NodeOptions<R>): PaxlogNode<R> {
     const uws = loadNativeUws(); // refuses to run on uWS's JS fallback
-    // A negative or NaN tick never fires an election, a negative timeout fails every request at
-    // once, a negative snapshot interval means never: each a silently broken node. Refuse them.
-    // A batch or pipeline bound below 1 (or not whole) failed an assertion of the core ("positive
-    // bounds") that named neither option; above the CLI's bounds, a leader's window and each
-    // follower's in-flight ring are allocated at that size.
-    for (const [name, v, lo, hi] of [['tickMs', opts.tickMs, 1, Infinity], ['requestTimeoutMs', opts.requestTimeoutMs, 1, Infinity],
-      ['snapshotSlots', opts.snapshotSlots, 0, Infinity], ['snapshotBytes', opts.snapshotBytes, 0, Infinity],
-      ['batchMax', opts.batchMax, 1, batchMaxCeiling], ['pipeline', opts.pipeline, 1, pipelineCeiling],
-      ['config.batchMax', opts.config?.batchMax, 1, batchMaxCeiling], ['config.pipeline', opts.config?.pipeline, 1, pipelineCeiling],
-      ['config.batchBytesMax', opts.config?.batchBytesMax, 1, batchBytesCeiling]] as const) {
-      if (v !== undefined && !(Number.isSafeInteger(v) && v >= lo && v <= hi)) {
-        throw new RangeError(`NodeOptions.${name} ${v} is not a whole number >= ${lo}${hi === Infinity ? '' : ` and <= ${hi}`}`);
-      }
-    }
     if (opts.tls !== undefined) checkTlsFiles(opts.tls); // a bad file fails here, before the data directory is taken
     // Everything else a caller passes is checked before the data directory is taken too: a log's
     // first write records its identity (protocol included), so a bad option must not get that far.
