@@ -409,9 +409,10 @@ export function buildProgram(): Command {
     .option('--rejoin-share <p>', 'share of damaged restarts that set the log aside and rejoin without voting instead', probability)
     .option('--wipes <p>', 'probability a restart finds an empty disk and rejoins without voting', probability)
     .option('--pauses <p>', 'per-tick, per-node probability that a node pauses (as under SIGSTOP) for 1 to 4 election timeouts', probability)
+    .option('--stops <p>', 'share of crashes that are graceful stops: the node tells its peers it is stopping, and a follower of a stopped leader campaigns at once', probability)
     .action(async (f: {
       seeds: number; start: number; nodes: number; steps: number; protocol: ProtocolName; bug?: Partial<Record<PlantedBug, boolean>>;
-      storageFaults?: number; rejoinShare?: number; wipes?: number; pauses?: number;
+      storageFaults?: number; rejoinShare?: number; wipes?: number; pauses?: number; stops?: number;
     }) => {
       // The simulator lives in src/sim/main.ts; load it only when asked.
       const modulePath = './sim/main.js';
@@ -419,7 +420,7 @@ export function buildProgram(): Command {
       const mod = (await import(modulePath)) as { simMain: SimMain };
       const code = await mod.simMain({
         seeds: f.seeds, start: f.start, nodes: Number(f.nodes), steps: f.steps, protocol: f.protocol, bugs: f.bug,
-        storageFaults: f.storageFaults, rejoinShare: f.rejoinShare, wipes: f.wipes, pauses: f.pauses,
+        storageFaults: f.storageFaults, rejoinShare: f.rejoinShare, wipes: f.wipes, pauses: f.pauses, stops: f.stops,
       });
       if (typeof code === 'number') process.exitCode = code;
     });

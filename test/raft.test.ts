@@ -260,6 +260,28 @@ test('a node cut off from a healthy leader never raises its term, and rejoins wi
   assert.equal(c.node(3).status().leader, 1);
 });
 
+test('a leader that says it is stopping is replaced within a few ticks, by one election; a notice from a follower changes nothing', () => {
+  const c = new Pump(3);
+  c.elect(1);
+  c.node(2).peerStopping(3); // not its leader: nothing changes
+  for (let t = 0; t < 5; t++) { c.node(2).tick(); c.stabilize(); }
+  assert.deepEqual([c.node(2).status().role, c.node(2).status().leader, c.node(2).status().ballot], ['follower', 1, 1]);
+  // Node 1 stops: nothing of it arrives from now on, and both followers hear its notice.
+  c.isolated.add(1);
+  c.node(2).peerStopping(1);
+  c.node(3).peerStopping(1);
+  assert.equal(c.node(2).status().leader, 0, 'a stopped leader is no longer named');
+  // Four ticks: far below the election timeout (10 to 20) and below the 10 ticks after a leader's
+  // word during which a follower refuses votes (its lease).
+  for (let t = 0; t < 4; t++) {
+    for (const id of [2, 3]) c.node(id).tick();
+    c.stabilize();
+  }
+  assert.equal(c.node(2).status().role, 'leader', 'node 2, of lowest id, campaigned first and won');
+  assert.equal(c.node(2).status().ballot, 2, 'in one election: no split vote');
+  assert.equal(c.node(3).status().leader, 2);
+});
+
 test('a new leader answers no read before the no-op of its term is committed', () => {
   const c = new Pump(3);
   c.elect(1);

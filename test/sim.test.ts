@@ -182,7 +182,7 @@ test('the disk decisions come from a side stream: with no wipe or damage drawn, 
   for (let seed = 1; seed <= 10; seed++) {
     const plain = simulate({ seed, nodes: 3, steps: 1000, protocol: 'multipaxos' });
     // rejoinShare is drawn only when a restart finds damage, which storageFaults=0 never does.
-    assert.deepEqual(simulate({ seed, nodes: 3, steps: 1000, protocol: 'multipaxos', rejoinShare: 1, wipes: 0, pauses: 0 }), plain);
+    assert.deepEqual(simulate({ seed, nodes: 3, steps: 1000, protocol: 'multipaxos', rejoinShare: 1, wipes: 0, pauses: 0, stops: 0 }), plain);
   }
   // With wipes on, the seed's faults are the same ones; only its history after the first wipe differs.
   const wiped = simulate({ seed: 3, nodes: 3, steps: 1000, protocol: 'raft', wipes: 1 });
@@ -202,6 +202,21 @@ test('process pauses: both protocols stay safe and live over 100 seeds each whil
     }
     assert.ok(pauses > 1000 && reads > 1000, `${protocol}: ${pauses} pauses, ${reads} reads answered`);
   }
+});
+
+test('graceful stops: both protocols stay safe and live over 150 seeds each when every crash tells the peers (a follower of a stopped leader campaigns at once)', () => {
+  for (const protocol of ['multipaxos', 'raft'] as const) {
+    let notices = 0;
+    let writes = 0;
+    for (let seed = 1; seed <= 150; seed++) {
+      const r = simulate({ seed, nodes: seed % 2 === 0 ? 5 : 3, steps: 2000, protocol, stops: 1 });
+      assert.equal(r.violation, null, `${protocol} seed ${seed}: ${r.violation}`);
+      notices += r.stats.notices;
+      writes += r.stats.writesAcked;
+    }
+    assert.ok(notices > 500 && writes > 1000, `${protocol}: ${notices} notices delivered, ${writes} writes acknowledged`);
+  }
+  assert.equal(replayCommand({ seed: 7, nodes: 3, steps: 1000, protocol: 'raft', stops: 0.5 }), 'paxlog sim --seeds 1 --start 7 --nodes 3 --steps 1000 --protocol raft --stops 0.5');
 });
 
 test('paxlog sim takes --pauses, counts them, and its replay line carries it', async () => {

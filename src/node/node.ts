@@ -471,6 +471,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.transport = new PeerTransport({
       id: opts.id, peers: opts.peers, secret: opts.secret ?? '', shape: clusterShape(core.name, opts.peers.keys()), kernels, logger: this.log,
       onMessage: (m) => this.onMessage(m),
+      onPeerStopping: (id) => this.onPeerStopping(id),
       faults: this.faults ?? undefined,
       tls: opts.tls !== undefined ? checkTlsFiles(opts.tls) : undefined,
     });
@@ -893,6 +894,14 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     // follower's read, by the clock as it was before the pause.
     this.catchUpTicks();
     this.core.step(m);
+    this.schedule();
+  }
+
+  /** Peer `id` closed its link saying it is stopping (it serves nothing from then on). */
+  private onPeerStopping(id: number): void {
+    if (this.stopped) return;
+    this.catchUpTicks();
+    this.core.peerStopping(id);
     this.schedule();
   }
 

@@ -225,6 +225,12 @@ export interface Protocol {
   propose(commands: Uint8Array[]): ProposeResult;
   /** Ask for a linearizable read; its ReadState appears in a later Ready. */
   read(id: number, mode: ReadMode): void;
+  /**
+   * Peer `id` said it is stopping: a graceful stop, after which it answers nothing (the node's
+   * transport hears it as the close of a link). If it is the leader this node follows, this node no
+   * longer holds back for it and campaigns within stoppingTicks(), not an election timeout later.
+   */
+  peerStopping(id: number): void;
   hasReady(): boolean;
   ready(): Ready;
   /** Acknowledge the oldest outstanding Ready: persisted (with every one before it), sent and applied. */
@@ -239,6 +245,16 @@ export interface Protocol {
   status(): Status;
   /** Asserts every invariant of the core's state; throws (never caught) when one fails. */
   invariants(): void;
+}
+
+/**
+ * Ticks until a follower campaigns once its leader said it is stopping (Protocol.peerStopping):
+ * 1 for the member of lowest id among the rest, then 3 more per rank, so that the first one's
+ * pre-vote reaches the others before their own campaigns (no split vote, no duel). The rest are
+ * the members other than the stopping one.
+ */
+export function stoppingTicks(self: number, stopping: number, others: readonly number[]): number {
+  return 1 + 3 * others.filter((o) => o !== stopping && o < self).length;
 }
 
 export interface ProtocolOptions {

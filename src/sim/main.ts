@@ -22,6 +22,8 @@ export interface SimMainOptions {
   wipes?: number;
   /** Per-tick, per-node probability of a process pause (SimOptions.pauses). */
   pauses?: number;
+  /** Share of crashes that are graceful stops with notices to the peers (SimOptions.stops). */
+  stops?: number;
   /** Print only failures and the summary. */
   quiet?: boolean;
   /** Where lines go (default: stdout). */
@@ -29,11 +31,11 @@ export interface SimMainOptions {
 }
 
 export const replayCommand = (o: {
-  seed: number; nodes: number; steps: number; protocol: string; bugs?: Bugs; storageFaults?: number; rejoinShare?: number; wipes?: number; pauses?: number;
+  seed: number; nodes: number; steps: number; protocol: string; bugs?: Bugs; storageFaults?: number; rejoinShare?: number; wipes?: number; pauses?: number; stops?: number;
 }): string => {
   const bugs = Object.entries(o.bugs ?? {}).filter(([, on]) => on).map(([b]) => ` --bug ${b}`).join('');
   // Only the fault options that are on, so a replay line without them reads as it always did.
-  const faults = ([['--storage-faults', o.storageFaults], ['--rejoin-share', o.rejoinShare], ['--wipes', o.wipes], ['--pauses', o.pauses]] as const)
+  const faults = ([['--storage-faults', o.storageFaults], ['--rejoin-share', o.rejoinShare], ['--wipes', o.wipes], ['--pauses', o.pauses], ['--stops', o.stops]] as const)
     .filter(([, x]) => (x ?? 0) > 0).map(([flag, x]) => ` ${flag} ${x}`).join('');
   return `paxlog sim --seeds 1 --start ${o.seed} --nodes ${o.nodes} --steps ${o.steps} --protocol ${o.protocol}${faults}${bugs}`;
 };
@@ -48,8 +50,8 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
   let failed: SimResult | null = null;
   let ran = 0;
   /** Snapshot counts summed over the seeds run. */
-  const totals = { snapshots: 0, installs: 0, chunks: 0, storageFaults: 0, refused: 0, wipes: 0, rejoins: 0, rejoined: 0, pauses: 0 };
-  const faults = { storageFaults: opts.storageFaults, rejoinShare: opts.rejoinShare, wipes: opts.wipes, pauses: opts.pauses };
+  const totals = { snapshots: 0, installs: 0, chunks: 0, storageFaults: 0, refused: 0, wipes: 0, rejoins: 0, rejoined: 0, pauses: 0, notices: 0 };
+  const faults = { storageFaults: opts.storageFaults, rejoinShare: opts.rejoinShare, wipes: opts.wipes, pauses: opts.pauses, stops: opts.stops };
   for (let seed = opts.start; seed < opts.start + opts.seeds; seed++) {
     const r = simulate({ seed, nodes: opts.nodes, steps: opts.steps, protocol: opts.protocol, bugs: opts.bugs, ...faults });
     ran++;
@@ -63,6 +65,7 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
     totals.rejoins += r.stats.rejoins;
     totals.rejoined += r.stats.rejoined;
     totals.pauses += r.stats.pauses;
+    totals.notices += r.stats.notices;
     if (!opts.quiet || r.violation) {
       const s = r.stats;
       print(`seed ${seed}: ${opts.protocol} nodes=${opts.nodes} steps=${opts.steps} ${describeFaults(r.faults)}`);
@@ -70,7 +73,7 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
         print(`  delivered=${s.delivered} dropped=${s.dropped} crashes=${s.crashes} partitions=${s.partitions} ` +
           `writesAcked=${s.writesAcked} readsOk=${s.readsOk} unknown=${s.unknown} applied=${s.applied} ` +
           `snapshots=${s.snapshots} installs=${s.installs} chunks=${s.chunks} ` +
-          `storageFaults=${s.storageFaults} wipes=${s.wipes} rejoins=${s.rejoins} rejoined=${s.rejoined}${(opts.pauses ?? 0) > 0 ? ` pauses=${s.pauses}` : ''} ${r.violation ? 'FAIL' : 'ok'}`);
+          `storageFaults=${s.storageFaults} wipes=${s.wipes} rejoins=${s.rejoins} rejoined=${s.rejoined}${(opts.pauses ?? 0) > 0 ? ` pauses=${s.pauses}` : ''}${(opts.stops ?? 0) > 0 ? ` notices=${s.notices}` : ''} ${r.violation ? 'FAIL' : 'ok'}`);
       }
     }
     if (r.violation) {
@@ -87,6 +90,7 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
   print(`disks: ${totals.storageFaults} found damaged (${totals.refused} refused), ${totals.wipes} wiped; ` +
     `${totals.rejoins} rejoining starts, ${totals.rejoined} rejoins completed`);
   if ((opts.pauses ?? 0) > 0) print(`pauses: ${totals.pauses}`);
+  if ((opts.stops ?? 0) > 0) print(`stopping notices delivered: ${totals.notices}`);
   print(`${ran} seeds (${ticks} ticks) in ${seconds.toFixed(1)} s: ${(ran / seconds).toFixed(1)} seeds/s; ` +
     `${failed ? `violation at seed ${failed.seed}` : 'no violation'}`);
   return failed ? 1 : 0;
@@ -98,7 +102,7 @@ const checkOptions = (o: SimMainOptions): string | null => {
   if (!Number.isSafeInteger(o.start) || o.start < 0) return `--start must be a non-negative integer, got ${o.start}`;
   if (o.nodes !== 3 && o.nodes !== 5) return `--nodes must be 3 or 5, got ${o.nodes}`;
   if (!Number.isSafeInteger(o.steps) || o.steps < 1) return `--steps must be a positive integer, got ${o.steps}`;
-  for (const [flag, x] of [['--storage-faults', o.storageFaults], ['--rejoin-share', o.rejoinShare], ['--wipes', o.wipes], ['--pauses', o.pauses]] as const) {
+  for (const [flag, x] of [['--storage-faults', o.storageFaults], ['--rejoin-share', o.rejoinShare], ['--wipes', o.wipes], ['--pauses', o.pauses], ['--stops', o.stops]] as const) {
     if (x !== undefined && !(typeof x === 'number' && x >= 0 && x <= 1)) return `${flag} must be a probability between 0 and 1, got ${x}`;
   }
   for (const b of Object.keys(o.bugs ?? {})) if (!(plantedBugs as readonly string[]).includes(b)) return `unknown bug ${b}: expected one of ${plantedBugs.join(', ')}`;

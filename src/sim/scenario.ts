@@ -20,6 +20,7 @@
 //   stabilize               deliver until no message is left
 //   partition 1 | 2 3       cut every link between the groups; heal removes all cuts
 //   crash N / restart N     stop a node (it keeps what it persisted) / start it from storage
+//   stop N                  crash N gracefully: every live node its links reach hears it is stopping
 //   wipe N                  stop node N and start it from empty storage, rejoining without voting
 //   snapshot N              node N snapshots what it applied (compact); the next Ready trims its log
 //   status [N]              one describe line per node
@@ -248,6 +249,20 @@ export class ScenarioCluster {
         n.core = null;
         n.last = null;
         out.push(`${args[0]} crashed`);
+        break;
+      }
+      case 'stop': {
+        // A graceful stop: the node goes, and every live peer its link reaches hears that it is
+        // stopping (Protocol.peerStopping), as node.ts does on a link closed with code 1001.
+        const id = num(args[0]);
+        const n = this.nodes.get(id)!;
+        n.core = null;
+        n.last = null;
+        out.push(`${id} stopped`);
+        for (const other of this.ids) {
+          if (other !== id && !this.cuts.has(`${id}>${other}`)) this.nodes.get(other)!.core?.peerStopping(id);
+        }
+        this.process(out);
         break;
       }
       case 'restart': {

@@ -85,6 +85,14 @@ export interface SimOptions {
    * side stream of its own.
    */
   pauses?: number;
+  /**
+   * Graceful stops: the share of crashes in which the node, as it goes, tells each peer it is
+   * stopping (Protocol.peerStopping, as node.ts does on a link closed with code 1001). Each notice
+   * reaches a running peer at once, ahead of whatever the node sent before that is still in flight,
+   * or is lost (with probability 1/2, or on a cut link). 0 (the default) draws nothing; drawn from
+   * a side stream of its own.
+   */
+  stops?: number;
   /** TEST ONLY: a driver that handles what waited at a woken node before its clock catches up. */
   staleClockOnWake?: boolean;
   /** TEST ONLY: builds the cores instead of the protocol's own factory (a test wraps a core to make it misbehave). */
@@ -170,6 +178,8 @@ export interface SimResult {
     chunks: number;
     /** Process pauses (SimOptions.pauses). */
     pauses: number;
+    /** Stopping notices delivered (SimOptions.stops). */
+    notices: number;
   };
 }
 
@@ -193,6 +203,8 @@ const enum SideStream {
   Readys = 2,
   /** Process pauses (Sim.pauseRng). */
   Pauses = 3,
+  /** Graceful stops and their notices (Sim.stopRng). */
+  Stops = 4,
 }
 
 const sideStream = (seed: number, which: SideStream): Prng => {
@@ -359,6 +371,8 @@ export class Simulation {
   private readonly diskRng: Prng;
   /** The pause side stream: whether and how long a node pauses (SimOptions.pauses). */
   private readonly pauseRng: Prng;
+  /** The stop side stream: whether a crash is a graceful stop, and which notices arrive (SimOptions.stops). */
+  private readonly stopRng: Prng;
   private readonly k: Kernels;
   private readonly nodes: SimNode[] = [];
   private readonly configs: Config[];
@@ -393,17 +407,18 @@ export class Simulation {
   private readonly heldBack = new Set<number>();
   readonly stats = {
     delivered: 0, dropped: 0, crashes: 0, partitions: 0, writesAcked: 0, readsOk: 0, unknown: 0, applied: 0,
-    storageFaults: 0, wipes: 0, rejoins: 0, rejoined: 0, snapshots: 0, installs: 0, chunks: 0, pauses: 0,
+    storageFaults: 0, wipes: 0, rejoins: 0, rejoined: 0, snapshots: 0, installs: 0, chunks: 0, pauses: 0, notices: 0,
   };
 
   constructor(private readonly o: SimOptions) {
     this.rng = new Prng(o.seed);
     this.faults = drawFaults(this.rng, o.seed);
-    for (const [name, x] of [['storageFaults', o.storageFaults], ['rejoinShare', o.rejoinShare], ['wipes', o.wipes], ['pauses', o.pauses]] as const) {
+    for (const [name, x] of [['storageFaults', o.storageFaults], ['rejoinShare', o.rejoinShare], ['wipes', o.wipes], ['pauses', o.pauses], ['stops', o.stops]] as const) {
       if (x !== undefined && !(x >= 0 && x <= 1)) throw new RangeError(`${name} must be a probability in [0, 1], got ${x}`);
     }
     this.diskRng = sideStream(o.seed, SideStream.Disk);
     this.pauseRng = sideStream(o.seed, SideStream.Pauses);
+    this.stopRng = sideStream(o.seed, SideStream.Stops);
     this.k = o.kernels ?? loadKernels('js');
     this.factory = o.factory ?? protocolFactory(o.protocol);
     const peers = Array.from({ length: o.nodes }, (_, i) => i + 1);
@@ -537,6 +552,13 @@ export class Simulation {
   }
 
   private crash(n: SimNode): void {
+    if ((this.o.stops ?? 0) > 0 && this.stopRng.chance(this.o.stops!)) {
+      for (const m of this.nodes) {
+        if (m === n || !m.core || this.paused(m) || this.cuts.has(n.id * 1000 + m.id) || this.stopRng.chance(0.5)) continue;
+        m.core.peerStopping(n.id);
+        this.stats.notices++;
+      }
+    }
     n.core = null;
     n.persisting = []; // whatever was not yet durable is lost
     n.pausedUntil = 0; // a paused process can be killed; what waited for it is gone with it

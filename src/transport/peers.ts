@@ -38,6 +38,11 @@ export interface PeerTransportOptions {
   logger: Logger;
   /** Called for every decoded message from an authenticated peer, addressed to this node. */
   onMessage: (m: Message) => void;
+  /**
+   * Called when a peer closes this node's link to it saying it is stopping (close code 1001, sent
+   * by close() once the peer has stopped serving), after the link was up.
+   */
+  onPeerStopping?: (id: number) => void;
   /** Bytes buffered per outbound link at most; frames beyond are dropped. */
   linkBufferBytesMax?: number;
   /** A frame's size at most (the codec's bound); bigger frames close the link. */
@@ -460,6 +465,7 @@ export class PeerTransport {
         o.refusalLogged = true;
       } else if (o.ready && code === 1001) {
         this.opts.logger.info({ peer: o.id, code, reason: reason.toString() }, 'peer link out: closed, the peer is stopping');
+        this.opts.onPeerStopping?.(o.id);
       } else if (o.ready) {
         this.opts.logger.warn({ peer: o.id, code, reason: reason.toString() }, 'peer link out: closed');
       }

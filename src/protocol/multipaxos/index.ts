@@ -33,7 +33,7 @@ import {
   type ReadIndex, type ReadIndexReply, type SlotEntry, type SnapshotChunk, type SnapshotRequest,
 } from '../messages.js';
 import {
-  SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX, type Config, type LogRecord, type PlantedBug, type Protocol, type ProposeResult,
+  SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX, stoppingTicks, type Config, type LogRecord, type PlantedBug, type Protocol, type ProposeResult,
   type ProtocolOptions, type ReadMode, type ReadState, type Ready, type Rng, type Role, type Snapshot, type Status,
 } from '../types.js';
 import type { Batcher, Kernels, PromiseCounter, SlotWindow } from '../../kernels/types.js';
@@ -430,6 +430,20 @@ export class MultiPaxos implements Protocol {
       else this.maybeFetch();
     }
     this.expireReads();
+    this.invariants();
+  }
+
+  /**
+   * A leader that stops serves nothing from then on, so its followers need not wait out the
+   * stickiness that protects its lease: this one stops being sticky and campaigns soon. A stale
+   * message from that leader still in flight makes it sticky again (liveness only).
+   */
+  peerStopping(id: number): void {
+    if (this.role !== 'follower' || id !== this.leader || id !== this.stickyTo || this.rejoinStep < 3) return;
+    this.leader = 0;
+    this.quietTicks = this.cfg.electionTicksMin;
+    this.electionElapsed = 0;
+    this.electionTimeout = stoppingTicks(this.id, id, this.others);
     this.invariants();
   }
 

@@ -72,7 +72,7 @@ import type {
   Snapshot,
   Status,
 } from '../types.js';
-import { SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX } from '../types.js';
+import { SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX, stoppingTicks } from '../types.js';
 import { Progress, ReplicaState } from './progress.js';
 import { ServedSnapshots } from '../served-snapshots.js';
 
@@ -538,6 +538,20 @@ export class Raft implements Protocol {
   }
 
   // ---------------------------------------------------------------- input
+
+  /**
+   * A leader that stops serves nothing from then on, so its followers need not refuse votes for
+   * the rest of its lease: this one grants them now and campaigns soon. A stale message from that
+   * leader still in flight makes it hold back again (liveness only).
+   */
+  peerStopping(id: number): void {
+    if (this.state !== State.Follower || id !== this.leader || this.rejoin !== Rejoin.Done) return;
+    this.leader = 0;
+    this.leaderHeardElapsed = this.cfg.electionTicksMin;
+    this.electionElapsed = 0;
+    this.electionTimeout = stoppingTicks(this.cfg.id, id, this.others);
+    this.invariants();
+  }
 
   tick(): void {
     this.now++;
