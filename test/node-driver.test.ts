@@ -100,6 +100,16 @@ describe('a snapshotAsync that fails after stop()', { timeout: 30_000 }, () => {
   });
 });
 
+/** Make every write of `node`'s log fail as LMDB does on EIO (sync and queued commits); returns what heals it. */
+function refuseWrites(node: PaxlogNode<number>): () => void {
+  const store = (node as unknown as { store: LogStore }).store;
+  const root = (store as unknown as { root: { transactionSync: unknown } }).root;
+  const transactionSync = root.transactionSync;
+  root.transactionSync = (): never => { throw Object.assign(new Error('Input/output error'), { code: 5 }); };
+  const healCommits = failCommits(store);
+  return () => { root.transactionSync = transactionSync; healCommits(); };
+}
+
 describe('a write the disk refuses while the disk is nearly full', { timeout: 30_000 }, () => {
   test('stops the node with a fatal line that says the disk is probably full, not only "Input/output error"', async () => {
     const lines: { level: number; msg: string; freeBytes?: number; err?: string }[] = [];
@@ -118,12 +128,7 @@ describe('a write the disk refuses while the disk is nearly full', { timeout: 30
       assert.equal(await node.propose(new Uint8Array(1)), 1);
       process.exit = ((code?: number) => { exited = code; }) as typeof process.exit;
       // LMDB's answer to a write the disk cut short, on a disk with 4 KiB left of 20 MiB.
-      const store = (node as unknown as { store: LogStore }).store;
-      const root = (store as unknown as { root: { transactionSync: unknown } }).root;
-      const transactionSync = root.transactionSync;
-      root.transactionSync = (): never => { throw Object.assign(new Error('Input/output error'), { code: 5 }); };
-      const healCommits = failCommits(store);
-      heal = () => { root.transactionSync = transactionSync; healCommits(); };
+      heal = refuseWrites(node);
       fs.statfsSync = ((p: string) => ({ ...statfs(p), bsize: 4096, blocks: 5120, bavail: 1, bfree: 1 })) as typeof fs.statfsSync;
       await assert.rejects(node.propose(new Uint8Array(16 * 1024)), /stopped/);
       for (let i = 0; i < 100 && exited === null; i++) await new Promise((r) => setTimeout(r, 10));
@@ -158,12 +163,7 @@ describe('a write the disk refuses while the disk is nearly full', { timeout: 30
       for (let i = 0; i < 500 && node.status().role !== 'leader'; i++) await new Promise((r) => setTimeout(r, 10));
       assert.equal(await node.propose(new Uint8Array(1)), 1);
       process.exit = ((code?: number) => { exited = code; }) as typeof process.exit;
-      const store = (node as unknown as { store: LogStore }).store;
-      const root = (store as unknown as { root: { transactionSync: unknown } }).root;
-      const transactionSync = root.transactionSync;
-      root.transactionSync = (): never => { throw Object.assign(new Error('Input/output error'), { code: 5 }); };
-      const healCommits = failCommits(store);
-      heal = () => { root.transactionSync = transactionSync; healCommits(); };
+      heal = refuseWrites(node);
       await assert.rejects(node.propose(new Uint8Array(16 * 1024)), /stopped/);
       const err = await fatal;
       assert.ok(err instanceof FatalError);
