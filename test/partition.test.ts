@@ -74,6 +74,15 @@ for (const [protocol, basePort] of [['multipaxos', 23500], ['raft', 23600]] as c
       const h = await c.http(oldLeader, 'GET', `/kv/before-0${q}`, undefined, 10_000);
       assert.ok(h.status === 503 || h.status === 504, `read=${mode} of an old key on the cut-off old leader answered ${h.status} ${h.body}`);
     }
+    // The links stay up (the fault layer drops frames, not connections), and /status says how long
+    // each peer has been silent.
+    const seen = (await c.status(oldLeader))!;
+    const sinceCut = Date.now() - cutAt;
+    assert.deepEqual(seen.peersConnected, majority, 'links up through the cut');
+    for (const id of majority) {
+      const ms = (seen.peersHeardMsAgo as Record<string, number>)[String(id)];
+      assert.ok(ms >= sinceCut - 500, `node ${oldLeader} last heard node ${id} ${ms} ms ago, ${sinceCut} ms after the cut`);
+    }
     // A local read is allowed to be stale, and is: the old leader has not seen the majority's writes.
     assert.equal((await c.http(oldLeader, 'GET', '/kv/during-0?read=local')).status, 404);
 

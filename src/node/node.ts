@@ -166,7 +166,10 @@ export interface NodeStatus extends Status {
   /** Present only with --fsync off. */
   warning?: string;
   kernels: KernelKind;
+  /** Peers whose link from this node is up. A link can be up and silent: see peersHeardMsAgo. */
   peersConnected: number[];
+  /** Per peer id, milliseconds since this node last took a message from it; absent if never (since start). */
+  peersHeardMsAgo: Record<number, number>;
   corruptRecords: number;
   /** Tests only (faultControl): the peers this node is cut off from. */
   partitioned?: number[];
@@ -389,6 +392,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private ticker: NodeJS.Timeout | null = null;
   /** The ports this node listens on; closed by stop(). */
   private listenSockets: Uws.us_listen_socket[] = [];
+  /** When this node last took a message from each peer (performance.now()). Keys: members only. */
+  private readonly heardAt = new Map<number, number>();
   /** Set once by stop(); then nothing is stepped, persisted or answered. */
   private stopped = false;
   /** The closing of the log, for a later stop() to wait on; null until stop() or a fatal stop with a 'fatal' listener. */
@@ -758,6 +763,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       fsync: this.store.fsync ? 'on' : 'off',
       kernels: this.kernelKind,
       peersConnected: this.transport.connected,
+      peersHeardMsAgo: Object.fromEntries([...this.heardAt].map(([id, at]) => [id, Math.round(performance.now() - at)])),
       corruptRecords: this.store.corruptCount,
     };
     if (!this.store.fsync) out.warning = 'FSYNC IS OFF: acknowledged writes can be lost on a power cut';
@@ -887,6 +893,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
 
   private onMessage(m: Message): void {
     if (this.stopped) return;
+    if (this.isPeer(m.from)) this.heardAt.set(m.from, performance.now());
     // The ticks that fell due while the loop was held up (a snapshot, a long GC) come first. Stepped
     // after a message, they would count as time since it: a follower would take them for quiet
     // after the heartbeat it just acknowledged and promise another candidate at once, within the
