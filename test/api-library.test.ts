@@ -7,33 +7,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { createNode, FatalError, PaxlogClient, RequestError, startKvServer, type Applied, type PaxlogNode, type StateMachine } from '../src/index.js';
+import { createNode, FatalError, PaxlogClient, RequestError, startKvServer, type Applied, type PaxlogNode } from '../src/index.js';
 import { PaxlogNode as Node } from '../src/node/node.js';
 import type { LogStore } from '../src/storage/log-store.js';
 import { parsePeers } from '../src/transport/addresses.js';
 import { failCommits, flipStoredBits } from './lmdb-faults.js';
-
-/** Appends every command (as text) to a list; apply returns the list's new length. */
-class Journal implements StateMachine<number> {
-  /** Every applied command, in apply order. */
-  lines: string[] = [];
-  /** How many times restore() ran. */
-  restores = 0;
-
-  apply(command: Uint8Array): number {
-    this.lines.push(new TextDecoder().decode(command));
-    return this.lines.length;
-  }
-
-  snapshot(): Uint8Array {
-    return new TextEncoder().encode(JSON.stringify(this.lines));
-  }
-
-  restore(bytes: Uint8Array): void {
-    this.lines = JSON.parse(new TextDecoder().decode(bytes)) as string[];
-    this.restores++;
-  }
-}
+import { Journal } from './journal.js';
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 

@@ -8,20 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { createNode, type PaxlogNode, type StateMachine } from '../src/index.js';
-
-class Journal implements StateMachine<number> {
-  lines: string[] = [];
-  apply(command: Uint8Array): number {
-    return this.lines.push(new TextDecoder().decode(command));
-  }
-  snapshot(): Uint8Array {
-    return new TextEncoder().encode(JSON.stringify(this.lines));
-  }
-  restore(bytes: Uint8Array): void {
-    this.lines = JSON.parse(new TextDecoder().decode(bytes)) as string[];
-  }
-}
+import { createNode, type PaxlogNode } from '../src/index.js';
+import { Journal } from './journal.js';
 
 for (const protocol of ['multipaxos', 'raft'] as const) {
   test(`${protocol}: a leader that stops is replaced long before an election timeout, and nothing acknowledged is lost`, { timeout: 60_000 }, async () => {
