@@ -392,7 +392,8 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   private ticker: NodeJS.Timeout | null = null;
   /** The ports this node listens on; closed by stop(). */
   private listenSockets: Uws.us_listen_socket[] = [];
-  /** When this node last took a message from each peer (performance.now()). Keys: members only. */
+  /** When this node last took a message from each peer (performance.now()). Keys: members only (the
+   *  transport takes a frame only from the authenticated member it names). */
   private readonly heardAt = new Map<number, number>();
   /** Set once by stop(); then nothing is stepped, persisted or answered. */
   private stopped = false;
@@ -893,7 +894,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
 
   private onMessage(m: Message): void {
     if (this.stopped) return;
-    if (this.isPeer(m.from)) this.heardAt.set(m.from, performance.now());
+    this.heardAt.set(m.from, performance.now());
     // The ticks that fell due while the loop was held up (a snapshot, a long GC) come first. Stepped
     // after a message, they would count as time since it: a follower would take them for quiet
     // after the heartbeat it just acknowledged and promise another candidate at once, within the

@@ -3,6 +3,9 @@
 import net from 'node:net';
 import type { PeerAddress } from './peers.js';
 
+/** The characters of a host name (or IPv4 address) as peers and listen hosts are written: none that a URL reads as syntax. */
+const hostNameChars = '[A-Za-z0-9._-]';
+
 /** A host as a URL's authority writes it: an IPv6 address in brackets. */
 export const hostInUrl = (host: string): string => (host.includes(':') ? `[${host}]` : host);
 
@@ -11,13 +14,16 @@ export class PeerListError extends Error {
   override name = 'PeerListError';
 }
 
+/** ID=HOST:PORT, HOST a host name, an IPv4 address, or an IPv6 address in brackets. */
+const peerPattern = new RegExp(`^(\\d+)=(?:\\[([0-9A-Fa-f:.]+)\\]|(${hostNameChars}+)):(\\d+)$`);
+
 /** Every member's id and peer address; throws PeerListError on anything malformed. */
 export function parsePeers(text: string): Map<number, PeerAddress> {
   const peers = new Map<number, PeerAddress>();
   for (const part of text.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
     // A host name, an IPv4 address, or an IPv6 address in brackets: the host goes into a ws:// URL
     // (hostInUrl), where '/', '@', '?' or '#' would name another host, port or path than the one written.
-    const m = /^(\d+)=(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]+)):(\d+)$/.exec(part);
+    const m = peerPattern.exec(part);
     if (m === null) throw new PeerListError(`"${part}" is not ID=HOST:PORT (e.g. 1=127.0.0.1:7001, or 1=[::1]:7001)`);
     if (m[2] !== undefined && !net.isIPv6(m[2])) throw new PeerListError(`"${part}": [${m[2]}] is not an IPv6 address`);
     const id = Number(m[1]);
@@ -33,9 +39,12 @@ export function parsePeers(text: string): Map<number, PeerAddress> {
   return peers;
 }
 
+/** A host name (or IPv4 address) to listen on: at most 253 characters, as DNS allows. */
+const listenHostPattern = new RegExp(`^${hostNameChars}{1,253}$`);
+
 /**
  * Whether `host` is an address a node may listen on: an IPv4 or IPv6 address (no brackets; '0.0.0.0'
  * or '::' for every interface) or a host name, as a peer address's host is written.
  */
 export const isListenHost = (host: unknown): host is string =>
-  typeof host === 'string' && (net.isIP(host) !== 0 || /^[A-Za-z0-9._-]{1,253}$/.test(host));
+  typeof host === 'string' && (net.isIP(host) !== 0 || listenHostPattern.test(host));
