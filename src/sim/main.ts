@@ -30,13 +30,17 @@ export interface SimMainOptions {
   print?: (line: string) => void;
 }
 
+/** The fault options, each as a flag and as its SimMainOptions field. */
+const faultOptions = [
+  ['--storage-faults', 'storageFaults'], ['--rejoin-share', 'rejoinShare'], ['--wipes', 'wipes'], ['--pauses', 'pauses'], ['--stops', 'stops'],
+] as const;
+
 export const replayCommand = (o: {
   seed: number; nodes: number; steps: number; protocol: string; bugs?: Bugs; storageFaults?: number; rejoinShare?: number; wipes?: number; pauses?: number; stops?: number;
 }): string => {
   const bugs = Object.entries(o.bugs ?? {}).filter(([, on]) => on).map(([b]) => ` --bug ${b}`).join('');
   // Only the fault options that are on, so a replay line without them reads as it always did.
-  const faults = ([['--storage-faults', o.storageFaults], ['--rejoin-share', o.rejoinShare], ['--wipes', o.wipes], ['--pauses', o.pauses], ['--stops', o.stops]] as const)
-    .filter(([, x]) => (x ?? 0) > 0).map(([flag, x]) => ` ${flag} ${x}`).join('');
+  const faults = faultOptions.filter(([, field]) => (o[field] ?? 0) > 0).map(([flag, field]) => ` ${flag} ${o[field]}`).join('');
   return `paxlog sim --seeds 1 --start ${o.seed} --nodes ${o.nodes} --steps ${o.steps} --protocol ${o.protocol}${faults}${bugs}`;
 };
 
@@ -102,7 +106,8 @@ const checkOptions = (o: SimMainOptions): string | null => {
   if (!Number.isSafeInteger(o.start) || o.start < 0) return `--start must be a non-negative integer, got ${o.start}`;
   if (o.nodes !== 3 && o.nodes !== 5) return `--nodes must be 3 or 5, got ${o.nodes}`;
   if (!Number.isSafeInteger(o.steps) || o.steps < 1) return `--steps must be a positive integer, got ${o.steps}`;
-  for (const [flag, x] of [['--storage-faults', o.storageFaults], ['--rejoin-share', o.rejoinShare], ['--wipes', o.wipes], ['--pauses', o.pauses], ['--stops', o.stops]] as const) {
+  for (const [flag, field] of faultOptions) {
+    const x = o[field];
     if (x !== undefined && !(typeof x === 'number' && x >= 0 && x <= 1)) return `${flag} must be a probability between 0 and 1, got ${x}`;
   }
   for (const b of Object.keys(o.bugs ?? {})) if (!(plantedBugs as readonly string[]).includes(b)) return `unknown bug ${b}: expected one of ${plantedBugs.join(', ')}`;
