@@ -260,6 +260,28 @@ test('a node cut off from a healthy leader never raises its term, and rejoins wi
   assert.equal(c.node(3).status().leader, 1);
 });
 
+test('a leader whose followers\' answers stall for 15 ticks at a time (a TCP retransmit) keeps leading: check-quorum waits the longest election timeout', () => {
+  const c = new Pump(3);
+  c.elect(1);
+  c.tickAll(3);
+  const upTo = (m: Message) => m.to !== 1; // the followers hear the leader; what they send it waits
+  for (let stall = 0; stall < 4; stall++) {
+    for (let t = 0; t < 15; t++) {
+      for (const core of c.nodes.values()) core.tick();
+      const held = c.queue.filter((m) => m.to === 1);
+      c.deliver(upTo);
+      while (c.queue.length > 0) {
+        held.push(...c.queue.filter((m) => m.to === 1));
+        c.deliver(upTo);
+      }
+      c.queue = held; // kept for the end of the stall, as TCP keeps them
+    }
+    c.stabilize();
+    assert.deepEqual([c.node(1).status().role, c.node(1).status().ballot], ['leader', 1], `after stall ${stall + 1}`);
+  }
+  for (const id of [2, 3]) assert.deepEqual([c.node(id).status().leader, c.node(id).status().ballot], [1, 1]);
+});
+
 test('a leader that says it is stopping is replaced within a few ticks, by one election; a notice from a follower changes nothing', () => {
   const c = new Pump(3);
   c.elect(1);
