@@ -247,6 +247,26 @@ test('a lease read is refused without a lease, served while a quorum acknowledge
   assert.deepEqual(cycle(n).readsFailed, [3], 'the lease ran out: no acknowledgement for leaseTicks - drift');
 });
 
+test('a leader whose followers\' answers stall for 15 ticks at a time (a TCP retransmit) keeps leading; with none for electionTicksMax it steps down', () => {
+  const n = leader();
+  const b = n.status().ballot;
+  let seq = 0;
+  const tickOnce = (): void => {
+    n.tick();
+    if (!n.hasReady()) return;
+    for (const m of sent(cycle(n))) if (m.type === MsgType.Heartbeat) seq = Math.max(seq, m.seq);
+  };
+  for (let stall = 0; stall < 4; stall++) {
+    for (let t = 0; t < 15; t++) tickOnce();
+    // The stall ends: the answers held back arrive, the newest for the last heartbeat sent.
+    n.step({ type: MsgType.HeartbeatAck, from: 2, to: 1, ballot: b, chosenPrefix: 1, seq });
+    assert.equal(n.status().role, 'leader', `after stall ${stall + 1}`);
+  }
+  assert.ok(seq > 0, 'the leader sent heartbeats');
+  for (let t = 0; t < defaultConfig(1, peers).electionTicksMax + 2; t++) tickOnce();
+  assert.equal(n.status().role, 'follower', 'no answer for electionTicksMax: it stepped down');
+});
+
 test('a restarted follower promises nobody for an election timeout, even after a late message from an older leader (it may have acked a lease it forgot)', () => {
   const enc = new TextEncoder();
   const n1 = node(1); const n2 = node(2); let n3 = node(3);
