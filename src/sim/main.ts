@@ -5,7 +5,7 @@
 // pauses on) how many times a node was paused.
 
 import { plantedBugs, type ProtocolName } from '../protocol/types.js';
-import { describeFaults, simulate, type Bugs, type SimResult } from './sim.js';
+import { describeFaults, faultFields, simulate, type Bugs, type SimResult } from './sim.js';
 
 export interface SimMainOptions {
   seeds: number;
@@ -31,9 +31,7 @@ export interface SimMainOptions {
 }
 
 /** The fault options, each as a flag and as its SimMainOptions field. */
-const faultOptions = [
-  ['--storage-faults', 'storageFaults'], ['--rejoin-share', 'rejoinShare'], ['--wipes', 'wipes'], ['--pauses', 'pauses'], ['--stops', 'stops'],
-] as const;
+const faultOptions = faultFields.map((field) => [`--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, field] as const);
 
 export const replayCommand = (o: {
   seed: number; nodes: number; steps: number; protocol: string; bugs?: Bugs; storageFaults?: number; rejoinShare?: number; wipes?: number; pauses?: number; stops?: number;

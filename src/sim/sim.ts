@@ -193,6 +193,9 @@ export const drawFaults = (rng: Prng, seed: number): Faults => ({
   readysOutstandingMax: [1, 2, 4][sideStream(seed, SideStream.Readys).int(0, 3)],
 });
 
+/** The SimOptions that are probabilities of faults; the sim command takes each as a flag of the same name in kebab case. */
+export const faultFields = ['storageFaults', 'rejoinShare', 'wipes', 'pauses', 'stops'] as const;
+
 /** The side streams of a seed, each the seed's nth fork; adding one never moves the others. */
 const enum SideStream {
   /** The snapshot knobs (drawFaults). */
@@ -413,7 +416,8 @@ export class Simulation {
   constructor(private readonly o: SimOptions) {
     this.rng = new Prng(o.seed);
     this.faults = drawFaults(this.rng, o.seed);
-    for (const [name, x] of [['storageFaults', o.storageFaults], ['rejoinShare', o.rejoinShare], ['wipes', o.wipes], ['pauses', o.pauses], ['stops', o.stops]] as const) {
+    for (const name of faultFields) {
+      const x = o[name];
       if (x !== undefined && !(x >= 0 && x <= 1)) throw new RangeError(`${name} must be a probability in [0, 1], got ${x}`);
     }
     this.diskRng = sideStream(o.seed, SideStream.Disk);
