@@ -268,12 +268,11 @@ test('a leader whose followers\' answers stall for 15 ticks at a time (a TCP ret
   for (let stall = 0; stall < 4; stall++) {
     for (let t = 0; t < 15; t++) {
       for (const core of c.nodes.values()) core.tick();
-      const held = c.queue.filter((m) => m.to === 1);
-      c.deliver(upTo);
-      while (c.queue.length > 0) {
-        held.push(...c.queue.filter((m) => m.to === 1));
+      const held: Message[] = [];
+      do {
+        held.push(...c.queue.filter((m) => !upTo(m)));
         c.deliver(upTo);
-      }
+      } while (c.queue.length > 0);
       c.queue = held; // kept for the end of the stall, as TCP keeps them
     }
     c.stabilize();
