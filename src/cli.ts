@@ -348,9 +348,9 @@ export function buildProgram(): Command {
     .option('--snapshot-slots <n>', 'snapshot the state machine and trim the log below it every n applied slots (0: never)', intIn(0, 1e9), 100_000)
     .option('--rejoin-without-voting', 'if the log is damaged (corrupt or missing state), set it aside in the data directory and ' +
       'rejoin without voting until caught up from the peers, instead of refusing to start', false)
-    .option('--new-cluster', 'a new data directory belongs to a new cluster and votes at once (bootstrap with a member down); ' +
-      'without it a new directory (maybe a wiped one) rejoins without voting until every other member answered once. ' +
-      'Never use it to restart a node whose disk was wiped', false)
+    .option('--new-cluster', 'a new data directory belongs to a new cluster: it votes once a majority of the members say they hold nothing ' +
+      '(bootstrap with a minority down); without it a new directory (maybe a wiped one) rejoins without voting until every other member ' +
+      'answered once. Never use it to restart a node whose disk was wiped (if a member that answers holds a ballot or a slot, the node rejoins anyway)', false)
     .option('--snapshot-bytes <n>', '... or once the slots applied since the last snapshot hold n bytes (0: never)', intIn(0, 2 ** 40), 64 * 1024 * 1024)
     .option('--preallocate-mib <n>', 'a log file shorter than n MiB (a new one, or one paxlog compact left) is filled with zeros to n MiB first, so that its syncs need not grow it (0: no)', intIn(0, 1024 * 1024), 128)
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'))

@@ -813,6 +813,43 @@ test('when every member reports nothing, a rejoining node votes after one round 
   assert.equal(cycle(solo).rejoined, true);
 });
 
+test('a node told it starts a new cluster votes once a majority, itself included, reports nothing; a single member at once', () => {
+  const n = node(2, { ...wiped(), newCluster: true });
+  assert.deepEqual(ofType(cycle(n).messages, MsgType.CatchUpRequest).map((m) => m.to), [1, 3]);
+  n.step(catchUpReply(1, 2, 0, 0, 1, nonceOf(n))); // node 3 is down
+  const rd = cycle(n);
+  assert.equal(rd.rejoined, true, 'nodes 1 and 2 are a majority holding nothing');
+  assert.deepEqual(rd.hardState, { ballot: 0, vote: 0 });
+  assert.equal(n.status().rejoining, false);
+  assert.ok(tickQuiet(n).some((m) => m.type === MsgType.PrePrepare), 'it campaigns');
+  n.step({ type: MsgType.Prepare, from: 1, to: 2, ballot: ballot(20, 1), fromSlot: 1 });
+  assert.equal(ofType(cycle(n).messagesAfterPersist, MsgType.Promise).length, 1, 'and votes');
+  const solo = new MultiPaxos({ config: defaultConfig(1, [1]), kernels: k, rng: new Prng(1), restored: { ...wiped(), newCluster: true } });
+  assert.equal(solo.status().rejoining, false);
+  assert.equal(cycle(solo).rejoined, true);
+});
+
+test('a wiped node restarted as if for a new cluster finds it running (a member promised a ballot, or holds slots) and rejoins in full', () => {
+  for (const [b, lastPosition, chosenPrefix] of [[ballot(1, 1), 0, 1], [ballot(1, 1), 2, 3]]) {
+    const n = node(2, { ...wiped(), newCluster: true });
+    cycle(n);
+    const shown = `ballot ${b}, lastPosition ${lastPosition}, chosenPrefix ${chosenPrefix}`;
+    n.step(catchUpReply(1, 2, b, lastPosition, chosenPrefix, nonceOf(n)));
+    assert.equal(n.status().rejoining, true, shown);
+    n.step({ type: MsgType.Prepare, from: 3, to: 2, ballot: ballot(9, 3), fromSlot: 1 });
+    assert.equal(votes(n.hasReady() ? sent(cycle(n)) : []).length, 0, `${shown}: no Promise before every member answered`);
+    // Node 3 answers empty, as a member that never took part would: with node 2 that is a majority, but the cluster runs.
+    n.step(catchUpReply(3, 2, 0, 0, 1, nonceOf(n)));
+    const rd = cycle(n);
+    assert.deepEqual(rd.hardState, { ballot: b, vote: 0 }, `${shown}: promised raised to the reported ballot (step 2)`);
+    assert.equal(rd.rejoined, false, shown);
+    assert.equal(n.status().rejoining, true, `${shown}: node 3 is not fenced${lastPosition > 0 ? ', and slots 1..2 are not chosen here' : ''}`);
+    tickQuiet(n);
+    n.step({ type: MsgType.Prepare, from: 3, to: 2, ballot: ballot(30, 3), fromSlot: 1 });
+    assert.equal(votes(n.hasReady() ? sent(cycle(n)) : []).length, 0, `${shown}: no Promise while rejoining`);
+  }
+});
+
 test('every node answers CatchUpRequest in every state with its promise, highest accepted slot and chosen prefix', () => {
   const ask = (n: MultiPaxos, id: number): Message | undefined => {
     n.step({ type: MsgType.CatchUpRequest, from: 3, to: id, nonce: 77 });

@@ -952,6 +952,75 @@ test('a cluster whose members all start new and rejoining passes through the ste
   assert.deepEqual(rd.messages, []);
 });
 
+/** What a node told it starts a new cluster (--new-cluster) restores from a log that holds nothing. */
+const newClusterLog = (): Restored => ({ hardState: { ballot: 0, vote: 0 }, records: [], chosenPrefix: 0, appliedPrefix: 1, snapshot: null, rejoining: true, newCluster: true });
+
+test('members told they start a new cluster vote once a majority, themselves included, holds nothing: a cluster bootstraps with a member down', () => {
+  // Without --new-cluster two new members wait for the third, which is down, and elect nobody.
+  const plain = new Pump(3);
+  plain.isolated.add(3);
+  for (const id of [1, 2]) plain.wipe(id);
+  plain.stabilize();
+  plain.tickAll(60);
+  assert.deepEqual(plain.rejoined, []);
+  for (const id of [1, 2]) assert.equal(plain.node(id).status().rejoining, true);
+  assert.ok([1, 2].every((id) => plain.node(id).status().role === 'follower'), 'no candidate while rejoining');
+  // With it, each counts the other's empty answer and votes.
+  const c = new Pump(3);
+  c.isolated.add(3);
+  for (const id of [1, 2]) c.start(id, newClusterLog());
+  c.stabilize();
+  assert.deepEqual([...c.rejoined].sort(), [1, 2]);
+  c.elect(1);
+  c.node(1).propose(cmds('x'));
+  c.stabilize();
+  c.tickAll(1);
+  for (const id of [1, 2]) assert.deepEqual(c.applied.get(id), ['noop', 'x']);
+  // A cluster of one is its own majority.
+  const one = new Raft({ config: defaultConfig(1, [1]), kernels: k, rng: new Prng(1), restored: newClusterLog() });
+  assert.equal(one.status().rejoining, false);
+  assert.equal(one.ready().rejoined, true);
+});
+
+test('a wiped node restarted as if for a new cluster finds it running and rejoins in full: no vote until caught up', () => {
+  for (const evidence of [{ ballot: 0, lastPosition: 2, chosenPrefix: 1 }, { ballot: 1, lastPosition: 2, chosenPrefix: 3 }]) {
+    const c = wipedFollower();
+    c.start(3, newClusterLog());
+    const f = c.node(3);
+    c.handle(3, f, f.ready());
+    c.queue = [];
+    f.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ...evidence, nonce: nonceOf(f) });
+    // Node 2 answers empty, as a member that never took part would: with node 3 that would be a majority.
+    f.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 0, lastPosition: 0, chosenPrefix: 1, nonce: nonceOf(f) });
+    let rd = f.ready();
+    assert.equal(rd.rejoined, false, `${JSON.stringify(evidence)}: not a new cluster`);
+    c.handle(3, f, rd);
+    assert.equal(f.status().rejoining, true);
+    for (let t = 0; t < defaultConfig(3, [1, 2, 3]).electionTicksMin; t++) f.tick();
+    if (f.hasReady()) c.handle(3, f, f.ready());
+    f.step({ type: MsgType.RequestVote, from: 2, to: 3, term: 5, lastIndex: 9, lastTerm: 1, preVote: true });
+    rd = f.ready();
+    assert.deepEqual(votesIn(rd), [{ to: 2, granted: false, preVote: true }], `${JSON.stringify(evidence)}: no vote while catching up`);
+    c.handle(3, f, rd);
+    f.invariants();
+  }
+  // A member that has only seen a term: the node takes that term with a vote for itself, so it never votes twice in it.
+  const t = wipedFollower();
+  t.start(3, newClusterLog());
+  const g = t.node(3);
+  t.handle(3, g, g.ready());
+  g.step({ type: MsgType.CatchUpReply, from: 1, to: 3, ballot: 1, lastPosition: 0, chosenPrefix: 1, nonce: nonceOf(g) });
+  g.step({ type: MsgType.CatchUpReply, from: 2, to: 3, ballot: 0, lastPosition: 0, chosenPrefix: 1, nonce: nonceOf(g) });
+  assert.deepEqual(g.ready().hardState, { ballot: 1, vote: 3 });
+  // Against the real members: it catches up with what it lost, then votes.
+  const c = wipedFollower();
+  c.start(3, newClusterLog());
+  c.stabilize();
+  c.tickAll(6);
+  assert.deepEqual(c.rejoined, [3]);
+  assert.deepEqual(c.applied.get(3), ['noop', 'a']);
+});
+
 test('a node restarted before its rejoined Ready was durable rejoins again, keeping what it appended', () => {
   const c = wipedFollower();
   c.isolated.add(2); // node 2 never answers: node 3 stays in step 1

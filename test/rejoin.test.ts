@@ -127,3 +127,45 @@ describe('bootstrapping: new data directories rejoin until every member answered
     });
   });
 });
+
+describe('--new-cluster: bootstraps with a member down, and does not make a wiped node of a running cluster vote at once', { timeout: 60_000 }, () => {
+  // Ports 25100-25152.
+  const c = new ProcCluster({ nodes: 3, basePort: 25100, extraArgs: ['--request-timeout-ms', '1000', '--snapshot-slots', '0'] });
+  after(async () => {
+    await c.stop();
+  });
+
+  test('two nodes with the third down elect a leader; the wiped leader restarted with --new-cluster rejoins without voting', async () => {
+    c.start(1, ['--new-cluster']);
+    c.start(2, ['--new-cluster']);
+    const leader = await c.leader(20_000);
+    for (let i = 0; i < 5; i++) assert.equal((await c.put(leader, `k${i}`, `v${i}`)).status, 200);
+    const other = leader === 1 ? 2 : 1;
+    // The leader loses its disk and is started again as if for a new cluster. Node 2 answers with
+    // its ballot and slots: the cluster runs, so the node rejoins in full. It cannot finish before
+    // node 3 has answered too, and node 3 is down, so it stays out of every quorum meanwhile.
+    await c.kill(leader);
+    fs.rmSync(c.dataDir(leader), { recursive: true, force: true });
+    c.start(leader, ['--new-cluster']);
+    await c.waitFor(`node ${leader} to answer /status`, async () => (await c.status(leader)) ?? undefined);
+    await new Promise((r) => setTimeout(r, 1500));
+    for (const id of [1, 2]) {
+      const s = await c.status(id);
+      assert.ok(s !== null, `node ${id} answers /status`);
+      assert.notEqual(s.role, 'leader', `node ${id}: no leader without the wiped node's vote`);
+    }
+    assert.equal((await c.status(leader))!.rejoining, true, 'the wiped node does not vote');
+    // Node 3 arrives (a new directory, rejoining): every member has answered, the wiped node catches
+    // up, and the writes acknowledged before are all there.
+    c.start(3);
+    const next = await c.leader(30_000);
+    await c.waitFor('every node to vote', async () => {
+      const ss = await Promise.all([1, 2, 3].map((id) => c.status(id)));
+      return ss.every((s) => s !== null && s.rejoining === false) ? true : undefined;
+    }, 30_000);
+    for (let i = 0; i < 5; i++) {
+      const g = await c.get(next, `k${i}`);
+      assert.deepEqual([g.status, g.body], [200, `v${i}`], `k${i} after the wiped node rejoined`);
+    }
+  });
+});

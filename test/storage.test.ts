@@ -57,6 +57,32 @@ test('persisted hard state, records and chosen prefix come back after a reopen',
   await s.close();
 });
 
+test('newCluster: a log that holds nothing comes back rejoining with newCluster, until it holds a ballot or says rejoined', async () => {
+  const dir = tmp();
+  const open = (newCluster: boolean) => LogStore.open({ dir, fsync: true, kernels, newCluster });
+  let s = open(true);
+  assert.deepEqual(s.load().restored, { hardState: { ballot: 0, vote: 0 }, records: [], chosenPrefix: 1, appliedPrefix: 1, snapshot: null, rejoining: true, newCluster: true });
+  await s.close();
+  s = open(false);
+  assert.equal(s.load().restored.newCluster, undefined, 'only when the node is told it starts a new cluster');
+  await s.close();
+  // A crash after a promise and before `rejoined`: the log holds a ballot, so it rejoins in full.
+  s = open(true);
+  await s.persist({ ...none, hardState: { ballot: 65537, vote: 0 } });
+  await s.close();
+  s = open(true);
+  let r = s.load().restored;
+  assert.equal(r.rejoining, true);
+  assert.equal(r.newCluster, undefined);
+  await s.persist({ ...none, hardState: { ballot: 65537, vote: 0 }, rejoined: true });
+  await s.close();
+  s = open(true);
+  r = s.load().restored;
+  assert.equal(r.rejoining, false);
+  assert.equal(r.newCluster, undefined);
+  await s.close();
+});
+
 test('preallocation: a new log file is grown with zeros, LMDB writes into and past them, and every record comes back', async () => {
   const dir = tmp();
   const file = path.join(dir, 'paxlog.mdb');

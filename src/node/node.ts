@@ -94,10 +94,13 @@ export interface NodeOptions<R> {
    */
   rejoinWithoutVoting?: boolean;
   /**
-   * A new data directory belongs to a new cluster: vote at once. Default false: a new directory
-   * might be a wiped one, so the node rejoins without voting, which needs every other member to
-   * answer once; pass true to bootstrap a cluster while a member is still down. Never pass it to
-   * restart a node whose disk was wiped or replaced.
+   * A new data directory belongs to a new cluster: the node votes as soon as a majority of the
+   * members, itself included, say they hold nothing (Restored.newCluster). Default false: a new
+   * directory might be a wiped one, so the node rejoins without voting, which needs every other
+   * member to answer once; pass true to bootstrap a cluster while a minority of it is still down.
+   * Passed to restart a node whose disk was wiped, it finds the cluster running when an answering
+   * member has a ballot or a slot, and rejoins; but not when every member that answers never took
+   * part in anything, so never pass it for that.
    */
   newCluster?: boolean;
   /**
@@ -587,7 +590,11 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       opts.logger.warn('NO CLUSTER SECRET (--secret-file, PAXLOG_SECRET or --secret): any process that reaches the peer port can join ' +
         'the protocol. Set a secret outside of local experiments.');
     }
-    if (loaded.restored.rejoining) {
+    if (loaded.restored.newCluster === true) {
+      opts.logger.info('a new cluster (--new-cluster): the node votes once a majority of the members, itself included, report ' +
+        'that they hold nothing. If one holds a ballot or a slot, the cluster is running and this log is not new but wiped: ' +
+        'the node then rejoins without voting until caught up from every other member');
+    } else if (loaded.restored.rejoining) {
       opts.logger.warn('rejoining without voting: this log is new (a first start, or a wiped or damaged one) and may have ' +
         'forgotten promises and accepts; the node catches up from every other member before it votes');
     }
@@ -977,6 +984,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       if (wrote) this.metrics.fsyncSeconds.observe((performance.now() - startMs) / 1e3);
       for (const m of rd.messagesAfterPersist) this.transport.send(m);
       this.core.advance(rd);
+      if (rd.rejoined) this.log.info('rejoined: the node votes again');
       if (rd.install && rd.snapshot !== null) this.snapshotDurable(rd.snapshot, true);
     }
     // The replies that waited for the disk leave now rather than at the end of the turn, which may

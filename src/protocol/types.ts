@@ -185,6 +185,23 @@ export interface Restored {
    * A cluster whose members all start new passes through the steps in one round trip.
    */
   rejoining: boolean;
+  /**
+   * With `rejoining`: the node was told it starts a new cluster (`--new-cluster`), and its log holds
+   * nothing (no ballot or term, no record, no snapshot). In step 1 it then counts the members that
+   * answer with nothing either: ballot (term) 0, lastPosition 0, chosenPrefix at most 1. Once such
+   * members and itself make a majority, the cluster is new: it votes at once (step 3, `rejoined`),
+   * which bootstraps a cluster with a minority of its members down. The first answer that shows
+   * anything means a running cluster, which a node with a new log can only join after losing its
+   * disk: it then rejoins in full. This catches the operator's mistake of restarting a wiped node
+   * with `--new-cluster` whenever an answering member has taken part in an election or holds a
+   * slot; it cannot when only members that never did answer, so it narrows, not closes, that hole.
+   */
+  newCluster?: boolean;
+}
+
+/** Whether a restored log holds nothing at all, as Restored.newCluster requires. */
+export function holdsNothing(r: Restored): boolean {
+  return r.hardState.ballot === 0 && r.hardState.vote === 0 && r.records.length === 0 && r.snapshot === null && r.chosenPrefix <= 1;
 }
 
 export interface Status {

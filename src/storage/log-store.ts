@@ -84,7 +84,7 @@ import { makeDirs } from './dirs.js';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { Kernels } from '../kernels/types.js';
 import { isDecodeError } from '../kernels/types.js';
-import type { HardState, LogRecord, ProtocolName, Ready, Restored, Snapshot } from '../protocol/types.js';
+import { holdsNothing, type HardState, type LogRecord, type ProtocolName, type Ready, type Restored, type Snapshot } from '../protocol/types.js';
 
 /** The parts of a Ready that storage writes. */
 export type PersistBatch = Pick<Ready, 'snapshot' | 'hardState' | 'truncateFrom' | 'records' | 'chosenPrefix'> & Partial<Pick<Ready, 'rejoined'>>;
@@ -96,8 +96,10 @@ export interface LogStoreOptions {
   fsync: boolean;
   kernels: Kernels;
   /**
-   * A new log is a member of a new cluster and votes at once (`--new-cluster`). False (the
-   * default): a new log may be a wiped one, so it is marked rejoining (see the header).
+   * The node starts a new cluster (`--new-cluster`): a log that holds nothing (a new one, or one
+   * whose node crashed before it voted) comes back with Restored.newCluster, so its core votes as
+   * soon as a majority of members say they hold nothing either. Either way a new log is marked
+   * rejoining (see the header): a new log may be a wiped one.
    */
   newCluster?: boolean;
   /**
@@ -368,6 +370,8 @@ export class LogStore {
   private readonly kernels: Kernels;
   /** Whether persists are synced; false only for experiments. */
   readonly fsync: boolean;
+  /** LogStoreOptions.newCluster. */
+  private readonly newCluster: boolean;
   /** Records refused since open (load and get); reported in /status and /metrics. */
   corruptCount = 0;
   /**
@@ -430,6 +434,7 @@ export class LogStore {
   private constructor(opts: LogStoreOptions) {
     this.kernels = opts.kernels;
     this.fsync = opts.fsync;
+    this.newCluster = opts.newCluster === true;
     this.dir = opts.dir;
     const file = logFile(opts.dir);
     this.existed = fs.existsSync(file);
@@ -481,7 +486,7 @@ export class LogStore {
       this.root.transactionSync(() => {
         this.putMetaSync('hard', [0, 0]);
         if (opts.identity !== undefined) this.putMetaSync('identity', identityNumbers(opts.identity));
-        if (opts.newCluster !== true) this.putMetaSync('rejoin', [Date.now()]);
+        this.putMetaSync('rejoin', [Date.now()]);
       });
     }
   }
@@ -604,7 +609,9 @@ export class LogStore {
     const missing = missingBetween(appliedPrefix, chosenPrefix, records, corrupt);
     // A damaged mark errs on the safe side: the node rejoins again, which costs one round trip.
     const rejoining = this.meta.getBinary('rejoin') !== undefined;
-    return { restored: { hardState, records, chosenPrefix, appliedPrefix, snapshot, rejoining }, corrupt, missing };
+    const restored: Restored = { hardState, records, chosenPrefix, appliedPrefix, snapshot, rejoining };
+    if (rejoining && this.newCluster && corrupt.length === 0 && holdsNothing(restored)) restored.newCluster = true;
+    return { restored, corrupt, missing };
   }
 
   /**

@@ -33,7 +33,7 @@ import {
   type ReadIndex, type ReadIndexReply, type SlotEntry, type SnapshotChunk, type SnapshotRequest,
 } from '../messages.js';
 import {
-  SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX, stoppingTicks, type Config, type LogRecord, type PlantedBug, type Protocol, type ProposeResult,
+  SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX, holdsNothing, stoppingTicks, type Config, type LogRecord, type PlantedBug, type Protocol, type ProposeResult,
   type ProtocolOptions, type ReadMode, type ReadState, type Ready, type Rng, type Role, type Snapshot, type Status,
 } from '../types.js';
 import type { Batcher, Kernels, PromiseCounter, SlotWindow } from '../../kernels/types.js';
@@ -308,6 +308,12 @@ export class MultiPaxos implements Protocol {
   private rejoinedDue = false;
   /** Drawn once per life when rejoining; a CatchUpReply counts only if it echoes it (0: not rejoining). */
   private catchUpNonce = 0;
+  /**
+   * Step 1 of a node told it starts a new cluster (Restored.newCluster): the members that answered
+   * holding nothing. Null when not checking, or once an answer showed a running cluster (a full
+   * rejoin follows). Invariant: non-null only in step 1; keys are in `others`.
+   */
+  private newClusterEmpty: Set<number> | null = null;
 
   // ---- Reads. ----
   /** Leader: reads waiting for a heartbeat round to confirm leadership. Bounded by pendingMax. */
@@ -406,6 +412,10 @@ export class MultiPaxos implements Protocol {
       // The planted bug skips the whole rule: the node votes as if it remembered everything.
       if (r.rejoining && !this.bugs.rejoinVotesAtOnce) {
         this.rejoinStep = 1;
+        if (r.newCluster === true) {
+          assert.ok(holdsNothing(r), 'Restored.newCluster with a log that holds something');
+          this.newClusterEmpty = new Set();
+        }
         this.catchUpNonce = this.rng.int(1, 2 ** 31);
         this.requestCatchUp();
         this.maybeRejoinStep(); // a single-member cluster has nobody to ask
@@ -654,6 +664,7 @@ export class MultiPaxos implements Protocol {
     if (this.rejoinStep < 3 && this.role !== 'follower') assert.fail(`a ${this.role} is still rejoining (step ${this.rejoinStep})`);
     if (this.rejoinStep === 2 && this.catchUpBallots.size !== this.others.length) assert.fail('step 2 of rejoining before every member answered');
     if (this.rejoinedDue && this.rejoinStep !== 3) assert.fail('rejoined announced before step 3');
+    if (this.newClusterEmpty !== null && this.rejoinStep !== 1) assert.fail(`checking for a new cluster at step ${this.rejoinStep}`);
     if (this.rejoinStep === 2 && this.promised < this.catchUpFence) assert.fail(`promised ${this.promised} below the fence ${this.catchUpFence}`);
     // Snapshots: spot checks at the edges of the trimmed log (a full scan per step would be O(log)).
     if (this.snapshotPrefix > this.applyNext) assert.fail(`snapshot prefix ${this.snapshotPrefix} above handed ${this.applyNext}`);
@@ -1107,23 +1118,36 @@ export class MultiPaxos implements Protocol {
     if (m.ballot > this.catchUpBallotMax) this.catchUpBallotMax = m.ballot;
     if (m.lastPosition > this.catchUpPositionMax) this.catchUpPositionMax = m.lastPosition;
     this.observe(m.ballot);
+    if (this.newClusterEmpty !== null) {
+      // A member that promised a ballot or holds a slot: the cluster runs, and our new log may be a wiped one.
+      if (m.ballot > 0 || m.lastPosition > 0 || m.chosenPrefix > 1) this.newClusterEmpty = null;
+      else this.newClusterEmpty.add(m.from);
+    }
     // Its chosen prefix is true: fetch up to it.
     if (m.chosenPrefix > this.learnTarget) this.learnTarget = m.chosenPrefix;
   }
 
   /** Move to the next step when its condition holds (called after every input that may change it). */
   private maybeRejoinStep(): void {
+    if (this.rejoinStep === 1 && this.newClusterEmpty !== null && this.newClusterEmpty.size + 1 >= this.quorum) {
+      // A majority, this node with them, holds nothing: the cluster is new, and nothing was promised or accepted that we forgot.
+      this.newClusterEmpty = null;
+      return this.rejoined();
+    }
     if (this.rejoinStep === 1 && this.catchUpBallots.size === this.others.length) {
       this.rejoinStep = 2;
       this.catchUpFence = this.catchUpBallotMax;
       if (this.catchUpBallotMax > this.promised) this.promise(this.catchUpBallotMax);
     }
-    if (this.rejoinStep === 2 && this.chosenPrefix > this.catchUpPositionMax && this.others.every((p) => this.isFenced(p))) {
-      this.rejoinStep = 3;
-      this.rejoinedDue = true;
-      this.hardStateDirty = true; // the Ready that says `rejoined` carries the hard state with it
-      this.electionElapsed = 0;
-    }
+    if (this.rejoinStep === 2 && this.chosenPrefix > this.catchUpPositionMax && this.others.every((p) => this.isFenced(p))) this.rejoined();
+  }
+
+  /** Step 3: this node votes again. */
+  private rejoined(): void {
+    this.rejoinStep = 3;
+    this.rejoinedDue = true;
+    this.hardStateDirty = true; // the Ready that says `rejoined` carries the hard state with it
+    this.electionElapsed = 0;
   }
 
   // ------------------------------------------------------------------ elections

@@ -72,7 +72,7 @@ import type {
   Snapshot,
   Status,
 } from '../types.js';
-import { SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX, stoppingTicks } from '../types.js';
+import { SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX, holdsNothing, stoppingTicks } from '../types.js';
 import { Progress, ReplicaState } from './progress.js';
 import { ServedSnapshots } from '../served-snapshots.js';
 
@@ -294,6 +294,12 @@ export class Raft implements Protocol {
   private rejoinedOut = false;
   /** Drawn once per life when rejoining; a CatchUpReply counts only if it echoes it (0: not rejoining). */
   private catchUpNonce = 0;
+  /**
+   * Asking, as a node told it starts a new cluster (Restored.newCluster): the members that answered
+   * holding nothing. Null when not checking, or once an answer showed a running cluster (a full
+   * rejoin follows). Invariant: non-null only while Asking; a subset of catchUpAnswered.
+   */
+  private newClusterEmpty: Set<number> | null = null;
 
   constructor(opts: ProtocolOptions) {
     const cfg = opts.config;
@@ -329,7 +335,13 @@ export class Raft implements Protocol {
       this.reignFirstRound = this.round + 1;
       this.remoteReadSeq = this.rng.int(1, 2 ** 31) * 2 ** 20;
       // With the planted bug a node that lost its state votes at once, as if it remembered.
-      if (opts.restored.rejoining && !this.bugs.rejoinVotesAtOnce) this.startRejoin();
+      if (opts.restored.rejoining && !this.bugs.rejoinVotesAtOnce) {
+        if (opts.restored.newCluster === true) {
+          assert.ok(holdsNothing(opts.restored), 'Restored.newCluster with a log that holds something');
+          this.newClusterEmpty = new Set();
+        }
+        this.startRejoin();
+      }
     }
     // A node that has seen a term may have acknowledged a leader's confirmation round just before
     // it crashed; it refuses votes for an election timeout after restarting, as it would have.
@@ -1207,7 +1219,8 @@ export class Raft implements Protocol {
     this.rejoin = Rejoin.Asking;
     this.catchUpNonce = this.rng.int(1, 2 ** 31);
     this.sendCatchUpRequests();
-    if (this.others.length === 0) this.beginCatchingUp();
+    if (this.newClusterEmpty !== null && this.quorum === 1) this.newClusterFound();
+    else if (this.others.length === 0) this.beginCatchingUp();
   }
 
   /** Ask the members that have not answered yet. */
@@ -1252,7 +1265,24 @@ export class Raft implements Protocol {
     this.catchUpAnswered.add(m.from);
     this.catchUpTermMax = Math.max(this.catchUpTermMax, m.ballot);
     this.catchUpLastMax = Math.max(this.catchUpLastMax, m.lastPosition);
+    if (this.newClusterEmpty !== null) {
+      // A member that has seen a term or holds an entry: the cluster runs, and our new log may be a wiped one.
+      if (m.ballot > 0 || m.lastPosition > 0 || m.chosenPrefix > 1) this.newClusterEmpty = null;
+      else this.newClusterEmpty.add(m.from);
+      if (this.newClusterEmpty !== null && this.newClusterEmpty.size + 1 >= this.quorum) return this.newClusterFound();
+    }
     if (this.catchUpAnswered.size === this.others.length) this.beginCatchingUp();
+  }
+
+  /** A majority, this node with them, holds nothing: the cluster is new, nothing was voted or acknowledged that we forgot, and we vote at once. */
+  private newClusterFound(): void {
+    assert.equal(this.rejoin, Rejoin.Asking, 'only an asking node finds a new cluster');
+    this.newClusterEmpty = null;
+    this.rejoin = Rejoin.Done;
+    this.rejoinedOut = true;
+    this.hardStateDirty = true; // the Ready that says `rejoined` carries the hard state too
+    this.catchUpAnswered.clear();
+    this.resetElectionTimer();
   }
 
   /**
@@ -1447,6 +1477,8 @@ export class Raft implements Protocol {
     assert.ok(this.vote === 0 || this.cfg.peers.includes(this.vote), `vote for non-member ${this.vote}`);
     assert.ok(this.catchUpAnswered.size <= this.others.length && [...this.catchUpAnswered].every((p) => this.others.includes(p)),
       'catch-up answers from non-members');
+    assert.ok(this.newClusterEmpty === null || (this.rejoin === Rejoin.Asking && [...this.newClusterEmpty].every((p) => this.catchUpAnswered.has(p))),
+      'checking for a new cluster outside step 1, or counting a member that did not answer');
     if (this.rejoin !== Rejoin.Done) {
       assert.equal(this.state, State.Follower, 'a rejoining node is a follower');
       assert.ok(this.rejoin !== Rejoin.Asking || this.catchUpAnswered.size < this.others.length, 'asking with every answer in');
