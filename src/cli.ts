@@ -410,9 +410,10 @@ export function buildProgram(): Command {
     .option('--wipes <p>', 'probability a restart finds an empty disk and rejoins without voting', probability)
     .option('--pauses <p>', 'per-tick, per-node probability that a node pauses (as under SIGSTOP) for 1 to 4 election timeouts', probability)
     .option('--stops <p>', 'share of crashes that are graceful stops: the node tells its peers it is stopping, and a follower of a stopped leader campaigns at once', probability)
+    .option('--new-cluster', 'the cluster bootstraps as serve --new-cluster starts it: every node votes once a majority answered holding nothing', false)
     .action(async (f: {
       seeds: number; start: number; nodes: number; steps: number; protocol: ProtocolName; bug?: Partial<Record<PlantedBug, boolean>>;
-      storageFaults?: number; rejoinShare?: number; wipes?: number; pauses?: number; stops?: number;
+      storageFaults?: number; rejoinShare?: number; wipes?: number; pauses?: number; stops?: number; newCluster: boolean;
     }) => {
       // The simulator lives in src/sim/main.ts; load it only when asked.
       const modulePath = './sim/main.js';
@@ -420,7 +421,7 @@ export function buildProgram(): Command {
       const mod = (await import(modulePath)) as { simMain: SimMain };
       const code = await mod.simMain({
         seeds: f.seeds, start: f.start, nodes: Number(f.nodes), steps: f.steps, protocol: f.protocol, bugs: f.bug,
-        storageFaults: f.storageFaults, rejoinShare: f.rejoinShare, wipes: f.wipes, pauses: f.pauses, stops: f.stops,
+        storageFaults: f.storageFaults, rejoinShare: f.rejoinShare, wipes: f.wipes, pauses: f.pauses, stops: f.stops, newCluster: f.newCluster,
       });
       if (typeof code === 'number') process.exitCode = code;
     });

@@ -219,6 +219,36 @@ test('graceful stops: both protocols stay safe and live over 150 seeds each when
   assert.equal(replayCommand({ seed: 7, nodes: 3, steps: 1000, protocol: 'raft', stops: 0.5 }), 'paxlog sim --seeds 1 --start 7 --nodes 3 --steps 1000 --protocol raft --stops 0.5');
 });
 
+test('a cluster bootstrapping as --new-cluster starts it: both protocols stay safe and live over 60 seeds each at 3 and 5 nodes, and nodes vote once a majority answered', () => {
+  for (const protocol of ['multipaxos', 'raft'] as const) {
+    for (const nodes of [3, 5] as const) {
+      let starts = 0;
+      let onMajority = 0;
+      for (let seed = 1; seed <= 60; seed++) {
+        const r = simulate({ seed, nodes, steps: 2000, protocol, newCluster: true, wipes: 0.1, stops: 0.3 });
+        assert.equal(r.violation, null, `${protocol} ${nodes} nodes seed ${seed}: ${r.violation}`);
+        assert.deepEqual(r.rejoining, [], `${protocol} ${nodes} nodes seed ${seed}: every node ends voting`);
+        assert.ok(r.stats.newClusterStarts >= nodes && r.stats.rejoined >= nodes, `${protocol} ${nodes} nodes seed ${seed}: ${JSON.stringify(r.stats)}`);
+        starts += r.stats.newClusterStarts;
+        onMajority += r.stats.rejoinedOnMajority;
+      }
+      // Without the check a node rejoins only once every other member answered; with it, on a majority.
+      assert.ok(onMajority >= 30 && starts > 60 * nodes, `${protocol} ${nodes} nodes: ${onMajority} nodes voted on a majority's answers, ${starts} newCluster starts`);
+    }
+  }
+});
+
+test('paxlog sim takes --new-cluster, counts what the check did, and its replay line carries it', async () => {
+  const lines: string[] = [];
+  const code = await simMain({ seeds: 3, start: 1, nodes: 3, steps: 800, protocol: 'raft', newCluster: true, quiet: true, print: (l) => lines.push(l) });
+  assert.equal(code, 0, lines.join('\n'));
+  const line = lines.find((l) => l.startsWith('new cluster: '));
+  const m = /^new cluster: (\d+) starts with the check, (\d+) nodes voted before every member had answered$/.exec(line ?? '');
+  assert.ok(m && Number(m[1]) >= 9, lines.join('\n'));
+  assert.equal(replayCommand({ seed: 7, nodes: 3, steps: 1000, protocol: 'raft', newCluster: true, wipes: 0.1 }),
+    'paxlog sim --seeds 1 --start 7 --nodes 3 --steps 1000 --protocol raft --new-cluster --wipes 0.1');
+});
+
 test('paxlog sim takes --pauses, counts them, and its replay line carries it', async () => {
   const lines: string[] = [];
   assert.equal(await simMain({ seeds: 2, start: 1, nodes: 3, steps: 1000, protocol: 'multipaxos', pauses: 0.01, print: (l) => lines.push(l) }), 0, lines.join('\n'));

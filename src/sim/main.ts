@@ -24,6 +24,8 @@ export interface SimMainOptions {
   pauses?: number;
   /** Share of crashes that are graceful stops with notices to the peers (SimOptions.stops). */
   stops?: number;
+  /** The cluster bootstraps as `--new-cluster` starts it (SimOptions.newCluster). */
+  newCluster?: boolean;
   /** Print only failures and the summary. */
   quiet?: boolean;
   /** Where lines go (default: stdout). */
@@ -35,11 +37,13 @@ const faultOptions = faultFields.map((field) => [`--${field.replace(/[A-Z]/g, (c
 
 export const replayCommand = (o: {
   seed: number; nodes: number; steps: number; protocol: string; bugs?: Bugs; storageFaults?: number; rejoinShare?: number; wipes?: number; pauses?: number; stops?: number;
+  newCluster?: boolean;
 }): string => {
   const bugs = Object.entries(o.bugs ?? {}).filter(([, on]) => on).map(([b]) => ` --bug ${b}`).join('');
   // Only the fault options that are on, so a replay line without them reads as it always did.
   const faults = faultOptions.filter(([, field]) => (o[field] ?? 0) > 0).map(([flag, field]) => ` ${flag} ${o[field]}`).join('');
-  return `paxlog sim --seeds 1 --start ${o.seed} --nodes ${o.nodes} --steps ${o.steps} --protocol ${o.protocol}${faults}${bugs}`;
+  const newCluster = o.newCluster === true ? ' --new-cluster' : '';
+  return `paxlog sim --seeds 1 --start ${o.seed} --nodes ${o.nodes} --steps ${o.steps} --protocol ${o.protocol}${newCluster}${faults}${bugs}`;
 };
 
 /** Returns the exit code: 0 when every seed passed, 1 at the first violation, 2 for bad options. */
@@ -52,8 +56,8 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
   let failed: SimResult | null = null;
   let ran = 0;
   /** Snapshot counts summed over the seeds run. */
-  const totals = { snapshots: 0, installs: 0, chunks: 0, storageFaults: 0, refused: 0, wipes: 0, rejoins: 0, rejoined: 0, pauses: 0, notices: 0 };
-  const faults = { storageFaults: opts.storageFaults, rejoinShare: opts.rejoinShare, wipes: opts.wipes, pauses: opts.pauses, stops: opts.stops };
+  const totals = { snapshots: 0, installs: 0, chunks: 0, storageFaults: 0, refused: 0, wipes: 0, rejoins: 0, rejoined: 0, pauses: 0, notices: 0, newClusterStarts: 0, rejoinedOnMajority: 0 };
+  const faults = { storageFaults: opts.storageFaults, rejoinShare: opts.rejoinShare, wipes: opts.wipes, pauses: opts.pauses, stops: opts.stops, newCluster: opts.newCluster };
   for (let seed = opts.start; seed < opts.start + opts.seeds; seed++) {
     const r = simulate({ seed, nodes: opts.nodes, steps: opts.steps, protocol: opts.protocol, bugs: opts.bugs, ...faults });
     ran++;
@@ -68,6 +72,8 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
     totals.rejoined += r.stats.rejoined;
     totals.pauses += r.stats.pauses;
     totals.notices += r.stats.notices;
+    totals.newClusterStarts += r.stats.newClusterStarts;
+    totals.rejoinedOnMajority += r.stats.rejoinedOnMajority;
     if (!opts.quiet || r.violation) {
       const s = r.stats;
       print(`seed ${seed}: ${opts.protocol} nodes=${opts.nodes} steps=${opts.steps} ${describeFaults(r.faults)}`);
@@ -93,6 +99,9 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
     `${totals.rejoins} rejoining starts, ${totals.rejoined} rejoins completed`);
   if ((opts.pauses ?? 0) > 0) print(`pauses: ${totals.pauses}`);
   if ((opts.stops ?? 0) > 0) print(`stopping notices delivered: ${totals.notices}`);
+  if (opts.newCluster === true) {
+    print(`new cluster: ${totals.newClusterStarts} starts with the check, ${totals.rejoinedOnMajority} nodes voted before every member had answered`);
+  }
   print(`${ran} seeds (${ticks} ticks) in ${seconds.toFixed(1)} s: ${(ran / seconds).toFixed(1)} seeds/s; ` +
     `${failed ? `violation at seed ${failed.seed}` : 'no violation'}`);
   return failed ? 1 : 0;

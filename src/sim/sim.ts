@@ -24,7 +24,9 @@
 // log aside and rejoins without voting, as --rejoin-without-voting does) or empty (a replaced disk:
 // it rejoins without voting). A rejoining node starts from an empty durable state with
 // Restored.rejoining set, and comes up rejoining again after every restart until a persisted Ready
-// says `rejoined` (the durable mark). Refused and rejoining nodes together stay a minority. The
+// says `rejoined` (the durable mark). With SimOptions.newCluster every node first starts so too, as
+// `--new-cluster` starts it (Restored.newCluster while its log holds nothing), and votes once a
+// majority answers holding nothing. Refused and rejoining nodes together stay a minority. The
 // Multi-Paxos ground truth keeps every accept a node ever made durable, forgotten ones included:
 // a forgotten accept of a chosen value is exactly what a node that votes at once can betray.
 //
@@ -36,7 +38,7 @@
 import assert from 'node:assert/strict';
 import { MsgType, type Message } from '../protocol/messages.js';
 import {
-  defaultConfig, type Config, type LogRecord, type PlantedBug, type Protocol, type ProtocolName,
+  defaultConfig, holdsNothing, type Config, type LogRecord, type PlantedBug, type Protocol, type ProtocolName,
   type Ready, type ReadMode, type Snapshot,
 } from '../protocol/types.js';
 import { isDecodeError, type Kernels } from '../kernels/types.js';
@@ -93,6 +95,13 @@ export interface SimOptions {
    * a side stream of its own.
    */
   stops?: number;
+  /**
+   * The cluster bootstraps as `--new-cluster` starts it: every node's first start is from an empty
+   * log marked rejoining, with Restored.newCluster, and so is every restart while it holds nothing
+   * and has not rejoined (a wipe never is: a wiped node restarted so is the operator's mistake the
+   * check only narrows). False (the default): nodes start fresh and vote at once, as always.
+   */
+  newCluster?: boolean;
   /** TEST ONLY: a driver that handles what waited at a woken node before its clock catches up. */
   staleClockOnWake?: boolean;
   /** TEST ONLY: builds the cores instead of the protocol's own factory (a test wraps a core to make it misbehave). */
@@ -168,8 +177,13 @@ export interface SimResult {
     wipes: number;
     /** Cores started rejoining: every wipe, and every restart of a node whose rejoining was not yet persisted as done. */
     rejoins: number;
-    /** Readys with `rejoined` persisted: rejoins completed. Invariant: at most wipes. */
+    /** Readys with `rejoined` persisted: rejoins completed. Invariant: at most wipes, plus the nodes with SimOptions.newCluster. */
     rejoined: number;
+    /** Cores started with Restored.newCluster (SimOptions.newCluster): each node's first start, and restarts before it voted. */
+    newClusterStarts: number;
+    /** Rejoins completed before a CatchUpReply from every other member reached the node in that life:
+     *  only the newCluster check completes so (it needs a majority), never a full rejoin. */
+    rejoinedOnMajority: number;
     /** compact() calls: snapshots the nodes took. */
     snapshots: number;
     /** Readys with install=true: snapshots taken in from a peer (each checked against the global log). */
@@ -308,6 +322,12 @@ interface SimNode {
    *  with `rejoined` is persisted. While set, every restart comes up rejoining, and the node counts
    *  as damaged for the minority rule. */
   rejoining: boolean;
+  /** Started as `--new-cluster` starts a node (SimOptions.newCluster): set at the first start,
+   *  cleared by a wipe and once `rejoined` is persisted. While set, a start whose durable state
+   *  holds nothing restores with Restored.newCluster, as LogStore does. */
+  newCluster: boolean;
+  /** Members whose CatchUpReply reached this node since it last started. Bounded by the member count. */
+  answeredBy: Set<number>;
 }
 
 interface PendingOp {
@@ -410,7 +430,7 @@ export class Simulation {
   private readonly heldBack = new Set<number>();
   readonly stats = {
     delivered: 0, dropped: 0, crashes: 0, partitions: 0, writesAcked: 0, readsOk: 0, unknown: 0, applied: 0,
-    storageFaults: 0, wipes: 0, rejoins: 0, rejoined: 0, snapshots: 0, installs: 0, chunks: 0, pauses: 0, notices: 0,
+    storageFaults: 0, wipes: 0, rejoins: 0, rejoined: 0, newClusterStarts: 0, rejoinedOnMajority: 0, snapshots: 0, installs: 0, chunks: 0, pauses: 0, notices: 0,
   };
 
   constructor(private readonly o: SimOptions) {
@@ -449,10 +469,10 @@ export class Simulation {
         id, core: null, durable: new Durable(true),
         persisting: [], appliedNext: 1, digest: DIGEST_EMPTY, snapshotAt: 1, installs: 0,
         kv: new Map(), readsHeld: [], restartAt: 0, pausedUntil: 0, ticksOwed: 0, heldMessages: [], heldRequests: [],
-        jumps: [], refused: '', rejoining: false,
+        jumps: [], refused: '', rejoining: o.newCluster === true, newCluster: o.newCluster === true, answeredBy: new Set(),
       };
       this.nodes.push(n);
-      this.start(n, false);
+      this.start(n, n.newCluster);
     }
     for (let c = 1; c <= this.faults.clients; c++) this.clients.push({ id: c, op: 0, pending: null, nextAt: this.rng.int(0, 20) });
   }
@@ -481,10 +501,15 @@ export class Simulation {
 
   private start(n: SimNode, restore: boolean): void {
     const restored = restore ? n.durable.restored() : undefined;
+    n.answeredBy.clear();
     // The durable mark: until a Ready with `rejoined` was persisted, the node rejoins again.
     if (restored && n.rejoining) {
       restored.rejoining = true;
       this.stats.rejoins++;
+      if (n.newCluster && holdsNothing(restored)) {
+        restored.newCluster = true;
+        this.stats.newClusterStarts++;
+      }
     }
     n.core = this.factory({
       config: this.configs[n.id - 1], kernels: this.k, rng: this.rng.fork(), bugs: this.o.bugs, restored, incarnation: ++this.incarnations,
@@ -643,6 +668,7 @@ export class Simulation {
       for (const m of next) {
         if (!n.core) break;
         this.stats.delivered++;
+        if (m.type === MsgType.CatchUpReply) n.answeredBy.add(m.from);
         n.core.step(m);
       }
     }
@@ -724,6 +750,7 @@ export class Simulation {
     n.durable = new Durable(true);
     this.snapshotCrcs.delete(n.id);
     n.rejoining = true;
+    n.newCluster = false;
     this.stats.wipes++;
     this.start(n, true);
   }
@@ -824,6 +851,7 @@ export class Simulation {
       if (this.paused(target)) { target.heldMessages.push(m); continue; }
       this.stats.delivered++;
       if (m.type === MsgType.SnapshotChunk) this.stats.chunks++;
+      if (m.type === MsgType.CatchUpReply) target.answeredBy.add(m.from);
       target.core.step(m);
     }
   }
@@ -903,7 +931,9 @@ export class Simulation {
       if (!n.rejoining) throw new Violation(`node ${n.id} said rejoined, but it was never started rejoining (or had rejoined already)`);
       if (!rd.hardState) throw new Violation(`node ${n.id} said rejoined without the hard state that goes with it`);
       n.rejoining = false;
+      n.newCluster = false;
       this.stats.rejoined++;
+      if (n.answeredBy.size < this.nodes.length - 1) this.stats.rejoinedOnMajority++;
     }
     if (rd.snapshot) this.snapshotCrcs.set(n.id, this.k.crc32c(rd.snapshot.bytes));
     if (this.o.protocol === 'multipaxos') for (const r of rd.records) this.recordAccept(n, r);
