@@ -141,6 +141,14 @@ describe('--new-cluster: bootstraps with a member down, and does not make a wipe
     const leader = await c.leader(20_000);
     for (let i = 0; i < 5; i++) assert.equal((await c.put(leader, `k${i}`, `v${i}`)).status, 200);
     const other = leader === 1 ? 2 : 1;
+    // The other node must know every chosen slot first. It is the only member left that votes, and
+    // the rejoining nodes vote only once their chosen prefix passes the highest slot any member
+    // accepted: a slot it accepted without hearing it was chosen would then wait for a leader that
+    // nobody can elect (the README's known limits of rejoining; a CI run sat 30 s without a leader).
+    await c.waitFor(`node ${other} to know every chosen slot`, async () => {
+      const [l, o] = await Promise.all([c.status(leader), c.status(other)]);
+      return l !== null && o !== null && l.inFlight === 0 && o.chosenPrefix === l.chosenPrefix ? true : undefined;
+    });
     // The leader loses its disk and is started again as if for a new cluster. Node 2 answers with
     // its ballot and slots: the cluster runs, so the node rejoins in full. It cannot finish before
     // node 3 has answered too, and node 3 is down, so it stays out of every quorum meanwhile.
