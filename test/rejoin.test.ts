@@ -144,7 +144,8 @@ describe('--new-cluster: bootstraps with a member down, and does not make a wipe
     // The other node must know every chosen slot first. It is the only member left that votes, and
     // the rejoining nodes vote only once their chosen prefix passes the highest slot any member
     // accepted: a slot it accepted without hearing it was chosen would then wait for a leader that
-    // nobody can elect (the README's known limits of rejoining; a CI run sat 30 s without a leader).
+    // nobody can elect (the README's known limits of rejoining). A CI run sat 30 s without a leader,
+    // most likely so: a leader answers its client before its Commit frames leave, and the kill came between.
     await c.waitFor(`node ${other} to know every chosen slot`, async () => {
       const [l, o] = await Promise.all([c.status(leader), c.status(other)]);
       return l !== null && o !== null && l.inFlight === 0 && o.chosenPrefix === l.chosenPrefix ? true : undefined;
