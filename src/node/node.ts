@@ -984,7 +984,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
       if (wrote) this.metrics.fsyncSeconds.observe((performance.now() - startMs) / 1e3);
       for (const m of rd.messagesAfterPersist) this.transport.send(m);
       this.core.advance(rd);
-      if (rd.rejoined) this.log.info('rejoined: the node votes again');
+      if (rd.rejoined) this.log.info('rejoining done: the node votes from now on');
       if (rd.install && rd.snapshot !== null) this.snapshotDurable(rd.snapshot, true);
     }
     // The replies that waited for the disk leave now rather than at the end of the turn, which may
