@@ -2,7 +2,7 @@
 // scenario runner and the simulator so both protocols print alike.
 
 import { MsgType, type Message } from '../protocol/messages.js';
-import type { Status } from '../protocol/types.js';
+import type { ProtocolName, Status } from '../protocol/types.js';
 import type { Kernels } from '../kernels/types.js';
 
 const TYPE_NAMES: Record<number, string> = {
@@ -30,9 +30,13 @@ export const valueText = (k: Kernels, value: Uint8Array): string => {
   return cmds.map((c) => utf8.decode(c)).join(' ');
 };
 
-/** One line: "1->2 Accept ballot=1.1 chosenPrefix=1 entries=[1@1.1:x]". */
-export const describeMessage = (k: Kernels, m: Message): string => {
-  const isRaft = m.type >= MsgType.RequestVote && m.type <= MsgType.AppendResult;
+/**
+ * One line: "1->2 Accept ballot=1.1 chosenPrefix=1 entries=[1@1.1:x]". A message both protocols
+ * send (CatchUpReply, say) carries Raft's term in its `ballot`: given the protocol, it prints as
+ * "term=1" there, not as a ballot.
+ */
+export const describeMessage = (k: Kernels, m: Message, protocol?: ProtocolName): string => {
+  const isRaft = protocol === 'raft' || (m.type >= MsgType.RequestVote && m.type <= MsgType.AppendResult);
   const parts = [`${m.from}->${m.to} ${TYPE_NAMES[m.type] ?? `type${m.type}`}`];
   for (const [key, v] of Object.entries(m)) {
     if (key === 'from' || key === 'to' || key === 'type') continue;
@@ -44,6 +48,7 @@ export const describeMessage = (k: Kernels, m: Message): string => {
     } else if (key === 'values') {
       parts.push(`values=[${(v as Uint8Array[]).map((c) => utf8.decode(c)).join(' ')}]`);
     } else if (key === 'ballot' && !isRaft && m.type !== MsgType.SnapshotChunk) parts.push(`ballot=${ballotText(v as number)}`);
+    else if (key === 'ballot' && protocol === 'raft') parts.push(`term=${String(v)}`);
     else parts.push(`${key}=${String(v)}`);
   }
   return parts.join(' ');

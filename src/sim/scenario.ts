@@ -21,7 +21,8 @@
 //   partition 1 | 2 3       cut every link between the groups; heal removes all cuts
 //   crash N / restart N     stop a node (it keeps what it persisted) / start it from storage
 //   stop N                  crash N gracefully: every live node its links reach hears it is stopping
-//   wipe N                  stop node N and start it from empty storage, rejoining without voting
+//   wipe N [new-cluster]    stop node N and start it from empty storage, rejoining without voting;
+//                           with new-cluster, as `serve --new-cluster` starts it (Restored.newCluster)
 //   snapshot N              node N snapshots what it applied (compact); the next Ready trims its log
 //   status [N]              one describe line per node
 //   log N                   the values node N has applied
@@ -34,7 +35,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Message } from '../protocol/messages.js';
-import { defaultConfig, type Config, type PlantedBug, type Protocol, type Status } from '../protocol/types.js';
+import { defaultConfig, type Config, type PlantedBug, type Protocol, type ProtocolName, type Status } from '../protocol/types.js';
 import type { Kernels } from '../kernels/types.js';
 import { loadKernels } from '../kernels/index.js';
 import { Durable } from './durable.js';
@@ -104,6 +105,8 @@ export class ScenarioCluster {
   /** Cut links as "from>to". */
   private readonly cuts = new Set<string>();
   private readonly ids: number[];
+  /** The protocol the cores run, as they report it. */
+  private readonly protocol: ProtocolName;
 
   constructor(private readonly factory: ProtocolFactory, private readonly k: Kernels, private readonly configs: Config[], private readonly seed: number) {
     this.ids = configs.map((c) => c.id);
@@ -111,16 +114,18 @@ export class ScenarioCluster {
       this.nodes.set(c.id, { core: null, durable: new Durable(), applied: [], last: null, rejoining: false });
       this.start(c.id, false);
     }
+    this.protocol = this.core(this.ids[0]).status().protocol;
   }
 
   /** Cores started so far: each gets the next as its incarnation (see ProtocolOptions). */
   private incarnations = 0;
 
-  private start(id: number, restore: boolean): void {
+  private start(id: number, restore: boolean, newCluster = false): void {
     const n = this.nodes.get(id)!;
     const config = this.configs.find((c) => c.id === id)!;
     const restored = restore ? n.durable.restored() : undefined;
     if (restored && n.rejoining) restored.rejoining = true;
+    if (restored && newCluster) restored.newCluster = true;
     n.core = this.factory({
       config, kernels: this.k, rng: new Prng(this.seed * 1000 + id + (restore ? 500 : 0)), restored, incarnation: ++this.incarnations,
     });
@@ -272,11 +277,13 @@ export class ScenarioCluster {
       case 'wipe': {
         // A disk replaced, or a damaged log set aside: everything this node persisted is gone.
         const id = num(args[0]);
+        if (args.length > 2 || (args.length === 2 && args[1] !== 'new-cluster')) throw new Error('wipe takes a node id and, optionally, new-cluster');
+        const newCluster = args[1] === 'new-cluster';
         const n = this.nodes.get(id)!;
         n.durable = new Durable();
         n.rejoining = true;
-        this.start(id, true);
-        out.push(`${id} wiped: rejoining without voting`);
+        this.start(id, true, newCluster);
+        out.push(newCluster ? `${id} wiped, started as for a new cluster: votes at once only if a majority holds nothing` : `${id} wiped: rejoining without voting`);
         break;
       }
       case 'snapshot': {
@@ -312,7 +319,7 @@ export class ScenarioCluster {
     this.queue = [];
     for (const m of batch) {
       if (hold(m)) { this.queue.push(m); continue; }
-      const line = describeMessage(this.k, m);
+      const line = describeMessage(this.k, m, this.protocol);
       if (drop(m)) { out.push(`${line} DROPPED`); continue; }
       if (this.cuts.has(`${m.from}>${m.to}`)) { out.push(`${line} DROPPED (partition)`); continue; }
       const target = this.nodes.get(m.to)?.core;
