@@ -592,7 +592,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     }
     if (loaded.restored.newCluster === true) {
       opts.logger.info('a new cluster (--new-cluster): the node votes once a majority of the members, itself included, report ' +
-        'that they hold nothing. If one holds a ballot or a slot, the cluster is running and this log is not new but wiped: ' +
+        'that they hold nothing. If one holds a ballot or a slot, the cluster is running (and this node a late member, or a wiped one): ' +
         'the node then rejoins without voting until caught up from every other member');
     } else if (loaded.restored.rejoining) {
       opts.logger.warn('rejoining without voting: this log is new (a first start, or a wiped or damaged one) and may have ' +

@@ -191,8 +191,8 @@ export interface Restored {
    * answer with nothing either: ballot (term) 0, lastPosition 0, chosenPrefix at most 1. Once such
    * members and itself make a majority, the cluster is new: it votes at once (step 3, `rejoined`),
    * which bootstraps a cluster with a minority of its members down. The first answer that shows
-   * anything means a running cluster, which a node with a new log can only join after losing its
-   * disk: it then rejoins in full. This catches the operator's mistake of restarting a wiped node
+   * anything means a running cluster: this node may be a wiped member of it (or a new member that
+   * started late), and it rejoins in full, which is safe either way. This catches the operator's mistake of restarting a wiped node
    * with `--new-cluster` whenever an answering member has taken part in an election or holds a
    * slot; it cannot when only members that never did answer, so it narrows, not closes, that hole.
    */
