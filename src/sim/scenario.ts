@@ -133,6 +133,13 @@ export class ScenarioCluster {
     n.last = n.core.status();
   }
 
+  /** Node `id` is down: its core is gone, what it persisted stays. */
+  private down(id: number): void {
+    const n = this.nodes.get(id)!;
+    n.core = null;
+    n.last = null;
+  }
+
   private core(id: number): Protocol {
     const n = this.nodes.get(id);
     if (!n) throw new Error(`no node ${id}`);
@@ -250,9 +257,7 @@ export class ScenarioCluster {
       }
       case 'heal': this.cuts.clear(); break;
       case 'crash': {
-        const n = this.nodes.get(num(args[0]))!;
-        n.core = null;
-        n.last = null;
+        this.down(num(args[0]));
         out.push(`${args[0]} crashed`);
         break;
       }
@@ -260,9 +265,7 @@ export class ScenarioCluster {
         // A graceful stop: the node goes, and every live peer its link reaches hears that it is
         // stopping (Protocol.peerStopping), as node.ts does on a link closed with code 1001.
         const id = num(args[0]);
-        const n = this.nodes.get(id)!;
-        n.core = null;
-        n.last = null;
+        this.down(id);
         out.push(`${id} stopped`);
         for (const other of this.ids) {
           if (other !== id && !this.cuts.has(`${id}>${other}`)) this.nodes.get(other)!.core?.peerStopping(id);
