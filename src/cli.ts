@@ -177,7 +177,8 @@ async function cluster(f: ClusterFlags): Promise<void> {
   const httpBase = f.httpBasePort ?? f.basePort + 1000;
   const children: ChildProcess[] = [];
   let stopping = false;
-  // No node has a log yet: the cluster is new, and its nodes vote at once. Otherwise a node without
+  // No node has a log yet: the cluster is new, and its nodes vote once a majority of them has
+  // answered holding nothing (serve --new-cluster). Otherwise a node without
   // a log lost it (or was added) and rejoins without voting, as `serve` does by default.
   const newCluster = Array.from({ length: f.nodes }, (_, i) => path.join(dataRoot, `n${i + 1}`)).every((dir) => !logExists(dir));
   if (f.nodes === 2) process.stderr.write('paxlog cluster: 2 nodes survive no failure (a majority of 2 is 2); 3 survive one\n');
