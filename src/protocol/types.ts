@@ -31,7 +31,7 @@
 // Positions are "slots" in Multi-Paxos and "indexes" in Raft; both start at 1. Position 0 is
 // "nothing" (Raft's empty-log sentinel).
 
-import type { Message } from './messages.js';
+import type { CatchUpReply, Message } from './messages.js';
 import type { Kernels } from '../kernels/types.js';
 
 export type ProtocolName = 'multipaxos' | 'raft';
@@ -202,6 +202,11 @@ export interface Restored {
 /** Whether a restored log holds nothing at all, as Restored.newCluster requires. */
 export function holdsNothing(r: Restored): boolean {
   return r.hardState.ballot === 0 && r.hardState.vote === 0 && r.records.length === 0 && r.snapshot === null && r.chosenPrefix <= 1;
+}
+
+/** Whether a member's CatchUpReply says it holds nothing: no ballot (term), no slot, nothing chosen (Restored.newCluster). */
+export function answersNothing(m: CatchUpReply): boolean {
+  return m.ballot === 0 && m.lastPosition === 0 && m.chosenPrefix <= 1;
 }
 
 export interface Status {

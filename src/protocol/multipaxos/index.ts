@@ -33,7 +33,7 @@ import {
   type ReadIndex, type ReadIndexReply, type SlotEntry, type SnapshotChunk, type SnapshotRequest,
 } from '../messages.js';
 import {
-  SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX, holdsNothing, stoppingTicks, type Config, type LogRecord, type PlantedBug, type Protocol, type ProposeResult,
+  SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX, answersNothing, holdsNothing, stoppingTicks, type Config, type LogRecord, type PlantedBug, type Protocol, type ProposeResult,
   type ProtocolOptions, type ReadMode, type ReadState, type Ready, type Rng, type Role, type Snapshot, type Status,
 } from '../types.js';
 import type { Batcher, Kernels, PromiseCounter, SlotWindow } from '../../kernels/types.js';
@@ -1120,8 +1120,8 @@ export class MultiPaxos implements Protocol {
     this.observe(m.ballot);
     if (this.newClusterEmpty !== null) {
       // A member that promised a ballot or holds a slot: the cluster runs, and our new log may be a wiped one.
-      if (m.ballot > 0 || m.lastPosition > 0 || m.chosenPrefix > 1) this.newClusterEmpty = null;
-      else this.newClusterEmpty.add(m.from);
+      if (answersNothing(m)) this.newClusterEmpty.add(m.from);
+      else this.newClusterEmpty = null;
     }
     // Its chosen prefix is true: fetch up to it.
     if (m.chosenPrefix > this.learnTarget) this.learnTarget = m.chosenPrefix;

@@ -72,7 +72,7 @@ import type {
   Snapshot,
   Status,
 } from '../types.js';
-import { SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX, holdsNothing, stoppingTicks } from '../types.js';
+import { SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX, answersNothing, holdsNothing, stoppingTicks } from '../types.js';
 import { Progress, ReplicaState } from './progress.js';
 import { ServedSnapshots } from '../served-snapshots.js';
 
@@ -1267,8 +1267,8 @@ export class Raft implements Protocol {
     this.catchUpLastMax = Math.max(this.catchUpLastMax, m.lastPosition);
     if (this.newClusterEmpty !== null) {
       // A member that has seen a term or holds an entry: the cluster runs, and our new log may be a wiped one.
-      if (m.ballot > 0 || m.lastPosition > 0 || m.chosenPrefix > 1) this.newClusterEmpty = null;
-      else this.newClusterEmpty.add(m.from);
+      if (answersNothing(m)) this.newClusterEmpty.add(m.from);
+      else this.newClusterEmpty = null;
       if (this.newClusterEmpty !== null && this.newClusterEmpty.size + 1 >= this.quorum) return this.newClusterFound();
     }
     if (this.catchUpAnswered.size === this.others.length) this.beginCatchingUp();
@@ -1278,11 +1278,7 @@ export class Raft implements Protocol {
   private newClusterFound(): void {
     assert.equal(this.rejoin, Rejoin.Asking, 'only an asking node finds a new cluster');
     this.newClusterEmpty = null;
-    this.rejoin = Rejoin.Done;
-    this.rejoinedOut = true;
-    this.hardStateDirty = true; // the Ready that says `rejoined` carries the hard state too
-    this.catchUpAnswered.clear();
-    this.resetElectionTimer();
+    this.rejoined();
   }
 
   /**
@@ -1311,6 +1307,11 @@ export class Raft implements Protocol {
    */
   private maybeRejoined(): void {
     if (this.rejoin !== Rejoin.CatchingUp || this.commitIndex < this.catchUpLastMax) return;
+    this.rejoined();
+  }
+
+  /** Rejoining is done (step 3, or a new cluster found): this node votes from now on. */
+  private rejoined(): void {
     this.rejoin = Rejoin.Done;
     this.rejoinedOut = true;
     this.hardStateDirty = true; // the Ready that says `rejoined` carries the hard state too
