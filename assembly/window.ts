@@ -1,7 +1,8 @@
 // The leader's slot window: in-flight slots [prefix, prefix + capacity), each with an ack bitset
 // over member indexes 0..31 and a chosen mark. One ack() call records an Accepted for a run of
 // slots and reports the slots it made chosen (holes allowed); the prefix then moves past every
-// chosen slot at its front, freeing those places for slots above.
+// chosen slot at its front, freeing those places for slots above. A slot is chosen once its acks
+// reach the quorum and include every `required` member (the leader: its own accept on disk).
 //
 // State block (8-aligned):
 //
@@ -10,7 +11,7 @@
 //   +12  capacity u32       slots in the window
 //   +16  chosenAbove u32    chosen slots at or above prefix (< capacity)
 //   +20  newlyChosenCount u32  slots in newlyChosen from the last ack
-//   +24  (reserved)
+//   +24  required u32       members whose ack a slot needs to be chosen, bit per member
 //   +32  newlyChosen f64[capacity]       slots made chosen by the last ack, in order
 //   +32 + 8c  acked u32[capacity]       ack bitset of slot s at [s % capacity]
 //   +32 + 12c chosen u8[capacity]       1 if slot s (same place) is chosen
@@ -41,13 +42,14 @@ export function windowInit(st: usize, capacity: u32): void {
   store<u32>(st, capacity, 12);
 }
 
-export function windowReset(st: usize, prefix: f64, quorum: u32): void {
+export function windowReset(st: usize, prefix: f64, quorum: u32, required: u32): void {
   const cap = load<u32>(st, 12);
   memory.fill(st + HEADER, 0, 13 * <usize>cap);
   store<f64>(st, prefix);
   store<u32>(st, quorum, 8);
   store<u32>(st, 0, 16);
   store<u32>(st, 0, 20);
+  store<u32>(st, required, 24);
 }
 
 /** Move the prefix past chosen slots at the front, clearing their places. */
@@ -76,6 +78,7 @@ export function windowAck(st: usize, member: u32, first: f64, count: f64): i32 {
   if (count == 0) return 0;
   const cap = load<u32>(st, 12);
   const quorum = load<u32>(st, 8);
+  const required = load<u32>(st, 24);
   const prefix = <u64>load<f64>(st);
   const from = <u64>first;
   const end = from + <u64>count;
@@ -90,7 +93,7 @@ export function windowAck(st: usize, member: u32, first: f64, count: f64): i32 {
     const acks = load<u32>(a) | bit;
     store<u32>(a, acks);
     const c = chosenAt(st, cap, i);
-    if (load<u8>(c) == 0 && <u32>popcnt<u32>(acks) >= quorum) {
+    if (load<u8>(c) == 0 && <u32>popcnt<u32>(acks) >= quorum && (acks & required) == required) {
       store<u8>(c, 1);
       above++;
       store<f64>(st + HEADER + (<usize>n << 3), <f64>s);

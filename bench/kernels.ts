@@ -74,7 +74,7 @@ const cases: Case[] = [
     name: 'slot window: 3 acks of 32 slots',
     run: (k) => {
       const w = k.newSlotWindow(256);
-      w.reset(1, 2);
+      w.reset(1, 2, 1);
       return () => {
         const p = w.prefix;
         w.ack(0, p, 32);

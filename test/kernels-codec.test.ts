@@ -188,7 +188,7 @@ for (const k of faces) {
     const rng = new TestRng(7);
     const big = rng.bytes(3 * 1024 * 1024);
     const w = k.newSlotWindow(16);
-    w.reset(1, 1);
+    w.reset(1, 1, 0);
     const m: Message = { type: MsgType.Accept, from: 1, to: 2, ballot: 5, chosenPrefix: 1, entries: [{ slot: 1, ballot: 5, value: big }] };
     const frame = k.encode(m);
     assert.deepEqual(k.decode(frame), m);

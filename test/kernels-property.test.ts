@@ -193,8 +193,9 @@ test(`slot window: ${CASES} random acks and marks give the same chosen slots and
     if (i % 500 === 0) {
       const prefix = rng.pick([0, 1, rng.int(1, 1000), Number.MAX_SAFE_INTEGER - 100_000]);
       const quorum = rng.int(1, 6);
-      ww.reset(prefix, quorum);
-      wj.reset(prefix, quorum);
+      const required = rng.int(0, 3) === 0 ? 0 : (1 << rng.int(0, 8)) | (quorum > 1 && rng.int(0, 2) === 0 ? 1 << rng.int(0, 8) : 0);
+      ww.reset(prefix, quorum, required);
+      wj.reset(prefix, quorum, required);
     }
     const p = wj.prefix;
     if (rng.int(0, 10) < 8) {

@@ -36,7 +36,7 @@ test('an Accept round-trips and a flipped bit is refused', () => {
 
 test('the slot window reports holes and moves the prefix past chosen slots', () => {
   const w = k.newSlotWindow(8);
-  w.reset(1, 2);
+  w.reset(1, 2, 0);
   assert.equal(w.ack(0, 2, 2), 0);
   assert.equal(w.ack(1, 2, 2), 2);
   assert.deepEqual(Array.from(w.newlyChosen.subarray(0, 2)), [2, 3]);
@@ -46,4 +46,17 @@ test('the slot window reports holes and moves the prefix past chosen slots', () 
   assert.equal(w.ack(2, 1, 1), 1);
   assert.equal(w.prefix, 4);
   assert.equal(w.chosenAbove, 0);
+});
+
+test('a slot is chosen only with every required member among its acks', () => {
+  const w = k.newSlotWindow(8);
+  w.reset(1, 2, 1 << 0);
+  assert.equal(w.ack(1, 1, 2), 0);
+  assert.equal(w.ack(2, 1, 2), 0, 'a quorum without the required member chooses nothing');
+  assert.equal(w.ack(0, 2, 1), 1);
+  assert.deepEqual(Array.from(w.newlyChosen.subarray(0, 1)), [2]);
+  assert.equal(w.prefix, 1);
+  assert.equal(w.ack(0, 1, 1), 1);
+  assert.equal(w.prefix, 3);
+  assert.throws(() => w.reset(1, 1, 0b11), /at most quorum 1/);
 });

@@ -39,7 +39,7 @@ test('loadKernels refuses an unknown kind with a clear error', () => {
 test('a slot run past the window is a programmer error in both faces', () => {
   for (const k of [loadKernels('wasm'), loadKernels('js')]) {
     const w = k.newSlotWindow(4);
-    w.reset(10, 2);
+    w.reset(10, 2, 0);
     assert.throws(() => w.ack(0, 12, 3), assert.AssertionError);
     assert.throws(() => w.markChosen(14), assert.AssertionError);
     assert.throws(() => w.ack(32, 10, 1), assert.AssertionError);

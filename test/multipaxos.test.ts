@@ -97,6 +97,19 @@ test('a Commit marks a slot chosen only where the learner accepted it at the Com
   assert.equal(rd.chosenPrefix, 2);
 });
 
+test('a learner takes a fetched chosen value over its own accept of another value at a higher ballot, keeping the higher ballot on the record', () => {
+  // A stale leader re-proposes a chosen value at its own lower ballot and serves it with that ballot.
+  const n = node(2);
+  const high = ballot(3, 3);
+  const low = ballot(2, 1);
+  n.step({ type: MsgType.Accept, from: 3, to: 2, ballot: high, chosenPrefix: 1, entries: [{ slot: 1, ballot: high, value: value('w') }] });
+  cycle(n);
+  n.step({ type: MsgType.LearnReply, from: 1, to: 2, chosenPrefix: 2, entries: [{ slot: 1, ballot: low, value: value('v') }] });
+  const rd = cycle(n);
+  assert.deepEqual(rd.apply.map((a) => [a.position, a.value]), [[1, value('v')]]);
+  assert.deepEqual(rd.records.map((r) => [r.position, r.ballot, r.value]), [[1, high, value('v')]]);
+});
+
 test('a chosen slot keeps its value and its ballot: a delayed Accept of another value from an older leader is refused; one of the chosen value is answered without lowering the record', () => {
   // Node 2 heard leader 1 at b1 (its promise), missed slot 1, and fetched it as chosen (y, chosen
   // at b2 by others): fetching raises no promise. Leader 1's Accept of x for slot 1, delayed past
@@ -1065,6 +1078,18 @@ test('pipelined Readys: a leader with two outstanding counts each one\'s own acc
   assert.equal(n.status().chosenPrefix, s1 + 1, 'the first Ready\'s slot is chosen once it is durable, the second\'s not yet');
   n.advance(second);
   assert.equal(n.status().chosenPrefix, s2 + 1);
+});
+
+test('a leader counts a slot chosen only once its own accept is durable, even when its followers alone are a quorum', () => {
+  const n = leader();
+  const b = n.status().ballot;
+  n.propose([enc.encode('x')]);
+  const rd = n.ready();
+  const slot = (ofType(rd.messages, MsgType.Accept)[0] as Extract<Message, { type: MsgType.Accept }>).entries[0].slot;
+  for (const from of [2, 3]) n.step({ type: MsgType.Accepted, from, to: 1, ballot: b, firstSlot: slot, count: 1 });
+  assert.equal(n.status().chosenPrefix, slot, 'two followers of three acked, the leader\'s own write is not durable');
+  n.advance(rd);
+  assert.equal(n.status().chosenPrefix, slot + 1);
 });
 
 test('pipelined Readys: no more than readysOutstandingMax are handed out before one is advanced', () => {

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MsgType, type AppendEntries } from '../src/protocol/messages.js';
-import { Net, cmds, k } from './raft-net.js';
+import { Net, cmds, k } from './core-net.js';
 
 const committedLog = (c: Net, id: number): unknown[] => {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any

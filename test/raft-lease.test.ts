@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MsgType, type Message } from '../src/protocol/messages.js';
-import { Net, cmds } from './raft-net.js';
+import { Net, cmds } from './core-net.js';
 
 // A follower echoes a leader's confirmation round at once (Ready.messages), before the term it
 // learned from that leader is durable. If it crashes then, it restarts with term 0, and the core

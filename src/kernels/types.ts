@@ -46,13 +46,15 @@ export interface Batcher {
 
 /**
  * The leader's in-flight slots [base, base + capacity). Each open slot has an ack bitset over
- * member indexes 0..31. A slot is chosen when its ack count reaches the quorum. Holes allowed:
+ * member indexes 0..31. A slot is chosen when its ack count reaches the quorum and its acks include
+ * every required member. Holes allowed:
  * slots may be chosen out of order; `prefix` is the first slot not chosen.
  * Invariant: base <= prefix; every slot below prefix is chosen.
  */
 export interface SlotWindow {
-  /** Start over: every slot below `prefix` counts as chosen; `quorum` acks choose a slot. */
-  reset(prefix: number, quorum: number): void;
+  /** Start over: every slot below `prefix` counts as chosen; `quorum` acks that include every
+   *  member of the bitset `required` choose a slot (at most `quorum` members required). */
+  reset(prefix: number, quorum: number, required: number): void;
   readonly prefix: number;
   /** Slots chosen above the prefix (holes lie between them). */
   readonly chosenAbove: number;

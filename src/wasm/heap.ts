@@ -28,7 +28,7 @@ export interface PaxlogExports {
   batcherMove(st: number, lenRing: number, lenCap: number, byteRing: number, byteCap: number): void;
   windowBytes(capacity: number): number;
   windowInit(st: number, capacity: number): void;
-  windowReset(st: number, prefix: number, quorum: number): void;
+  windowReset(st: number, prefix: number, quorum: number, required: number): void;
   windowAck(st: number, member: number, first: number, count: number): number;
   windowMark(st: number, slot: number): number;
   windowIsChosen(st: number, slot: number): number;

@@ -22,6 +22,7 @@ import {
 } from '../kernels/layout.js';
 import { JsCodec, encodeBatch, viewsOf } from '../kernels/js/codec.js';
 import { StreamFrameReader } from '../kernels/js/reader.js';
+import { assertRequired } from '../kernels/js/window.js';
 import { Region, WasmHeap } from './heap.js';
 
 /** crc32c() copies at most this many bytes in per call, so the input region stays small. */
@@ -471,10 +472,11 @@ class WasmSlotWindow implements SlotWindow {
     return this.view!;
   }
 
-  reset(prefix: number, quorum: number): void {
+  reset(prefix: number, quorum: number, required: number): void {
     assertSafe(prefix, 'prefix');
     if (!(Number.isInteger(quorum) && quorum >= 1 && quorum <= MEMBER_MAX + 1)) assert.fail(`quorum ${quorum} out of range`);
-    this.heap.x.windowReset(this.st, prefix, quorum);
+    assertRequired(required, quorum);
+    this.heap.x.windowReset(this.st, prefix, quorum, required);
   }
 
   ack(member: number, firstSlot: number, count: number): number {

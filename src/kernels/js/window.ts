@@ -12,6 +12,13 @@ export const popcount32 = (x: number): number => {
   return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 };
 
+/** A `required` bitset for reset(): a u32 with no more members than the quorum (else no slot could be chosen). */
+export const assertRequired = (required: number, quorum: number): void => {
+  if (!(Number.isInteger(required) && required >= 0 && required <= 0xffffffff && popcount32(required) <= quorum)) {
+    assert.fail(`required members ${required} are not a u32 bitset of at most quorum ${quorum} members`);
+  }
+};
+
 export class JsSlotWindow implements SlotWindow {
   /** Ack bitset of slot s at acked[s % capacity], for prefix <= s < prefix + capacity. */
   private readonly acked: Uint32Array;
@@ -23,6 +30,8 @@ export class JsSlotWindow implements SlotWindow {
   private first = 1;
   /** Acks that choose a slot. Invariant: 1 <= quorum <= 32. */
   private quorum = 1;
+  /** Members (bit each) whose ack a slot needs to be chosen. Invariant: popcount(required) <= quorum. */
+  private required = 0;
   /** Chosen slots at or above the prefix. Invariant: < capacity. */
   private above = 0;
 
@@ -36,9 +45,11 @@ export class JsSlotWindow implements SlotWindow {
   get prefix(): number { return this.first; }
   get chosenAbove(): number { return this.above; }
 
-  reset(prefix: number, quorum: number): void {
+  reset(prefix: number, quorum: number, required: number): void {
     if (!(Number.isSafeInteger(prefix) && prefix >= 0)) assert.fail(`prefix ${prefix} must be a safe integer`);
     if (!(Number.isInteger(quorum) && quorum >= 1 && quorum <= MEMBER_MAX + 1)) assert.fail(`quorum ${quorum} out of range`);
+    assertRequired(required, quorum);
+    this.required = required;
     this.acked.fill(0);
     this.chosen.fill(0);
     this.first = prefix;
@@ -61,7 +72,7 @@ export class JsSlotWindow implements SlotWindow {
     for (let s = Math.max(firstSlot, this.first); s < firstSlot + count; s++) {
       const i = s % this.capacity;
       this.acked[i] |= bit;
-      if (this.chosen[i] === 0 && popcount32(this.acked[i]) >= this.quorum) {
+      if (this.chosen[i] === 0 && popcount32(this.acked[i]) >= this.quorum && (this.acked[i] & this.required) === this.required) {
         this.chosen[i] = 1;
         this.above++;
         this.newlyChosen[n++] = s;

@@ -250,7 +250,14 @@ export class MultiPaxos implements Protocol {
   private readonly promiseParts = new Map<number, { coveredTo: number; chosenPrefix: number; entries: SlotEntry[] }>();
 
   // ---- Leader state. ----
-  /** The leader's ack counting over [prefix, prefix + pipeline). Invariant (leader): prefix <= chosenPrefix. */
+  /**
+   * The leader's ack counting over [prefix, prefix + pipeline). Invariant (leader): prefix <=
+   * chosenPrefix. A slot is chosen here only once a quorum acked it with our own accept among
+   * them, counted when durable (advance): then every slot anyone knows chosen is on its leader's
+   * disk, and a leader's CatchUpReply covers it (a rejoining node relies on that; without it, a
+   * slot chosen by two followers' acks, one of them since wiped, could be lost with a leader that
+   * crashed before its own write was durable, while a third applied it).
+   */
   private readonly window: SlotWindow;
   /** Client commands waiting for a slot. Invariant: count <= pendingMax, bytes <= PENDING_BYTES_MAX. */
   private readonly batcher: Batcher;
@@ -977,12 +984,16 @@ export class MultiPaxos implements Protocol {
     if (this.chosenPrefix > this.learnTarget) this.learnTarget = this.chosenPrefix;
   }
 
-  /** Learn a chosen value from a peer: keep our accept if it is at a higher ballot (same value by Paxos). */
+  /**
+   * Learn a chosen value from a peer. Its value is the chosen one whatever ballot it comes with,
+   * and ours need not be, even at a higher ballot: a leader re-proposes a chosen value at its own
+   * ballot, which may be lower than ours (a stale leader), so the ballot tells nothing. The record
+   * keeps the higher of the two ballots; any ballot is true of the chosen value for phase 1.
+   */
   private learnValue(slot: number, ballot: number, value: Uint8Array): void {
     if (slot < 1 || this.isChosen(slot)) return;
-    const a = this.accepted.get(slot);
-    if (!a || a.ballot <= ballot) this.acceptLocal(slot, ballot, value);
-    this.markChosen(slot, this.accepted.get(slot)!.value);
+    this.acceptLocal(slot, Math.max(ballot, this.accepted.get(slot)?.ballot ?? 0), value);
+    this.markChosen(slot, value);
   }
 
   private handleCommit(m: Commit): void {
@@ -1046,9 +1057,12 @@ export class MultiPaxos implements Protocol {
   //   raising `promised` to the highest ballot reported keeps every forgotten promise that counted:
   //   we never accept below one again (step 2).
   // - A slot it accepted and forgot matters only if it was chosen with our Accepted counted. The
-  //   rest of that quorum still holds the slot, so the highest lastPosition reported is at or above
-  //   it. While we send no Promise, every quorum that elects a leader excludes us and still
-  //   intersects the quorum that chose the slot, so the new leader finds the value. Once our chosen
+  //   leader that counted it did so only with its own accept durable among the acks (`window`), and
+  //   proposed it before we lost our state: if that leader was another node, its reply reports a
+  //   lastPosition at or above the slot. (Not so for the rest of the quorum: a member may answer us,
+  //   then accept a delayed Accept of that leader's ballot.) While we send no Promise, every
+  //   quorum that elects a leader excludes us and still intersects the quorum that chose the slot,
+  //   so the new leader finds the value. Once our chosen
   //   prefix passes that position, every slot we may have accepted is chosen and known here, and a
   //   Promise reports our chosen prefix, below which a candidate proposes nothing: we may vote.
   // - One more case: a slot we proposed ourselves as leader in our earlier life, whose Accept is
@@ -1271,11 +1285,13 @@ export class MultiPaxos implements Protocol {
     for (const [s, v] of this.chosenValues) if (s >= start) this.recovery.set(s, v);
     this.recoveryEnd = Math.max(end, start - 1);
     this.reports.clear();
-    this.window.reset(start, this.quorum);
+    // A slot is chosen only with our own accept of it on disk among the acks (see `window`).
+    this.window.reset(start, this.quorum, 1 << this.memberIndex.get(this.id)!);
     for (const s of this.chosenValues.keys()) {
-      if (s > start && s < start + this.window.capacity) this.window.markChosen(s);
+      if (s >= start && s < start + this.window.capacity) this.window.markChosen(s);
     }
     this.nextSlot = start;
+    while (this.nextSlot < this.window.prefix) this.recovery.delete(this.nextSlot++);
     this.inflight.clear();
     this.chosenUnsent = [];
     this.heartbeatAcked.clear();

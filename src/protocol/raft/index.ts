@@ -804,16 +804,17 @@ export class Raft implements Protocol {
       if (j > 0 && this.termAt(j) === m.hintTerm) next = j + 1;
     }
     next = Math.min(next, this.lastIndex() + 1);
-    // A rejection of the newest AppendEntries names a point above the match and below next; any
-    // other rejection answers an older message and is stale. But a follower that may have lost its
-    // log (it asked to catch up) can hold less than its match says, if an acknowledgement from its
-    // earlier life arrived late: believe the rejection, forget the match and probe (a lower match
-    // only makes commit counting more cautious). Otherwise the leader would wait on it forever.
+    // The follower holds everything up to its match, so it diverges above it: a point at or below
+    // the match (the hint's term lies wholly below our snapshot, so no entry of it is found here;
+    // or the rejection answers an older message) means "from match + 1", as etcd's MaybeDecrTo
+    // clamps it. Dropping it instead left a follower in Probe for good once the leader trimmed
+    // past its match: every probe drew the same answer, and no snapshot was offered. But a
+    // follower that may have lost its log (it asked to catch up) can hold less than its match
+    // says, if an acknowledgement from its earlier life arrived late: believe the rejection,
+    // forget the match and probe (a lower match only makes commit counting more cautious).
+    if (next <= pr.match && !pr.mayHaveLostLog) next = pr.match + 1;
     if (next >= pr.next) return;
-    if (next <= pr.match) {
-      if (!pr.mayHaveLostLog) return;
-      pr.match = 0;
-    }
+    if (next <= pr.match) pr.match = 0;
     pr.becomeProbe(next, false);
   }
 
@@ -987,12 +988,18 @@ export class Raft implements Protocol {
     this.maybeRejoined();
   }
 
-  /** Advance the commit index to what a majority has, if that entry is of this term. Returns whether it moved. */
+  /**
+   * Advance the commit index to what a majority holds with this leader among them (its own copy
+   * durable), if that entry is of this term. Returns whether it moved. Followers alone may be a
+   * majority, but the leader's copy is what a rejoining member relies on (maybeRejoined): without
+   * it, an entry held by two followers, one since wiped, could be lost with a leader that crashed
+   * before writing it, while the third applied it.
+   */
   private maybeCommit(): boolean {
     this.scratch[0] = this.durableIndex;
     let i = 1;
     for (const pr of this.progress.values()) this.scratch[i++] = pr.match;
-    const index = this.kernels.quorumIndex(this.scratch, i, this.quorum);
+    const index = Math.min(this.durableIndex, this.kernels.quorumIndex(this.scratch, i, this.quorum));
     if (index <= this.commitIndex) return false;
     // Figure 8: an entry of an older term may sit on a majority and still be overwritten, so only
     // an entry of this term is committed by counting; the older ones before it follow.
@@ -1300,10 +1307,12 @@ export class Raft implements Protocol {
   }
 
   /**
-   * Step 3. An entry this node acknowledged and forgot was committed, if at all, by a majority whose
-   * other members hold it (a committed entry is never truncated), and they answered with a last index
-   * at or above it: so once commitIndex reaches catchUpLastMax, this node holds every entry it may
-   * have counted for, and its up-to-date check can no longer favour a candidate that lacks one.
+   * Step 3. An entry this node acknowledged and forgot was committed, if at all, by a leader that
+   * counted it only with its own copy durable (maybeCommit), and appended it before we lost our
+   * state: that leader's answer, sent after, shows a last index at or above it (a committed entry is
+   * never truncated). Not so a follower's: it may answer, then append a delayed AppendEntries. So
+   * once commitIndex reaches catchUpLastMax, this node holds every entry it may have counted for, and
+   * its up-to-date check can no longer favour a candidate that lacks one.
    */
   private maybeRejoined(): void {
     if (this.rejoin !== Rejoin.CatchingUp || this.commitIndex < this.catchUpLastMax) return;

@@ -1,11 +1,12 @@
-// A hand-driven network of Raft cores for lease tests: durable state as the simulator models it
-// (Durable), persists that complete at once or only when the test says so (so a crash loses what
-// was not durable), cut links, and messages held back to be delivered late or reordered.
+// A hand-driven network of protocol cores (Raft unless told otherwise) for races no scenario file
+// reaches: durable state as the simulator models it (Durable), persists that complete at once or
+// only when the test says so (so a crash loses what was not durable), wiped disks, cut links, and
+// messages held back to be delivered late or reordered.
 
 import assert from 'node:assert/strict';
 import { Raft } from '../src/protocol/raft/index.js';
 import type { Message } from '../src/protocol/messages.js';
-import { defaultConfig, type Config, type Ready } from '../src/protocol/types.js';
+import { defaultConfig, type Config, type Protocol, type ProtocolOptions, type Ready, type Restored } from '../src/protocol/types.js';
 import { loadKernels } from '../src/kernels/index.js';
 import { Prng } from '../src/sim/prng.js';
 import { Durable } from '../src/sim/durable.js';
@@ -15,9 +16,9 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 export const cmds = (...w: string[]): Uint8Array[] => w.map((x) => enc.encode(x));
 
-interface N {
+interface N<C> {
   id: number;
-  core: Raft | null;
+  core: C | null;
   disk: Durable;
   pending: Ready[];
   /** When true, each Ready is persisted at once. */
@@ -25,8 +26,8 @@ interface N {
   applied: string[];
 }
 
-export class Net {
-  readonly nodes = new Map<number, N>();
+export class Net<C extends Protocol = Raft> {
+  readonly nodes = new Map<number, N<C>>();
   queue: Message[] = [];
   /** cut links "from>to" */
   readonly cuts = new Set<string>();
@@ -38,7 +39,7 @@ export class Net {
   holdIf: (m: Message) => boolean = () => false;
   held: Message[] = [];
 
-  constructor(readonly n: number, readonly cfg: Partial<Config> = {}) {
+  constructor(readonly n: number, readonly cfg: Partial<Config> = {}, private readonly make: (o: ProtocolOptions) => C = (o) => new Raft(o) as Protocol as C) {
     for (let id = 1; id <= n; id++) {
       this.nodes.set(id, { id, core: null, disk: new Durable(), pending: [], autoPersist: true, applied: [] });
       this.start(id, false);
@@ -50,10 +51,10 @@ export class Net {
     return { ...defaultConfig(id, peers), ...this.cfg };
   }
 
-  start(id: number, restore: boolean): void {
+  start(id: number, restore: boolean, rejoining = false): void {
     const nd = this.nodes.get(id)!;
-    const restored = restore ? nd.disk.restored() : undefined;
-    nd.core = new Raft({ config: this.config(id), kernels: k, rng: new Prng(id * 1000 + this.seedBase++), restored });
+    const restored: Restored | undefined = restore ? { ...nd.disk.restored(), rejoining } : undefined;
+    nd.core = this.make({ config: this.config(id), kernels: k, rng: new Prng(id * 1000 + this.seedBase++), restored });
     nd.pending = [];
     nd.applied = restored?.snapshot ? (JSON.parse(dec.decode(restored.snapshot.bytes)) as string[]) : [];
   }
@@ -69,7 +70,16 @@ export class Net {
     this.start(id, true);
   }
 
-  core(id: number): Raft {
+  /** Node id loses its disk (replaced, or set aside) and starts again from nothing, rejoining without voting. */
+  wipe(id: number): void {
+    const nd = this.nodes.get(id)!;
+    nd.core = null;
+    nd.pending = [];
+    nd.disk = new Durable();
+    this.start(id, true, true);
+  }
+
+  core(id: number): C {
     const c = this.nodes.get(id)!.core;
     assert.ok(c, `node ${id} is down`);
     return c;
