@@ -97,13 +97,22 @@ interface ServeFlags {
   tlsCa?: string;
 }
 
+/** The environment variable read for a flag: PAXLOG_SECRET for --secret, PAXLOG_CLIENT_TOKEN for --client-token. */
+const envName = (flagName: string): string => `PAXLOG_${flagName.slice(2).replace(/-/g, '_').toUpperCase()}`;
+
 /**
  * A secret from a flag, a file or the environment (at most one flag). A file's trailing newline is
- * not part of the secret. The value is never logged or echoed in an error.
+ * not part of the secret. The value is never logged or echoed in an error. An empty one given is
+ * refused, wherever it comes from: `--client-token "$TOKEN"` with TOKEN unset would otherwise turn
+ * client authentication off without a word (leaving a secret out is how one runs without it).
  */
 function readSecret(what: string, flag: string | undefined, file: string | undefined, env: string | undefined, flagName: string): string | undefined {
   if (flag !== undefined && file !== undefined) throw new UsageError(`give ${flagName} or ${flagName}-file, not both`);
-  if (file === undefined) return flag ?? env;
+  if (file === undefined) {
+    const given = flag ?? env;
+    if (given === '') throw new UsageError(`the ${what} is empty (${flag !== undefined ? flagName : envName(flagName)}): give a non-empty one, or leave it out`);
+    return given;
+  }
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');

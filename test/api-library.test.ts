@@ -231,9 +231,9 @@ test('bad numeric options are refused by name before the data directory is taken
       }, `${name} ${bad}`);
       assert.equal(fs.existsSync(path.join(dir, 'paxlog.lock')), false, 'the directory is not taken');
     }
-    for (const bad of [0, 1.5, 16 * 1024 * 1024 + 1, Infinity]) {
+    for (const bad of [0, 4, 1.5, 16 * 1024 * 1024 + 1, Infinity]) {
       await assert.rejects(createNode({ ...base, config: { batchBytesMax: bad } }),
-        new RangeError(`NodeOptions.config.batchBytesMax ${bad} is not a whole number in 1..16777216`));
+        new RangeError(`NodeOptions.config.batchBytesMax ${bad} is not a whole number in 8..16777216`));
       assert.equal(fs.existsSync(path.join(dir, 'paxlog.lock')), false, 'the directory is not taken');
     }
     // The same directory then serves with good options.
@@ -402,6 +402,7 @@ test('options a caller can get wrong are refused by name before the data directo
       [{ config: { leaseTicks: 500 } }, /NodeOptions\.config\.leaseTicks 500 is not a whole number in 0\.\./],
       [{ config: { heartbeatTicks: 0 } }, /NodeOptions\.config\.heartbeatTicks 0 is not a whole number in 1\.\./],
       [{ config: { snapshotChunkBytes: 0 } }, /NodeOptions\.config\.snapshotChunkBytes 0 is not a whole number in 1\.\./],
+      [{ config: { pendingMax: 2 ** 25 } }, /NodeOptions\.config\.pendingMax 33554432 is not a whole number in 1\.\.16777216/],
       [{ preallocateBytes: -1 }, /NodeOptions\.preallocateBytes -1 is not a whole number in 0\.\.$/],
       [{ fsync: 'off' }, /NodeOptions\.fsync must be true or false, got "off"/],
       [{ newCluster: 1 }, /NodeOptions\.newCluster must be true or false, got 1/],

@@ -128,6 +128,11 @@ test('serve refuses a secret file it cannot read, or a flag and a file for one s
   assert.ok(!both.stderr.includes('flag-token-123') && !both.stderr.includes(token));
   fs.writeFileSync(path.join(dir, 'empty'), '\n');
   assert.match(run('--secret-file', path.join(dir, 'empty')).stderr, /must hold the cluster secret on one non-empty line/);
+  // An empty flag (a shell variable that was unset) would turn client authentication off unseen.
+  const emptyToken = run('--client-token', '');
+  assert.equal(emptyToken.status, 2);
+  assert.match(emptyToken.stderr, /the client token is empty \(--client-token\)/);
+  assert.match(run('--secret', '').stderr, /the cluster secret is empty \(--secret\)/);
 });
 
 test('paxlog status talks to a node that needs the client token, with the token from a file or the environment', async () => {

@@ -34,6 +34,7 @@ test('bad flags give one clear error line and exit code 2', () => {
     [['serve', '--id', 'one', '--peers', peers, '--data', dir], /"one" is not a whole number/],
     [['serve', '--id', '1', '--peers', '1=localhost', '--data', dir], /is not ID=HOST:PORT/],
     [['serve', '--id', '1', '--peers', '1=h:1,1=h:2', '--data', dir], /appears twice/],
+    [['serve', '--id', '1', '--peers', '1=h:1,2=H:1', '--data', dir], /nodes 1 and 2 have the same address H:1/],
     [['serve', '--id', '4', '--peers', peers, '--data', dir], /--id 4 is not in --peers/],
     [['serve', '--id', '1', '--peers', peers, '--data', dir, '--fsync', 'maybe'], /"maybe" is not on or off/],
     [['serve', '--id', '1', '--peers', peers, '--data', dir, '--protocol', 'pbft'], /Allowed choices are multipaxos, raft/],

@@ -6,9 +6,13 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { loadKernels } from '../src/kernels/index.js';
 import { MsgType } from '../src/protocol/messages.js';
+import { defaultConfig } from '../src/protocol/types.js';
 import { checkProof, clusterShape, encodeChallenge, newNonce, newProof, readChallenge } from '../src/transport/handshake.js';
 import { loadNativeUws, UwsUnavailableError } from '../src/transport/uws.js';
 import { ProcCluster } from './node-harness.js';
+
+/** The timing of a node started by the harness: its 20 ms tick and the core's default ticks. */
+const timing = { tickMs: 20, ...defaultConfig(1, [1, 2, 3]) };
 
 test('uWS loads its native binary for this Node.js', () => {
   const uws = loadNativeUws();
@@ -35,20 +39,25 @@ test('handshake: the right secret passes; a wrong secret, another id or a replay
   assert.ok('error' in readChallenge(new Uint8Array(10)));
 });
 
-test('handshake: a proof covers the cluster\'s shape (protocol and member ids): nodes started with another member list or protocol are refused', () => {
+test('handshake: a proof covers the cluster\'s shape (protocol, member ids, timing): nodes started with another member list, protocol or tick are refused', () => {
   const nonce = newNonce();
-  const shape = clusterShape('multipaxos', [3, 1, 2]);
-  assert.equal(shape, clusterShape('multipaxos', [1, 2, 3]), 'the members\' order does not matter');
+  const shape = clusterShape('multipaxos', [3, 1, 2], timing);
+  assert.equal(shape, clusterShape('multipaxos', [1, 2, 3], timing), 'the members\' order does not matter');
   assert.deepEqual(checkProof('s3cret', nonce, 1, newProof('s3cret', nonce, 2, 1, shape), shape), { dialerId: 2 });
-  for (const other of [clusterShape('multipaxos', [1]), clusterShape('multipaxos', [1, 2, 3, 4, 5]), clusterShape('raft', [1, 2, 3]), '']) {
+  const others = [
+    clusterShape('multipaxos', [1], timing), clusterShape('multipaxos', [1, 2, 3, 4, 5], timing), clusterShape('raft', [1, 2, 3], timing), '',
+    clusterShape('multipaxos', [1, 2, 3], { ...timing, tickMs: 150 }), clusterShape('multipaxos', [1, 2, 3], { ...timing, leaseTicks: timing.leaseTicks + 1 }),
+    clusterShape('multipaxos', [1, 2, 3], { ...timing, electionTicksMin: timing.electionTicksMin - 1 }),
+  ];
+  for (const other of others) {
     const refused = checkProof('s3cret', nonce, 1, newProof('s3cret', nonce, 2, 1, other), shape);
     assert.ok('error' in refused, `a dialer of ${other || 'no shape'} passes`);
-    assert.match(refused.error, /does not know the cluster secret, or was started with another protocol or member list/);
+    assert.match(refused.error, /does not know the cluster secret, or was started with another protocol, member list or timing/);
   }
 });
 
 /** Dial a node's /peer as `dialerId`, answer its challenge with `secret`; resolves once the proof is sent. */
-async function dialPeer(port: number, dialerId: number, secret: string, shape = clusterShape('multipaxos', [1, 2, 3])): Promise<{ ws: WebSocket; closed: Promise<{ code: number; reason: string }> }> {
+async function dialPeer(port: number, dialerId: number, secret: string, shape = clusterShape('multipaxos', [1, 2, 3], timing)): Promise<{ ws: WebSocket; closed: Promise<{ code: number; reason: string }> }> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/peer`, { perMessageDeflate: false });
   const closed = new Promise<{ code: number; reason: string }>((resolve) =>
     ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
@@ -105,8 +114,8 @@ describe('links to a running cluster', { timeout: 60_000 }, () => {
     assert.ok((s1.ballot as number) < 99 * 65536, 'the Prepare behind a failed handshake was never read');
   });
 
-  test('a dialer with the secret but started with another member list or protocol is refused too', async () => {
-    for (const shape of [clusterShape('multipaxos', [1, 2]), clusterShape('raft', [1, 2, 3])]) {
+  test('a dialer with the secret but started with another member list, protocol or tick is refused too', async () => {
+    for (const shape of [clusterShape('multipaxos', [1, 2], timing), clusterShape('raft', [1, 2, 3], timing), clusterShape('multipaxos', [1, 2, 3], { ...timing, tickMs: 21 })]) {
       const { closed } = await dialPeer(17300, 2, 'test-secret', shape);
       assert.equal((await closed).code, 4001, shape);
     }

@@ -195,6 +195,39 @@ export class KvService {
 export interface ApiOptions {
   /** When non-empty, every request needs `Authorization: Bearer <clientToken>`; 401 otherwise. */
   clientToken?: string;
+  /** Open /client connections at most (default 1024); an upgrade past it gets 503 with Retry-After. */
+  clientConnectionsMax?: number;
+  /**
+   * Answer bytes waiting unread in /client connections' send buffers, over all of them, at most
+   * (default 256 MiB). Past it, a connection that still has answers unread is closed (1008) when
+   * the next ones for it are ready; connections whose clients read are served on.
+   */
+  clientBufferedBytesMax?: number;
+}
+
+/**
+ * What every /client connection of a node holds together. Each may also hold a message still
+ * arriving (maxPayloadLength) and its own unread answers (maxBackpressure): without a bound on
+ * both sums, 60 connections that never read held 800 MB of 1 MiB answers, and 100 that sent most
+ * of a message and never the end held 400 MB, for as long as they kept the connection alive.
+ */
+class ClientBudget {
+  /** Open /client connections. Invariant: 0 <= connections <= connectionsMax. */
+  connections = 0;
+  /** The sum of each open connection's `buffered`. Invariant: >= 0. */
+  buffered = 0;
+  /** The answer instead of a value while `buffered` is past `bufferedMax`. */
+  readonly full: Answer;
+  constructor(readonly connectionsMax: number, readonly bufferedMax: number) {
+    this.full = error(503, `the node holds over ${bufferedMax} bytes of /client answers its clients have not read; retry`, 1);
+  }
+
+  /** Count what the connection's send buffer holds now. */
+  account(ws: Uws.WebSocket<ClientConn>, conn: ClientConn): void {
+    const now = conn.closed ? 0 : ws.getBufferedAmount();
+    this.buffered += now - conn.buffered;
+    conn.buffered = now;
+  }
 }
 
 export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, o: ApiOptions = {}): KvService {
@@ -293,7 +326,8 @@ export function attachApi(node: PaxlogNode<KvResult>, kv: KvStore, o: ApiOptions
     if (!refused(res, req)) send(res, error(404, `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}`));
   });
 
-  attachClientSocket(app, node, service, allowed);
+  const budget = new ClientBudget(o.clientConnectionsMax ?? 1024, o.clientBufferedBytesMax ?? 256 * 1024 * 1024);
+  attachClientSocket(app, node, service, allowed, budget);
   return service;
 }
 
@@ -496,9 +530,13 @@ interface ClientConn {
   out: ResponseWriter;
   /** How this connection's writes end (one callback for all, told apart by tag; made at the first message). */
   writeDone: ProposeDone<KvResult> | null;
+  /** Bytes its send buffer held when last looked at (ClientBudget.account); 0 once closed. */
+  buffered: number;
+  /** The node's, shared by all its connections. */
+  budget: ClientBudget;
 }
 
-function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, service: KvService, allowed: (header: string) => boolean): void {
+function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, service: KvService, allowed: (header: string) => boolean, budget: ClientBudget): void {
   app.ws<ClientConn>('/client', {
     compression: node.uws.DISABLED,
     maxPayloadLength: 4 * 1024 * 1024,
@@ -510,8 +548,15 @@ function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, s
         res.onAborted(() => {});
         return send(res, unauthorized, true);
       }
-      res.upgrade<ClientConn>({ inFlight: 0, closed: false, out: new ResponseWriter(), writeDone: null }, req.getHeader('sec-websocket-key'),
+      if (budget.connections >= budget.connectionsMax) {
+        res.onAborted(() => {});
+        return send(res, error(503, `${budget.connectionsMax} /client connections are open on this node; retry, or share one (it carries many requests)`, 1), true);
+      }
+      res.upgrade<ClientConn>({ inFlight: 0, closed: false, out: new ResponseWriter(), writeDone: null, buffered: 0, budget }, req.getHeader('sec-websocket-key'),
         req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+    },
+    open: () => {
+      budget.connections++;
     },
     message: (ws, message, isBinary) => {
       const conn = ws.getUserData();
@@ -536,11 +581,20 @@ function attachClientSocket(app: Uws.TemplatedApp, node: PaxlogNode<KvResult>, s
       service.flushWrites();
       if (bad !== null && !conn.closed) ws.send(encodeResponse(bad.id, 400, bad.reason), true);
     },
+    drain: (ws) => {
+      budget.account(ws, ws.getUserData());
+    },
     close: (ws) => {
-      ws.getUserData().closed = true;
+      const conn = ws.getUserData();
+      conn.closed = true;
+      budget.account(ws, conn);
+      budget.connections--;
     },
   });
 }
+
+/** Answers this long or shorter (a status, a small value) are sent even past the unread budget. */
+const unreadAnswerBytesMin = 256;
 
 const turnFull = error(503, `over ${clientTurnBytesMax} bytes of answers on this connection at once; read them, then retry`, 1);
 
@@ -563,6 +617,8 @@ function answer(ws: Uws.WebSocket<ClientConn>, conn: ClientConn, id: number, a: 
   if (conn.out.length === 0) setImmediate(() => sendAnswers(ws, conn));
   const bytes = typeof a.body === 'string' ? Buffer.byteLength(a.body) : a.body?.byteLength ?? 0;
   if (conn.out.length + bytes > clientTurnBytesMax) a = turnFull;
+  // While the node holds its budget of unread answers, a value is not added to them.
+  else if (bytes > unreadAnswerBytesMin && conn.budget.buffered > conn.budget.bufferedMax) a = conn.budget.full;
   conn.out.write(id, a.status, a.body ?? '');
 }
 
@@ -570,5 +626,13 @@ function answer(ws: Uws.WebSocket<ClientConn>, conn: ClientConn, id: number, a: 
 function sendAnswers(ws: Uws.WebSocket<ClientConn>, conn: ClientConn): void {
   const bytes = conn.out.take();
   if (conn.closed || bytes.byteLength === 0) return;
+  const budget = conn.budget;
+  budget.account(ws, conn);
+  if (conn.buffered > 0 && budget.buffered + bytes.byteLength > budget.bufferedMax) {
+    conn.closed = true;
+    ws.end(1008, `answers unread: the node holds ${budget.bufferedMax} bytes of unread /client answers`);
+    return;
+  }
   ws.send(bytes, true);
+  budget.account(ws, conn);
 }

@@ -17,6 +17,10 @@ export interface KvServerOptions extends Omit<NodeOptions<KvResult>, 'stateMachi
   httpPort?: number;
   /** When set, every HTTP request and /client upgrade needs `Authorization: Bearer <clientToken>`. Never logged. */
   clientToken?: string;
+  /** Open /client connections at most (default 1024); an upgrade past it gets 503 with Retry-After. */
+  clientConnectionsMax?: number;
+  /** Unread /client answer bytes over all connections at most (default 256 MiB); see README, "Client HTTP API". */
+  clientBufferedBytesMax?: number;
 }
 
 export interface KvServer {
@@ -45,10 +49,14 @@ export async function startKvServer(options: KvServerOptions, log?: Logger): Pro
   const httpPort = opts.httpPort ?? (self !== undefined ? self.port + 1000 : 0);
   const problem = self !== undefined ? httpPortProblem(opts.httpPort, self.port) : null;
   if (problem !== null) throw new Error(problem);
+  for (const name of ['clientConnectionsMax', 'clientBufferedBytesMax'] as const) {
+    const v = opts[name];
+    if (v !== undefined && !(Number.isSafeInteger(v) && v >= 1)) throw new RangeError(`KvServerOptions.${name} ${v} is not a whole number >= 1`);
+  }
   const kv = new KvStore();
-  const { clientToken, ...nodeOpts } = opts;
+  const { clientToken, clientConnectionsMax, clientBufferedBytesMax, ...nodeOpts } = opts;
   const node = PaxlogNode.open<KvResult>({ ...nodeOpts, stateMachine: kv });
-  attachApi(node, kv, { clientToken });
+  attachApi(node, kv, { clientToken, clientConnectionsMax, clientBufferedBytesMax });
   await node.start([httpPort]);
   const scheme = opts.tls !== undefined ? 'https' : 'http';
   (log ?? logger).info({ http: `${scheme}://${hostInUrl(self!.host)}:${httpPort}`, peer: `${hostInUrl(self!.host)}:${self!.port}`, tls: opts.tls !== undefined,

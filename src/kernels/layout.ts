@@ -198,6 +198,9 @@ export const reasonText = (code: number): string => REASONS[code] ?? `unknown de
 /** The largest member index a SlotWindow or PromiseCounter tracks (one bit each in a u32). */
 export const MEMBER_MAX = 31;
 
+/** The most commands a Batcher holds (its countMax): the WASM ring's lengths are indexed within it. */
+export const BATCHER_COUNT_MAX = 1 << 24;
+
 /**
  * A plain Uint8Array copy of src[start, end). Not `src.slice()`: on a Node Buffer that returns a
  * view, and a view into a transport's or LMDB's reused buffer would change under its owner.

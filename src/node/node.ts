@@ -23,7 +23,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { ENTRY_HEADER_BYTES, FRAME_BYTES_MAX, HEADER_BYTES } from '../kernels/layout.js';
+import { BATCHER_COUNT_MAX, ENTRY_HEADER_BYTES, FRAME_BYTES_MAX, HEADER_BYTES } from '../kernels/layout.js';
 import { loadKernels } from '../kernels/index.js';
 import type { KernelKind, Kernels } from '../kernels/types.js';
 import { isDecodeError } from '../kernels/types.js';
@@ -219,6 +219,8 @@ const batchMaxCeiling = 65536;
 const pipelineCeiling = 4096;
 /** NodeOptions.config.batchBytesMax at most: a batch is one log entry, sent whole in one peer frame (a quarter of one, as Multi-Paxos splits its Accepts). */
 const batchBytesCeiling = FRAME_BYTES_MAX / 4;
+/** config.batchBytesMax at least, as the Multi-Paxos core asserts (below it the option failed that assertion after the data directory was written). */
+const batchBytesFloor = 8;
 /**
  * NodeOptions.snapshotSlots and snapshotBytes when not given. 100,000 slots, as etcd's
  * --snapshot-count: under load the 64 MiB trigger comes first and bounds the log; at one client
@@ -308,7 +310,7 @@ function checkedConfig(opts: NodeOptions<unknown>): Config {
   whole('pipeline', opts.pipeline, 1, pipelineCeiling);
   whole('config.batchMax', opts.config?.batchMax, 1, batchMaxCeiling);
   whole('config.pipeline', opts.config?.pipeline, 1, pipelineCeiling);
-  whole('config.batchBytesMax', opts.config?.batchBytesMax, 1, batchBytesCeiling);
+  whole('config.batchBytesMax', opts.config?.batchBytesMax, batchBytesFloor, batchBytesCeiling);
   whole('preallocateBytes', opts.preallocateBytes, 0);
   const protocol = opts.protocol ?? 'multipaxos';
   if (!Object.hasOwn(protocols, protocol)) bad(`protocol ${JSON.stringify(protocol)} is not one of ${Object.keys(protocols).join(', ')}`);
@@ -322,7 +324,7 @@ function checkedConfig(opts: NodeOptions<unknown>): Config {
   field('heartbeatTicks', 1, c.electionTicksMin - 1);
   field('leaseDriftTicks', 0);
   field('leaseTicks', 0, c.electionTicksMin - 1);
-  field('pendingMax', 1);
+  field('pendingMax', 1, BATCHER_COUNT_MAX);
   field('readysOutstandingMax', 1);
   field('snapshotChunkBytes', 1, SNAPSHOT_CHUNK_BYTES_MAX);
   if (c.promisePartBytes !== undefined) field('promisePartBytes', 1);
@@ -449,7 +451,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
   /** When the core's clock was last brought up to date (performance.now()). Advances by whole ticks. */
   private lastTickAt = 0;
 
-  private constructor(opts: NodeOptions<R>, store: LogStore, core: Protocol, kernels: Kernels, uws: UwsModule) {
+  private constructor(opts: NodeOptions<R>, config: Config, store: LogStore, core: Protocol, kernels: Kernels, uws: UwsModule) {
     super();
     this.opts = opts;
     this.id = opts.id;
@@ -478,7 +480,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     this.peerApp = createApp(uws, opts.tls);
     this.faults = opts.faults !== undefined || opts.faultControl === true ? new LinkFaults(opts.id, { ...faultsNone, ...opts.faults }) : null;
     this.transport = new PeerTransport({
-      id: opts.id, peers: opts.peers, secret: opts.secret ?? '', shape: clusterShape(core.name, opts.peers.keys()), kernels, logger: this.log,
+      id: opts.id, peers: opts.peers, secret: opts.secret ?? '', shape: clusterShape(core.name, opts.peers.keys(), { tickMs: this.tickMs, ...config }), kernels, logger: this.log,
       onMessage: (m) => this.onMessage(m),
       onPeerStopping: (id) => this.onPeerStopping(id),
       faults: this.faults ?? undefined,
@@ -575,7 +577,7 @@ export class PaxlogNode<R = unknown> extends EventEmitter {
     }
     const make = protocolFactory(opts.protocol ?? 'multipaxos');
     const core = make({ config, kernels, rng: new Prng(crypto.randomBytes(4).readUInt32LE(0)), restored: loaded.restored, incarnation: crypto.randomBytes(4).readUInt32LE(0) });
-    const node = new PaxlogNode(opts, store, core, kernels, uws);
+    const node = new PaxlogNode(opts, config, store, core, kernels, uws);
     node.appliedThrough = loaded.restored.appliedPrefix - 1;
     node.leaderChangeGraceMs = config.electionTicksMin * node.tickMs;
     node.catchUpTicksMax = Math.max(catchUpTicksMin, 2 * config.electionTicksMax);

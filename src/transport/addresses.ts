@@ -31,7 +31,11 @@ export function parsePeers(text: string): Map<number, PeerAddress> {
     if (!Number.isInteger(id) || id < 1 || id > 65535) throw new PeerListError(`node id ${m[1]} is not in 1..65535`);
     if (port < 1 || port > 65535) throw new PeerListError(`port ${m[4]} is not in 1..65535`);
     if (peers.has(id)) throw new PeerListError(`node id ${id} appears twice`);
-    peers.set(id, { host: m[2] ?? m[3], port });
+    const host = m[2] ?? m[3];
+    // Two members at one address: each dials itself for the other, and no link ever comes up.
+    const twin = [...peers].find(([, a]) => a.port === port && a.host.toLowerCase() === host.toLowerCase());
+    if (twin !== undefined) throw new PeerListError(`nodes ${twin[0]} and ${id} have the same address ${part.slice(part.indexOf('=') + 1)}`);
+    peers.set(id, { host, port });
   }
   if (peers.size === 0) throw new PeerListError('no peers given');
   // The slot window's ack bitsets cover 32 members.

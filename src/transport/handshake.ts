@@ -40,9 +40,25 @@ export function readChallenge(frame: Uint8Array): { listenerId: number; nonce: B
   return { listenerId: b.readUInt16LE(4), nonce: Buffer.from(b.subarray(6)) };
 }
 
-/** The cluster's shape for the handshake: the protocol and the sorted member ids ('' in transport tests). */
-export const clusterShape = (protocol: string, members: Iterable<number>): string =>
-  `${protocol}:${[...members].sort((a, b) => a - b).join(',')}`;
+/** What leases and election timeouts count on being the same on every member. */
+export interface ClusterTiming {
+  tickMs: number;
+  electionTicksMin: number;
+  electionTicksMax: number;
+  leaseTicks: number;
+  leaseDriftTicks: number;
+}
+
+/**
+ * The cluster's shape for the handshake ('' in transport tests): the protocol, the sorted member
+ * ids and the timing. A lease is safe because a leader's lease (its ticks) ends before followers
+ * that acked it stop refusing other candidates (their ticks): a leader ticking slower than its
+ * followers, or with a longer lease than their election timeout allows, would serve reads after
+ * they elected another and acknowledged a newer write. So members with another timing never link.
+ */
+export const clusterShape = (protocol: string, members: Iterable<number>, t: ClusterTiming): string =>
+  `${protocol}:${[...members].sort((a, b) => a - b).join(',')}:` +
+  `tick=${t.tickMs}ms,election=${t.electionTicksMin}..${t.electionTicksMax},lease=${t.leaseTicks}-${t.leaseDriftTicks}`;
 
 function mac(secret: string, nonce: Uint8Array, dialerId: number, listenerId: number, shape: string): Buffer {
   const ids = Buffer.allocUnsafe(4);
@@ -68,7 +84,7 @@ export function checkProof(
   const dialerId = b.readUInt16LE(4);
   const want = mac(secret, nonce, dialerId, listenerId, shape);
   if (!crypto.timingSafeEqual(want, b.subarray(6))) {
-    return { error: `node ${dialerId} does not know the cluster secret, or was started with another protocol or member list` };
+    return { error: `node ${dialerId} does not know the cluster secret, or was started with another protocol, member list or timing (--tick-ms, the election and lease ticks)` };
   }
   return { dialerId };
 }

@@ -17,7 +17,7 @@ import type { Message } from '../protocol/messages.js';
 import type { LogRecord } from '../protocol/types.js';
 import type { Batcher, DecodeError, FrameReader, Kernels, PromiseCounter, SlotWindow } from '../kernels/types.js';
 import {
-  ENTRY_HEADER_BYTES, EntryKind, FRAME_BYTES_MAX, HEADER_BYTES, MEMBER_MAX, RECORD_BYTES_MAX, RECORD_HEADER_BYTES,
+  BATCHER_COUNT_MAX, ENTRY_HEADER_BYTES, EntryKind, FRAME_BYTES_MAX, HEADER_BYTES, MEMBER_MAX, RECORD_BYTES_MAX, RECORD_HEADER_BYTES,
   SHAPES, copyBytes, reasonText, shapeRules,
 } from '../kernels/layout.js';
 import { JsCodec, encodeBatch, viewsOf } from '../kernels/js/codec.js';
@@ -348,7 +348,7 @@ class WasmBatcher implements Batcher {
   readonly regions: { ptr: number; bytes: number }[];
 
   constructor(private readonly heap: WasmHeap, private readonly out: Region, readonly countMax: number, readonly bytesMax: number) {
-    if (!(Number.isInteger(countMax) && countMax >= 1 && countMax <= 1 << 24)) assert.fail(`countMax ${countMax} out of range 1..2^24`);
+    if (!(Number.isInteger(countMax) && countMax >= 1 && countMax <= BATCHER_COUNT_MAX)) assert.fail(`countMax ${countMax} out of range 1..2^24`);
     if (!(Number.isSafeInteger(bytesMax) && bytesMax >= 1)) assert.fail(`bytesMax ${bytesMax} must be a safe integer >= 1`);
     const st = heap.alloc(40);
     const lenCap = Math.min(countMax, 64);

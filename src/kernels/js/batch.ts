@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import type { Batcher } from '../types.js';
 import { encodeBatch } from './codec.js';
-import { copyBytes } from '../layout.js';
+import { BATCHER_COUNT_MAX, copyBytes } from '../layout.js';
 
 /** Encoded bytes of a batch holding commands of these payload sizes: 4 + sum(4 + size). */
 export const batchBytes = (count: number, payloadBytes: number): number => 4 + 4 * count + payloadBytes;
@@ -17,7 +17,7 @@ export class JsBatcher implements Batcher {
   private pendingBytes = 0;
 
   constructor(readonly countMax: number, readonly bytesMax: number) {
-    if (!(Number.isInteger(countMax) && countMax >= 1)) assert.fail(`countMax ${countMax} must be >= 1`);
+    if (!(Number.isInteger(countMax) && countMax >= 1 && countMax <= BATCHER_COUNT_MAX)) assert.fail(`countMax ${countMax} out of range 1..2^24`);
     if (!(Number.isSafeInteger(bytesMax) && bytesMax >= 1)) assert.fail(`bytesMax ${bytesMax} must be >= 1`);
   }
 
