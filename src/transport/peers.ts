@@ -93,7 +93,7 @@ interface Outbound {
   delayMs: number;
   /** When the current link sent its proof (performance.now()); 0 if it has not. */
   upSince: number;
-  /** A refusal of our proof was logged; further ones are not, until a link stays up. */
+  /** A refusal of our proof, or a bad challenge, was logged; further ones are not, until a link stays up. */
   refusalLogged: boolean;
   /** The peer's host did not resolve, and that was logged; again only once a link stayed up. */
   unresolvedLogged: boolean;
@@ -435,7 +435,9 @@ export class PeerTransport {
       const c = readChallenge(data);
       if ('error' in c || c.listenerId !== o.id) {
         const reason = 'error' in c ? c.error : `listener says it is node ${c.listenerId}, expected ${o.id}`;
-        this.opts.logger.warn({ peer: o.id, reason }, 'peer link out: bad challenge');
+        // Once until a link stays up, as a refusal: a wrong address is redialed for as long as it lasts.
+        if (!o.refusalLogged) this.opts.logger.warn({ peer: o.id, reason }, 'peer link out: bad challenge (is the peer address right?)');
+        o.refusalLogged = true;
         ws.terminate();
         return;
       }
