@@ -385,10 +385,16 @@ test('a snapshot whose commit fails moves nothing: the records it meant to repla
   await assert.rejects(s.persist({ ...none, snapshot: { prefix: 150, ballot: 1, bytes: bytes('installed') } }), /the commit failed/);
   restore();
   assert.equal(s.snapshotPrefix, 50, 'the durable snapshot is still the one at 50');
+  // After a refused persist no later one commits: the node stops, and starts again from the log.
+  await assert.rejects(s.persist({ ...none, records: [rec(201)], chosenPrefix: 202 }), /an earlier write \(number \d+\) did not commit/);
+  await s.close();
+  s = LogStore.open({ dir, fsync: true, kernels });
+  s.load();
+  assert.equal(s.snapshotPrefix, 50, 'the durable snapshot is still the one at 50 after a restart');
   // The transactions that follow trim below the durable snapshot only.
   for (let p = 201; p <= 220; p++) await s.persist({ ...none, records: [rec(p)], chosenPrefix: p + 1 });
   assert.equal(s.get(100)?.position, 100, 'the records no durable snapshot covers are still there, and served');
-  assert.deepEqual(snapshotFiles(dir), ['paxlog.mdb.snapshot-150', 'paxlog.mdb.snapshot-50'], 'the file the log names is kept');
+  assert.deepEqual(snapshotFiles(dir), ['paxlog.mdb.snapshot-50'], 'the file the log names is kept; the one no transaction named went at load');
   // The node retries the same snapshot when nothing was applied since: not taken for saved already.
   assert.equal(await s.saveSnapshot({ prefix: 150, ballot: 1, bytes: bytes('at 150') }), true);
   assert.deepEqual(snapshotFiles(dir), ['paxlog.mdb.snapshot-150'], 'the older file goes once the newer one is named');

@@ -413,6 +413,14 @@ export class LogStore {
    */
   private persistFailed = false;
   /**
+   * The number of the last persist that asked for a transaction (null until the first, then read
+   * from the log's 'seq'). Each transaction checks that 'seq' holds its predecessor's number and
+   * writes its own, so it commits only if every earlier one did: lmdb-js commits queued
+   * transactions separately, and one whose fsync failed left the later ones to commit without it
+   * (a Raft truncation's old tail then stayed, spliced under newer entries, after a restart).
+   */
+  private seqAsked: number | null = null;
+  /**
    * Tests only (slowDisk()): every transaction waits this long before its commit, and the waits run
    * one after another, as writes queue at a slow disk. Invariant: 0 <= diskDelayMs <= diskDelayMsMax.
    */
@@ -688,6 +696,9 @@ export class LogStore {
       return false;
     }
     const root = this.db();
+    this.seqAsked ??= this.storedSeq();
+    const seqBefore = this.seqAsked;
+    const seq = ++this.seqAsked;
     try {
       // Persists keep their order: none is queued before an earlier one's snapshot file is written.
       while (this.snapshotBarrier !== null) await this.snapshotBarrier;
@@ -704,6 +715,9 @@ export class LogStore {
       }
       const w = nothingCommitted();
       const write = (): void => {
+        const stored = this.storedSeq();
+        if (stored !== seqBefore) throw new StorageError(`an earlier write (number ${seqBefore}) did not commit (the log holds ${stored}): this one (${seq}) is refused`);
+        this.putMetaSync('seq', [seq]);
         if (b.snapshot !== null && !this.saveSnapshotSync(b.snapshot, crc, w)) {
           assert.fail(`snapshot at ${b.snapshot.prefix} after one at ${w.snapshotPrefix}`);
         }
@@ -1078,6 +1092,12 @@ export class LogStore {
   }
 
   /** A meta value's payload (CRC checked), null if absent, or a failure. `size` -1: any length >= 8. */
+  /** The last persist's number in the log's 'seq': 0 if none; -1 if damaged, which the first persist of this life then expects and rewrites. */
+  private storedSeq(): number {
+    const v = this.readMeta('seq', 8);
+    return v === null ? 0 : isFailure(v) ? -1 : v.getFloat64(0, true);
+  }
+
   private readMeta(key: string, size: number): DataView | null | CorruptRecord {
     const bytes = this.meta.getBinary(key);
     if (bytes === undefined) return null;
