@@ -260,6 +260,31 @@ test('a lease read is refused without a lease, served while a quorum acknowledge
   assert.deepEqual(cycle(n).readsFailed, [3], 'the lease ran out: no acknowledgement for leaseTicks - drift');
 });
 
+test('a read\'s index covers the slots chosen above a hole: it is not answered by the Ready that fills the hole but applies only part of them', () => {
+  // A follower that knew the hole chosen from an earlier reign applies the slots above it at once.
+  const n = new MultiPaxos({ config: { ...defaultConfig(1, peers), pipeline: 2048, batchMax: 1, pendingMax: 4096 }, kernels: k, rng: new Prng(1) });
+  electionNow(n);
+  const b = n.status().ballot;
+  cycle(n);
+  for (const from of [2, 3]) n.step({ type: MsgType.Promise, from, to: 1, ballot: b, fromSlot: 1, chosenPrefix: 1, coverFrom: 0, more: false, entries: [] });
+  cycle(n);
+  n.step({ type: MsgType.HeartbeatAck, from: 2, to: 1, ballot: b, chosenPrefix: 1, seq: 1 });
+  n.propose(Array.from({ length: 1100 }, (_, i) => enc.encode(`w${i}`)));
+  cycle(n);
+  n.step({ type: MsgType.Accepted, from: 2, to: 1, ballot: b, firstSlot: 2, count: 1099 });
+  assert.equal(n.status().chosenPrefix, 1, 'slot 1 is a hole; 2..1100 are chosen');
+  n.read(5, 'lease');
+  let rd = cycle(n);
+  assert.deepEqual([rd.reads, rd.readsFailed], [[], []], 'the read waits');
+  n.step({ type: MsgType.Accepted, from: 2, to: 1, ballot: b, firstSlot: 1, count: 1 });
+  rd = cycle(n);
+  assert.ok(rd.apply.length < 1100, `one Ready applies part of the slots (${rd.apply.length})`);
+  assert.deepEqual(rd.reads, [], 'not answered before slot 1100 is applied');
+  rd = cycle(n);
+  assert.equal(rd.apply[rd.apply.length - 1].position, 1100);
+  assert.deepEqual(rd.reads, [{ id: 5, index: 1100 }]);
+});
+
 test('a leader whose followers\' answers stall for 15 ticks at a time (a TCP retransmit) keeps leading; with none for electionTicksMax it steps down', () => {
   const n = leader();
   const b = n.status().ballot;

@@ -179,6 +179,8 @@ export class MultiPaxos implements Protocol {
   // ---- Learner state. ----
   /** Every slot below it is chosen and its value known. Invariant: >= 1, never decreases. */
   private chosenPrefix = 1;
+  /** The highest slot markChosen was given (0 before any). Never decreases. */
+  private chosenMax = 0;
   /** Chosen values of slots >= applyNext (the prefix part and the holes above it). Invariant: no key below applyNext. */
   private readonly chosenValues = new Map<number, Uint8Array>();
   /** The next slot to hand to the state machine. Invariant: appliedPrefix <= applyNext <= chosenPrefix. */
@@ -979,6 +981,7 @@ export class MultiPaxos implements Protocol {
 
   private markChosen(slot: number, value: Uint8Array): void {
     if (this.isChosen(slot)) return;
+    if (slot > this.chosenMax) this.chosenMax = slot;
     this.chosenValues.set(slot, value);
     while (this.chosenValues.has(this.chosenPrefix)) this.chosenPrefix++;
     if (this.chosenPrefix > this.learnTarget) this.learnTarget = this.chosenPrefix;
@@ -1578,10 +1581,12 @@ export class MultiPaxos implements Protocol {
   /**
    * The slot a read must apply through: everything chosen so far, earlier leaders' slots included.
    * While this leader still fetches the slots below its reign (its chosen prefix lags, e.g. while
-   * it pulls a snapshot), followers may already apply the slots its window chose: count those too.
+   * it pulls a snapshot), followers may already apply the slots its window chose: count those too,
+   * and those chosen above a hole in its window (a follower that knew the hole chosen applies
+   * them; the Ready that fills the hole may apply only APPLY_MAX of them, and answer the read).
    */
   private readIndex(): number {
-    return Math.max(this.chosenPrefix - 1, this.window.prefix - 1, this.recoveryEnd);
+    return Math.max(this.chosenPrefix - 1, this.window.prefix - 1, this.recoveryEnd, this.chosenMax);
   }
 
   private startQuorumRead(id: number, from: number): void {
