@@ -181,6 +181,8 @@ test('--fsync off says so loudly in the log and in /status', { timeout: 30_000 }
     assert.ok(status !== null, `node never answered:\n${out}`);
     assert.equal(status.fsync, 'off');
     assert.match(String(status.warning), /FSYNC IS OFF/);
+    // The log is written asynchronously: its lines may reach the pipe after /status answers.
+    for (let i = 0; i < 100 && !/FSYNC IS OFF \(--fsync off\)/.test(out); i++) await new Promise((r) => setTimeout(r, 50));
     assert.match(out, /FSYNC IS OFF \(--fsync off\)/);
     assert.match(out, /"level":40/);
     // Started as `node bin/paxlog.js serve`, without the V8 flag its #! line carries: it says so.
