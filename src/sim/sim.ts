@@ -9,8 +9,10 @@
 // After every step it checks that no slot has two chosen values, that all applied logs are
 // prefixes of one another (both checked as values are applied, against one global log), and,
 // for Multi-Paxos, that no slot was ever accepted by a majority at two ballots with different
-// values (the ground truth of "chosen", from durable records) and that no value is applied before
-// a majority durably accepted it. At the end it heals everything and
+// values (the ground truth of "chosen", from durable records: a majority with the ballot's
+// proposer among them) and that no value is applied before such a majority durably accepted it;
+// for Raft, that no entry is applied before the leader of its term or a later one held it on
+// disk while leading. At the end it heals everything and
 // requires the cluster to converge on a fresh write (liveness), checks that no acknowledged
 // write is lost, and checks the clients' history for linearizability, key by key. With snapshots
 // on, the liveness phase first keeps one node down while the others write and compact past its
@@ -420,8 +422,12 @@ export class Simulation {
   private readonly snapshotCrcs = new Map<number, number>();
   /** Multi-Paxos ground truth: slot -> ballot -> value and the nodes that durably accepted it. */
   private readonly accepts = new Map<number, Map<number, { value: string; nodes: Set<number> }>>();
-  /** Multi-Paxos ground truth: slot -> the value a majority accepted at one ballot. */
+  /** Multi-Paxos ground truth: slot -> the value a majority accepted at one ballot, its proposer among them. */
   private readonly trulyChosen = new Map<number, string>();
+  /** Raft: term -> the node seen leading it (a term has one leader). */
+  private readonly termLeader = new Map<number, number>();
+  /** Raft: term -> the highest position its leader held on disk with an entry of that term. */
+  private readonly leaderDurable = new Map<number, number>();
   private readonly history = new Map<string, RegisterOp[]>();
   /** Acknowledged writes: command text -> position applied at. */
   private readonly acked = new Map<string, number>();
@@ -907,6 +913,7 @@ export class Simulation {
         // no new Ready is taken meanwhile, so that a busy node does not put it off for ever.
         if (n.persisting.length > 0 && this.compactDue(n)) break;
         if (!core.hasReady()) break;
+        if (this.o.protocol === 'raft') this.noteLeader(n.id, core);
         const rd = core.ready();
         for (const m of rd.messages) this.send(m);
         const delay = this.faultsOn ? this.rng.int(0, this.faults.persistDelayMax + 1) : 0;
@@ -937,9 +944,30 @@ export class Simulation {
     }
     if (rd.snapshot) this.snapshotCrcs.set(n.id, this.k.crc32c(rd.snapshot.bytes));
     if (this.o.protocol === 'multipaxos') for (const r of rd.records) this.recordAccept(n, r);
+    else for (const r of rd.records) {
+      if (this.termLeader.get(r.ballot) === n.id && r.position > (this.leaderDurable.get(r.ballot) ?? 0)) this.leaderDurable.set(r.ballot, r.position);
+    }
   }
 
-  /** Multi-Paxos ground truth: a value durably accepted by a majority at one ballot is chosen. */
+  /** Raft: the node leads its term (noted before each Ready it hands out, so before its entries of the term are persisted). */
+  private noteLeader(id: number, core: Protocol): void {
+    const st = core.status();
+    if (st.role === 'leader') this.termLeader.set(st.ballot, id);
+  }
+
+  /** Raft: a leader of the entry's term or a later one held its position on disk (with an entry of its own term). */
+  private leaderHeld(e: LogRecord): boolean {
+    for (const [term, last] of this.leaderDurable) if (term >= e.ballot && last >= e.position) return true;
+    return false;
+  }
+
+  /**
+   * Multi-Paxos ground truth: a value durably accepted at one ballot by a majority with the
+   * ballot's proposer among them is chosen. A leader counts a slot chosen only so (its own accept
+   * durable), and only that is safe from a member that lost its disk: it rejoins trusting the
+   * answers it gets, and a follower may answer it and then take a delayed Accept, while the
+   * leader's answer shows every slot it proposed. Forgotten accepts still count.
+   */
   private recordAccept(n: SimNode, r: LogRecord): void {
     const node = n.id;
     let byBallot = this.accepts.get(r.position);
@@ -957,7 +985,7 @@ export class Simulation {
       throw new Violation(`slot ${r.position} has two values at ballot ${r.ballot}: ${JSON.stringify(a.value)} and ${JSON.stringify(value)} (node ${node})`);
     }
     a.nodes.add(node);
-    if (a.nodes.size >= this.majority) {
+    if (a.nodes.size >= this.majority && a.nodes.has(this.k.ballotNode(r.ballot))) {
       const chosen = this.trulyChosen.get(r.position);
       if (chosen === undefined) this.trulyChosen.set(r.position, value);
       else if (chosen !== value) {
@@ -992,9 +1020,15 @@ export class Simulation {
       }
       // Multi-Paxos chooses a value by a majority's durable accepts at one ballot, so one is applied
       // only once they exist: a value applied first was never chosen (a reply sent before its write
-      // was durable shows here at once, without waiting for a crash to lose the write).
+      // was durable shows here at once, without waiting for a crash to lose the write; so does a
+      // leader that counts its followers' acks before its own accept is durable).
       if (chosen === undefined && this.o.protocol === 'multipaxos') {
-        throw new Violation(`node ${n.id} applied ${JSON.stringify(text)} at slot ${a.position}, which no majority has durably accepted`);
+        throw new Violation(`node ${n.id} applied ${JSON.stringify(text)} at slot ${a.position}, which no majority has durably accepted (with its proposer among them)`);
+      }
+      // Raft commits by count only an entry of the leader's term on its own disk, and the older
+      // ones below it: so a leader of this entry's term or a later one held it on disk first.
+      if (this.o.protocol === 'raft' && !this.leaderHeld(a)) {
+        throw new Violation(`node ${n.id} applied position ${a.position} (term ${a.ballot}) before a leader of its term or a later one held it on disk`);
       }
       const cmds = this.k.decodeBatch(a.value);
       if (!Array.isArray(cmds)) throw new Violation(`node ${n.id} applied a malformed batch at ${a.position}: ${cmds.error}`);
