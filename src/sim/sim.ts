@@ -12,8 +12,8 @@
 // for Multi-Paxos, that no slot was ever accepted by a majority at two ballots with different
 // values (the ground truth of "chosen", from durable records: a majority with the ballot's
 // proposer among them) and that no value is applied before such a majority durably accepted it;
-// for Raft, that no entry is applied before the leader of its term or a later one held it on
-// disk while leading. At the end it heals everything and
+// for Raft, that no entry is applied before a leader of its term or a later one held it on disk
+// (with an entry of its own term at or above it). At the end it heals everything and
 // requires the cluster to converge on a fresh write (liveness), checks that no acknowledged
 // write is lost, and checks the clients' history for linearizability, key by key. With snapshots
 // on, the liveness phase first keeps one node down while the others write and compact past its
@@ -159,8 +159,8 @@ export interface Faults {
   /** Snapshot bytes per SnapshotChunk: tiny (a transfer spans many chunks, some lost) or the 1 MiB default. */
   snapshotChunkBytes: number;
   /** Readys a node has in flight at most (Config.readysOutstandingMax): 1, 2 or 4, or 64 on a
-   *  quarter of the seeds (a deep pipeline: a leader whose disk stalls goes on sending, applying
-   *  and answering for a long while). */
+   *  quarter of the seeds (a deep pipeline: a leader whose disk stalls goes on sending Accepts and
+   *  commits for a long while). */
   readysOutstandingMax: number;
   /** Per-tick, per-node probability that the node's disk stalls (an fsync that hangs): none of its
    *  persists completes until the stall ends, while the node runs on. Zero on half the seeds. */
