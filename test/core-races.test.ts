@@ -6,12 +6,13 @@ import assert from 'node:assert/strict';
 import { MultiPaxos } from '../src/protocol/multipaxos/index.js';
 import { Raft } from '../src/protocol/raft/index.js';
 import { MsgType, type Message } from '../src/protocol/messages.js';
-import type { Protocol, ProtocolOptions } from '../src/protocol/types.js';
+import type { PlantedBug, Protocol, ProtocolOptions } from '../src/protocol/types.js';
 import { Net, cmds } from './core-net.js';
 
-const makers: Record<'multipaxos' | 'raft', (o: ProtocolOptions) => Protocol> = {
-  multipaxos: (o) => new MultiPaxos(o),
-  raft: (o) => new Raft(o),
+type Bugs = Partial<Record<PlantedBug, boolean>>;
+const makers: Record<'multipaxos' | 'raft', (bugs: Bugs) => (o: ProtocolOptions) => Protocol> = {
+  multipaxos: (bugs) => (o) => new MultiPaxos({ ...o, bugs }),
+  raft: (bugs) => (o) => new Raft({ ...o, bugs }),
 };
 const between = (a: number, b: number) => (m: Message): boolean => (m.from === a && m.to === b) || (m.from === b && m.to === a);
 const isAppend = (m: Message): boolean => m.type === MsgType.Accept || m.type === MsgType.AppendEntries;
@@ -26,66 +27,73 @@ const disagreement = (net: Net<Protocol>): string | null => {
   return null;
 };
 
-for (const protocol of ['multipaxos', 'raft'] as const) {
-  test(`${protocol}: a leader counts an entry committed only with its own copy durable, so a wiped member rejoining cannot vote it away`, () => {
-    // 1 (A) accepts the leader's entry, is wiped and rejoins; 3 (C) answers A, then takes the
-    // entry from a delayed message: A and C were a majority, and C applies it once told. If the
-    // leader (2, B) may count that majority before its own copy is durable, and then crashes
-    // with the copy unwritten, B and A (answered by B's and C's replies, none showing the entry)
-    // elect a leader that puts another value there.
-    // B's writes are durable until it leads, and none of its reign's are (Raft's no-op included).
-    const net = new Net<Protocol>(3, { readysOutstandingMax: 64 }, makers[protocol]);
-    net.nodes.get(2)!.autoPersist = false;
-    for (let i = 0; i < 500 && net.role(2) !== 'leader'; i++) {
-      net.core(2).tick();
-      net.process();
-      net.persist(2);
-      for (let j = 0; j < 6 && net.role(2) !== 'leader'; j++) { net.deliver(); if (net.role(2) !== 'leader') net.persist(2); }
-    }
-    assert.equal(net.role(2), 'leader');
-    net.core(2).propose(cmds('v'));
+/** The race of a leader that counts an entry committed before its own copy is durable; fails an assertion if it shows. */
+const commitRace = (protocol: 'multipaxos' | 'raft', bugs: Bugs = {}): void => {
+  // 1 (A) accepts the leader's entry, is wiped and rejoins; 3 (C) answers A, then takes the
+  // entry from a delayed message: A and C were a majority, and C applies it once told. If the
+  // leader (2, B) may count that majority before its own copy is durable, and then crashes
+  // with the copy unwritten, B and A (answered by B's and C's replies, none showing the entry)
+  // elect a leader that puts another value there.
+  // B's writes are durable until it leads, and none of its reign's are (Raft's no-op included).
+  const net = new Net<Protocol>(3, { readysOutstandingMax: 64 }, makers[protocol](bugs));
+  net.nodes.get(2)!.autoPersist = false;
+  for (let i = 0; i < 500 && net.role(2) !== 'leader'; i++) {
+    net.core(2).tick();
     net.process();
-    const toC = net.queue.filter((m) => m.to === 3 && isAppend(m));
-    net.queue = net.queue.filter((m) => !toC.includes(m));
-    for (let i = 0; i < 6; i++) net.deliver(between(1, 2));
-    net.queue = [];
-    net.wipe(1);
+    net.persist(2);
+    for (let j = 0; j < 6 && net.role(2) !== 'leader'; j++) { net.deliver(); if (net.role(2) !== 'leader') net.persist(2); }
+  }
+  assert.equal(net.role(2), 'leader');
+  net.core(2).propose(cmds('v'));
+  net.process();
+  const toC = net.queue.filter((m) => m.to === 3 && isAppend(m));
+  net.queue = net.queue.filter((m) => !toC.includes(m));
+  for (let i = 0; i < 6; i++) net.deliver(between(1, 2));
+  net.queue = [];
+  net.wipe(1);
+  net.process();
+  net.queue = net.queue.filter((m) => m.to !== 2); // A's question to B is lost; C answers it
+  for (let i = 0; i < 3; i++) net.deliver(between(1, 3));
+  net.queue.push(...toC);
+  for (let i = 0; i < 4; i++) net.deliver(between(2, 3));
+  for (let t = 0; t < 10 && !net.nodes.get(3)!.applied.includes('v'); t++) {
+    for (const id of [2, 3]) net.core(id).tick();
     net.process();
-    net.queue = net.queue.filter((m) => m.to !== 2); // A's question to B is lost; C answers it
-    for (let i = 0; i < 3; i++) net.deliver(between(1, 3));
-    net.queue.push(...toC);
     for (let i = 0; i < 4; i++) net.deliver(between(2, 3));
-    for (let t = 0; t < 10 && !net.nodes.get(3)!.applied.includes('v'); t++) {
-      for (const id of [2, 3]) net.core(id).tick();
-      net.process();
-      for (let i = 0; i < 4; i++) net.deliver(between(2, 3));
-    }
-    const cApplied = [...net.nodes.get(3)!.applied];
-    net.crash(2);
-    net.nodes.get(2)!.autoPersist = true;
-    net.restart(2);
-    net.isolate(3);
-    for (let i = 0; i < 400 && net.role(1) !== 'leader' && net.role(2) !== 'leader'; i++) net.tickAll(1);
-    const l = net.role(1) === 'leader' ? 1 : 2;
-    assert.equal(net.role(l), 'leader', 'A and B elect a leader once A rejoined');
-    net.core(l).propose(cmds('w'));
-    net.tickAll(5);
-    assert.equal(disagreement(net), null, `C applied ${JSON.stringify(cApplied)} before the crash`);
-    // Once C is back, it ends with what the others applied.
-    net.cuts.clear();
-    net.tickAll(60);
-    assert.equal(disagreement(net), null);
-    assert.deepEqual(net.nodes.get(3)!.applied, net.nodes.get(l)!.applied);
-    assert.ok(net.nodes.get(l)!.applied.includes('w'));
+  }
+  const cApplied = [...net.nodes.get(3)!.applied];
+  net.crash(2);
+  net.nodes.get(2)!.autoPersist = true;
+  net.restart(2);
+  net.isolate(3);
+  for (let i = 0; i < 400 && net.role(1) !== 'leader' && net.role(2) !== 'leader'; i++) net.tickAll(1);
+  const l = net.role(1) === 'leader' ? 1 : 2;
+  assert.equal(net.role(l), 'leader', 'A and B elect a leader once A rejoined');
+  net.core(l).propose(cmds('w'));
+  net.tickAll(5);
+  assert.equal(disagreement(net), null, `C applied ${JSON.stringify(cApplied)} before the crash`);
+  // Once C is back, it ends with what the others applied.
+  net.cuts.clear();
+  net.tickAll(60);
+  assert.equal(disagreement(net), null);
+  assert.deepEqual(net.nodes.get(3)!.applied, net.nodes.get(l)!.applied);
+  assert.ok(net.nodes.get(l)!.applied.includes('w'));
+};
+
+for (const protocol of ['multipaxos', 'raft'] as const) {
+  test(`${protocol}: a leader counts an entry committed only with its own copy durable, so a wiped member rejoining cannot vote it away`, () => commitRace(protocol));
+  test(`${protocol}: with commitWithoutOwnCopy planted, the same race applies two values at one position`, () => {
+    assert.throws(() => commitRace(protocol, { commitWithoutOwnCopy: true }), /position \d+: w \/ v/);
   });
 }
 
-test('multipaxos: a learner takes a chosen value it fetches even when its own accept of another value has a higher ballot (a stale leader re-proposed the chosen one lower)', () => {
+/** The race of a learner that fetches a chosen value at a ballot below its own accept; fails an assertion if it shows. */
+const learnRace = (bugs: Bugs = {}): void => {
   // R (3) chooses x in slot 1 and, later, v in slot 2 at 1.3; Q (2) accepted w in slot 2 at 1.2
   // alone. P (1), elected late at 1.1 by delayed Promises, learned slot 2 = v and re-proposed it
   // at 1.1 under its own ballot. Q then fetches slot 2 from P: `2@1.1:v`. Keeping its own w
   // because 1.2 > 1.1 would apply w where the others applied v.
-  const net = new Net<MultiPaxos>(5, { electionTicksMin: 30, electionTicksMax: 60 }, (o) => new MultiPaxos(o));
+  const net = new Net<MultiPaxos>(5, { electionTicksMin: 30, electionTicksMax: 60 }, (o) => new MultiPaxos({ ...o, bugs }));
   const [P, Q, R] = [1, 2, 3];
   const link = (from: number, to: number, ...types: MsgType[]) => (m: Message): boolean =>
     m.from === from && m.to === to && (types.length === 0 || types.includes(m.type));
@@ -157,6 +165,11 @@ test('multipaxos: a learner takes a chosen value it fetches even when its own ac
   assert.deepEqual(net.nodes.get(R)!.applied, ['x', 'v']);
   assert.deepEqual(net.nodes.get(Q)!.applied, ['x', 'v']);
   assert.equal(disagreement(net as unknown as Net<Protocol>), null);
+};
+
+test('multipaxos: a learner takes a chosen value it fetches even when its own accept of another value has a higher ballot (a stale leader re-proposed the chosen one lower)', () => learnRace());
+test('multipaxos: with learnKeepsOwnValue planted, the same race has the learner apply its own value', () => {
+  assert.throws(() => learnRace({ learnKeepsOwnValue: true }), (e: Error) => e instanceof assert.AssertionError && /'w'/.test(e.message));
 });
 
 test('raft: a follower whose conflicting entries lie wholly below the leader\'s snapshot is sent the snapshot, not probed forever', () => {

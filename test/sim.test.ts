@@ -33,8 +33,8 @@ test('the core keeps every check on the WebAssembly kernels too (20 seeds)', () 
   }
 });
 
-test('the faults are really injected: messages lost and duplicated, nodes crashed, writes acknowledged', () => {
-  const totals = { dropped: 0, crashes: 0, partitions: 0, writesAcked: 0, readsOk: 0, unknown: 0 };
+test('the faults are really injected: messages lost and duplicated, nodes crashed, disks stalled, writes acknowledged', () => {
+  const totals = { dropped: 0, crashes: 0, partitions: 0, stalls: 0, writesAcked: 0, readsOk: 0, unknown: 0 };
   for (let seed = 1; seed <= 20; seed++) {
     const s = simulate({ seed, nodes: 3, steps: 2000, protocol: 'multipaxos' }).stats;
     for (const k of Object.keys(totals) as (keyof typeof totals)[]) totals[k] += s[k];
@@ -102,21 +102,25 @@ test('seeds draw snapshots never, every few positions or every few dozen, in tin
   const f = drawn.find((x) => x.snapshotEvery > 0)!;
   assert.match(describeFaults(f), new RegExp(` snapshotEvery=${f.snapshotEvery} snapshotChunkBytes=${f.snapshotChunkBytes} readys<=${f.readysOutstandingMax}$`));
   const readys = new Set(drawn.map((x) => x.readysOutstandingMax));
-  assert.deepEqual([...readys].sort(), [1, 2, 4], 'seeds draw 1, 2 and 4 Readys in flight');
+  assert.deepEqual([...readys].sort((a, b) => a - b), [1, 2, 4, 64], 'seeds draw 1, 2, 4 and 64 Readys in flight');
+  const stalls = drawn.map((x) => x.stall);
+  assert.ok(stalls.some((x) => x === 0) && stalls.some((x) => x > 0), 'half the seeds stall disks');
+  assert.ok(drawn.every((x) => (x.stall === 0) === (x.stallTicksMax === 0) && x.stallTicksMax <= 200));
   assert.match(describeFaults(drawn.find((x) => x.snapshotEvery === 0)!), / snapshotEvery=never /);
 });
 
-test('the snapshot knobs and Readys in flight come from side streams: the main stream runs as before', () => {
+test('the snapshot knobs, Readys in flight and disk stalls come from side streams: the main stream runs as before', () => {
   for (let seed = 1; seed <= 50; seed++) {
     const withKnobs = new Prng(seed);
     const without = new Prng(seed);
     const f = drawFaults(withKnobs, seed);
     const run = drawRunFaults(without);
-    assert.deepEqual({ ...run, snapshotEvery: f.snapshotEvery, snapshotChunkBytes: f.snapshotChunkBytes, readysOutstandingMax: f.readysOutstandingMax }, f);
+    const { snapshotEvery, snapshotChunkBytes, readysOutstandingMax, stall, stallTicksMax } = f;
+    assert.deepEqual({ ...run, snapshotEvery, snapshotChunkBytes, readysOutstandingMax, stall, stallTicksMax }, f);
     assert.equal(withKnobs.u32(), without.u32(), `seed ${seed}: drawing the snapshot knobs moved the main stream`);
     // The knobs are the seed's own, whatever the main stream holds.
     const g = drawFaults(new Prng(seed + 7), seed);
-    assert.deepEqual([g.snapshotEvery, g.snapshotChunkBytes, g.readysOutstandingMax], [f.snapshotEvery, f.snapshotChunkBytes, f.readysOutstandingMax]);
+    assert.deepEqual([g.snapshotEvery, g.snapshotChunkBytes, g.readysOutstandingMax, g.stall, g.stallTicksMax], [snapshotEvery, snapshotChunkBytes, readysOutstandingMax, stall, stallTicksMax]);
   }
 });
 

@@ -304,6 +304,8 @@ export const plantedBugs = [
   'commitOldTerm',       // Raft: commit an old-term entry by counting replicas
   'rejoinVotesAtOnce',   // a node that lost its state votes (promises) without catching up first
   'countPromisePart',    // a candidate that counts an acceptor at each part of its Promise
+  'commitWithoutOwnCopy', // a leader counts a slot (entry) chosen from its followers' acks before its own copy is durable
+  'learnKeepsOwnValue',  // Multi-Paxos: a learner keeps its own accept over a fetched chosen value at a lower ballot
 ] as const;
 export type PlantedBug = (typeof plantedBugs)[number];
 

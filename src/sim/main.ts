@@ -1,8 +1,8 @@
 // `paxlog sim`: run seeds start..start+seeds-1, print each seed's fault settings first, stop at
 // the first violation with the one command that replays it, and report seeds per second and how
 // many snapshots were taken, installed and sent in chunks over the run, (with storage faults or
-// wipes on) how many restarts found damaged or empty disks and how many rejoins completed, and (with
-// pauses on) how many times a node was paused.
+// wipes on) how many restarts found damaged or empty disks and how many rejoins completed, how many
+// disk stalls the seeds drew, and (with pauses on) how many times a node was paused.
 
 import { plantedBugs, type ProtocolName } from '../protocol/types.js';
 import { describeFaults, faultFields, simulate, type Bugs, type SimResult } from './sim.js';
@@ -56,7 +56,7 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
   let failed: SimResult | null = null;
   let ran = 0;
   /** Snapshot counts summed over the seeds run. */
-  const totals = { snapshots: 0, installs: 0, chunks: 0, storageFaults: 0, refused: 0, wipes: 0, rejoins: 0, rejoined: 0, pauses: 0, notices: 0, newClusterStarts: 0, rejoinedOnMajority: 0 };
+  const totals = { snapshots: 0, installs: 0, chunks: 0, storageFaults: 0, refused: 0, wipes: 0, rejoins: 0, rejoined: 0, pauses: 0, notices: 0, newClusterStarts: 0, rejoinedOnMajority: 0, stalls: 0 };
   const faults = { storageFaults: opts.storageFaults, rejoinShare: opts.rejoinShare, wipes: opts.wipes, pauses: opts.pauses, stops: opts.stops, newCluster: opts.newCluster };
   for (let seed = opts.start; seed < opts.start + opts.seeds; seed++) {
     const r = simulate({ seed, nodes: opts.nodes, steps: opts.steps, protocol: opts.protocol, bugs: opts.bugs, ...faults });
@@ -71,6 +71,7 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
     totals.rejoins += r.stats.rejoins;
     totals.rejoined += r.stats.rejoined;
     totals.pauses += r.stats.pauses;
+    totals.stalls += r.stats.stalls;
     totals.notices += r.stats.notices;
     totals.newClusterStarts += r.stats.newClusterStarts;
     totals.rejoinedOnMajority += r.stats.rejoinedOnMajority;
@@ -95,6 +96,7 @@ export async function simMain(opts: SimMainOptions): Promise<number> {
   }
   const seconds = Number(process.hrtime.bigint() - began) / 1e9;
   print(`snapshots: ${totals.snapshots} taken, ${totals.installs} installed from a peer, ${totals.chunks} chunks delivered`);
+  print(`disk stalls: ${totals.stalls}`);
   print(`disks: ${totals.storageFaults} found damaged (${totals.refused} refused), ${totals.wipes} wiped; ` +
     `${totals.rejoins} rejoining starts, ${totals.rejoined} rejoins completed`);
   if ((opts.pauses ?? 0) > 0) print(`pauses: ${totals.pauses}`);

@@ -1,16 +1,19 @@
 // The deterministic simulator (in the manner of TigerBeetle's VOPR). One seed builds a cluster of
 // pure protocol cores and their clients, draws its own fault rates, and drives everything through
 // message loss, duplication, reordering, long delays, partitions (asymmetric too), crashes (on
-// some seeds aimed at the leader), restarts that lose whatever was not yet durable, and clock
-// jumps within the drift bound. Seeds also draw the batch knobs, down to one command per batch,
+// some seeds aimed at the leader), restarts that lose whatever was not yet durable, disk stalls
+// (persists that hang while the node runs on, some ending in a kill), and clock jumps within the
+// drift bound. Seeds also draw the batch knobs, down to one command per batch,
 // and snapshots: how often every node compacts its log, and how small the chunks are in which a
 // lagging node pulls a peer's snapshot.
 //
 // After every step it checks that no slot has two chosen values, that all applied logs are
 // prefixes of one another (both checked as values are applied, against one global log), and,
 // for Multi-Paxos, that no slot was ever accepted by a majority at two ballots with different
-// values (the ground truth of "chosen", from durable records) and that no value is applied before
-// a majority durably accepted it. At the end it heals everything and
+// values (the ground truth of "chosen", from durable records: a majority with the ballot's
+// proposer among them) and that no value is applied before such a majority durably accepted it;
+// for Raft, that no entry is applied before a leader of its term or a later one held it on disk
+// (with an entry of its own term at or above it). At the end it heals everything and
 // requires the cluster to converge on a fresh write (liveness), checks that no acknowledged
 // write is lost, and checks the clients' history for linearizability, key by key. With snapshots
 // on, the liveness phase first keeps one node down while the others write and compact past its
@@ -155,8 +158,16 @@ export interface Faults {
   snapshotEvery: number;
   /** Snapshot bytes per SnapshotChunk: tiny (a transfer spans many chunks, some lost) or the 1 MiB default. */
   snapshotChunkBytes: number;
-  /** Readys a node has in flight at most (Config.readysOutstandingMax): 1, 2 or 4. */
+  /** Readys a node has in flight at most (Config.readysOutstandingMax): 1, 2 or 4, or 64 on a
+   *  quarter of the seeds (a deep pipeline: a leader whose disk stalls goes on sending Accepts and
+   *  commits for a long while). */
   readysOutstandingMax: number;
+  /** Per-tick, per-node probability that the node's disk stalls (an fsync that hangs): none of its
+   *  persists completes until the stall ends, while the node runs on. Zero on half the seeds. */
+  stall: number;
+  /** A stall lasts 1..stallTicksMax ticks. On half the stalls the node is then killed with its
+   *  persists still hanging (a watchdog, or the kernel's hung-task panic), losing them. */
+  stallTicksMax: number;
 }
 
 export interface SimResult {
@@ -194,6 +205,8 @@ export interface SimResult {
     pauses: number;
     /** Stopping notices delivered (SimOptions.stops). */
     notices: number;
+    /** Disk stalls begun (Faults.stall). */
+    stalls: number;
   };
 }
 
@@ -204,7 +217,7 @@ export interface SimResult {
  */
 export const drawFaults = (rng: Prng, seed: number): Faults => ({
   ...drawRunFaults(rng), ...drawSnapshotKnobs(sideStream(seed, SideStream.Snapshots)),
-  readysOutstandingMax: [1, 2, 4][sideStream(seed, SideStream.Readys).int(0, 3)],
+  readysOutstandingMax: drawReadys(sideStream(seed, SideStream.Readys)), ...drawStallKnobs(sideStream(seed, SideStream.StallKnobs)),
 });
 
 /** The SimOptions that are probabilities of faults; the sim command takes each as a flag of the same name in kebab case. */
@@ -222,6 +235,10 @@ const enum SideStream {
   Pauses = 3,
   /** Graceful stops and their notices (Sim.stopRng). */
   Stops = 4,
+  /** How often and how long disks stall (drawFaults). */
+  StallKnobs = 5,
+  /** Every disk stall: where, how long, and how it ends (Sim.stallRng). */
+  Stalls = 6,
 }
 
 const sideStream = (seed: number, which: SideStream): Prng => {
@@ -231,7 +248,7 @@ const sideStream = (seed: number, which: SideStream): Prng => {
 };
 
 /** The draws from the main stream, in the order they always had. */
-export const drawRunFaults = (rng: Prng): Omit<Faults, 'snapshotEvery' | 'snapshotChunkBytes' | 'readysOutstandingMax'> => ({
+export const drawRunFaults = (rng: Prng): Omit<Faults, 'snapshotEvery' | 'snapshotChunkBytes' | 'readysOutstandingMax' | 'stall' | 'stallTicksMax'> => ({
   loss: rng.next() * 0.3,
   duplicate: rng.next() * 0.5,
   delayMax: rng.int(1, 11),
@@ -252,6 +269,15 @@ export const drawRunFaults = (rng: Prng): Omit<Faults, 'snapshotEvery' | 'snapsh
   batchBytesMax: [8, 8, 64, 256 * 1024][rng.int(0, 4)],
   leaderCrash: rng.chance(0.75) ? 0 : 0.02 + rng.next() * 0.13,
 });
+
+/** 1, 2 or 4 from the first draw, as before 64 was drawn too: a seed that draws no 64 keeps its value. */
+const drawReadys = (rng: Prng): number => {
+  const shallow = [1, 2, 4][rng.int(0, 3)];
+  return rng.chance(0.25) ? 64 : shallow;
+};
+
+const drawStallKnobs = (rng: Prng): Pick<Faults, 'stall' | 'stallTicksMax'> =>
+  rng.chance(0.5) ? { stall: rng.next() * 0.004, stallTicksMax: rng.int(10, 201) } : { stall: 0, stallTicksMax: 0 };
 
 const drawSnapshotKnobs = (rng: Prng): Pick<Faults, 'snapshotEvery' | 'snapshotChunkBytes'> => {
   const kind = rng.int(0, 4);
@@ -275,6 +301,7 @@ const drawTimeouts = (rng: Prng): Pick<Faults, 'electionTicksMin' | 'electionTic
 export const describeFaults = (f: Faults): string =>
   `loss=${pct(f.loss)} dup=${pct(f.duplicate)} delay<=${f.delayMax} longDelay=${pct(f.longDelay)}<=${f.longDelayMax} ` +
   `partition=${pct(f.partition)}/tick asym=${pct(f.asymmetric)} crash=${pct(f.crash)}/tick leaderCrash=${pct(f.leaderCrash)}/tick persistDelay<=${f.persistDelayMax} ` +
+  `stall=${pct(f.stall)}/tick<=${f.stallTicksMax} ` +
   `clockJump=${pct(f.clockJump)} clients=${f.clients} keys=${f.keys} reads=${pct(f.reads)} pipeline=${f.pipeline} ` +
   `batchMax=${f.batchMax} batchBytesMax=${f.batchBytesMax} heartbeatTicks=${f.heartbeatTicks} electionTicks=[${f.electionTicksMin},${f.electionTicksMax}) ` +
   `leaseTicks=${f.leaseTicks} leaseDriftTicks=${f.leaseDriftTicks} ` +
@@ -308,6 +335,10 @@ interface SimNode {
   restartAt: number;
   /** Tick at which a paused node wakes (SimOptions.pauses); <= now when it runs. */
   pausedUntil: number;
+  /** Tick at which the node's disk stall ends (Faults.stall); 0 when it has none. Persists complete only outside one. */
+  stalledUntil: number;
+  /** The stall ends with the node killed, its persists still hanging. */
+  stallKills: boolean;
   /** Ticks the node's clock fell behind while paused, paid when it wakes. */
   ticksOwed: number;
   /** Peer messages that arrived while the node was paused, in arrival order. Bounded by what is in flight. */
@@ -396,6 +427,8 @@ export class Simulation {
   private readonly pauseRng: Prng;
   /** The stop side stream: whether a crash is a graceful stop, and which notices arrive (SimOptions.stops). */
   private readonly stopRng: Prng;
+  /** The stall side stream: which disk stalls, how long, and how it ends (Faults.stall). */
+  private readonly stallRng: Prng;
   private readonly k: Kernels;
   private readonly nodes: SimNode[] = [];
   private readonly configs: Config[];
@@ -420,8 +453,12 @@ export class Simulation {
   private readonly snapshotCrcs = new Map<number, number>();
   /** Multi-Paxos ground truth: slot -> ballot -> value and the nodes that durably accepted it. */
   private readonly accepts = new Map<number, Map<number, { value: string; nodes: Set<number> }>>();
-  /** Multi-Paxos ground truth: slot -> the value a majority accepted at one ballot. */
+  /** Multi-Paxos ground truth: slot -> the value a majority accepted at one ballot, its proposer among them. */
   private readonly trulyChosen = new Map<number, string>();
+  /** Raft: term -> the node seen leading it (a term has one leader). */
+  private readonly termLeader = new Map<number, number>();
+  /** Raft: term -> the highest position its leader held on disk with an entry of that term. */
+  private readonly leaderDurable = new Map<number, number>();
   private readonly history = new Map<string, RegisterOp[]>();
   /** Acknowledged writes: command text -> position applied at. */
   private readonly acked = new Map<string, number>();
@@ -430,7 +467,7 @@ export class Simulation {
   private readonly heldBack = new Set<number>();
   readonly stats = {
     delivered: 0, dropped: 0, crashes: 0, partitions: 0, writesAcked: 0, readsOk: 0, unknown: 0, applied: 0,
-    storageFaults: 0, wipes: 0, rejoins: 0, rejoined: 0, newClusterStarts: 0, rejoinedOnMajority: 0, snapshots: 0, installs: 0, chunks: 0, pauses: 0, notices: 0,
+    storageFaults: 0, wipes: 0, rejoins: 0, rejoined: 0, newClusterStarts: 0, rejoinedOnMajority: 0, snapshots: 0, installs: 0, chunks: 0, pauses: 0, notices: 0, stalls: 0,
   };
 
   constructor(private readonly o: SimOptions) {
@@ -443,6 +480,7 @@ export class Simulation {
     this.diskRng = sideStream(o.seed, SideStream.Disk);
     this.pauseRng = sideStream(o.seed, SideStream.Pauses);
     this.stopRng = sideStream(o.seed, SideStream.Stops);
+    this.stallRng = sideStream(o.seed, SideStream.Stalls);
     this.k = o.kernels ?? loadKernels('js');
     this.factory = o.factory ?? protocolFactory(o.protocol);
     const peers = Array.from({ length: o.nodes }, (_, i) => i + 1);
@@ -468,7 +506,7 @@ export class Simulation {
       const n: SimNode = {
         id, core: null, durable: new Durable(true),
         persisting: [], appliedNext: 1, digest: DIGEST_EMPTY, snapshotAt: 1, installs: 0,
-        kv: new Map(), readsHeld: [], restartAt: 0, pausedUntil: 0, ticksOwed: 0, heldMessages: [], heldRequests: [],
+        kv: new Map(), readsHeld: [], restartAt: 0, pausedUntil: 0, stalledUntil: 0, stallKills: false, ticksOwed: 0, heldMessages: [], heldRequests: [],
         jumps: [], refused: '', rejoining: o.newCluster === true, newCluster: o.newCluster === true, answeredBy: new Set(),
       };
       this.nodes.push(n);
@@ -591,6 +629,7 @@ export class Simulation {
     n.core = null;
     n.persisting = []; // whatever was not yet durable is lost
     n.pausedUntil = 0; // a paused process can be killed; what waited for it is gone with it
+    n.stalledUntil = 0;
     n.ticksOwed = 0;
     n.heldMessages = [];
     n.heldRequests = [];
@@ -706,6 +745,7 @@ export class Simulation {
       if (n.core && (this.rng.chance(f.crash) || this.killsLeader(n.core))) this.crash(n);
       else if (!n.core && n.refused === '' && this.now >= n.restartAt) this.restart(n);
     }
+    if (f.stall > 0) for (const n of this.nodes) if (n.core) this.stallOrRecover(n);
     const pauses = this.o.pauses ?? 0;
     if (pauses > 0) {
       for (const n of this.nodes) {
@@ -713,6 +753,24 @@ export class Simulation {
         if (n.pausedUntil !== 0 && !this.paused(n)) this.wake(n);
         else if (n.pausedUntil === 0 && this.pauseRng.chance(pauses)) this.pause(n);
       }
+    }
+  }
+
+  /**
+   * A disk stall (Faults.stall): no persist of the node completes until it ends, while the node
+   * runs on and sends what needs no sync (a leader's Accepts, its commits), so its followers' acks
+   * can come back long before its own write is durable. It ends with the disk recovering, or with
+   * the node killed and its hanging persists lost: a leader that crashes with writes it already
+   * counted on others unsynced.
+   */
+  private stallOrRecover(n: SimNode): void {
+    if (n.stalledUntil !== 0 && this.now >= n.stalledUntil) {
+      n.stalledUntil = 0;
+      if (n.stallKills) this.crash(n);
+    } else if (n.stalledUntil === 0 && this.stallRng.chance(this.faults.stall)) {
+      n.stalledUntil = this.now + this.stallRng.int(1, this.faults.stallTicksMax + 1);
+      n.stallKills = this.stallRng.chance(0.5);
+      this.stats.stalls++;
     }
   }
 
@@ -898,7 +956,7 @@ export class Simulation {
         const core = n.core;
         if (!core) break;
         const head = n.persisting[0];
-        if (head !== undefined && head.doneAt <= this.now) {
+        if (head !== undefined && head.doneAt <= this.now && this.now >= n.stalledUntil) {
           this.completePersist(n);
           this.maybeCompact(n, false);
           continue;
@@ -907,6 +965,7 @@ export class Simulation {
         // no new Ready is taken meanwhile, so that a busy node does not put it off for ever.
         if (n.persisting.length > 0 && this.compactDue(n)) break;
         if (!core.hasReady()) break;
+        if (this.o.protocol === 'raft') this.noteLeader(n.id, core);
         const rd = core.ready();
         for (const m of rd.messages) this.send(m);
         const delay = this.faultsOn ? this.rng.int(0, this.faults.persistDelayMax + 1) : 0;
@@ -937,9 +996,30 @@ export class Simulation {
     }
     if (rd.snapshot) this.snapshotCrcs.set(n.id, this.k.crc32c(rd.snapshot.bytes));
     if (this.o.protocol === 'multipaxos') for (const r of rd.records) this.recordAccept(n, r);
+    else for (const r of rd.records) {
+      if (this.termLeader.get(r.ballot) === n.id && r.position > (this.leaderDurable.get(r.ballot) ?? 0)) this.leaderDurable.set(r.ballot, r.position);
+    }
   }
 
-  /** Multi-Paxos ground truth: a value durably accepted by a majority at one ballot is chosen. */
+  /** Raft: the node leads its term (noted before each Ready it hands out, so before its entries of the term are persisted). */
+  private noteLeader(id: number, core: Protocol): void {
+    const st = core.status();
+    if (st.role === 'leader') this.termLeader.set(st.ballot, id);
+  }
+
+  /** Raft: a leader of the entry's term or a later one held its position on disk (with an entry of its own term). */
+  private leaderHeld(e: LogRecord): boolean {
+    for (const [term, last] of this.leaderDurable) if (term >= e.ballot && last >= e.position) return true;
+    return false;
+  }
+
+  /**
+   * Multi-Paxos ground truth: a value durably accepted at one ballot by a majority with the
+   * ballot's proposer among them is chosen. A leader counts a slot chosen only so (its own accept
+   * durable), and only that is safe from a member that lost its disk: it rejoins trusting the
+   * answers it gets, and a follower may answer it and then take a delayed Accept, while the
+   * leader's answer shows every slot it proposed. Forgotten accepts still count.
+   */
   private recordAccept(n: SimNode, r: LogRecord): void {
     const node = n.id;
     let byBallot = this.accepts.get(r.position);
@@ -957,7 +1037,7 @@ export class Simulation {
       throw new Violation(`slot ${r.position} has two values at ballot ${r.ballot}: ${JSON.stringify(a.value)} and ${JSON.stringify(value)} (node ${node})`);
     }
     a.nodes.add(node);
-    if (a.nodes.size >= this.majority) {
+    if (a.nodes.size >= this.majority && a.nodes.has(this.k.ballotNode(r.ballot))) {
       const chosen = this.trulyChosen.get(r.position);
       if (chosen === undefined) this.trulyChosen.set(r.position, value);
       else if (chosen !== value) {
@@ -992,9 +1072,15 @@ export class Simulation {
       }
       // Multi-Paxos chooses a value by a majority's durable accepts at one ballot, so one is applied
       // only once they exist: a value applied first was never chosen (a reply sent before its write
-      // was durable shows here at once, without waiting for a crash to lose the write).
+      // was durable shows here at once, without waiting for a crash to lose the write; so does a
+      // leader that counts its followers' acks before its own accept is durable).
       if (chosen === undefined && this.o.protocol === 'multipaxos') {
-        throw new Violation(`node ${n.id} applied ${JSON.stringify(text)} at slot ${a.position}, which no majority has durably accepted`);
+        throw new Violation(`node ${n.id} applied ${JSON.stringify(text)} at slot ${a.position}, which no majority has durably accepted (with its proposer among them)`);
+      }
+      // Raft commits by count only an entry of the leader's term on its own disk, and the older
+      // ones below it: so a leader of this entry's term or a later one held it on disk first.
+      if (this.o.protocol === 'raft' && !this.leaderHeld(a)) {
+        throw new Violation(`node ${n.id} applied position ${a.position} (term ${a.ballot}) before a leader of its term or a later one held it on disk`);
       }
       const cmds = this.k.decodeBatch(a.value);
       if (!Array.isArray(cmds)) throw new Violation(`node ${n.id} applied a malformed batch at ${a.position}: ${cmds.error}`);
@@ -1110,6 +1196,7 @@ export class Simulation {
   private liveness(): void {
     this.faultsOn = false;
     this.cuts = new Set();
+    for (const n of this.nodes) n.stalledUntil = 0;
     for (const n of this.nodes) if (n.core && n.pausedUntil !== 0) this.wake(n);
     // A node still rejoining while another refused for good can never finish (it needs every
     // member's answer; a Raft node does not even learn meanwhile): it runs, but nothing is asked of it.

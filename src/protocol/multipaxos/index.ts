@@ -995,6 +995,12 @@ export class MultiPaxos implements Protocol {
    */
   private learnValue(slot: number, ballot: number, value: Uint8Array): void {
     if (slot < 1 || this.isChosen(slot)) return;
+    if (this.bugs.learnKeepsOwnValue) { // the planted bug: the old rule, ours kept at a higher ballot
+      const a = this.accepted.get(slot);
+      if (!a || a.ballot <= ballot) this.acceptLocal(slot, ballot, value);
+      this.markChosen(slot, this.accepted.get(slot)!.value);
+      return;
+    }
     this.acceptLocal(slot, Math.max(ballot, this.accepted.get(slot)?.ballot ?? 0), value);
     this.markChosen(slot, value);
   }
@@ -1289,9 +1295,12 @@ export class MultiPaxos implements Protocol {
     this.recoveryEnd = Math.max(end, start - 1);
     this.reports.clear();
     // A slot is chosen only with our own accept of it on disk among the acks (see `window`).
-    this.window.reset(start, this.quorum, 1 << this.memberIndex.get(this.id)!);
+    // (The planted commitWithoutOwnCopy requires nobody; learnKeepsOwnValue re-proposes a slot
+    // known chosen at the start, as the old code did.)
+    this.window.reset(start, this.quorum, this.bugs.commitWithoutOwnCopy ? 0 : 1 << this.memberIndex.get(this.id)!);
+    const from = this.bugs.learnKeepsOwnValue ? start + 1 : start;
     for (const s of this.chosenValues.keys()) {
-      if (s >= start && s < start + this.window.capacity) this.window.markChosen(s);
+      if (s >= from && s < start + this.window.capacity) this.window.markChosen(s);
     }
     this.nextSlot = start;
     while (this.nextSlot < this.window.prefix) this.recovery.delete(this.nextSlot++);

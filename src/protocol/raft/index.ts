@@ -152,7 +152,7 @@ export class Raft implements Protocol {
   private readonly kernels: Kernels;
   /** The only randomness: election timeouts and, after a restart, the read counters' start. */
   private readonly rng: Rng;
-  /** Test-only planted bugs (commitOldTerm, leaseWithoutLease); empty in production. */
+  /** Test-only planted bugs (plantedBugs); empty in production. */
   private readonly bugs: Partial<Record<PlantedBug, boolean>>;
   /** This instance's number (ProtocolOptions.incarnation) and the last Propose number it sent. */
   private readonly incarnation: number;
@@ -999,7 +999,8 @@ export class Raft implements Protocol {
     this.scratch[0] = this.durableIndex;
     let i = 1;
     for (const pr of this.progress.values()) this.scratch[i++] = pr.match;
-    const index = Math.min(this.durableIndex, this.kernels.quorumIndex(this.scratch, i, this.quorum));
+    const counted = this.kernels.quorumIndex(this.scratch, i, this.quorum);
+    const index = this.bugs.commitWithoutOwnCopy ? counted : Math.min(this.durableIndex, counted);
     if (index <= this.commitIndex) return false;
     // Figure 8: an entry of an older term may sit on a majority and still be overwritten, so only
     // an entry of this term is committed by counting; the older ones before it follow.
