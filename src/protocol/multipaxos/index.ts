@@ -882,9 +882,8 @@ export class MultiPaxos implements Protocol {
       // refused silently, as that proposal can never be chosen.
       if (this.isChosen(e.slot)) {
         if (!this.isChosenValue(e.slot, e.value)) continue;
-        // The chosen value is answered, but its record never goes to a lower ballot: a learner
-        // whose own accept is above the ballot a LearnReply names keeps its own value (learnValue),
-        // which is safe only while a chosen slot's record is at or above the ballot it was chosen at.
+        // The chosen value is answered, but its record never goes to a lower ballot: a Promise
+        // reports the highest ballot each value was accepted at, and an acceptor's only grows.
         if ((this.accepted.get(e.slot)?.ballot ?? 0) < m.ballot) this.acceptLocal(e.slot, m.ballot, e.value);
       } else this.acceptLocal(e.slot, m.ballot, e.value);
       if (runCount > 0 && e.slot === runFirst + runCount) runCount++;
