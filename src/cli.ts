@@ -97,20 +97,17 @@ interface ServeFlags {
   tlsCa?: string;
 }
 
-/** The environment variable read for a flag: PAXLOG_SECRET for --secret, PAXLOG_CLIENT_TOKEN for --client-token. */
-const envName = (flagName: string): string => `PAXLOG_${flagName.slice(2).replace(/-/g, '_').toUpperCase()}`;
-
 /**
  * A secret from a flag, a file or the environment (at most one flag). A file's trailing newline is
  * not part of the secret. The value is never logged or echoed in an error. An empty one given is
  * refused, wherever it comes from: `--client-token "$TOKEN"` with TOKEN unset would otherwise turn
  * client authentication off without a word (leaving a secret out is how one runs without it).
  */
-function readSecret(what: string, flag: string | undefined, file: string | undefined, env: string | undefined, flagName: string): string | undefined {
+function readSecret(what: string, flag: string | undefined, file: string | undefined, flagName: string, envName: string): string | undefined {
   if (flag !== undefined && file !== undefined) throw new UsageError(`give ${flagName} or ${flagName}-file, not both`);
   if (file === undefined) {
-    const given = flag ?? env;
-    if (given === '') throw new UsageError(`the ${what} is empty (${flag !== undefined ? flagName : envName(flagName)}): give a non-empty one, or leave it out`);
+    const given = flag ?? process.env[envName];
+    if (given === '') throw new UsageError(`the ${what} is empty (${flag !== undefined ? flagName : envName}): give a non-empty one, or leave it out`);
     return given;
   }
   let text: string;
@@ -128,8 +125,8 @@ async function serve(f: ServeFlags): Promise<void> {
   if (!f.peers.has(f.id)) throw new UsageError(`--id ${f.id} is not in --peers (${[...f.peers.keys()].join(', ')})`);
   const portProblem = httpPortProblem(f.httpPort, f.peers.get(f.id)!.port);
   if (portProblem !== null) throw new UsageError(portProblem);
-  const secret = readSecret('cluster secret', f.secret, f.secretFile, process.env.PAXLOG_SECRET, '--secret') ?? '';
-  const clientToken = readSecret('client token', f.clientToken, f.clientTokenFile, process.env.PAXLOG_CLIENT_TOKEN, '--client-token');
+  const secret = readSecret('cluster secret', f.secret, f.secretFile, '--secret', 'PAXLOG_SECRET') ?? '';
+  const clientToken = readSecret('client token', f.clientToken, f.clientTokenFile, '--client-token', 'PAXLOG_CLIENT_TOKEN');
   if ((f.tlsCert === undefined) !== (f.tlsKey === undefined)) throw new UsageError('TLS needs both --tls-cert and --tls-key');
   if (f.tlsCa !== undefined && f.tlsCert === undefined) throw new UsageError('--tls-ca needs --tls-cert and --tls-key');
   const tls = f.tlsCert !== undefined && f.tlsKey !== undefined ? { certFile: f.tlsCert, keyFile: f.tlsKey, caFile: f.tlsCa } : undefined;
@@ -303,7 +300,7 @@ async function status(f: StatusFlags): Promise<void> {
   } catch {
     throw new UsageError(`--endpoint ${f.endpoint} is not a URL (e.g. http://127.0.0.1:8001)`);
   }
-  const token = readSecret('client token', f.clientToken, f.clientTokenFile, process.env.PAXLOG_CLIENT_TOKEN, '--client-token');
+  const token = readSecret('client token', f.clientToken, f.clientTokenFile, '--client-token', 'PAXLOG_CLIENT_TOKEN');
   let r: Response;
   try {
     r = await fetch(url, { signal: AbortSignal.timeout(5000), headers: token !== undefined ? { authorization: `Bearer ${token}` } : {} });

@@ -4,16 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MultiPaxos } from '../src/protocol/multipaxos/index.js';
-import { Raft } from '../src/protocol/raft/index.js';
 import { MsgType, type Message } from '../src/protocol/messages.js';
-import type { PlantedBug, Protocol, ProtocolOptions } from '../src/protocol/types.js';
+import type { PlantedBug, Protocol } from '../src/protocol/types.js';
+import { protocolFactory } from '../src/sim/protocols.js';
 import { Net, cmds } from './core-net.js';
 
 type Bugs = Partial<Record<PlantedBug, boolean>>;
-const makers: Record<'multipaxos' | 'raft', (bugs: Bugs) => (o: ProtocolOptions) => Protocol> = {
-  multipaxos: (bugs) => (o) => new MultiPaxos({ ...o, bugs }),
-  raft: (bugs) => (o) => new Raft({ ...o, bugs }),
-};
 const between = (a: number, b: number) => (m: Message): boolean => (m.from === a && m.to === b) || (m.from === b && m.to === a);
 const isAppend = (m: Message): boolean => m.type === MsgType.Accept || m.type === MsgType.AppendEntries;
 
@@ -35,7 +31,7 @@ const commitRace = (protocol: 'multipaxos' | 'raft', bugs: Bugs = {}): void => {
   // with the copy unwritten, B and A (answered by B's and C's replies, none showing the entry)
   // elect a leader that puts another value there.
   // B's writes are durable until it leads, and none of its reign's are (Raft's no-op included).
-  const net = new Net<Protocol>(3, { readysOutstandingMax: 64 }, makers[protocol](bugs));
+  const net = new Net<Protocol>(3, { readysOutstandingMax: 64 }, (o) => protocolFactory(protocol)({ ...o, bugs }));
   net.nodes.get(2)!.autoPersist = false;
   for (let i = 0; i < 500 && net.role(2) !== 'leader'; i++) {
     net.core(2).tick();
